@@ -1,0 +1,1 @@
+"""Polled collectors over Modbus TCP, driven by register-map data files."""

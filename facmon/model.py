@@ -1,0 +1,93 @@
+"""What collectors emit and what travels on the MQTT backbone: typed readings and events.
+
+A `Reading` is one poll (or one pushed state message) of one device: all its current values. An `Event` is a
+change worth acting on: a fault raised or cleared, a device lost or found again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from facmon.clock import utc
+
+UtcDatetime = Annotated[datetime, AfterValidator(utc)]
+Value = bool | int | float | str
+
+
+class DeviceKind(StrEnum):
+    ELEVATOR = "elevator"
+    FIRE_PANEL = "fire_panel"
+    GATE = "gate"
+    CAMERA = "camera"
+
+
+class DeviceRef(BaseModel):
+    """Who a reading or event is about; these become InfluxDB tags."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    site: str
+    building: str
+    device: str
+    kind: DeviceKind
+    model: str
+    role: str | None = None
+
+
+class EventType(StrEnum):
+    FAULT_RAISED = "fault_raised"
+    FAULT_CLEARED = "fault_cleared"
+    COMM_LOST = "comm_lost"
+    COMM_RESTORED = "comm_restored"
+
+
+class Reading(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ref: DeviceRef
+    ts: UtcDatetime
+    values: dict[str, Value]
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ref: DeviceRef
+    ts: UtcDatetime
+    type: EventType
+    # The fault this event is about: the controller's code as text ("2"), or a named condition
+    # ("entrapment"). None for comm events.
+    code: str | None = None
+    message: str = ""
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+
+
+# Collectors hand what they produce to an `Emit`; they never touch storage or the network beyond the device.
+Emit = Callable[[Reading | Event], Awaitable[None]]
+
+
+def decode_message(payload: bytes | str) -> Reading | Event:
+    """Parse a backbone payload; raises ValueError naming what is wrong."""
+    import json
+
+    from pydantic import ValidationError
+
+    try:
+        data = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError("payload is not a JSON object")
+    cls: type[Reading] | type[Event] = Event if "type" in data else Reading
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "(payload)"
+        raise ValueError(f"invalid {cls.__name__.lower()}: {where}: {first['msg']}") from exc

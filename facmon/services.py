@@ -1,0 +1,188 @@
+"""Mosquitto and influxd as child processes, for `facmon up` and for the test fixtures.
+
+Each runs on a free loopback port with its data under a folder we own, and stops with its parent. These are the
+real Debian daemons; nothing here imitates them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def find_binary(name: str) -> str:
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise ServiceError(f"{name} not found: install the Debian package (make deps does it)")
+
+
+class ChildService:
+    """A daemon we start, wait for, and stop. Restartable on the same port and data (for outage tests)."""
+
+    name = "service"
+    startup_timeout_s = 20.0
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"{self.name}.log"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        return _port_open(self.port)
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            # A new session: Ctrl-C at the terminal reaches us, and we stop the child in order.
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise ServiceError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
+            if self.ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServiceError(f"{self.name} did not become ready on port {self.port} in {self.startup_timeout_s} s")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        # The port must be free before a restart can bind it again.
+        deadline = time.monotonic() + timeout_s
+        while _port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def __enter__(self) -> ChildService:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class Mosquitto(ChildService):
+    name = "mosquitto"
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "mosquitto.conf"
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            "\n".join(
+                [
+                    f"listener {self.port} 127.0.0.1",
+                    "allow_anonymous true",
+                    "persistence true",
+                    f"persistence_location {data}/",
+                    "autosave_interval 1",
+                    # Persistent sessions keep their queued QoS 1 messages while a subscriber is away.
+                    "max_queued_messages 0",
+                    "log_dest stdout",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "",
+                ]
+            )
+        )
+        return [find_binary("mosquitto"), "-c", str(conf)]
+
+
+class Influxd(ChildService):
+    name = "influxd"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        # influxd also binds a backup/restore RPC port; give it its own free one.
+        self.rpc_port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "influxdb.conf"
+        conf.write_text(
+            f"""reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+
+[meta]
+  dir = "{self.workdir / "meta"}"
+
+[data]
+  dir = "{self.workdir / "data"}"
+  wal-dir = "{self.workdir / "wal"}"
+  query-log-enabled = false
+
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[logging]
+  level = "warn"
+"""
+        )
+        return [find_binary("influxd"), "run", "-config", str(conf)]
+
+    def ready(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.url}/ping", timeout=0.5).status_code == 204
+        return False

@@ -1,0 +1,167 @@
+"""The site file: one YAML file describes one estate — buildings and their devices.
+
+Everything is validated at load; an error names the file, the entry and what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from facmon.model import DeviceKind, DeviceRef
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+
+
+class SiteFileError(ValueError):
+    """A site file that cannot be used; `problems` lists each one as 'file: entry: what is wrong'."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModbusAddress(_Strict):
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    unit: int = Field(default=1, ge=0, le=247)
+
+
+class Device(_Strict):
+    id: Identifier
+    kind: DeviceKind
+    model: Identifier
+    role: Literal["main", "peak", "backup"] | None = None
+    address: ModbusAddress | None = None
+    poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    # How long a device may stay silent before it is reported comm_lost.
+    comm_grace_s: float = Field(default=3.0, ge=0, le=3600)
+    installed_on: date | None = None
+    registration_code: Annotated[str, Field(pattern=r"^\d{20}$")] | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _modbus_needs_address(self) -> Device:
+        if self.kind in (DeviceKind.ELEVATOR, DeviceKind.FIRE_PANEL) and self.address is None:
+            raise ValueError(f"a {self.kind.value} is read over Modbus TCP and needs an address")
+        return self
+
+
+class Building(_Strict):
+    id: Identifier
+    name: str = ""
+    devices: list[Device] = Field(default_factory=list)
+
+
+class SiteInfo(_Strict):
+    id: Identifier
+    name: str = ""
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class Site(_Strict):
+    site: SiteInfo
+    buildings: list[Building] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Site:
+        seen: set[str] = set()
+        for building in self.buildings:
+            for device in building.devices:
+                if device.id in seen:
+                    raise ValueError(f"device id {device.id!r} is used twice")
+                seen.add(device.id)
+        return self
+
+    @property
+    def id(self) -> str:
+        return self.site.id
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.site.timezone)
+
+    def devices(self) -> Iterator[tuple[Building, Device]]:
+        for building in self.buildings:
+            for device in building.devices:
+                yield building, device
+
+    def device(self, device_id: str) -> Device:
+        for _, device in self.devices():
+            if device.id == device_id:
+                return device
+        raise KeyError(device_id)
+
+    def ref(self, device_id: str) -> DeviceRef:
+        for building, device in self.devices():
+            if device.id == device_id:
+                return DeviceRef(
+                    site=self.id,
+                    building=building.id,
+                    device=device.id,
+                    kind=device.kind,
+                    model=device.model,
+                    role=device.role,
+                )
+        raise KeyError(device_id)
+
+
+def _entry_name(raw: Any, loc: tuple[int | str, ...]) -> str:
+    """Turn a pydantic error location into words a person finds in the file: buildings[0].devices[2] -> b1/e3."""
+    words: list[str] = []
+    node = raw
+    for part in loc:
+        if isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            label = node.get("id") if isinstance(node, dict) else None
+            if words:
+                words[-1] += f"[{label}]" if label else f"[{part}]"
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+            words.append(str(part))
+        else:
+            words.append(str(part))
+    return ".".join(words) or "(top level)"
+
+
+def load_site(path: str | Path) -> Site:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SiteFileError(path, [f"{path}: cannot read: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        raise SiteFileError(path, [f"{path}: not valid YAML: {exc}"]) from exc
+    if not isinstance(raw, dict):
+        raise SiteFileError(path, [f"{path}: expected a mapping with 'site' and 'buildings'"])
+    try:
+        site = Site.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"{path}: {_entry_name(raw, err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise SiteFileError(path, problems) from exc
+    from collectors.registry import check_models  # the site may only name models we have drivers for
+
+    unknown = check_models(site)
+    if unknown:
+        raise SiteFileError(path, [f"{path}: {entry}: {msg}" for entry, msg in unknown])
+    return site
