@@ -1,0 +1,141 @@
+"""One Modbus TCP connection per host:port, shared by the pollers of every unit id behind it.
+
+Many controllers sit behind one Modbus TCP gateway, and most gateways serve one request at a time: the link keeps
+exactly one request in flight, reconnects with capped exponential backoff and jitter, and turns every way a request
+can fail into a `LinkError`, so the pollers above it never see a pymodbus or socket exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import weakref
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from collectors.modbus.driver import Table
+
+BACKOFF_BASE_S = 0.5
+
+
+class LinkError(Exception):
+    """A request that got no usable answer: not connected, timed out, or answered with a Modbus exception."""
+
+
+class ModbusLink:
+    def __init__(self, host: str, port: int, *, backoff_max_s: float = 30.0) -> None:
+        self.host = host
+        self.port = port
+        self.backoff_max_s = backoff_max_s
+        self.users = 0
+        self._client: AsyncModbusTcpClient | None = None
+        self._lock = asyncio.Lock()
+        self._failures = 0
+        # Loop time before which no new connection is tried; until then requests fail at once.
+        self._retry_at = 0.0
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:
+        return f"ModbusLink({self.host}:{self.port})"
+
+    async def read(self, table: Table, start: int, count: int, *, unit: int, timeout_s: float) -> list[int]:
+        """`count` registers from `start` of one unit, or LinkError."""
+        async with self._lock:
+            client = await self._connected(timeout_s)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    if table == "holding":
+                        response = await client.read_holding_registers(start, count=count, device_id=unit)
+                    else:
+                        response = await client.read_input_registers(start, count=count, device_id=unit)
+            except (ModbusException, OSError, TimeoutError) as exc:
+                # A late answer to this request could still arrive; on a fresh connection it cannot be taken for
+                # the answer to the next one.
+                self._drop()
+                self._failed()
+                raise LinkError(f"{table} {start}+{count} unit {unit}: {exc or type(exc).__name__}") from exc
+            except asyncio.CancelledError:
+                # Same reason: the request is still out there, and the next poller must not get its answer.
+                self._drop()
+                raise
+            self._failures = 0
+            if response.isError():
+                # The gateway or device answered, with a Modbus exception (e.g. 0x0B: the unit behind the gateway
+                # is silent). The connection itself is fine.
+                raise LinkError(f"{table} {start}+{count} unit {unit}: exception code {response.exception_code}")
+            registers: list[int] = list(response.registers)
+            if len(registers) < count:
+                raise LinkError(f"{table} {start}+{count} unit {unit}: got {len(registers)} registers")
+            return registers[:count]
+
+    def close(self) -> None:
+        self._drop()
+
+    async def _connected(self, timeout_s: float) -> AsyncModbusTcpClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        self._drop()
+        wait = self._retry_at - asyncio.get_running_loop().time()
+        if wait > 0:
+            raise LinkError(f"{self.host}:{self.port}: next connection attempt in {wait:.1f} s")
+        # reconnect_delay=0: pymodbus must not reconnect on its own; the backoff here decides when to try again.
+        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=timeout_s, retries=0, reconnect_delay=0)
+        try:
+            async with asyncio.timeout(timeout_s):
+                connected = await client.connect()
+        except TimeoutError:
+            connected = False
+        if not connected:
+            client.close()
+            self._failed()
+            raise LinkError(f"{self.host}:{self.port}: cannot connect")
+        self._client = client
+        return client
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _failed(self) -> None:
+        self._failures += 1
+        delay = min(self.backoff_max_s, BACKOFF_BASE_S * 2 ** (self._failures - 1))
+        # Jitter, so the gateways of a whole estate that lost power do not all reconnect in the same instant.
+        self._retry_at = asyncio.get_running_loop().time() + delay * self._rng.uniform(0.5, 1.0)
+
+
+class ModbusLinks:
+    """The open links of one event loop by host:port; a link closes when its last poller lets go of it."""
+
+    def __init__(self) -> None:
+        self._links: dict[tuple[str, int], ModbusLink] = {}
+
+    def acquire(self, host: str, port: int, *, backoff_max_s: float = 30.0) -> ModbusLink:
+        link = self._links.get((host, port))
+        if link is None:
+            link = self._links[(host, port)] = ModbusLink(host, port, backoff_max_s=backoff_max_s)
+        link.users += 1
+        return link
+
+    def release(self, link: ModbusLink) -> None:
+        link.users -= 1
+        if link.users <= 0 and self._links.get((link.host, link.port)) is link:
+            del self._links[(link.host, link.port)]
+            link.close()
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+
+# Connections and their locks belong to one event loop, so the shared pool is per loop.
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ModbusLinks] = weakref.WeakKeyDictionary()
+
+
+def shared_links() -> ModbusLinks:
+    """The pool the pollers of the running event loop share unless they are given one."""
+    loop = asyncio.get_running_loop()
+    pool = _POOLS.get(loop)
+    if pool is None:
+        pool = _POOLS[loop] = ModbusLinks()
+    return pool
