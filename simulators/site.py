@@ -1,0 +1,152 @@
+"""Every elevator of a site file as a live simulator at its own address, played by a scenario or driven over MQTT.
+
+Devices that share a host:port (controllers behind one Modbus TCP gateway) share one listener and answer by unit
+id. At run time a command on `facmon-sim/v1/<site>/<device>/command` with a JSON action, the same actions as
+scenario steps (`{"action": "fault", "code": 2}`), acts on that device at once; timing fields are ignored there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+import zlib
+
+import aiomqtt
+import structlog
+from pydantic import ValidationError
+
+from collectors.registry import modbus_driver
+from facmon.model import DeviceKind
+from facmon.site import Site
+from simulators.elevator import ElevatorSimulator
+from simulators.endpoint import ModbusEndpoint
+from simulators.scenario import STEP, Scenario, SetStep, Step, perform, play
+
+log = structlog.get_logger(__name__)
+
+COMMAND_ROOT = "facmon-sim/v1"
+
+
+def command_topic(site: str, device: str) -> str:
+    return f"{COMMAND_ROOT}/{site}/{device}/command"
+
+
+def _device_seed(seed: int, device_id: str) -> int:
+    # Each device gets its own stream of choices, the same whatever order the site file lists devices in.
+    return zlib.crc32(f"{seed}/{device_id}".encode())
+
+
+class SiteSimulator:
+    def __init__(
+        self,
+        site: Site,
+        *,
+        scenario: Scenario | None = None,
+        speed: float = 1.0,
+        seed: int = 0,
+        mqtt_host: str | None = None,
+        mqtt_port: int = 1883,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        self.site = site
+        self.scenario = scenario
+        self.speed = speed
+        self.mqtt_host = mqtt_host
+        self.mqtt_port = mqtt_port
+        self.backoff_max_s = backoff_max_s
+        self.sims: dict[str, ElevatorSimulator] = {}
+        groups: dict[tuple[str, int], list[ElevatorSimulator]] = {}
+        for _, device in site.devices():
+            if device.kind is not DeviceKind.ELEVATOR or device.address is None:
+                continue
+            address = device.address
+            sim = ElevatorSimulator(
+                modbus_driver(device.model),
+                host=address.host,
+                port=address.port,
+                unit=address.unit,
+                seed=_device_seed(seed, device.id),
+                speed=speed,
+            )
+            self.sims[device.id] = sim
+            groups.setdefault((address.host, address.port), []).append(sim)
+        self.endpoints: list[ModbusEndpoint] = []
+        for (host, port), sims in groups.items():
+            endpoint = ModbusEndpoint(host, port, list(sims))
+            self.endpoints.append(endpoint)
+            for sim in sims:
+                sim.attach(endpoint)
+        if scenario is not None:
+            # A scenario naming a device this site does not have fails now, not minutes into a demo.
+            scenario.check(self.sims)
+        # Set while the MQTT control subscription is in place (tests wait for it before publishing).
+        self.control_ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Serve every device until cancelled."""
+        try:
+            for endpoint in self.endpoints:
+                await endpoint.start()
+            for sim in self.sims.values():
+                await sim.start()
+            log.info("simulators up", site=self.site.id, devices=len(self.sims), listeners=len(self.endpoints))
+            async with asyncio.TaskGroup() as tg:
+                if self.scenario is not None:
+                    tg.create_task(play(self.scenario, self.sims, speed=self.speed), name="scenario")
+                if self.mqtt_host is not None:
+                    tg.create_task(self._control(tg, self.mqtt_host), name="simulator-control")
+                await asyncio.Event().wait()
+        finally:
+            for sim in self.sims.values():
+                await sim.stop()
+            for endpoint in self.endpoints:
+                await endpoint.stop()
+
+    async def _control(self, tg: asyncio.TaskGroup, host: str) -> None:
+        """Take commands from MQTT for as long as we run, reconnecting with capped, jittered backoff."""
+        backoff = 0.5
+        topic = command_topic(self.site.id, "+")
+        identifier = f"facmon-sim-{self.site.id}-{uuid.uuid4().hex[:8]}"
+        while True:
+            try:
+                async with aiomqtt.Client(host, self.mqtt_port, identifier=identifier) as client:
+                    await client.subscribe(topic, qos=1)
+                    backoff = 0.5
+                    self.control_ready.set()
+                    log.info("simulator control subscribed", topic=topic)
+                    async for message in client.messages:
+                        self._command(tg, str(message.topic), message.payload)
+            except aiomqtt.MqttError as exc:
+                log.warning("simulator control link lost", error=str(exc), retry_in_s=round(backoff, 2))
+            self.control_ready.clear()
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, self.backoff_max_s)
+
+    def _command(self, tg: asyncio.TaskGroup, topic: str, payload: object) -> None:
+        """Start one command; a command that is not understood is logged and dropped, never fatal."""
+        device = topic.split("/")[3] if topic.count("/") == 4 else "?"
+        try:
+            if not isinstance(payload, (bytes, bytearray, str)):
+                raise ValueError("payload is not JSON text")
+            action = STEP.validate_python(json.loads(payload))
+            sim = self.sims.get(device)
+            if sim is None:
+                raise ValueError(f"unknown device {device!r}; known: {sorted(self.sims)}")
+            if isinstance(action, SetStep):
+                sim.driver.to_registers(action.point, action.value)
+        except (ValueError, KeyError) as exc:  # json and pydantic errors are ValueErrors too
+            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            log.warning("simulator command ignored", topic=topic, reason=reason)
+            return
+        log.info("simulator command", device=device, action=action.action)
+        tg.create_task(self._perform(device, action, sim), name=f"command-{device}-{action.action}")
+
+    async def _perform(self, device: str, action: Step, sim: ElevatorSimulator) -> None:
+        try:
+            await perform(action, sim, speed=self.speed)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            log.warning("simulator command failed", device=device, action=action.action, reason=str(exc))

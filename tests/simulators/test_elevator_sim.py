@@ -1,0 +1,213 @@
+"""The elevator simulator: a real pymodbus server whose registers follow a simulated car."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from pymodbus.client import AsyncModbusTcpClient
+
+from collectors.modbus.driver import ModbusDriver
+from collectors.registry import modbus_driver
+from facmon.model import Value
+from facmon.services import free_port
+from simulators.elevator import RATED_SPEED_MPS, ElevatorSimulator
+from tests.simulators.support import assert_no_leaked_tasks, read_point_values, wait_until
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaks() -> AsyncIterator[None]:
+    yield
+    await assert_no_leaked_tasks()
+
+
+@pytest.fixture
+def driver() -> ModbusDriver:
+    return modbus_driver("elev-gb-a")
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[list[AsyncModbusTcpClient]]:
+    clients: list[AsyncModbusTcpClient] = []
+    yield clients
+    for client in clients:
+        client.close()
+
+
+async def _client(port: int, clients: list[AsyncModbusTcpClient], timeout_s: float = 1.0) -> AsyncModbusTcpClient:
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=timeout_s, retries=0, reconnect_delay=0)
+    clients.append(client)
+    assert await client.connect()
+    return client
+
+
+def _ride(sim: ElevatorSimulator, seconds: float, dt: float = 0.5) -> list[dict[str, Value]]:
+    frames = []
+    for _ in range(int(seconds / dt)):
+        sim.step(dt)
+        frames.append(sim.snapshot())
+    return frames
+
+
+def test_same_seed_same_ride_other_seed_other_ride(driver: ModbusDriver) -> None:
+    first = _ride(ElevatorSimulator(driver, port=1, seed=42), 600)
+    again = _ride(ElevatorSimulator(driver, port=1, seed=42), 600)
+    other = _ride(ElevatorSimulator(driver, port=1, seed=43), 600)
+    assert first == again
+    assert first != other
+
+
+def test_the_car_rides_between_floors_and_counts(driver: ModbusDriver) -> None:
+    sim = ElevatorSimulator(driver, port=1, seed=1, floors=12)
+    start = sim.snapshot()
+    frames = _ride(sim, 1800, dt=0.2)
+    assert len({f["floor"] for f in frames}) >= 4
+    assert all(1 <= int(f["floor"]) <= 12 for f in frames)
+    assert {f["door"] for f in frames} == {"closed", "opening", "open", "closing"}
+    assert {f["direction"] for f in frames if f["moving"]} == {"up", "down"}
+    assert all(f["direction"] == "none" and f["speed"] == 0 for f in frames if not f["moving"])
+    # The door only opens level with a landing, and never while the car moves.
+    assert all(f["door_zone"] and not f["moving"] for f in frames if f["door"] != "closed")
+    assert any(not f["door_zone"] for f in frames if f["moving"])
+    assert max(float(f["speed"]) for f in frames) == pytest.approx(RATED_SPEED_MPS)
+    assert any(f["passenger"] for f in frames)
+    end = sim.snapshot()
+    trips = int(end["trips"]) - int(start["trips"])
+    assert trips >= 10
+    assert int(end["door_cycles"]) - int(start["door_cycles"]) >= trips - 1
+    assert float(end["run_hours"]) > float(start["run_hours"])
+
+
+def test_fault_stops_the_car_until_cleared(driver: ModbusDriver) -> None:
+    sim = ElevatorSimulator(driver, port=1, seed=5)
+    # Stop it mid-run: find a moment it moves.
+    while not sim.value("moving"):
+        sim.step(0.1)
+    sim.inject_fault(1)
+    assert (sim.value("fault_code"), sim.value("moving"), sim.value("speed")) == (1, False, 0)
+    held = _ride(sim, 120)
+    assert all(f == held[0] for f in held)
+    sim.clear_fault()
+    assert sim.value("fault_code") == 0
+    frames = _ride(sim, 120)
+    assert any(f["moving"] for f in frames)
+
+
+def test_entrapment_and_release(driver: ModbusDriver) -> None:
+    sim = ElevatorSimulator(driver, port=1, seed=9)
+    _ride(sim, 100)
+    sim.set_entrapment(True)
+    trapped = {"passenger": True, "door": "closed", "moving": False, "door_zone": False, "entrapment": True}
+    assert {k: sim.value(k) for k in trapped} == trapped
+    assert all({k: f[k] for k in trapped} == trapped for f in _ride(sim, 120))
+    sim.set_entrapment(False)
+    assert (sim.value("entrapment"), sim.value("door_zone"), sim.value("door")) == (False, True, "opening")
+    assert "open" in {f["door"] for f in _ride(sim, 10)}
+
+
+def test_set_value_checks_names_and_encodability(driver: ModbusDriver) -> None:
+    sim = ElevatorSimulator(driver, port=1)
+    sim.set_value("power_source", "backup")
+    assert sim.value("power_source") == "backup"
+    assert sim.registers("holding")[9] == 1
+    sim.set_value("trips", 0x12345678)
+    assert [sim.registers("holding")[20], sim.registers("holding")[21]] == [0x1234, 0x5678]
+    with pytest.raises(KeyError, match="no point 'nope'"):
+        sim.set_value("nope", 1)
+    with pytest.raises(ValueError, match="not one of"):
+        sim.set_value("door", "ajar")
+    with pytest.raises(ValueError, match="does not fit"):
+        sim.set_value("trips", -1)
+
+
+def test_refuses_a_driver_without_elevator_points() -> None:
+    other = ModbusDriver.model_validate(
+        {"model": "x", "kind": "fire_panel", "points": [{"name": "a", "address": 0, "type": "uint16"}]}
+    )
+    with pytest.raises(ValueError, match="no points"):
+        ElevatorSimulator(other, port=1)
+
+
+async def test_serves_its_state_over_modbus(driver: ModbusDriver, client_for: list[AsyncModbusTcpClient]) -> None:
+    port = free_port()
+    async with ElevatorSimulator(driver, port=port, seed=3, speed=0) as sim:
+        sim.set_value("trips", 0x12345678)
+        sim.set_value("run_hours", 20000.4)
+        client = await _client(port, client_for)
+        values, problems = await read_point_values(client, driver)
+        assert problems == []
+        assert values == {**sim.snapshot(), "speed": 0.0, "run_hours": pytest.approx(20000.4)}
+        # Reserved registers inside a block read as zeros; outside the map is an illegal address.
+        assert (await client.read_holding_registers(12, count=8, device_id=1)).registers == [0] * 8
+        outside = await client.read_holding_registers(50, count=2, device_id=1)
+        assert outside.isError()
+        assert outside.exception_code == 2
+        # Status registers are read-only.
+        assert (await client.write_register(0, 2, device_id=1)).isError()
+
+
+async def test_live_updates_reach_the_wire(driver: ModbusDriver, client_for: list[AsyncModbusTcpClient]) -> None:
+    port = free_port()
+    async with ElevatorSimulator(driver, port=port, seed=11, speed=40) as sim:
+        client = await _client(port, client_for)
+        seen: set[Value] = set()
+
+        async def floors() -> None:
+            while len(seen) < 3:
+                values, _ = await read_point_values(client, driver)
+                seen.add(values["floor"])
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(floors(), 10)
+        sim.inject_fault(7)
+        values, _ = await read_point_values(client, driver)
+        assert (values["fault_code"], values["moving"]) == (7, False)
+
+
+async def test_link_down_closes_the_port_and_link_up_reopens_it(
+    driver: ModbusDriver, client_for: list[AsyncModbusTcpClient]
+) -> None:
+    port = free_port()
+    async with ElevatorSimulator(driver, port=port, speed=0) as sim:
+        client = await _client(port, client_for)
+        await sim.link_down()
+        await wait_until(lambda: not client.connected, what="the server to drop the connection")
+        refused = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0, reconnect_delay=0)
+        client_for.append(refused)
+        assert not await refused.connect()
+        await sim.link_up()
+        again = await _client(port, client_for)
+        assert (await again.read_holding_registers(101, count=1, device_id=1)).registers == [18]
+
+
+async def test_response_delay(driver: ModbusDriver, client_for: list[AsyncModbusTcpClient]) -> None:
+    port = free_port()
+    async with ElevatorSimulator(driver, port=port, speed=0) as sim:
+        client = await _client(port, client_for)
+        sim.set_response_delay(0.3)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert not (await client.read_holding_registers(0, count=1, device_id=1)).isError()
+        assert loop.time() - started >= 0.3
+
+
+async def test_stop_frees_the_port_even_with_a_request_in_flight(
+    driver: ModbusDriver, client_for: list[AsyncModbusTcpClient]
+) -> None:
+    port = free_port()
+    sim = ElevatorSimulator(driver, port=port, speed=0)
+    await sim.start()
+    client = await _client(port, client_for, timeout_s=0.2)
+    sim.set_response_delay(30)
+    pending = asyncio.ensure_future(client.read_holding_registers(0, count=1, device_id=1))
+    await asyncio.sleep(0.05)
+    await sim.stop()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever pymodbus makes of a dropped connection
+        await pending
+    with socket.socket() as s:
+        # SO_REUSEADDR: the closed connection may linger in TIME_WAIT; only a listener would still hold the port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
