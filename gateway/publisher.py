@@ -1,0 +1,169 @@
+"""Drains the outbox to the MQTT broker; a message leaves the outbox only after the broker's PUBACK.
+
+Delivery is at least once: a message whose PUBACK was lost with the connection is sent again after reconnecting.
+Downstream this is harmless: the historian writes the same point (same series, same timestamp) twice, which
+InfluxDB stores once, and events carry an id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+from collections.abc import Iterator
+from typing import NoReturn
+
+import aiomqtt
+import structlog
+
+from facmon.metrics import Counters
+from facmon.model import Event, Reading
+from gateway.outbox import Outbox, OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+# Small MQTT packets must not wait for Nagle's algorithm: a PUBLISH held back until the broker's delayed ACK comes
+# costs tens of milliseconds per round trip and caps the throughput of a window of QoS 1 messages.
+_TCP_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def backoff_delays(initial_s: float, max_s: float, rng: random.Random) -> Iterator[float]:
+    """Capped exponential backoff with jitter, so gateways that lost the same broker do not return in lockstep."""
+    delay = initial_s
+    while True:
+        yield rng.uniform(delay / 2, delay)
+        delay = min(delay * 2, max_s)
+
+
+class Publisher:
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        metrics: Counters,
+        username: str | None = None,
+        password: str | None = None,
+        backoff_max_s: float = 30.0,
+        max_inflight: int = 100,
+        idle_wait_s: float = 1.0,
+    ) -> None:
+        if max_inflight < 1:
+            raise ValueError("max_inflight must be at least 1")
+        if backoff_max_s <= 0 or idle_wait_s <= 0:
+            raise ValueError("backoff_max_s and idle_wait_s must be positive")
+        self.outbox = outbox
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.username = username
+        self.password = password
+        self.backoff_max_s = backoff_max_s
+        self.max_inflight = max_inflight
+        self.idle_wait_s = idle_wait_s
+        self._metrics = metrics
+        self._wakeup = asyncio.Event()
+        self._acks: list[int] = []  # delivered outbox ids, deleted from the outbox soon after
+        self._rng = random.Random()
+        self.connected = asyncio.Event()
+        outbox.on_put(self._wakeup.set)
+
+    async def emit(self, message: Reading | Event) -> None:
+        """An `Emit` for collectors: the message is on disk when this returns, and the publisher is woken."""
+        self.outbox.put(message)
+
+    async def run(self) -> NoReturn:
+        delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
+        while True:
+            # A fresh client per connection: the one before may hold in-flight messages that the outbox will send
+            # again anyway, and resending them from two places would only add duplicates.
+            client = aiomqtt.Client(
+                self.host,
+                self.port,
+                identifier=self.client_id,
+                username=self.username,
+                password=self.password,
+                max_inflight_messages=self.max_inflight,
+                socket_options=[_TCP_NODELAY],
+            )
+            # A full window in flight is by design; aiomqtt would warn past 10 pending publishes.
+            client.pending_calls_threshold = self.max_inflight + 10
+            try:
+                async with client:
+                    self.connected.set()
+                    self._metrics.inc("gateway_connects")
+                    log.info("connected to broker", host=self.host, port=self.port, backlog=self.outbox.size())
+                    delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(_until_disconnected(client))
+                        tg.create_task(self._drain(client))
+            except* aiomqtt.MqttError as group:
+                self._metrics.inc("gateway_disconnects")
+                delay = next(delays)
+                log.warning(
+                    "broker unreachable, retrying",
+                    error=str(group.exceptions[0]),
+                    backlog=self.outbox.size(),
+                    retry_in_s=round(delay, 2),
+                )
+                self.connected.clear()
+                await asyncio.sleep(delay)
+            finally:
+                self.connected.clear()
+
+    async def _drain(self, client: aiomqtt.Client) -> NoReturn:
+        """Keep up to `max_inflight` messages in flight, oldest first, topping the window up as PUBACKs arrive.
+
+        A sliding window rather than batch after batch: the link never idles waiting for the slowest message of a
+        batch, and a steady stream of PUBLISH packets carries the TCP ACKs a broker's Nagle algorithm waits for.
+        """
+        window = asyncio.Semaphore(self.max_inflight)
+        sent_up_to = 0  # the outbox id of the last message handed to the client on this connection
+        try:
+            async with asyncio.TaskGroup() as tg:
+                while True:
+                    batch = self.outbox.peek(self.max_inflight, after=sent_up_to)
+                    if not batch:
+                        # No await between the empty peek and clear(), so a put cannot slip in unnoticed. The
+                        # timeout is only a safety net; puts wake us up at once.
+                        self._wakeup.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wakeup.wait(), self.idle_wait_s)
+                        continue
+                    for message in batch:
+                        await window.acquire()
+                        # Tasks start in creation order, so paho queues the PUBLISH packets in outbox order.
+                        tg.create_task(self._publish(client, message, window))
+                        sent_up_to = message.id
+        finally:
+            # What the broker acknowledged must not be sent again, even when the connection broke half way.
+            self._flush_acks()
+
+    async def _publish(self, client: aiomqtt.Client, message: OutboxMessage, window: asyncio.Semaphore) -> None:
+        try:
+            await client.publish(message.topic, message.payload, qos=message.qos)
+        finally:
+            window.release()
+        if not self._acks:
+            # Every PUBACK that arrives in this turn of the event loop is deleted in one transaction.
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+        self._acks.append(message.id)
+
+    def _flush_acks(self) -> None:
+        acks, self._acks = self._acks, []
+        if acks:
+            self.outbox.ack(acks)
+            self._metrics.inc("gateway_published", len(acks))
+
+
+async def _until_disconnected(client: aiomqtt.Client) -> None:
+    """Raise MqttError as soon as the connection drops.
+
+    A publish waiting for its PUBACK is not told when the connection goes; it would wait for its timeout. The message
+    iterator is told, so we iterate (the publisher subscribes to nothing, nothing ever arrives) to notice at once.
+    """
+    async for _ in client.messages:
+        pass

@@ -1,0 +1,104 @@
+"""Helpers for tests that wait on real I/O: poll with a deadline, run a service as a task that cannot leak, and a
+real MQTT subscriber that records what it receives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import aiomqtt
+import pytest
+
+from facmon.model import DeviceKind, DeviceRef, Reading, Value
+from facmon.services import Mosquitto
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def restartable_mosquitto(mosquitto_factory: Callable[[], Mosquitto]) -> Callable[[], Mosquitto]:
+    """`mosquitto_factory`, with a broker whose persistent sessions survive its restart even when tests run as root.
+
+    Started as root, Mosquitto switches to the `mosquitto` user, which cannot write its persistence file under
+    pytest's root-only temporary folders: every autosave fails ("Error: Permission denied" in its log) and a restart
+    forgets all persistent sessions. `user root` keeps it as root. This belongs in facmon.services.Mosquitto.
+    """
+
+    def make() -> Mosquitto:
+        broker = mosquitto_factory()
+        if os.geteuid() != 0:
+            return broker
+        broker.stop()
+        plain_command = broker.command
+
+        def command() -> list[str]:
+            argv = plain_command()
+            conf = broker.workdir / "mosquitto.conf"
+            conf.write_text(conf.read_text() + "user root\n")
+            return argv
+
+        broker.command = command  # type: ignore[method-assign]
+        broker.start()
+        return broker
+
+    return make
+
+
+async def eventually(check: Callable[[], T | Awaitable[T]], *, what: str, timeout_s: float = 10.0) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        result = check()
+        last = await result if inspect.isawaitable(result) else result
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
+
+
+@contextlib.asynccontextmanager
+async def running(coro: Coroutine[Any, Any, object], name: str) -> AsyncIterator[asyncio.Task[object]]:
+    """Run `coro` as a task for the block; cancelled and awaited at its end, so errors surface and nothing leaks."""
+    task = asyncio.create_task(coro, name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def reading(site: str, device: str = "e1", *, ts: datetime | None = None, **values: Value) -> Reading:
+    ref = DeviceRef(site=site, building="b1", device=device, kind=DeviceKind.ELEVATOR, model="elev-gb-a")
+    return Reading(ref=ref, ts=ts or datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=1), values=values)
+
+
+class Subscriber:
+    """A real MQTT client with a persistent session (so it misses nothing across a broker restart) and reconnects."""
+
+    def __init__(self, port: int, topic: str, client_id: str) -> None:
+        self.port = port
+        self.topic = topic
+        self.client_id = client_id
+        self.received: list[tuple[str, bytes]] = []
+        self.subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        client = aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id, clean_session=False)
+        while True:
+            try:
+                async with client:
+                    await client.subscribe(self.topic, qos=1)
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        self.received.append((message.topic.value, message.payload))
+            except aiomqtt.MqttError:
+                self.subscribed.clear()
+                await asyncio.sleep(0.1)

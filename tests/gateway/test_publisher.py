@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from facmon.metrics import Counters
+from facmon.model import DeviceKind, DeviceRef, Event, EventType, Reading, decode_message
+from facmon.services import Mosquitto, free_port
+from facmon.topics import ROOT, topic_for
+from gateway.outbox import Outbox
+from gateway.publisher import Publisher
+from tests.gateway.conftest import Subscriber, eventually, reading, running
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _publisher(outbox: Outbox, port: int, metrics: Counters, **kwargs: float) -> Publisher:
+    # idle_wait_s is long on purpose: delivery within the test's deadlines proves a put wakes the publisher.
+    options: dict[str, float] = {"backoff_max_s": 0.5, "idle_wait_s": 30.0, **kwargs}
+    return Publisher(
+        outbox, host="127.0.0.1", port=port, client_id=f"gw-{uuid.uuid4().hex[:8]}", metrics=metrics, **options
+    )
+
+
+def _event(site: str, n: int) -> Event:
+    ref = DeviceRef(site=site, building="b1", device=f"e{n % 7}", kind=DeviceKind.ELEVATOR, model="elev-gb-a")
+    return Event(ref=ref, ts=T0 + timedelta(milliseconds=n), type=EventType.FAULT_RAISED, code=str(n))
+
+
+async def test_messages_reach_a_real_subscriber_in_order(
+    mosquitto: Mosquitto, topic_prefix: str, tmp_path: Path
+) -> None:
+    metrics = Counters()
+    subscriber = Subscriber(mosquitto.port, f"{ROOT}/{topic_prefix}/#", f"sub-{topic_prefix}")
+    sent: list[Reading | Event] = [reading(topic_prefix, ts=T0 + timedelta(seconds=n), seq=n) for n in range(450)]
+    sent.insert(100, _event(topic_prefix, 1))
+    with Outbox(tmp_path / "outbox.sqlite", metrics=metrics) as outbox:
+        publisher = _publisher(outbox, mosquitto.port, metrics)
+        async with running(subscriber.run(), "subscriber"), running(publisher.run(), "publisher"):
+            await eventually(subscriber.subscribed.is_set, what="the subscription")
+            await eventually(publisher.connected.is_set, what="the publisher's connection")
+            for message in sent:
+                await publisher.emit(message)
+            await eventually(lambda: len(subscriber.received) >= len(sent), what="every message at the subscriber")
+            await eventually(lambda: outbox.size() == 0, what="an empty outbox")
+
+    assert [decode_message(payload) for _, payload in subscriber.received] == sent
+    assert [topic for topic, _ in subscriber.received] == [topic_for(m) for m in sent]
+    assert metrics.get("gateway_published") == len(sent)
+
+
+async def test_broker_outage_loses_nothing(
+    restartable_mosquitto: Callable[[], Mosquitto], topic_prefix: str, tmp_path: Path
+) -> None:
+    broker = restartable_mosquitto()
+    metrics = Counters()
+    subscriber = Subscriber(broker.port, f"{ROOT}/{topic_prefix}/#", f"sub-{topic_prefix}")
+    before = [_event(topic_prefix, n) for n in range(20)]
+    during = [_event(topic_prefix, n) for n in range(20, 520)]
+    with Outbox(tmp_path / "outbox.sqlite", metrics=metrics) as outbox:
+        publisher = _publisher(outbox, broker.port, metrics)
+        async with running(subscriber.run(), "subscriber"), running(publisher.run(), "publisher"):
+            await eventually(subscriber.subscribed.is_set, what="the subscription")
+            for message in before:
+                await publisher.emit(message)
+            await eventually(lambda: len(subscriber.received) >= len(before), what="messages before the outage")
+
+            await asyncio.to_thread(broker.stop)
+            await eventually(lambda: not publisher.connected.is_set(), what="the publisher noticing the outage")
+            for message in during:
+                await publisher.emit(message)
+            await asyncio.sleep(0.3)  # give a broken publisher the chance to lose something
+            assert outbox.size() == len(during)
+
+            await asyncio.to_thread(broker.start)
+            expected = {m.id for m in before + during}
+
+            def delivered() -> bool:
+                ids = {decode_message(payload).id for _, payload in subscriber.received}  # type: ignore[union-attr]
+                return ids >= expected
+
+            await eventually(delivered, what="every message after the broker is back", timeout_s=20)
+            await eventually(lambda: outbox.size() == 0, what="an empty outbox")
+
+    received = [decode_message(payload) for _, payload in subscriber.received]
+    assert {m.id for m in received if isinstance(m, Event)} == expected
+    assert metrics.get("gateway_disconnects") >= 1
+
+
+async def test_backlog_outlives_the_publisher(mosquitto: Mosquitto, topic_prefix: str, tmp_path: Path) -> None:
+    """Messages emitted while no broker answers stay on disk and go out from the next process."""
+    path = tmp_path / "outbox.sqlite"
+    sent = [reading(topic_prefix, ts=T0 + timedelta(seconds=n), seq=n) for n in range(30)]
+    with Outbox(path, metrics=Counters()) as outbox:
+        nowhere = _publisher(outbox, free_port(), Counters())
+        async with running(nowhere.run(), "publisher-without-broker"):
+            for message in sent:
+                await nowhere.emit(message)
+            await asyncio.sleep(0.3)
+        assert outbox.size() == len(sent)
+
+    subscriber = Subscriber(mosquitto.port, f"{ROOT}/{topic_prefix}/#", f"sub-{topic_prefix}")
+    with Outbox(path, metrics=Counters()) as outbox:
+        publisher = _publisher(outbox, mosquitto.port, Counters())
+        async with running(subscriber.run(), "subscriber"):
+            await eventually(subscriber.subscribed.is_set, what="the subscription")
+            async with running(publisher.run(), "publisher"):
+                await eventually(lambda: len(subscriber.received) >= len(sent), what="the backlog at the subscriber")
+                await eventually(lambda: outbox.size() == 0, what="an empty outbox")
+    assert [decode_message(payload) for _, payload in subscriber.received] == sent

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from facmon.metrics import Counters
+from facmon.services import Influxd
+from historian.buffer import LineBuffer
+from historian.writer import InfluxWriter
+from tests.conftest import influxql
+from tests.gateway.conftest import eventually, running
+
+T0_NS = 1_772_353_815_000_000_000
+
+
+@pytest.fixture
+def buffer(tmp_path: Path) -> Iterator[LineBuffer]:
+    with LineBuffer(tmp_path / "buffer.sqlite") as buf:
+        yield buf
+
+
+def _writer(url: str, db: str, buffer: LineBuffer, metrics: Counters, **options: float) -> InfluxWriter:
+    settings: dict[str, float] = {"flush_interval_s": 0.1, "backoff_max_s": 0.3, **options}
+    return InfluxWriter(url, db, buffer=buffer, metrics=metrics, **settings)  # type: ignore[arg-type]
+
+
+def _count(url: str, db: str, query: str) -> int:
+    series = influxql(url, db, query)
+    return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
+
+
+async def _post(url: str, **kwargs: Any) -> None:
+    async with httpx.AsyncClient() as http:
+        (await http.post(url, **kwargs)).raise_for_status()
+
+
+def _lines(site: str, n: int, start: int = 0) -> list[str]:
+    return [f"elevator,site={site},device=e{i % 3} floor={i}i {T0_NS + i * 1_000_000}" for i in range(start, start + n)]
+
+
+async def test_batches_land_with_their_timestamps(influxd: Influxd, influx_db: str, buffer: LineBuffer) -> None:
+    metrics = Counters()
+    buffer.append(_lines("s1", 12_000))
+    writer = _writer(influxd.url, influx_db, buffer, metrics, batch_size=5000)
+    async with running(writer.run(), "writer"):
+        await eventually(lambda: buffer.pending() == 0, what="an empty buffer")
+    assert list(writer.recent_batch_sizes) == [5000, 5000, 2000]
+    assert _count(influxd.url, influx_db, "SELECT count(floor) FROM elevator") == 12_000
+    rows = influxql(influxd.url, influx_db, "SELECT floor FROM elevator WHERE device = 'e1' AND floor < 10")
+    assert rows[0]["values"] == [[T0_NS + i * 1_000_000, i] for i in (1, 4, 7)]
+    assert metrics.get("historian_points_written") == 12_000
+    assert metrics.get("historian_write_batches") == 3
+
+
+async def test_missing_database_is_created(influxd: Influxd, buffer: LineBuffer) -> None:
+    db = f"new_{uuid.uuid4().hex[:10]}"
+    buffer.append(_lines("s1", 10))
+    try:
+        async with running(_writer(influxd.url, db, buffer, Counters()).run(), "writer"):
+            await eventually(lambda: buffer.pending() == 0, what="an empty buffer")
+        assert _count(influxd.url, db, "SELECT count(floor) FROM elevator") == 10
+
+        # Dropped while the writer runs (404 database not found): created again, nothing lost.
+        metrics = Counters()
+        async with running(_writer(influxd.url, db, buffer, metrics).run(), "writer"):
+            buffer.append(_lines("s1", 1, start=10))
+            await eventually(lambda: buffer.pending() == 0, what="the writer under way")
+            await _post(f"{influxd.url}/query", data={"q": f'DROP DATABASE "{db}"'})
+            buffer.append(_lines("s1", 10, start=11))
+            await eventually(lambda: buffer.pending() == 0, what="an empty buffer")
+        assert _count(influxd.url, db, "SELECT count(floor) FROM elevator") == 10
+        assert metrics.get("historian_write_errors", reason="database_not_found") == 1
+    finally:
+        await _post(f"{influxd.url}/query", data={"q": f'DROP DATABASE "{db}"'})
+
+
+async def test_refused_lines_are_parked_and_the_rest_written(
+    influxd: Influxd, influx_db: str, buffer: LineBuffer
+) -> None:
+    # `floor` becomes an integer field; a float `floor` later is a field type conflict.
+    seed = f"elevator,site=s1,device=e0 floor=1i {T0_NS - 1}"
+    await _post(f"{influxd.url}/write", params={"db": influx_db}, content=seed.encode())
+    good = _lines("s1", 1000)
+    conflicting = f"elevator,site=s1,device=e9 floor=2.5 {T0_NS}"
+    garbage = "elevator,site=s1 this is not line protocol"
+    buffer.append([*good[:300], conflicting, *good[300:700], garbage, *good[700:]])
+
+    metrics = Counters()
+    writer = _writer(influxd.url, influx_db, buffer, metrics, batch_size=5000)
+    async with running(writer.run(), "writer"):
+        await eventually(lambda: buffer.pending() == 0, what="an empty buffer")
+
+    assert _count(influxd.url, influx_db, "SELECT count(floor) FROM elevator") == 1 + len(good)
+    parked = {r.line: r.reason for r in buffer.rejected()}
+    assert set(parked) == {conflicting, garbage}
+    assert "field type conflict" in parked[conflicting]
+    assert "unable to parse" in parked[garbage]
+    assert metrics.get("historian_lines_rejected") == 2
+    assert metrics.get("historian_points_written") == len(good)
+
+
+async def test_outage_keeps_the_batch_until_influxdb_is_back(
+    influxd_factory: Callable[[], Influxd], buffer: LineBuffer
+) -> None:
+    server = influxd_factory()
+    await asyncio.to_thread(server.stop)
+    metrics = Counters()
+    buffer.append(_lines("s1", 500))
+    async with running(_writer(server.url, "db1", buffer, metrics).run(), "writer"):
+        await eventually(lambda: metrics.get("historian_write_errors") >= 3, what="failed attempts")
+        assert buffer.pending() == 500
+        await asyncio.to_thread(server.start)
+        buffer.append(_lines("s1", 500, start=500))
+        await eventually(lambda: buffer.pending() == 0, what="an empty buffer", timeout_s=15)
+    rows = influxql(server.url, "db1", "SELECT floor FROM elevator WHERE floor = 777")
+    assert rows[0]["values"] == [[T0_NS + 777 * 1_000_000, 777]]
+    assert _count(server.url, "db1", "SELECT count(floor) FROM elevator") == 1000
