@@ -1,0 +1,232 @@
+"""The work-order database: tables, the engine factory and the schema migration entry point.
+
+SQLite is the default (one rules worker, one API); PostgreSQL when several rule workers run. Everything here is
+written for both: the statements the store uses are the dialects' own upserts, and the one-open-work-order rule is a
+partial unique index that both databases enforce, so no process memory or lock is trusted with it.
+
+The schema is owned by Alembic (`rules/migrations/`): `create_schema(engine)` upgrades to head. `Base.metadata` stays
+the description of what head looks like; a test compares the two so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.types import DateTime, TypeDecorator
+
+
+class WorkOrderStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    ON_SITE = "on_site"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+# A work order in one of these no longer holds its (device, fault) slot: a new fault opens a new work order.
+TERMINAL_STATUSES = (WorkOrderStatus.RESOLVED, WorkOrderStatus.CLOSED, WorkOrderStatus.CANCELLED)
+OPEN_STATUSES = tuple(s for s in WorkOrderStatus if s not in TERMINAL_STATUSES)
+
+
+class Priority(StrEnum):
+    EMERGENCY = "emergency"
+    URGENT = "urgent"
+
+
+class Comm(StrEnum):
+    OK = "ok"
+    LOST = "lost"
+
+
+def _sql_list(values: tuple[StrEnum, ...]) -> str:
+    return ", ".join(f"'{v.value}'" for v in values)
+
+
+# The predicate of the partial unique index, as literal SQL. The upsert names the very same text as its conflict
+# target: SQLite only uses a partial index for ON CONFLICT when the upsert's WHERE matches the index's WHERE, and
+# bound parameters would not match.
+OPEN_WHERE_SQL = f"status NOT IN ({_sql_list(TERMINAL_STATUSES)})"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on every backend.
+
+    PostgreSQL stores `timestamptz`; SQLite has no zone support, so the value is stored as naive UTC text (which
+    also sorts correctly) and given its zone back when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} (work orders store UTC with a zone)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BIGINT on PostgreSQL; on SQLite only a column typed exactly INTEGER becomes the auto-incrementing rowid.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+# Named constraints and indexes, so migrations can refer to them by name on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime()}
+
+
+class WorkOrder(Base):
+    __tablename__ = "work_orders"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_sql_list(tuple(WorkOrderStatus))})", name="status"),
+        CheckConstraint(f"priority IN ({_sql_list(tuple(Priority))})", name="priority"),
+        CheckConstraint("occurrences >= 1", name="occurrences"),
+        # The guarantee the whole design leans on: at most one open work order per (site, device, fault).
+        Index(
+            "uq_work_orders_open_fault",
+            "site",
+            "device",
+            "fault",
+            unique=True,
+            sqlite_where=text(OPEN_WHERE_SQL),
+            postgresql_where=text(OPEN_WHERE_SQL),
+        ),
+        Index("ix_work_orders_status_detected_at", "status", "detected_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    building: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    # The event code: the controller's fault code as text ("2") or a named condition ("entrapment").
+    fault: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=WorkOrderStatus.OPEN.value)
+    detected_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    occurrences: Mapped[int] = mapped_column(default=1)
+    last_occurrence_at: Mapped[datetime]
+    # When the fault last cleared at the device; NULL while it is active. Clearing does not close the work order:
+    # a technician still has to look at why it happened.
+    fault_cleared_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    timeline: Mapped[list[WorkOrderEvent]] = relationship(
+        back_populates="work_order", order_by="WorkOrderEvent.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class WorkOrderEvent(Base):
+    """One entry of a work order's timeline: opened, recurred, fault_cleared (and, later, status transitions)."""
+
+    __tablename__ = "work_order_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    type: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    work_order: Mapped[WorkOrder] = relationship(back_populates="timeline")
+
+
+class ProcessedEvent(Base):
+    """Event ids already applied. MQTT QoS 1 is at-least-once, so a redelivered event must change nothing.
+
+    Grows with the event stream; pruning rows older than the broker's redelivery horizon comes with the retention
+    job.
+    """
+
+    __tablename__ = "processed_events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime]
+
+
+class DeviceStatus(Base):
+    """What the API shows per device besides its work orders: can we hear it, and what did it last say."""
+
+    __tablename__ = "device_status"
+    __table_args__ = (CheckConstraint(f"comm IN ({_sql_list(tuple(Comm))})", name="comm"),)
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    comm: Mapped[str] = mapped_column(String(8), default=Comm.OK.value)
+    last_event_at: Mapped[datetime]
+    last_event_type: Mapped[str] = mapped_column(String(32))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL lets the API read while a worker writes; foreign keys are off in SQLite unless asked for; the busy
+        # timeout makes a second writer (another worker, a migration) wait for the lock instead of failing at once.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for `url`: SQLite (default) with WAL and foreign keys, or PostgreSQL."""
+    engine = create_engine(url, echo=echo, pool_pre_ping=not url.startswith("sqlite"))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_schema(engine: Engine) -> None:
+    """Bring the database to the newest schema (Alembic `upgrade head`); safe to call on every start."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        # env.py uses this connection instead of opening its own, so callers' engines (and pragmas) are used.
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -1,0 +1,275 @@
+"""Rules as data, and the pure function that applies them to one event.
+
+A rule file (`rules/library/*.yaml`) says *when* (device kind, event type, optionally which codes) and *then* (one
+action with its parameters). `evaluate(rules, event, now)` turns an event into a list of actions; it reads no clock,
+touches no database and keeps no state, so every decision can be tested as a table of inputs and outputs. The store
+(`rules/store.py`) carries the actions out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from string import Formatter
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from facmon.model import DeviceKind, Event, EventType
+from rules.db import Comm, Priority
+
+LIBRARY = Path(__file__).parent / "library"
+# Registered explicitly, like drivers: a new rule family is a file plus one line here, never a folder scan.
+DEFAULT_RULE_FILES: tuple[Path, ...] = (LIBRARY / "elevator.yaml",)
+
+TITLE_FIELDS = frozenset({"site", "building", "device", "kind", "code", "fault_name"})
+FAULT_EVENTS = frozenset({EventType.FAULT_RAISED, EventType.FAULT_CLEARED})
+
+
+# --- actions: what the engine decides, as plain immutable values ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenWorkOrder:
+    """Open a work order for (site, device, fault), or count one more occurrence of the open one."""
+
+    rule_id: str
+    site: str
+    building: str
+    device: str
+    kind: str
+    fault: str
+    title: str
+    priority: Priority
+    detected_at: datetime
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class FaultCleared:
+    """The device reports the fault gone; the open work order records it and stays open."""
+
+    rule_id: str
+    site: str
+    device: str
+    fault: str
+    cleared_at: datetime
+
+
+@dataclass(frozen=True)
+class SetComm:
+    rule_id: str
+    site: str
+    device: str
+    comm: Comm
+    at: datetime
+
+
+Action = OpenWorkOrder | FaultCleared | SetComm
+
+
+# --- rule definitions: the YAML, typed and validated at load --------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _code_text(value: object) -> object:
+    # Codes are text on the wire ("2"), but YAML reads an unquoted 2 as a number; accept both spellings.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Code = Annotated[str, BeforeValidator(_code_text)]
+
+
+class When(_Strict):
+    kind: DeviceKind
+    event: EventType
+    # Only these event codes; None matches every code.
+    codes: frozenset[Code] | None = None
+
+
+class OpenWorkOrderSpec(_Strict):
+    action: Literal["open_work_order"]
+    sla_minutes: int = Field(gt=0, le=7 * 24 * 60)
+    priority: Priority
+    priority_by_code: dict[Code, Priority] = Field(default_factory=dict)
+    title: str = Field(default="{kind} {device}: {fault_name}", min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _known_title_fields(self) -> OpenWorkOrderSpec:
+        used = {name for _, name, _, _ in Formatter().parse(self.title) if name is not None}
+        unknown = used - TITLE_FIELDS
+        if unknown:
+            raise ValueError(f"title uses unknown fields {sorted(unknown)}; known: {sorted(TITLE_FIELDS)}")
+        return self
+
+
+class FaultClearedSpec(_Strict):
+    action: Literal["fault_cleared"]
+
+
+class SetCommSpec(_Strict):
+    action: Literal["set_comm"]
+    comm: Comm
+
+
+ThenSpec = Annotated[OpenWorkOrderSpec | FaultClearedSpec | SetCommSpec, Field(discriminator="action")]
+
+# The event each action makes sense for; a rule that pairs them otherwise is a mistake in the file.
+_ACTION_EVENTS: dict[str, frozenset[EventType]] = {
+    "open_work_order": frozenset({EventType.FAULT_RAISED}),
+    "fault_cleared": frozenset({EventType.FAULT_CLEARED}),
+    "set_comm": frozenset({EventType.COMM_LOST, EventType.COMM_RESTORED}),
+}
+
+
+class RuleDef(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+    description: str = ""
+    when: When
+    then: ThenSpec
+
+    @model_validator(mode="after")
+    def _action_fits_event(self) -> RuleDef:
+        allowed = _ACTION_EVENTS[self.then.action]
+        if self.when.event not in allowed:
+            wanted = " or ".join(sorted(e.value for e in allowed))
+            raise ValueError(f"action {self.then.action!r} needs event {wanted}, not {self.when.event.value!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One loaded rule, with the file it came from and that file's code names."""
+
+    definition: RuleDef
+    source: str
+    fault_names: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.definition.id
+
+
+class RuleFileError(ValueError):
+    """Rules that cannot be used; `problems` lists each one as 'file: rule <id>: what is wrong'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    reasons = []
+    for err in exc.errors():
+        # Our own validators' messages read better without pydantic's "Value error, " in front.
+        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "ctx" in err else err["msg"]
+        where = ".".join(map(str, err["loc"]))
+        reasons.append(f"{where}: {msg}" if where else msg)
+    return reasons
+
+
+def _load_file(path: Path) -> tuple[list[Rule], list[str]]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return [], [f"{path}: cannot read: {exc.strerror}"]
+    except yaml.YAMLError as exc:
+        return [], [f"{path}: not valid YAML: {exc}"]
+    if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list) or not raw["rules"]:
+        return [], [f"{path}: expected a mapping with a non-empty 'rules' list"]
+    unknown_keys = set(raw) - {"rules", "fault_names"}
+    problems = [f"{path}: unknown top-level key {key!r}" for key in sorted(unknown_keys)]
+    names: Any = raw.get("fault_names") or {}
+    if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+        problems.append(f"{path}: fault_names: expected a mapping of code to text")
+        names = {}
+    fault_names = {str(code): text for code, text in names.items()}
+    rules: list[Rule] = []
+    for index, item in enumerate(raw["rules"]):
+        label = f"rule {item['id']}" if isinstance(item, dict) and "id" in item else f"rule #{index + 1}"
+        try:
+            definition = RuleDef.model_validate(item)
+        except ValidationError as exc:
+            problems.extend(f"{path}: {label}: {reason}" for reason in _describe(exc))
+            continue
+        rules.append(Rule(definition=definition, source=path.name, fault_names=fault_names))
+    return rules, problems
+
+
+def load_rules(paths: Iterable[str | Path] = DEFAULT_RULE_FILES) -> tuple[Rule, ...]:
+    """Load and validate rule files; raises RuleFileError listing every problem found, not only the first."""
+    rules: list[Rule] = []
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for path in map(Path, paths):
+        loaded, file_problems = _load_file(path)
+        problems.extend(file_problems)
+        for rule in loaded:
+            if rule.id in seen:
+                problems.append(f"{path}: rule {rule.id}: id already used in {seen[rule.id]}")
+            seen[rule.id] = rule.source
+            rules.append(rule)
+    if problems:
+        raise RuleFileError(problems)
+    return tuple(rules)
+
+
+# --- evaluation -----------------------------------------------------------------------------------------------------
+
+
+def _matches(when: When, event: Event) -> bool:
+    if when.kind != event.ref.kind or when.event != event.type:
+        return False
+    if event.type in FAULT_EVENTS and event.code is None:
+        return False  # a fault without a code cannot key a work order; the worker rejects such events earlier
+    return when.codes is None or event.code in when.codes
+
+
+def _open_work_order(rule: Rule, spec: OpenWorkOrderSpec, event: Event, now: datetime) -> OpenWorkOrder:
+    code = event.code or ""
+    # The SLA runs from when the device saw the fault, so an event replayed after an outage keeps its deadline;
+    # a device clock running ahead of ours must not push the deadline later, hence the min.
+    detected_at = min(event.ts, now)
+    title = spec.title.format(
+        site=event.ref.site,
+        building=event.ref.building,
+        device=event.ref.device,
+        kind=event.ref.kind.value,
+        code=code,
+        fault_name=rule.fault_names.get(code, f"fault {code}"),
+    )
+    return OpenWorkOrder(
+        rule_id=rule.id,
+        site=event.ref.site,
+        building=event.ref.building,
+        device=event.ref.device,
+        kind=event.ref.kind.value,
+        fault=code,
+        title=title[:200],
+        priority=spec.priority_by_code.get(code, spec.priority),
+        detected_at=detected_at,
+        due_at=detected_at + timedelta(minutes=spec.sla_minutes),
+    )
+
+
+def _action(rule: Rule, event: Event, now: datetime) -> Action:
+    spec = rule.definition.then
+    ref = event.ref
+    if isinstance(spec, OpenWorkOrderSpec):
+        return _open_work_order(rule, spec, event, now)
+    if isinstance(spec, FaultClearedSpec):
+        return FaultCleared(
+            rule_id=rule.id, site=ref.site, device=ref.device, fault=event.code or "", cleared_at=min(event.ts, now)
+        )
+    return SetComm(rule_id=rule.id, site=ref.site, device=ref.device, comm=spec.comm, at=min(event.ts, now))
+
+
+def evaluate(rules: Sequence[Rule], event: Event, now: datetime) -> list[Action]:
+    """The actions `event` calls for under `rules`, in rule order. Pure: same inputs, same answer."""
+    return [_action(rule, event, now) for rule in rules if _matches(rule.definition.when, event)]

@@ -1,0 +1,251 @@
+"""Carrying out the engine's actions in the database, and reading work orders back.
+
+Every event is applied in one transaction: its id is claimed in `processed_events` first (a redelivered event finds
+it taken and changes nothing), then the device's status and the work orders are written. Opening a work order is a
+single INSERT ... ON CONFLICT DO UPDATE against the partial unique index of open work orders, so two workers that
+see the same fault at the same moment end with one work order counting two occurrences — the database decides,
+not a read-then-write in Python that could race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, case, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
+
+from facmon.model import Event
+from rules.db import (
+    OPEN_WHERE_SQL,
+    TERMINAL_STATUSES,
+    Base,
+    Comm,
+    DeviceStatus,
+    ProcessedEvent,
+    WorkOrder,
+    WorkOrderEvent,
+    WorkOrderStatus,
+)
+from rules.engine import Action, FaultCleared, OpenWorkOrder, SetComm
+
+_OPEN_FAULT_KEY = (WorkOrder.site, WorkOrder.device, WorkOrder.fault)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What applying one event did; `duplicate` means the event id had been applied before and nothing changed."""
+
+    duplicate: bool = False
+    opened: tuple[int, ...] = ()
+    recurred: tuple[int, ...] = ()
+    cleared: tuple[int, ...] = ()
+
+
+def _upsert(session: Session, entity: type[Base]) -> sqlite.Insert | postgresql.Insert:
+    """The dialect's own INSERT, which knows ON CONFLICT; plain SQL INSERT has no portable upsert."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(entity)
+    if dialect == "postgresql":
+        return postgresql.insert(entity)
+    raise NotImplementedError(f"work orders need SQLite or PostgreSQL, not {dialect}")
+
+
+def _event_detail(event: Event, rule_id: str) -> dict[str, Any]:
+    return {
+        "event_id": event.id,
+        "event_ts": event.ts.isoformat(),
+        "code": event.code,
+        "message": event.message,
+        "rule": rule_id,
+    }
+
+
+def _claim(session: Session, event: Event, now: datetime) -> bool:
+    """Record the event id; False if it was there already. First statement of the transaction, so on SQLite the
+    write lock is taken at once and a concurrent worker waits here instead of failing later."""
+    stmt = (
+        _upsert(session, ProcessedEvent)
+        .values(id=event.id, processed_at=now)
+        .on_conflict_do_nothing(index_elements=[ProcessedEvent.id])
+        .returning(ProcessedEvent.id)
+    )
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def _touch_device(session: Session, event: Event, comm: Comm | None) -> None:
+    ins = _upsert(session, DeviceStatus)
+    stmt = ins.values(
+        site=event.ref.site,
+        device=event.ref.device,
+        comm=(comm or Comm.OK).value,
+        last_event_at=event.ts,
+        last_event_type=event.type.value,
+    )
+    changes: dict[str, Any] = {
+        "last_event_at": stmt.excluded.last_event_at,
+        "last_event_type": stmt.excluded.last_event_type,
+    }
+    if comm is not None:
+        changes["comm"] = stmt.excluded.comm
+    # An event replayed late (gateway outbox after an outage) must not overwrite what a newer one said.
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[DeviceStatus.site, DeviceStatus.device],
+            set_=changes,
+            where=DeviceStatus.last_event_at <= stmt.excluded.last_event_at,
+        )
+    )
+
+
+def _open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: datetime) -> tuple[int, bool]:
+    """(work order id, True if newly opened)."""
+    ins = _upsert(session, WorkOrder)
+    stmt = ins.values(
+        site=action.site,
+        building=action.building,
+        device=action.device,
+        kind=action.kind,
+        fault=action.fault,
+        title=action.title,
+        priority=action.priority.value,
+        status=WorkOrderStatus.OPEN.value,
+        detected_at=action.detected_at,
+        due_at=action.due_at,
+        occurrences=1,
+        last_occurrence_at=action.detected_at,
+        created_at=now,
+        updated_at=now,
+    )
+    latest = case(
+        (stmt.excluded.last_occurrence_at > WorkOrder.last_occurrence_at, stmt.excluded.last_occurrence_at),
+        else_=WorkOrder.last_occurrence_at,
+    )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=list(_OPEN_FAULT_KEY),
+        # Must be the index's own predicate text: that is how both databases pick the partial index as the target.
+        index_where=text(OPEN_WHERE_SQL),
+        set_={
+            "occurrences": WorkOrder.occurrences + 1,
+            "last_occurrence_at": latest,
+            # The fault is active again; the earlier clear stays in the timeline.
+            "fault_cleared_at": None,
+            "updated_at": now,
+        },
+    ).returning(WorkOrder.id, WorkOrder.occurrences)
+    work_order_id, occurrences = session.execute(upsert).one()
+    # A fresh row starts at 1 and every conflict adds 1, so this tells the two apart on both backends.
+    opened = occurrences == 1
+    detail = _event_detail(event, action.rule_id)
+    if opened:
+        detail |= {"priority": action.priority.value, "due_at": action.due_at.isoformat()}
+    session.add(
+        WorkOrderEvent(work_order_id=work_order_id, at=now, type="opened" if opened else "recurred", detail=detail)
+    )
+    return work_order_id, opened
+
+
+def _fault_cleared(session: Session, action: FaultCleared, event: Event, now: datetime) -> list[int]:
+    stmt = (
+        update(WorkOrder)
+        .where(
+            WorkOrder.site == action.site,
+            WorkOrder.device == action.device,
+            WorkOrder.fault == action.fault,
+            WorkOrder.status.not_in([s.value for s in TERMINAL_STATUSES]),
+            # A clear that arrives after a newer raise (late replay) would claim an active fault is gone.
+            WorkOrder.last_occurrence_at <= action.cleared_at,
+        )
+        .values(fault_cleared_at=action.cleared_at, updated_at=now)
+        .returning(WorkOrder.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = list(session.execute(stmt).scalars())
+    for work_order_id in ids:
+        detail = _event_detail(event, action.rule_id) | {"cleared_at": action.cleared_at.isoformat()}
+        session.add(WorkOrderEvent(work_order_id=work_order_id, at=now, type="fault_cleared", detail=detail))
+    return ids
+
+
+def apply_event(engine: Engine, event: Event, actions: Sequence[Action], now: datetime) -> ApplyResult:
+    """Apply `actions` (from evaluating `event`) in one transaction, at most once per event id."""
+    opened: list[int] = []
+    recurred: list[int] = []
+    cleared: list[int] = []
+    with Session(engine) as session, session.begin():
+        if not _claim(session, event, now):
+            return ApplyResult(duplicate=True)
+        comm = next((a.comm for a in reversed(actions) if isinstance(a, SetComm)), None)
+        _touch_device(session, event, comm)
+        for action in actions:
+            if isinstance(action, OpenWorkOrder):
+                work_order_id, is_new = _open_or_recur(session, action, event, now)
+                (opened if is_new else recurred).append(work_order_id)
+            elif isinstance(action, FaultCleared):
+                cleared.extend(_fault_cleared(session, action, event, now))
+    return ApplyResult(opened=tuple(opened), recurred=tuple(recurred), cleared=tuple(cleared))
+
+
+# --- reading ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkOrderPage:
+    items: list[WorkOrder]
+    total: int
+
+
+def list_work_orders(
+    session: Session,
+    *,
+    statuses: Collection[str] | None = None,
+    site: str | None = None,
+    device: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> WorkOrderPage:
+    """Work orders matching every given filter, newest first (by detection time)."""
+    conditions: list[ColumnElement[bool]] = []
+    if statuses:
+        conditions.append(WorkOrder.status.in_(list(statuses)))
+    if site is not None:
+        conditions.append(WorkOrder.site == site)
+    if device is not None:
+        conditions.append(WorkOrder.device == device)
+    total = session.execute(select(func.count()).select_from(WorkOrder).where(*conditions)).scalar_one()
+    query = (
+        select(WorkOrder)
+        .where(*conditions)
+        .order_by(WorkOrder.detected_at.desc(), WorkOrder.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return WorkOrderPage(items=list(session.execute(query).scalars()), total=total)
+
+
+def get_work_order(session: Session, work_order_id: int) -> WorkOrder | None:
+    """One work order with its timeline loaded (oldest entry first)."""
+    query = select(WorkOrder).where(WorkOrder.id == work_order_id).options(selectinload(WorkOrder.timeline))
+    return session.execute(query).scalar_one_or_none()
+
+
+def device_statuses(session: Session, *, site: str | None = None) -> dict[tuple[str, str], DeviceStatus]:
+    query = select(DeviceStatus)
+    if site is not None:
+        query = query.where(DeviceStatus.site == site)
+    return {(row.site, row.device): row for row in session.execute(query).scalars()}
+
+
+def open_work_order_counts(session: Session, *, site: str | None = None) -> dict[tuple[str, str], int]:
+    query = (
+        select(WorkOrder.site, WorkOrder.device, func.count())
+        .where(WorkOrder.status.not_in([s.value for s in TERMINAL_STATUSES]))
+        .group_by(WorkOrder.site, WorkOrder.device)
+    )
+    if site is not None:
+        query = query.where(WorkOrder.site == site)
+    return {(row[0], row[1]): row[2] for row in session.execute(query)}

@@ -1,0 +1,178 @@
+"""The rules worker: events from the MQTT backbone in, work orders out.
+
+Delivery is at-least-once end to end. The worker holds a persistent session (clean_session=False, QoS 1), so the
+broker queues events while it is away, and it acknowledges a message only after the event's transaction has
+committed (paho's manual acks), so a crash between receiving and committing gets the message redelivered. A
+redelivered event is then recognised by its id in `processed_events` and changes nothing.
+
+One event is handled at a time, in arrival order; the database work runs in a thread so the event loop keeps
+serving the MQTT connection (keepalives, acks) while SQLite or PostgreSQL is busy.
+
+Failures: a payload that cannot be used is logged with its topic and reason, counted, acknowledged and skipped (it
+would fail the same way on redelivery). An unreachable database is retried in place with backoff, the event held
+unacknowledged. Anything else is a bug and ends `run()`; the event is redelivered to the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+
+import aiomqtt
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from facmon.clock import Clock
+from facmon.metrics import Counters
+from facmon.model import Event, EventType, decode_message
+from facmon.topics import EVENT, event_topic, subscription
+from rules.engine import Rule, evaluate, load_rules
+from rules.store import ApplyResult, apply_event
+
+log = structlog.get_logger(__name__)
+
+EVENT_TOPICS = subscription(leaf=EVENT)  # facmon/v1/+/+/+/event
+# Column widths in rules.db; longer values are refused here rather than failing in the database forever.
+_MAX_ID_LEN = 64
+
+
+class RejectedMessage(ValueError):
+    """A message the worker cannot use; `kind` is a short label for the metrics, the text says why."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind = kind
+        super().__init__(reason)
+
+
+def parse_event(topic: str, payload: object) -> Event:
+    """The event in a message on `topic`; raises RejectedMessage saying what is wrong with it."""
+    if not isinstance(payload, bytes | str):
+        raise RejectedMessage("decode", f"payload of type {type(payload).__name__}")
+    try:
+        message = decode_message(payload)
+    except ValueError as exc:
+        raise RejectedMessage("decode", str(exc)) from exc
+    if not isinstance(message, Event):
+        raise RejectedMessage("not_event", "a reading on an event topic")
+    expected = event_topic(message.ref)
+    if topic != expected:
+        # A publisher that files events under the wrong device would open work orders for the wrong elevator.
+        raise RejectedMessage("topic_mismatch", f"payload belongs on {expected}")
+    if message.type in (EventType.FAULT_RAISED, EventType.FAULT_CLEARED) and not message.code:
+        raise RejectedMessage("invalid", f"{message.type.value} without a code")
+    ref = message.ref
+    for name, value in (("site", ref.site), ("building", ref.building), ("device", ref.device), ("code", message.code)):
+        if value is not None and len(value) > _MAX_ID_LEN:
+            raise RejectedMessage("invalid", f"{name} longer than {_MAX_ID_LEN} characters")
+    return message
+
+
+class RulesWorker:
+    def __init__(
+        self,
+        *,
+        mqtt_host: str,
+        mqtt_port: int,
+        client_id: str,
+        engine: Engine,
+        clock: Clock,
+        metrics: Counters,
+        rules: Sequence[Rule] | None = None,
+        mqtt_username: str | None = None,
+        mqtt_password: str | None = None,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+    ) -> None:
+        if not client_id:
+            # The broker keeps the persistent session under this id; a random one would lose it on restart.
+            raise ValueError("client_id must be set and stable across restarts")
+        self.mqtt_host = mqtt_host
+        self.mqtt_port = mqtt_port
+        self.mqtt_username = mqtt_username
+        self._mqtt_password = mqtt_password
+        self.client_id = client_id
+        self.engine = engine
+        self.clock = clock
+        self.metrics = metrics
+        self.rules: tuple[Rule, ...] = load_rules() if rules is None else tuple(rules)
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = reconnect_max_s
+        # Set while connected and subscribed; tests and health checks wait on it.
+        self.subscribed = asyncio.Event()
+        self._random = random.Random()
+
+    def _backoff(self, attempt: int) -> float:
+        # Capped exponential with jitter, so a fleet of workers does not reconnect in lockstep after a broker restart.
+        ceiling = min(self.reconnect_max_s, self.reconnect_min_s * 2.0 ** min(attempt, 30))
+        return ceiling * self._random.uniform(0.5, 1.0)
+
+    async def run(self) -> None:
+        """Consume events until cancelled, reconnecting whenever the broker goes away."""
+        attempt = 0
+        while True:
+            client = aiomqtt.Client(
+                self.mqtt_host,
+                self.mqtt_port,
+                identifier=self.client_id,
+                username=self.mqtt_username,
+                password=self._mqtt_password,
+                clean_session=False,
+                protocol=aiomqtt.ProtocolVersion.V311,
+            )
+            # aiomqtt 2.x has no manual-ack option of its own, so this reaches into its paho client (`_client`);
+            # fine while aiomqtt is pinned <3, to be revisited on upgrade. Paho then PUBACKs only when told to.
+            client._client.manual_ack_set(True)
+            try:
+                async with client:
+                    await client.subscribe(EVENT_TOPICS, qos=1)
+                    attempt = 0
+                    self.subscribed.set()
+                    log.info("rules worker subscribed", topic=EVENT_TOPICS, client_id=self.client_id)
+                    async for message in client.messages:
+                        await self._handle(message)
+                        client._client.ack(message.mid, message.qos)
+            except aiomqtt.MqttError as exc:
+                self.metrics.inc("rules_mqtt_disconnects")
+                log.warning("mqtt connection lost", error=str(exc), host=self.mqtt_host, port=self.mqtt_port)
+            finally:
+                self.subscribed.clear()
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
+    async def _handle(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        self.metrics.inc("rules_events_received")
+        try:
+            event = parse_event(topic, message.payload)
+        except RejectedMessage as exc:
+            # Acked and skipped: a payload that does not decode now will not decode on redelivery either.
+            self.metrics.inc("rules_events_rejected", reason=exc.kind)
+            log.warning("event rejected", topic=topic, reason=str(exc))
+            return
+        result = await self._apply(event)
+        if result.duplicate:
+            self.metrics.inc("rules_events_duplicate")
+            return
+        self.metrics.inc("rules_events_applied")
+        if result.opened:
+            self.metrics.inc("rules_work_orders_opened", len(result.opened))
+            log.info("work order opened", ids=result.opened, site=event.ref.site, device=event.ref.device)
+        if result.recurred:
+            self.metrics.inc("rules_work_orders_recurred", len(result.recurred))
+
+    async def _apply(self, event: Event) -> ApplyResult:
+        """Evaluate and apply; while the database is unreachable, keep retrying this event (it stays unacked)."""
+        attempt = 0
+        while True:
+            now = self.clock.now()
+            actions = evaluate(self.rules, event, now)
+            try:
+                return await asyncio.to_thread(apply_event, self.engine, event, actions, now)
+            except OperationalError as exc:
+                self.metrics.inc("rules_db_retries")
+                delay = self._backoff(attempt)
+                attempt += 1
+                log.warning("database unavailable", error=str(exc.orig), event_id=event.id, retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)

@@ -1,0 +1,14 @@
+"""Helpers shared by the rules tests (fixtures live in conftest.py; test modules import these, never conftest)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from facmon.model import DeviceKind, DeviceRef, Event
+
+# make_event("fault_raised", "2", device="e2"): an event at the fake clock's current time.
+MakeEvent = Callable[..., Event]
+
+
+def elevator(site: str = "s1", device: str = "e1", building: str = "b1") -> DeviceRef:
+    return DeviceRef(site=site, building=building, device=device, kind=DeviceKind.ELEVATOR, model="elev-gb-a")

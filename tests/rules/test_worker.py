@@ -1,0 +1,186 @@
+"""The rules worker against a real Mosquitto and a real SQLite file: no mocks, waits are polls with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import aiomqtt
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from facmon.clock import FakeClock
+from facmon.metrics import Counters
+from facmon.model import Event, Reading
+from facmon.services import Mosquitto
+from facmon.topics import event_topic
+from rules.db import WorkOrder, create_schema, make_engine
+from rules.worker import RulesWorker
+from tests.rules.support import MakeEvent, elevator
+
+DEADLINE_S = 10.0
+
+
+def make_worker(port: int, engine: Engine, clock: FakeClock, metrics: Counters, client_id: str) -> RulesWorker:
+    return RulesWorker(
+        mqtt_host="127.0.0.1",
+        mqtt_port=port,
+        client_id=client_id,
+        engine=engine,
+        clock=clock,
+        metrics=metrics,
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.5,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(worker: RulesWorker) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: worker.subscribed.is_set() or task.done(), "worker subscribed")
+        assert not task.done(), "worker stopped on its own"
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def publish(port: int, *messages: tuple[str, bytes | str]) -> None:
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        for topic, payload in messages:
+            await client.publish(topic, payload, qos=1)
+
+
+def as_message(event: Event) -> tuple[str, str]:
+    return event_topic(event.ref), event.model_dump_json()
+
+
+def work_orders(engine: Engine, site: str) -> list[WorkOrder]:
+    with Session(engine) as session:
+        query = select(WorkOrder).where(WorkOrder.site == site).order_by(WorkOrder.id)
+        return list(session.execute(query).scalars())
+
+
+async def test_event_on_the_broker_opens_a_work_order(
+    mosquitto: Mosquitto, engine: Engine, clock: FakeClock, make_event: MakeEvent, topic_prefix: str
+) -> None:
+    metrics = Counters()
+    async with running(make_worker(mosquitto.port, engine, clock, metrics, f"rules-{topic_prefix}")):
+        await publish(mosquitto.port, as_message(make_event("fault_raised", "entrapment", site=topic_prefix)))
+        # The counter moves after the commit, so once it does the work order is there too.
+        await eventually(lambda: metrics.get("rules_work_orders_opened") == 1, "a work order opened")
+    [wo] = work_orders(engine, topic_prefix)
+    assert (wo.device, wo.fault, wo.priority, wo.status) == ("e1", "entrapment", "emergency", "open")
+    assert wo.due_at == clock.now() + timedelta(minutes=20)
+
+
+async def test_bad_payloads_are_counted_and_do_not_stop_the_next_event(
+    mosquitto: Mosquitto, engine: Engine, clock: FakeClock, make_event: MakeEvent, topic_prefix: str
+) -> None:
+    metrics = Counters()
+    ref = elevator(site=topic_prefix)
+    topic = event_topic(ref)
+    reading = Reading(ref=ref, ts=clock.now(), values={"floor": 3})
+    other_device = make_event("fault_raised", "2", site=topic_prefix, device="e9")
+    bad: list[tuple[str, bytes | str]] = [
+        (topic, b"\xff not json"),
+        (topic, b"[1, 2]"),
+        (topic, reading.model_dump_json()),  # a reading is not an event
+        (topic, other_device.model_dump_json()),  # filed under the wrong device
+        (topic, make_event("fault_raised", None, site=topic_prefix).model_dump_json()),  # a fault needs a code
+    ]
+    good = make_event("fault_raised", "2", site=topic_prefix)
+    async with running(make_worker(mosquitto.port, engine, clock, metrics, f"rules-{topic_prefix}")):
+        await publish(mosquitto.port, *bad, as_message(good))
+        await eventually(lambda: metrics.get("rules_events_applied") == 1, "the good event applied")
+    assert len(work_orders(engine, topic_prefix)) == 1
+    assert metrics.get("rules_events_rejected") == len(bad)
+    assert metrics.get("rules_events_rejected", reason="decode") == 2
+    assert metrics.get("rules_events_rejected", reason="not_event") == 1
+    assert metrics.get("rules_events_rejected", reason="topic_mismatch") == 1
+    assert metrics.get("rules_events_rejected", reason="invalid") == 1
+    assert metrics.get("rules_events_applied") == 1
+
+
+async def test_events_sent_while_the_worker_was_down_are_processed_after_restart(
+    mosquitto: Mosquitto, engine: Engine, clock: FakeClock, make_event: MakeEvent, topic_prefix: str
+) -> None:
+    metrics = Counters()
+    client_id = f"rules-{topic_prefix}"
+    # The first run creates the persistent session and its subscription at the broker.
+    async with running(make_worker(mosquitto.port, engine, clock, metrics, client_id)):
+        pass
+    first = make_event("fault_raised", "2", site=topic_prefix)
+    clock.advance(30)
+    repeat = make_event("fault_raised", "2", site=topic_prefix)
+    other = make_event("fault_raised", "7", site=topic_prefix, device="e2")
+    # `first` twice: the same event delivered again (QoS 1 is at-least-once) must not count twice.
+    await publish(mosquitto.port, *map(as_message, (first, first, repeat, other)))
+
+    async with running(make_worker(mosquitto.port, engine, clock, metrics, client_id)):
+        await eventually(
+            lambda: (metrics.get("rules_events_applied"), metrics.get("rules_events_duplicate")) == (3, 1),
+            "three events applied and the duplicate recognised",
+        )
+    e1, e2 = work_orders(engine, topic_prefix)
+    assert (e1.device, e1.fault, e1.occurrences) == ("e1", "2", 2)
+    assert (e2.device, e2.fault, e2.occurrences) == ("e2", "7", 1)
+
+
+async def test_worker_reconnects_after_a_broker_restart(
+    mosquitto_factory: Callable[[], Mosquitto], engine: Engine, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    broker = mosquitto_factory()
+    metrics = Counters()
+    worker = make_worker(broker.port, engine, clock, metrics, f"rules-{uuid.uuid4().hex[:8]}")
+    async with running(worker) as task:
+        await asyncio.to_thread(broker.stop)
+        await eventually(lambda: not worker.subscribed.is_set(), "worker noticed the broker is gone")
+        await asyncio.to_thread(broker.start)
+        await eventually(lambda: worker.subscribed.is_set(), "worker subscribed again")
+        await publish(broker.port, as_message(make_event("fault_raised", "11", site="reconnect")))
+        await eventually(lambda: len(work_orders(engine, "reconnect")) == 1, "a work order after the restart")
+        assert not task.done()
+    assert metrics.get("rules_mqtt_disconnects") >= 1
+
+
+async def test_an_event_is_acknowledged_only_after_it_is_committed(
+    mosquitto: Mosquitto, tmp_path: Path, clock: FakeClock, make_event: MakeEvent, topic_prefix: str
+) -> None:
+    # The database file's folder does not exist yet: every transaction fails with OperationalError.
+    url = f"sqlite:///{tmp_path / 'later' / 'facmon.db'}"
+    broken, metrics = make_engine(url), Counters()
+    client_id = f"rules-{topic_prefix}"
+    try:
+        async with running(make_worker(mosquitto.port, broken, clock, metrics, client_id)):
+            await publish(mosquitto.port, as_message(make_event("fault_raised", "8", site=topic_prefix)))
+            await eventually(lambda: metrics.get("rules_db_retries") >= 2, "the worker retrying the database")
+    finally:
+        broken.dispose()
+    assert metrics.get("rules_events_applied") == 0
+
+    # The worker was stopped holding the event unacknowledged, so the broker delivers it again to the next run.
+    (tmp_path / "later").mkdir()
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+        async with running(make_worker(mosquitto.port, engine, clock, metrics, client_id)):
+            await eventually(lambda: metrics.get("rules_events_applied") == 1, "the redelivered event applied")
+        assert [wo.fault for wo in work_orders(engine, topic_prefix)] == ["8"]
+    finally:
+        engine.dispose()
