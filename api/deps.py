@@ -1,0 +1,39 @@
+"""Dependencies as Annotated aliases: a route says `session: SessionDep` and gets a session that is closed after it.
+
+The engine and the sites are built by the caller of create_app (from settings, in main or a lifespan) and kept on
+app.state; nothing here reads settings or opens connections at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from facmon.site import Site
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_sites(request: Request) -> tuple[Site, ...]:
+    sites: tuple[Site, ...] = request.app.state.sites
+    return sites
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SitesDep = Annotated[tuple[Site, ...], Depends(get_sites)]
+
+
+def get_session(engine: EngineDep) -> Iterator[Session]:
+    # Read-only for now, so no transaction handling beyond what closing the session does.
+    with Session(engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
