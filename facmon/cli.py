@@ -1,0 +1,217 @@
+"""The `facmon` command. Each part of the system runs on its own, or all together with `facmon up`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from facmon.clock import SystemClock
+from facmon.logs import configure
+from facmon.metrics import METRICS
+from facmon.settings import Settings
+from facmon.site import Site, SiteFileError, load_site
+
+app = typer.Typer(
+    help="facmon: monitoring for the elevators, fire systems, gate barriers and cameras of residential estates.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+SiteOption = Annotated[Path, typer.Option("--site", help="site file (YAML)", exists=False)]
+StateOption = Annotated[
+    Path | None, typer.Option("--state-dir", help="folder for local data (default: FACMON_STATE_DIR or .facmon)")
+]
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(2)
+
+
+def _site(path: Path) -> Site:
+    try:
+        return load_site(path)
+    except SiteFileError as exc:
+        _fail(f"{len(exc.problems)} problem(s) in the site file:\n" + "\n".join(f"  {p}" for p in exc.problems))
+
+
+def _settings(state_dir: Path | None) -> Settings:
+    settings = Settings()
+    return settings.model_copy(update={"state_dir": state_dir}) if state_dir is not None else settings
+
+
+def _run(coro: object) -> None:
+    try:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("check-config")
+def check_config(path: Annotated[Path, typer.Argument(help="site file to validate")]) -> None:
+    """Validate a site file; every problem names the file, the entry and what is wrong."""
+    site = _site(path)
+    devices = sum(1 for _ in site.devices())
+    typer.echo(f"{path}: OK — site {site.id!r}, {len(site.buildings)} building(s), {devices} device(s)")
+
+
+@app.command()
+def up(
+    site: SiteOption = Path("examples/demo-site.yaml"),
+    scenario: Annotated[Path | None, typer.Option(help="scenario file for the simulators")] = None,
+    api_port: Annotated[int, typer.Option("--api-port", help="port of the HTTP API")] = 8080,
+    api_host: Annotated[str, typer.Option("--api-host")] = "127.0.0.1",
+    state_dir: StateOption = None,
+    speed: Annotated[float, typer.Option(help="simulated time runs this many times faster")] = 1.0,
+    seed: Annotated[int, typer.Option(help="seed of the simulators' random choices")] = 0,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Run the whole system for one site: simulators, gateway, historian, rules and API."""
+    configure(log_level)
+    from facmon.up import up as run_up
+    from simulators.scenario import load_scenario
+
+    the_site = _site(site)
+    the_scenario = load_scenario(scenario) if scenario else None
+
+    def announce(text: str) -> None:
+        print(text, flush=True)
+
+    _run(
+        run_up(
+            the_site,
+            _settings(state_dir),
+            clock=SystemClock(),
+            metrics=METRICS,
+            api_host=api_host,
+            api_port=api_port,
+            scenario=the_scenario,
+            speed=speed,
+            seed=seed,
+            announce=announce,
+        )
+    )
+
+
+@app.command()
+def simulate(
+    site: SiteOption,
+    scenario: Annotated[Path | None, typer.Option(help="scenario file (timeline of faults and actions)")] = None,
+    speed: Annotated[float, typer.Option(help="simulated time runs this many times faster")] = 1.0,
+    seed: Annotated[int, typer.Option(help="seed of the simulators' random choices")] = 0,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Run every device of a site as a real protocol server (Modbus TCP at the device's address)."""
+    configure(log_level)
+    from simulators.scenario import load_scenario
+    from simulators.site import SiteSimulator
+
+    settings = Settings()
+    sim = SiteSimulator(
+        _site(site),
+        scenario=load_scenario(scenario) if scenario else None,
+        speed=speed,
+        seed=seed,
+        mqtt_host=settings.mqtt_host,
+        mqtt_port=settings.mqtt_port,
+    )
+    _run(sim.run())
+
+
+@app.command()
+def gateway(site: SiteOption, state_dir: StateOption = None, log_level: LogLevel = "INFO") -> None:
+    """Poll the site's devices and publish to the MQTT broker (FACMON_MQTT_HOST), buffering through outages."""
+    configure(log_level)
+    from gateway.site_gateway import SiteGateway
+
+    settings = _settings(state_dir)
+    gw = SiteGateway(
+        _site(site),
+        mqtt_host=settings.mqtt_host or "127.0.0.1",
+        mqtt_port=settings.mqtt_port,
+        state_dir=settings.state_dir / "gateway",
+        clock=SystemClock(),
+        metrics=METRICS,
+        mqtt_username=settings.mqtt_username,
+        mqtt_password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+    )
+    _run(gw.run())
+
+
+@app.command()
+def historian(state_dir: StateOption = None, log_level: LogLevel = "INFO") -> None:
+    """Write everything on the MQTT backbone to InfluxDB (FACMON_INFLUX_URL), buffering through outages."""
+    configure(log_level)
+    from historian.service import Historian
+
+    settings = _settings(state_dir)
+    if settings.influx_url is None:
+        _fail("set FACMON_INFLUX_URL to the InfluxDB to write to (e.g. http://127.0.0.1:8086)")
+    service = Historian(
+        mqtt_host=settings.mqtt_host or "127.0.0.1",
+        mqtt_port=settings.mqtt_port,
+        client_id="facmon-historian",
+        influx_url=settings.influx_url,
+        db=settings.influx_db,
+        state_dir=settings.state_dir / "historian",
+        metrics=METRICS,
+    )
+    _run(service.run())
+
+
+@app.command()
+def rules(state_dir: StateOption = None, log_level: LogLevel = "INFO") -> None:
+    """Turn events from the MQTT backbone into work orders (FACMON_DB_URL)."""
+    configure(log_level)
+    from rules.db import create_schema, make_engine
+    from rules.worker import RulesWorker
+
+    settings = _settings(state_dir)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url())
+    create_schema(engine)
+    worker = RulesWorker(
+        mqtt_host=settings.mqtt_host or "127.0.0.1",
+        mqtt_port=settings.mqtt_port,
+        client_id="facmon-rules",
+        engine=engine,
+        clock=SystemClock(),
+        metrics=METRICS,
+    )
+    _run(worker.run())
+
+
+@app.command()
+def api(
+    site: Annotated[list[Path], typer.Option("--site", help="site file(s) whose devices the API serves")],
+    port: Annotated[int, typer.Option("--port")] = 8080,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    state_dir: StateOption = None,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Serve the HTTP API (/api/v1, OpenAPI at /openapi.json)."""
+    configure(log_level)
+    import uvicorn
+
+    from api.app import create_app
+    from rules.db import create_schema, make_engine
+
+    settings = _settings(state_dir)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url())
+    create_schema(engine)
+    application = create_app(sites=[_site(p) for p in site], engine=engine)
+    uvicorn.run(application, host=host, port=port, log_level=log_level.lower())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

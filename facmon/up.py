@@ -1,0 +1,225 @@
+"""`facmon up`: the whole system for one site on one machine.
+
+Simulators, gateway, historian, rules and API run as tasks of one event loop. Mosquitto and influxd are started as
+child processes when no external broker or database is configured, with their data under the state folder.
+On Ctrl-C (or SIGTERM) every task is cancelled, the children are stopped, and the command exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import uvicorn
+
+from api.app import create_app
+from facmon.clock import Clock
+from facmon.metrics import Counters
+from facmon.services import ChildService, Influxd, Mosquitto
+from facmon.settings import Settings
+from facmon.site import Site
+from gateway.site_gateway import SiteGateway
+from historian.service import Historian
+from rules.db import create_schema, make_engine
+from rules.worker import RulesWorker
+from simulators.scenario import Scenario
+from simulators.site import SiteSimulator
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    mqtt_host: str
+    mqtt_port: int
+    influx_url: str
+    influx_db: str
+    db_url: str
+
+
+@contextlib.contextmanager
+def local_services(settings: Settings, state_dir: Path) -> Iterator[Endpoints]:
+    """Endpoints from the settings, starting a local Mosquitto / influxd for whichever is not configured."""
+    started: list[ChildService] = []
+    try:
+        if settings.mqtt_host is None:
+            broker = Mosquitto(state_dir / "mosquitto")
+            broker.start()
+            started.append(broker)
+            mqtt_host, mqtt_port = "127.0.0.1", broker.port
+        else:
+            mqtt_host, mqtt_port = settings.mqtt_host, settings.mqtt_port
+        if settings.influx_url is None:
+            influx = Influxd(state_dir / "influxdb")
+            influx.start()
+            started.append(influx)
+            influx_url = influx.url
+        else:
+            influx_url = settings.influx_url
+        yield Endpoints(mqtt_host, mqtt_port, influx_url, settings.influx_db, settings.database_url())
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside our loop: signals are ours, so it must not install its own handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def serve_until_cancelled(self) -> None:
+        """Cancelling serve() would skip uvicorn's shutdown and leak its listening socket; ask it to exit instead."""
+        task = asyncio.ensure_future(self.serve())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self.should_exit = True
+            await task
+            raise
+
+
+async def run_system(
+    site: Site,
+    endpoints: Endpoints,
+    *,
+    state_dir: Path,
+    clock: Clock,
+    metrics: Counters,
+    api_host: str = "127.0.0.1",
+    api_port: int = 8080,
+    simulate: bool = True,
+    scenario: Scenario | None = None,
+    speed: float = 1.0,
+    seed: int = 0,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run every component until cancelled."""
+    engine = make_engine(endpoints.db_url)
+    await asyncio.to_thread(create_schema, engine)
+    app = create_app(sites=[site], engine=engine)
+    server = _EmbeddedServer(
+        uvicorn.Config(app, host=api_host, port=api_port, log_level="warning", lifespan="on", access_log=False)
+    )
+    try:
+        async with asyncio.TaskGroup() as tg:
+            if simulate:
+                simulator = SiteSimulator(
+                    site,
+                    scenario=scenario,
+                    speed=speed,
+                    seed=seed,
+                    mqtt_host=endpoints.mqtt_host,
+                    mqtt_port=endpoints.mqtt_port,
+                )
+                tg.create_task(simulator.run(), name="simulators")
+            gateway = SiteGateway(
+                site,
+                mqtt_host=endpoints.mqtt_host,
+                mqtt_port=endpoints.mqtt_port,
+                state_dir=state_dir / "gateway",
+                clock=clock,
+                metrics=metrics,
+            )
+            tg.create_task(gateway.run(), name="gateway")
+            historian = Historian(
+                mqtt_host=endpoints.mqtt_host,
+                mqtt_port=endpoints.mqtt_port,
+                client_id=f"facmon-historian-{site.id}",
+                influx_url=endpoints.influx_url,
+                db=endpoints.influx_db,
+                state_dir=state_dir / "historian",
+                metrics=metrics,
+            )
+            tg.create_task(historian.run(), name="historian")
+            rules = RulesWorker(
+                mqtt_host=endpoints.mqtt_host,
+                mqtt_port=endpoints.mqtt_port,
+                client_id=f"facmon-rules-{site.id}",
+                engine=engine,
+                clock=clock,
+                metrics=metrics,
+            )
+            tg.create_task(rules.run(), name="rules")
+            api_task = tg.create_task(server.serve_until_cancelled(), name="api")
+            while not server.started:
+                if api_task.done():
+                    raise RuntimeError(f"the API could not start on {api_host}:{api_port}")
+                await asyncio.sleep(0.05)
+            if on_ready is not None:
+                on_ready()
+    finally:
+        engine.dispose()
+
+
+async def up(
+    site: Site,
+    settings: Settings,
+    *,
+    clock: Clock,
+    metrics: Counters,
+    api_host: str,
+    api_port: int,
+    scenario: Scenario | None,
+    speed: float,
+    seed: int,
+    announce: Callable[[str], None],
+) -> None:
+    """`facmon up`: local services if needed, then the system, until SIGINT/SIGTERM."""
+    state_dir = settings.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            announce("stopping ...")
+            main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    with local_services(settings, state_dir) as endpoints:
+
+        def ready() -> None:
+            announce(
+                "\n".join(
+                    [
+                        f"facmon is up for site {site.id!r} ({sum(1 for _ in site.devices())} devices)",
+                        f"  API          http://{api_host}:{api_port}/api/v1/work-orders",
+                        f"  API docs     http://{api_host}:{api_port}/docs",
+                        f"  MQTT broker  {endpoints.mqtt_host}:{endpoints.mqtt_port}  (topics facmon/v1/#)",
+                        f"  InfluxDB     {endpoints.influx_url}  (database {endpoints.influx_db!r}, InfluxQL)",
+                        f"  work orders  {endpoints.db_url}",
+                        f"  state folder {state_dir.resolve()}",
+                        "Press Ctrl-C to stop.",
+                    ]
+                )
+            )
+
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_system(
+                site,
+                endpoints,
+                state_dir=state_dir,
+                clock=clock,
+                metrics=metrics,
+                api_host=api_host,
+                api_port=api_port,
+                scenario=scenario,
+                speed=speed,
+                seed=seed,
+                on_ready=ready,
+            )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    announce("stopped")

@@ -1,0 +1,77 @@
+"""A third-party Modbus tool (Debian's mbpoll) reads the simulator by the register map in the driver's README."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest
+
+from collectors.registry import modbus_driver
+from facmon.services import free_port
+from simulators.elevator import ElevatorSimulator
+from tests.simulators.support import assert_no_leaked_tasks
+
+MBPOLL = shutil.which("mbpoll")
+pytestmark = pytest.mark.skipif(MBPOLL is None, reason="mbpoll is not installed (Debian package mbpoll)")
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaks() -> AsyncIterator[None]:
+    yield
+    await assert_no_leaked_tasks()
+
+
+async def mbpoll(port: int, *args: str) -> dict[int, int]:
+    """Run mbpoll once against 127.0.0.1:port; {reference: value} from its output."""
+    assert MBPOLL is not None
+    # Run it without blocking the loop: the simulator answering it lives on this loop.
+    proc = await asyncio.create_subprocess_exec(
+        MBPOLL, "-m", "tcp", "-a", "1", "-1", "-o", "2", "-p", str(port), *args, "127.0.0.1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, f"mbpoll failed: {err.decode()} {out.decode()}"
+    # Lines such as "[21]: 	4660" or "[4]: 	65533 (-3)".
+    return {int(ref): int(value) for ref, value in re.findall(r"^\[(\d+)\]:\s+(-?\d+)", out.decode(), re.MULTILINE)}
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[ElevatorSimulator]:
+    # speed=0: the car holds still, so what mbpoll prints and what the simulator holds are the same moment.
+    async with ElevatorSimulator(modbus_driver("elev-gb-a"), port=free_port(), seed=4, speed=0) as sim:
+        sim.set_value("service_mode", "inspection")
+        sim.set_value("floor", 7)
+        sim.inject_fault(11)
+        sim.set_value("trips", 0x0123ABCD)
+        sim.set_value("run_hours", 54321.7)
+        yield sim
+
+
+async def test_live_block_by_the_register_map(sim: ElevatorSimulator) -> None:
+    # The command of the driver's README: holding registers 1..26 (protocol addresses 0..25).
+    regs = await mbpoll(sim.port, "-t", "4", "-r", "1", "-c", "26")
+    assert sorted(regs) == list(range(1, 27))
+    assert regs[1] == 2  # service_mode: inspection
+    assert sim.value("service_mode") == "inspection"
+    assert regs[4] == sim.value("floor") == 7
+    assert regs[11] == sim.value("fault_code") == 11
+    assert regs[12] == int(sim.value("entrapment"))
+    # 32-bit counters: high word first (word_order: big).
+    assert (regs[21] << 16) | regs[22] == sim.value("trips") == 0x0123ABCD
+    assert (regs[23] << 16) | regs[24] == round(float(sim.value("run_hours")) * 10) == 543217
+    assert (regs[25] << 16) | regs[26] == sim.value("door_cycles")
+
+
+async def test_32_bit_counters_with_mbpoll_int_type(sim: ElevatorSimulator) -> None:
+    # -t 4:int -B reads each counter as one big-endian 32-bit value: one reference per counter.
+    regs = await mbpoll(sim.port, "-t", "4:int", "-B", "-r", "21", "-c", "3")
+    assert regs == {21: 0x0123ABCD, 23: 543217, 25: sim.value("door_cycles")}
+
+
+async def test_identity_block(sim: ElevatorSimulator) -> None:
+    regs = await mbpoll(sim.port, "-t", "4", "-r", "101", "-c", "2")
+    assert regs == {101: sim.value("firmware"), 102: sim.value("floors_served")}

@@ -1,0 +1,97 @@
+"""`facmon up` as a newcomer runs it: one command, a work order appears by itself, Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from facmon.services import free_port
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_up_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
+    # The demo site and scenario, moved to free ports and a faster clock so the scripted fault comes quickly.
+    site = yaml.safe_load((EXAMPLES / "demo-site.yaml").read_text())
+    for building in site["buildings"]:
+        for device in building["devices"]:
+            device["address"]["port"] = free_port()
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(site))
+    state = tmp_path / "state"
+    api_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACMON_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "facmon.cli",
+            "up",
+            "--site",
+            str(site_file),
+            "--scenario",
+            str(EXAMPLES / "demo-scenario.yaml"),
+            "--api-port",
+            str(api_port),
+            "--state-dir",
+            str(state),
+            "--speed",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    output: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        banner = "".join(output)
+        assert f"http://127.0.0.1:{api_port}/api/v1/work-orders" in banner, banner
+        assert _processes_mentioning(str(state)), "mosquitto and influxd should run as children"
+
+        # The scenario's first fault (t=20 s at 10x speed) opens a work order without anyone touching anything.
+        deadline = time.monotonic() + 30
+        items: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not items:
+            items = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/work-orders", timeout=5).json()["items"]
+            time.sleep(0.2)
+        assert items, "no work order appeared from the demo scenario"
+        assert items[-1]["device"] == "b1-e1"
+        assert items[-1]["fault"] == "2"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate()
+            raise
+    assert proc.returncode == 0, "".join(output) + rest
+    assert "stopped" in rest
+    assert _processes_mentioning(str(state)) == [], "a child process outlived facmon up"
