@@ -1,0 +1,62 @@
+# facmon: `make demo` runs the demo estate, `make test` runs the tests. Both install what is missing first:
+# Debian packages (mosquitto, influxdb, mbpoll) through apt-get, a virtualenv in .venv, and the project.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# binary:debian-package pairs the project needs on the machine
+SYSTEM_DEPS := mosquitto:mosquitto influxd:influxdb mbpoll:mbpoll
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test check lint types format deps venv bench clean
+
+demo: deps venv
+	$(BIN)/facmon up --site examples/demo-site.yaml --scenario examples/demo-scenario.yaml $(DEMO_ARGS)
+
+test: deps venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: lint types test
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: venv
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: deps venv
+	$(BIN)/python benchmarks/run.py
+
+deps:
+	@missing=""; \
+	for pair in $(SYSTEM_DEPS); do \
+	  bin=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; \
+	done; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "facmon needs Python 3.11 or newer")'
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .facmon .pytest_cache .mypy_cache .ruff_cache *.egg-info
