@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+import contextlib
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -45,11 +46,9 @@ def _settings(state_dir: Path | None) -> Settings:
     return settings.model_copy(update={"state_dir": state_dir}) if state_dir is not None else settings
 
 
-def _run(coro: object) -> None:
-    try:
-        asyncio.run(coro)  # type: ignore[arg-type]
-    except KeyboardInterrupt:
-        pass
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(coro)
 
 
 @app.command("check-config")
@@ -69,7 +68,7 @@ def up(
     state_dir: StateOption = None,
     speed: Annotated[float, typer.Option(help="simulated time runs this many times faster")] = 1.0,
     seed: Annotated[int, typer.Option(help="seed of the simulators' random choices")] = 0,
-    log_level: LogLevel = "WARNING",
+    log_level: LogLevel = "INFO",
 ) -> None:
     """Run the whole system for one site: simulators, gateway, historian, rules and API."""
     configure(log_level)
@@ -214,4 +213,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

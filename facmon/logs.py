@@ -16,6 +16,11 @@ def configure(level: str = "INFO") -> None:
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+    # Libraries' own chatter (every HTTP request, every Modbus connect retry, migration plugins) only shows when
+    # debugging; facmon logs what matters once, with the device's name.
+    debugging = level.upper() == "DEBUG"
+    for name, quiet in (("pymodbus", logging.CRITICAL), ("httpx", logging.WARNING), ("alembic", logging.WARNING)):
+        logging.getLogger(name).setLevel(logging.DEBUG if debugging else quiet)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -118,7 +118,12 @@ async def run_system(
                     mqtt_host=endpoints.mqtt_host,
                     mqtt_port=endpoints.mqtt_port,
                 )
-                tg.create_task(simulator.run(), name="simulators")
+                simulators = tg.create_task(simulator.run(), name="simulators")
+                # Collectors start once the simulated controllers listen, so the demo opens without false alarms.
+                while not simulator.serving.is_set():
+                    if simulators.done():
+                        raise RuntimeError("the simulators could not start")
+                    await asyncio.sleep(0.02)
             gateway = SiteGateway(
                 site,
                 mqtt_host=endpoints.mqtt_host,

@@ -85,6 +85,8 @@ class SiteSimulator:
             scenario.check(self.sims)
         # Set while the MQTT control subscription is in place (tests wait for it before publishing).
         self.control_ready = asyncio.Event()
+        # Set once every Modbus endpoint listens (facmon up starts the collectors after it).
+        self.serving = asyncio.Event()
 
     async def run(self) -> None:
         """Serve every device until cancelled."""
@@ -93,6 +95,7 @@ class SiteSimulator:
                 await endpoint.start()
             for sim in self.sims.values():
                 await sim.start()
+            self.serving.set()
             log.info("simulators up", site=self.site.id, devices=len(self.sims), listeners=len(self.endpoints))
             async with asyncio.TaskGroup() as tg:
                 if self.scenario is not None:
@@ -101,6 +104,7 @@ class SiteSimulator:
                     tg.create_task(self._control(tg, self.mqtt_host), name="simulator-control")
                 await asyncio.Event().wait()
         finally:
+            self.serving.clear()
             for sim in self.sims.values():
                 await sim.stop()
             for endpoint in self.endpoints:
