@@ -45,6 +45,11 @@ class EventType(StrEnum):
     FAULT_CLEARED = "fault_cleared"
     COMM_LOST = "comm_lost"
     COMM_RESTORED = "comm_restored"
+    # Something the site did that is not a fault: a controller's status event (GB/T 24476 codes 40-47: main power
+    # lost, inspection, fire return, ...), a fire point or camera condition that is informative only.
+    STATUS = "status"
+    # A card presented at a gate barrier or door: `data` holds card, granted and direction.
+    CARD_READ = "card_read"
 
 
 class Reading(BaseModel):
@@ -53,6 +58,8 @@ class Reading(BaseModel):
     ref: DeviceRef
     ts: UtcDatetime
     values: dict[str, Value]
+    # A reading of one point of a device that has many (a fire panel's detector "1-023"); None for the device itself.
+    point: str | None = None
 
 
 class Event(BaseModel):
@@ -65,11 +72,33 @@ class Event(BaseModel):
     # ("entrapment"). None for comm events.
     code: str | None = None
     message: str = ""
+    # The point of a many-point device the event is about (a fire panel's "1-023"); None for the device itself.
+    point: str | None = None
+    # Details that are not a fault code: a card read's card number, whether it was granted, the direction.
+    data: dict[str, Value] = Field(default_factory=dict)
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class DeadLetter(BaseModel):
+    """Input from a device that could not be used: parked on the dead-letter topic with the reason, never lost."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ref: DeviceRef
+    ts: UtcDatetime
+    # Where it came from: "modbus" (a register block) or "mqtt" (a vendor payload), and the vendor topic if any.
+    source: str
+    reason: str
+    # The input as text when it is text, else base64 (`payload_base64`).
+    payload: str | None = None
+    payload_base64: str | None = None
+    topic: str | None = None
 
 
 # Collectors hand what they produce to an `Emit`; they never touch storage or the network beyond the device.
 Emit = Callable[[Reading | Event], Awaitable[None]]
+# ... and what they could not use to a `Reject`.
+Reject = Callable[[DeadLetter], Awaitable[None]]
 
 
 def decode_message(payload: bytes | str) -> Reading | Event:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from facmon.model import DeviceRef, Event, Reading
+from facmon.model import DeadLetter, DeviceRef, Event, Reading
 
 ROOT = "facmon/v1"
 STATE = "state"
@@ -19,7 +19,14 @@ def event_topic(ref: DeviceRef) -> str:
     return f"{ROOT}/{ref.site}/{ref.kind.value}/{ref.device}/{EVENT}"
 
 
-def topic_for(message: Reading | Event) -> str:
+def dead_letter_topic(ref: DeviceRef) -> str:
+    """Where a device's unusable input is parked: facmon/v1/_dead/<site>/<device>."""
+    return f"{DEAD_LETTER}/{ref.site}/{ref.device}"
+
+
+def topic_for(message: Reading | Event | DeadLetter) -> str:
+    if isinstance(message, DeadLetter):
+        return dead_letter_topic(message.ref)
     return state_topic(message.ref) if isinstance(message, Reading) else event_topic(message.ref)
 
 

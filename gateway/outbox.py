@@ -23,7 +23,7 @@ from typing import Literal
 import structlog
 
 from facmon.metrics import METRICS, Counters
-from facmon.model import Event, Reading
+from facmon.model import DeadLetter, Event, Reading
 from facmon.topics import topic_for
 
 log = structlog.get_logger(__name__)
@@ -88,10 +88,10 @@ class Outbox:
         """Call `listener` after every put (from the event loop's thread): the publisher wakes up on it."""
         self._listeners.append(listener)
 
-    def put(self, message: Reading | Event) -> int:
+    def put(self, message: Reading | Event | DeadLetter) -> int:
         return self.put_many([message])[-1]
 
-    def put_many(self, messages: Sequence[Reading | Event]) -> list[int]:
+    def put_many(self, messages: Sequence[Reading | Event | DeadLetter]) -> list[int]:
         """Store messages in order, in one transaction; returns their ids."""
         ids: list[int] = []
         dropped = 0
@@ -117,7 +117,7 @@ class Outbox:
                 ).rowcount
         self._size += len(ids) - dropped
         for message in messages:
-            self._metrics.inc("outbox_put", kind="event" if isinstance(message, Event) else "reading")
+            self._metrics.inc("outbox_put", kind=_kind(message))
         if dropped:
             self._metrics.inc("outbox_dropped", dropped, kind="reading")
             log.warning("outbox full: dropped oldest readings", dropped=dropped, size=self._size, max=self.max_size)
@@ -149,6 +149,11 @@ class Outbox:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _kind(message: Reading | Event | DeadLetter) -> str:
+    # Dead letters are evidence, not state: under pressure they go with the oldest readings, never before events.
+    return "event" if isinstance(message, Event) else "dead_letter" if isinstance(message, DeadLetter) else "reading"
 
 
 @contextlib.contextmanager

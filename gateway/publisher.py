@@ -18,7 +18,7 @@ import aiomqtt
 import structlog
 
 from facmon.metrics import Counters
-from facmon.model import Event, Reading
+from facmon.model import DeadLetter, Event, Reading
 from gateway.outbox import Outbox, OutboxMessage
 
 log = structlog.get_logger(__name__)
@@ -74,6 +74,12 @@ class Publisher:
     async def emit(self, message: Reading | Event) -> None:
         """An `Emit` for collectors: the message is on disk when this returns, and the publisher is woken."""
         self.outbox.put(message)
+
+    async def reject(self, letter: DeadLetter) -> None:
+        """A `Reject` for collectors: the unusable input is counted, logged and parked on the dead-letter topic."""
+        self._metrics.inc("gateway_rejected", device=letter.ref.device, source=letter.source)
+        log.warning("input rejected", device=letter.ref.device, source=letter.source, reason=letter.reason)
+        self.outbox.put(letter)
 
     async def run(self) -> NoReturn:
         delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)

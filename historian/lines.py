@@ -24,10 +24,16 @@ EVENTS_MEASUREMENT = "events"
 
 
 def reading_line(reading: Reading) -> str | None:
-    """One line for a reading; None when it has nothing to store (no values, or only NaN/infinite floats)."""
+    """One line for a reading; None when it has nothing to store (no values, or only NaN/infinite floats).
+
+    A reading of one point of a many-point device (a fire panel's detector) goes to `<kind>_point`, tagged with
+    the point, so the panel's own values and its hundreds of points stay apart.
+    """
     ref = reading.ref
     tags = {"site": ref.site, "building": ref.building, "device": ref.device, "model": ref.model, "role": ref.role}
-    return _line(ref.kind.value, tags, dict(reading.values), reading.ts)
+    if reading.point is None:
+        return _line(ref.kind.value, tags, dict(reading.values), reading.ts)
+    return _line(f"{ref.kind.value}_point", {**tags, "point": reading.point}, dict(reading.values), reading.ts)
 
 
 def event_line(event: Event) -> str:
@@ -40,8 +46,10 @@ def event_line(event: Event) -> str:
         "model": ref.model,
         "type": event.type.value,
         "code": event.code,
+        "point": event.point,
     }
-    fields: dict[str, Value] = {"message": event.message, "event_id": event.id}
+    # Details (a card read's card, granted, direction) are fields; they never override message or event_id.
+    fields: dict[str, Value] = {**event.data, "message": event.message, "event_id": event.id}
     line = _line(EVENTS_MEASUREMENT, tags, fields, event.ts)
     assert line is not None, "event_id is never empty"
     return line

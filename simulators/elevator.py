@@ -17,6 +17,17 @@ from types import TracebackType
 from collectors.modbus.driver import ModbusDriver, Table
 from facmon.model import Value
 from simulators.endpoint import ModbusEndpoint
+from simulators.steps import (
+    ClearStep,
+    EntrapmentStep,
+    FaultStep,
+    LinkDropStep,
+    LinkRestoreStep,
+    ReleaseStep,
+    ResponseDelayStep,
+    SetStep,
+    Step,
+)
 
 # The points the car model drives; a driver for an elevator controller must have them all.
 REQUIRED_POINTS = (
@@ -47,6 +58,18 @@ SLICE_S = 0.1
 TICK_S = 0.1
 
 
+_ACTIONS = (
+    FaultStep,
+    ClearStep,
+    EntrapmentStep,
+    ReleaseStep,
+    LinkDropStep,
+    LinkRestoreStep,
+    SetStep,
+    ResponseDelayStep,
+)
+
+
 class Phase(StrEnum):
     IDLE = "idle"
     MOVING = "moving"
@@ -74,6 +97,7 @@ class ElevatorSimulator:
         floors: int = 18,
         seed: int = 0,
         speed: float = 1.0,
+        device_id: str = "",
     ) -> None:
         missing = [name for name in REQUIRED_POINTS if name not in driver.by_name]
         if missing:
@@ -83,6 +107,7 @@ class ElevatorSimulator:
         if speed < 0:
             raise ValueError(f"speed must be >= 0 (0 freezes the car), got {speed}")
         self.driver = driver
+        self.device_id = device_id or f"{host}:{port}/{unit}"
         self.host = host
         self.port = port
         self.unit = unit
@@ -135,6 +160,41 @@ class ElevatorSimulator:
         while True:
             await asyncio.sleep(TICK_S)
             self.step(TICK_S * self.speed)
+
+    # -- scenario steps and runtime commands --------------------------------------------------------------------
+
+    def problem(self, step: Step) -> str | None:
+        if not isinstance(step, _ACTIONS):
+            return f"an elevator simulator cannot {step.action}"
+        if isinstance(step, SetStep):
+            try:
+                self.driver.to_registers(step.point, step.value)
+            except KeyError:
+                return f"{self.driver.model} has no point {step.point!r}"
+            except ValueError as exc:
+                return str(exc)
+        return None
+
+    async def perform(self, step: Step) -> None:
+        match step:
+            case FaultStep():
+                self.inject_fault(step.code)
+            case ClearStep():
+                self.clear_fault()
+            case EntrapmentStep():
+                self.set_entrapment(True)
+            case ReleaseStep():
+                self.set_entrapment(False)
+            case LinkDropStep():
+                await self.link_down()
+            case LinkRestoreStep():
+                await self.link_up()
+            case SetStep():
+                self.set_value(step.point, step.value)
+            case ResponseDelayStep():
+                self.set_response_delay(step.delay_s)
+            case _:
+                raise ValueError(self.problem(step) or f"cannot {step.action}")
 
     # -- controls -----------------------------------------------------------------------------------------------
 

@@ -8,26 +8,39 @@ from the driver file, the values from the unit's `RegisterSource` at the moment 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from collectors.modbus.driver import ModbusDriver, Table
+from collectors.modbus.driver import Block, Table
 
 _FC_TABLE: dict[int, Table] = {3: "holding", 4: "input"}
 
 
+class RegisterMap(Protocol):
+    """The register layout of a device model: the blocks a collector reads (and so a simulator must serve)."""
+
+    @property
+    def blocks(self) -> list[Block]: ...
+
+
+@runtime_checkable
 class RegisterSource(Protocol):
     """What a unit behind an endpoint provides: its register map, its live registers and its availability."""
 
-    unit: int
-    driver: ModbusDriver
+    @property
+    def unit(self) -> int: ...
+
+    @property
+    def driver(self) -> RegisterMap: ...
 
     def registers(self, table: Table) -> dict[int, int]: ...
 
     def response_delay_s(self) -> float: ...
+
+    def attach(self, endpoint: ModbusEndpoint) -> None: ...
 
 
 class ModbusEndpoint:

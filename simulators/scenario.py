@@ -22,13 +22,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from simulators.elevator import ElevatorSimulator
+from simulators.steps import TIMED, SimulatedDevice, Step
 
 log = structlog.get_logger(__name__)
 
@@ -37,65 +37,6 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class ScenarioError(ValueError):
     pass
-
-
-class _Step(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    at_s: float | None = Field(default=None, ge=0)
-    after_s: float | None = Field(default=None, ge=0)
-    device: str | None = None
-
-    @model_validator(mode="after")
-    def _one_time(self) -> _Step:
-        if self.at_s is not None and self.after_s is not None:
-            raise ValueError("give at_s or after_s, not both")
-        return self
-
-
-class FaultStep(_Step):
-    action: Literal["fault"]
-    code: int = Field(ge=1, le=0xFFFF)
-
-
-class ClearStep(_Step):
-    action: Literal["clear"]
-
-
-class EntrapmentStep(_Step):
-    action: Literal["entrapment"]
-
-
-class ReleaseStep(_Step):
-    action: Literal["release"]
-
-
-class LinkDropStep(_Step):
-    action: Literal["link_drop"]
-    # None: stays down until a link_restore step.
-    duration_s: float | None = Field(default=None, gt=0)
-
-
-class LinkRestoreStep(_Step):
-    action: Literal["link_restore"]
-
-
-class SetStep(_Step):
-    action: Literal["set"]
-    point: str
-    value: bool | int | float | str
-
-
-class ResponseDelayStep(_Step):
-    action: Literal["response_delay"]
-    delay_s: float = Field(ge=0, le=60)
-
-
-Step = Annotated[
-    FaultStep | ClearStep | EntrapmentStep | ReleaseStep | LinkDropStep | LinkRestoreStep | SetStep | ResponseDelayStep,
-    Field(discriminator="action"),
-]
-STEP: TypeAdapter[Step] = TypeAdapter(Step)
 
 
 @dataclass(frozen=True)
@@ -133,29 +74,24 @@ class Scenario(BaseModel):
             device = step.device or device
             if device is None:
                 raise ValueError(f"steps[{index}] ({step.action}): no device; give `device:` on the step or the file")
-            if isinstance(step, LinkDropStep) and step.duration_s is not None:
-                # A timed drop is two moments: the link goes down, and comes back duration_s later.
+            if isinstance(step, TIMED) and step.duration_s is not None:
+                # A timed step is two moments: it happens, and is undone duration_s later.
                 cues.append(Cue(at, index, device, step.model_copy(update={"duration_s": None})))
-                cues.append(Cue(at + step.duration_s, index, device, LinkRestoreStep(action="link_restore")))
+                cues.append(Cue(at + step.duration_s, index, device, step.undo()))
             else:
                 cues.append(Cue(at, index, device, step))
         return sorted(cues, key=lambda c: (c.at_s, c.index))
 
-    def check(self, sims: Mapping[str, ElevatorSimulator]) -> None:
-        """Refuse a scenario that names a device or point the simulators do not have, before anything runs."""
+    def check(self, sims: Mapping[str, SimulatedDevice]) -> None:
+        """Refuse a scenario that names a device, action or point the simulators do not have, before anything runs."""
         problems = []
         for cue in self.cues():
             where = f"{self.source}: steps[{cue.index}] ({cue.action.action})"
             sim = sims.get(cue.device)
             if sim is None:
                 problems.append(f"{where}: unknown device {cue.device!r}; known: {sorted(sims)}")
-            elif isinstance(cue.action, SetStep):
-                try:
-                    sim.driver.to_registers(cue.action.point, cue.action.value)
-                except KeyError:
-                    problems.append(f"{where}: {sim.driver.model} has no point {cue.action.point!r}")
-                except ValueError as exc:
-                    problems.append(f"{where}: {exc}")
+            elif (problem := sim.problem(cue.action)) is not None:
+                problems.append(f"{where}: {cue.device}: {problem}")
         if problems:
             raise ScenarioError("\n".join(problems))
 
@@ -198,38 +134,19 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(raw, str(path))
 
 
-async def apply(action: Step, sim: ElevatorSimulator) -> None:
-    """Do one action now (a timed link drop only drops; `perform` also restores it)."""
-    match action:
-        case FaultStep():
-            sim.inject_fault(action.code)
-        case ClearStep():
-            sim.clear_fault()
-        case EntrapmentStep():
-            sim.set_entrapment(True)
-        case ReleaseStep():
-            sim.set_entrapment(False)
-        case LinkDropStep():
-            await sim.link_down()
-        case LinkRestoreStep():
-            await sim.link_up()
-        case SetStep():
-            sim.set_value(action.point, action.value)
-        case ResponseDelayStep():
-            sim.set_response_delay(action.delay_s)
-
-
-async def perform(action: Step, sim: ElevatorSimulator, *, speed: float = 1.0, sleep: Sleep = asyncio.sleep) -> None:
-    """Do one action, including the restore of a timed link drop (so this may take duration_s / speed)."""
-    await apply(action, sim)
-    if isinstance(action, LinkDropStep) and action.duration_s is not None:
+async def perform(action: Step, sim: SimulatedDevice, *, speed: float = 1.0, sleep: Sleep = asyncio.sleep) -> None:
+    """Do one action, including the undo of a timed one (so this may take duration_s / speed)."""
+    if isinstance(action, TIMED) and action.duration_s is not None:
+        await sim.perform(action.model_copy(update={"duration_s": None}))
         await sleep(action.duration_s / speed)
-        await sim.link_up()
+        await sim.perform(action.undo())
+    else:
+        await sim.perform(action)
 
 
 async def play(
     scenario: Scenario,
-    sims: Mapping[str, ElevatorSimulator],
+    sims: Mapping[str, SimulatedDevice],
     *,
     speed: float = 1.0,
     sleep: Sleep = asyncio.sleep,
@@ -244,4 +161,4 @@ async def play(
             await sleep((cue.at_s - now) / speed)
             now = cue.at_s
         log.info("scenario step", step=cue.index, at_s=cue.at_s, device=cue.device, action=cue.action.action)
-        await apply(cue.action, sims[cue.device])
+        await sims[cue.device].perform(cue.action)

@@ -1,6 +1,8 @@
-"""Every elevator of a site file as a live simulator at its own address, played by a scenario or driven over MQTT.
+"""Every device of a site file as a live simulator, played by a scenario or driven over MQTT.
 
-Devices that share a host:port (controllers behind one Modbus TCP gateway) share one listener and answer by unit
+Each device kind has a builder (`BUILDERS`) that makes its simulator from the site file's entry: Modbus devices
+are real pymodbus servers at their address, MQTT devices publish vendor payloads to the broker. Devices that share a
+host:port (controllers behind one Modbus TCP gateway) share one listener and answer by unit
 id. At run time a command on `facmon-sim/v1/<site>/<device>/command` with a JSON action, the same actions as
 scenario steps (`{"action": "fault", "code": 2}`), acts on that device at once; timing fields are ignored there.
 """
@@ -12,6 +14,8 @@ import json
 import random
 import uuid
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiomqtt
 import structlog
@@ -19,10 +23,11 @@ from pydantic import ValidationError
 
 from collectors.registry import modbus_driver
 from facmon.model import DeviceKind
-from facmon.site import Site
+from facmon.site import Building, Device, Site
 from simulators.elevator import ElevatorSimulator
-from simulators.endpoint import ModbusEndpoint
-from simulators.scenario import STEP, Scenario, SetStep, Step, perform, play
+from simulators.endpoint import ModbusEndpoint, RegisterSource
+from simulators.scenario import Scenario, perform, play
+from simulators.steps import STEP, SimulatedDevice, Step
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +41,41 @@ def command_topic(site: str, device: str) -> str:
 def _device_seed(seed: int, device_id: str) -> int:
     # Each device gets its own stream of choices, the same whatever order the site file lists devices in.
     return zlib.crc32(f"{seed}/{device_id}".encode())
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a builder may need beyond the device's own entry."""
+
+    site: Site
+    building: Building
+    seed: int
+    speed: float
+    # The broker MQTT devices publish to (None: MQTT devices are not simulated).
+    mqtt_host: str | None
+    mqtt_port: int
+
+
+Builder = Callable[[Device, BuildContext], SimulatedDevice]
+
+
+def _elevator(device: Device, ctx: BuildContext) -> SimulatedDevice:
+    assert device.address is not None  # the site file requires one for Modbus kinds
+    return ElevatorSimulator(
+        modbus_driver(device.model),
+        host=device.address.host,
+        port=device.address.port,
+        unit=device.address.unit,
+        seed=_device_seed(ctx.seed, device.id),
+        speed=ctx.speed,
+        device_id=device.id,
+    )
+
+
+# One builder per device kind, registered explicitly.
+BUILDERS: dict[DeviceKind, Builder] = {
+    DeviceKind.ELEVATOR: _elevator,
+}
 
 
 class SiteSimulator:
@@ -58,28 +98,25 @@ class SiteSimulator:
         self.mqtt_host = mqtt_host
         self.mqtt_port = mqtt_port
         self.backoff_max_s = backoff_max_s
-        self.sims: dict[str, ElevatorSimulator] = {}
-        groups: dict[tuple[str, int], list[ElevatorSimulator]] = {}
-        for _, device in site.devices():
-            if device.kind is not DeviceKind.ELEVATOR or device.address is None:
+        self.sims: dict[str, SimulatedDevice] = {}
+        groups: dict[tuple[str, int], list[RegisterSource]] = {}
+        for building, device in site.devices():
+            builder = BUILDERS.get(device.kind)
+            if builder is None:
+                log.warning("no simulator for this kind of device", device=device.id, kind=device.kind.value)
                 continue
-            address = device.address
-            sim = ElevatorSimulator(
-                modbus_driver(device.model),
-                host=address.host,
-                port=address.port,
-                unit=address.unit,
-                seed=_device_seed(seed, device.id),
-                speed=speed,
-            )
+            ctx = BuildContext(site, building, seed, speed, mqtt_host, mqtt_port)
+            sim = builder(device, ctx)
             self.sims[device.id] = sim
-            groups.setdefault((address.host, address.port), []).append(sim)
+            if isinstance(sim, RegisterSource) and device.address is not None:
+                groups.setdefault((device.address.host, device.address.port), []).append(sim)
+        # Modbus devices answer through listeners, one per host:port, shared by the units behind it.
         self.endpoints: list[ModbusEndpoint] = []
-        for (host, port), sims in groups.items():
-            endpoint = ModbusEndpoint(host, port, list(sims))
+        for (host, port), sources in groups.items():
+            endpoint = ModbusEndpoint(host, port, list(sources))
             self.endpoints.append(endpoint)
-            for sim in sims:
-                sim.attach(endpoint)
+            for source in sources:
+                source.attach(endpoint)
         if scenario is not None:
             # A scenario naming a device this site does not have fails now, not minutes into a demo.
             scenario.check(self.sims)
@@ -140,8 +177,9 @@ class SiteSimulator:
             sim = self.sims.get(device)
             if sim is None:
                 raise ValueError(f"unknown device {device!r}; known: {sorted(self.sims)}")
-            if isinstance(action, SetStep):
-                sim.driver.to_registers(action.point, action.value)
+            problem = sim.problem(action)
+            if problem is not None:
+                raise ValueError(problem)
         except (ValueError, KeyError) as exc:  # json and pydantic errors are ValueErrors too
             reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
             log.warning("simulator command ignored", topic=topic, reason=reason)
@@ -149,7 +187,7 @@ class SiteSimulator:
         log.info("simulator command", device=device, action=action.action)
         tg.create_task(self._perform(device, action, sim), name=f"command-{device}-{action.action}")
 
-    async def _perform(self, device: str, action: Step, sim: ElevatorSimulator) -> None:
+    async def _perform(self, device: str, action: Step, sim: SimulatedDevice) -> None:
         try:
             await perform(action, sim, speed=self.speed)
         except (ValueError, KeyError, RuntimeError) as exc:

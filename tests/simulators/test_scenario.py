@@ -129,8 +129,8 @@ async def test_unknown_point_or_unencodable_value_fails_the_check(sims: dict[str
     with pytest.raises(ScenarioError) as caught:
         scenario.check(sims)
     assert str(caught.value).splitlines() == [
-        "scenario: steps[0] (set): elev-gb-a has no point 'colour'",
-        "scenario: steps[1] (set): door: 'ajar' is not one of ['closed', 'closing', 'open', 'opening']",
+        "scenario: steps[0] (set): b1-e2: elev-gb-a has no point 'colour'",
+        "scenario: steps[1] (set): b1-e2: door: 'ajar' is not one of ['closed', 'closing', 'open', 'opening']",
     ]
 
 
