@@ -84,7 +84,9 @@ class DeadLetter(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ref: DeviceRef
+    site: str
+    # None when the input could not even be tied to a device (a vendor topic naming no device of the site).
+    ref: DeviceRef | None
     ts: UtcDatetime
     # Where it came from: "modbus" (a register block) or "mqtt" (a vendor payload), and the vendor topic if any.
     source: str

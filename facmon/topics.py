@@ -19,14 +19,14 @@ def event_topic(ref: DeviceRef) -> str:
     return f"{ROOT}/{ref.site}/{ref.kind.value}/{ref.device}/{EVENT}"
 
 
-def dead_letter_topic(ref: DeviceRef) -> str:
-    """Where a device's unusable input is parked: facmon/v1/_dead/<site>/<device>."""
-    return f"{DEAD_LETTER}/{ref.site}/{ref.device}"
+def dead_letter_topic(site: str, device: str | None) -> str:
+    """Where a device's unusable input is parked: facmon/v1/_dead/<site>/<device> (`_unknown` for no device)."""
+    return f"{DEAD_LETTER}/{site}/{device or '_unknown'}"
 
 
 def topic_for(message: Reading | Event | DeadLetter) -> str:
     if isinstance(message, DeadLetter):
-        return dead_letter_topic(message.ref)
+        return dead_letter_topic(message.site, message.ref.device if message.ref else None)
     return state_topic(message.ref) if isinstance(message, Reading) else event_topic(message.ref)
 
 

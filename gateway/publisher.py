@@ -77,8 +77,9 @@ class Publisher:
 
     async def reject(self, letter: DeadLetter) -> None:
         """A `Reject` for collectors: the unusable input is counted, logged and parked on the dead-letter topic."""
-        self._metrics.inc("gateway_rejected", device=letter.ref.device, source=letter.source)
-        log.warning("input rejected", device=letter.ref.device, source=letter.source, reason=letter.reason)
+        device = letter.ref.device if letter.ref else "_unknown"
+        self._metrics.inc("gateway_rejected", device=device, source=letter.source)
+        log.warning("input rejected", device=device, source=letter.source, topic=letter.topic, reason=letter.reason)
         self.outbox.put(letter)
 
     async def run(self) -> NoReturn:
