@@ -123,9 +123,17 @@ def simulate(
 
 
 @app.command()
-def gateway(site: SiteOption, state_dir: StateOption = None, log_level: LogLevel = "INFO") -> None:
+def gateway(
+    site: SiteOption,
+    state_dir: StateOption = None,
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="serve the gateway's counters at http://127.0.0.1:PORT/metrics")
+    ] = 0,
+    log_level: LogLevel = "INFO",
+) -> None:
     """Poll the site's devices and publish to the MQTT broker (FACMON_MQTT_HOST), buffering through outages."""
     configure(log_level)
+    from facmon.httpserve import embedded, metrics_app
     from gateway.site_gateway import SiteGateway
 
     settings = _settings(state_dir)
@@ -139,7 +147,14 @@ def gateway(site: SiteOption, state_dir: StateOption = None, log_level: LogLevel
         mqtt_username=settings.mqtt_username,
         mqtt_password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
     )
-    _run(gw.run())
+
+    async def run() -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(gw.run())
+            if metrics_port:
+                tg.create_task(embedded(metrics_app(METRICS), "127.0.0.1", metrics_port).serve_until_cancelled())
+
+    _run(run())
 
 
 @app.command()

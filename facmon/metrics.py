@@ -34,6 +34,18 @@ class Counters:
                 out[f"facmon_{name}{{{label_text}}}" if labels else f"facmon_{name}"] = value
             return out
 
+    def prometheus(self) -> str:
+        """The counters in Prometheus' text exposition format (every counter a `counter`)."""
+        lines: list[str] = []
+        typed: set[str] = set()
+        for key, value in self.snapshot().items():
+            name = key.split("{", 1)[0]
+            if name not in typed:
+                typed.add(name)
+                lines.append(f"# TYPE {name} counter")
+            lines.append(f"{key} {value}")
+        return "\n".join(lines) + "\n"
+
 
 # One set per process; components take it as a parameter so tests can hand in their own.
 METRICS = Counters()

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-import uvicorn
 
 from api.app import create_app
 from facmon.clock import Clock
+from facmon.httpserve import embedded
 from facmon.metrics import Counters
 from facmon.services import ChildService, Influxd, Mosquitto
 from facmon.settings import Settings
@@ -67,24 +67,6 @@ def local_services(settings: Settings, state_dir: Path) -> Iterator[Endpoints]:
             service.stop()
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside our loop: signals are ours, so it must not install its own handlers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def serve_until_cancelled(self) -> None:
-        """Cancelling serve() would skip uvicorn's shutdown and leak its listening socket; ask it to exit instead."""
-        task = asyncio.ensure_future(self.serve())
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            self.should_exit = True
-            await task
-            raise
-
-
 async def run_system(
     site: Site,
     endpoints: Endpoints,
@@ -103,10 +85,8 @@ async def run_system(
     """Run every component until cancelled."""
     engine = make_engine(endpoints.db_url)
     await asyncio.to_thread(create_schema, engine)
-    app = create_app(sites=[site], engine=engine)
-    server = _EmbeddedServer(
-        uvicorn.Config(app, host=api_host, port=api_port, log_level="warning", lifespan="on", access_log=False)
-    )
+    app = create_app(sites=[site], engine=engine, metrics=metrics)
+    server = embedded(app, api_host, api_port)
     try:
         async with asyncio.TaskGroup() as tg:
             if simulate:

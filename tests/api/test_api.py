@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from api import create_app
 from facmon.clock import FakeClock
+from facmon.metrics import Counters
 from facmon.model import DeviceKind, Event, EventType
 from facmon.site import Site
 from rules.db import WorkOrder, create_schema, make_engine
@@ -223,6 +224,7 @@ async def test_openapi_lists_the_paths(client: httpx.AsyncClient) -> None:
         "/api/v1/devices",
         "/api/v1/work-orders",
         "/api/v1/work-orders/{work_order_id}",
+        "/api/v1/metrics",
     }
     detail = spec["paths"]["/api/v1/work-orders/{work_order_id}"]["get"]
     assert "application/problem+json" in detail["responses"]["404"]["content"]
@@ -233,3 +235,19 @@ async def test_openapi_lists_the_paths(client: httpx.AsyncClient) -> None:
 def test_site_ids_must_be_unique(engine: Engine) -> None:
     with pytest.raises(ValueError, match="north"):
         create_app(sites=[SITE, SITE], engine=engine)
+
+
+async def test_metrics_page_shows_the_process_counters(engine: Engine) -> None:
+    counters = Counters()
+    counters.inc("gateway_rejected", device="e1", source="modbus")
+    counters.inc("gateway_rejected", 2, device="g1", source="mqtt")
+    app = create_app(sites=[SITE], engine=engine, metrics=counters)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://facmon.test") as client:
+        response = await client.get("/api/v1/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text.splitlines() == [
+        "# TYPE facmon_gateway_rejected counter",
+        'facmon_gateway_rejected{device="e1",source="modbus"} 1',
+        'facmon_gateway_rejected{device="g1",source="mqtt"} 2',
+    ]
