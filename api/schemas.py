@@ -1,4 +1,4 @@
-"""What the API returns: the Public schemas (Create/Update families come with the endpoints that need them).
+"""What the API takes and returns: Create schemas for request bodies, Public schemas for answers.
 
 They are separate from the ORM models on purpose: a column added to a table does not leak into the API, and the
 API's shape is documented in OpenAPI from these classes alone.
@@ -7,12 +7,13 @@ API's shape is documented in OpenAPI from these classes alone.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from facmon.model import DeviceKind
-from rules.db import Priority, WorkOrderStatus
+from rules.db import FollowUpOutcome, Milestone, Priority, WorkOrderStatus
+from rules.sla import ClockState
 
 
 class _Public(BaseModel):
@@ -42,6 +43,22 @@ class DevicePublic(_Public):
     open_work_orders: int
 
 
+class ClockPublic(_Public):
+    name: str
+    milestone: Milestone
+    state: ClockState
+    due_at: datetime
+    met_at: datetime | None
+    time_left_s: float | None = Field(description="pending: seconds until the deadline")
+    overdue_s: float | None = Field(description="breached: seconds past the deadline (until met, or until now)")
+
+
+class SlaPublic(_Public):
+    profile: str | None = Field(description="the SLA profile; null for work orders opened before profiles")
+    state: ClockState | None = Field(description="the worst of the clocks (breached > pending > met > cancelled)")
+    clocks: list[ClockPublic]
+
+
 class WorkOrderPublic(_Public):
     id: int
     site: str
@@ -59,16 +76,71 @@ class WorkOrderPublic(_Public):
     fault_cleared_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    previous_id: int | None = Field(description="the work order this device and fault had before this one")
+    acknowledged_at: datetime | None
+    on_site_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    cancelled_at: datetime | None
+    sla: SlaPublic
+    next_statuses: list[WorkOrderStatus] = Field(description="the statuses a transition can go to from here")
 
 
 class TimelineEntryPublic(_Public):
     at: datetime
-    type: str
+    type: str = Field(description="opened, recurred, fault_cleared, transition, sla_breached or follow_up")
+    status: WorkOrderStatus | None = Field(description="the work order's status after this entry")
+    actor: str | None
+    source: str | None = Field(description="api, card_read, inspection_mode, rules, ...")
+    note: str | None
     detail: dict[str, Any]
+
+
+class FollowUpPublic(_Public):
+    id: int
+    visited_at: datetime
+    actor: str
+    outcome: FollowUpOutcome
+    note: str | None
+    recorded_at: datetime
 
 
 class WorkOrderDetailPublic(WorkOrderPublic):
     timeline: list[TimelineEntryPublic]
+    follow_ups: list[FollowUpPublic]
+
+
+# --- request bodies --------------------------------------------------------------------------------------------------
+
+Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+TransitionTarget = Literal["acknowledged", "on_site", "resolved", "closed", "cancelled"]
+
+
+class _Create(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TransitionCreate(_Create):
+    to: TransitionTarget
+    # Until the API authenticates (a later change), the body says who acts; then the signed-in user does.
+    actor: Actor
+    note: Note | None = Field(default=None, validate_default=True)
+
+    @field_validator("note")
+    @classmethod
+    def _cancel_says_why(cls, note: str | None, info: ValidationInfo) -> str | None:
+        # A cancelled work order drops out of the repair figures, so the reason has to be on record.
+        if note is None and info.data.get("to") == "cancelled":
+            raise ValueError("say why the work order is cancelled (e.g. false alarm)")
+        return note
+
+
+class FollowUpCreate(_Create):
+    actor: Actor
+    outcome: FollowUpOutcome
+    note: Note | None = None
+    visited_at: AwareDatetime | None = Field(default=None, description="when the visit or call was; default now")
 
 
 class WorkOrderPagePublic(_Public):
@@ -79,7 +151,9 @@ class WorkOrderPagePublic(_Public):
 
 
 class Problem(_Public):
-    """An error, as RFC 9457 problem details (served as application/problem+json)."""
+    """An error, as RFC 9457 problem details (served as application/problem+json); extension members allowed."""
+
+    model_config = ConfigDict(extra="allow")
 
     type: str = "about:blank"
     title: str
@@ -87,17 +161,27 @@ class Problem(_Public):
     detail: str
 
 
+class TransitionProblem(Problem):
+    """A transition the work order's status does not allow: where it is and where it can go."""
+
+    current_status: WorkOrderStatus
+    allowed: list[WorkOrderStatus]
+
+
 class ProblemError(Exception):
     """Raised by a route to answer with a problem document; api.app turns it into the response."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(self, status: int, title: str, detail: str, **extensions: Any) -> None:
         super().__init__(detail)
-        self.problem = Problem(title=title, status=status, detail=detail)
+        self.problem = Problem(title=title, status=status, detail=detail, **extensions)
 
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
-def problem_response(description: str) -> dict[str, Any]:
+def problem_response(description: str, model: type[Problem] = Problem) -> dict[str, Any]:
     """An OpenAPI `responses` entry for a problem document."""
-    return {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}
+    # `model` registers the schema (FastAPI files it under application/json); the media type actually served
+    # refers to it too.
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"model": model, "description": description, "content": {PROBLEM_MEDIA_TYPE: {"schema": schema}}}

@@ -59,6 +59,21 @@ class Comm(StrEnum):
     LOST = "lost"
 
 
+class Milestone(StrEnum):
+    """What an SLA clock waits for: the work order reaching this status (or a later one on the way)."""
+
+    ACKNOWLEDGED = "acknowledged"
+    ON_SITE = "on_site"
+    RESOLVED = "resolved"
+
+
+class FollowUpOutcome(StrEnum):
+    SATISFIED = "satisfied"
+    DISSATISFIED = "dissatisfied"
+    # Nobody could be reached; the visit was attempted and counts as one, the outcome says it told us nothing.
+    UNREACHABLE = "unreachable"
+
+
 def _sql_list(values: tuple[StrEnum, ...]) -> str:
     return ", ".join(f"'{v.value}'" for v in values)
 
@@ -149,24 +164,112 @@ class WorkOrder(Base):
     fault_cleared_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The work order of the same device and fault before this one (resolved, closed or cancelled), when there is one.
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("work_orders.id", ondelete="SET NULL"))
+    # The SLA profile (rules/library/sla.yaml) the deadlines came from; NULL for work orders opened before profiles.
+    sla_profile: Mapped[str | None] = mapped_column(String(64))
+    # When each status was first reached; an implied step (open -> on_site implies acknowledged) sets both.
+    acknowledged_at: Mapped[datetime | None]
+    on_site_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
 
     timeline: Mapped[list[WorkOrderEvent]] = relationship(
         back_populates="work_order", order_by="WorkOrderEvent.id", cascade="all, delete-orphan", passive_deletes=True
     )
+    clocks: Mapped[list[WorkOrderClock]] = relationship(
+        order_by="(WorkOrderClock.due_at, WorkOrderClock.name)", cascade="all, delete-orphan", passive_deletes=True
+    )
+    follow_ups: Mapped[list[FollowUp]] = relationship(
+        order_by="FollowUp.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class TimelineType(StrEnum):
+    OPENED = "opened"
+    RECURRED = "recurred"
+    FAULT_CLEARED = "fault_cleared"
+    TRANSITION = "transition"
+    SLA_BREACHED = "sla_breached"
+    FOLLOW_UP = "follow_up"
 
 
 class WorkOrderEvent(Base):
-    """One entry of a work order's timeline: opened, recurred, fault_cleared (and, later, status transitions)."""
+    """One entry of a work order's timeline (see TimelineType).
+
+    The timeline is also the outbox of lifecycle points for InfluxDB: `exported_at` is set once the entry's point
+    was written (rules.lifecycle), so a sink that was down gets every entry later.
+    """
 
     __tablename__ = "work_order_events"
+    __table_args__ = (
+        Index(
+            "ix_work_order_events_unexported",
+            "id",
+            sqlite_where=text("exported_at IS NULL"),
+            postgresql_where=text("exported_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime]
     type: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The work order's status after this entry; NULL on entries written before statuses were recorded.
+    status: Mapped[str | None] = mapped_column(String(16))
+    # Who and through what: a technician's name and "api", a card holder and "card_read", "rules" for the engine.
+    actor: Mapped[str | None] = mapped_column(String(128))
+    source: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    exported_at: Mapped[datetime | None]
 
     work_order: Mapped[WorkOrder] = relationship(back_populates="timeline")
+
+
+class WorkOrderClock(Base):
+    """One SLA clock of a work order: its deadline, when it was met, and when its breach was recorded.
+
+    `breached_at` is written by one conditional UPDATE (`WHERE breached_at IS NULL`), so a breach is recorded once
+    however many monitors run and however often they restart. A clock the work order was cancelled under before
+    its deadline (`cancelled_at`) can no longer be breached.
+    """
+
+    __tablename__ = "work_order_clocks"
+    __table_args__ = (
+        CheckConstraint(f"milestone IN ({_sql_list(tuple(Milestone))})", name="milestone"),
+        # The monitor's question every second: deadlines passed and no breach recorded yet.
+        Index(
+            "ix_work_order_clocks_unbreached_due",
+            "due_at",
+            sqlite_where=text("breached_at IS NULL"),
+            postgresql_where=text("breached_at IS NULL"),
+        ),
+    )
+
+    work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    milestone: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    met_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    breached_at: Mapped[datetime | None]
+
+
+class FollowUp(Base):
+    """A follow-up visit or call (回访) after the repair: who, when, what the resident said."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (CheckConstraint(f"outcome IN ({_sql_list(tuple(FollowUpOutcome))})", name="outcome"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), index=True)
+    visited_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    recorded_at: Mapped[datetime]
 
 
 class ProcessedEvent(Base):
@@ -219,14 +322,34 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_schema(engine: Engine) -> None:
-    """Bring the database to the newest schema (Alembic `upgrade head`); safe to call on every start."""
+def create_schema(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to the newest schema (Alembic `upgrade head`); safe to call on every start.
+
+    `revision` stops at an older one, for tests that upgrade a database holding data of an earlier schema.
+    """
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        # env.py uses this connection instead of opening its own, so callers' engines (and pragmas) are used.
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A migration that rebuilds a table (SQLite's only way to change constraints) must run with foreign keys
+            # off, or dropping the old copy deletes its rows and cascades into the tables referring to it. The
+            # pragma does nothing inside a transaction, hence before it; the check below stands in for it.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                # env.py uses this connection instead of opening its own, so callers' engines (and pragmas) are used.
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"migration left rows that break foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()

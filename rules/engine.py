@@ -4,13 +4,16 @@ A rule file (`rules/library/*.yaml`) says *when* (device kind, event type, optio
 action with its parameters). `evaluate(rules, event, now)` turns an event into a list of actions; it reads no clock,
 touches no database and keeps no state, so every decision can be tested as a table of inputs and outputs. The store
 (`rules/store.py`) carries the actions out.
+
+A rule that opens work orders names an SLA profile (`rules/library/sla.yaml`, `rules.sla`); the action carries the
+deadlines of every clock of that profile, computed from the detection time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from string import Formatter
 from typing import Annotated, Any, Literal
@@ -20,13 +23,27 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from facmon.model import DeviceKind, Event, EventType
 from rules.db import Comm, Priority
+from rules.sla import ClockDeadline, SlaProfile, load_sla_profiles
 
 LIBRARY = Path(__file__).parent / "library"
 # Registered explicitly, like drivers: a new rule family is a file plus one line here, never a folder scan.
-DEFAULT_RULE_FILES: tuple[Path, ...] = (LIBRARY / "elevator.yaml",)
+DEFAULT_RULE_FILES: tuple[Path, ...] = (
+    LIBRARY / "elevator.yaml",
+    LIBRARY / "fire.yaml",
+    LIBRARY / "gate.yaml",
+    LIBRARY / "camera.yaml",
+)
 
-TITLE_FIELDS = frozenset({"site", "building", "device", "kind", "code", "fault_name"})
+TITLE_FIELDS = frozenset({"site", "building", "device", "kind", "code", "fault_name", "point"})
 FAULT_EVENTS = frozenset({EventType.FAULT_RAISED, EventType.FAULT_CLEARED})
+# Width of the work order's fault column (rules.db).
+FAULT_KEY_MAX = 64
+
+
+def fault_key(code: str, point: str | None) -> str:
+    """What a work order is about on its device: the code, or "<point>/<code>" for one point of a many-point device
+    (a fire panel's detector 1-023 in fault is not its neighbour 1-024 in fault)."""
+    return code if point is None else f"{point}/{code}"
 
 
 # --- actions: what the engine decides, as plain immutable values ---------------------------------------------------
@@ -45,7 +62,10 @@ class OpenWorkOrder:
     title: str
     priority: Priority
     detected_at: datetime
+    # The main on-site deadline (the profile's main clock), kept as the work order's due_at.
     due_at: datetime
+    sla_profile: str
+    clocks: tuple[ClockDeadline, ...]
 
 
 @dataclass(frozen=True)
@@ -95,7 +115,9 @@ class When(_Strict):
 
 class OpenWorkOrderSpec(_Strict):
     action: Literal["open_work_order"]
-    sla_minutes: int = Field(gt=0, le=7 * 24 * 60)
+    # SLA profile ids (rules/library/sla.yaml); checked against the loaded profiles by load_rules.
+    sla: str = Field(min_length=1, max_length=64)
+    sla_by_code: dict[Code, str] = Field(default_factory=dict)
     priority: Priority
     priority_by_code: dict[Code, Priority] = Field(default_factory=dict)
     title: str = Field(default="{kind} {device}: {fault_name}", min_length=1, max_length=200)
@@ -150,6 +172,8 @@ class Rule:
     definition: RuleDef
     source: str
     fault_names: Mapping[str, str] = field(default_factory=dict)
+    # The SLA profiles the rule can open work orders with, by id.
+    profiles: Mapping[str, SlaProfile] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -174,7 +198,16 @@ def _describe(exc: ValidationError) -> list[str]:
     return reasons
 
 
-def _load_file(path: Path) -> tuple[list[Rule], list[str]]:
+def _unknown_profiles(definition: RuleDef, profiles: Mapping[str, SlaProfile]) -> list[str]:
+    spec = definition.then
+    if not isinstance(spec, OpenWorkOrderSpec):
+        return []
+    named = [("then.sla", spec.sla)] + [(f"then.sla_by_code.{c}", p) for c, p in spec.sla_by_code.items()]
+    known = sorted(profiles)
+    return [f"{where}: unknown SLA profile {name!r}; known: {known}" for where, name in named if name not in profiles]
+
+
+def _load_file(path: Path, profiles: Mapping[str, SlaProfile]) -> tuple[list[Rule], list[str]]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -198,17 +231,27 @@ def _load_file(path: Path) -> tuple[list[Rule], list[str]]:
         except ValidationError as exc:
             problems.extend(f"{path}: {label}: {reason}" for reason in _describe(exc))
             continue
-        rules.append(Rule(definition=definition, source=path.name, fault_names=fault_names))
+        unknown = _unknown_profiles(definition, profiles)
+        if unknown:
+            problems.extend(f"{path}: {label}: {reason}" for reason in unknown)
+            continue
+        rules.append(Rule(definition=definition, source=path.name, fault_names=fault_names, profiles=profiles))
     return rules, problems
 
 
-def load_rules(paths: Iterable[str | Path] = DEFAULT_RULE_FILES) -> tuple[Rule, ...]:
-    """Load and validate rule files; raises RuleFileError listing every problem found, not only the first."""
+def load_rules(
+    paths: Iterable[str | Path] = DEFAULT_RULE_FILES, *, sla_profiles: Mapping[str, SlaProfile] | None = None
+) -> tuple[Rule, ...]:
+    """Load and validate rule files; raises RuleFileError listing every problem found, not only the first.
+
+    `sla_profiles` defaults to the library's sla.yaml (whose own problems raise rules.sla.SlaFileError).
+    """
+    profiles = load_sla_profiles() if sla_profiles is None else sla_profiles
     rules: list[Rule] = []
     problems: list[str] = []
     seen: dict[str, str] = {}
     for path in map(Path, paths):
-        loaded, file_problems = _load_file(path)
+        loaded, file_problems = _load_file(path, profiles)
         problems.extend(file_problems)
         for rule in loaded:
             if rule.id in seen:
@@ -243,18 +286,23 @@ def _open_work_order(rule: Rule, spec: OpenWorkOrderSpec, event: Event, now: dat
         kind=event.ref.kind.value,
         code=code,
         fault_name=rule.fault_names.get(code, f"fault {code}"),
+        point=event.point or "",
     )
+    profile = rule.profiles[spec.sla_by_code.get(code, spec.sla)]
+    clocks = profile.deadlines(detected_at)
     return OpenWorkOrder(
         rule_id=rule.id,
         site=event.ref.site,
         building=event.ref.building,
         device=event.ref.device,
         kind=event.ref.kind.value,
-        fault=code,
+        fault=fault_key(code, event.point),
         title=title[:200],
         priority=spec.priority_by_code.get(code, spec.priority),
         detected_at=detected_at,
-        due_at=detected_at + timedelta(minutes=spec.sla_minutes),
+        due_at=next(c.due_at for c in clocks if c.name == profile.main_clock),
+        sla_profile=profile.id,
+        clocks=clocks,
     )
 
 
@@ -265,7 +313,11 @@ def _action(rule: Rule, event: Event, now: datetime) -> Action:
         return _open_work_order(rule, spec, event, now)
     if isinstance(spec, FaultClearedSpec):
         return FaultCleared(
-            rule_id=rule.id, site=ref.site, device=ref.device, fault=event.code or "", cleared_at=min(event.ts, now)
+            rule_id=rule.id,
+            site=ref.site,
+            device=ref.device,
+            fault=fault_key(event.code or "", event.point),
+            cleared_at=min(event.ts, now),
         )
     return SetComm(rule_id=rule.id, site=ref.site, device=ref.device, comm=spec.comm, at=min(event.ts, now))
 

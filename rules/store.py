@@ -5,6 +5,10 @@ it taken and changes nothing), then the device's status and the work orders are 
 single INSERT ... ON CONFLICT DO UPDATE against the partial unique index of open work orders, so two workers that
 see the same fault at the same moment end with one work order counting two occurrences — the database decides,
 not a read-then-write in Python that could race.
+
+A work order opens with its SLA clocks (the deadlines of its profile) and, when the same device and fault had a work
+order before (resolved, closed or cancelled), a link to the latest one (`previous_id`).
+Status transitions and follow-ups are in `rules.workflow`.
 """
 
 from __future__ import annotations
@@ -26,13 +30,17 @@ from rules.db import (
     Comm,
     DeviceStatus,
     ProcessedEvent,
+    TimelineType,
     WorkOrder,
+    WorkOrderClock,
     WorkOrderEvent,
     WorkOrderStatus,
 )
 from rules.engine import Action, FaultCleared, OpenWorkOrder, SetComm
 
 _OPEN_FAULT_KEY = (WorkOrder.site, WorkOrder.device, WorkOrder.fault)
+# Timeline entries the engine writes are by the rule, through the rules worker.
+RULES_SOURCE = "rules"
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,13 @@ def _touch_device(session: Session, event: Event, comm: Comm | None) -> None:
 def _open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: datetime) -> tuple[int, bool]:
     """(work order id, True if newly opened)."""
     ins = _upsert(session, WorkOrder)
+    # Evaluated by the database inside the INSERT: when the row is new, the open slot was free, so the newest row
+    # of this device and fault is the one before (resolved, closed or cancelled). Unused when the upsert updates.
+    previous = (
+        select(func.max(WorkOrder.id))
+        .where(WorkOrder.site == action.site, WorkOrder.device == action.device, WorkOrder.fault == action.fault)
+        .scalar_subquery()
+    )
     stmt = ins.values(
         site=action.site,
         building=action.building,
@@ -120,6 +135,8 @@ def _open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: d
         last_occurrence_at=action.detected_at,
         created_at=now,
         updated_at=now,
+        previous_id=previous,
+        sla_profile=action.sla_profile,
     )
     latest = case(
         (stmt.excluded.last_occurrence_at > WorkOrder.last_occurrence_at, stmt.excluded.last_occurrence_at),
@@ -136,15 +153,32 @@ def _open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: d
             "fault_cleared_at": None,
             "updated_at": now,
         },
-    ).returning(WorkOrder.id, WorkOrder.occurrences)
-    work_order_id, occurrences = session.execute(upsert).one()
+    ).returning(WorkOrder.id, WorkOrder.occurrences, WorkOrder.status, WorkOrder.previous_id)
+    work_order_id, occurrences, status, previous_id = session.execute(upsert).one()
     # A fresh row starts at 1 and every conflict adds 1, so this tells the two apart on both backends.
     opened = occurrences == 1
     detail = _event_detail(event, action.rule_id)
     if opened:
-        detail |= {"priority": action.priority.value, "due_at": action.due_at.isoformat()}
+        detail |= {
+            "priority": action.priority.value,
+            "due_at": action.due_at.isoformat(),
+            "sla_profile": action.sla_profile,
+            "previous_id": previous_id,
+        }
+        session.add_all(
+            WorkOrderClock(work_order_id=work_order_id, name=c.name, milestone=c.milestone.value, due_at=c.due_at)
+            for c in action.clocks
+        )
     session.add(
-        WorkOrderEvent(work_order_id=work_order_id, at=now, type="opened" if opened else "recurred", detail=detail)
+        WorkOrderEvent(
+            work_order_id=work_order_id,
+            at=now,
+            type=TimelineType.OPENED if opened else TimelineType.RECURRED,
+            status=status,
+            actor=action.rule_id,
+            source=RULES_SOURCE,
+            detail=detail,
+        )
     )
     return work_order_id, opened
 
@@ -161,14 +195,24 @@ def _fault_cleared(session: Session, action: FaultCleared, event: Event, now: da
             WorkOrder.last_occurrence_at <= action.cleared_at,
         )
         .values(fault_cleared_at=action.cleared_at, updated_at=now)
-        .returning(WorkOrder.id)
+        .returning(WorkOrder.id, WorkOrder.status)
         .execution_options(synchronize_session=False)
     )
-    ids = list(session.execute(stmt).scalars())
-    for work_order_id in ids:
+    rows = session.execute(stmt).all()
+    for work_order_id, status in rows:
         detail = _event_detail(event, action.rule_id) | {"cleared_at": action.cleared_at.isoformat()}
-        session.add(WorkOrderEvent(work_order_id=work_order_id, at=now, type="fault_cleared", detail=detail))
-    return ids
+        session.add(
+            WorkOrderEvent(
+                work_order_id=work_order_id,
+                at=now,
+                type=TimelineType.FAULT_CLEARED,
+                status=status,
+                actor=action.rule_id,
+                source=RULES_SOURCE,
+                detail=detail,
+            )
+        )
+    return [work_order_id for work_order_id, _ in rows]
 
 
 def apply_event(engine: Engine, event: Event, actions: Sequence[Action], now: datetime) -> ApplyResult:
@@ -223,13 +267,18 @@ def list_work_orders(
         .order_by(WorkOrder.detected_at.desc(), WorkOrder.id.desc())
         .limit(limit)
         .offset(offset)
+        .options(selectinload(WorkOrder.clocks))
     )
     return WorkOrderPage(items=list(session.execute(query).scalars()), total=total)
 
 
 def get_work_order(session: Session, work_order_id: int) -> WorkOrder | None:
-    """One work order with its timeline loaded (oldest entry first)."""
-    query = select(WorkOrder).where(WorkOrder.id == work_order_id).options(selectinload(WorkOrder.timeline))
+    """One work order with its timeline (oldest entry first), clocks and follow-ups loaded."""
+    query = (
+        select(WorkOrder)
+        .where(WorkOrder.id == work_order_id)
+        .options(selectinload(WorkOrder.timeline), selectinload(WorkOrder.clocks), selectinload(WorkOrder.follow_ups))
+    )
     return session.execute(query).scalar_one_or_none()
 
 

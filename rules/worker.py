@@ -11,6 +11,11 @@ serving the MQTT connection (keepalives, acks) while SQLite or PostgreSQL is bus
 Failures: a payload that cannot be used is logged with its topic and reason, counted, acknowledged and skipped (it
 would fail the same way on redelivery). An unreachable database is retried in place with backoff, the event held
 unacknowledged. Anything else is a bug and ends `run()`; the event is redelivered to the next run.
+
+Beside the consumer, `run()` keeps two more tasks in its TaskGroup: the SLA monitor (rules.sla_monitor), which looks
+for breached deadlines every `tick_interval_s` by the injected clock and hands each new breach to `on_breach`; and,
+when a `lifecycle_sink` is given, the exporter of lifecycle points (rules.lifecycle) to InfluxDB. Breaches are not
+published on MQTT: a subscriber (the notifier) takes `on_breach`, or reads the durable timeline.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from facmon.clock import Clock
 from facmon.metrics import Counters
 from facmon.model import Event, EventType, decode_message
 from facmon.topics import EVENT, event_topic, subscription
-from rules.engine import Rule, evaluate, load_rules
+from rules.engine import FAULT_KEY_MAX, Rule, evaluate, fault_key, load_rules
+from rules.lifecycle import LifecycleExporter, LifecycleSink
+from rules.sla_monitor import BreachHandler, SlaMonitor
 from rules.store import ApplyResult, apply_event
 
 log = structlog.get_logger(__name__)
@@ -66,6 +73,8 @@ def parse_event(topic: str, payload: object) -> Event:
     for name, value in (("site", ref.site), ("building", ref.building), ("device", ref.device), ("code", message.code)):
         if value is not None and len(value) > _MAX_ID_LEN:
             raise RejectedMessage("invalid", f"{name} longer than {_MAX_ID_LEN} characters")
+    if message.code is not None and len(fault_key(message.code, message.point)) > FAULT_KEY_MAX:
+        raise RejectedMessage("invalid", f"point and code together longer than {FAULT_KEY_MAX - 1} characters")
     return message
 
 
@@ -84,6 +93,9 @@ class RulesWorker:
         mqtt_password: str | None = None,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
+        on_breach: BreachHandler | None = None,
+        lifecycle_sink: LifecycleSink | None = None,
+        tick_interval_s: float = 1.0,
     ) -> None:
         if not client_id:
             # The broker keeps the persistent session under this id; a random one would lose it on restart.
@@ -102,6 +114,11 @@ class RulesWorker:
         # Set while connected and subscribed; tests and health checks wait on it.
         self.subscribed = asyncio.Event()
         self._random = random.Random()
+        self.tick_interval_s = tick_interval_s
+        self.monitor = SlaMonitor(engine, clock, on_breach=on_breach, metrics=metrics)
+        self.exporter = (
+            None if lifecycle_sink is None else LifecycleExporter(engine, lifecycle_sink, clock, metrics=metrics)
+        )
 
     def _backoff(self, attempt: int) -> float:
         # Capped exponential with jitter, so a fleet of workers does not reconnect in lockstep after a broker restart.
@@ -109,6 +126,14 @@ class RulesWorker:
         return ceiling * self._random.uniform(0.5, 1.0)
 
     async def run(self) -> None:
+        """Consume events, watch SLA clocks and export lifecycle points until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._consume(), name="rules-consumer")
+            tg.create_task(self.monitor.run(self.tick_interval_s), name="rules-sla-monitor")
+            if self.exporter is not None:
+                tg.create_task(self.exporter.run(self.tick_interval_s), name="rules-lifecycle-export")
+
+    async def _consume(self) -> None:
         """Consume events until cancelled, reconnecting whenever the broker goes away."""
         attempt = 0
         while True:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from api import create_app
+from api.routes.work_orders import get_clock
 from facmon.clock import FakeClock
 from facmon.metrics import Counters
 from facmon.model import DeviceKind, Event, EventType
@@ -86,10 +87,15 @@ def seed(engine: Engine) -> None:
         session.execute(update(WorkOrder).where(WorkOrder.device == "e2").values(status="acknowledged"))
 
 
+# The API's time for SLA figures, after everything was seeded.
+NOW = START + timedelta(minutes=10)
+
+
 @pytest.fixture
 async def client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
     seed(engine)
     app = create_app(sites=[SITE, OTHER], engine=engine)
+    app.dependency_overrides[get_clock] = lambda: FakeClock(NOW)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://facmon.test") as client:
         yield client
 
@@ -162,6 +168,15 @@ async def test_work_orders_newest_first_with_filters_and_paging(client: httpx.As
     first = everything["items"][-1]
     assert (first["priority"], first["status"], first["detected_at"]) == ("emergency", "open", "2026-02-01T09:00:00Z")
     assert first["due_at"] == (START + timedelta(minutes=20)).isoformat().replace("+00:00", "Z")
+    assert first["next_statuses"] == ["acknowledged", "on_site", "cancelled"]
+    # Ten minutes in: the 3-minute acknowledgement is breached, the arrival clocks are running.
+    assert first["sla"]["profile"] == "elevator.entrapment"
+    assert first["sla"]["state"] == "breached"
+    assert [(c["name"], c["state"], c["time_left_s"], c["overdue_s"]) for c in first["sla"]["clocks"]] == [
+        ("acknowledge", "breached", None, 420.0),
+        ("on_site", "pending", 600.0, None),
+        ("statutory_on_site", "pending", 1200.0, None),
+    ]
 
     async def devices(query: str) -> list[str]:
         return [
@@ -180,13 +195,14 @@ async def test_work_order_detail_has_the_timeline(client: httpx.AsyncClient) -> 
     response = await client.get(f"/api/v1/work-orders/{listed['id']}")
     assert response.status_code == 200
     detail = response.json()
-    assert {k: v for k, v in detail.items() if k != "timeline"} == listed
+    assert {k: v for k, v in detail.items() if k not in ("timeline", "follow_ups")} == listed
     assert detail["fault_cleared_at"] == "2026-02-01T09:02:00Z"
-    assert [(e["type"], e["at"]) for e in detail["timeline"]] == [
-        ("opened", "2026-02-01T09:01:00Z"),
-        ("fault_cleared", "2026-02-01T09:02:00Z"),
+    assert [(e["type"], e["at"], e["status"], e["source"]) for e in detail["timeline"]] == [
+        ("opened", "2026-02-01T09:01:00Z", "open", "rules"),
+        ("fault_cleared", "2026-02-01T09:02:00Z", "open", "rules"),
     ]
     assert detail["timeline"][0]["detail"]["rule"] == "elevator.fault.work-order"
+    assert detail["follow_ups"] == []
 
 
 async def test_unknown_work_order_is_a_problem_document(client: httpx.AsyncClient) -> None:
@@ -224,6 +240,8 @@ async def test_openapi_lists_the_paths(client: httpx.AsyncClient) -> None:
         "/api/v1/devices",
         "/api/v1/work-orders",
         "/api/v1/work-orders/{work_order_id}",
+        "/api/v1/work-orders/{work_order_id}/transitions",
+        "/api/v1/work-orders/{work_order_id}/follow-ups",
         "/api/v1/metrics",
     }
     detail = spec["paths"]["/api/v1/work-orders/{work_order_id}"]["get"]

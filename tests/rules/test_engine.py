@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from rules.db import Comm, Priority
+from rules.db import Comm, Milestone, Priority
 from rules.engine import (
     DEFAULT_RULE_FILES,
     FaultCleared,
@@ -19,25 +19,39 @@ from rules.engine import (
     evaluate,
     load_rules,
 )
+from rules.sla import ClockDeadline, load_sla_profiles
 from tests.rules.support import elevator
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 RULES = load_rules()
+MIN = timedelta(minutes=1)
 
 
-def event(type_: EventType, code: str | None = None, *, ts: datetime = NOW, ref: DeviceRef | None = None) -> Event:
-    return Event(ref=ref or elevator(), ts=ts, type=type_, code=code, id="ev-1")
+def event(
+    type_: EventType,
+    code: str | None = None,
+    *,
+    ts: datetime = NOW,
+    ref: DeviceRef | None = None,
+    point: str | None = None,
+) -> Event:
+    return Event(ref=ref or elevator(), ts=ts, type=type_, code=code, point=point, id="ev-1")
 
 
-def test_default_library_loads_elevator_rules() -> None:
-    assert [rule.id for rule in RULES] == [
+def device(kind: DeviceKind, name: str) -> DeviceRef:
+    return DeviceRef(site="s1", building="b1", device=name, kind=kind, model="m")
+
+
+def test_default_library_loads_rules_for_every_device_kind() -> None:
+    assert [rule.id for rule in RULES][:4] == [
         "elevator.fault.work-order",
         "elevator.fault.cleared",
         "elevator.comm.lost",
         "elevator.comm.restored",
     ]
-    assert all(rule.source == "elevator.yaml" for rule in RULES)
-    assert DEFAULT_RULE_FILES[0].is_file()
+    assert {rule.source for rule in RULES} == {"elevator.yaml", "fire.yaml", "gate.yaml", "camera.yaml"}
+    assert {rule.definition.when.kind for rule in RULES} == set(DeviceKind)
+    assert all(path.is_file() for path in DEFAULT_RULE_FILES)
 
 
 def test_fault_opens_work_order_with_twenty_minute_sla() -> None:
@@ -52,8 +66,64 @@ def test_fault_opens_work_order_with_twenty_minute_sla() -> None:
         title="Elevator e1 (b1): door close fault",
         priority=Priority.URGENT,
         detected_at=NOW,
-        due_at=NOW + timedelta(minutes=20),
+        due_at=NOW + 20 * MIN,
+        sla_profile="elevator.fault",
+        clocks=(ClockDeadline("on_site", Milestone.ON_SITE, NOW + 20 * MIN),),
     )
+
+
+@pytest.mark.parametrize("code", ["entrapment", "15", "90"])
+def test_entrapment_runs_acknowledge_arrival_and_statutory_clocks(code: str) -> None:
+    [action] = evaluate(RULES, event(EventType.FAULT_RAISED, code), NOW)
+    assert isinstance(action, OpenWorkOrder)
+    assert action.sla_profile == "elevator.entrapment"
+    assert action.clocks == (
+        ClockDeadline("acknowledge", Milestone.ACKNOWLEDGED, NOW + 3 * MIN),
+        ClockDeadline("on_site", Milestone.ON_SITE, NOW + 20 * MIN),
+        ClockDeadline("statutory_on_site", Milestone.ON_SITE, NOW + 30 * MIN),
+    )
+    assert action.due_at == NOW + 20 * MIN  # the main on-site deadline, as before profiles
+
+
+def test_fire_points_get_a_work_order_each_keyed_by_point() -> None:
+    panel = device(DeviceKind.FIRE_PANEL, "fp1")
+    [one] = evaluate(RULES, event(EventType.FAULT_RAISED, "fault", ref=panel, point="1-023"), NOW)
+    [other] = evaluate(RULES, event(EventType.FAULT_RAISED, "disabled", ref=panel, point="1-024"), NOW)
+    [supply] = evaluate(RULES, event(EventType.FAULT_RAISED, "battery_fault", ref=panel), NOW)
+    assert isinstance(one, OpenWorkOrder)
+    assert isinstance(other, OpenWorkOrder)
+    assert isinstance(supply, OpenWorkOrder)
+    assert (one.fault, one.title, one.sla_profile) == (
+        "1-023/fault",
+        "Fire point 1-023 on fp1 (b1): in fault",
+        "fire.point",
+    )
+    assert [(c.name, c.due_at - NOW) for c in one.clocks] == [
+        ("on_site", timedelta(hours=4)),
+        ("repair", timedelta(hours=24)),
+    ]
+    assert other.fault == "1-024/disabled"
+    assert (supply.fault, supply.sla_profile) == ("battery_fault", "fire.panel")
+    # A fire alarm is for the control room and the notifier, not a repair.
+    assert evaluate(RULES, event(EventType.FAULT_RAISED, "fire", ref=panel, point="1-023"), NOW) == []
+    [cleared] = evaluate(RULES, event(EventType.FAULT_CLEARED, "fault", ref=panel, point="1-023"), NOW)
+    assert isinstance(cleared, FaultCleared)
+    assert cleared.fault == "1-023/fault"
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "profile", "on_site"),
+    [
+        (DeviceKind.GATE, "limit_timeout", "gate.fault", timedelta(hours=2)),
+        (DeviceKind.CAMERA, "video_loss", "camera.fault", timedelta(hours=4)),
+    ],
+)
+def test_gate_and_camera_faults_use_their_profiles(
+    kind: DeviceKind, code: str, profile: str, on_site: timedelta
+) -> None:
+    [action] = evaluate(RULES, event(EventType.FAULT_RAISED, code, ref=device(kind, "x1")), NOW)
+    assert isinstance(action, OpenWorkOrder)
+    assert (action.sla_profile, action.due_at) == (profile, NOW + on_site)
 
 
 @pytest.mark.parametrize(
@@ -90,6 +160,7 @@ def test_replayed_event_keeps_its_deadline_and_future_device_clock_is_clamped() 
     assert isinstance(replayed, OpenWorkOrder)
     assert isinstance(ahead, OpenWorkOrder)
     assert (replayed.detected_at, replayed.due_at) == (earlier, earlier + timedelta(minutes=20))
+    assert replayed.clocks[0].due_at == earlier + timedelta(minutes=20)
     assert (ahead.detected_at, ahead.due_at) == (NOW, NOW + timedelta(minutes=20))
 
 
@@ -106,8 +177,9 @@ def test_fault_cleared_and_comm_events() -> None:
 
 
 def test_no_action_without_a_matching_rule() -> None:
-    gate = DeviceRef(site="s1", building="b1", device="g1", kind=DeviceKind.GATE, model="barrier")
-    assert evaluate(RULES, event(EventType.FAULT_RAISED, "2", ref=gate), NOW) == []
+    gate = device(DeviceKind.GATE, "g1")
+    assert evaluate(RULES, event(EventType.CARD_READ, None, ref=gate), NOW) == []
+    assert evaluate(RULES, event(EventType.STATUS, "41"), NOW) == []
     # A fault without a code cannot key a work order (the worker rejects such events before they get here).
     assert evaluate(RULES, event(EventType.FAULT_RAISED, None), NOW) == []
     assert evaluate((), event(EventType.FAULT_RAISED, "2"), NOW) == []
@@ -136,10 +208,14 @@ fault_names: {11: overspeed}
 rules:
   - id: overspeed
     when: {kind: elevator, event: fault_raised, codes: [11]}  # unquoted codes are read as text too
-    then: {action: open_work_order, sla_minutes: 5, priority: emergency, title: "{site}/{device} {code}: {fault_name}"}
+    then: {action: open_work_order, sla: fast, priority: emergency, title: "{site}/{device} {code}: {fault_name}"}
 """,
     )
-    rules = load_rules([path])
+    profiles = write(
+        tmp_path / "sla.yaml",
+        "profiles:\n  - {id: fast, clocks: [{name: on_site, milestone: on_site, within: 5min}]}\n",
+    )
+    rules = load_rules([path], sla_profiles=load_sla_profiles(profiles))
     [action] = evaluate(rules, event(EventType.FAULT_RAISED, "11"), NOW)
     assert isinstance(action, OpenWorkOrder)
     assert (action.title, action.priority, action.due_at) == (
@@ -155,8 +231,18 @@ rules:
     [
         (
             "rules:\n  - {id: r1, when: {kind: elevator, event: fault_raised},"
-            " then: {action: open_work_order, sla_minutes: 0, priority: urgent}}\n",
-            "rule r1: then.open_work_order.sla_minutes: Input should be greater than 0",
+            " then: {action: open_work_order, sla: elevator.slow, priority: urgent}}\n",
+            "rule r1: then.sla: unknown SLA profile 'elevator.slow'; known: ['camera.fault'",
+        ),
+        (
+            "rules:\n  - {id: r1b, when: {kind: elevator, event: fault_raised},"
+            " then: {action: open_work_order, sla: elevator.fault, sla_by_code: {9: nope}, priority: urgent}}\n",
+            "rule r1b: then.sla_by_code.9: unknown SLA profile 'nope'",
+        ),
+        (
+            "rules:\n  - {id: r1c, when: {kind: elevator, event: fault_raised},"
+            " then: {action: open_work_order, sla_minutes: 20, priority: urgent}}\n",
+            "rule r1c: then.open_work_order.sla: Field required",
         ),
         (
             "rules:\n  - {id: r2, when: {kind: elevator, event: comm_lost}, then: {action: fault_cleared}}\n",
@@ -164,7 +250,7 @@ rules:
         ),
         (
             "rules:\n  - {id: r3, when: {kind: elevator, event: fault_raised},"
-            " then: {action: open_work_order, sla_minutes: 20, priority: urgent, title: '{floor}'}}\n",
+            " then: {action: open_work_order, sla: elevator.fault, priority: urgent, title: '{floor}'}}\n",
             "rule r3: then.open_work_order: title uses unknown fields ['floor']",
         ),
         (

@@ -57,7 +57,19 @@ def test_fault_opens_a_work_order(engine: Engine, clock: FakeClock, make_event: 
     assert wo.detected_at.tzinfo is UTC
     assert wo.due_at == clock.now() + timedelta(minutes=20)
     assert wo.fault_cleared_at is None
+    assert (wo.sla_profile, wo.previous_id) == ("elevator.entrapment", None)
     assert timeline(engine, wo.id) == ["opened"]
+    with Session(engine) as session:
+        stored = get_work_order(session, wo.id)
+        assert stored is not None
+        assert [(c.name, c.milestone, c.due_at - wo.detected_at) for c in stored.clocks] == [
+            ("acknowledge", "acknowledged", timedelta(minutes=3)),
+            ("on_site", "on_site", timedelta(minutes=20)),
+            ("statutory_on_site", "on_site", timedelta(minutes=30)),
+        ]
+        assert all(c.met_at is None and c.breached_at is None for c in stored.clocks)
+        [opened] = stored.timeline
+        assert (opened.status, opened.source, opened.actor) == ("open", "rules", "elevator.fault.work-order")
 
 
 def test_repeated_fault_counts_an_occurrence_of_the_open_work_order(
@@ -104,6 +116,15 @@ def test_a_fault_after_the_work_order_is_closed_opens_a_new_one(
     assert result.opened == (new.id,)
     assert (old.status, old.occurrences) == ("closed", 1)
     assert (new.status, new.occurrences, new.detected_at) == ("open", 1, clock.now())
+    assert (old.previous_id, new.previous_id) == (None, old.id)  # the recurrence links to the work order before
+    # ... and a third one to the second, not the first.
+    with Session(engine) as session, session.begin():
+        session.execute(update(WorkOrder).where(WorkOrder.id == new.id).values(status=WorkOrderStatus.RESOLVED.value))
+    apply(engine, make_event("fault_raised", "2"), clock)
+    assert [wo.previous_id for wo in work_orders(engine)] == [None, old.id, new.id]
+    # Another fault of the same device has no previous work order.
+    apply(engine, make_event("fault_raised", "3"), clock)
+    assert work_orders(engine)[-1].previous_id is None
 
 
 def test_other_faults_and_devices_get_their_own_work_orders(
@@ -260,4 +281,4 @@ def test_the_partial_index_is_also_postgresql_ddl() -> None:
 def test_schema_upgrade_is_repeatable(engine: Engine) -> None:
     create_schema(engine)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"

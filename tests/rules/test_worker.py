@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,13 +19,23 @@ from facmon.model import Event, Reading
 from facmon.services import Mosquitto
 from facmon.topics import event_topic
 from rules.db import WorkOrder, create_schema, make_engine
+from rules.lifecycle import LifecycleSink
+from rules.sla_monitor import BreachHandler, SlaBreach
 from rules.worker import RulesWorker
 from tests.rules.support import MakeEvent, elevator
 
 DEADLINE_S = 10.0
 
 
-def make_worker(port: int, engine: Engine, clock: FakeClock, metrics: Counters, client_id: str) -> RulesWorker:
+def make_worker(
+    port: int,
+    engine: Engine,
+    clock: FakeClock,
+    metrics: Counters,
+    client_id: str,
+    on_breach: BreachHandler | None = None,
+    lifecycle_sink: LifecycleSink | None = None,
+) -> RulesWorker:
     return RulesWorker(
         mqtt_host="127.0.0.1",
         mqtt_port=port,
@@ -35,6 +45,9 @@ def make_worker(port: int, engine: Engine, clock: FakeClock, metrics: Counters, 
         metrics=metrics,
         reconnect_min_s=0.05,
         reconnect_max_s=0.5,
+        on_breach=on_breach,
+        lifecycle_sink=lifecycle_sink,
+        tick_interval_s=0.01,
     )
 
 
@@ -184,3 +197,70 @@ async def test_an_event_is_acknowledged_only_after_it_is_committed(
         assert [wo.fault for wo in work_orders(engine, topic_prefix)] == ["8"]
     finally:
         engine.dispose()
+
+
+async def ticks_pass(worker: RulesWorker, count: int = 3) -> None:
+    """Wait until the worker's SLA monitor has looked at the clocks `count` more times."""
+    target = worker.monitor.ticks + count
+    await eventually(lambda: worker.monitor.ticks >= target, f"{count} monitor ticks")
+
+
+async def test_breaches_fire_once_at_the_right_time_across_a_worker_restart(
+    mosquitto: Mosquitto, tmp_path: Path, clock: FakeClock, make_event: MakeEvent, topic_prefix: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'restart.db'}"
+    client_id = f"rules-{topic_prefix}"
+    heard: list[SlaBreach] = []
+    lines: list[str] = []
+
+    async def on_breach(breach: SlaBreach) -> None:
+        heard.append(breach)
+
+    class Sink:
+        async def write(self, batch: Sequence[str]) -> None:
+            lines.extend(batch)
+
+    event = make_event("fault_raised", "entrapment", site=topic_prefix)
+    t0 = clock.now()
+    first_engine, first_metrics = make_engine(url), Counters()
+    create_schema(first_engine)
+    first = make_worker(mosquitto.port, first_engine, clock, first_metrics, client_id, on_breach, Sink())
+    async with running(first):
+        await publish(mosquitto.port, as_message(event))
+        await eventually(lambda: first_metrics.get("rules_work_orders_opened") == 1, "the work order opened")
+        clock.advance(2 * 60)
+        await ticks_pass(first)
+    first_engine.dispose()
+    assert heard == []
+
+    second_engine, second_metrics = make_engine(url), Counters()
+    create_schema(second_engine)
+    second = make_worker(mosquitto.port, second_engine, clock, second_metrics, client_id, on_breach, Sink())
+    try:
+        async with running(second):
+            # The same event delivered again after the restart: recognised by its id, nothing opens.
+            await publish(mosquitto.port, as_message(event))
+            await eventually(lambda: second_metrics.get("rules_events_duplicate") == 1, "the redelivery recognised")
+            clock.advance(t0 + timedelta(minutes=3) - clock.now())
+            await ticks_pass(second)
+            assert heard == []  # the deadline itself is still in time
+            clock.advance(1)
+            await eventually(lambda: len(heard) == 1, "the acknowledgement breach")
+            await ticks_pass(second)
+            clock.advance(t0 + timedelta(minutes=20, seconds=1) - clock.now())
+            await eventually(lambda: len(heard) == 2, "the arrival breach")
+            clock.advance(t0 + timedelta(minutes=30, seconds=1) - clock.now())
+            await eventually(lambda: len(heard) == 3, "the statutory breach")
+            await ticks_pass(second)
+            await eventually(lambda: sum("event=sla_breached" in line for line in lines) == 3, "breach points")
+        assert [(b.clock, b.breached_at - t0) for b in heard] == [
+            ("acknowledge", timedelta(minutes=3, seconds=1)),
+            ("on_site", timedelta(minutes=20, seconds=1)),
+            ("statutory_on_site", timedelta(minutes=30, seconds=1)),
+        ]
+        [wo] = work_orders(second_engine, topic_prefix)
+        assert wo.occurrences == 1
+        assert second_metrics.get("rules_sla_breaches") == 3
+        assert sum("event=opened" in line for line in lines) == 1
+    finally:
+        second_engine.dispose()
