@@ -180,15 +180,26 @@ def historian(state_dir: StateOption = None, log_level: LogLevel = "INFO") -> No
 
 @app.command()
 def rules(state_dir: StateOption = None, log_level: LogLevel = "INFO") -> None:
-    """Turn events from the MQTT backbone into work orders (FACMON_DB_URL)."""
+    """Turn backbone events into work orders (FACMON_DB_URL); their lifecycle goes to FACMON_INFLUX_URL."""
     configure(log_level)
     from rules.db import create_schema, make_engine
+    from rules.lifecycle import InfluxLifecycleSink
     from rules.worker import RulesWorker
 
     settings = _settings(state_dir)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url())
     create_schema(engine)
+    sink = (
+        InfluxLifecycleSink(
+            settings.influx_url,
+            settings.influx_db,
+            username=settings.influx_username,
+            password=settings.influx_password.get_secret_value() if settings.influx_password else None,
+        )
+        if settings.influx_url
+        else None
+    )
     worker = RulesWorker(
         mqtt_host=settings.mqtt_host or "127.0.0.1",
         mqtt_port=settings.mqtt_port,
@@ -196,8 +207,17 @@ def rules(state_dir: StateOption = None, log_level: LogLevel = "INFO") -> None:
         engine=engine,
         clock=SystemClock(),
         metrics=METRICS,
+        lifecycle_sink=sink,
     )
-    _run(worker.run())
+
+    async def run() -> None:
+        try:
+            await worker.run()
+        finally:
+            if sink is not None:
+                await sink.aclose()
+
+    _run(run())
 
 
 @app.command()

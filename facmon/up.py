@@ -26,6 +26,7 @@ from facmon.site import Site
 from gateway.site_gateway import SiteGateway
 from historian.service import Historian
 from rules.db import create_schema, make_engine
+from rules.lifecycle import InfluxLifecycleSink
 from rules.worker import RulesWorker
 from simulators.scenario import Scenario
 from simulators.site import SiteSimulator
@@ -87,6 +88,8 @@ async def run_system(
     await asyncio.to_thread(create_schema, engine)
     app = create_app(sites=[site], engine=engine, metrics=metrics)
     server = embedded(app, api_host, api_port)
+    # Work-order transitions and breaches go to InfluxDB for the dashboards.
+    lifecycle_sink = InfluxLifecycleSink(endpoints.influx_url, endpoints.influx_db)
     try:
         async with asyncio.TaskGroup() as tg:
             if simulate:
@@ -130,6 +133,7 @@ async def run_system(
                 engine=engine,
                 clock=clock,
                 metrics=metrics,
+                lifecycle_sink=lifecycle_sink,
             )
             tg.create_task(rules.run(), name="rules")
             api_task = tg.create_task(server.serve_until_cancelled(), name="api")
@@ -140,6 +144,7 @@ async def run_system(
             if on_ready is not None:
                 on_ready()
     finally:
+        await lifecycle_sink.aclose()
         engine.dispose()
 
 
