@@ -1,35 +1,43 @@
 """A simulated elevator controller: a real Modbus TCP server whose registers follow a moving car.
 
-The register layout and encoding come from the same driver file the collector reads with, so the two cannot drift.
-A task advances a small model of the car in simulated time: it waits, travels to a random floor with a trapezoidal
-speed profile, opens its door, exchanges passengers and closes the door again. Every random choice comes from one
-seeded generator and simulated time advances in fixed slices, so a seed always gives the same ride.
+The register layout and encoding come from the same driver file the collector reads with, so the two cannot drift,
+and one simulator serves every elevator model: one value per holding register (elev-gb-a) or packed status bits
+in input registers (elev-st-b), GB fault codes or vendor E-codes and fault bit words, with or without an
+entrapment flag. A task advances the car (`simulators.car`) in simulated time; scenario steps and runtime
+commands (`simulators.steps`) inject faults, entrapments, power loss, service modes and garbage.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import random
-from enum import StrEnum
 from types import TracebackType
 
 from collectors.modbus.driver import ModbusDriver, Table
 from facmon.model import Value
+from simulators.car import Car
 from simulators.endpoint import ModbusEndpoint
+from simulators.register_image import RegisterImage
 from simulators.steps import (
     ClearStep,
     EntrapmentStep,
     FaultStep,
+    GarbageStep,
+    GarbageStopStep,
     LinkDropStep,
     LinkRestoreStep,
+    ModeStep,
+    PowerLossStep,
+    PowerRestoreStep,
     ReleaseStep,
     ResponseDelayStep,
     SetStep,
     Step,
 )
 
-# The points the car model drives; a driver for an elevator controller must have them all.
+# The points the car model drives; a driver for an elevator controller must have them all. Faults may be a code
+# register, fault bit words or both (the driver's `faults` section); the entrapment flag and the power source are
+# optional, and so are the steps that need them.
 REQUIRED_POINTS = (
     "service_mode",
     "moving",
@@ -40,29 +48,24 @@ REQUIRED_POINTS = (
     "passenger",
     "load_pct",
     "speed",
-    "fault_code",
-    "entrapment",
     "trips",
     "run_hours",
     "door_cycles",
 )
-FLOOR_HEIGHT_M = 3.0
-RATED_SPEED_MPS = 1.75
-ACCEL_MPS2 = 0.8
-# How far from a landing the car may be and still open its door (the unlocking zone).
-DOOR_ZONE_M = 0.1
-DOOR_TRAVEL_S = 2.5
-# Kinematics run in slices of at most this much simulated time, whatever the speed factor.
-SLICE_S = 0.1
+ENTRAPMENT_FLAG = "entrapment"
 # Real seconds between model updates.
 TICK_S = 0.1
-
 
 _ACTIONS = (
     FaultStep,
     ClearStep,
     EntrapmentStep,
     ReleaseStep,
+    PowerLossStep,
+    PowerRestoreStep,
+    ModeStep,
+    GarbageStep,
+    GarbageStopStep,
     LinkDropStep,
     LinkRestoreStep,
     SetStep,
@@ -70,23 +73,7 @@ _ACTIONS = (
 )
 
 
-class Phase(StrEnum):
-    IDLE = "idle"
-    MOVING = "moving"
-    OPENING = "opening"
-    OPEN = "open"
-    CLOSING = "closing"
-
-
 class ElevatorSimulator:
-    # The car between updates: position of the car floor above the lowest landing, speed, and the current phase.
-    _pos_m: float
-    _v: float
-    _target_m: float
-    _phase: Phase
-    _phase_left_s: float
-    _run_s: float
-
     def __init__(
         self,
         driver: ModbusDriver,
@@ -102,6 +89,8 @@ class ElevatorSimulator:
         missing = [name for name in REQUIRED_POINTS if name not in driver.by_name]
         if missing:
             raise ValueError(f"driver {driver.model} cannot drive an elevator simulator: no points {missing}")
+        if driver.faults is None or (driver.faults.code_point is None and not driver.faults.bits):
+            raise ValueError(f"driver {driver.model} cannot drive an elevator simulator: no fault register")
         if not 2 <= floors <= 99:
             raise ValueError(f"floors must be 2..99, got {floors}")
         if speed < 0:
@@ -113,9 +102,12 @@ class ElevatorSimulator:
         self.unit = unit
         self.floors = floors
         self.speed = speed
+        self._faults = driver.faults
+        self._flag = ENTRAPMENT_FLAG if ENTRAPMENT_FLAG in self._faults.flags else None
         self._rng = random.Random(seed)
-        self._values: dict[str, Value] = {}
-        self._image: dict[Table, dict[int, int]] = {"holding": {}, "input": {}}
+        self._image = RegisterImage(driver)
+        self._car = Car(self._image, self._rng, floors)
+        self._trapped = False
         self._delay_s = 0.0
         self._endpoint: ModbusEndpoint | None = None
         self._owns_endpoint = False
@@ -166,13 +158,22 @@ class ElevatorSimulator:
     def problem(self, step: Step) -> str | None:
         if not isinstance(step, _ACTIONS):
             return f"an elevator simulator cannot {step.action}"
-        if isinstance(step, SetStep):
-            try:
-                self.driver.to_registers(step.point, step.value)
-            except KeyError:
-                return f"{self.driver.model} has no point {step.point!r}"
-            except ValueError as exc:
-                return str(exc)
+        try:
+            match step:
+                case SetStep():
+                    if step.point not in self.driver.by_name:
+                        return f"{self.driver.model} has no point {step.point!r}"
+                    self.driver.to_registers(step.point, step.value)
+                case FaultStep():
+                    self._fault_values(step.code)
+                case PowerLossStep() | PowerRestoreStep() if "power_source" not in self.driver.by_name:
+                    return f"{self.driver.model} does not report its power source"
+                case ModeStep():
+                    self.driver.to_registers("service_mode", step.mode)
+                case GarbageStep() if not self._image.garbage_points():
+                    return f"every value {self.driver.model} can send is legal"
+        except ValueError as exc:
+            return str(exc)
         return None
 
     async def perform(self, step: Step) -> None:
@@ -182,9 +183,19 @@ class ElevatorSimulator:
             case ClearStep():
                 self.clear_fault()
             case EntrapmentStep():
-                self.set_entrapment(True)
+                self.set_entrapment(True, flag=step.flag)
             case ReleaseStep():
                 self.set_entrapment(False)
+            case PowerLossStep():
+                self.set_power(backup=True)
+            case PowerRestoreStep():
+                self.set_power(backup=False)
+            case ModeStep():
+                self.set_mode(step.mode)
+            case GarbageStep():
+                self.garbage(step.count)
+            case GarbageStopStep():
+                self._image.ungarble()
             case LinkDropStep():
                 await self.link_down()
             case LinkRestoreStep():
@@ -199,58 +210,81 @@ class ElevatorSimulator:
     # -- controls -----------------------------------------------------------------------------------------------
 
     def inject_fault(self, code: int) -> None:
-        """The controller reports `code` and stops the car where it is until the fault is cleared."""
+        """The controller reports GB fault `code` its own way and stops the car where it is until it is cleared."""
         if code <= 0:
             raise ValueError(f"a fault code is positive (0 means no fault), got {code}")
-        self._publish("fault_code", code)
-        self._halt_car()
+        for name, value in self._fault_values(code).items():
+            self._image.publish(name, value)
+        self._car.halt()
 
     def clear_fault(self) -> None:
-        self._publish("fault_code", 0)
+        for name, value in self._fault_values(0).items():
+            self._image.publish(name, value)
 
-    def set_entrapment(self, on: bool) -> None:
-        """Trap a passenger: car stopped between floors, door shut. Releasing levels the car and opens the door."""
-        level = self._nearest_level_m()
+    def set_entrapment(self, on: bool, *, flag: bool = True) -> None:
+        """Trap a passenger: car stopped between floors, door shut, and the controller's flag raised if it has one
+        and `flag`. Releasing (a rescue) levels the car and opens the door."""
         if on:
-            if abs(self._pos_m - level) <= DOOR_ZONE_M:
-                # Stop well outside the unlocking zone, towards the middle of the shaft.
-                self._pos_m = level + (0.4 if level < self._top_m() else -0.4) * FLOOR_HEIGHT_M
-            self._halt_car()
-            self._publish("passenger", True)
-            self._publish("load_pct", max(int(self._values["load_pct"]), 15))
-            self._publish("door", "closed")
-            self._publish("entrapment", True)
-        elif self._values["entrapment"] is True:
-            self._pos_m = level
-            self._publish("entrapment", False)
-            self._enter(Phase.OPENING, DOOR_TRAVEL_S)
-        self._publish_position()
+            self._trapped = True
+            self._car.stop_between_floors()
+            self._image.publish("passenger", True)
+            self._image.publish("load_pct", max(int(self._image.value("load_pct")), 15))
+            self._image.publish("door", "closed")
+            if self._flag is not None and flag:
+                self._image.publish(self._flag, True)
+        elif self._trapped or (self._flag is not None and self._image.value(self._flag) is True):
+            self._trapped = False
+            if self._flag is not None:
+                self._image.publish(self._flag, False)
+            self._car.open_at_landing()
+
+    def set_power(self, *, backup: bool) -> None:
+        """Main power lost (the controller runs on its backup supply) or back."""
+        self._image.publish("power_source", "backup" if backup else "main")
+
+    def set_mode(self, mode: str) -> None:
+        """Service mode by label. Inspection stops the car where it is (a technician moves it by hand); the other
+        modes out of normal service bring it to a landing and open the door (recall, parking)."""
+        self._image.publish("service_mode", mode)
+        if mode == "inspection":
+            self._car.halt()
+        elif mode != "normal" and not self._trapped:
+            self._car.open_at_landing()
+            self._image.publish("passenger", False)
+            self._image.publish("load_pct", 0)
+
+    def garbage(self, count: int) -> None:
+        """Send impossible values in up to `count` points (chosen by the seeded generator) until garbage_stop."""
+        candidates = self._image.garbage_points()
+        self._image.garble(self._rng.sample(candidates, min(count, len(candidates))))
 
     def set_value(self, name: str, value: Value) -> None:
         """Override a point. The car model changes the points it drives again when it next moves them."""
         if name not in self.driver.by_name:
             raise KeyError(f"{self.driver.model} has no point {name!r}; points: {sorted(self.driver.by_name)}")
         if name == "floor":
-            self._pos_m = (int(value) - 1) * FLOOR_HEIGHT_M
+            self._car.go_to_floor(int(value))
         elif name == "run_hours":
-            self._run_s = float(value) * 3600
-        self._publish(name, value)
-        if self._halted() and self._values["moving"] is True:
+            self._car.run_s = float(value) * 3600
+        self._image.publish(name, value)
+        if self._halted() and self._image.value("moving") is True:
             # Out of normal service (inspection, fire return...): the car stops where it is.
-            self._halt_car()
+            self._car.halt()
 
     def value(self, name: str) -> Value:
-        if name not in self._values:
-            raise KeyError(f"{self.driver.model} has no point {name!r}; points: {sorted(self._values)}")
-        return self._values[name]
+        return self._image.value(name)
 
     def snapshot(self) -> dict[str, Value]:
-        return dict(self._values)
+        return self._image.snapshot()
 
     def set_response_delay(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError("a delay is not negative")
         self._delay_s = seconds
+
+    @property
+    def trapped(self) -> bool:
+        return self._trapped
 
     @property
     def answering(self) -> bool:
@@ -272,33 +306,22 @@ class ElevatorSimulator:
     # -- what the endpoint asks ---------------------------------------------------------------------------------
 
     def registers(self, table: Table) -> dict[int, int]:
-        return self._image[table]
+        return self._image.registers(table)
 
     def response_delay_s(self) -> float:
         return self._delay_s
 
-    # -- the car model ------------------------------------------------------------------------------------------
+    # -- the car ------------------------------------------------------------------------------------------------
 
     def step(self, dt_s: float) -> None:
         """Advance the car by `dt_s` of simulated time."""
-        remaining = dt_s
-        while remaining > 1e-9:
-            dt = min(remaining, SLICE_S)
-            remaining -= dt
-            if not self._halted():
-                self._advance(dt)
-        self._publish_position()
+        self._car.step(dt_s, halted=self._halted())
 
     def _reset(self) -> None:
         rng = self._rng
-        self._pos_m = (rng.randint(1, self.floors) - 1) * FLOOR_HEIGHT_M
-        self._v = 0.0
-        self._target_m = self._pos_m
-        self._phase = Phase.IDLE
-        self._phase_left_s = rng.uniform(1.0, 8.0)
         trips = rng.randint(20_000, 400_000)
         # Counters of a controller that has been in service for years.
-        self._run_s = trips * rng.uniform(20.0, 40.0)
+        self._car.run_s = trips * rng.uniform(20.0, 40.0)
         initial: dict[str, Value] = {
             "service_mode": "normal",
             "moving": False,
@@ -307,106 +330,41 @@ class ElevatorSimulator:
             "passenger": False,
             "load_pct": 0,
             "power_source": "main",
-            "fault_code": 0,
-            "entrapment": False,
             "trips": trips,
             "door_cycles": trips + rng.randint(0, trips // 20),
             "firmware": 213,
             "floors_served": self.floors,
+            **self._fault_values(0),
+            **({self._flag: False} if self._flag is not None else {}),
         }
         for name, value in initial.items():
             if name in self.driver.by_name:
-                self._publish(name, value)
-        self._publish_position()
+                self._image.publish(name, value)
+        self._car.publish_position()
+
+    def _fault_values(self, code: int) -> dict[str, Value]:
+        """What the fault registers hold while GB fault `code` is the current one (0: none); ValueError when this
+        model has no way to report it."""
+        faults = self._faults
+        values: dict[str, Value] = {}
+        reported = code == 0
+        if faults.code_point is not None:
+            if faults.code_map is None:
+                values[faults.code_point], reported = code, True
+            else:
+                vendor = [v for v, gb in sorted(faults.code_map.items()) if gb == code]
+                values[faults.code_point] = vendor[0] if vendor and code else 0
+                reported = reported or bool(vendor)
+        for word in faults.bits:
+            bits = sum(1 << bit for bit, gb in word.codes.items() if gb == code and code)
+            values[word.point] = bits
+            reported = reported or bits != 0
+        if not reported:
+            raise ValueError(f"{self.driver.model} has no way to report fault code {code}")
+        return values
 
     def _halted(self) -> bool:
-        return (
-            self._values["fault_code"] != 0
-            or self._values["entrapment"] is True
-            or self._values["service_mode"] != "normal"
-        )
-
-    def _halt_car(self) -> None:
-        self._v = 0.0
-        self._publish("moving", False)
-        self._publish("direction", "none")
-        self._publish_position()
-
-    def _enter(self, phase: Phase, duration_s: float) -> None:
-        self._phase, self._phase_left_s = phase, duration_s
-        door = {Phase.OPENING: "opening", Phase.OPEN: "open", Phase.CLOSING: "closing"}.get(phase, "closed")
-        self._publish("door", door)
-
-    def _advance(self, dt: float) -> None:
-        rng = self._rng
-        if self._phase is Phase.MOVING:
-            self._move(dt)
-            return
-        self._phase_left_s -= dt
-        if self._phase_left_s > 0:
-            return
-        if self._phase is Phase.IDLE:
-            here = self._floor()
-            target = rng.choice([f for f in range(1, self.floors + 1) if f != here])
-            self._target_m = (target - 1) * FLOOR_HEIGHT_M
-            self._phase = Phase.MOVING
-            self._publish("moving", True)
-            self._publish("direction", "up" if target > here else "down")
-        elif self._phase is Phase.OPENING:
-            self._enter(Phase.OPEN, rng.uniform(3.0, 8.0))
-            # Riders leave and board while the door is open.
-            riding = rng.random() < 0.6
-            self._publish("passenger", riding)
-            self._publish("load_pct", rng.randint(6, 90) if riding else 0)
-        elif self._phase is Phase.OPEN:
-            self._enter(Phase.CLOSING, DOOR_TRAVEL_S)
-        elif self._phase is Phase.CLOSING:
-            self._publish("door_cycles", int(self._values["door_cycles"]) + 1)
-            # A car with someone inside leaves soon; an empty one waits for a call.
-            self._enter(Phase.IDLE, rng.uniform(0.5, 2.0) if self._values["passenger"] else rng.uniform(2.0, 20.0))
-
-    def _move(self, dt: float) -> None:
-        if self._values["moving"] is not True:  # resuming after a fault was cleared
-            self._publish("moving", True)
-            self._publish("direction", "up" if self._target_m > self._pos_m else "down")
-        distance = self._target_m - self._pos_m
-        remaining = abs(distance)
-        # Accelerate to rated speed, and brake in time to stop at the landing.
-        self._v = min(RATED_SPEED_MPS, self._v + ACCEL_MPS2 * dt, math.sqrt(2 * ACCEL_MPS2 * remaining))
-        self._pos_m += math.copysign(min(remaining, self._v * dt), distance)
-        self._run_s += dt
-        if abs(self._target_m - self._pos_m) < 1e-6:
-            self._pos_m, self._v = self._target_m, 0.0
-            self._publish("moving", False)
-            self._publish("direction", "none")
-            self._publish("trips", int(self._values["trips"]) + 1)
-            self._enter(Phase.OPENING, DOOR_TRAVEL_S)
-
-    def _nearest_level_m(self) -> float:
-        return round(self._pos_m / FLOOR_HEIGHT_M) * FLOOR_HEIGHT_M
-
-    def _top_m(self) -> float:
-        return (self.floors - 1) * FLOOR_HEIGHT_M
-
-    def _floor(self) -> int:
-        return 1 + round(self._pos_m / FLOOR_HEIGHT_M)
-
-    def _publish_position(self) -> None:
-        self._publish("floor", self._floor())
-        self._publish("door_zone", abs(self._pos_m - self._nearest_level_m()) <= DOOR_ZONE_M)
-        self._publish("speed", self._v)
-        self._publish("run_hours", self._run_s / 3600)
-
-    def _publish(self, name: str, value: Value) -> None:
-        """Set a point's value and its registers (raises ValueError for a value its type cannot hold)."""
-        point = self.driver.by_name[name]
-        words = self.driver.to_registers(name, value)
-        if point.enum is not None and isinstance(value, int) and not isinstance(value, bool):
-            value = self.driver.enums[point.enum].get(value, value)
-        elif point.scale != 1.0 and not isinstance(value, (bool, str)):
-            # Hold what a reader decodes from the registers, not a finer value it can never see.
-            value = round(value / point.scale) * point.scale
-        self._values[name] = value
-        image = self._image[point.table]
-        for offset, word in enumerate(words):
-            image[point.address + offset] = word
+        """Stopped by a fault, an entrapment or a service mode other than normal."""
+        if self._trapped or self._image.value("service_mode") != "normal":
+            return True
+        return any(self._image.get(name) not in (0, False, None) for name in self._faults.points())

@@ -75,3 +75,22 @@ async def test_32_bit_counters_with_mbpoll_int_type(sim: ElevatorSimulator) -> N
 async def test_identity_block(sim: ElevatorSimulator) -> None:
     regs = await mbpoll(sim.port, "-t", "4", "-r", "101", "-c", "2")
     assert regs == {101: sim.value("firmware"), 102: sim.value("floors_served")}
+
+
+async def test_model_b_input_registers_by_its_register_map() -> None:
+    # The commands of elev_st_b/README.md: input registers (-t 3), a packed status word, little-endian counters.
+    async with ElevatorSimulator(modbus_driver("elev-st-b"), port=free_port(), seed=4, speed=0) as sim:
+        sim.set_value("trips", 0x0123ABCD)
+        sim.set_value("power_source", "backup")
+        sim.inject_fault(1)
+        regs = await mbpoll(sim.port, "-t", "3", "-r", "1", "-c", "22")
+        assert sorted(regs) == list(range(1, 23))
+        assert regs[1] >> 12 & 1 == 1  # power source: backup
+        assert regs[1] >> 8 & 1 == int(sim.value("door_zone"))
+        assert regs[3] == sim.value("e_code") == 21  # GB fault 1 as E21...
+        assert regs[4] == sim.value("fault_bits") == 0b10  # ...and as alarm bit 1
+        assert regs[5] == sim.value("floor")
+        assert regs[9] | regs[10] << 16 == 0x0123ABCD
+        counters = await mbpoll(sim.port, "-t", "3:int", "-r", "9", "-c", "3")
+        run_hours_raw = round(float(sim.value("run_hours")) * 100)
+        assert counters == {9: 0x0123ABCD, 11: run_hours_raw, 13: sim.value("door_cycles")}

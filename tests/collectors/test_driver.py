@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collectors.modbus.driver import Block, ModbusDriver, Point
-from collectors.registry import modbus_driver
+from collectors.modbus.driver import Block, ModbusDriver, Point, RegType
+from collectors.registry import MODBUS_DRIVERS, modbus_driver
 from facmon.model import Value
 
 
@@ -195,3 +195,203 @@ def test_coalescing_keeps_tables_apart_and_covers_every_point_once() -> None:
 def test_elevator_driver_reads_in_two_requests() -> None:
     # The live values and counters (0..25) in one request, the identity block far away in another.
     assert _spans(modbus_driver("elev-gb-a")) == [("holding", 0, 26), ("holding", 100, 2)]
+
+
+# -- bit fields, fault words, status events, entrapment: the rest of the driver format -----------------------------
+
+
+def _packed(**extra: Any) -> ModbusDriver:
+    return ModbusDriver.model_validate(
+        {
+            "model": "packed",
+            "kind": "elevator",
+            "enums": {"door": {0: "closed", 1: "opening", 2: "open", 3: "closing"}},
+            "points": [
+                {"name": "moving", "address": 0, "bit": 0, "type": "bool"},
+                {"name": "door", "address": 0, "bit": 4, "bits": 3, "type": "uint16", "enum": "door"},
+                {"name": "level", "address": 0, "bit": 7, "bits": 4, "type": "uint16", "max": 9},
+                {"name": "alarm", "address": 0, "bit": 15, "type": "bool"},
+                {"name": "word", "address": 1, "type": "uint16"},
+            ],
+            **extra,
+        }
+    )
+
+
+def test_bit_fields_share_a_register_and_decode_apart() -> None:
+    driver = _packed()
+    (block,) = driver.blocks
+    assert (block.start, block.count) == (0, 2)
+    word = 1 << 15 | 3 << 7 | 2 << 4 | 1  # alarm, level 3, door open (2), moving
+    values, problems = driver.decode_block(block, [word | 0b1110, 7])  # bits 1-3 belong to no point
+    assert problems == []
+    assert values == {"moving": True, "door": "open", "level": 3, "alarm": True, "word": 7}
+
+
+def test_writing_a_bit_field_keeps_the_rest_of_its_word() -> None:
+    driver = _packed()
+    image: dict[int, int] = {0: 0b1110}  # bits no point owns stay as they are too
+    driver.write(image, "moving", True)
+    driver.write(image, "door", "closing")
+    driver.write(image, "level", 9)
+    driver.write(image, "alarm", True)
+    assert image[0] == 1 << 15 | 9 << 7 | 3 << 4 | 1 | 0b1110
+    driver.write(image, "door", "closed")
+    driver.write(image, "moving", False)
+    assert image[0] == 1 << 15 | 9 << 7 | 0b1110
+    assert driver.to_registers("door", "open") == [2 << 4]
+    with pytest.raises(ValueError, match="does not fit 3 bit"):
+        driver.to_registers("door", 8)
+    with pytest.raises(ValueError, match="does not fit 4 bit"):
+        driver.write(image, "level", 16)
+
+
+def test_an_illegal_bit_field_is_refused_and_its_neighbours_kept() -> None:
+    driver = _packed()
+    (block,) = driver.blocks
+    values, problems = driver.decode_block(block, [10 << 7 | 5 << 4 | 1, 0])  # level 10 > 9, door code 5
+    assert values == {"moving": True, "alarm": False, "word": 0}
+    assert problems == [
+        "door (holding 0): raw value 5 is not a code of door",
+        "level (holding 0): raw value 10 outside 0..9",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("point", "message"),
+    [
+        ({"name": "x", "address": 0, "bit": 6, "type": "bool"}, "x overlaps door at holding 0"),
+        ({"name": "x", "address": 0, "type": "uint16"}, "x overlaps moving at holding 0"),
+        ({"name": "x", "address": 1, "bit": 0, "type": "bool"}, "x overlaps word at holding 1"),
+        ({"name": "x", "address": 0, "bit": 0, "bits": 2, "type": "bool"}, "one bit wide"),
+        ({"name": "x", "address": 0, "bit": 14, "bits": 3, "type": "uint16"}, "do not fit a register"),
+        ({"name": "x", "address": 0, "bit": 1, "type": "int16"}, "bool or uint16"),
+        ({"name": "x", "address": 0, "bits": 2, "type": "uint16"}, "`bits` needs `bit`"),
+    ],
+)
+def test_bit_fields_must_fit_and_not_overlap(point: dict[str, Any], message: str) -> None:
+    base = _packed()
+    with pytest.raises(ValueError, match=message):
+        ModbusDriver.model_validate(
+            {**base.model_dump(exclude={"points"}), "points": [*base.model_dump()["points"], point]}
+        )
+
+
+def test_distinct_bits_of_one_register_do_not_overlap() -> None:
+    base = _packed()
+    free = {"name": "spare", "address": 0, "bit": 1, "bits": 3, "type": "uint16"}
+    driver = ModbusDriver.model_validate(
+        {**base.model_dump(exclude={"points"}), "points": [*base.model_dump()["points"], free]}
+    )
+    assert driver.by_name["spare"].mask == 0b1110
+
+
+def test_impossible_raw_values_for_garbage() -> None:
+    driver = _packed()
+    assert driver.impossible_raw("door") == 4
+    assert driver.impossible_raw("level") == 10
+    assert driver.impossible_raw("moving") is None  # one bit: both values are legal
+    assert driver.impossible_raw("word") is None
+    gb_a = modbus_driver("elev-gb-a")
+    assert gb_a.impossible_raw("moving") == 2  # a whole register for a bool
+    assert gb_a.impossible_raw("floor") == 100
+    assert gb_a.impossible_raw("service_mode") == 8
+    assert gb_a.impossible_raw("trips") is None
+
+
+def test_every_elev_st_b_point_round_trips_through_one_request() -> None:
+    driver = modbus_driver("elev-st-b")
+    assert _spans(driver) == [("input", 0, 22)]
+    values: dict[Value, Any] = {
+        "moving": True,
+        "direction": "down",
+        "door": "closing",
+        "door_zone": False,
+        "passenger": True,
+        "power_source": "backup",
+        "service_mode": "fire_return",
+        "e_code": 31,
+        "fault_bits": 0b1001,
+        "floor": -3,
+        "load_pct": 73,
+        "speed": 1.234,
+        "trips": 0x12345678,
+        "run_hours": 12345.67,
+        "door_cycles": 70000,
+        "firmware": 305,
+        "floors_served": 18,
+    }
+    assert set(values) == set(driver.by_name), "the test covers every point of the driver"
+    image: dict[int, int] = {}
+    for name, value in values.items():
+        driver.write(image, str(name), value)
+    # Little-endian word order: the low word first.
+    assert [image[8], image[9]] == [0x5678, 0x1234]
+    # Backup power (bit 12), passenger (9), door closing (3 at bit 4), down (2 at bit 1), moving (0).
+    assert image[0] == 1 << 12 | 1 << 9 | 3 << 4 | 2 << 1 | 1
+    (block,) = driver.blocks
+    decoded, problems = driver.decode_block(block, [image.get(a, 0) for a in range(22)])
+    assert problems == []
+    assert decoded == {
+        **values,
+        "speed": pytest.approx(1.234),
+        "run_hours": pytest.approx(12345.67),
+    }
+
+
+def test_vendor_fault_codes_are_reported_as_gb_codes() -> None:
+    driver = modbus_driver("elev-st-b")
+    assert driver.fault_code(31) == ("2", "door close fault (E31)")
+    assert driver.fault_code(99) == ("E99", "unknown fault code E99")
+    assert modbus_driver("elev-gb-a").fault_code(2) == ("2", "door close fault")
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"faults": {"code_point": "nope", "codes": {1: "a"}}}, "unknown point 'nope'"),
+        ({"faults": {"code_point": "door", "codes": {1: "a"}}}, "a plain number"),
+        ({"faults": {"bits": [{"point": "moving", "codes": {0: 1}}], "codes": {1: "a"}}}, "whole uint16"),
+        ({"faults": {"bits": [{"point": "word", "codes": {16: 1}}], "codes": {1: "a"}}}, "not 0..15"),
+        ({"faults": {"bits": [{"point": "word", "codes": {0: 2}}], "codes": {1: "a"}}}, r"GB codes \[2\]"),
+        ({"faults": {"code_point": "word", "code_map": {31: 2}, "codes": {1: "a"}}}, r"GB codes \[2\]"),
+        ({"faults": {"flags": {"word": "x"}, "codes": {}}}, "a bool point"),
+        (
+            {"status_events": {"texts": {41: "x"}, "points": {"door": {"codes": {"ajar": 41}}}}},
+            "'ajar' is not a value",
+        ),
+        ({"status_events": {"texts": {41: "x"}, "points": {"moving": {"codes": {1: 41}}}}}, "1 is not a value"),
+        ({"status_events": {"texts": {41: "x"}, "points": {"moving": {"codes": {True: 42}}}}}, "no text"),
+        ({"entrapment": {"door_open": "wide"}}, "unknown point 'passenger'"),
+    ],
+)
+def test_event_sections_are_checked_against_the_points(section: dict[str, Any], message: str) -> None:
+    base = _packed()
+    with pytest.raises(ValueError, match=message):
+        ModbusDriver.model_validate({**base.model_dump(exclude_none=True), **section})
+
+
+def test_entrapment_needs_the_door_labels() -> None:
+    driver = modbus_driver("elev-st-b")
+    with pytest.raises(ValueError, match="no labels 'closed' and 'shut'"):
+        ModbusDriver.model_validate({**driver.model_dump(exclude_none=True), "entrapment": {"door_open": "shut"}})
+
+
+def _value_type(driver: ModbusDriver, point: Point) -> type:
+    if point.type is RegType.BOOL:
+        return bool
+    if point.enum is not None:
+        return str
+    return float if point.scale != 1.0 else int
+
+
+def test_points_named_alike_have_one_type_across_models_of_a_kind() -> None:
+    # Readings of one kind share a measurement, and InfluxDB fixes a field's type on first write: a float load_pct
+    # from one model would have every reading of the other refused.
+    seen: dict[tuple[str, str], tuple[type, str]] = {}
+    for model in MODBUS_DRIVERS:
+        driver = modbus_driver(model)
+        for point in driver.points:
+            kind = _value_type(driver, point)
+            first = seen.setdefault((driver.kind, point.name), (kind, model))
+            assert first[0] is kind, f"{point.name}: {kind.__name__} in {model}, {first[0].__name__} in {first[1]}"

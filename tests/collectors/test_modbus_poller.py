@@ -1,4 +1,5 @@
-"""The Modbus poller against real simulators on free ports: readings, fault edges, comm loss, shared links."""
+"""The Modbus poller against real simulators on free ports: readings, fault and status edges, derived entrapment,
+dead letters, comm loss, shared links."""
 
 from __future__ import annotations
 
@@ -14,11 +15,20 @@ from collectors.modbus.poller import ModbusPoller
 from collectors.registry import modbus_driver
 from facmon.clock import FakeClock
 from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType, Reading
+from facmon.model import DeadLetter, DeviceKind, DeviceRef, Event, EventType, Reading
 from facmon.services import free_port
 from facmon.site import ModbusAddress
 from simulators.elevator import ElevatorSimulator
 from simulators.endpoint import ModbusEndpoint
+from simulators.steps import (
+    EntrapmentStep,
+    GarbageStep,
+    GarbageStopStep,
+    ModeStep,
+    PowerLossStep,
+    PowerRestoreStep,
+    ReleaseStep,
+)
 from tests.simulators.support import assert_no_leaked_tasks, wait_until
 
 INTERVAL_S = 0.05
@@ -39,19 +49,27 @@ class Harness:
         self.metrics = Counters()
         self.links = ModbusLinks()
         self.received: list[tuple[float, Reading | Event]] = []
+        self.letters: list[DeadLetter] = []
         self.tasks: list[asyncio.Task[None]] = []
 
     async def emit(self, message: Reading | Event) -> None:
         self.received.append((asyncio.get_running_loop().time(), message))
 
-    def poll(self, device: str, port: int, unit: int = 1, **options: float) -> ModbusPoller:
+    async def reject(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+    def poll(
+        self, device: str, port: int, unit: int = 1, driver: ModbusDriver | None = None, **options: float
+    ) -> ModbusPoller:
         settings = {"poll_interval_s": INTERVAL_S, "comm_grace_s": 3.0, "timeout_s": 0.5, "backoff_max_s": 0.2}
         settings.update(options)
+        driver = driver or self.driver
         poller = ModbusPoller(
-            DeviceRef(site="s", building="b", device=device, kind=DeviceKind.ELEVATOR, model="elev-gb-a"),
-            self.driver,
+            DeviceRef(site="s", building="b", device=device, kind=DeviceKind.ELEVATOR, model=driver.model),
+            driver,
             ModbusAddress(host="127.0.0.1", port=port, unit=unit),
             emit=self.emit,
+            reject=self.reject,
             clock=self.clock,
             metrics=self.metrics,
             links=self.links,
@@ -158,6 +176,13 @@ async def test_illegal_values_are_left_out_and_counted(harness: Harness) -> None
         polls = len(harness.readings("e1"))
         assert harness.metrics.get("modbus_rejected_values", device="e1", point="door") >= polls
         assert harness.metrics.get("modbus_rejected_values", device="e1", point="floor") >= polls
+        # Parked once per point, however many polls the bad value stays, with the words of its block.
+        assert sorted(letter.reason for letter in harness.letters) == [
+            "door (holding 4): raw value 7 is not a code of door",
+            "floor (holding 3): raw value 120 outside -5..99",
+        ]
+        words = " ".join(str(frozen.registers("holding").get(a, 0)) for a in range(26))
+        assert {letter.payload for letter in harness.letters} == {f"holding 0+26: {words}"}
         frozen.set_value("fault_code", 250)  # out of range: no fault event from an illegal code
         await wait_until(
             lambda: harness.metrics.get("modbus_rejected_values", device="e1", point="fault_code") >= 2,
@@ -226,6 +251,8 @@ async def test_a_dead_device_does_not_slow_the_live_ones(harness: Harness) -> No
             gaps = [b - a for a, b in itertools.pairwise(times)]
             assert max(gaps) < 0.3, f"{device}: a gap of {max(gaps):.2f} s, the dead device's timeout leaked in"
             assert (times[-1] - times[0]) / len(gaps) < 1.5 * INTERVAL_S, f"{device}: the schedule drifted"
+            # ...over a stretch in which the dead device's requests hung for their whole timeout at least twice.
+            assert times[-1] - times[0] >= 2 * 0.4
     finally:
         await harness.close()
         for sim in sims:
@@ -269,3 +296,92 @@ async def test_units_behind_one_gateway_share_a_connection(harness: Harness) -> 
         for unit in units:
             await unit.stop()
         await gateway.stop()
+
+
+# -- model B (input registers, packed status word, E-codes, no entrapment flag) and the elevator scenario steps --
+
+
+@pytest.mark.parametrize("model", ["elev-st-b", "elev-gb-a"])
+async def test_entrapment_without_the_flag_is_derived_from_the_car(harness: Harness, model: str) -> None:
+    driver = modbus_driver(model)
+    async with ElevatorSimulator(driver, port=free_port(), seed=3, speed=5) as sim:
+        harness.poll("e1", sim.port, driver=driver)
+        await wait_until(lambda: len(harness.readings("e1")) >= 1, what="a first reading")
+        # The scenario step, without the controller's flag (elev-st-b has none; elev-gb-a keeps its flag down).
+        await sim.perform(EntrapmentStep(action="entrapment", flag=False))
+        trapped = {"passenger": True, "door": "closed", "door_zone": False, "moving": False}
+        seen = lambda: {k: harness.readings("e1")[-1].values.get(k) for k in trapped}  # noqa: E731
+        await wait_until(lambda: seen() == trapped, what="the trapped car in the readings")
+        assert harness.readings("e1")[-1].values.get("entrapment", False) is False
+        # Debounced by the driver's thresholds on the poller's clock: 10 s of passenger, 45 s outside the door zone.
+        harness.clock.advance(44)
+        count = len(harness.readings("e1"))
+        await wait_until(lambda: len(harness.readings("e1")) >= count + 3, what="polls at 44 s")
+        assert harness.events("e1", EventType.FAULT_RAISED) == []
+        harness.clock.advance(1)
+        await wait_until(lambda: bool(harness.events("e1", EventType.FAULT_RAISED)), what="derived entrapment")
+        (raised,) = harness.events("e1", EventType.FAULT_RAISED)
+        assert raised.code == "entrapment"
+        assert raised.message.startswith("passenger trapped in the car: stopped outside the door zone")
+        await sim.perform(ReleaseStep(action="release"))
+        await wait_until(lambda: bool(harness.events("e1", EventType.FAULT_CLEARED)), what="entrapment cleared")
+        assert [e.code for e in harness.events("e1", EventType.FAULT_RAISED, EventType.FAULT_CLEARED)] == [
+            "entrapment",
+            "entrapment",
+        ]
+
+
+async def test_model_b_faults_status_events_and_modes(harness: Harness) -> None:
+    driver = modbus_driver("elev-st-b")
+    async with ElevatorSimulator(driver, port=free_port(), seed=4, speed=5) as sim:
+        harness.poll("b1", sim.port, driver=driver)
+        await wait_until(lambda: len(harness.readings("b1")) >= 1, what="a first reading")
+        assert harness.events("b1", EventType.STATUS) == []  # normal, on main power: nothing to say at start
+        sim.inject_fault(1)  # E21 and alarm bit 1: one condition
+        await wait_until(lambda: bool(harness.events("b1", EventType.FAULT_RAISED)), what="fault")
+        await wait_until(lambda: harness.readings("b1")[-1].values["e_code"] == 21, what="E21 read")
+        assert harness.readings("b1")[-1].values["fault_bits"] == 0b10
+        sim.clear_fault()
+        await wait_until(lambda: bool(harness.events("b1", EventType.FAULT_CLEARED)), what="cleared")
+        faults = [
+            (e.type, e.code, e.message) for e in harness.events("b1", EventType.FAULT_RAISED, EventType.FAULT_CLEARED)
+        ]
+        assert faults == [
+            (EventType.FAULT_RAISED, "1", "safety circuit open while running (E21)"),
+            (EventType.FAULT_CLEARED, "1", "safety circuit open while running (E21)"),
+        ]
+        await sim.perform(PowerLossStep(action="power_loss"))
+        await wait_until(lambda: len(harness.events("b1", EventType.STATUS)) == 1, what="main power lost")
+        await sim.perform(ModeStep(action="mode", mode="inspection"))
+        await wait_until(lambda: len(harness.events("b1", EventType.STATUS)) == 2, what="inspection")
+        await wait_until(lambda: harness.readings("b1")[-1].values["moving"] is False, what="the car stopped")
+        await sim.perform(ModeStep(action="mode", mode="normal"))
+        await sim.perform(PowerRestoreStep(action="power_restore"))
+        await wait_until(lambda: len(harness.events("b1", EventType.STATUS)) == 4, what="back to normal")
+        status = [(e.code, e.message, e.data) for e in harness.events("b1", EventType.STATUS)]
+        assert status == [
+            ("41", "main power lost", {"status_point": "power_source", "status_value": "backup"}),
+            ("43", "inspection", {"status_point": "service_mode", "status_value": "inspection"}),
+            ("40", "back to normal", {"status_point": "service_mode", "status_value": "normal"}),
+            ("40", "back to normal", {"status_point": "power_source", "status_value": "main"}),
+        ]
+
+
+async def test_garbage_is_refused_parked_once_and_ends(harness: Harness) -> None:
+    driver = modbus_driver("elev-st-b")
+    async with ElevatorSimulator(driver, port=free_port(), seed=5, speed=5) as sim:
+        harness.poll("b1", sim.port, driver=driver)
+        await wait_until(lambda: len(harness.readings("b1")) >= 1, what="a first reading")
+        await sim.perform(GarbageStep(action="garbage", count=100))
+        garbled = {"direction", "door", "service_mode", "e_code", "floor", "load_pct", "speed", "floors_served"}
+        await wait_until(lambda: not garbled & set(harness.readings("b1")[-1].values), what="garbage refused")
+        count = len(harness.readings("b1"))
+        await wait_until(lambda: len(harness.readings("b1")) >= count + 5, what="more polls of garbage")
+        # The rest of the status word still arrives.
+        assert {"moving", "door_zone", "passenger", "power_source", "trips"} <= set(harness.readings("b1")[-1].values)
+        assert sorted(letter.reason.split(" ")[0] for letter in harness.letters) == sorted(garbled)
+        assert harness.metrics.get("modbus_rejected_values", device="b1", point="door") >= 6
+        assert harness.events("b1", EventType.FAULT_RAISED, EventType.STATUS) == []
+        await sim.perform(GarbageStopStep(action="garbage_stop"))
+        await wait_until(lambda: set(harness.readings("b1")[-1].values) == set(driver.by_name), what="clean again")
+        assert len(harness.letters) == len(garbled)

@@ -13,7 +13,9 @@ from collectors.modbus.driver import ModbusDriver
 from collectors.registry import modbus_driver
 from facmon.model import Value
 from facmon.services import free_port
-from simulators.elevator import RATED_SPEED_MPS, ElevatorSimulator
+from simulators.car import RATED_SPEED_MPS
+from simulators.elevator import ElevatorSimulator
+from simulators.steps import STEP, Step
 from tests.simulators.support import assert_no_leaked_tasks, read_point_values, wait_until
 
 
@@ -103,8 +105,9 @@ def test_entrapment_and_release(driver: ModbusDriver) -> None:
     assert {k: sim.value(k) for k in trapped} == trapped
     assert all({k: f[k] for k in trapped} == trapped for f in _ride(sim, 120))
     sim.set_entrapment(False)
-    assert (sim.value("entrapment"), sim.value("door_zone"), sim.value("door")) == (False, True, "opening")
-    assert "open" in {f["door"] for f in _ride(sim, 10)}
+    # A rescue: the car is brought level and the door opened, then it goes back into service.
+    assert (sim.value("entrapment"), sim.value("door_zone"), sim.value("door")) == (False, True, "open")
+    assert any(f["moving"] for f in _ride(sim, 60))
 
 
 def test_set_value_checks_names_and_encodability(driver: ModbusDriver) -> None:
@@ -211,3 +214,161 @@ async def test_stop_frees_the_port_even_with_a_request_in_flight(
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
         s.listen()
+
+
+# -- both models, and the elevator steps of simulators/steps.py ----------------------------------------------------
+
+
+def _decoded(sim: ElevatorSimulator) -> tuple[dict[str, Value], list[str]]:
+    """What a collector would decode from the words the simulator serves right now."""
+    values: dict[str, Value] = {}
+    problems: list[str] = []
+    for block in sim.driver.blocks:
+        words = sim.registers(block.table)
+        part, bad = sim.driver.decode_block(
+            block, [words.get(a, 0) for a in range(block.start, block.start + block.count)]
+        )
+        values.update(part)
+        problems += bad
+    return values, problems
+
+
+@pytest.mark.parametrize("model", ["elev-gb-a", "elev-st-b"])
+def test_every_model_rides_and_its_registers_say_so(model: str) -> None:
+    sim = ElevatorSimulator(modbus_driver(model), port=1, seed=1, floors=12)
+    assert _ride(ElevatorSimulator(modbus_driver(model), port=1, seed=8), 300) == _ride(
+        ElevatorSimulator(modbus_driver(model), port=1, seed=8), 300
+    )
+    for _ in range(600):
+        sim.step(0.5)
+        values, problems = _decoded(sim)
+        assert problems == []
+        assert values == {k: pytest.approx(v) if isinstance(v, float) else v for k, v in sim.snapshot().items()}
+    assert {f["door"] for f in _ride(sim, 600)} == {"closed", "opening", "open", "closing"}
+
+
+async def test_model_b_serves_input_registers(client_for: list[AsyncModbusTcpClient]) -> None:
+    driver = modbus_driver("elev-st-b")
+    port = free_port()
+    async with ElevatorSimulator(driver, port=port, seed=3, speed=0) as sim:
+        sim.set_value("trips", 0x12345678)
+        sim.set_value("power_source", "backup")
+        client = await _client(port, client_for)
+        values, problems = await read_point_values(client, driver)
+        assert problems == []
+        assert values == {**sim.snapshot(), "run_hours": pytest.approx(sim.value("run_hours"))}
+        # Little-endian counters; the status word's power bit.
+        words = (await client.read_input_registers(0, count=10, device_id=1)).registers
+        assert [words[8], words[9]] == [0x5678, 0x1234]
+        assert words[0] >> 12 & 1 == 1
+        # A holding-register read of an input-only device is an illegal address.
+        assert (await client.read_holding_registers(0, count=1, device_id=1)).isError()
+
+
+@pytest.mark.parametrize(
+    ("code", "e_code", "fault_bits"),
+    [(2, 31, 0), (1, 21, 0b10), (11, 71, 0b1000), (15, 0, 0b1)],
+)
+def test_model_b_reports_a_gb_fault_its_own_way(code: int, e_code: int, fault_bits: int) -> None:
+    sim = ElevatorSimulator(modbus_driver("elev-st-b"), port=1, seed=2)
+    sim.inject_fault(code)
+    assert (sim.value("e_code"), sim.value("fault_bits"), sim.value("moving")) == (e_code, fault_bits, False)
+    held = _ride(sim, 60)
+    assert all(f == held[0] for f in held), "a faulted car holds"
+    sim.clear_fault()
+    assert (sim.value("e_code"), sim.value("fault_bits")) == (0, 0)
+    assert any(f["moving"] for f in _ride(sim, 120))
+
+
+def _steps(*raw: dict[str, object]) -> list[Step]:
+    return [STEP.validate_python(r) for r in raw]
+
+
+def test_problems_name_what_a_model_cannot_do() -> None:
+    b = ElevatorSimulator(modbus_driver("elev-st-b"), port=1)
+    a = ElevatorSimulator(modbus_driver("elev-gb-a"), port=1)
+    fine = _steps(
+        {"action": "fault", "code": 15},
+        {"action": "clear"},
+        {"action": "entrapment", "flag": True},
+        {"action": "release"},
+        {"action": "power_loss", "duration_s": 5},
+        {"action": "power_restore"},
+        {"action": "mode", "mode": "fire_return"},
+        {"action": "garbage"},
+        {"action": "garbage_stop"},
+        {"action": "set", "point": "door", "value": "open"},
+        {"action": "response_delay", "delay_s": 1},
+        {"action": "link_drop"},
+    )
+    assert [b.problem(s) for s in fine] == [None] * len(fine)
+    assert a.problem(STEP.validate_python({"action": "fault", "code": 90})) is None
+    assert b.problem(STEP.validate_python({"action": "fault", "code": 90})) == (
+        "elev-st-b has no way to report fault code 90"
+    )
+    assert b.problem(STEP.validate_python({"action": "set", "point": "entrapment", "value": True})) == (
+        "elev-st-b has no point 'entrapment'"
+    )
+    assert "not one of" in str(b.problem(STEP.validate_python({"action": "mode", "mode": "party"})))
+    assert b.problem(STEP.validate_python({"action": "card_read", "card": "ABCD"})) == (
+        "an elevator simulator cannot card_read"
+    )
+
+
+async def test_entrapment_flag_only_where_the_model_has_one_and_the_step_asks() -> None:
+    a = ElevatorSimulator(modbus_driver("elev-gb-a"), port=1, seed=9)
+    b = ElevatorSimulator(modbus_driver("elev-st-b"), port=1, seed=9)
+    for sim, flag in ((a, False), (b, True)):
+        await sim.perform(STEP.validate_python({"action": "entrapment", "flag": flag}))
+        assert sim.trapped
+        trapped = {"passenger": True, "door": "closed", "moving": False, "door_zone": False}
+        assert all({k: f[k] for k in trapped} == trapped for f in _ride(sim, 60))
+    assert a.value("entrapment") is False
+    assert "entrapment" not in b.snapshot()
+    await a.perform(STEP.validate_python({"action": "release"}))
+    await a.perform(STEP.validate_python({"action": "entrapment"}))
+    assert a.value("entrapment") is True
+
+
+async def test_power_and_service_modes() -> None:
+    sim = ElevatorSimulator(modbus_driver("elev-st-b"), port=1, seed=6)
+    await sim.perform(STEP.validate_python({"action": "power_loss"}))
+    assert sim.value("power_source") == "backup"
+    assert any(f["moving"] for f in _ride(sim, 120)), "on backup power the car still serves"
+    await sim.perform(STEP.validate_python({"action": "power_restore"}))
+    assert sim.value("power_source") == "main"
+    while not sim.value("moving"):
+        sim.step(0.1)
+    # Inspection: the car stops where it is, whatever is inside.
+    await sim.perform(STEP.validate_python({"action": "mode", "mode": "inspection"}))
+    frames = _ride(sim, 60)
+    assert all(not f["moving"] and f["service_mode"] == "inspection" for f in frames)
+    # Fire return: brought to a landing, door open, empty.
+    await sim.perform(STEP.validate_python({"action": "mode", "mode": "fire_return"}))
+    assert (sim.value("door_zone"), sim.value("door"), sim.value("passenger")) == (True, "open", False)
+    assert all(not f["moving"] for f in _ride(sim, 60))
+    await sim.perform(STEP.validate_python({"action": "mode", "mode": "normal"}))
+    assert any(f["moving"] for f in _ride(sim, 120))
+
+
+@pytest.mark.parametrize("model", ["elev-gb-a", "elev-st-b"])
+async def test_garbage_is_on_the_wire_only_until_it_stops(model: str) -> None:
+    sim = ElevatorSimulator(modbus_driver(model), port=1, seed=7)
+    before = sim.snapshot()
+    await sim.perform(STEP.validate_python({"action": "garbage", "count": 3}))
+    values, problems = _decoded(sim)
+    assert len(problems) == 3
+    assert len(values) == len(sim.driver.by_name) - 3
+    assert sim.snapshot() == before, "the device's own state is untouched"
+    # It stays garbage while the car moves on underneath.
+    sim.step(5)
+    assert len(_decoded(sim)[1]) == 3
+    await sim.perform(STEP.validate_python({"action": "garbage_stop"}))
+    assert _decoded(sim)[1] == []
+
+
+def test_a_driver_without_a_fault_register_cannot_drive_it() -> None:
+    driver = modbus_driver("elev-st-b")
+    no_faults = ModbusDriver.model_validate({**driver.model_dump(exclude_none=True, exclude={"faults"})})
+    with pytest.raises(ValueError, match="no fault register"):
+        ElevatorSimulator(no_faults, port=1)

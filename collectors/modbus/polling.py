@@ -1,0 +1,101 @@
+"""What every Modbus poller shares, whatever its device: the fixed-rate schedule on a shared link, and comm status.
+
+A poller supplies one `poll(link)`; `poll_on_schedule` calls it on a fixed-rate schedule over the link of its
+host:port (one request in flight per connection, reconnecting with backoff: see `ModbusLink`). `CommWatch` turns
+answers and silences into comm_lost, once a device has been silent for `comm_grace_s`, and comm_restored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from structlog.typing import FilteringBoundLogger
+
+from collectors.modbus.link import ModbusLink, ModbusLinks, shared_links
+from facmon.clock import Clock
+from facmon.metrics import Counters
+from facmon.model import DeviceRef, Emit, Event, EventType
+from facmon.site import ModbusAddress
+
+Poll = Callable[[ModbusLink], Awaitable[None]]
+
+
+async def poll_on_schedule(
+    poll: Poll,
+    address: ModbusAddress,
+    *,
+    interval_s: float,
+    device: str,
+    metrics: Counters,
+    backoff_max_s: float,
+    links: ModbusLinks | None = None,
+) -> None:
+    """Call `poll` every `interval_s` until cancelled. `links` None: the pool of the running event loop, so the
+    pollers of one gateway share it without being told."""
+    pool = links if links is not None else shared_links()
+    link = pool.acquire(address.host, address.port, backoff_max_s=backoff_max_s)
+    loop = asyncio.get_running_loop()
+    try:
+        next_at = loop.time()
+        while True:
+            await poll(link)
+            # A fixed-rate schedule: slow polls do not push later ones back, and a poll that overran its slot skips
+            # the missed slots instead of firing a burst to catch up.
+            next_at += interval_s
+            late = loop.time() - next_at
+            if late > 0:
+                skipped = math.ceil(late / interval_s)
+                next_at += skipped * interval_s
+                metrics.inc("modbus_polls_skipped", skipped, device=device)
+            await asyncio.sleep(next_at - loop.time())
+    finally:
+        pool.release(link)
+
+
+class CommWatch:
+    """Whether a device answers: comm_lost once after `comm_grace_s` of silence, comm_restored once it answers."""
+
+    def __init__(
+        self, ref: DeviceRef, *, comm_grace_s: float, emit: Emit, clock: Clock, log: FilteringBoundLogger
+    ) -> None:
+        self.ref = ref
+        self.comm_grace_s = comm_grace_s
+        self._emit = emit
+        self._clock = clock
+        self._log = log
+        self._last_answer_s = clock.monotonic()
+        self._failing = False
+        self.lost = False
+
+    def start(self) -> None:
+        """The grace runs from now: a device that never answers is reported too."""
+        self._last_answer_s = self._clock.monotonic()
+
+    async def silent(self, reason: str) -> None:
+        if not self._failing:
+            self._failing = True
+            self._log.warning("device not answering", reason=reason)
+        silent_s = self._clock.monotonic() - self._last_answer_s
+        if not self.lost and silent_s >= self.comm_grace_s:
+            self.lost = True
+            self._log.warning("device comm lost", silent_s=round(silent_s, 1))
+            await self._emit(
+                Event(
+                    ref=self.ref,
+                    ts=self._clock.now(),
+                    type=EventType.COMM_LOST,
+                    message=f"no answer for {silent_s:.1f} s: {reason}",
+                )
+            )
+
+    async def answered(self, ts: datetime) -> None:
+        self._last_answer_s = self._clock.monotonic()
+        if self._failing:
+            self._failing = False
+            self._log.info("device answering again")
+        if self.lost:
+            self.lost = False
+            await self._emit(Event(ref=self.ref, ts=ts, type=EventType.COMM_RESTORED, message="answering again"))
