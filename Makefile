@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # binary:debian-package pairs the project needs on the machine
-SYSTEM_DEPS := mosquitto:mosquitto influxd:influxdb mbpoll:mbpoll
+SYSTEM_DEPS := mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb mbpoll:mbpoll
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 

@@ -38,24 +38,53 @@ class ModbusAddress(_Strict):
     unit: int = Field(default=1, ge=0, le=247)
 
 
+# Devices read over Modbus TCP (need an address) and devices that push over MQTT (need none).
+MODBUS_KINDS = frozenset({DeviceKind.ELEVATOR, DeviceKind.FIRE_PANEL})
+MQTT_KINDS = frozenset({DeviceKind.GATE, DeviceKind.CAMERA})
+# One level of an MQTT topic: no separators or wildcards.
+VendorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+
+
+class VendorBroker(_Strict):
+    """The broker MQTT devices publish to, when it is not the backbone broker the gateway publishes to."""
+
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    # Put in front of every vendor topic: where one broker carries several estates' devices (a bridge or
+    # mount point per estate), the prefix keeps each estate's barriers and cameras apart.
+    topic_prefix: str = Field(default="", pattern=r"^$|^[^/+#]+(/[^/+#]+)*$")
+
+
 class Device(_Strict):
     id: Identifier
     kind: DeviceKind
     model: Identifier
     role: Literal["main", "peak", "backup"] | None = None
     address: ModbusAddress | None = None
+    # MQTT kinds: the device's id in the vendor's topics (e.g. the barrier's serial number); default: `id`.
+    vendor_id: VendorId | None = None
     poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
-    # How long a device may stay silent before it is reported comm_lost.
+    # How long a device may stay silent before it is reported comm_lost. MQTT kinds: default three heartbeat
+    # intervals of their driver (collectors.mqtt.collector.grace_s).
     comm_grace_s: float = Field(default=3.0, ge=0, le=3600)
     installed_on: date | None = None
     registration_code: Annotated[str, Field(pattern=r"^\d{20}$")] | None = None
     description: str = ""
 
     @model_validator(mode="after")
-    def _modbus_needs_address(self) -> Device:
-        if self.kind in (DeviceKind.ELEVATOR, DeviceKind.FIRE_PANEL) and self.address is None:
+    def _address_fits_kind(self) -> Device:
+        if self.kind in MODBUS_KINDS and self.address is None:
             raise ValueError(f"a {self.kind.value} is read over Modbus TCP and needs an address")
+        if self.kind in MQTT_KINDS and self.address is not None:
+            raise ValueError(f"a {self.kind.value} publishes over MQTT and takes no Modbus address")
+        if self.kind not in MQTT_KINDS and self.vendor_id is not None:
+            raise ValueError("vendor_id is only for devices that publish over MQTT (gate, camera)")
         return self
+
+    @property
+    def mqtt_id(self) -> str:
+        """The device's id in its vendor's MQTT topics."""
+        return self.vendor_id or self.id
 
 
 class Building(_Strict):
@@ -81,6 +110,8 @@ class SiteInfo(_Strict):
 
 class Site(_Strict):
     site: SiteInfo
+    # The broker the site's MQTT devices publish to; None: the backbone broker the gateway publishes to.
+    mqtt: VendorBroker | None = None
     buildings: list[Building] = Field(min_length=1)
 
     @model_validator(mode="after")

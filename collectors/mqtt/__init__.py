@@ -1,0 +1,1 @@
+"""Pushed devices: gate barriers and cameras that publish vendor JSON payloads over MQTT."""

@@ -1,0 +1,197 @@
+"""Vendor JSON payloads in and out, checked against the driver file.
+
+`parse` turns a payload into field values or raises `PayloadError` with a problem category (for metrics) and a
+detail naming the message and field (for the dead letter). `interpret` says what the values mean (reading values,
+an event, a condition raised or cleared). `encode` is the simulator's side: it refuses to build a payload the
+collector would reject, so a simulator sends garbage only when asked to.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from collectors.mqtt.driver import CodeSpec, FieldSpec, JsonType, MqttDriver
+from facmon.model import EventType, Value
+
+
+class Problem(StrEnum):
+    """Why input was rejected; the label of the collector's `mqtt_rejected` counter."""
+
+    NOT_UTF8 = "not_utf8"
+    BAD_JSON = "bad_json"
+    NOT_OBJECT = "not_object"
+    UNKNOWN_MESSAGE = "unknown_message"
+    UNKNOWN_FIELD = "unknown_field"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    OUT_OF_RANGE = "out_of_range"
+    NOT_IN_ENUM = "not_in_enum"
+    BAD_FORMAT = "bad_format"
+    UNKNOWN_DEVICE = "unknown_device"
+
+
+class PayloadError(ValueError):
+    def __init__(self, problem: Problem, detail: str) -> None:
+        self.problem = problem
+        self.detail = detail
+        super().__init__(detail)
+
+
+@dataclass(frozen=True)
+class ConditionChange:
+    """A condition the message raises (active) or clears."""
+
+    code: str
+    active: bool
+    meaning: CodeSpec
+
+
+@dataclass(frozen=True)
+class Meaning:
+    """What one decoded message says: values for a Reading, an event, a condition change."""
+
+    values: dict[str, Value] = field(default_factory=dict)
+    event: tuple[EventType, str | None, str, dict[str, Value]] | None = None  # type, code, message, data
+    condition: ConditionChange | None = None
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity, which JSON does not; a device sending them is broken.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Which of two equal keys wins differs between parsers; a payload that says two things says nothing.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _show(raw: object) -> str:
+    text = json.dumps(raw, ensure_ascii=False) if not isinstance(raw, float) or math.isfinite(raw) else str(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+_JSON_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+
+
+def _listing(values: list[str] | list[int]) -> str:
+    return ", ".join(map(str, values))
+
+
+def check_value(where: str, spec: FieldSpec, raw: object) -> Value:
+    """The value of one field, or PayloadError naming `where` (message.field) and what is wrong."""
+    got = "null" if raw is None else f"{_JSON_NAMES.get(type(raw), type(raw).__name__)} {_show(raw)}"
+    wrong = PayloadError(Problem.WRONG_TYPE, f"{where}: expected {spec.type.value}, got {got}")
+    if spec.type is JsonType.BOOLEAN:
+        if not isinstance(raw, bool):
+            raise wrong
+        return raw
+    if spec.type is JsonType.STRING:
+        if not isinstance(raw, str):
+            raise wrong
+        if len(raw) > spec.max_length:
+            raise PayloadError(Problem.BAD_FORMAT, f"{where}: longer than {spec.max_length} characters")
+        if spec.pattern is not None and not re.fullmatch(spec.pattern, raw):
+            raise PayloadError(Problem.BAD_FORMAT, f"{where}: {_show(raw)} does not match {spec.pattern}")
+        if spec.enum is not None and raw not in spec.enum:
+            raise PayloadError(Problem.NOT_IN_ENUM, f"{where}: {_show(raw)} is not one of {_listing(spec.enum)}")
+        return raw
+    # JSON has one number type; "integer" means no fraction, and true/false are never numbers.
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise wrong
+    value: int | float
+    if spec.type is JsonType.INTEGER:
+        if not isinstance(raw, int):
+            raise wrong
+        if not _INT64[0] <= raw <= _INT64[1]:
+            # InfluxDB integers are 64-bit; a bigger one would be refused at the historian, far from its cause.
+            raise PayloadError(Problem.OUT_OF_RANGE, f"{where}: {_show(raw)} does not fit a 64-bit integer")
+        value = raw
+    else:
+        try:
+            value = float(raw)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise PayloadError(Problem.OUT_OF_RANGE, f"{where}: {_show(raw)} is not a finite number")
+    if spec.enum is not None and value not in spec.enum:
+        raise PayloadError(Problem.NOT_IN_ENUM, f"{where}: {_show(raw)} is not one of {_listing(spec.enum)}")
+    unit = f" {spec.unit}" if spec.unit else ""
+    if spec.min is not None and value < spec.min:
+        raise PayloadError(Problem.OUT_OF_RANGE, f"{where}: {_show(raw)} is below the minimum {spec.min:g}{unit}")
+    if spec.max is not None and value > spec.max:
+        raise PayloadError(Problem.OUT_OF_RANGE, f"{where}: {_show(raw)} is above the maximum {spec.max:g}{unit}")
+    return value
+
+
+def parse(driver: MqttDriver, message: str, payload: bytes) -> dict[str, Value]:
+    """The fields of one message, each checked against the driver; PayloadError for the first problem found."""
+    spec = driver.messages.get(message)
+    if spec is None:
+        known = ", ".join(sorted(driver.messages))
+        raise PayloadError(Problem.UNKNOWN_MESSAGE, f"unknown message type {message!r} (known: {known})")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(Problem.NOT_UTF8, f"{message}: not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise PayloadError(Problem.BAD_JSON, f"{message}: not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise PayloadError(Problem.NOT_OBJECT, f"{message}: payload is a JSON {_JSON_NAMES.get(type(obj), 'null')}")
+    unknown = sorted(set(obj) - set(spec.fields))
+    if unknown:
+        raise PayloadError(Problem.UNKNOWN_FIELD, f"{message}: unknown field {unknown[0]!r}")
+    values: dict[str, Value] = {}
+    for name, field_spec in spec.fields.items():
+        raw = obj.get(name)
+        if raw is None and not (name in obj and field_spec.required):
+            # Absent, or null for an optional field (vendors send both for "not applicable").
+            if field_spec.required:
+                raise PayloadError(Problem.MISSING_FIELD, f"{message}: missing required field {name!r}")
+            continue
+        values[name] = check_value(f"{message}.{name}", field_spec, raw)
+    return values
+
+
+def interpret(driver: MqttDriver, message: str, values: Mapping[str, Value]) -> Meaning:
+    spec = driver.messages[message]
+    reading = {name: values[name] for name in spec.reading if name in values}
+    event = None
+    if spec.event is not None:
+        rule = spec.event
+        code = str(values[rule.code]) if rule.code is not None and rule.code in values else None
+        event = (EventType(rule.type), code, rule.message, {k: values[k] for k in rule.data if k in values})
+    condition = None
+    if spec.condition is not None:
+        cond = spec.condition
+        vendor_code = str(values[cond.code])
+        meaning = cond.codes[vendor_code]
+        active = values[cond.active] == cond.active_value
+        condition = ConditionChange(meaning.code or vendor_code, active, meaning)
+    return Meaning(reading, event, condition)
+
+
+def encode(driver: MqttDriver, message: str, values: Mapping[str, Value]) -> bytes:
+    """A payload the collector accepts; ValueError naming the field for anything it would reject."""
+    fields = driver.fields_of(message)
+    for name, value in values.items():
+        if name not in fields:
+            raise ValueError(f"{driver.model} {message}: no field {name!r}; fields: {sorted(fields)}")
+        check_value(f"{message}.{name}", fields[name], value)
+    missing = [name for name, spec in fields.items() if spec.required and name not in values]
+    if missing:
+        raise ValueError(f"{driver.model} {message}: missing required fields {missing}")
+    return json.dumps(dict(values), separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,243 @@
+"""Listen to one site's MQTT devices on their vendor broker and turn their payloads into Readings and Events.
+
+One subscription per distinct topic pattern of the site's drivers; the topic's `{vendor_id}` level says which device
+spoke, its `{message}` level which message. What decodes goes to the `Emit`; what does not (bad JSON, unknown
+fields, wrong types, values out of range, unknown message types, a device the site does not have) goes to the
+`Reject` as a dead letter with a reason naming the device and field, and is counted per device and reason. Nothing
+a device sends can stop the collector.
+
+Conditions (faults) are reported on their edges: a camera that repeats an active alarm every heartbeat raises it
+once. A clear for a condition we have not seen raised (after a restart) is passed on, so its work order can close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import aiomqtt
+import structlog
+
+from collectors.mqtt.codec import Meaning, PayloadError, Problem, interpret, parse
+from collectors.mqtt.driver import MqttDriver
+from collectors.mqtt.watchdog import HeartbeatWatchdog
+from facmon.clock import Clock
+from facmon.metrics import Counters
+from facmon.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject
+from facmon.site import MQTT_KINDS, Device, Site
+
+log = structlog.get_logger(__name__)
+
+# A device that has not set its own comm_grace_s may miss this many heartbeats before it is reported lost.
+HEARTBEATS_OF_GRACE = 3
+
+
+def grace_s(device: Device, driver: MqttDriver) -> float:
+    """The site file's comm_grace_s when it sets one; else three heartbeat intervals (3 s would flap)."""
+    if "comm_grace_s" in device.model_fields_set:
+        return device.comm_grace_s
+    return HEARTBEATS_OF_GRACE * driver.heartbeat.interval_s
+
+
+@dataclass(frozen=True)
+class MqttDevice:
+    ref: DeviceRef
+    driver: MqttDriver
+    vendor_id: str
+    grace_s: float
+
+
+def site_devices(site: Site) -> list[MqttDevice]:
+    """The site's MQTT devices with their drivers (the site file was checked against the registry at load)."""
+    from collectors.registry import mqtt_driver
+
+    devices = []
+    for _, device in site.devices():
+        if device.kind in MQTT_KINDS:
+            driver = mqtt_driver(device.model)
+            devices.append(MqttDevice(site.ref(device.id), driver, device.mqtt_id, grace_s(device, driver)))
+    return devices
+
+
+@dataclass
+class _Device:
+    spec: MqttDevice
+    # Last known state of each condition; absent = unknown (never seen since start).
+    conditions: dict[str, bool] = field(default_factory=dict)
+
+
+def backoff_delays(initial_s: float, max_s: float, rng: random.Random) -> Iterator[float]:
+    """Capped exponential backoff with jitter, so gateways that lost the same broker do not return in lockstep."""
+    delay = initial_s
+    while True:
+        yield rng.uniform(delay / 2, delay)
+        delay = min(delay * 2, max_s)
+
+
+class MqttCollector:
+    def __init__(
+        self,
+        site: str,
+        devices: Sequence[MqttDevice],
+        *,
+        host: str,
+        port: int,
+        emit: Emit,
+        reject: Reject,
+        clock: Clock,
+        metrics: Counters,
+        topic_prefix: str = "",
+        username: str | None = None,
+        password: str | None = None,
+        backoff_max_s: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if backoff_max_s <= 0:
+            raise ValueError("backoff_max_s must be positive")
+        self.site = site
+        self.host = host
+        self.port = port
+        self.topic_prefix = topic_prefix
+        self.username = username
+        self.password = password
+        self.backoff_max_s = backoff_max_s
+        self._emit = emit
+        self._reject = reject
+        self._clock = clock
+        self._metrics = metrics
+        self._rng = rng or random.Random()
+        # Devices by (topic pattern, vendor id): two vendors may both number their devices from 1.
+        self._routes: dict[tuple[str, str], _Device] = {}
+        self._patterns: dict[str, MqttDriver] = {}
+        for device in devices:
+            key = (device.driver.topic, device.vendor_id)
+            if key in self._routes:
+                raise ValueError(f"{device.ref.device}: vendor id {device.vendor_id!r} is already another device's")
+            self._routes[key] = _Device(device)
+            self._patterns.setdefault(device.driver.topic, device.driver)
+        self.watchdog = HeartbeatWatchdog([(d.ref, d.grace_s) for d in devices], emit=emit, clock=clock)
+        # Set while subscribed (tests wait for it before publishing).
+        self.connected = asyncio.Event()
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return [driver.subscription(self.topic_prefix) for driver in self._patterns.values()]
+
+    async def run(self) -> NoReturn:
+        """Collect until cancelled; broker and device problems are logged, counted and retried, never raised."""
+        self.watchdog.restart()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.watchdog.run(), name=f"mqtt-watchdog-{self.site}")
+            await self._listen()
+
+    async def _listen(self) -> NoReturn:
+        delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
+        # A unique id per connection: a clean session, and two gateways of one site never kick each other off.
+        identifier = f"facmon-mqtt-{self.site}-{uuid.uuid4().hex[:8]}"
+        while True:
+            client = aiomqtt.Client(
+                self.host, self.port, identifier=identifier, username=self.username, password=self.password
+            )
+            try:
+                async with client:
+                    for topic in self.subscriptions:
+                        await client.subscribe(topic, qos=1)
+                    self.connected.set()
+                    self._metrics.inc("mqtt_connects", site=self.site)
+                    log.info("listening to devices", host=self.host, port=self.port, topics=self.subscriptions)
+                    delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
+                    async for message in client.messages:
+                        payload = message.payload
+                        data = payload if isinstance(payload, bytes) else str(payload).encode()
+                        await self.handle(message.topic.value, data, retained=message.retain)
+            except aiomqtt.MqttError as exc:
+                self._metrics.inc("mqtt_disconnects", site=self.site)
+                delay = next(delays)
+                log.warning("vendor broker unreachable, retrying", error=str(exc), retry_in_s=round(delay, 2))
+                self.connected.clear()
+                await asyncio.sleep(delay)
+            finally:
+                self.connected.clear()
+
+    async def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
+        """One vendor message: emitted as readings and events, or rejected with the reason."""
+        vendor_id, message, device = self._route(topic)
+        if device is None:
+            detail = f"no device of site {self.site} has vendor id {vendor_id!r} (topic {topic!r})"
+            await self._rejected(None, Problem.UNKNOWN_DEVICE, detail, topic, payload)
+            return
+        spec = device.spec
+        # A retained message is the broker's memory, not the device speaking now: it is no sign of life.
+        if not retained:
+            await self.watchdog.heard(spec.ref.device)
+        try:
+            values = parse(spec.driver, message, payload)
+        except PayloadError as exc:
+            await self._rejected(spec.ref, exc.problem, f"{spec.ref.device}: {exc.detail}", topic, payload)
+            return
+        self._metrics.inc("mqtt_messages", device=spec.ref.device, message=message)
+        await self._act(device, interpret(spec.driver, message, values))
+
+    def _route(self, topic: str) -> tuple[str | None, str, _Device | None]:
+        """(vendor id, message, device) of a topic; the device is None when the site has none by that id."""
+        for pattern, driver in self._patterns.items():
+            found = driver.match(topic, self.topic_prefix)
+            if found is not None:
+                vendor_id, message = found
+                return vendor_id, message, self._routes.get((pattern, vendor_id))
+        return None, "", None
+
+    async def _act(self, device: _Device, meaning: Meaning) -> None:
+        ref, ts = device.spec.ref, self._clock.now()
+        if meaning.values:
+            await self._emit(Reading(ref=ref, ts=ts, values=meaning.values))
+        if meaning.event is not None:
+            type_, code, text, data = meaning.event
+            await self._emit(Event(ref=ref, ts=ts, type=type_, code=code, message=text, data=data))
+        change = meaning.condition
+        if change is None:
+            return
+        if device.conditions.get(change.code) == change.active:
+            # Vendors repeat active alarms; the edge was reported already.
+            self._metrics.inc("mqtt_repeats", device=ref.device, code=change.code)
+            return
+        device.conditions[change.code] = change.active
+        if change.meaning.event == "status":
+            event = Event(
+                ref=ref,
+                ts=ts,
+                type=EventType.STATUS,
+                code=change.code,
+                message=change.meaning.message,
+                data={"active": change.active},
+            )
+        else:
+            type_ = EventType.FAULT_RAISED if change.active else EventType.FAULT_CLEARED
+            event = Event(ref=ref, ts=ts, type=type_, code=change.code, message=change.meaning.message)
+        log.info("device condition", device=ref.device, type=event.type.value, code=change.code)
+        await self._emit(event)
+
+    async def _rejected(self, ref: DeviceRef | None, problem: Problem, reason: str, topic: str, payload: bytes) -> None:
+        self._metrics.inc("mqtt_rejected", device=ref.device if ref else "_unknown", reason=problem.value)
+        try:
+            text: str | None = payload.decode("utf-8")
+            encoded = None
+        except UnicodeDecodeError:
+            text, encoded = None, base64.b64encode(payload).decode("ascii")
+        await self._reject(
+            DeadLetter(
+                site=self.site,
+                ref=ref,
+                ts=self._clock.now(),
+                source="mqtt",
+                reason=reason,
+                payload=text,
+                payload_base64=encoded,
+                topic=topic,
+            )
+        )

@@ -1,0 +1,87 @@
+"""Is each pushed device still talking? comm_lost once after `grace_s` of silence, comm_restored on its next word.
+
+A polled device fails a request; a pushed one just goes quiet, so silence is all we can go by. Any message the
+device sends counts as a sign of life, not only its heartbeat: a barrier busy with traffic is plainly alive. The
+clock is injected and `check` is public, so tests advance a FakeClock and call it instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+import structlog
+
+from facmon.clock import Clock
+from facmon.model import DeviceRef, Emit, Event, EventType
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Watch:
+    ref: DeviceRef
+    grace_s: float
+    last_heard_s: float
+    lost: bool = False
+
+
+class HeartbeatWatchdog:
+    def __init__(self, devices: Sequence[tuple[DeviceRef, float]], *, emit: Emit, clock: Clock) -> None:
+        if any(grace_s <= 0 for _, grace_s in devices):
+            raise ValueError("every grace period must be positive")
+        self._emit = emit
+        self._clock = clock
+        now = clock.monotonic()
+        self._watches = {ref.device: _Watch(ref, grace_s, now) for ref, grace_s in devices}
+
+    def restart(self) -> None:
+        """Start every grace period afresh (a collector starting): a device that never speaks is reported too."""
+        now = self._clock.monotonic()
+        for watch in self._watches.values():
+            watch.last_heard_s = now
+
+    def lost(self, device: str) -> bool:
+        return self._watches[device].lost
+
+    async def heard(self, device: str) -> None:
+        """`device` sent something just now."""
+        watch = self._watches[device]
+        watch.last_heard_s = self._clock.monotonic()
+        if watch.lost:
+            watch.lost = False
+            log.info("device talking again", device=device)
+            await self._emit(
+                Event(ref=watch.ref, ts=self._clock.now(), type=EventType.COMM_RESTORED, message="talking again")
+            )
+
+    async def check(self) -> None:
+        """Report every device silent for its grace period, once until it is heard again."""
+        now = self._clock.monotonic()
+        for watch in self._watches.values():
+            silent_s = now - watch.last_heard_s
+            if watch.lost or silent_s < watch.grace_s:
+                continue
+            watch.lost = True
+            log.warning("device silent", device=watch.ref.device, silent_s=round(silent_s, 1))
+            await self._emit(
+                Event(
+                    ref=watch.ref,
+                    ts=self._clock.now(),
+                    type=EventType.COMM_LOST,
+                    message=f"no message for {silent_s:.1f} s (grace {watch.grace_s:g} s)",
+                )
+            )
+
+    def tick_s(self) -> float:
+        """How often `run` checks: often enough to report within a tenth of the shortest grace, at most 1 s."""
+        shortest = min((w.grace_s for w in self._watches.values()), default=1.0)
+        return min(1.0, max(0.01, shortest / 10))
+
+    async def run(self) -> NoReturn:
+        tick_s = self.tick_s()
+        while True:
+            await asyncio.sleep(tick_s)
+            await self.check()

@@ -1,0 +1,174 @@
+"""The MQTT collector against a real Mosquitto: every message type decoded, every rejection reason dead-lettered and
+counted, comm loss by silence, reconnecting after the broker comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from collectors.mqtt.codec import Problem
+from facmon.metrics import Counters
+from facmon.model import DeadLetter, EventType, Reading
+from facmon.services import Mosquitto
+from tests.collectors.mqtt_support import (
+    SITE,
+    Recorder,
+    collecting,
+    make_collector,
+    mqtt_device,
+    vendor_client,
+)
+from tests.simulators.support import assert_no_leaked_tasks, wait_until
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaks() -> AsyncIterator[None]:
+    yield
+    await assert_no_leaked_tasks()
+
+
+GATE = mqtt_device("g1", "barrier-a", "G01")
+CAMERA = mqtt_device("c1", "camera-a", "IPC-7")
+
+
+async def test_each_message_type_is_decoded(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    rec = Recorder()
+    collector = make_collector(mosquitto.port, topic_prefix, [GATE, CAMERA], rec)
+    async with collecting(collector), vendor_client(mosquitto.port) as vendor:
+        sends = [
+            ("vendor/barrier/G01/state", {"position": "opening", "loop_occupied": False, "reason": "card"}),
+            ("vendor/barrier/G01/card", {"card": "0A1B2C3D", "granted": True, "direction": "in"}),
+            ("vendor/barrier/G01/fault", {"code": "limit_timeout", "active": True}),
+            ("vendor/barrier/G01/fault", {"code": "limit_timeout", "active": False}),
+            ("vendor/barrier/G01/heartbeat", {"uptime_s": 5, "cycles": 10, "temperature_c": 21.5}),
+            ("vendor/ipc/IPC-7/heartbeat", {"uptime_s": 5, "recording": True, "storage_used_pct": 40}),
+            ("vendor/ipc/IPC-7/alarm", {"event": "shelteralarm", "state": "active"}),
+            ("vendor/ipc/IPC-7/alarm", {"event": "scenechangedetection", "state": "active"}),
+        ]
+        for topic, payload in sends:
+            await vendor.publish(f"{topic_prefix}/{topic}", json.dumps(payload), qos=1)
+        await wait_until(lambda: len(rec.out) == 8, what="eight messages decoded")
+
+    gate, camera = rec.readings("g1"), rec.readings("c1")
+    assert [r.values for r in gate] == [
+        {"position": "opening", "loop_occupied": False, "reason": "card"},
+        {"cycles": 10, "temperature_c": 21.5},
+    ]
+    assert camera[0].values == {"recording": True, "storage_used_pct": 40.0}
+    assert isinstance(camera[0].values["storage_used_pct"], float), "a number field is always a float"
+    (card,) = rec.events("g1", EventType.CARD_READ)
+    assert card.data == {"card": "0A1B2C3D", "granted": True, "direction": "in"}
+    assert [(e.type, e.code) for e in rec.events("g1", EventType.FAULT_RAISED, EventType.FAULT_CLEARED)] == [
+        (EventType.FAULT_RAISED, "limit_timeout"),
+        (EventType.FAULT_CLEARED, "limit_timeout"),
+    ]
+    (tamper,) = rec.events("c1", EventType.FAULT_RAISED)
+    assert (tamper.code, tamper.message) == ("tamper", "lens covered or camera tampered with")
+    (scene,) = rec.events("c1", EventType.STATUS)
+    assert (scene.code, scene.data) == ("scene_change", {"active": True})
+    assert all(m.ref.site == SITE for m in rec.out if not isinstance(m, DeadLetter))
+    assert not rec.rejected()
+
+
+# One input per reason the collector gives: (topic under the prefix, payload bytes, device or None).
+CARD = b'{"card": "ABCD", "granted": true, "direction": "in"'
+REJECTIONS: dict[Problem, tuple[str, bytes, str | None]] = {
+    Problem.NOT_UTF8: ("vendor/barrier/G01/state", b"\xff\xfe{}", "g1"),
+    Problem.BAD_JSON: ("vendor/barrier/G01/state", b'{"position": "raised", ', "g1"),
+    Problem.NOT_OBJECT: ("vendor/ipc/IPC-7/heartbeat", b"42", "c1"),
+    Problem.UNKNOWN_MESSAGE: ("vendor/barrier/G01/selftest", b"{}", "g1"),
+    Problem.UNKNOWN_FIELD: ("vendor/barrier/G01/card", CARD + b', "x": 1}', "g1"),
+    Problem.MISSING_FIELD: ("vendor/ipc/IPC-7/alarm", b'{"event": "videoloss"}', "c1"),
+    Problem.WRONG_TYPE: ("vendor/barrier/G01/state", b'{"position": "raised", "loop_occupied": 0}', "g1"),
+    Problem.OUT_OF_RANGE: (
+        "vendor/ipc/IPC-7/heartbeat",
+        b'{"uptime_s": 1, "recording": true, "storage_used_pct": 101}',
+        "c1",
+    ),
+    Problem.NOT_IN_ENUM: ("vendor/barrier/G01/state", b'{"position": "sideways", "loop_occupied": false}', "g1"),
+    Problem.BAD_FORMAT: ("vendor/barrier/G01/card", CARD.replace(b"ABCD", b"not-hex") + b"}", "g1"),
+    Problem.UNKNOWN_DEVICE: ("vendor/barrier/G77/state", b'{"position": "raised", "loop_occupied": false}', None),
+}
+
+
+def test_every_reason_has_a_case() -> None:
+    assert set(REJECTIONS) == set(Problem)
+
+
+@pytest.mark.parametrize("problem", list(REJECTIONS), ids=[p.value for p in REJECTIONS])
+async def test_rejection_is_dead_lettered_and_counted(
+    mosquitto: Mosquitto, topic_prefix: str, problem: Problem
+) -> None:
+    topic, payload, device = REJECTIONS[problem]
+    rec, metrics = Recorder(), Counters()
+    collector = make_collector(mosquitto.port, topic_prefix, [GATE, CAMERA], rec, metrics=metrics)
+    good = {"position": "lowered", "loop_occupied": False}
+    async with collecting(collector), vendor_client(mosquitto.port) as vendor:
+        await vendor.publish(f"{topic_prefix}/{topic}", payload, qos=1)
+        # A good message after the bad one still gets through.
+        await vendor.publish(f"{topic_prefix}/vendor/barrier/G01/state", json.dumps(good), qos=1)
+        await wait_until(lambda: len(rec.out) == 2, what="the rejection and the good message")
+
+    letter, after = rec.out
+    assert isinstance(letter, DeadLetter), rec.out
+    assert isinstance(after, Reading)
+    assert after.values == good
+    assert (letter.site, letter.source, letter.topic) == (SITE, "mqtt", f"{topic_prefix}/{topic}")
+    assert (letter.ref.device if letter.ref else None) == device
+    # The reason names the device and what is wrong with which field; the input is kept as it came.
+    if device is not None:
+        assert letter.reason.startswith(f"{device}: ")
+    if problem is Problem.NOT_UTF8:
+        assert letter.payload is None
+        assert base64.b64decode(letter.payload_base64 or "") == payload
+    else:
+        assert letter.payload == payload.decode()
+        assert letter.payload_base64 is None
+    assert metrics.get("mqtt_rejected", device=device or "_unknown", reason=problem.value) == 1
+    assert metrics.get("mqtt_rejected") == 1
+
+
+async def test_silence_is_comm_lost_once_then_restored(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    rec = Recorder()
+    quiet = mqtt_device("g1", "barrier-a", "G01", grace_s=0.3)
+    collector = make_collector(mosquitto.port, topic_prefix, [quiet], rec)
+    heartbeat = json.dumps({"uptime_s": 1, "cycles": 2, "temperature_c": 20})
+    async with collecting(collector), vendor_client(mosquitto.port) as vendor:
+        topic = f"{topic_prefix}/vendor/barrier/G01/heartbeat"
+        await vendor.publish(topic, heartbeat, qos=1)
+        await wait_until(lambda: bool(rec.events("g1", EventType.COMM_LOST)), what="comm_lost")
+        await asyncio.sleep(0.4)  # longer than the grace again: still reported only once
+        assert len(rec.events("g1", EventType.COMM_LOST)) == 1
+        await vendor.publish(topic, heartbeat, qos=1)
+        await wait_until(lambda: bool(rec.events("g1", EventType.COMM_RESTORED)), what="comm_restored")
+    lost_at = rec.out.index(rec.events("g1", EventType.COMM_LOST)[0])
+    assert isinstance(rec.out[lost_at - 1], Reading), "lost after the first heartbeat, not before"
+
+
+async def test_reconnects_when_the_broker_comes_back(
+    mosquitto_factory: Callable[[], Mosquitto], topic_prefix: str
+) -> None:
+    broker = mosquitto_factory()
+    rec, metrics = Recorder(), Counters()
+    collector = make_collector(broker.port, topic_prefix, [GATE], rec, metrics=metrics)
+    state = json.dumps({"position": "raised", "loop_occupied": False})
+    async with collecting(collector):
+        await asyncio.to_thread(broker.stop)
+        await wait_until(lambda: not collector.connected.is_set(), what="the collector to notice")
+        await asyncio.sleep(0.3)  # a few failed attempts, backing off
+        await asyncio.to_thread(broker.start)
+        await wait_until(collector.connected.is_set, what="the collector to resubscribe", timeout_s=10)
+        async with vendor_client(broker.port) as vendor:
+            await vendor.publish(f"{topic_prefix}/vendor/barrier/G01/state", state, qos=1)
+            await wait_until(lambda: bool(rec.readings("g1")), what="a reading after reconnecting")
+    assert metrics.get("mqtt_connects") >= 2
+    assert metrics.get("mqtt_disconnects") >= 1
+
+
+async def test_two_devices_may_not_share_a_vendor_id() -> None:
+    with pytest.raises(ValueError, match="already another device's"):
+        make_collector(1, "", [GATE, mqtt_device("g2", "barrier-a", "G01")], Recorder())
