@@ -7,14 +7,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collectors.modbus.driver import ModbusDriver, load_driver
+from collectors.modbus.fire_panel import FirePanelDriver, load_fire_panel_driver
+from collectors.mqtt.driver import MqttDriver
+from collectors.mqtt.driver import load_driver as load_mqtt_driver
+from facmon.model import DeviceKind
+from facmon.site import MQTT_KINDS
 
 if TYPE_CHECKING:
-    from facmon.site import Site
+    from facmon.site import Device, Site
 
 _HERE = Path(__file__).parent
 
 MODBUS_DRIVERS: dict[str, Path] = {
     "elev-gb-a": _HERE / "modbus" / "drivers" / "elev_gb_a" / "driver.yaml",
+    "elev-st-b": _HERE / "modbus" / "drivers" / "elev_st_b" / "driver.yaml",
+}
+
+# Fire alarm panels: panel registers plus a point table (collectors.modbus.fire_panel), read over Modbus TCP too.
+FIRE_PANEL_DRIVERS: dict[str, Path] = {
+    "fire-gb-a": _HERE / "modbus" / "drivers" / "fire_gb_a" / "driver.yaml",
+}
+
+MQTT_DRIVERS: dict[str, Path] = {
+    "barrier-a": _HERE / "mqtt" / "drivers" / "barrier_a" / "driver.yaml",
+    "camera-a": _HERE / "mqtt" / "drivers" / "camera_a" / "driver.yaml",
 }
 
 
@@ -30,15 +46,71 @@ def modbus_driver(model: str) -> ModbusDriver:
     return driver
 
 
+@cache
+def fire_panel_driver(model: str) -> FirePanelDriver:
+    try:
+        path = FIRE_PANEL_DRIVERS[model]
+    except KeyError:
+        raise KeyError(f"no fire panel driver for model {model!r}; known: {sorted(FIRE_PANEL_DRIVERS)}") from None
+    driver = load_fire_panel_driver(path)
+    if driver.model != model:
+        raise ValueError(f"{path}: declares model {driver.model!r}, registered as {model!r}")
+    return driver
+
+
+@cache
+def mqtt_driver(model: str) -> MqttDriver:
+    try:
+        path = MQTT_DRIVERS[model]
+    except KeyError:
+        raise KeyError(f"no MQTT driver for model {model!r}; known: {sorted(MQTT_DRIVERS)}") from None
+    driver = load_mqtt_driver(path)
+    if driver.model != model:
+        raise ValueError(f"{path}: declares model {driver.model!r}, registered as {model!r}")
+    return driver
+
+
 def check_models(site: Site) -> list[tuple[str, str]]:
-    """(entry, problem) for every device whose model has no driver."""
+    """(entry, problem) for every device whose model has no driver, or whose MQTT settings cannot work."""
     problems = []
+    vendor_ids: dict[tuple[str, str], str] = {}
     for building, device in site.devices():
-        if device.address is not None and device.model not in MODBUS_DRIVERS:
+        fire = device.kind is DeviceKind.FIRE_PANEL
+        drivers = FIRE_PANEL_DRIVERS if fire else MODBUS_DRIVERS
+        if device.address is not None and device.model not in drivers:
+            what = "fire panel" if fire else "Modbus"
             problems.append(
                 (
                     f"buildings[{building.id}].devices[{device.id}].model",
-                    f"no Modbus driver for model {device.model!r}; known: {sorted(MODBUS_DRIVERS)}",
+                    f"no {what} driver for model {device.model!r}; known: {sorted(drivers)}",
                 )
             )
+        if device.kind in MQTT_KINDS:
+            problems += _check_mqtt(f"buildings[{building.id}].devices[{device.id}]", device, vendor_ids)
+    return problems
+
+
+def _check_mqtt(entry: str, device: Device, vendor_ids: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    """An MQTT device's driver fits its kind, its grace outlasts a heartbeat, its vendor id is its own."""
+    if device.model not in MQTT_DRIVERS:
+        return [(f"{entry}.model", f"no MQTT driver for model {device.model!r}; known: {sorted(MQTT_DRIVERS)}")]
+    driver = mqtt_driver(device.model)
+    problems = []
+    if driver.kind is not device.kind:
+        problems.append(
+            (f"{entry}.model", f"{device.model} is a {driver.kind.value} driver, not a {device.kind.value}")
+        )
+    heartbeat_s = driver.heartbeat.interval_s
+    if "comm_grace_s" in device.model_fields_set and device.comm_grace_s <= heartbeat_s:
+        problems.append(
+            (
+                f"{entry}.comm_grace_s",
+                f"{device.comm_grace_s:g} s is not longer than the {heartbeat_s:g} s heartbeat of {device.model}: "
+                "the device would be reported lost between heartbeats",
+            )
+        )
+    # Two devices on the same topics would each take the other's messages.
+    owner = vendor_ids.setdefault((driver.topic, device.mqtt_id), device.id)
+    if owner != device.id:
+        problems.append((f"{entry}.vendor_id", f"vendor id {device.mqtt_id!r} is already {owner}'s ({driver.topic})"))
     return problems

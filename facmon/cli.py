@@ -105,7 +105,9 @@ def simulate(
     seed: Annotated[int, typer.Option(help="seed of the simulators' random choices")] = 0,
     log_level: LogLevel = "INFO",
 ) -> None:
-    """Run every device of a site as a real protocol server (Modbus TCP at the device's address)."""
+    """Run every device of a site as its simulator: elevators and fire panels as Modbus TCP servers at their
+    addresses, gate barriers and cameras publishing to the site's vendor broker (`mqtt:` in the site file) or to
+    FACMON_MQTT_HOST (default 127.0.0.1)."""
     configure(log_level)
     from simulators.scenario import load_scenario
     from simulators.site import SiteSimulator
@@ -116,7 +118,7 @@ def simulate(
         scenario=load_scenario(scenario) if scenario else None,
         speed=speed,
         seed=seed,
-        mqtt_host=settings.mqtt_host,
+        mqtt_host=settings.mqtt_host or "127.0.0.1",
         mqtt_port=settings.mqtt_port,
     )
     _run(sim.run())

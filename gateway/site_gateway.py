@@ -7,10 +7,13 @@ from pathlib import Path
 
 import structlog
 
+from collectors.modbus.fire_poller import FirePanelPoller
 from collectors.modbus.poller import ModbusPoller
-from collectors.registry import modbus_driver
+from collectors.mqtt.collector import MqttCollector, site_devices
+from collectors.registry import fire_panel_driver, modbus_driver
 from facmon.clock import Clock
 from facmon.metrics import Counters
+from facmon.model import DeviceKind
 from facmon.site import Site
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
@@ -43,7 +46,7 @@ class SiteGateway:
             username=mqtt_username,
             password=mqtt_password,
         )
-        self.pollers = [
+        self.pollers: list[ModbusPoller | FirePanelPoller] = [
             ModbusPoller(
                 site.ref(device.id),
                 modbus_driver(device.model),
@@ -51,12 +54,50 @@ class SiteGateway:
                 poll_interval_s=device.poll_interval_s,
                 comm_grace_s=device.comm_grace_s,
                 emit=self.publisher.emit,
+                reject=self.publisher.reject,
                 clock=clock,
                 metrics=metrics,
             )
             for _, device in site.devices()
-            if device.address is not None
+            if device.address is not None and device.kind is not DeviceKind.FIRE_PANEL
         ]
+        # Fire panels: panel registers and a point table, read by a poller of their own over the same shared links.
+        self.pollers += [
+            FirePanelPoller(
+                site.ref(device.id),
+                fire_panel_driver(device.model),
+                device.address,
+                poll_interval_s=device.poll_interval_s,
+                comm_grace_s=device.comm_grace_s,
+                emit=self.publisher.emit,
+                reject=self.publisher.reject,
+                clock=clock,
+                metrics=metrics,
+            )
+            for _, device in site.devices()
+            if device.address is not None and device.kind is DeviceKind.FIRE_PANEL
+        ]
+        # Barriers and cameras push over MQTT: one collector listens for all of them, on the site's vendor broker
+        # or, when the site file names none, on the backbone broker (with the backbone's credentials).
+        mqtt_devices = site_devices(site)
+        vendor = site.mqtt
+        self.mqtt_collector = (
+            MqttCollector(
+                site.id,
+                mqtt_devices,
+                host=vendor.host if vendor else mqtt_host,
+                port=vendor.port if vendor else mqtt_port,
+                topic_prefix=vendor.topic_prefix if vendor else "",
+                username=None if vendor else mqtt_username,
+                password=None if vendor else mqtt_password,
+                emit=self.publisher.emit,
+                reject=self.publisher.reject,
+                clock=clock,
+                metrics=metrics,
+            )
+            if mqtt_devices
+            else None
+        )
 
     async def run(self) -> None:
         log.info("gateway starting", site=self.site.id, devices=len(self.pollers), outbox=self.outbox.size())
@@ -64,3 +105,5 @@ class SiteGateway:
             tg.create_task(self.publisher.run(), name="publisher")
             for poller in self.pollers:
                 tg.create_task(poller.run(), name=f"poll-{poller.ref.device}")
+            if self.mqtt_collector is not None:
+                tg.create_task(self.mqtt_collector.run(), name="mqtt-collector")

@@ -21,11 +21,15 @@ import aiomqtt
 import structlog
 from pydantic import ValidationError
 
-from collectors.registry import modbus_driver
+from collectors.registry import modbus_driver, mqtt_driver
 from facmon.model import DeviceKind
 from facmon.site import Building, Device, Site
+from simulators.camera import CameraSimulator
 from simulators.elevator import ElevatorSimulator
 from simulators.endpoint import ModbusEndpoint, RegisterSource
+from simulators.fire_panel import build_fire_panel
+from simulators.gate import BarrierSimulator
+from simulators.mqtt_device import SimOptions
 from simulators.scenario import Scenario, perform, play
 from simulators.steps import STEP, SimulatedDevice, Step
 
@@ -72,9 +76,39 @@ def _elevator(device: Device, ctx: BuildContext) -> SimulatedDevice:
     )
 
 
+# Residents' cards at a simulated barrier, per hour (at speed 1): enough to see traffic on a dashboard.
+ROUTINE_READS_PER_HOUR = 12.0
+
+
+def _mqtt_options(device: Device, ctx: BuildContext) -> SimOptions:
+    # MQTT devices publish where the gateway listens for them: the site's vendor broker, else the one given.
+    vendor = ctx.site.mqtt
+    return SimOptions(
+        host=vendor.host if vendor else ctx.mqtt_host,
+        port=vendor.port if vendor else ctx.mqtt_port,
+        topic_prefix=vendor.topic_prefix if vendor else "",
+        device_id=device.id,
+        vendor_id=device.mqtt_id,
+        seed=_device_seed(ctx.seed, device.id),
+        speed=ctx.speed,
+    )
+
+
+def _gate(device: Device, ctx: BuildContext) -> SimulatedDevice:
+    options = _mqtt_options(device, ctx)
+    return BarrierSimulator(mqtt_driver(device.model), routine_reads_per_hour=ROUTINE_READS_PER_HOUR, **options)
+
+
+def _camera(device: Device, ctx: BuildContext) -> SimulatedDevice:
+    return CameraSimulator(mqtt_driver(device.model), **_mqtt_options(device, ctx))
+
+
 # One builder per device kind, registered explicitly.
 BUILDERS: dict[DeviceKind, Builder] = {
     DeviceKind.ELEVATOR: _elevator,
+    DeviceKind.FIRE_PANEL: build_fire_panel,
+    DeviceKind.GATE: _gate,
+    DeviceKind.CAMERA: _camera,
 }
 
 
