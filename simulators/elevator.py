@@ -56,6 +56,9 @@ ENTRAPMENT_FLAG = "entrapment"
 # Real seconds between model updates.
 TICK_S = 0.1
 
+# GB/T 24476 door close fault and door open fault: they happen at a landing, with the door not shut.
+DOOR_FAULTS = frozenset({2, 3})
+
 _ACTIONS = (
     FaultStep,
     ClearStep,
@@ -210,12 +213,16 @@ class ElevatorSimulator:
     # -- controls -----------------------------------------------------------------------------------------------
 
     def inject_fault(self, code: int) -> None:
-        """The controller reports GB fault `code` its own way and stops the car where it is until it is cleared."""
+        """The controller reports GB fault `code` its own way and holds the car until it is cleared: a door fault
+        at its landing with the door open (the door would not close, or was opening), any other where it is."""
         if code <= 0:
             raise ValueError(f"a fault code is positive (0 means no fault), got {code}")
         for name, value in self._fault_values(code).items():
             self._image.publish(name, value)
-        self._car.halt()
+        if code in DOOR_FAULTS:
+            self._car.open_at_landing()
+        else:
+            self._car.halt()
 
     def clear_fault(self) -> None:
         for name, value in self._fault_values(0).items():

@@ -97,6 +97,18 @@ def test_fault_stops_the_car_until_cleared(driver: ModbusDriver) -> None:
     assert any(f["moving"] for f in frames)
 
 
+@pytest.mark.parametrize("code", [2, 3])
+def test_a_door_fault_holds_the_car_at_a_landing_with_the_door_open(driver: ModbusDriver, code: int) -> None:
+    sim = ElevatorSimulator(driver, port=1, seed=5)
+    while not sim.value("moving"):
+        sim.step(0.1)
+    sim.inject_fault(code)
+    # Not between floors with the door shut: nobody is trapped by a door that will not close.
+    assert (sim.value("moving"), sim.value("door_zone"), sim.value("door")) == (False, True, "open")
+    held = _ride(sim, 120)
+    assert all(f["door"] == "open" and f["door_zone"] and not f["moving"] for f in held)
+
+
 def test_entrapment_and_release(driver: ModbusDriver) -> None:
     sim = ElevatorSimulator(driver, port=1, seed=9)
     _ride(sim, 100)
