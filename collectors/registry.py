@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from collectors.modbus.driver import ModbusDriver, load_driver
 from collectors.modbus.fire_panel import FirePanelDriver, load_fire_panel_driver
@@ -34,40 +35,39 @@ MQTT_DRIVERS: dict[str, Path] = {
 }
 
 
-@cache
-def modbus_driver(model: str) -> ModbusDriver:
+class _Driver(Protocol):
+    @property
+    def model(self) -> str: ...
+
+
+D = TypeVar("D", bound=_Driver)
+
+
+def _load(registry: dict[str, Path], what: str, load: Callable[[Path], D], model: str) -> D:
+    """The driver registered for `model`, refusing one whose file declares another model."""
     try:
-        path = MODBUS_DRIVERS[model]
+        path = registry[model]
     except KeyError:
-        raise KeyError(f"no Modbus driver for model {model!r}; known: {sorted(MODBUS_DRIVERS)}") from None
-    driver = load_driver(path)
+        raise KeyError(f"no {what} driver for model {model!r}; known: {sorted(registry)}") from None
+    driver = load(path)
     if driver.model != model:
         raise ValueError(f"{path}: declares model {driver.model!r}, registered as {model!r}")
     return driver
+
+
+@cache
+def modbus_driver(model: str) -> ModbusDriver:
+    return _load(MODBUS_DRIVERS, "Modbus", load_driver, model)
 
 
 @cache
 def fire_panel_driver(model: str) -> FirePanelDriver:
-    try:
-        path = FIRE_PANEL_DRIVERS[model]
-    except KeyError:
-        raise KeyError(f"no fire panel driver for model {model!r}; known: {sorted(FIRE_PANEL_DRIVERS)}") from None
-    driver = load_fire_panel_driver(path)
-    if driver.model != model:
-        raise ValueError(f"{path}: declares model {driver.model!r}, registered as {model!r}")
-    return driver
+    return _load(FIRE_PANEL_DRIVERS, "fire panel", load_fire_panel_driver, model)
 
 
 @cache
 def mqtt_driver(model: str) -> MqttDriver:
-    try:
-        path = MQTT_DRIVERS[model]
-    except KeyError:
-        raise KeyError(f"no MQTT driver for model {model!r}; known: {sorted(MQTT_DRIVERS)}") from None
-    driver = load_mqtt_driver(path)
-    if driver.model != model:
-        raise ValueError(f"{path}: declares model {driver.model!r}, registered as {model!r}")
-    return driver
+    return _load(MQTT_DRIVERS, "MQTT", load_mqtt_driver, model)
 
 
 def check_models(site: Site) -> list[tuple[str, str]]:
