@@ -26,12 +26,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facmon.clock import SystemClock
+from facmon.inprocess import system_running
 from facmon.logs import configure
-from facmon.metrics import Counters
 from facmon.services import Influxd, Mosquitto, free_port
 from facmon.site import Site
-from facmon.up import Endpoints, run_system
+from facmon.up import Endpoints
 from simulators.elevator import ElevatorSimulator
 from simulators.site import SiteSimulator
 
@@ -70,28 +69,17 @@ def percentile(values: list[float], q: float) -> float:
 async def measure(root: Path, mqtt: Mosquitto, influx: Influxd, faults: int, poll_interval_s: float) -> list[float]:
     the_site = site(poll_interval_s)
     endpoints = Endpoints("127.0.0.1", mqtt.port, influx.url, "bench", f"sqlite:///{root / 'wo.db'}")
-    api_port = free_port()
-    ready = asyncio.Event()
     simulator = SiteSimulator(the_site, seed=1)
     sim_task = asyncio.create_task(simulator.run())
-    system = asyncio.create_task(
-        run_system(
-            the_site,
-            endpoints,
-            state_dir=root / "state",
-            clock=SystemClock(),
-            metrics=Counters(),
-            api_port=api_port,
-            simulate=False,
-            on_ready=ready.set,
-        )
-    )
     latencies: list[float] = []
     rng = random.Random(1)
     try:
-        await asyncio.wait_for(ready.wait(), 30)
-        await asyncio.sleep(2 * poll_interval_s + 1)  # every device polled, nothing pending
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}/api/v1", timeout=5) as client:
+        await asyncio.wait_for(simulator.serving.wait(), 10)
+        async with (
+            system_running(the_site, endpoints, state_dir=root / "state") as api,
+            httpx.AsyncClient(base_url=api, timeout=5) as client,
+        ):
+            await asyncio.sleep(2 * poll_interval_s + 1)  # every device polled, nothing pending
             for n in range(faults):
                 device = f"e{n % DEVICES + 1}"
                 sim = simulator.sims[device]
@@ -114,9 +102,8 @@ async def measure(root: Path, mqtt: Mosquitto, influx: Influxd, faults: int, pol
                 # random points of the poll cycle, or every one would wait the same time for its poll.
                 await asyncio.sleep(poll_interval_s * rng.uniform(1.0, 2.0))
     finally:
-        system.cancel()
         sim_task.cancel()
-        await asyncio.gather(system, sim_task, return_exceptions=True)
+        await asyncio.gather(sim_task, return_exceptions=True)
     return latencies
 
 

@@ -4,19 +4,18 @@ historian -> InfluxDB, and their faults -> rules -> work orders at the API."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import httpx
 
-from facmon.clock import SystemClock
-from facmon.metrics import Counters
+from facmon.inprocess import system_running
 from facmon.services import Influxd, Mosquitto, free_port
 from facmon.site import Site
-from facmon.up import Endpoints, run_system
+from facmon.up import Endpoints
 from simulators.site import SiteSimulator
 from simulators.steps import STEP
 from tests.conftest import influxql
+from tests.support import wait_for
 
 
 def _site(site_id: str) -> Site:
@@ -44,41 +43,32 @@ def _site(site_id: str) -> Site:
     )
 
 
-async def _wait_for(check, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 async def test_every_family_reaches_influxdb_and_opens_work_orders(
     mosquitto: Mosquitto, influxd: Influxd, influx_db: str, tmp_path: Path, topic_prefix: str
 ) -> None:
     site = _site(topic_prefix)
     endpoints = Endpoints("127.0.0.1", mosquitto.port, influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}")
-    api_port = free_port()
-    ready = asyncio.Event()
     # speed 10: the camera heartbeats every 3 s instead of 30 s (its first one may come before the gateway listens).
     simulator = SiteSimulator(site, seed=3, speed=10, mqtt_host="127.0.0.1", mqtt_port=mosquitto.port)
     sim_task = asyncio.create_task(simulator.run())
     await asyncio.wait_for(simulator.serving.wait(), 10)
-    system = asyncio.create_task(
-        run_system(
-            site,
-            endpoints,
-            state_dir=tmp_path / "state",
-            clock=SystemClock(),
-            metrics=Counters(),
-            api_port=api_port,
-            simulate=False,
-            on_ready=ready.set,
-        )
-    )
     try:
-        await asyncio.wait_for(ready.wait(), 30)
+        await _exercise(site, endpoints, simulator, influxd, influx_db, tmp_path, topic_prefix)
+    finally:
+        sim_task.cancel()
+        await asyncio.gather(sim_task, return_exceptions=True)
+
+
+async def _exercise(
+    site: Site,
+    endpoints: Endpoints,
+    simulator: SiteSimulator,
+    influxd: Influxd,
+    influx_db: str,
+    tmp_path: Path,
+    topic_prefix: str,
+) -> None:
+    async with system_running(site, endpoints, state_dir=tmp_path / "state") as api:
         fire_point = next(iter(simulator.sims["fp"].points()))  # type: ignore[attr-defined]
         for device, step in [
             ("ea", {"action": "fault", "code": 3}),
@@ -101,7 +91,7 @@ async def test_every_family_reaches_influxdb_and_opens_work_orders(
             return not missing
 
         try:
-            await _wait_for(every_measurement, 20, "readings of every family in InfluxDB")
+            await wait_for(every_measurement, 20, "readings of every family in InfluxDB")
         except AssertionError as exc:
             raise AssertionError(f"{exc}: none of {missing}") from None
         elevators = influxql(
@@ -114,18 +104,14 @@ async def test_every_family_reaches_influxdb_and_opens_work_orders(
             rows = influxql(influxd.url, influx_db, q)
             return bool(rows) and rows[0]["values"][0][1:] == ["A1B2C3D4", True]  # type: ignore[index]
 
-        await _wait_for(card_read, 10, "the card read in InfluxDB's events")
+        await wait_for(card_read, 10, "the card read in InfluxDB's events")
 
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}/api/v1", timeout=5) as client:
+        async with httpx.AsyncClient(base_url=api, timeout=5) as client:
 
             async def work_orders() -> set[tuple[str, str]] | None:
                 items = (await client.get("/work-orders", params={"site": topic_prefix})).json()["items"]
                 found = {(wo["device"], wo["fault"]) for wo in items}
                 return found if len(found) >= 4 else None
 
-            found = await _wait_for(work_orders, 15, "a work order for each faulted device")
+            found = await wait_for(work_orders, 15, "a work order for each faulted device")
         assert found >= {("ea", "3"), ("eb", "11"), ("fp", f"{fire_point}/fault"), ("c1", "tamper")}
-    finally:
-        system.cancel()
-        sim_task.cancel()
-        await asyncio.gather(system, sim_task, return_exceptions=True)

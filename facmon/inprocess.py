@@ -1,0 +1,59 @@
+"""The whole system in this process, around a block: for end-to-end tests and benchmarks.
+
+    async with system_running(site, endpoints, state_dir=...) as api:
+        ...  # api is the base URL of the API, e.g. http://127.0.0.1:8123/api/v1
+
+The simulators are the caller's (start them first, so the collectors find the devices listening).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from facmon.clock import Clock, SystemClock
+from facmon.metrics import Counters
+from facmon.services import free_port
+from facmon.site import Site
+from facmon.up import Endpoints, run_system
+
+
+@contextlib.asynccontextmanager
+async def system_running(
+    site: Site,
+    endpoints: Endpoints,
+    *,
+    state_dir: Path,
+    clock: Clock | None = None,
+    metrics: Counters | None = None,
+    start_timeout_s: float = 30.0,
+) -> AsyncIterator[str]:
+    """Gateway, historian, rules and API for `site` until the block ends; yields the API's base URL."""
+    api_port = free_port()
+    ready = asyncio.Event()
+    system = asyncio.create_task(
+        run_system(
+            site,
+            endpoints,
+            state_dir=state_dir,
+            clock=clock or SystemClock(),
+            metrics=metrics or Counters(),
+            api_port=api_port,
+            simulate=False,
+            on_ready=ready.set,
+        )
+    )
+    try:
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({waiter, system}, timeout=start_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        if system.done():
+            system.result()  # raises what stopped it
+        if not ready.is_set():
+            waiter.cancel()
+            raise TimeoutError(f"the system did not start within {start_timeout_s} s")
+        yield f"http://127.0.0.1:{api_port}/api/v1"
+    finally:
+        system.cancel()
+        await asyncio.gather(system, return_exceptions=True)
