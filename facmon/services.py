@@ -7,11 +7,15 @@ real Debian daemons; nothing here imitates them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import getpass
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +25,17 @@ import httpx
 
 class ServiceError(RuntimeError):
     pass
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when we die, even by SIGKILL (a test run killed by a
+    timeout, `facmon up` killed -9), so no broker or database outlives us. Linux only; elsewhere stop() does it."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -74,6 +89,7 @@ class ChildService:
                 stdin=subprocess.DEVNULL,
                 cwd=self.workdir,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
@@ -136,6 +152,8 @@ class Mosquitto(ChildService):
                     "log_type error",
                     "log_type warning",
                     "log_type notice",
+                    # Keep our user: a daemon that switches user loses the parent-death signal (see _die_with_parent).
+                    f"user {getpass.getuser()}",
                     "",
                 ]
             )
