@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -23,31 +22,12 @@ T = TypeVar("T")
 
 @pytest.fixture
 def restartable_mosquitto(mosquitto_factory: Callable[[], Mosquitto]) -> Callable[[], Mosquitto]:
-    """`mosquitto_factory`, with a broker whose persistent sessions survive its restart even when tests run as root.
+    """`mosquitto_factory`: brokers whose persistent sessions survive a restart.
 
-    Started as root, Mosquitto switches to the `mosquitto` user, which cannot write its persistence file under
-    pytest's root-only temporary folders: every autosave fails ("Error: Permission denied" in its log) and a restart
-    forgets all persistent sessions. `user root` keeps it as root. This belongs in facmon.services.Mosquitto.
+    facmon.services.Mosquitto keeps the user it was started by (it does not switch to `mosquitto` when started as
+    root), so it can always write its persistence file under pytest's temporary folders.
     """
-
-    def make() -> Mosquitto:
-        broker = mosquitto_factory()
-        if os.geteuid() != 0:
-            return broker
-        broker.stop()
-        plain_command = broker.command
-
-        def command() -> list[str]:
-            argv = plain_command()
-            conf = broker.workdir / "mosquitto.conf"
-            conf.write_text(conf.read_text() + "user root\n")
-            return argv
-
-        broker.command = command  # type: ignore[method-assign]
-        broker.start()
-        return broker
-
-    return make
+    return mosquitto_factory
 
 
 async def eventually(check: Callable[[], T | Awaitable[T]], *, what: str, timeout_s: float = 10.0) -> T:
