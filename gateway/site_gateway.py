@@ -46,37 +46,26 @@ class SiteGateway:
             username=mqtt_username,
             password=mqtt_password,
         )
-        self.pollers: list[ModbusPoller | FirePanelPoller] = [
-            ModbusPoller(
-                site.ref(device.id),
-                modbus_driver(device.model),
-                device.address,
-                poll_interval_s=device.poll_interval_s,
-                comm_grace_s=device.comm_grace_s,
-                emit=self.publisher.emit,
-                reject=self.publisher.reject,
-                clock=clock,
-                metrics=metrics,
+        # Elevators and fire panels are polled over Modbus, each kind by its poller, all over the shared links.
+        self.pollers: list[ModbusPoller | FirePanelPoller] = []
+        for _, device in site.devices():
+            if device.address is None:
+                continue
+            poller = FirePanelPoller if device.kind is DeviceKind.FIRE_PANEL else ModbusPoller
+            driver = fire_panel_driver if device.kind is DeviceKind.FIRE_PANEL else modbus_driver
+            self.pollers.append(
+                poller(
+                    site.ref(device.id),
+                    driver(device.model),  # type: ignore[arg-type]  # each poller gets its kind's driver
+                    device.address,
+                    poll_interval_s=device.poll_interval_s,
+                    comm_grace_s=device.comm_grace_s,
+                    emit=self.publisher.emit,
+                    reject=self.publisher.reject,
+                    clock=clock,
+                    metrics=metrics,
+                )
             )
-            for _, device in site.devices()
-            if device.address is not None and device.kind is not DeviceKind.FIRE_PANEL
-        ]
-        # Fire panels: panel registers and a point table, read by a poller of their own over the same shared links.
-        self.pollers += [
-            FirePanelPoller(
-                site.ref(device.id),
-                fire_panel_driver(device.model),
-                device.address,
-                poll_interval_s=device.poll_interval_s,
-                comm_grace_s=device.comm_grace_s,
-                emit=self.publisher.emit,
-                reject=self.publisher.reject,
-                clock=clock,
-                metrics=metrics,
-            )
-            for _, device in site.devices()
-            if device.address is not None and device.kind is DeviceKind.FIRE_PANEL
-        ]
         # Barriers and cameras push over MQTT: one collector listens for all of them, on the site's vendor broker
         # or, when the site file names none, on the backbone broker (with the backbone's credentials).
         mqtt_devices = site_devices(site)
