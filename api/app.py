@@ -12,12 +12,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from api.routes import devices, health, work_orders
+from api.routes import devices, fire_alarms, fire_checks, health, kpis, work_orders
 from api.routes import metrics as metrics_route
 from api.schemas import PROBLEM_MEDIA_TYPE, ProblemError
 from facmon import __version__
 from facmon.metrics import METRICS, Counters
 from facmon.site import Site
+from rules.kpi_data import InfluxReader
 
 API_PREFIX = "/api/v1"
 
@@ -29,7 +30,9 @@ async def _problem(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(problem.model_dump(), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE)
 
 
-def create_app(*, sites: Sequence[Site], engine: Engine, metrics: Counters = METRICS) -> FastAPI:
+def create_app(
+    *, sites: Sequence[Site], engine: Engine, metrics: Counters = METRICS, influx: InfluxReader | None = None
+) -> FastAPI:
     ids = [site.id for site in sites]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -43,9 +46,11 @@ def create_app(*, sites: Sequence[Site], engine: Engine, metrics: Counters = MET
     app.state.sites = tuple(sites)
     app.state.engine = engine
     app.state.metrics = metrics
+    # InfluxDB for the fire intact KPI; without it that KPI says it is unavailable.
+    app.state.influx = influx
     app.add_exception_handler(ProblemError, _problem)
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (health, devices, work_orders, metrics_route):
+    for module in (health, devices, work_orders, fire_alarms, fire_checks, kpis, metrics_route):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

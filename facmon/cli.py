@@ -181,12 +181,30 @@ def historian(state_dir: StateOption = None, log_level: LogLevel = "INFO") -> No
 
 
 @app.command()
-def rules(state_dir: StateOption = None, log_level: LogLevel = "INFO") -> None:
+def rules(
+    site: Annotated[
+        list[Path] | None,
+        typer.Option("--site", help="site file(s): roles and time zones for the state rules, technicians' cards"),
+    ] = None,
+    rules_overrides: Annotated[
+        list[Path] | None,
+        typer.Option("--rules-overrides", help="per-site overrides of state rules (peak windows, holds, SLA)"),
+    ] = None,
+    state_dir: StateOption = None,
+    log_level: LogLevel = "INFO",
+) -> None:
     """Turn backbone events into work orders (FACMON_DB_URL); their lifecycle goes to FACMON_INFLUX_URL."""
     configure(log_level)
+    sites = [_site(p) for p in site] if site else None
     from rules.db import create_schema, make_engine
     from rules.lifecycle import InfluxLifecycleSink
+    from rules.state_rules import StateRuleFileError, load_state_rules
     from rules.worker import RulesWorker
+
+    try:
+        state_rules = load_state_rules(overrides=rules_overrides or ())
+    except StateRuleFileError as exc:
+        _fail(f"{len(exc.problems)} problem(s) in the rules:\n" + "\n".join(f"  {p}" for p in exc.problems))
 
     settings = _settings(state_dir)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -210,6 +228,8 @@ def rules(state_dir: StateOption = None, log_level: LogLevel = "INFO") -> None:
         clock=SystemClock(),
         metrics=METRICS,
         lifecycle_sink=sink,
+        sites=sites,
+        state_rules=state_rules,
     )
 
     async def run() -> None:
@@ -236,12 +256,23 @@ def api(
 
     from api.app import create_app
     from rules.db import create_schema, make_engine
+    from rules.kpi_data import InfluxReader
 
     settings = _settings(state_dir)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url())
     create_schema(engine)
-    application = create_app(sites=[_site(p) for p in site], engine=engine)
+    influx = (
+        InfluxReader(
+            settings.influx_url,
+            settings.influx_db,
+            username=settings.influx_username,
+            password=settings.influx_password.get_secret_value() if settings.influx_password else None,
+        )
+        if settings.influx_url
+        else None
+    )
+    application = create_app(sites=[_site(p) for p in site], engine=engine, influx=influx)
     uvicorn.run(application, host=host, port=port, log_level=log_level.lower())
 
 

@@ -1,18 +1,27 @@
-"""The site file: one YAML file describes one estate — buildings and their devices.
+"""The site file: one YAML file describes one estate — buildings and their devices, and the technicians who work there.
 
 Everything is validated at load; an error names the file, the entry and what is wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from facmon.model import DeviceKind, DeviceRef
 
@@ -93,6 +102,44 @@ class Building(_Strict):
     devices: list[Device] = Field(default_factory=list)
 
 
+class Discipline(StrEnum):
+    """What a technician is qualified to work on."""
+
+    ELEVATOR = "elevator"
+    FIRE = "fire"
+    SECURITY = "security"
+
+
+# The discipline a work order on a device of each kind needs.
+DISCIPLINE_OF_KIND: Mapping[DeviceKind, Discipline] = {
+    DeviceKind.ELEVATOR: Discipline.ELEVATOR,
+    DeviceKind.FIRE_PANEL: Discipline.FIRE,
+    DeviceKind.GATE: Discipline.SECURITY,
+    DeviceKind.CAMERA: Discipline.SECURITY,
+}
+# A card number as the barrier reports it (collectors/mqtt/drivers/barrier_a: hexadecimal, 4..20 digits).
+CardNumber = Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{4,20}$"), AfterValidator(str.upper)]
+
+
+class Technician(_Strict):
+    """A person who works on the estate's devices; their access cards prove them on site.
+
+    The id is the key other sections refer to (on-call rotas name technicians by it), so it stays stable when a
+    name or phone number changes.
+    """
+
+    id: Identifier
+    name: str = Field(min_length=1, max_length=128)
+    phone: str = Field(pattern=r"^\+?[0-9][0-9 -]{2,31}$")
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    # Upper case whatever the file says: readers differ in how they print hex digits.
+    cards: list[CardNumber] = Field(default_factory=list)
+    disciplines: frozenset[Discipline] = Field(min_length=1)
+
+    def covers(self, kind: DeviceKind) -> bool:
+        return DISCIPLINE_OF_KIND[kind] in self.disciplines
+
+
 class SiteInfo(_Strict):
     id: Identifier
     name: str = ""
@@ -113,6 +160,27 @@ class Site(_Strict):
     # The broker the site's MQTT devices publish to; None: the backbone broker the gateway publishes to.
     mqtt: VendorBroker | None = None
     buildings: list[Building] = Field(min_length=1)
+    technicians: list[Technician] = Field(default_factory=list)
+
+    @field_validator("technicians")
+    @classmethod
+    def _one_holder_per_card(cls, technicians: list[Technician]) -> list[Technician]:
+        ids: set[str] = set()
+        holders: dict[str, str] = {}
+        for technician in technicians:
+            if technician.id in ids:
+                raise ValueError(f"technician id {technician.id!r} is used twice")
+            ids.add(technician.id)
+            for card in technician.cards:
+                holder = holders.setdefault(card, technician.id)
+                if holder == technician.id and technician.cards.count(card) > 1:
+                    raise ValueError(f"card {card!r} is listed twice for technician {technician.id}")
+                if holder != technician.id:
+                    # A card read must prove one person on site, never either of two.
+                    raise ValueError(
+                        f"card {card!r} is given to both technician {holder} and technician {technician.id}"
+                    )
+        return technicians
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Site:
@@ -142,6 +210,10 @@ class Site(_Strict):
             if device.id == device_id:
                 return device
         raise KeyError(device_id)
+
+    def technician_with_card(self, card: str) -> Technician | None:
+        card = card.upper()
+        return next((t for t in self.technicians if card in t.cards), None)
 
     def ref(self, device_id: str) -> DeviceRef:
         for building, device in self.devices():

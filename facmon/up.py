@@ -26,6 +26,7 @@ from facmon.site import Site
 from gateway.site_gateway import SiteGateway
 from historian.service import Historian
 from rules.db import create_schema, make_engine
+from rules.kpi_data import InfluxReader
 from rules.lifecycle import InfluxLifecycleSink
 from rules.worker import RulesWorker
 from simulators.scenario import Scenario
@@ -86,7 +87,9 @@ async def run_system(
     """Run every component until cancelled."""
     engine = make_engine(endpoints.db_url)
     await asyncio.to_thread(create_schema, engine)
-    app = create_app(sites=[site], engine=engine, metrics=metrics)
+    # The KPI page reads the fire intact rate back from InfluxDB.
+    influx_reader = InfluxReader(endpoints.influx_url, endpoints.influx_db)
+    app = create_app(sites=[site], engine=engine, metrics=metrics, influx=influx_reader)
     server = embedded(app, api_host, api_port)
     # Work-order transitions and breaches go to InfluxDB for the dashboards.
     lifecycle_sink = InfluxLifecycleSink(endpoints.influx_url, endpoints.influx_db)
@@ -134,6 +137,7 @@ async def run_system(
                 clock=clock,
                 metrics=metrics,
                 lifecycle_sink=lifecycle_sink,
+                sites=[site],
             )
             tg.create_task(rules.run(), name="rules")
             api_task = tg.create_task(server.serve_until_cancelled(), name="api")
@@ -145,6 +149,7 @@ async def run_system(
                 on_ready()
     finally:
         await lifecycle_sink.aclose()
+        await influx_reader.aclose()
         engine.dispose()
 
 

@@ -296,6 +296,149 @@ class DeviceStatus(Base):
     comm: Mapped[str] = mapped_column(String(8), default=Comm.OK.value)
     last_event_at: Mapped[datetime]
     last_event_type: Mapped[str] = mapped_column(String(32))
+    # Elevators: the service mode of the last service-mode status event ("inspection", "normal", ...) and its time;
+    # faults are suppressed while it is inspection (rules.arrival). NULL until the first such event.
+    service_mode: Mapped[str | None] = mapped_column(String(32))
+    service_mode_at: Mapped[datetime | None]
+
+
+class FireAlarmOutcome(StrEnum):
+    CONFIRMED = "confirmed"
+    FALSE_ALARM = "false_alarm"
+    UNKNOWN = "unknown"
+
+
+class FireAlarm(Base):
+    """A fire point's fire signal (not supervisory): an emergency for the control room, not a repair (rules.fire)."""
+
+    __tablename__ = "fire_alarms"
+    __table_args__ = (
+        CheckConstraint(f"outcome IN ({_sql_list(tuple(FireAlarmOutcome))})", name="outcome"),
+        Index("ix_fire_alarms_site_raised_at", "site", "raised_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    # The raising event; unique, so a redelivered event records nothing twice.
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    site: Mapped[str] = mapped_column(String(64))
+    building: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(64))
+    point: Mapped[str | None] = mapped_column(String(32))
+    point_type: Mapped[str | None] = mapped_column(String(64))
+    raised_at: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16), default=FireAlarmOutcome.UNKNOWN.value)
+    outcome_at: Mapped[datetime | None]
+    outcome_by: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime]
+
+
+class FireCheckResult(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+class FireCheck(Base):
+    """A GB 25201 single-item check of one fire panel (`device`) or one fire system (`system`), e.g. sprinklers."""
+
+    __tablename__ = "fire_checks"
+    __table_args__ = (
+        CheckConstraint(f"result IN ({_sql_list(tuple(FireCheckResult))})", name="result"),
+        CheckConstraint("(device IS NULL) <> (system IS NULL)", name="subject"),
+        Index("ix_fire_checks_site_at", "site", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str | None] = mapped_column(String(64))
+    system: Mapped[str | None] = mapped_column(String(48))
+    item: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(128))
+    result: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+
+
+class FireCheckSchedule(Base):
+    """Per panel or system: when it was last checked and which overdue period already opened a work order.
+
+    `subject` is the panel's device id, or "system:<name>". A panel is scheduled from the first time the rules
+    worker hears of it (`since`), a system from its first recorded check.
+    """
+
+    __tablename__ = "fire_check_schedule"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    building: Mapped[str | None] = mapped_column(String(64))
+    since: Mapped[datetime]
+    last_check_at: Mapped[datetime | None]
+    # The due time of the overdue period a work order was last opened for; a conditional UPDATE on it makes the
+    # opening happen once per period, across restarts and concurrent workers.
+    overdue_due_at: Mapped[datetime | None]
+
+
+class DeviceStateRow(Base):
+    """A device's last known state for the state rules (rules.state_engine.DeviceState), kept across restarts."""
+
+    __tablename__ = "device_state"
+    __table_args__ = (
+        CheckConstraint(f"comm IN ({_sql_list(tuple(Comm))})", name="comm"),
+        Index("ix_device_state_site_building", "site", "building"),
+    )
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    building: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str | None] = mapped_column(String(16))
+    service_mode: Mapped[str | None] = mapped_column(String(32))
+    power_source: Mapped[str | None] = mapped_column(String(16))
+    comm: Mapped[str] = mapped_column(String(8))
+    # The codes of the device's own faults that are raised and not cleared (points of many-point devices are not).
+    faults: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime | None]
+
+
+class RuleHold(Base):
+    """A state rule waiting out its hold on a device: fires at `due_at` unless its condition clears first.
+
+    The tick that fires it deletes the row in the same transaction as it opens the work order, so a hold fires
+    once however many workers run and however often they restart.
+    """
+
+    __tablename__ = "rule_holds"
+    __table_args__ = (Index("ix_rule_holds_due_at", "due_at"),)
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    building: Mapped[str] = mapped_column(String(64))
+    detected_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+
+
+class RuleWatermark(Base):
+    """How far a periodic check has looked ("windows": the window openings acted on up to `at`)."""
+
+    __tablename__ = "rule_watermarks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime]
+
+
+class WorkOrderMember(Base):
+    """A device whose condition is covered by a grouped work order (one per building and cause)."""
+
+    __tablename__ = "work_order_members"
+
+    work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(100))
+    detected_at: Mapped[datetime]
+    linked_at: Mapped[datetime]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

@@ -88,7 +88,22 @@ class SetComm:
     at: datetime
 
 
-Action = OpenWorkOrder | FaultCleared | SetComm
+@dataclass(frozen=True)
+class FireAlarmSignal:
+    """A fire point's fire alarm raised (or cleared): recorded as a fire alarm (rules.fire), not as a work order."""
+
+    rule_id: str
+    event_id: str
+    site: str
+    building: str
+    device: str
+    point: str | None
+    point_type: str | None
+    raised: bool
+    at: datetime
+
+
+Action = OpenWorkOrder | FaultCleared | SetComm | FireAlarmSignal
 
 
 # --- rule definitions: the YAML, typed and validated at load --------------------------------------------------------
@@ -140,13 +155,18 @@ class SetCommSpec(_Strict):
     comm: Comm
 
 
-ThenSpec = Annotated[OpenWorkOrderSpec | FaultClearedSpec | SetCommSpec, Field(discriminator="action")]
+class FireAlarmSpec(_Strict):
+    action: Literal["fire_alarm"]
+
+
+ThenSpec = Annotated[OpenWorkOrderSpec | FaultClearedSpec | SetCommSpec | FireAlarmSpec, Field(discriminator="action")]
 
 # The event each action makes sense for; a rule that pairs them otherwise is a mistake in the file.
 _ACTION_EVENTS: dict[str, frozenset[EventType]] = {
     "open_work_order": frozenset({EventType.FAULT_RAISED}),
     "fault_cleared": frozenset({EventType.FAULT_CLEARED}),
     "set_comm": frozenset({EventType.COMM_LOST, EventType.COMM_RESTORED}),
+    "fire_alarm": frozenset({EventType.FAULT_RAISED, EventType.FAULT_CLEARED}),
 }
 
 
@@ -318,6 +338,19 @@ def _action(rule: Rule, event: Event, now: datetime) -> Action:
             device=ref.device,
             fault=fault_key(event.code or "", event.point),
             cleared_at=min(event.ts, now),
+        )
+    if isinstance(spec, FireAlarmSpec):
+        point_type = event.data.get("point_type")
+        return FireAlarmSignal(
+            rule_id=rule.id,
+            event_id=event.id,
+            site=ref.site,
+            building=ref.building,
+            device=ref.device,
+            point=event.point,
+            point_type=point_type if isinstance(point_type, str) else None,
+            raised=event.type == EventType.FAULT_RAISED,
+            at=min(event.ts, now),
         )
     return SetComm(rule_id=rule.id, site=ref.site, device=ref.device, comm=spec.comm, at=min(event.ts, now))
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import aiomqtt
 import structlog
@@ -32,11 +33,19 @@ from sqlalchemy.exc import OperationalError
 from facmon.clock import Clock
 from facmon.metrics import Counters
 from facmon.model import Event, EventType, decode_message
+from facmon.site import Site, Technician
 from facmon.topics import EVENT, event_topic, subscription
-from rules.engine import FAULT_KEY_MAX, Rule, evaluate, fault_key, load_rules
+from rules.arrival import apply_with_site_evidence
+from rules.engine import FAULT_KEY_MAX, FireAlarmSignal, Rule, evaluate, fault_key, load_rules
+from rules.fire import record_fire_signals
+from rules.fire_checks import DEFAULT_PERIOD as DEFAULT_CHECK_PERIOD
+from rules.fire_checks import FireCheckMonitor, register_panel
+from rules.fire_intact import FireIntactWriter
 from rules.lifecycle import LifecycleExporter, LifecycleSink
 from rules.sla_monitor import BreachHandler, SlaMonitor
-from rules.store import ApplyResult, apply_event
+from rules.state_rules import StateRules, load_state_rules
+from rules.state_store import StateTicker, apply_state_event
+from rules.store import ApplyResult
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +105,10 @@ class RulesWorker:
         on_breach: BreachHandler | None = None,
         lifecycle_sink: LifecycleSink | None = None,
         tick_interval_s: float = 1.0,
+        sites: Sequence[Site] | None = None,
+        fire_check_period: timedelta = DEFAULT_CHECK_PERIOD,
+        fire_check_interval_s: float = 60.0,
+        state_rules: StateRules | None = None,
     ) -> None:
         if not client_id:
             # The broker keeps the persistent session under this id; a random one would lose it on restart.
@@ -119,6 +132,22 @@ class RulesWorker:
         self.exporter = (
             None if lifecycle_sink is None else LifecycleExporter(engine, lifecycle_sink, clock, metrics=metrics)
         )
+        # Monthly single-item checks (rules.fire_checks) and the sites' fire intact rate (rules.fire_intact).
+        self.fire_checks = FireCheckMonitor(engine, clock, period=fire_check_period, metrics=metrics)
+        self.fire_check_interval_s = fire_check_interval_s
+        self.fire_intact = (
+            None
+            if lifecycle_sink is None
+            else FireIntactWriter(lifecycle_sink, on_new_panel=self._register_panel, metrics=metrics)
+        )
+        # Card reads prove arrival with the sites' technicians (rules.arrival); inspection mode needs no site file.
+        self.technicians: dict[str, tuple[Technician, ...]] = {s.id: tuple(s.technicians) for s in sites or ()}
+        if sites is None:
+            log.warning("no site file given: card reads will not move work orders to on_site")
+        # State rules (rules.state_rules): device state, holds, peak windows in each site's time zone, roles.
+        self.sites: dict[str, Site] = {s.id: s for s in sites or ()}
+        self.state_rules = load_state_rules() if state_rules is None else state_rules
+        self.state_ticker = StateTicker(engine, self.state_rules, self.sites, clock, metrics=metrics)
 
     def _backoff(self, attempt: int) -> float:
         # Capped exponential with jitter, so a fleet of workers does not reconnect in lockstep after a broker restart.
@@ -132,6 +161,26 @@ class RulesWorker:
             tg.create_task(self.monitor.run(self.tick_interval_s), name="rules-sla-monitor")
             if self.exporter is not None:
                 tg.create_task(self.exporter.run(self.tick_interval_s), name="rules-lifecycle-export")
+            tg.create_task(self.fire_checks.run(self.fire_check_interval_s), name="rules-fire-checks")
+            if self.fire_intact is not None:
+                tg.create_task(self.fire_intact.consume(self._panel_client), name="rules-fire-intact")
+                tg.create_task(self.fire_intact.run_flusher(self.tick_interval_s), name="rules-fire-intact-write")
+            tg.create_task(self.state_ticker.run(self.tick_interval_s), name="rules-state-ticks")
+
+    def _panel_client(self) -> aiomqtt.Client:
+        # A clean session of its own at QoS 0: readings supersede each other, unlike events (see rules.fire_intact).
+        return aiomqtt.Client(
+            self.mqtt_host,
+            self.mqtt_port,
+            identifier=f"{self.client_id}-fire-intact",
+            username=self.mqtt_username,
+            password=self._mqtt_password,
+            clean_session=True,
+            protocol=aiomqtt.ProtocolVersion.V311,
+        )
+
+    async def _register_panel(self, site: str, building: str, device: str, seen_at: datetime) -> None:
+        await asyncio.to_thread(register_panel, self.engine, site, building, device, seen_at)
 
     async def _consume(self) -> None:
         """Consume events until cancelled, reconnecting whenever the broker goes away."""
@@ -187,14 +236,47 @@ class RulesWorker:
         if result.recurred:
             self.metrics.inc("rules_work_orders_recurred", len(result.recurred))
 
+    async def _fire_alarms(self, event: Event, signals: list[FireAlarmSignal], now: datetime) -> None:
+        raised = await asyncio.to_thread(record_fire_signals, self.engine, signals, now)
+        if raised:
+            self.metrics.inc("rules_fire_alarms", len(raised))
+            log.error("FIRE ALARM", ids=raised, site=event.ref.site, device=event.ref.device, point=event.point)
+
+    async def _apply_state(self, event: Event, now: datetime) -> None:
+        state = await asyncio.to_thread(apply_state_event, self.engine, event, self.state_rules, self.sites, now)
+        if state.opened:
+            self.metrics.inc("rules_work_orders_opened", len(state.opened))
+            log.info("work order opened by a state rule", ids=state.opened, device=event.ref.device)
+        if state.holds_started:
+            self.metrics.inc("rules_holds_started", state.holds_started)
+        if state.holds_cancelled:
+            self.metrics.inc("rules_holds_cancelled", state.holds_cancelled)
+
     async def _apply(self, event: Event) -> ApplyResult:
         """Evaluate and apply; while the database is unreachable, keep retrying this event (it stays unacked)."""
         attempt = 0
         while True:
             now = self.clock.now()
             actions = evaluate(self.rules, event, now)
+            fire = [a for a in actions if isinstance(a, FireAlarmSignal)]
             try:
-                return await asyncio.to_thread(apply_event, self.engine, event, actions, now)
+                if fire:
+                    # Before apply_event, which claims the event id: recording is idempotent by event id itself, so
+                    # a crash in between records nothing twice and loses nothing on redelivery.
+                    await self._fire_alarms(event, fire, now)
+                result = await asyncio.to_thread(
+                    apply_with_site_evidence,
+                    self.engine,
+                    event,
+                    actions,
+                    now,
+                    technicians=self.technicians.get(event.ref.site, ()),
+                    metrics=self.metrics,
+                )
+                # After the event rules' commit, under a claim of its own: a crash in between is mended by the
+                # redelivery (the event rules find their claim taken, the state rules do not).
+                await self._apply_state(event, now)
+                return result
             except OperationalError as exc:
                 self.metrics.inc("rules_db_retries")
                 delay = self._backoff(attempt)

@@ -243,6 +243,10 @@ async def test_openapi_lists_the_paths(client: httpx.AsyncClient) -> None:
         "/api/v1/work-orders/{work_order_id}/transitions",
         "/api/v1/work-orders/{work_order_id}/follow-ups",
         "/api/v1/metrics",
+        "/api/v1/fire-alarms",
+        "/api/v1/fire-alarms/{alarm_id}/outcome",
+        "/api/v1/fire-checks",
+        "/api/v1/kpis",
     }
     detail = spec["paths"]["/api/v1/work-orders/{work_order_id}"]["get"]
     assert "application/problem+json" in detail["responses"]["404"]["content"]

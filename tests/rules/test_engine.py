@@ -13,6 +13,7 @@ from rules.db import Comm, Milestone, Priority
 from rules.engine import (
     DEFAULT_RULE_FILES,
     FaultCleared,
+    FireAlarmSignal,
     OpenWorkOrder,
     RuleFileError,
     SetComm,
@@ -104,8 +105,10 @@ def test_fire_points_get_a_work_order_each_keyed_by_point() -> None:
     ]
     assert other.fault == "1-024/disabled"
     assert (supply.fault, supply.sla_profile) == ("battery_fault", "fire.panel")
-    # A fire alarm is for the control room and the notifier, not a repair.
-    assert evaluate(RULES, event(EventType.FAULT_RAISED, "fire", ref=panel, point="1-023"), NOW) == []
+    # A fire alarm is for the control room and the notifier, not a repair: it is recorded as a fire alarm.
+    [alarm] = evaluate(RULES, event(EventType.FAULT_RAISED, "fire", ref=panel, point="1-023"), NOW)
+    assert isinstance(alarm, FireAlarmSignal)
+    assert (alarm.point, alarm.raised) == ("1-023", True)
     [cleared] = evaluate(RULES, event(EventType.FAULT_CLEARED, "fault", ref=panel, point="1-023"), NOW)
     assert isinstance(cleared, FaultCleared)
     assert cleared.fault == "1-023/fault"

@@ -20,7 +20,7 @@ from rules.lifecycle import pending_lines
 from rules.sla_monitor import record_breaches
 from rules.store import apply_event, get_work_order, list_work_orders
 from rules.workflow import transition
-from tests.rules.support import elevator
+from tests.rules.support import elevator, head_revision
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 # Rows as the 0001 code wrote them: (id, device, fault, status); naive UTC text, as SQLite stores it.
@@ -65,7 +65,7 @@ def old_engine(tmp_path: Path) -> Iterator[Engine]:
 def test_upgrade_keeps_every_row_and_matches_the_models(old_engine: Engine) -> None:
     create_schema(old_engine)
     with old_engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head_revision()
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         # The table rebuild ran with foreign keys off, so the timeline was not cascaded away; and they are on again.
         assert connection.execute(text("SELECT count(*) FROM work_order_events")).scalar_one() == 5

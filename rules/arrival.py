@@ -1,0 +1,241 @@
+"""Arrival proved by the site: a technician's card read at the gate, or the car switched to inspection mode.
+
+A technician is on site when they say so (the API, source "api"), and also when the site shows it:
+
+- a granted card read of a registered technician's card at any access reader of the estate moves every open or
+  acknowledged work order of that estate the technician is qualified for (`facmon.site.DISCIPLINE_OF_KIND`) to
+  on_site, at the read's time, with the technician as the actor (source "card_read");
+- an elevator entering inspection mode (status event 43, service_mode = inspection) moves the open or acknowledged
+  work orders of that elevator to on_site (source "inspection_mode"): nobody else puts a car in inspection.
+
+A work order detected after the evidence is not moved by it: a card read at 09:58 does not prove anyone came for a
+fault at 10:00. Denied reads and unknown cards move nothing. A work order already on site, or further on, stays as
+it is: the evidence is then news to nobody.
+
+While an elevator is in inspection its faults open no work order (a technician is working on it and trips them):
+they are counted and logged as suppressed. The service mode is kept on the device's row (`device_status`), so a
+restarted worker still knows.
+
+`arrivals` and `suppressed` are pure: events, open work orders and technicians in, decisions out.
+`apply_with_site_evidence` carries them out around `rules.store.apply_event`; every step of it can run again for a
+redelivered event and change nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import Engine, or_, select, update
+from sqlalchemy.orm import Session
+
+from facmon.metrics import Counters
+from facmon.model import DeviceKind, Event, EventType
+from facmon.site import Technician
+from rules.db import DeviceStatus, WorkOrder, WorkOrderStatus
+from rules.engine import Action, OpenWorkOrder
+from rules.store import ApplyResult, apply_event
+from rules.transitions import IllegalTransition
+from rules.workflow import transition
+
+log = structlog.get_logger(__name__)
+
+CARD_READ_SOURCE = "card_read"
+INSPECTION_SOURCE = "inspection_mode"
+# What the elevator collectors put in a status event's data (collectors.modbus.conditions), and the GB/T 24476
+# event code of inspection for publishers that send the code alone.
+SERVICE_MODE_POINT = "service_mode"
+INSPECTION = "inspection"
+INSPECTION_CODE = "43"
+# Statuses an arrival moves on from; on_site and later already have their technician.
+AWAITING_ARRIVAL = (WorkOrderStatus.OPEN, WorkOrderStatus.ACKNOWLEDGED)
+
+
+@dataclass(frozen=True)
+class OpenOrder:
+    """What the decision needs to know of a work order."""
+
+    id: int
+    site: str
+    device: str
+    kind: DeviceKind
+    status: WorkOrderStatus
+    detected_at: datetime
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Move `work_order_id` to on_site."""
+
+    work_order_id: int
+    source: str
+    actor: str
+    at: datetime
+    note: str
+
+
+def service_mode_of(event: Event) -> str | None:
+    """The service mode an elevator's status event reports ("inspection", "normal", ...); None for other events."""
+    if event.type is not EventType.STATUS or event.ref.kind is not DeviceKind.ELEVATOR:
+        return None
+    if event.data.get("status_point") == SERVICE_MODE_POINT:
+        return str(event.data.get("status_value", "")) or None
+    # Code 40 ("back to normal") is shared with the power source, so only inspection is known from the code alone.
+    return INSPECTION if "status_point" not in event.data and event.code == INSPECTION_CODE else None
+
+
+def suppressed(event: Event, service_mode: str | None, since: datetime | None) -> bool:
+    """True for an elevator fault raised while that elevator is in inspection (a fault from before it went into
+    inspection, replayed late, is not)."""
+    return (
+        event.type is EventType.FAULT_RAISED
+        and event.ref.kind is DeviceKind.ELEVATOR
+        and service_mode == INSPECTION
+        and since is not None
+        and since <= event.ts
+    )
+
+
+def card_holder(event: Event, technicians: Sequence[Technician]) -> Technician | None:
+    """The technician whose card a granted card read is; None for denied reads and cards nobody holds."""
+    if event.type is not EventType.CARD_READ or event.data.get("granted") is not True:
+        return None
+    card = event.data.get("card")
+    if not isinstance(card, str):
+        return None
+    card = card.upper()
+    return next((t for t in technicians if card in t.cards), None)
+
+
+def arrivals(
+    event: Event, orders: Iterable[OpenOrder], technicians: Sequence[Technician], now: datetime
+) -> list[Arrival]:
+    """The work orders `event` proves a technician arrived for. `technicians` are those of the event's site."""
+    at = min(event.ts, now)  # as for faults: a device clock running ahead must not date an arrival in the future
+    ref = event.ref
+    holder = card_holder(event, technicians)
+    if holder is not None:
+        card = str(event.data["card"]).upper()
+        note = f"card {card} read at {ref.device}"
+        source, actor = CARD_READ_SOURCE, holder.name
+        wanted = [o for o in orders if o.site == ref.site and holder.covers(o.kind)]
+    elif service_mode_of(event) == INSPECTION:
+        note = f"{ref.device} switched to inspection mode"
+        source, actor = INSPECTION_SOURCE, ref.device
+        wanted = [o for o in orders if o.site == ref.site and o.device == ref.device]
+    else:
+        return []
+    return [
+        Arrival(work_order_id=o.id, source=source, actor=actor, at=at, note=note)
+        for o in wanted
+        if o.status in AWAITING_ARRIVAL and o.detected_at <= at
+    ]
+
+
+# --- carrying it out -------------------------------------------------------------------------------------------------
+
+
+def may_prove_arrival(event: Event, technicians: Sequence[Technician]) -> bool:
+    """Cheap test before reading work orders: most events prove nothing."""
+    return card_holder(event, technicians) is not None or service_mode_of(event) == INSPECTION
+
+
+def open_orders(session: Session, site: str, device: str | None = None) -> list[OpenOrder]:
+    query = select(
+        WorkOrder.id, WorkOrder.site, WorkOrder.device, WorkOrder.kind, WorkOrder.status, WorkOrder.detected_at
+    ).where(WorkOrder.site == site, WorkOrder.status.in_([s.value for s in AWAITING_ARRIVAL]))
+    if device is not None:
+        query = query.where(WorkOrder.device == device)
+    return [
+        OpenOrder(id=i, site=s, device=d, kind=DeviceKind(k), status=WorkOrderStatus(st), detected_at=at)
+        for i, s, d, k, st, at in session.execute(query.order_by(WorkOrder.id))
+    ]
+
+
+def service_mode(session: Session, site: str, device: str) -> tuple[str | None, datetime | None]:
+    row = session.execute(
+        select(DeviceStatus.service_mode, DeviceStatus.service_mode_at).where(
+            DeviceStatus.site == site, DeviceStatus.device == device
+        )
+    ).first()
+    return (None, None) if row is None else (row[0], row[1])
+
+
+def record_service_mode(session: Session, event: Event, mode: str) -> None:
+    """Keep the mode on the device's row (written by apply_event before); a late replay does not undo a newer one."""
+    session.execute(
+        update(DeviceStatus)
+        .where(
+            DeviceStatus.site == event.ref.site,
+            DeviceStatus.device == event.ref.device,
+            or_(DeviceStatus.service_mode_at.is_(None), DeviceStatus.service_mode_at <= event.ts),
+        )
+        .values(service_mode=mode, service_mode_at=event.ts)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def move_on_site(engine: Engine, planned: Iterable[Arrival]) -> list[int]:
+    """Carry out arrivals; the ids of the work orders moved. One that got to on_site (or further) since is skipped."""
+    moved = []
+    for arrival in planned:
+        try:
+            transition(
+                engine,
+                arrival.work_order_id,
+                WorkOrderStatus.ON_SITE,
+                actor=arrival.actor,
+                source=arrival.source,
+                at=arrival.at,
+                note=arrival.note,
+            )
+        except IllegalTransition as exc:
+            # Only on_site and later refuse on_site: someone proved the arrival first.
+            log.debug("arrival already recorded", work_order_id=arrival.work_order_id, status=exc.current.value)
+            continue
+        moved.append(arrival.work_order_id)
+    return moved
+
+
+def apply_with_site_evidence(
+    engine: Engine,
+    event: Event,
+    actions: Sequence[Action],
+    now: datetime,
+    *,
+    technicians: Sequence[Technician],
+    metrics: Counters,
+) -> ApplyResult:
+    """`apply_event`, with faults suppressed during inspection, the service mode kept and arrivals carried out.
+
+    The service mode and the arrivals are written after the event's own transaction, and again for a redelivered
+    event: both are idempotent, so a crash between the steps loses nothing.
+    """
+    ref = event.ref
+    quiet = False
+    if event.type is EventType.FAULT_RAISED and ref.kind is DeviceKind.ELEVATOR:
+        with Session(engine) as session:
+            quiet = suppressed(event, *service_mode(session, ref.site, ref.device))
+    if quiet:
+        actions = [a for a in actions if not isinstance(a, OpenWorkOrder)]
+    result = apply_event(engine, event, actions, now)
+    if quiet and not result.duplicate:
+        metrics.inc("rules_faults_suppressed", kind=ref.kind.value)
+        log.info("fault suppressed: the elevator is in inspection", site=ref.site, device=ref.device, code=event.code)
+    mode = service_mode_of(event)
+    if mode is not None:
+        with Session(engine) as session, session.begin():
+            record_service_mode(session, event, mode)
+    if may_prove_arrival(event, technicians):
+        with Session(engine) as session:
+            by_device = ref.device if mode == INSPECTION else None
+            planned = arrivals(event, open_orders(session, ref.site, by_device), technicians, now)
+        moved = move_on_site(engine, planned)
+        for arrival in planned:
+            if arrival.work_order_id in moved:
+                metrics.inc("rules_arrivals", source=arrival.source)
+        if moved:
+            log.info("technician on site", ids=moved, site=ref.site, device=ref.device, source=planned[0].source)
+    return result

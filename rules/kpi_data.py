@@ -1,0 +1,168 @@
+"""Where the KPIs' inputs come from: work-order rows from the database, fire intact figures from InfluxDB.
+
+`InfluxReader` queries InfluxDB's v1 `/query` with InfluxQL (the path 1.x, 2.x and 3.x serve). The period's intact
+rate is the time-weighted mean of the site's `fire_intact` series (rules.fire_intact): one value per minute (the last
+of the minute, minutes without a point carry the previous value) plus the last value before the period, averaged as
+a step function by rules.kpi.time_weighted_mean; one-minute resolution is plenty for a monthly figure and keeps a
+month at 43,200 rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rules.db import FollowUp, Milestone, WorkOrder, WorkOrderClock
+from rules.kpi import KpiRow
+
+# Repair deadlines are at most days after detection (rules/library/sla.yaml, holds included), so work orders
+# detected this long before a period cannot have one inside it.
+LOOKBACK = timedelta(days=30)
+
+
+def kpi_rows(session: Session, site: str, start: datetime, end: datetime) -> list[KpiRow]:
+    repair_due = (
+        select(func.min(WorkOrderClock.due_at))
+        .where(WorkOrderClock.work_order_id == WorkOrder.id, WorkOrderClock.milestone == Milestone.RESOLVED.value)
+        .scalar_subquery()
+    )
+    follow_ups = select(func.count(FollowUp.id)).where(FollowUp.work_order_id == WorkOrder.id).scalar_subquery()
+    query = select(WorkOrder, repair_due, follow_ups).where(
+        WorkOrder.site == site, WorkOrder.detected_at < end, WorkOrder.detected_at >= start - LOOKBACK
+    )
+    rows = []
+    for wo, due, visits in session.execute(query):
+        # The subquery's value comes back as the database's own type; on SQLite naive UTC text.
+        repair_due_at = wo.due_at if due is None else _utc(due)
+        rows.append(
+            KpiRow(
+                kind=wo.kind,
+                status=wo.status,
+                detected_at=wo.detected_at,
+                on_site_at=wo.on_site_at,
+                resolved_at=wo.resolved_at,
+                repair_due_at=repair_due_at,
+                follow_ups=int(visits or 0),
+            )
+        )
+    return rows
+
+
+def _utc(value: object) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a time: {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- InfluxDB --------------------------------------------------------------------------------------------------------
+
+
+class InfluxUnavailable(RuntimeError):
+    pass
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _time(at: datetime) -> str:
+    return "'" + at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
+
+
+@dataclass(frozen=True)
+class IntactNow:
+    at: datetime
+    intact_pct: float | None
+    points_present: int
+    points_intact: int
+
+
+@dataclass(frozen=True)
+class PanelIntact:
+    device: str
+    at: datetime
+    intact_pct: float | None
+    points_present: int
+    points_intact: int
+
+
+class InfluxReader:
+    def __init__(
+        self,
+        url: str,
+        db: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.db = db
+        auth = httpx.BasicAuth(username, password or "") if username else None
+        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), auth=auth, timeout=timeout_s, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def series(self, query: str) -> list[dict[str, Any]]:
+        try:
+            response = await self._http.get("/query", params={"db": self.db, "q": query, "epoch": "ns"})
+        except httpx.HTTPError as exc:
+            raise InfluxUnavailable(f"InfluxDB unreachable: {exc}") from exc
+        if not response.is_success:
+            raise InfluxUnavailable(f"InfluxDB answered {response.status_code}: {response.text[:200]}")
+        result = response.json()["results"][0]
+        if "error" in result:
+            raise InfluxUnavailable(f"InfluxQL error: {result['error']}")
+        series: list[dict[str, Any]] = result.get("series", [])
+        return series
+
+    async def site_intact(self, site: str, at: datetime) -> IntactNow | None:
+        query = (
+            "SELECT intact_pct, points_present, points_intact FROM fire_intact"
+            f" WHERE site = {_literal(site)} AND time <= {_time(at)} ORDER BY time DESC LIMIT 1"
+        )
+        for s in await self.series(query):
+            for ts, pct, present, intact in s["values"]:
+                return IntactNow(_from_ns(ts), pct, int(present or 0), int(intact or 0))
+        return None
+
+    async def panels_intact(self, site: str, at: datetime) -> list[PanelIntact]:
+        query = (
+            "SELECT intact_pct, points_total, points_intact FROM fire_panel"
+            f" WHERE site = {_literal(site)} AND time <= {_time(at)} GROUP BY device ORDER BY time DESC LIMIT 1"
+        )
+        panels = []
+        for s in await self.series(query):
+            for ts, pct, present, intact in s["values"]:
+                panels.append(PanelIntact(s["tags"]["device"], _from_ns(ts), pct, int(present or 0), int(intact or 0)))
+        return sorted(panels, key=lambda p: p.device)
+
+    async def site_intact_samples(self, site: str, start: datetime, end: datetime) -> list[tuple[datetime, float]]:
+        """The value in force at `start` (when there is one) and the last value of each minute up to `end`."""
+        where = f"site = {_literal(site)}"
+        before = (
+            f"SELECT intact_pct FROM fire_intact WHERE {where} AND time <= {_time(start)} ORDER BY time DESC LIMIT 1"
+        )
+        minutes = (
+            f"SELECT last(intact_pct) FROM fire_intact WHERE {where} AND time > {_time(start)}"
+            f" AND time < {_time(end)} GROUP BY time(1m)"
+        )
+        samples: list[tuple[datetime, float]] = []
+        for s in await self.series(before):
+            samples += [(_from_ns(ts), float(v)) for ts, v in s["values"] if v is not None]
+        for s in await self.series(minutes):
+            # A bucket is labelled with its start, which may be before `start`; the value is in force from then on.
+            samples += [(max(_from_ns(ts), start), float(v)) for ts, v in s["values"] if v is not None]
+        return samples
+
+
+def _from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)

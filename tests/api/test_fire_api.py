@@ -1,0 +1,311 @@
+"""Fire alarms, single-item checks and KPIs through the HTTP API, on a fake clock over real SQLite (and influxd)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from api import create_app
+from api.routes.work_orders import get_clock
+from facmon.clock import FakeClock
+from facmon.model import DeviceKind, DeviceRef, Event, EventType, Reading
+from facmon.services import Influxd
+from facmon.site import Site
+from rules.db import FollowUpOutcome, WorkOrderStatus, create_schema, make_engine
+from rules.engine import FireAlarmSignal, evaluate, load_rules
+from rules.fire import record_fire_signals
+from rules.fire_intact import FireIntactWriter
+from rules.kpi_data import InfluxReader
+from rules.lifecycle import InfluxLifecycleSink
+from rules.store import apply_event
+from rules.workflow import add_follow_up, transition
+from tests.rules.support import elevator
+
+# 2026-03-02 09:00 in Shanghai; that local day runs from 2026-03-01T16:00Z to 2026-03-02T16:00Z.
+START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+DAY_START = datetime(2026, 3, 1, 16, 0, tzinfo=UTC)
+RULES = load_rules()
+SITE = Site.model_validate(
+    {
+        "site": {"id": "s1", "timezone": "Asia/Shanghai"},
+        "buildings": [
+            {
+                "id": "b1",
+                "devices": [
+                    {"id": "fp1", "kind": "fire_panel", "model": "fire-gb-a", "address": {"host": "127.0.0.1"}}
+                ],
+            }
+        ],
+    }
+)
+PANEL = DeviceRef(site="s1", building="b1", device="fp1", kind=DeviceKind.FIRE_PANEL, model="fire-gb-a")
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+def make_app(engine: Engine, clock: FakeClock, influx: InfluxReader | None = None) -> FastAPI:
+    app = create_app(sites=[SITE], engine=engine, influx=influx)
+    app.dependency_overrides[get_clock] = lambda: clock
+    return app
+
+
+@pytest.fixture
+async def client(engine: Engine, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=make_app(engine, clock))
+    async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1") as client:
+        yield client
+
+
+def fire(engine: Engine, at: datetime, point: str = "1-004", code: str = "fire") -> list[int]:
+    event = Event(ref=PANEL, ts=at, type=EventType.FAULT_RAISED, code=code, point=point)
+    signals = [a for a in evaluate(RULES, event, at) if isinstance(a, FireAlarmSignal)]
+    return record_fire_signals(engine, signals, at)
+
+
+def z(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+async def verdict(
+    client: httpx.AsyncClient, alarm_id: int, outcome: str = "false_alarm", **body: Any
+) -> httpx.Response:
+    return await client.post(f"/fire-alarms/{alarm_id}/outcome", json={"outcome": outcome, "actor": "zhao", **body})
+
+
+# --- fire alarms ---------------------------------------------------------------------------------------------------
+
+
+async def test_false_alarms_are_counted_per_local_day_and_the_sixth_flags_the_site(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    # One alarm a second before the local day, six inside it (the first at its very start), one supervisory signal.
+    [before] = fire(engine, DAY_START - timedelta(seconds=1), point="1-001")
+    ids = [fire(engine, DAY_START + timedelta(hours=h), point=f"1-01{h}")[0] for h in range(6)]
+    assert fire(engine, DAY_START, point="1-007", code="supervisory") == []
+
+    answer = await verdict(client, before)
+    assert answer.status_code == 200
+    assert answer.json()["site_day"] == {"site": "s1", "day": "2026-03-01", "false_alarms": 1, "flagged": False}
+    for n, alarm_id in enumerate(ids[:5], start=1):
+        body = (await verdict(client, alarm_id, note="dust")).json()
+        assert body["site_day"] == {"site": "s1", "day": "2026-03-02", "false_alarms": n, "flagged": False}
+        assert (body["alarm"]["outcome"], body["alarm"]["outcome_by"], body["alarm"]["note"]) == (
+            "false_alarm",
+            "zhao",
+            "dust",
+        )
+    sixth = (await verdict(client, ids[5])).json()
+    assert sixth["site_day"] == {"site": "s1", "day": "2026-03-02", "false_alarms": 6, "flagged": True}
+
+    listed = (await client.get("/fire-alarms", params={"site": "s1"})).json()
+    assert listed["total"] == 7
+    assert listed["false_alarm_days"] == [
+        {"site": "s1", "day": "2026-03-01", "false_alarms": 1, "flagged": False},
+        {"site": "s1", "day": "2026-03-02", "false_alarms": 6, "flagged": True},
+    ]
+    # Confirming one after all takes the day back under the limit.
+    assert (await verdict(client, ids[0], "confirmed")).json()["site_day"]["flagged"] is False
+
+
+async def test_list_filters_by_site_and_time(client: httpx.AsyncClient, engine: Engine) -> None:
+    fire(engine, START - timedelta(hours=2), point="1-001")
+    fire(engine, START, point="1-002")
+    params = {"site": "s1", "from": z(START - timedelta(hours=1)), "to": z(START + timedelta(seconds=1))}
+    body = (await client.get("/fire-alarms", params=params)).json()
+    assert [(a["point"], a["raised_at"], a["outcome"], a["cleared_at"]) for a in body["items"]] == [
+        ("1-002", z(START), "unknown", None)
+    ]
+    assert body["false_alarm_days"] == []
+    assert (await client.get("/fire-alarms", params={"site": "elsewhere"})).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"}, "to"),
+        ({"from": "2026-03-02T00:00:00"}, "from"),  # no zone
+        ({"limit": "0"}, "limit"),
+    ],
+)
+async def test_bad_list_parameters_are_422(client: httpx.AsyncClient, params: dict[str, str], field: str) -> None:
+    response = await client.get("/fire-alarms", params=params)
+    assert response.status_code == 422
+    assert [e["loc"][1] for e in response.json()["detail"]] == [field]
+
+
+async def test_outcome_of_an_unknown_alarm_is_404_and_a_bad_body_422(client: httpx.AsyncClient, engine: Engine) -> None:
+    missing = await verdict(client, 99)
+    assert (missing.status_code, missing.headers["content-type"]) == (404, "application/problem+json")
+    [alarm_id] = fire(engine, START)
+    assert (await verdict(client, alarm_id, "unknown")).status_code == 422  # a verdict, not a reset
+    assert (await client.post(f"/fire-alarms/{alarm_id}/outcome", json={"outcome": "confirmed"})).status_code == 422
+    assert (await verdict(client, 0)).status_code == 422
+
+
+# --- single-item checks --------------------------------------------------------------------------------------------
+
+
+async def test_checks_are_recorded_and_listed(client: httpx.AsyncClient, clock: FakeClock) -> None:
+    one = await client.post(
+        "/fire-checks",
+        json={"site": "s1", "device": "fp1", "item": "detector test, loop 1", "actor": "wang", "result": "passed"},
+    )
+    assert one.status_code == 201
+    assert (one.json()["at"], one.json()["system"]) == (z(START), None)
+    earlier = z(START - timedelta(days=1))
+    two = await client.post(
+        "/fire-checks",
+        json={"site": "s1", "system": "sprinkler", "item": "alarm valve", "actor": "wang", "result": "failed",
+              "note": "valve stuck", "at": earlier},
+    )  # fmt: skip
+    assert two.status_code == 201
+    listed = (await client.get("/fire-checks", params={"site": "s1"})).json()
+    assert [(c["device"], c["system"], c["result"], c["at"]) for c in listed] == [
+        ("fp1", None, "passed", z(START)),
+        (None, "sprinkler", "failed", earlier),
+    ]
+    since = (await client.get("/fire-checks", params={"from": z(START - timedelta(hours=1))})).json()
+    assert [c["device"] for c in since] == ["fp1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"device": "fp1", "system": "sprinkler"}, None),  # both
+        ({}, None),  # neither
+        ({"device": "fp1", "result": "ok"}, "result"),
+        ({"device": "fp1", "at": "2026-03-03T00:00:00Z"}, "at"),  # in the future
+        ({"system": "Sprinkler System"}, "system"),
+    ],
+)
+async def test_bad_checks_are_422(client: httpx.AsyncClient, body: dict[str, str], field: str | None) -> None:
+    full = {"site": "s1", "item": "x", "actor": "wang", "result": "passed"} | body
+    response = await client.post("/fire-checks", json=full)
+    assert response.status_code == 422
+    if field is not None:
+        assert [e["loc"][-1] for e in response.json()["detail"]] == [field]
+
+
+# --- KPIs ----------------------------------------------------------------------------------------------------------
+
+
+def elevator_fault(engine: Engine, at: datetime, device: str) -> int:
+    event = Event(ref=elevator(site="s1", device=device), ts=at, type=EventType.FAULT_RAISED, code="2")
+    [wo_id] = apply_event(engine, event, evaluate(RULES, event, at), at).opened
+    return wo_id
+
+
+async def test_kpis_from_work_orders(client: httpx.AsyncClient, engine: Engine, clock: FakeClock) -> None:
+    t = START - timedelta(days=1)
+    fast = elevator_fault(engine, t, "e1")
+    slow = elevator_fault(engine, t, "e2")
+    transition(engine, fast, WorkOrderStatus.ON_SITE, actor="li", source="api", at=t + timedelta(minutes=12))
+    transition(engine, slow, WorkOrderStatus.ON_SITE, actor="li", source="api", at=t + timedelta(minutes=35))
+    transition(engine, fast, WorkOrderStatus.RESOLVED, actor="li", source="api", at=t + timedelta(minutes=15))
+    transition(engine, slow, WorkOrderStatus.RESOLVED, actor="li", source="api", at=t + timedelta(minutes=50))
+    visit = t + timedelta(hours=1)
+    add_follow_up(
+        engine,
+        fast,
+        actor="zhao",
+        outcome=FollowUpOutcome.SATISFIED,
+        note=None,
+        visited_at=visit,
+        now=START,
+        source="api",
+    )
+    params = {"site": "s1", "from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}
+    response = await client.get("/kpis", params=params)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["site"], body["from"], body["to"], body["generated_at"]) == (
+        "s1",
+        "2026-03-01T00:00:00Z",
+        "2026-04-01T00:00:00Z",
+        z(START),
+    )
+    assert body["elevator_arrival_compliance"] == {
+        "numerator": 1, "denominator": 2, "value": 0.5, "target": 1.0, "met": False
+    }  # fmt: skip
+    # Elevator work orders' repair deadline is their main (on-site) deadline: only the fast one made it.
+    assert body["repair_timeliness"] == {"numerator": 1, "denominator": 2, "value": 0.5, "target": 0.99, "met": False}
+    assert body["follow_up_visit_rate"] == {"numerator": 1, "denominator": 2, "value": 0.5, "target": 0.3, "met": True}
+    assert body["fire_equipment_intact_rate"]["available"] is False
+    assert body["fire_equipment_intact_rate"]["reason"] == "the API is not connected to InfluxDB"
+    assert body["elevator_availability"]["available"] is False
+    assert "downtime" in body["elevator_availability"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}, "site"),
+        ({"site": "s1", "to": "2026-04-01T00:00:00Z"}, "from"),
+        ({"site": "s1", "from": "2026-04-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}, "to"),
+        ({"site": "s1", "from": "2026-03-01", "to": "2026-04-01T00:00:00Z"}, "from"),
+    ],
+)
+async def test_bad_kpi_parameters_are_422(client: httpx.AsyncClient, params: dict[str, str], field: str) -> None:
+    response = await client.get("/kpis", params=params)
+    assert response.status_code == 422
+    assert [e["loc"][1] for e in response.json()["detail"]] == [field]
+
+
+async def test_kpis_fire_intact_rate_from_influxdb(
+    engine: Engine, clock: FakeClock, influxd: Influxd, influx_db: str
+) -> None:
+    sink = InfluxLifecycleSink(influxd.url, influx_db)
+    writer = FireIntactWriter(sink)
+    begin = START - timedelta(hours=10)
+
+    def panel_reading(at: datetime, intact: int) -> Reading:
+        values = {"points_total": 200, "points_intact": intact, "intact_pct": intact / 2}
+        return Reading(ref=PANEL, ts=at, values=values)
+
+    await writer.take(panel_reading(begin - timedelta(hours=1), 200))
+    await writer.take(panel_reading(begin + timedelta(hours=5), 190))  # 95 % for the last 5 of 10 hours
+    await writer.flush()
+    await sink.aclose()
+    # The per-panel point as the historian writes it.
+    line = "fire_panel,device=fp1,site=s1 intact_pct=95.0,points_total=200i,points_intact=190i"
+    stamp = int((begin + timedelta(hours=5)).timestamp()) * 10**9
+    async with httpx.AsyncClient() as raw:
+        written = await raw.post(f"{influxd.url}/write", params={"db": influx_db}, content=f"{line} {stamp}")
+        written.raise_for_status()
+
+    reader = InfluxReader(influxd.url, influx_db)
+    transport = httpx.ASGITransport(app=make_app(engine, clock, reader))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1") as client:
+            params = {"site": "s1", "from": z(begin), "to": z(START + timedelta(days=1))}
+            intact = (await client.get("/kpis", params=params)).json()["fire_equipment_intact_rate"]
+    finally:
+        await reader.aclose()
+    assert intact["available"] is True
+    assert intact["current"] == {"numerator": 190, "denominator": 200, "value": 0.95, "target": 1.0, "met": False}
+    assert intact["current_at"] == z(begin + timedelta(hours=5))
+    # The period ends now (the clock), not at `to`: 5 h at 100 %, 5 h at 95 %.
+    assert intact["period_covered_s"] == 10 * 3600
+    assert intact["period_mean"] == pytest.approx(0.975)
+    assert intact["panels"] == [
+        {"device": "fp1", "at": z(begin + timedelta(hours=5)), "intact_pct": 95.0, "points_present": 200,
+         "points_intact": 190}
+    ]  # fmt: skip

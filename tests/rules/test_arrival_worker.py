@@ -1,0 +1,129 @@
+"""Arrival proof through the rules worker, against a real Mosquitto and a real SQLite file: events published on the
+backbone topics, the work order's status and timeline read back from the database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from facmon.clock import FakeClock
+from facmon.metrics import Counters
+from facmon.model import DeviceKind, DeviceRef, Event, EventType, Value
+from facmon.services import Mosquitto
+from facmon.site import Site
+from rules.db import WorkOrderEvent
+from rules.store import get_work_order
+from rules.worker import RulesWorker
+from tests.rules.support import elevator
+from tests.rules.test_worker import as_message, eventually, publish, running, work_orders
+
+CARD = "A1B2C3D4"
+
+
+def demo_site(site_id: str) -> Site:
+    return Site.model_validate(
+        {
+            "site": {"id": site_id},
+            "buildings": [
+                {
+                    "id": "b1",
+                    "devices": [
+                        {"id": "e1", "kind": "elevator", "model": "elev-gb-a", "address": {"host": "127.0.0.1"}},
+                        {"id": "gate-north", "kind": "gate", "model": "barrier-a"},
+                    ],
+                }
+            ],
+            "technicians": [
+                {"id": "li", "name": "Li Ming", "phone": "13800000001", "cards": [CARD], "disciplines": ["elevator"]}
+            ],
+        }
+    )
+
+
+def worker(port: int, engine: Engine, clock: FakeClock, metrics: Counters, site: Site) -> RulesWorker:
+    return RulesWorker(
+        mqtt_host="127.0.0.1",
+        mqtt_port=port,
+        client_id=f"rules-{site.id}",
+        engine=engine,
+        clock=clock,
+        metrics=metrics,
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.5,
+        tick_interval_s=0.01,
+        sites=[site],
+    )
+
+
+def card_read(site: str, clock: FakeClock, card: str, *, granted: bool = True) -> Event:
+    gate = DeviceRef(site=site, building="b1", device="gate-north", kind=DeviceKind.GATE, model="barrier-a")
+    data: dict[str, Value] = {"card": card, "granted": granted, "direction": "in"}
+    return Event(ref=gate, ts=clock.now(), type=EventType.CARD_READ, data=data)
+
+
+def fault(site: str, clock: FakeClock, code: str) -> Event:
+    return Event(ref=elevator(site=site), ts=clock.now(), type=EventType.FAULT_RAISED, code=code)
+
+
+def arrival_entries(engine: Engine, work_order_id: int) -> list[WorkOrderEvent]:
+    with Session(engine) as session:
+        wo = get_work_order(session, work_order_id)
+        assert wo is not None
+        return [e for e in wo.timeline if e.type == "transition" and e.status == "on_site"]
+
+
+async def test_a_technicians_card_at_the_gate_puts_the_elevator_work_order_on_site(
+    mosquitto: Mosquitto, engine: Engine, clock: FakeClock, topic_prefix: str
+) -> None:
+    site = demo_site(topic_prefix)
+    metrics = Counters()
+    async with running(worker(mosquitto.port, engine, clock, metrics, site)):
+        await publish(mosquitto.port, as_message(fault(topic_prefix, clock, "2")))
+        await eventually(lambda: metrics.get("rules_work_orders_opened") == 1, "a work order opened")
+        clock.advance(timedelta(minutes=7))
+        refused = card_read(topic_prefix, clock, CARD, granted=False)
+        stranger = card_read(topic_prefix, clock, "DEADBEEF")
+        await publish(mosquitto.port, as_message(refused), as_message(stranger))
+        await eventually(lambda: metrics.get("rules_events_applied") == 3, "both reads applied")
+        [wo] = work_orders(engine, topic_prefix)
+        assert wo.status == "open", "a denied read and an unknown card move nothing"
+
+        clock.advance(timedelta(minutes=1))
+        read = card_read(topic_prefix, clock, CARD.lower())
+        await publish(mosquitto.port, as_message(read))
+        await eventually(lambda: metrics.get("rules_arrivals", source="card_read") == 1, "the arrival recorded")
+    [wo] = work_orders(engine, topic_prefix)
+    assert (wo.status, wo.on_site_at) == ("on_site", read.ts)
+    [entry] = arrival_entries(engine, wo.id)
+    assert (entry.source, entry.actor, entry.at) == ("card_read", "Li Ming", read.ts)
+
+
+async def test_inspection_mode_puts_the_work_order_on_site_and_silences_the_cars_faults(
+    mosquitto: Mosquitto, engine: Engine, clock: FakeClock, topic_prefix: str
+) -> None:
+    site = demo_site(topic_prefix)
+    metrics = Counters()
+    inspection = Event(
+        ref=elevator(site=topic_prefix),
+        ts=clock.now() + timedelta(minutes=4),
+        type=EventType.STATUS,
+        code="43",
+        message="inspection",
+        data={"status_point": "service_mode", "status_value": "inspection"},
+    )
+    async with running(worker(mosquitto.port, engine, clock, metrics, site)):
+        await publish(mosquitto.port, as_message(fault(topic_prefix, clock, "2")))
+        clock.advance(timedelta(minutes=4))
+        await publish(mosquitto.port, as_message(inspection))
+        await eventually(lambda: metrics.get("rules_arrivals", source="inspection_mode") == 1, "the arrival recorded")
+        clock.advance(timedelta(minutes=1))
+        # The technician trips the safety circuit while working on the car: no new work order.
+        await publish(mosquitto.port, as_message(fault(topic_prefix, clock, "1")))
+        await eventually(lambda: metrics.get("rules_faults_suppressed") == 1, "the fault suppressed")
+    [wo] = work_orders(engine, topic_prefix)
+    assert (wo.fault, wo.status, wo.on_site_at) == ("2", "on_site", inspection.ts)
+    [entry] = arrival_entries(engine, wo.id)
+    assert (entry.source, entry.actor) == ("inspection_mode", "e1")
+    assert metrics.get("rules_work_orders_opened") == 1
