@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from facmon.model import DeviceKind
-from rules.db import FollowUpOutcome, Milestone, Priority, WorkOrderStatus
+from rules.db import Category, FollowUpOutcome, Milestone, Priority, WorkOrderStatus
 from rules.sla import ClockState
 
 
@@ -68,6 +68,7 @@ class WorkOrderPublic(_Public):
     fault: str
     title: str
     priority: Priority
+    category: Category = Field(description="repair, task (asked for by the service plan) or check (periodic, due)")
     status: WorkOrderStatus
     detected_at: datetime
     due_at: datetime

@@ -54,6 +54,15 @@ class Priority(StrEnum):
     URGENT = "urgent"
 
 
+class Category(StrEnum):
+    """What kind of work: a repair of something broken (零修/急修), a task the plan asks for (bring the backup
+    into service, record a power loss), or a periodic check that is due (GB 25201 single-item check)."""
+
+    REPAIR = "repair"
+    TASK = "task"
+    CHECK = "check"
+
+
 class Comm(StrEnum):
     OK = "ok"
     LOST = "lost"
@@ -154,6 +163,7 @@ class WorkOrder(Base):
     fault: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(200))
     priority: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(16), default=Category.REPAIR.value, server_default="repair")
     status: Mapped[str] = mapped_column(String(16), default=WorkOrderStatus.OPEN.value)
     detected_at: Mapped[datetime]
     due_at: Mapped[datetime]

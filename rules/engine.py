@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from facmon.model import DeviceKind, Event, EventType
-from rules.db import Comm, Priority
+from rules.db import Category, Comm, Priority
 from rules.sla import ClockDeadline, SlaProfile, load_sla_profiles
 
 LIBRARY = Path(__file__).parent / "library"
@@ -66,6 +66,7 @@ class OpenWorkOrder:
     due_at: datetime
     sla_profile: str
     clocks: tuple[ClockDeadline, ...]
+    category: Category = Category.REPAIR
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class OpenWorkOrderSpec(_Strict):
     sla_by_code: dict[Code, str] = Field(default_factory=dict)
     priority: Priority
     priority_by_code: dict[Code, Priority] = Field(default_factory=dict)
+    category: Category = Category.REPAIR
     title: str = Field(default="{kind} {device}: {fault_name}", min_length=1, max_length=200)
 
     @model_validator(mode="after")
@@ -323,6 +325,7 @@ def _open_work_order(rule: Rule, spec: OpenWorkOrderSpec, event: Event, now: dat
         due_at=next(c.due_at for c in clocks if c.name == profile.main_clock),
         sla_profile=profile.id,
         clocks=clocks,
+        category=spec.category,
     )
 
 

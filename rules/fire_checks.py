@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from facmon.clock import Clock
 from facmon.metrics import Counters
 from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from rules.db import FireCheck, FireCheckResult, FireCheckSchedule, Milestone, Priority
+from rules.db import Category, FireCheck, FireCheckResult, FireCheckSchedule, Milestone, Priority
 from rules.engine import OpenWorkOrder
 from rules.sla import ClockDef, SlaProfile
 from rules.store import _open_or_recur
@@ -165,6 +165,7 @@ def _work_order(row: FireCheckSchedule, due: datetime) -> OpenWorkOrder:
         due_at=PROFILE.deadlines(due)[0].due_at,
         sla_profile=PROFILE.id,
         clocks=PROFILE.deadlines(due),
+        category=Category.CHECK,
     )
 
 

@@ -172,6 +172,7 @@ def open_for(rule: StateRule, state: DeviceState, detected_at: datetime) -> Open
         due_at=next(c.due_at for c in clocks if c.name == rule.profile.main_clock),
         sla_profile=rule.profile.id,
         clocks=clocks,
+        category=then.category,
     )
 
 

@@ -33,7 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facmon.model import DeviceKind
-from rules.db import Priority
+from rules.db import Category, Priority
 from rules.sla import Duration, SlaProfile, load_sla_profiles
 from rules.windows import Window
 
@@ -78,6 +78,7 @@ class StateThen(_Strict):
     fault_name: str = Field(min_length=1, max_length=100)
     sla: str = Field(min_length=1, max_length=64)
     priority: Priority
+    category: Category = Category.REPAIR
     title: str = Field(default="{kind} {device} ({building}): {fault_name}", min_length=1, max_length=200)
 
     @model_validator(mode="after")

@@ -128,6 +128,7 @@ def _open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: d
         fault=action.fault,
         title=action.title,
         priority=action.priority.value,
+        category=action.category.value,
         status=WorkOrderStatus.OPEN.value,
         detected_at=action.detected_at,
         due_at=action.due_at,
@@ -161,6 +162,7 @@ def _open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: d
     if opened:
         detail |= {
             "priority": action.priority.value,
+            "category": action.category.value,
             "due_at": action.due_at.isoformat(),
             "sla_profile": action.sla_profile,
             "previous_id": previous_id,
