@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,6 +30,7 @@ async def system_running(
     clock: Clock | None = None,
     metrics: Counters | None = None,
     start_timeout_s: float = 30.0,
+    stop_timeout_s: float = 30.0,
 ) -> AsyncIterator[str]:
     """Gateway, historian, rules and API for `site` until the block ends; yields the API's base URL."""
     api_port = free_port()
@@ -56,4 +58,10 @@ async def system_running(
         yield f"http://127.0.0.1:{api_port}/api/v1"
     finally:
         system.cancel()
-        await asyncio.gather(system, return_exceptions=True)
+        done, _ = await asyncio.wait({system}, timeout=stop_timeout_s)
+        if not done:
+            # A component that does not stop is a bug: say which, instead of hanging the caller.
+            stuck = [t for t in asyncio.all_tasks() if not t.done() and t is not asyncio.current_task()]
+            for task in stuck:
+                task.print_stack(limit=8, file=sys.stderr)
+            raise RuntimeError(f"the system did not stop within {stop_timeout_s} s; {len(stuck)} task(s) left")
