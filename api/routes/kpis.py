@@ -3,30 +3,40 @@
 Work-order KPIs come from the database (rules.kpi over rules.kpi_data rows). The fire equipment intact rate comes
 from InfluxDB (`fire_intact`, written by the rules worker): the current figure and the period's time-weighted mean;
 when the API has no InfluxDB, or it does not answer, the KPI says so instead of failing the whole report. Elevator
-availability is left out with the reason.
+availability comes from the cars' readings in InfluxDB and the roles in the site file (rules.availability), per
+site and per elevator, in hours.
+
+The fire alarm rate (火警发生率 <= 1 %) is not reported: DOMAIN.md gives no denominator for it (alarms per point,
+per household, per alarm recorded?), and a figure with a guessed denominator would mislead.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, Field
 
-from api.deps import SessionDep
+from api.deps import SessionDep, SitesDep
 from api.routes.work_orders import ClockDep
 from api.schemas import _Public
+from facmon.model import DeviceKind
+from facmon.site import Site
+from rules.availability import DEFAULT_MAX_GAP, SCHEDULED_ROLES, elevator_availability, scheduled_intervals
 from rules.kpi import KpiTargets, Ratio, arrival_compliance, follow_up_rate, repair_timeliness, time_weighted_mean
 from rules.kpi_data import InfluxReader, InfluxUnavailable, kpi_rows
 
 router = APIRouter(prefix="/kpis", tags=["kpis"])
 
-AVAILABILITY_REASON = (
-    "not computed: fault downtime needs each car's out-of-service time from its service-mode history, and the "
-    "scheduled hours per elevator role; work-order durations are not downtime"
+AVAILABILITY_NOTE = (
+    "scheduled: main elevators 24 h a day, peak elevators 06:00-08:00 and 17:00-19:00 site time; backup elevators "
+    "and elevators without a role are left out (the hand-over to a backup while the main car is under repair is not "
+    "modelled). Down: a reading with a service mode other than normal or a non-zero fault code (fault_code, e_code, "
+    "fault_bits); a reading holds until the next one, for at most max(60 s, 3 poll intervals). Time without a "
+    "reading is unknown and not counted as down; comm_lost events are not read separately (a silent car is unknown)."
 )
 
 
@@ -66,9 +76,28 @@ class IntactPublic(_Public):
     panels: list[PanelIntactPublic] = Field(default_factory=list)
 
 
-class UnavailablePublic(_Public):
-    available: bool = False
-    reason: str
+class ElevatorAvailabilityPublic(_Public):
+    device: str
+    role: str
+    scheduled_hours: float
+    downtime_hours: float
+    unknown_hours: float = Field(description="scheduled hours without a reading: not counted as down")
+    value: float | None = Field(description="(scheduled - downtime) / scheduled; null when nothing is scheduled")
+    met: bool | None
+
+
+class AvailabilityPublic(_Public):
+    available: bool
+    reason: str | None = None
+    target: float
+    numerator_hours: float | None = Field(default=None, description="scheduled hours - fault downtime")
+    denominator_hours: float | None = Field(default=None, description="scheduled hours")
+    value: float | None = None
+    met: bool | None = None
+    downtime_hours: float | None = None
+    unknown_hours: float | None = None
+    note: str | None = None
+    elevators: list[ElevatorAvailabilityPublic] = Field(default_factory=list)
 
 
 class KpisPublic(_Public):
@@ -80,7 +109,7 @@ class KpisPublic(_Public):
     repair_timeliness: RatioPublic
     follow_up_visit_rate: RatioPublic
     fire_equipment_intact_rate: IntactPublic
-    elevator_availability: UnavailablePublic
+    elevator_availability: AvailabilityPublic
 
 
 def _ratio(r: Ratio) -> RatioPublic:
@@ -113,9 +142,70 @@ async def _intact(
     )
 
 
+def _hours(seconds: float) -> float:
+    return round(seconds / 3600.0, 6)
+
+
+def _availability_value(scheduled_s: float, down_s: float) -> float | None:
+    return None if scheduled_s == 0 else round((scheduled_s - down_s) / scheduled_s, 6)
+
+
+async def _availability(
+    influx: InfluxReader | None, site: Site | None, start: datetime, end: datetime, target: float
+) -> AvailabilityPublic:
+    def unavailable(reason: str) -> AvailabilityPublic:
+        return AvailabilityPublic(available=False, reason=f"not computed: {reason}", target=target)
+
+    if influx is None:
+        return unavailable("fault downtime comes from the cars' readings, and the API is not connected to InfluxDB")
+    if site is None:
+        return unavailable("no site file for this site, so no elevator roles to schedule")
+    if end <= start:
+        return unavailable("the period has not started yet")
+    cars = [d for _, d in site.devices() if d.kind == DeviceKind.ELEVATOR and d.role in SCHEDULED_ROLES]
+    gaps = {d.id: max(DEFAULT_MAX_GAP, timedelta(seconds=3 * d.poll_interval_s)) for d in cars}
+    try:
+        # From the longest gap before the start: the reading in force at the start holds that long.
+        states = await influx.elevator_states(site.id, start - max(gaps.values(), default=DEFAULT_MAX_GAP), end)
+    except InfluxUnavailable as exc:
+        return unavailable(str(exc))
+    figures = []
+    for car in cars:
+        role = car.role or ""
+        scheduled = scheduled_intervals(role, start, end, site.tz)
+        figures.append(elevator_availability(car.id, role, scheduled, states.get(car.id, []), end, gaps[car.id]))
+    scheduled_s = sum(f.scheduled_s for f in figures)
+    down_s = sum(f.down_s for f in figures)
+    value = _availability_value(scheduled_s, down_s)
+    return AvailabilityPublic(
+        available=True,
+        target=target,
+        numerator_hours=_hours(scheduled_s - down_s),
+        denominator_hours=_hours(scheduled_s),
+        value=value,
+        met=None if value is None else value >= target,
+        downtime_hours=_hours(down_s),
+        unknown_hours=_hours(sum(f.unknown_s for f in figures)),
+        note=AVAILABILITY_NOTE,
+        elevators=[
+            ElevatorAvailabilityPublic(
+                device=f.device,
+                role=f.role,
+                scheduled_hours=_hours(f.scheduled_s),
+                downtime_hours=_hours(f.down_s),
+                unknown_hours=_hours(f.unknown_s),
+                value=(v := _availability_value(f.scheduled_s, f.down_s)),
+                met=None if v is None else v >= target,
+            )
+            for f in figures
+        ],
+    )
+
+
 @router.get("", response_model_by_alias=True)
 async def read_kpis(
     session: SessionDep,
+    sites: SitesDep,
     clock: ClockDep,
     targets: Annotated[KpiTargets, Depends(get_kpi_targets)],
     influx: Annotated[InfluxReader | None, Depends(get_influx)],
@@ -135,6 +225,8 @@ async def read_kpis(
         if end > from_
         else IntactPublic(available=False, reason="the period has not started yet", target=targets.fire_intact_rate)
     )
+    known = next((s for s in sites if s.id == site), None)
+    availability = await _availability(influx, known, from_, end, targets.elevator_availability)
     return KpisPublic.model_validate(
         {
             "site": site,
@@ -145,6 +237,6 @@ async def read_kpis(
             "repair_timeliness": _ratio(repair_timeliness(rows, from_, to, now, targets)),
             "follow_up_visit_rate": _ratio(follow_up_rate(rows, from_, to, targets)),
             "fire_equipment_intact_rate": intact,
-            "elevator_availability": UnavailablePublic(reason=AVAILABILITY_REASON),
+            "elevator_availability": availability,
         }
     )

@@ -18,6 +18,7 @@ from facmon.clock import FakeClock
 from facmon.model import DeviceKind, DeviceRef, Event, EventType, Reading
 from facmon.services import Influxd
 from facmon.site import Site
+from historian.lines import reading_line
 from rules.db import FollowUpOutcome, WorkOrderStatus, create_schema, make_engine
 from rules.engine import FireAlarmSignal, evaluate, load_rules
 from rules.fire import record_fire_signals
@@ -251,7 +252,9 @@ async def test_kpis_from_work_orders(client: httpx.AsyncClient, engine: Engine, 
     assert body["fire_equipment_intact_rate"]["available"] is False
     assert body["fire_equipment_intact_rate"]["reason"] == "the API is not connected to InfluxDB"
     assert body["elevator_availability"]["available"] is False
-    assert "downtime" in body["elevator_availability"]["reason"]
+    assert body["elevator_availability"]["reason"] == (
+        "not computed: fault downtime comes from the cars' readings, and the API is not connected to InfluxDB"
+    )
 
 
 @pytest.mark.parametrize(
@@ -309,3 +312,99 @@ async def test_kpis_fire_intact_rate_from_influxdb(
         {"device": "fp1", "at": z(begin + timedelta(hours=5)), "intact_pct": 95.0, "points_present": 200,
          "points_intact": 190}
     ]  # fmt: skip
+
+
+# Elevators polled once a minute, so a reading holds for at most 3 minutes.
+LIFT_SITE = Site.model_validate(
+    {
+        "site": {"id": "s2", "timezone": "Asia/Shanghai"},
+        "buildings": [
+            {
+                "id": "b1",
+                "devices": [
+                    {"id": f"e{n}", "kind": "elevator", "model": model, "role": role, "poll_interval_s": 60,
+                     "address": {"host": "127.0.0.1", "port": 1500 + n}}
+                    for n, model, role in [(1, "elev-gb-a", "main"), (2, "elev-st-b", "peak"),
+                                           (3, "elev-gb-a", "backup")]
+                ],
+            }
+        ],
+    }
+)  # fmt: skip
+
+
+def local(hour: int, minute: int = 0, day: int = 2) -> datetime:
+    """A time on the Shanghai wall clock (UTC+8) in March 2026, in UTC."""
+    return datetime(2026, 3, day, hour, minute, tzinfo=UTC) - timedelta(hours=8)
+
+
+def lift_lines() -> list[str]:
+    """A reading a minute from 23:50 the evening before to 00:10 the morning after the local day of 2 March."""
+    lines = []
+    at, last = local(23, 50, day=1), local(0, 10, day=3)
+    while at <= last:
+        for device in LIFT_SITE.buildings[0].devices:
+            values: dict[str, str | int | bool | float]
+            if device.id == "e1":  # main: a fault 10:00-10:30 and inspection 20:00-20:05; silent 03:00-04:00
+                if local(3) <= at < local(4):
+                    continue
+                mode = "inspection" if local(20) <= at < local(20, 5) else "normal"
+                values = {"service_mode": mode, "fault_code": 2 if local(10) <= at < local(10, 30) else 0}
+            elif device.id == "e2":  # peak: a fault 05:55-06:07 (7 min of it in the window), another at noon
+                bits = 4 if local(5, 55) <= at < local(6, 7) else 0
+                values = {"service_mode": "normal", "e_code": 17 if local(12) <= at < local(13) else 0,
+                          "fault_bits": bits}  # fmt: skip
+            else:  # backup, out of service all day: not scheduled, not counted
+                values = {"service_mode": "out_of_service", "fault_code": 0}
+            ref = LIFT_SITE.ref(device.id)
+            line = reading_line(Reading(ref=ref, ts=at, values={**values, "moving": False, "floor": 1}))
+            assert line is not None
+            lines.append(line)
+        at += timedelta(minutes=1)
+    return lines
+
+
+async def test_kpis_elevator_availability_from_influxdb(engine: Engine, influxd: Influxd, influx_db: str) -> None:
+    async with httpx.AsyncClient() as raw:
+        lines = lift_lines()
+        for i in range(0, len(lines), 5000):
+            written = await raw.post(
+                f"{influxd.url}/write", params={"db": influx_db}, content="\n".join(lines[i : i + 5000])
+            )
+            written.raise_for_status()
+
+    reader = InfluxReader(influxd.url, influx_db)
+    app = create_app(sites=[SITE, LIFT_SITE], engine=engine, influx=reader)
+    app.dependency_overrides[get_clock] = lambda: FakeClock(local(9, day=5))
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1") as client:
+            params = {"site": "s2", "from": "2026-03-02T00:00:00+08:00", "to": "2026-03-03T00:00:00+08:00"}
+            availability = (await client.get("/kpis", params=params)).json()["elevator_availability"]
+            elsewhere = (await client.get("/kpis", params=params | {"site": "s9"})).json()["elevator_availability"]
+            # The part of the period that has passed: the clock at 09:00 on 2 March.
+            app.dependency_overrides[get_clock] = lambda: FakeClock(local(9))
+            morning = (await client.get("/kpis", params=params)).json()["elevator_availability"]
+    finally:
+        await reader.aclose()
+    # Scheduled: 24 h (main) + 4 h (peak); down: 30 + 5 min (main) + 7 min (peak) = 0.7 h; 27.3 / 28 = 97.5 %.
+    assert {k: v for k, v in availability.items() if k not in ("elevators", "note")} == {
+        "available": True, "reason": None, "target": 0.995, "numerator_hours": 27.3, "denominator_hours": 28.0,
+        "value": 0.975, "met": False, "downtime_hours": 0.7, "unknown_hours": 0.966667,
+    }  # fmt: skip
+    assert availability["elevators"] == [
+        # Silent 03:00-04:00: the 02:59 reading holds to 03:02, then 58 min unknown, not down.
+        {"device": "e1", "role": "main", "scheduled_hours": 24.0, "downtime_hours": 0.583333,
+         "unknown_hours": 0.966667, "value": 0.975694, "met": False},
+        {"device": "e2", "role": "peak", "scheduled_hours": 4.0, "downtime_hours": 0.116667, "unknown_hours": 0.0,
+         "value": 0.970833, "met": False},
+    ]  # fmt: skip
+    assert "backup elevators" in availability["note"]
+    assert elsewhere["available"] is False
+    assert elsewhere["reason"] == "not computed: no site file for this site, so no elevator roles to schedule"
+    # Up to 09:00: 9 h main (1 h silent, 58 min of it unknown) + 2 h peak with its 7 min down.
+    assert (morning["denominator_hours"], morning["downtime_hours"], morning["unknown_hours"]) == (
+        11.0,
+        0.116667,
+        0.966667,
+    )
