@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from facmon.datafile import DataFileError, validation_reasons
 from facmon.model import DeviceKind, Event, EventType
 from rules.db import Category, Comm, Priority
 from rules.sla import ClockDeadline, SlaProfile, load_sla_profiles
@@ -202,22 +203,12 @@ class Rule:
         return self.definition.id
 
 
-class RuleFileError(ValueError):
+class RuleFileError(DataFileError):
     """Rules that cannot be used; `problems` lists each one as 'file: rule <id>: what is wrong'."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def _describe(exc: ValidationError) -> list[str]:
-    reasons = []
-    for err in exc.errors():
-        # Our own validators' messages read better without pydantic's "Value error, " in front.
-        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "ctx" in err else err["msg"]
-        where = ".".join(map(str, err["loc"]))
-        reasons.append(f"{where}: {msg}" if where else msg)
-    return reasons
+    return validation_reasons(exc)
 
 
 def _unknown_profiles(definition: RuleDef, profiles: Mapping[str, SlaProfile]) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Protocol
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from facmon.datafile import DataFileError, validation_reasons
 from rules.db import Milestone
 
 DEFAULT_SLA_FILE = Path(__file__).parent / "library" / "sla.yaml"
@@ -103,21 +104,12 @@ class ClockDeadline:
     due_at: datetime
 
 
-class SlaFileError(ValueError):
+class SlaFileError(DataFileError):
     """Profiles that cannot be used; `problems` lists each one as 'file: profile <id>: what is wrong'."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def _reasons(exc: ValidationError) -> list[str]:
-    reasons = []
-    for err in exc.errors():
-        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "ctx" in err else err["msg"]
-        where = ".".join(map(str, err["loc"]))
-        reasons.append(f"{where}: {msg}" if where else msg)
-    return reasons
+    return validation_reasons(exc)
 
 
 def load_sla_profiles(path: str | Path = DEFAULT_SLA_FILE) -> dict[str, SlaProfile]:

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from facmon.datafile import DataFileError, validation_reasons
 from facmon.model import DeviceKind
 from rules.db import Category, Priority
 from rules.sla import Duration, SlaProfile, load_sla_profiles
@@ -142,21 +143,12 @@ class StateRules:
         return next((rule for rule in self.for_site(site) if rule.id == rule_id), None)
 
 
-class StateRuleFileError(ValueError):
+class StateRuleFileError(DataFileError):
     """Rules or overrides that cannot be used; `problems` lists each as 'file: rule <id>: what is wrong'."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def _reasons(exc: ValidationError) -> list[str]:
-    reasons = []
-    for err in exc.errors():
-        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "ctx" in err else err["msg"]
-        where = ".".join(map(str, err["loc"]))
-        reasons.append(f"{where}: {msg}" if where else msg)
-    return reasons
+    return validation_reasons(exc)
 
 
 def _build(

@@ -15,10 +15,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collectors.modbus.event_specs import EntrapmentSpec, FaultBits, StatusEvents, check_event_specs
+from facmon.datafile import load_model
 from facmon.model import DeviceKind, Value
 
 Table = Literal["holding", "input"]
@@ -334,11 +334,4 @@ class DriverError(ValueError):
 
 
 def load_driver(path: Path) -> ModbusDriver:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return ModbusDriver.model_validate(raw)
-    except (OSError, yaml.YAMLError) as exc:
-        raise DriverError(f"{path}: {exc}") from exc
-    except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise DriverError("\n".join(lines)) from exc
+    return load_model(path, ModbusDriver, DriverError)

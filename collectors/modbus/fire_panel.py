@@ -17,10 +17,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collectors.modbus.driver import Block, DriverError, ModbusDriver, Point, RegType, Table, coalesce
+from facmon.datafile import load_model
 from facmon.model import DeviceKind, Value
 
 
@@ -319,11 +319,4 @@ def _payload(where: str, table: Table, registers: dict[str, int]) -> str:
 
 
 def load_fire_panel_driver(path: Path) -> FirePanelDriver:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return FirePanelDriver.model_validate(raw)
-    except (OSError, yaml.YAMLError) as exc:
-        raise DriverError(f"{path}: {exc}") from exc
-    except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise DriverError("\n".join(lines)) from exc
+    return load_model(path, FirePanelDriver, DriverError)

@@ -14,9 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from facmon.datafile import load_model
 from facmon.model import DeviceKind, EventType, Value
 
 Name = str  # a message or field name as it appears on the wire
@@ -256,11 +256,4 @@ class DriverError(ValueError):
 
 
 def load_driver(path: Path) -> MqttDriver:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return MqttDriver.model_validate(raw)
-    except (OSError, yaml.YAMLError) as exc:
-        raise DriverError(f"{path}: {exc}") from exc
-    except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise DriverError("\n".join(lines)) from exc
+    return load_model(path, MqttDriver, DriverError)
