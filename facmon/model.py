@@ -18,6 +18,8 @@ from facmon.clock import utc
 
 UtcDatetime = Annotated[datetime, AfterValidator(utc)]
 Value = bool | int | float | str
+# The id of a site, building, device or technician as a site file gives it.
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
 
 
 class DeviceKind(StrEnum):
@@ -25,6 +27,14 @@ class DeviceKind(StrEnum):
     FIRE_PANEL = "fire_panel"
     GATE = "gate"
     CAMERA = "camera"
+
+
+class Discipline(StrEnum):
+    """What a technician is qualified to work on."""
+
+    ELEVATOR = "elevator"
+    FIRE = "fire"
+    SECURITY = "security"
 
 
 class DeviceRef(BaseModel):

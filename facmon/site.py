@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,13 +18,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from facmon.model import DeviceKind, DeviceRef
-
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+from facmon.model import DeviceKind, DeviceRef, Discipline, Identifier
+from facmon.rota import Contact, ContactRef, OnCallPlan, check_on_call
 
 
 class SiteFileError(ValueError):
@@ -102,14 +101,6 @@ class Building(_Strict):
     devices: list[Device] = Field(default_factory=list)
 
 
-class Discipline(StrEnum):
-    """What a technician is qualified to work on."""
-
-    ELEVATOR = "elevator"
-    FIRE = "fire"
-    SECURITY = "security"
-
-
 # The discipline a work order on a device of each kind needs.
 DISCIPLINE_OF_KIND: Mapping[DeviceKind, Discipline] = {
     DeviceKind.ELEVATOR: Discipline.ELEVATOR,
@@ -161,6 +152,29 @@ class Site(_Strict):
     mqtt: VendorBroker | None = None
     buildings: list[Building] = Field(min_length=1)
     technicians: list[Technician] = Field(default_factory=list)
+    # The escalation chain behind whoever is on call (facmon.rota).
+    supervisor: ContactRef | None = None
+    manager: ContactRef | None = None
+    on_call: OnCallPlan = Field(default_factory=OnCallPlan)
+
+    @field_validator("supervisor", "manager")
+    @classmethod
+    def _known_contact(cls, value: str | Contact | None, info: ValidationInfo) -> str | Contact | None:
+        technicians: list[Technician] | None = info.data.get("technicians")
+        if isinstance(value, str) and technicians is not None and all(t.id != value for t in technicians):
+            raise ValueError(f"{value!r} is not one of the site's technicians (or give name and phone)")
+        return value
+
+    @field_validator("on_call")
+    @classmethod
+    def _rotas_name_qualified_technicians(cls, plan: OnCallPlan, info: ValidationInfo) -> OnCallPlan:
+        technicians: list[Technician] | None = info.data.get("technicians")
+        if technicians is None:  # the technicians section is wrong itself, and reported
+            return plan
+        problems = check_on_call(plan, {t.id: t.disciplines for t in technicians})
+        if problems:
+            raise ValueError("; ".join(problems))
+        return plan
 
     @field_validator("technicians")
     @classmethod
@@ -210,6 +224,12 @@ class Site(_Strict):
             if device.id == device_id:
                 return device
         raise KeyError(device_id)
+
+    def technician(self, technician_id: str) -> Technician:
+        for technician in self.technicians:
+            if technician.id == technician_id:
+                return technician
+        raise KeyError(technician_id)
 
     def technician_with_card(self, card: str) -> Technician | None:
         card = card.upper()
