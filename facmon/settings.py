@@ -29,5 +29,12 @@ class Settings(BaseSettings):
 
     state_dir: Path = Path(".facmon")
 
+    # Signs one-tap acknowledge links (>= 32 characters, not a sample value); unset: a key generated once into
+    # the state folder (notifier.tokens.load_or_create_secret).
+    secret_key: SecretStr | None = None
+    # Where phones reach the API, for the links in alerts (e.g. https://facmon.example.com); unset: the address the
+    # API listens on, which only works on the same network.
+    public_url: str | None = None
+
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{(self.state_dir / 'facmon.db').resolve()}"

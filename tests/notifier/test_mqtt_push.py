@@ -1,0 +1,46 @@
+"""The MQTT push channel through the real Mosquitto: QoS 1 on facmon/v1/<site>/push/<recipient>."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiomqtt
+import pytest
+
+from facmon.services import Mosquitto, free_port
+from notifier.base import DeliveryError
+from notifier.channels import MqttPushChannel, MqttPushConfig, push_topic
+from notifier.message import render_text
+from tests.notifier.support import LI, notification
+
+
+async def test_push_reaches_the_phone_topic(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    n = notification(site=topic_prefix)
+    topic = f"facmon/v1/{topic_prefix}/push/li-ming"
+    assert push_topic(topic_prefix, "li-ming") == topic
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as phone:
+        await phone.subscribe(topic, qos=1)
+        await MqttPushChannel(MqttPushConfig(host="127.0.0.1", port=mosquitto.port)).send(n, LI)
+        async with asyncio.timeout(5):
+            message = await anext(phone.messages)
+    assert (str(message.topic), message.qos) == (topic, 1)
+    assert isinstance(message.payload, bytes)
+    payload = json.loads(message.payload)
+    assert (payload["work_order_id"], payload["site"], payload["recipient"]["id"]) == (7, topic_prefix, "li-ming")
+    assert payload["text"] == render_text(n)
+
+
+async def test_no_broker_is_retryable() -> None:
+    channel = MqttPushChannel(MqttPushConfig(host="127.0.0.1", port=free_port(), timeout_s=2))
+    with pytest.raises(DeliveryError) as caught:
+        await channel.send(notification(), LI)
+    assert caught.value.retryable
+
+
+@pytest.mark.parametrize("recipient_id", ["a/b", "a+", "#"])
+async def test_recipient_id_that_is_not_one_topic_level(recipient_id: str, mosquitto: Mosquitto) -> None:
+    channel = MqttPushChannel(MqttPushConfig(host="127.0.0.1", port=mosquitto.port))
+    with pytest.raises(DeliveryError) as caught:
+        await channel.send(notification(), type(LI)(id=recipient_id, name="x"))
+    assert not caught.value.retryable

@@ -1,0 +1,81 @@
+"""The e-mail channel against a real SMTP server (aiosmtpd) on a free port."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from facmon.services import free_port
+from notifier.base import DeliveryError
+from notifier.channels import SmtpChannel, SmtpConfig
+from tests.notifier.support import LI, notification
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+        self.refuse: str | None = None
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
+        if self.refuse is not None:
+            return self.refuse
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+def config(port: int) -> SmtpConfig:
+    return SmtpConfig(host="127.0.0.1", port=port, sender="facmon@estate.example", timeout_s=5)
+
+
+async def test_message_arrives_with_subject_body_and_link(smtp_server: tuple[Inbox, int]) -> None:
+    inbox, port = smtp_server
+    await SmtpChannel(config(port)).send(notification(), LI)
+    [envelope] = inbox.envelopes
+    assert (envelope.mail_from, envelope.rcpt_tos) == ("facmon@estate.example", ["li.ming@example.com"])
+    message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert message["Subject"] == "[EMERGENCY] Passenger trapped - b1-e1"
+    assert message["To"] == "li.ming@example.com"
+    body = message.get_content()
+    assert "12 min left to be on site" in body
+    assert "Acknowledge: https://facmon.example/api/v1/ack/abc.def" in body
+
+
+@pytest.mark.parametrize(("reply", "retryable"), [("450 mailbox busy", True), ("550 no such user", False)])
+async def test_refused_recipient(smtp_server: tuple[Inbox, int], reply: str, retryable: bool) -> None:
+    inbox, port = smtp_server
+    inbox.refuse = reply
+    with pytest.raises(DeliveryError, match="refused") as caught:
+        await SmtpChannel(config(port)).send(notification(), LI)
+    assert caught.value.retryable is retryable
+
+
+async def test_no_server_is_retryable() -> None:
+    with pytest.raises(DeliveryError, match="ConnectionRefused") as caught:
+        await SmtpChannel(config(free_port())).send(notification(), LI)
+    assert caught.value.retryable
+
+
+async def test_recipient_without_address_is_not_retryable() -> None:
+    with pytest.raises(DeliveryError, match="no e-mail address") as caught:
+        await SmtpChannel(config(free_port())).send(notification(), replace(LI, email=None))
+    assert not caught.value.retryable
