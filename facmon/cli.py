@@ -73,10 +73,17 @@ def up(
     """Run the whole system for one site: simulators, gateway, historian, rules and API."""
     configure(log_level)
     from facmon.up import up as run_up
+    from notifier.tokens import InsecureSecret, check_secret
     from simulators.scenario import load_scenario
 
     the_site = _site(site)
     the_scenario = load_scenario(scenario) if scenario else None
+    settings = _settings(state_dir)
+    if settings.secret_key is not None:
+        try:
+            check_secret(settings.secret_key.get_secret_value().encode())
+        except InsecureSecret as exc:
+            _fail(f"FACMON_SECRET_KEY: {exc}")
 
     def announce(text: str) -> None:
         print(text, flush=True)
@@ -84,7 +91,7 @@ def up(
     _run(
         run_up(
             the_site,
-            _settings(state_dir),
+            settings,
             clock=SystemClock(),
             metrics=METRICS,
             api_host=api_host,
@@ -272,7 +279,14 @@ def api(
         if settings.influx_url
         else None
     )
-    application = create_app(sites=[_site(p) for p in site], engine=engine, influx=influx)
+    from notifier.tokens import InsecureSecret, load_or_create_secret
+
+    try:
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        ack_secret = load_or_create_secret(secret, settings.state_dir)
+    except InsecureSecret as exc:
+        _fail(f"FACMON_SECRET_KEY: {exc}")
+    application = create_app(sites=[_site(p) for p in site], engine=engine, influx=influx, ack_secret=ack_secret)
     uvicorn.run(application, host=host, port=port, log_level=log_level.lower())
 
 

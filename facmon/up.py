@@ -12,6 +12,7 @@ import contextlib
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -25,6 +26,12 @@ from facmon.settings import Settings
 from facmon.site import Site
 from gateway.site_gateway import SiteGateway
 from historian.service import Historian
+from notifier.base import Channel
+from notifier.channels.config import MqttPushConfig
+from notifier.channels.mqtt_push import MqttPushChannel
+from notifier.dispatcher import Dispatcher, LogChannel, SiteResolver
+from notifier.queue import Sender
+from notifier.tokens import issue, load_or_create_secret
 from rules.db import create_schema, make_engine
 from rules.kpi_data import InfluxReader
 from rules.lifecycle import InfluxLifecycleSink
@@ -83,13 +90,22 @@ async def run_system(
     speed: float = 1.0,
     seed: int = 0,
     on_ready: Callable[[], None] | None = None,
+    secret_key: str | None = None,
+    public_url: str | None = None,
 ) -> None:
     """Run every component until cancelled."""
     engine = make_engine(endpoints.db_url)
+    # Signs the one-tap acknowledge links in alerts; the links point at the API (or where phones reach it).
+    ack_secret = load_or_create_secret(secret_key, state_dir)
+    links_base = (public_url or f"http://{api_host}:{api_port}").rstrip("/")
+
+    def ack_link(work_order_id: int, recipient_id: str, now: datetime) -> str:
+        return f"{links_base}/api/v1/ack/{issue(ack_secret, work_order_id, recipient_id, now=now)}"
+
     await asyncio.to_thread(create_schema, engine)
     # The KPI page reads the fire intact rate back from InfluxDB.
     influx_reader = InfluxReader(endpoints.influx_url, endpoints.influx_db)
-    app = create_app(sites=[site], engine=engine, metrics=metrics, influx=influx_reader)
+    app = create_app(sites=[site], engine=engine, metrics=metrics, influx=influx_reader, ack_secret=ack_secret)
     server = embedded(app, api_host, api_port)
     # Work-order transitions and breaches go to InfluxDB for the dashboards.
     lifecycle_sink = InfluxLifecycleSink(endpoints.influx_url, endpoints.influx_db)
@@ -140,6 +156,17 @@ async def run_system(
                 sites=[site],
             )
             tg.create_task(rules.run(), name="rules")
+            # Alerts: escalation steps on the work orders' timelines and a durable queue, delivered to the log and
+            # as MQTT pushes on the local broker (facmon/v1/<site>/push/<recipient>); the seam is the channel map.
+            channels: dict[str, Channel] = {
+                "log": LogChannel(),
+                "mqtt_push": MqttPushChannel(MqttPushConfig(host=endpoints.mqtt_host, port=endpoints.mqtt_port)),
+            }
+            dispatcher = Dispatcher(
+                engine, clock, resolver=SiteResolver([site]), channels=channels, metrics=metrics, ack_link=ack_link
+            )
+            tg.create_task(dispatcher.run(), name="notifier-dispatcher")
+            tg.create_task(Sender(engine, channels, clock, metrics=metrics).run(), name="notifier-sender")
             api_task = tg.create_task(server.serve_until_cancelled(), name="api")
             while not server.started:
                 if api_task.done():
@@ -214,6 +241,8 @@ async def up(
                 speed=speed,
                 seed=seed,
                 on_ready=ready,
+                secret_key=settings.secret_key.get_secret_value() if settings.secret_key else None,
+                public_url=settings.public_url,
             )
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)

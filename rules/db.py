@@ -21,6 +21,7 @@ from sqlalchemy import (
     CheckConstraint,
     Dialect,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -203,6 +204,10 @@ class TimelineType(StrEnum):
     TRANSITION = "transition"
     SLA_BREACHED = "sla_breached"
     FOLLOW_UP = "follow_up"
+    # The notifier (notifier.dispatcher): the on-call technician told, someone further up told, an alert silenced.
+    NOTIFIED = "notified"
+    ESCALATED = "escalated"
+    SILENCED = "silenced"
 
 
 class WorkOrderEvent(Base):
@@ -449,6 +454,58 @@ class WorkOrderMember(Base):
     rule_id: Mapped[str] = mapped_column(String(100))
     detected_at: Mapped[datetime]
     linked_at: Mapped[datetime]
+
+
+class NotificationStep(Base):
+    """An escalation step carried out for a work order (notifier.policy: "<stage>#<repeat>").
+
+    The primary key makes a step happen once, across restarts and concurrent dispatchers: the step, its timeline
+    entry and its deliveries are written in one transaction, which a second writer cannot commit.
+    """
+
+    __tablename__ = "notification_steps"
+
+    work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(48), primary_key=True)
+    # sent, digest, silenced or no_recipient.
+    outcome: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """One message to one recipient over one channel: the durable queue and the delivery log in one table."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index(
+            "ix_deliveries_pending",
+            "next_attempt_at",
+            sqlite_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+            postgresql_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+        ),
+        Index("ix_deliveries_recipient_created_at", "recipient_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    # Notification.key plus the channel: unique, so nothing is queued twice.
+    key: Mapped[str] = mapped_column(String(240), unique=True)
+    message: Mapped[str] = mapped_column(String(200))
+    work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), index=True)
+    recipient_id: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(16))
+    # The Notification and the Recipient as sent (notifier.queue), so a restart rebuilds them exactly.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None]
+    # Given up: the channel said trying again would not help.
+    failed_at: Mapped[datetime | None]
+    # Seconds from queueing to the channel accepting it.
+    latency_s: Mapped[float | None] = mapped_column(Float)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

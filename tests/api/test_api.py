@@ -237,6 +237,7 @@ async def test_openapi_lists_the_paths(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert set(spec["paths"]) == {
         "/api/v1/health",
+        "/api/v1/ack/{token}",
         "/api/v1/devices",
         "/api/v1/work-orders",
         "/api/v1/work-orders/{work_order_id}",
@@ -247,6 +248,9 @@ async def test_openapi_lists_the_paths(client: httpx.AsyncClient) -> None:
         "/api/v1/fire-alarms/{alarm_id}/outcome",
         "/api/v1/fire-checks",
         "/api/v1/kpis",
+        "/api/v1/on-call",
+        "/api/v1/work-orders/{work_order_id}/on-call",
+        "/api/v1/work-orders/{work_order_id}/deliveries",
     }
     detail = spec["paths"]["/api/v1/work-orders/{work_order_id}"]["get"]
     assert "application/problem+json" in detail["responses"]["404"]["content"]
