@@ -13,6 +13,7 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from facmon.clock import Clock, SystemClock
 from facmon.metrics import Counters
@@ -31,8 +32,11 @@ async def system_running(
     metrics: Counters | None = None,
     start_timeout_s: float = 30.0,
     stop_timeout_s: float = 30.0,
+    **options: Any,
 ) -> AsyncIterator[str]:
-    """Gateway, historian, rules and API for `site` until the block ends; yields the API's base URL."""
+    """Gateway, historian, rules, notifier and API for `site` until the block ends; yields the API's base URL.
+
+    `options` go to `run_system` (e.g. `webhooks=[...]`)."""
     api_port = free_port()
     ready = asyncio.Event()
     system = asyncio.create_task(
@@ -45,6 +49,7 @@ async def system_running(
             api_port=api_port,
             simulate=False,
             on_ready=ready.set,
+            **options,
         )
     )
     try:

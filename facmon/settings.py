@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from notifier.channels.config import SmtpConfig, WebhookConfig
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACMON_", extra="ignore")
@@ -35,6 +37,11 @@ class Settings(BaseSettings):
     # Where phones reach the API, for the links in alerts (e.g. https://facmon.example.com); unset: the address the
     # API listens on, which only works on the same network.
     public_url: str | None = None
+    # Alert channels besides the MQTT push to technicians' phones, as JSON: FACMON_WEBHOOKS='[{"url": "https://...",
+    # "template": "wecom", "secret": "..."}]' (templates: generic, wecom, dingtalk, feishu, slack), and
+    # FACMON_SMTP='{"host": "smtp.example.com", "port": 587, "sender": "facmon@example.com", "starttls": true}'.
+    webhooks: list[WebhookConfig] = []
+    smtp: SmtpConfig | None = None
 
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{(self.state_dir / 'facmon.db').resolve()}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,8 +27,10 @@ from facmon.site import Site
 from gateway.site_gateway import SiteGateway
 from historian.service import Historian
 from notifier.base import Channel
-from notifier.channels.config import MqttPushConfig
+from notifier.channels.config import MqttPushConfig, SmtpConfig, WebhookConfig
 from notifier.channels.mqtt_push import MqttPushChannel
+from notifier.channels.smtp import SmtpChannel
+from notifier.channels.webhook import WebhookChannel
 from notifier.dispatcher import Dispatcher, LogChannel, SiteResolver
 from notifier.queue import Sender
 from notifier.tokens import issue, load_or_create_secret
@@ -92,6 +94,8 @@ async def run_system(
     on_ready: Callable[[], None] | None = None,
     secret_key: str | None = None,
     public_url: str | None = None,
+    webhooks: Sequence[WebhookConfig] = (),
+    smtp: SmtpConfig | None = None,
 ) -> None:
     """Run every component until cancelled."""
     engine = make_engine(endpoints.db_url)
@@ -109,6 +113,7 @@ async def run_system(
     server = embedded(app, api_host, api_port)
     # Work-order transitions and breaches go to InfluxDB for the dashboards.
     lifecycle_sink = InfluxLifecycleSink(endpoints.influx_url, endpoints.influx_db)
+    hooks = [WebhookChannel(hook, clock) for hook in webhooks]
     try:
         async with asyncio.TaskGroup() as tg:
             if simulate:
@@ -162,6 +167,10 @@ async def run_system(
                 "log": LogChannel(),
                 "mqtt_push": MqttPushChannel(MqttPushConfig(host=endpoints.mqtt_host, port=endpoints.mqtt_port)),
             }
+            # Configured channels: chat-group webhooks and e-mail to each recipient's address.
+            channels.update((hook.name, hook_channel) for hook, hook_channel in zip(webhooks, hooks, strict=True))
+            if smtp is not None:
+                channels[smtp.name] = SmtpChannel(smtp)
             dispatcher = Dispatcher(
                 engine, clock, resolver=SiteResolver([site]), channels=channels, metrics=metrics, ack_link=ack_link
             )
@@ -176,6 +185,8 @@ async def run_system(
                 on_ready()
     finally:
         await lifecycle_sink.aclose()
+        for hook_channel in hooks:
+            await hook_channel.aclose()
         await influx_reader.aclose()
         engine.dispose()
 
@@ -243,6 +254,8 @@ async def up(
                 on_ready=ready,
                 secret_key=settings.secret_key.get_secret_value() if settings.secret_key else None,
                 public_url=settings.public_url,
+                webhooks=settings.webhooks,
+                smtp=settings.smtp,
             )
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
