@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from facmon.maintenance import Maintenance
 from facmon.model import DeviceKind, DeviceRef, Discipline, Identifier
 from facmon.rota import Contact, ContactRef, OnCallPlan, check_on_call
 
@@ -156,6 +157,8 @@ class Site(_Strict):
     supervisor: ContactRef | None = None
     manager: ContactRef | None = None
     on_call: OnCallPlan = Field(default_factory=OnCallPlan)
+    # Planned work that silences routine alerts (facmon.maintenance).
+    maintenance: list[Maintenance] = Field(default_factory=list)
 
     @field_validator("supervisor", "manager")
     @classmethod
@@ -204,6 +207,14 @@ class Site(_Strict):
                 if device.id in seen:
                     raise ValueError(f"device id {device.id!r} is used twice")
                 seen.add(device.id)
+        buildings = {b.id: {d.id for d in b.devices} for b in self.buildings}
+        for n, plan in enumerate(self.maintenance):
+            if plan.building is not None and plan.building not in buildings:
+                raise ValueError(f"maintenance[{n}]: unknown building {plan.building!r}")
+            if plan.device is not None and plan.device not in seen:
+                raise ValueError(f"maintenance[{n}]: unknown device {plan.device!r}")
+            if plan.building and plan.device and plan.device not in buildings[plan.building]:
+                raise ValueError(f"maintenance[{n}]: device {plan.device!r} is not in building {plan.building!r}")
         return self
 
     @property

@@ -33,6 +33,7 @@ from notifier.channels.smtp import SmtpChannel
 from notifier.channels.webhook import WebhookChannel
 from notifier.dispatcher import Dispatcher, LogChannel, SiteResolver
 from notifier.queue import Sender
+from notifier.storm import maintenance_windows
 from notifier.tokens import issue, load_or_create_secret
 from rules.db import create_schema, make_engine
 from rules.kpi_data import InfluxReader
@@ -172,7 +173,13 @@ async def run_system(
             if smtp is not None:
                 channels[smtp.name] = SmtpChannel(smtp)
             dispatcher = Dispatcher(
-                engine, clock, resolver=SiteResolver([site]), channels=channels, metrics=metrics, ack_link=ack_link
+                engine,
+                clock,
+                resolver=SiteResolver([site]),
+                channels=channels,
+                metrics=metrics,
+                ack_link=ack_link,
+                maintenance=maintenance_windows(site),
             )
             tg.create_task(dispatcher.run(), name="notifier-dispatcher")
             tg.create_task(Sender(engine, channels, clock, metrics=metrics).run(), name="notifier-sender")

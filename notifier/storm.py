@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from facmon.site import Site
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,24 @@ class MaintenanceWindow:
             and self.device in (None, device)
             and self.start <= at < self.end
         )
+
+
+def maintenance_windows(site: Site) -> list[MaintenanceWindow]:
+    """The site file's planned maintenance as windows in UTC (its times are the site's local time)."""
+    windows = []
+    for plan in site.maintenance:
+        device_building = next((b.id for b, d in site.devices() if d.id == plan.device), None)
+        windows.append(
+            MaintenanceWindow(
+                site=site.id,
+                start=plan.start.replace(tzinfo=site.tz).astimezone(UTC),
+                end=plan.end.replace(tzinfo=site.tz).astimezone(UTC),
+                building=plan.building or device_building,
+                device=plan.device,
+                reason=plan.reason,
+            )
+        )
+    return windows
 
 
 def silenced_by(

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
-from facmon.services import ChildService, Influxd, Mosquitto
+from facmon.services import ChildService, Influxd, Mosquitto, free_port
+from tests.notifier.support import Inbox
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +88,14 @@ def influxql(url: str, db: str, query: str) -> list[dict[str, object]]:
 def topic_prefix() -> str:
     """A unique site id per test, so tests on the shared broker never see each other's messages."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) on a free port; its inbox keeps every message."""
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()

@@ -1,9 +1,12 @@
 """An alert, end to end on real services: a car alarm on a simulated controller -> gateway -> rules -> notifier ->
-a signed webhook at a real HTTP receiver, whose one-tap link acknowledges the work order."""
+a signed webhook at a real HTTP receiver and an e-mail at a real SMTP server; the one-tap link in the message
+acknowledges the work order."""
 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 from datetime import date
 from pathlib import Path
@@ -14,11 +17,11 @@ from facmon.inprocess import system_running
 from facmon.services import Influxd, Mosquitto, free_port
 from facmon.site import Site
 from facmon.up import Endpoints
-from notifier.channels import WebhookConfig
+from notifier.channels import SmtpConfig, WebhookConfig
 from notifier.channels.webhook import verify_signature
 from simulators.elevator import ElevatorSimulator
 from simulators.site import SiteSimulator
-from tests.notifier.support import http_receiver
+from tests.notifier.support import Inbox, http_receiver
 from tests.support import wait_for
 
 HOOK_SECRET = "k" * 40
@@ -47,6 +50,7 @@ def _site(site_id: str) -> Site:
                     "id": "li",
                     "name": "Li Ming",
                     "phone": "13800000001",
+                    "email": "li.ming@estate.example",
                     "cards": ["A1B2C3D4"],
                     "disciplines": ["elevator"],
                 }
@@ -59,8 +63,15 @@ def _site(site_id: str) -> Site:
 
 
 async def test_a_car_alarm_reaches_the_webhook_and_its_link_acknowledges(
-    mosquitto: Mosquitto, influxd: Influxd, influx_db: str, tmp_path: Path, topic_prefix: str
+    mosquitto: Mosquitto,
+    influxd: Influxd,
+    influx_db: str,
+    tmp_path: Path,
+    topic_prefix: str,
+    smtp_server: tuple[Inbox, int],
 ) -> None:
+    inbox, smtp_port = smtp_server
+    smtp = SmtpConfig(host="127.0.0.1", port=smtp_port, sender="facmon@estate.example", timeout_s=5)
     site = _site(topic_prefix)
     endpoints = Endpoints("127.0.0.1", mosquitto.port, influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}")
     simulator = SiteSimulator(site, seed=5)
@@ -70,7 +81,7 @@ async def test_a_car_alarm_reaches_the_webhook_and_its_link_acknowledges(
         async with http_receiver() as receiver:
             hook = WebhookConfig(url=receiver.url, secret=HOOK_SECRET)  # type: ignore[arg-type]
             async with (
-                system_running(site, endpoints, state_dir=tmp_path / "state", webhooks=[hook]) as api,
+                system_running(site, endpoints, state_dir=tmp_path / "state", webhooks=[hook], smtp=smtp) as api,
                 httpx.AsyncClient(base_url=api, timeout=5) as client,
             ):
                 elevator = simulator.sims["e1"]
@@ -92,6 +103,18 @@ async def test_a_car_alarm_reaches_the_webhook_and_its_link_acknowledges(
                 assert body["device"] == "e1"
                 assert body["priority"] == "emergency"
                 assert body["recipient"]["name"] == "Li Ming"
+
+                # The same alert by e-mail, to the on-call technician's address.
+                async def mailed() -> bool:
+                    return bool(inbox.envelopes)
+
+                await wait_for(mailed, 10, "the e-mail at the SMTP server")
+                mail = email.message_from_bytes(inbox.envelopes[0].content, policy=email.policy.default)
+                assert inbox.envelopes[0].rcpt_tos == ["li.ming@estate.example"]
+                assert "e1" in str(mail["subject"])
+                plain = mail.get_body(preferencelist=("plain",))
+                assert plain is not None
+                assert body["ack_url"] in plain.get_content()
 
                 # One tap on the link in the message: the work order is acknowledged by Li Ming.
                 tapped = await client.get(body["ack_url"], headers={"accept": "application/json"})

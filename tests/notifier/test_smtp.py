@@ -4,43 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from facmon.services import free_port
 from notifier.base import DeliveryError
 from notifier.channels import SmtpChannel, SmtpConfig
-from tests.notifier.support import LI, notification
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-        self.refuse: str | None = None
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
-        if self.refuse is not None:
-            return self.refuse
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
+from tests.notifier.support import LI, Inbox, notification
 
 
 def config(port: int) -> SmtpConfig:
