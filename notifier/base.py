@@ -26,7 +26,8 @@ class Notification:
     """
 
     key: str
-    work_order_id: int
+    # The work order the message is about; None for a fire alarm, which is not a work order (rules.fire).
+    work_order_id: int | None
     site: str
     building: str
     device: str
@@ -39,9 +40,10 @@ class Notification:
     sla_left_s: float | None
     # A one-tap acknowledge link (a signed, expiring token), when the API's public address is known.
     ack_url: str | None
-    # Why this message: "opened", "reminder", "escalation", "breach", "digest".
+    # Why this message: "opened", "reminder", "escalation", "breach", "digest", "fire_alarm".
     reason: str
     created_at: datetime
+    fire_alarm_id: int | None = None
 
 
 class DeliveryError(Exception):

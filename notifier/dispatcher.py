@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from facmon.clock import Clock
 from facmon.metrics import Counters
+from facmon.model import DeviceKind
 from facmon.site import Site
 from notifier.base import Channel, Notification, Recipient
 from notifier.policy import EscalationState, Policy, Role, Step, due_steps, load_policies, select_policy
@@ -35,7 +36,9 @@ from notifier.storm import Alert, MaintenanceWindow, group_alerts, rate_limit, s
 from rules.db import (
     OPEN_STATUSES,
     Delivery,
+    FireAlarm,
     NotificationStep,
+    Priority,
     TimelineType,
     WorkOrder,
     WorkOrderClock,
@@ -105,6 +108,7 @@ class LogChannel:
 
 @dataclass
 class TickResult:
+    fire_alarms: int = 0
     sent: int = 0
     digests: int = 0
     silenced: int = 0
@@ -234,6 +238,7 @@ class Dispatcher:
     def dispatch(self, now: datetime) -> TickResult:
         """One tick at `now` (synchronous; `tick()` runs it in a thread)."""
         result = TickResult()
+        result.fire_alarms = self._alert_fire_alarms(now)
         loaded = self._load()
         due, upcoming = self._items(loaded, now)
         # Maintenance windows first: a silenced alert is recorded and takes no part in grouping.
@@ -418,6 +423,45 @@ class Dispatcher:
             log.info("escalation step already recorded", work_orders=group, message=message)
             return False
         return True
+
+    def _alert_fire_alarms(self, now: datetime) -> int:
+        """Every fire alarm not alerted yet, to the on-call fire technician, the supervisor and the manager at once.
+
+        A fire alarm is not a work order (rules.fire) and never waits: no grouping, digest or maintenance window
+        applies. Queued with the alarm marked alerted in one transaction, so a restart sends nothing twice.
+        """
+        with Session(self.engine) as session, session.begin():
+            alarms = list(session.scalars(select(FireAlarm).where(FireAlarm.alerted_at.is_(None))))
+            for alarm in alarms:
+                point = f" point {alarm.point}" if alarm.point else ""
+                what = alarm.point_type.replace("_", " ") if alarm.point_type else "fire point"
+                targets = self.resolver(alarm.site, DeviceKind.FIRE_PANEL.value, now)
+                for target in targets:
+                    notification = Notification(
+                        key=f"fire{alarm.id}:{target.role.value}:{target.recipient.id}",
+                        work_order_id=None,
+                        fire_alarm_id=alarm.id,
+                        site=alarm.site,
+                        building=alarm.building,
+                        device=alarm.device,
+                        kind=DeviceKind.FIRE_PANEL.value,
+                        fault=f"{what}{point}",
+                        priority=Priority.EMERGENCY.value,
+                        title=f"FIRE ALARM: {alarm.device}{point} ({what})",
+                        sla_clock=None,
+                        sla_left_s=None,
+                        ack_url=None,
+                        reason="fire_alarm",
+                        created_at=now,
+                    )
+                    for channel in self.channels:
+                        session.add(delivery_row(notification, target.recipient, channel))
+                alarm.alerted_at = now
+                self.metrics.inc("notifier_fire_alarms_alerted")
+                log.warning(
+                    "fire alarm alerted", site=alarm.site, device=alarm.device, point=alarm.point, people=len(targets)
+                )
+        return len(alarms)
 
     def _record_silenced(self, item: _Item, window: MaintenanceWindow, now: datetime) -> bool:
         try:

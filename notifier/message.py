@@ -30,6 +30,7 @@ class Templates:
     subject: str
     where: str
     what: str
+    what_fire_alarm: str
     left: str
     passed: str
     due_now: str
@@ -63,6 +64,7 @@ EN = Templates(
     subject="[{priority}] {title} - {device}",
     where="{site} / {building} / {device}",
     what="{fault}, work order #{work_order_id} ({reason})",
+    what_fire_alarm="FIRE ALARM, {fault} (fire alarm #{fire_alarm_id}): go and confirm, or mark it a false alarm",
     left="{minutes} min left {clock}",
     passed="{clock_noun} deadline passed {minutes} min ago",
     due_now="due now {clock}",
@@ -104,7 +106,9 @@ def render_text(notification: Notification, *, lang: str = "en") -> str:
     lines = [
         render_subject(n, lang=lang),
         t.where.format(site=n.site, building=n.building, device=n.device),
-        t.what.format(fault=n.fault, work_order_id=n.work_order_id, reason=t.reasons.get(n.reason, n.reason)),
+        t.what.format(fault=n.fault, work_order_id=n.work_order_id, reason=t.reasons.get(n.reason, n.reason))
+        if n.fire_alarm_id is None
+        else t.what_fire_alarm.format(fault=n.fault, fire_alarm_id=n.fire_alarm_id),
     ]
     sla = sla_phrase(n.sla_clock, n.sla_left_s, lang=lang)
     if sla is not None:

@@ -50,6 +50,7 @@ def delivery_row(notification: Notification, recipient: Recipient, channel: str)
         key=f"{notification.key}/{channel}",
         message=notification.key,
         work_order_id=notification.work_order_id,
+        fire_alarm_id=notification.fire_alarm_id,
         recipient_id=recipient.id,
         channel=channel,
         reason=notification.reason,

@@ -347,6 +347,8 @@ class FireAlarm(Base):
     outcome_by: Mapped[str | None] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime]
+    # When the notifier queued its alerts (notifier.dispatcher); NULL: not yet.
+    alerted_at: Mapped[datetime | None]
 
 
 class FireCheckResult(StrEnum):
@@ -491,7 +493,9 @@ class Delivery(Base):
     # Notification.key plus the channel: unique, so nothing is queued twice.
     key: Mapped[str] = mapped_column(String(240), unique=True)
     message: Mapped[str] = mapped_column(String(200))
-    work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), index=True)
+    # What the message is about: a work order, or a fire alarm (which is not a work order).
+    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), index=True)
+    fire_alarm_id: Mapped[int | None] = mapped_column(ForeignKey("fire_alarms.id", ondelete="CASCADE"), index=True)
     recipient_id: Mapped[str] = mapped_column(String(128))
     channel: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(16))
