@@ -435,7 +435,11 @@ class Dispatcher:
             for alarm in alarms:
                 point = f" point {alarm.point}" if alarm.point else ""
                 what = alarm.point_type.replace("_", " ") if alarm.point_type else "fire point"
-                targets = self.resolver(alarm.site, DeviceKind.FIRE_PANEL.value, now)
+                # One message per person, even when the on-call technician is also the supervisor.
+                unique: dict[str, Target] = {}
+                for target in self.resolver(alarm.site, DeviceKind.FIRE_PANEL.value, now):
+                    unique.setdefault(target.recipient.id, target)
+                targets = list(unique.values())
                 for target in targets:
                     notification = Notification(
                         key=f"fire{alarm.id}:{target.role.value}:{target.recipient.id}",

@@ -99,3 +99,20 @@ async def test_a_fire_alarm_goes_to_everyone_at_once_and_only_once(engine: Engin
             ("chen-jing", None),
         }
         assert all(row.delivered_at is not None for row in rows)
+
+
+async def test_one_message_per_person_when_the_on_call_technician_is_also_the_supervisor(engine: Engine) -> None:
+    clock = FakeClock()
+    phone = Phone()
+
+    def same_person(site: str, kind: str, at: datetime) -> Sequence[Target]:
+        return (Target(Role.ON_CALL, SUPERVISOR), Target(Role.SUPERVISOR, SUPERVISOR), Target(Role.MANAGER, MANAGER))
+
+    dispatcher = Dispatcher(engine, clock, resolver=same_person, channels={"phone": phone})
+    raise_fire(engine, clock)
+    await dispatcher.tick()
+    await Sender(engine, {"phone": phone}, clock, backoff=Backoff(rng=random.Random(1))).tick()
+    assert [(r.id, n.key.split(":")[1]) for r, n in phone.received] == [
+        ("zhao-lei", "on_call"),
+        ("chen-jing", "manager"),
+    ]
