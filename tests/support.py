@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -19,3 +21,26 @@ async def wait_for(check: Callable[[], Awaitable[T]], timeout_s: float, what: st
             return result
         await asyncio.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def tool(name: str, package: str) -> str:
+    """The path of a command-line tool the tests use; `make test` installs its Debian package, so missing is a
+    failure, not a skip."""
+    path = shutil.which(name)
+    assert path is not None, f"{name} is not installed (Debian package {package}; `make test` installs it)"
+    return path
+
+
+async def mbpoll(port: int, *args: str) -> dict[int, int]:
+    """Run Debian's mbpoll once against 127.0.0.1:port; {reference: value} from its output, decimal or hex."""
+    # Run it without blocking the loop: the simulator answering it lives on this loop.
+    proc = await asyncio.create_subprocess_exec(
+        tool("mbpoll", "mbpoll"), "-m", "tcp", "-a", "1", "-1", "-o", "2", "-p", str(port), *args, "127.0.0.1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, f"mbpoll failed: {err.decode()} {out.decode()}"
+    # Lines such as "[21]: \t4660", "[4]: \t65533 (-3)" or "[123]: \t0x0001".
+    found = re.findall(r"^\[(\d+)\]:\s+(0x[0-9A-Fa-f]+|-?\d+)", out.decode(), re.MULTILINE)
+    return {int(ref): int(value, 0) for ref, value in found}

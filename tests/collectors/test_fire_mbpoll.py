@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import re
-import shutil
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,29 +10,13 @@ from collectors.registry import fire_panel_driver
 from facmon.services import free_port
 from simulators.fire_panel import FirePanelSimulator
 from tests.simulators.support import assert_no_leaked_tasks
-
-MBPOLL = shutil.which("mbpoll")
-pytestmark = pytest.mark.skipif(MBPOLL is None, reason="mbpoll is not installed (Debian package mbpoll)")
+from tests.support import mbpoll
 
 
 @pytest.fixture(autouse=True)
 async def _no_leaks() -> AsyncIterator[None]:
     yield
     await assert_no_leaked_tasks()
-
-
-async def mbpoll(port: int, *args: str) -> dict[int, int]:
-    """Run mbpoll once against 127.0.0.1:port; {reference: value} from its output, decimal or hex."""
-    assert MBPOLL is not None
-    proc = await asyncio.create_subprocess_exec(
-        MBPOLL, "-m", "tcp", "-a", "1", "-1", "-o", "2", "-p", str(port), *args, "127.0.0.1",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 0, f"mbpoll failed: {err.decode()} {out.decode()}"
-    found = re.findall(r"^\[(\d+)\]:\s+(0x[0-9A-Fa-f]+|-?\d+)", out.decode(), re.MULTILINE)
-    return {int(ref): int(value, 0) for ref, value in found}
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
-import shutil
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -23,9 +22,9 @@ from facmon.model import DeadLetter
 from facmon.services import Mosquitto
 from tests.collectors.mqtt_support import Recorder, collecting, make_collector, mqtt_device
 from tests.simulators.support import assert_no_leaked_tasks, wait_until
+from tests.support import tool
 
-MOSQUITTO_PUB = shutil.which("mosquitto_pub")
-pytestmark = pytest.mark.skipif(MOSQUITTO_PUB is None, reason="mosquitto_pub is not installed (mosquitto-clients)")
+MOSQUITTO_PUB = tool("mosquitto_pub", "mosquitto-clients")
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +47,6 @@ def _commands(readme: str) -> list[tuple[list[str], str | None]]:
 
 @pytest.mark.parametrize("model", sorted(MQTT_DRIVERS))
 async def test_the_readme_commands_play_the_device(model: str, mosquitto: Mosquitto, topic_prefix: str) -> None:
-    assert MOSQUITTO_PUB is not None
     readme = (MQTT_DRIVERS[model].parent / "README.md").read_text(encoding="utf-8")
     entry = re.search(r"`(\{id: [^`]*\})`", readme)
     assert entry, "the README shows the site file entry its commands are for"
