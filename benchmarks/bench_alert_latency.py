@@ -12,13 +12,11 @@ cancelled through the API, so the next alarm on that car opens a new one. Prints
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,10 +24,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_fault_latency import DEVICES, TIMEOUT_S, percentile, site
+from bench_fault_latency import DEVICES, TIMEOUT_S, arguments, percentile, site, with_services
 
 from facmon.inprocess import system_running
-from facmon.logs import configure
 from facmon.services import Influxd, Mosquitto
 from facmon.site import Site
 from facmon.up import Endpoints
@@ -108,18 +105,9 @@ def _line(name: str, values: list[float]) -> str:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--faults", type=int, default=20)
-    parser.add_argument("--poll-interval", type=float, default=1.0)
-    args = parser.parse_args()
-    configure("ERROR")
+    args = arguments(__doc__)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="facmon-bench-") as tmp:
-        root = Path(tmp)
-        with Mosquitto(root / "mosquitto") as mqtt, Influxd(root / "influxd") as influx:
-            assert isinstance(mqtt, Mosquitto)
-            assert isinstance(influx, Influxd)
-            to_hook = await measure(root, mqtt, influx, args.faults, args.poll_interval)
+    to_hook = await with_services(measure, args.faults, args.poll_interval)
     print(
         f"car alarm on the controller -> first webhook request at a receiver, {len(to_hook)}/{args.faults} alarms, "
         f"poll interval {args.poll_interval} s ({time.monotonic() - started:.0f} s run)"

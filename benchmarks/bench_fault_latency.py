@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -107,18 +108,30 @@ async def measure(root: Path, mqtt: Mosquitto, influx: Influxd, faults: int, pol
     return latencies
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+Measure = Callable[[Path, Mosquitto, Influxd, int, float], Awaitable[list[float]]]
+
+
+def arguments(doc: str | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faults", type=int, default=20)
     parser.add_argument("--poll-interval", type=float, default=1.0)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+async def with_services(measure_: Measure, faults: int, poll_interval_s: float) -> list[float]:
+    """Run `measure_` with its own Mosquitto and influxd in a temporary folder."""
     configure("ERROR")
     with tempfile.TemporaryDirectory(prefix="facmon-bench-") as tmp:
         root = Path(tmp)
         with Mosquitto(root / "mosquitto") as mqtt, Influxd(root / "influxd") as influx:
             assert isinstance(mqtt, Mosquitto)
             assert isinstance(influx, Influxd)
-            latencies = await measure(root, mqtt, influx, args.faults, args.poll_interval)
+            return await measure_(root, mqtt, influx, faults, poll_interval_s)
+
+
+async def main() -> None:
+    args = arguments(__doc__)
+    latencies = await with_services(measure, args.faults, args.poll_interval)
     print(
         f"fault on the controller -> work order at GET /api/v1/work-orders, {len(latencies)}/{args.faults} faults, "
         f"poll interval {args.poll_interval} s"
