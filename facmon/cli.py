@@ -222,7 +222,7 @@ def rules(
             settings.influx_url,
             settings.influx_db,
             username=settings.influx_username,
-            password=settings.influx_password.get_secret_value() if settings.influx_password else None,
+            password=settings.influx_password_text(),
         )
         if settings.influx_url
         else None
@@ -274,7 +274,7 @@ def api(
             settings.influx_url,
             settings.influx_db,
             username=settings.influx_username,
-            password=settings.influx_password.get_secret_value() if settings.influx_password else None,
+            password=settings.influx_password_text(),
         )
         if settings.influx_url
         else None

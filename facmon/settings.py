@@ -43,5 +43,8 @@ class Settings(BaseSettings):
     webhooks: list[WebhookConfig] = []
     smtp: SmtpConfig | None = None
 
+    def influx_password_text(self) -> str | None:
+        return self.influx_password.get_secret_value() if self.influx_password else None
+
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{(self.state_dir / 'facmon.db').resolve()}"

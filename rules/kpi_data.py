@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from facmon.influx import influx_client
 from rules.availability import FAULT_FIELDS, is_down
 from rules.db import FollowUp, Milestone, WorkOrder, WorkOrderClock
 from rules.kpi import KpiRow
@@ -110,8 +111,7 @@ class InfluxReader:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.db = db
-        auth = httpx.BasicAuth(username, password or "") if username else None
-        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), auth=auth, timeout=timeout_s, transport=transport)
+        self._http = influx_client(url, username=username, password=password, timeout_s=timeout_s, transport=transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()

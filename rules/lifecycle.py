@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from facmon.clock import Clock
+from facmon.influx import influx_client
 from facmon.metrics import Counters
 from rules.db import TimelineType, WorkOrder, WorkOrderEvent
 
@@ -91,8 +92,7 @@ class InfluxLifecycleSink:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.db = db
-        auth = httpx.BasicAuth(username, password or "") if username else None
-        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), auth=auth, timeout=timeout_s, transport=transport)
+        self._http = influx_client(url, username=username, password=password, timeout_s=timeout_s, transport=transport)
 
     async def write(self, lines: Sequence[str]) -> None:
         body = "\n".join(lines).encode()
