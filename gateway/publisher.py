@@ -138,7 +138,8 @@ class Publisher:
                         # timeout is only a safety net; puts wake us up at once.
                         self._wakeup.clear()
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wakeup.wait(), self.idle_wait_s)
+                            async with asyncio.timeout(self.idle_wait_s):  # not wait_for: it can swallow a cancel
+                                await self._wakeup.wait()
                         continue
                     for message in batch:
                         await window.acquire()

@@ -114,7 +114,8 @@ class InfluxWriter:
                     return
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancel
+                    await self._wakeup.wait()
 
     async def _write(self, http: httpx.AsyncClient, batch: list[BufferedLine]) -> None:
         refusal = await self._post_until_answered(http, batch)

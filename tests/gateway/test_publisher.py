@@ -111,3 +111,23 @@ async def test_backlog_outlives_the_publisher(mosquitto: Mosquitto, topic_prefix
                 await eventually(lambda: len(subscriber.received) >= len(sent), what="the backlog at the subscriber")
                 await eventually(lambda: outbox.size() == 0, what="an empty outbox")
     assert [decode_message(payload) for _, payload in subscriber.received] == sent
+
+
+async def test_cancel_is_not_lost_when_a_put_lands_in_the_same_tick(
+    mosquitto: Mosquitto, topic_prefix: str, tmp_path: Path
+) -> None:
+    # A put's wake-up and a cancel in the same loop iteration: asyncio.wait_for on Python 3.11 returns the wake-up
+    # and drops the cancel, and the publisher never stops. Shutting down must not depend on that timing.
+    metrics = Counters()
+    with Outbox(tmp_path / "outbox.sqlite", metrics=metrics) as outbox:
+        publisher = _publisher(outbox, mosquitto.port, metrics)
+        for n in range(10):
+            task = asyncio.create_task(publisher.run())
+            await eventually(publisher.connected.is_set, what="the publisher's connection")
+            await asyncio.sleep(0.1)  # idle, waiting for a put
+            await publisher.emit(_event(topic_prefix, n))
+            await asyncio.sleep(0)  # the wake-up completes; the publisher has not resumed yet
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            assert done, "the publisher did not stop after a cancel that met a put"
+            publisher.connected.clear()

@@ -121,3 +121,25 @@ async def test_outage_keeps_the_batch_until_influxdb_is_back(
     rows = influxql(server.url, "db1", "SELECT floor FROM elevator WHERE floor = 777")
     assert rows[0]["values"] == [[T0_NS + 777 * 1_000_000, 777]]
     assert _count(server.url, "db1", "SELECT count(floor) FROM elevator") == 1000
+
+
+async def test_cancel_is_not_lost_when_a_wakeup_lands_in_the_same_tick(
+    influxd: Influxd, influx_db: str, buffer: LineBuffer
+) -> None:
+    # A wake-up and a cancel in the same loop iteration: asyncio.wait_for on Python 3.11 returns the wake-up and
+    # drops the cancel, and the writer never stops. Shutting down must not depend on that timing.
+    writer = _writer(influxd.url, influx_db, buffer, Counters(), flush_interval_s=30.0)
+    task = asyncio.create_task(writer.run())
+    await eventually(lambda: bool(influxql(influxd.url, influx_db, "SHOW DATABASES")), what="the writer started")
+    await asyncio.sleep(0.2)  # the writer is now idle, waiting for lines
+    for _ in range(20):
+        writer.notify()
+        await asyncio.sleep(0)  # the wake-up completes; the writer has not resumed yet
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert done, "the writer did not stop after a cancel that met a wake-up"
+        assert task.cancelled()
+        task = asyncio.create_task(writer.run())
+        await asyncio.sleep(0.2)
+    task.cancel()
+    await asyncio.wait({task}, timeout=2)
