@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from facmon.clock import Clock, SystemClock
 from facmon.site import Site
 
 
@@ -26,7 +27,13 @@ def get_sites(request: Request) -> tuple[Site, ...]:
     return sites
 
 
+def get_clock() -> Clock:
+    """The time of transitions, SLA figures and token expiry; tests override it with a fake clock."""
+    return SystemClock()
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
 SitesDep = Annotated[tuple[Site, ...], Depends(get_sites)]
 
 
