@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
-from facmon.model import DeviceKind
+from facmon.model import DeviceKind, Identifier
 from rules.db import Category, FollowUpOutcome, Milestone, Priority, WorkOrderStatus
 from rules.sla import ClockState
 
@@ -25,6 +25,9 @@ class HealthPublic(_Public):
     database: Literal["ok", "unreachable"]
     version: str
     sites: int
+
+
+DeviceState = Literal["ok", "fault", "comm_lost", "unknown"]
 
 
 class DevicePublic(_Public):
@@ -41,6 +44,10 @@ class DevicePublic(_Public):
     last_event_at: datetime | None
     last_event_type: str | None
     open_work_orders: int
+    state: DeviceState = Field(
+        description="comm_lost (silent too long), else fault (an open work order), else unknown (never heard from), "
+        "else ok"
+    )
 
 
 class ClockPublic(_Public):
@@ -57,6 +64,15 @@ class SlaPublic(_Public):
     profile: str | None = Field(description="the SLA profile; null for work orders opened before profiles")
     state: ClockState | None = Field(description="the worst of the clocks (breached > pending > met > cancelled)")
     clocks: list[ClockPublic]
+
+
+class NextDeadlinePublic(_Public):
+    """The earliest deadline of the work order's SLA clocks still running (not met, not cancelled)."""
+
+    name: str
+    milestone: Milestone
+    due_at: datetime
+    time_left_s: float = Field(description="seconds until due_at; negative once it has passed (overdue)")
 
 
 class WorkOrderPublic(_Public):
@@ -83,13 +99,20 @@ class WorkOrderPublic(_Public):
     resolved_at: datetime | None
     closed_at: datetime | None
     cancelled_at: datetime | None
+    assignee: str | None = Field(description="the technician (id in the site file) it is assigned to; null: nobody")
+    next_deadline: NextDeadlinePublic | None = Field(
+        description="the earliest running SLA deadline, for a countdown; null when no clock is running"
+    )
     sla: SlaPublic
     next_statuses: list[WorkOrderStatus] = Field(description="the statuses a transition can go to from here")
 
 
 class TimelineEntryPublic(_Public):
     at: datetime
-    type: str = Field(description="opened, recurred, fault_cleared, transition, sla_breached or follow_up")
+    type: str = Field(
+        description="opened, recurred, fault_cleared, transition, sla_breached, follow_up, notified, escalated, "
+        "silenced, assigned (detail: from, to) or note"
+    )
     status: WorkOrderStatus | None = Field(description="the work order's status after this entry")
     actor: str | None
     source: str | None = Field(description="api, card_read, inspection_mode, rules, ...")
@@ -106,9 +129,87 @@ class FollowUpPublic(_Public):
     recorded_at: datetime
 
 
+class PersonRefPublic(_Public):
+    id: str = Field(description="the technician's id in the site file")
+    name: str | None = Field(description="null when the site file no longer lists the technician")
+    phone: str | None
+
+
+class ActorPublic(_Public):
+    actor: str = Field(description="as the timeline records it: a technician id, or a user name")
+    technician: PersonRefPublic | None = Field(description="when the actor is one of the site's technicians")
+    last_at: datetime = Field(description="their latest timeline entry")
+
+
+class PeoplePublic(_Public):
+    """Who else is on it: the assignee, who is on call for it now, and everyone who acted on it."""
+
+    assignee: PersonRefPublic | None
+    on_call: list[PersonRefPublic] = Field(description="the technicians on call now for its discipline at its site")
+    acted: list[ActorPublic] = Field(
+        description="distinct people on its timeline (transitions, notes, assignments, follow-ups, card reads); "
+        "not the rules engine or the notifier"
+    )
+
+
 class WorkOrderDetailPublic(WorkOrderPublic):
     timeline: list[TimelineEntryPublic]
     follow_ups: list[FollowUpPublic]
+    people: PeoplePublic
+
+
+class WorkOrderSummaryPublic(_Public):
+    id: int
+    title: str
+    fault: str
+    priority: Priority
+    category: Category
+    status: WorkOrderStatus
+    detected_at: datetime
+    assignee: str | None
+    next_deadline: NextDeadlinePublic | None
+
+
+ReadingValue = bool | int | float | str
+
+
+class LatestValuePublic(_Public):
+    value: ReadingValue
+    at: datetime
+
+
+class LatestPublic(_Public):
+    at: datetime = Field(description="the newest of the fields' times")
+    fields: dict[str, LatestValuePublic] = Field(description="the last value of each field, each with its own time")
+
+
+class DeviceDetailPublic(DevicePublic):
+    description: str
+    work_orders: list[WorkOrderSummaryPublic] = Field(description="its open work orders, most urgent first")
+    latest: LatestPublic | None = Field(description="the latest readings from InfluxDB; null: see latest_error")
+    latest_error: str | None = Field(description="why there is no latest state (no InfluxDB, unreachable, no data)")
+
+
+class HistoryPointPublic(_Public):
+    at: datetime = Field(description="the bucket's start (mean, last) or the reading's time (raw)")
+    value: ReadingValue
+    min: int | float | None = Field(default=None, description="numbers: the bucket's lowest reading")
+    max: int | float | None = Field(default=None, description="numbers: the bucket's highest reading")
+
+
+class HistoryPublic(_Public):
+    site: str
+    device: str
+    field: str
+    type: Literal["float", "integer", "boolean", "string"]
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    aggregation: Literal["mean", "last", "raw"] = Field(
+        description="mean (with min and max) per bucket for numbers; for booleans and strings the readings "
+        "themselves (raw) when there are no more than `points`, else the last value per bucket"
+    )
+    interval_s: int | None = Field(description="the bucket width; buckets without readings are left out")
+    points: list[HistoryPointPublic]
 
 
 # --- request bodies --------------------------------------------------------------------------------------------------
@@ -124,8 +225,6 @@ class _Create(BaseModel):
 
 class TransitionCreate(_Create):
     to: TransitionTarget
-    # Until the API authenticates (a later change), the body says who acts; then the signed-in user does.
-    actor: Actor
     note: Note | None = Field(default=None, validate_default=True)
 
     @field_validator("note")
@@ -138,10 +237,17 @@ class TransitionCreate(_Create):
 
 
 class FollowUpCreate(_Create):
-    actor: Actor
     outcome: FollowUpOutcome
     note: Note | None = None
     visited_at: AwareDatetime | None = Field(default=None, description="when the visit or call was; default now")
+
+
+class AssignCreate(_Create):
+    technician: Identifier | None = Field(description="the technician's id in the site file; null: nobody")
+
+
+class NoteCreate(_Create):
+    note: Note
 
 
 class WorkOrderPagePublic(_Public):

@@ -13,6 +13,8 @@ weeks, heavy for a quarter.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +56,9 @@ def kpi_rows(session: Session, site: str, start: datetime, end: datetime) -> lis
                 resolved_at=wo.resolved_at,
                 repair_due_at=repair_due_at,
                 follow_ups=int(visits or 0),
+                id=wo.id,
+                device=wo.device,
+                title=wo.title,
             )
         )
     return rows
@@ -117,17 +122,32 @@ class InfluxReader:
         await self._http.aclose()
 
     async def series(self, query: str) -> list[dict[str, Any]]:
+        series: list[dict[str, Any]] = (await self.statements(query))[0]
+        return series
+
+    async def statements(
+        self, query: str, params: Mapping[str, str | int | float] | None = None
+    ) -> list[list[dict[str, Any]]]:
+        """The series of each statement of `query` (several separated by ';'), in order.
+
+        `params` are InfluxQL bind parameters (`$name` in the query): values sent apart from the query text, so
+        text from a request never becomes InfluxQL. Identifiers cannot be bound; callers quote known ones.
+        """
+        args = {"db": self.db, "q": query, "epoch": "ns"}
+        if params:
+            args["params"] = json.dumps(dict(params))
         try:
-            response = await self._http.get("/query", params={"db": self.db, "q": query, "epoch": "ns"})
+            response = await self._http.get("/query", params=args)
         except httpx.HTTPError as exc:
             raise InfluxUnavailable(f"InfluxDB unreachable: {exc}") from exc
         if not response.is_success:
             raise InfluxUnavailable(f"InfluxDB answered {response.status_code}: {response.text[:200]}")
-        result = response.json()["results"][0]
-        if "error" in result:
-            raise InfluxUnavailable(f"InfluxQL error: {result['error']}")
-        series: list[dict[str, Any]] = result.get("series", [])
-        return series
+        answers: list[list[dict[str, Any]]] = []
+        for result in response.json()["results"]:
+            if "error" in result:
+                raise InfluxUnavailable(f"InfluxQL error: {result['error']}")
+            answers.append(result.get("series", []))
+        return answers
 
     async def site_intact(self, site: str, at: datetime) -> IntactNow | None:
         query = (

@@ -1,9 +1,10 @@
 """Work-order lifecycle points for the dashboards: every timeline entry as a line of InfluxDB line protocol.
 
 Measurement `work_orders`; tags site, building, device, kind, fault, priority, status (after the entry), event
-(opened, recurred, fault_cleared, sla_breached, follow_up, or the status a transition went to: acknowledged,
-on_site, ...), source (api, card_read, rules, ...) and, for a breach, clock; fields work_order_id, entry_id, title,
-and actor, note, outcome where there are any. The time is the entry's own, in nanoseconds.
+(opened, recurred, fault_cleared, sla_breached, follow_up, notified, escalated, silenced, assigned, note, or the
+status a transition went to: acknowledged, on_site, ...), source (api, card_read, rules, ...) and, for a breach,
+clock; fields work_order_id, entry_id, title, and actor, note, outcome, assignee (of an assignment; left out when it
+took the work order back from someone) where there are any. The time is the entry's own, in nanoseconds.
 
 The timeline is the outbox: `LifecycleExporter` takes entries not exported yet, hands their lines to a
 `LifecycleSink`, and marks them exported only after the sink took them. A sink that is down gets everything later;
@@ -57,7 +58,13 @@ def lifecycle_line(entry: WorkOrderEvent, work_order: WorkOrder) -> str:
         "entry_id": entry.id,
         "title": work_order.title,
     }
-    for name, value in (("actor", entry.actor), ("note", entry.note), ("outcome", detail.get("outcome"))):
+    assignee = detail.get("to") if entry.type == TimelineType.ASSIGNED else None
+    for name, value in (
+        ("actor", entry.actor),
+        ("note", entry.note),
+        ("outcome", detail.get("outcome")),
+        ("assignee", assignee),
+    ):
         if isinstance(value, str) and value:
             fields[name] = value
     if entry.type == TimelineType.TRANSITION:

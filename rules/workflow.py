@@ -4,6 +4,11 @@
 API (source "api"), a card read at the site or the car switched to inspection mode (sources "card_read",
 "inspection_mode", from the rules worker), the rules themselves ("rules"). Each records when, who, through what and
 an optional note, meets the SLA clocks the new status reaches, and writes one timeline entry per status recorded.
+A technician who acknowledges or arrives at an unassigned work order takes it (`take=`), in the same transaction.
+
+`assign(...)` gives a work order to a technician (or takes it back), `add_note(...)` adds a remark; both write a
+timeline entry (types `assigned`, `note`). Who may do either is the API's decision (api.auth.Principal), not this
+module's.
 
 Concurrency: the status is changed by a compare-and-set UPDATE (`WHERE status = <the status the plan started
 from>`), the first statement of its transaction. Two technicians acknowledging at the same moment: one UPDATE finds
@@ -21,6 +26,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from rules.db import (
+    TERMINAL_STATUSES,
     FollowUp,
     FollowUpOutcome,
     TimelineType,
@@ -57,6 +63,22 @@ class FollowUpTimeInvalid(ValueError):
     """The visit's time cannot be right (before the repair, or in the future)."""
 
 
+class AssignRefused(ValueError):
+    """Assigning a work order whose work is done (resolved, closed or cancelled)."""
+
+    def __init__(self, current: WorkOrderStatus) -> None:
+        self.current = current
+        super().__init__(f"the work order is {current.value}: there is no work left to assign")
+
+
+class AlreadyAssigned(ValueError):
+    """Taking a work order somebody else has (`assign(..., only_if_unassigned=True)`)."""
+
+    def __init__(self, assignee: str) -> None:
+        self.assignee = assignee
+        super().__init__(f"the work order is assigned to {assignee}")
+
+
 @dataclass(frozen=True)
 class TransitionResult:
     work_order_id: int
@@ -88,6 +110,7 @@ def _try(
     source: str,
     note: str | None,
     at: datetime,
+    take: str | None = None,
 ) -> bool:
     """Carry out a planned transition; False if the status was no longer `current` (nothing written)."""
     to = steps[-1]
@@ -136,6 +159,26 @@ def _try(
                 detail={"from": before.value, "implied": step is not to},
             )
         )
+    if take is not None:
+        taken = session.execute(
+            update(WorkOrder)
+            .where(WorkOrder.id == work_order_id, WorkOrder.assignee.is_(None))
+            .values(assignee=take)
+            .returning(WorkOrder.id)
+            .execution_options(synchronize_session=False)
+        ).first()
+        if taken is not None:
+            session.add(
+                WorkOrderEvent(
+                    work_order_id=work_order_id,
+                    at=at,
+                    type=TimelineType.ASSIGNED,
+                    status=to.value,
+                    actor=actor,
+                    source=source,
+                    detail={"from": None, "to": take, "reason": f"took the unassigned work order: {to.value}"},
+                )
+            )
     return True
 
 
@@ -148,15 +191,19 @@ def transition(
     source: str,
     at: datetime,
     note: str | None = None,
+    take: str | None = None,
 ) -> TransitionResult:
     """Move a work order to `to`. Raises WorkOrderNotFound, or rules.transitions.IllegalTransition (with the
-    current status and the allowed next ones)."""
+    current status and the allowed next ones).
+
+    `take`: a technician id that becomes the assignee when the work order has none (an `assigned` entry says so).
+    """
     for _ in range(_MAX_ATTEMPTS):
         with Session(engine) as session:
             current = current_status(session, work_order_id)
         steps = plan(current, to)
         with Session(engine) as session, session.begin():
-            done = _try(session, work_order_id, current, steps, actor=actor, source=source, note=note, at=at)
+            done = _try(session, work_order_id, current, steps, actor=actor, source=source, note=note, at=at, take=take)
         if done:
             return TransitionResult(work_order_id=work_order_id, previous=current, steps=steps, at=at)
     raise RuntimeError(f"work order {work_order_id}: status kept changing during {_MAX_ATTEMPTS} attempts")
@@ -212,3 +259,86 @@ def add_follow_up(
             )
         )
     return follow_up
+
+
+@dataclass(frozen=True)
+class AssignResult:
+    work_order_id: int
+    previous: str | None
+    assignee: str | None
+    # False when the work order already had this assignee: nothing was written.
+    changed: bool
+
+
+def assign(
+    engine: Engine,
+    work_order_id: int,
+    technician: str | None,
+    *,
+    actor: str,
+    source: str,
+    at: datetime,
+    only_if_unassigned: bool = False,
+) -> AssignResult:
+    """Make `technician` (None: nobody) the work order's assignee and record it on the timeline.
+
+    Raises WorkOrderNotFound, AssignRefused (resolved, closed or cancelled) or, with `only_if_unassigned`,
+    AlreadyAssigned. The change is a compare-and-set on the assignee and status read before: two people taking
+    the same work order at once, one wins and the other is refused (AlreadyAssigned) or overrides it knowingly.
+    """
+    for _ in range(_MAX_ATTEMPTS):
+        with Session(engine) as session:
+            row = session.execute(
+                select(WorkOrder.status, WorkOrder.assignee).where(WorkOrder.id == work_order_id)
+            ).one_or_none()
+        if row is None:
+            raise WorkOrderNotFound(work_order_id)
+        status, previous = WorkOrderStatus(row.status), row.assignee
+        if status in TERMINAL_STATUSES:
+            raise AssignRefused(status)
+        if previous == technician:
+            return AssignResult(work_order_id, previous, technician, changed=False)
+        if only_if_unassigned and previous is not None:
+            raise AlreadyAssigned(previous)
+        same = WorkOrder.assignee.is_(None) if previous is None else WorkOrder.assignee == previous
+        with Session(engine) as session, session.begin():
+            changed = session.execute(
+                update(WorkOrder)
+                .where(WorkOrder.id == work_order_id, WorkOrder.status == status.value, same)
+                .values(assignee=technician, updated_at=at)
+                .returning(WorkOrder.id)
+                .execution_options(synchronize_session=False)
+            ).first()
+            if changed is not None:
+                session.add(
+                    WorkOrderEvent(
+                        work_order_id=work_order_id,
+                        at=at,
+                        type=TimelineType.ASSIGNED,
+                        status=status.value,
+                        actor=actor,
+                        source=source,
+                        detail={"from": previous, "to": technician},
+                    )
+                )
+        if changed is not None:
+            return AssignResult(work_order_id, previous, technician, changed=True)
+    raise RuntimeError(f"work order {work_order_id}: assignee kept changing during {_MAX_ATTEMPTS} attempts")
+
+
+def add_note(engine: Engine, work_order_id: int, note: str, *, actor: str, source: str, at: datetime) -> WorkOrderEvent:
+    """A remark on the work order's timeline (any status). Raises WorkOrderNotFound."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        status = current_status(session, work_order_id)
+        entry = WorkOrderEvent(
+            work_order_id=work_order_id,
+            at=at,
+            type=TimelineType.NOTE,
+            status=status.value,
+            actor=actor,
+            source=source,
+            note=note,
+            detail={},
+        )
+        session.add(entry)
+    return entry

@@ -1,56 +1,264 @@
-"""GET /devices: every device of the configured sites, with what the rules worker knows about it.
+"""Devices: the list, one device in detail with its latest readings, and one field's history.
 
 The device list comes from the site files (the source of truth for what exists); status and open work orders come
-from the database, so a device that never sent an event still shows, with comm "unknown".
+from the database, so a device that never sent an event still shows, with comm "unknown". The latest readings and
+the history come from InfluxDB (api.influx_history); without InfluxDB the detail still answers and says why the
+readings are missing, while the history, which is nothing but readings, answers 503.
+
+Technicians see the devices of their sites only.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime
+from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, SitesDep
-from api.schemas import DevicePublic
+from api.auth import Principal, PrincipalDep
+from api.deps import ClockDep, SessionDep, SitesDep
+from api.influx_history import field_types, history, latest
+from api.routes.kpis import get_influx
+from api.routes.work_orders import next_deadline
+from api.schemas import (
+    DeviceDetailPublic,
+    DevicePublic,
+    DeviceState,
+    HistoryPointPublic,
+    HistoryPublic,
+    LatestPublic,
+    LatestValuePublic,
+    ProblemError,
+    WorkOrderSummaryPublic,
+    problem_response,
+)
 from facmon.model import DeviceKind
-from rules.store import device_statuses, open_work_order_counts
+from facmon.site import Building, Device, Site
+from rules.db import OPEN_STATUSES, DeviceStatus
+from rules.kpi_data import InfluxReader, InfluxUnavailable
+from rules.store import device_statuses, list_work_orders, open_work_order_counts
 
 router = APIRouter(tags=["devices"])
+
+InfluxDep = Annotated[InfluxReader | None, Depends(get_influx)]
+SiteId = Annotated[str, Path(min_length=1, max_length=64)]
+DeviceId = Annotated[str, Path(min_length=1, max_length=64)]
+
+# History: the range asked for when none is given, and the longest one answered.
+DEFAULT_RANGE = timedelta(hours=24)
+MAX_RANGE = timedelta(days=90)
+# Times InfluxDB can hold (signed 64-bit nanoseconds since 1970) with room to spare.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {status.HTTP_404_NOT_FOUND: problem_response("no such site or device")}
+
+
+def device_state(known: DeviceStatus | None, open_work_orders: int) -> DeviceState:
+    if known is not None and known.comm == "lost":
+        return "comm_lost"
+    if open_work_orders:
+        return "fault"
+    return "unknown" if known is None else "ok"
+
+
+def _public(
+    site: Site, building: Building, device: Device, known: DeviceStatus | None, open_count: int
+) -> dict[str, Any]:
+    return {
+        "site": site.id,
+        "building": building.id,
+        "id": device.id,
+        "kind": device.kind,
+        "model": device.model,
+        "role": device.role,
+        "installed_on": device.installed_on,
+        "registration_code": device.registration_code,
+        "comm": "unknown" if known is None else "lost" if known.comm == "lost" else "ok",
+        "last_event_at": None if known is None else known.last_event_at,
+        "last_event_type": None if known is None else known.last_event_type,
+        "open_work_orders": open_count,
+        "state": device_state(known, open_count),
+    }
 
 
 @router.get("/devices")
 def list_devices(
     session: SessionDep,
     sites: SitesDep,
+    user: PrincipalDep,
     site: Annotated[str | None, Query(max_length=64, description="only this site")] = None,
     building: Annotated[str | None, Query(max_length=64, description="only this building")] = None,
     kind: Annotated[DeviceKind | None, Query(description="only this kind of device")] = None,
+    state: Annotated[
+        list[DeviceState] | None,
+        Query(description="only devices in any of these states (repeatable): ok, fault, comm_lost, unknown"),
+    ] = None,
 ) -> list[DevicePublic]:
+    """Every device of the site files (technicians: of their sites) with its comm status and open work orders."""
     statuses = device_statuses(session, site=site)
     open_counts = open_work_order_counts(session, site=site)
     devices: list[DevicePublic] = []
     for each in sites:
-        if site is not None and each.id != site:
+        if (site is not None and each.id != site) or not user.sees_site(each.id):
             continue
         for bldg, device in each.devices():
             if (building is not None and bldg.id != building) or (kind is not None and device.kind != kind):
                 continue
             key = (each.id, device.id)
-            known = statuses.get(key)
-            devices.append(
-                DevicePublic(
-                    site=each.id,
-                    building=bldg.id,
-                    id=device.id,
-                    kind=device.kind,
-                    model=device.model,
-                    role=device.role,
-                    installed_on=device.installed_on,
-                    registration_code=device.registration_code,
-                    comm="unknown" if known is None else "lost" if known.comm == "lost" else "ok",
-                    last_event_at=None if known is None else known.last_event_at,
-                    last_event_type=None if known is None else known.last_event_type,
-                    open_work_orders=open_counts.get(key, 0),
-                )
-            )
+            fields = _public(each, bldg, device, statuses.get(key), open_counts.get(key, 0))
+            if state and fields["state"] not in state:
+                continue
+            devices.append(DevicePublic.model_validate(fields))
     return devices
+
+
+def _find(sites: Sequence[Site], user: Principal, site_id: str, device_id: str) -> tuple[Site, Building, Device]:
+    site = next((s for s in sites if s.id == site_id), None)
+    if site is None:
+        raise ProblemError(status.HTTP_404_NOT_FOUND, "Device not found", f"no site {site_id!r}")
+    if not user.sees_site(site.id):
+        raise ProblemError(status.HTTP_403_FORBIDDEN, "Not yours to see", f"{user.username} does not work at {site_id}")
+    for building, device in site.devices():
+        if device.id == device_id:
+            return site, building, device
+    raise ProblemError(status.HTTP_404_NOT_FOUND, "Device not found", f"no device {device_id!r} at site {site_id!r}")
+
+
+def _database_part(
+    session: Session, site: Site, building: Building, device: Device, now: datetime
+) -> tuple[dict[str, Any], list[WorkOrderSummaryPublic]]:
+    known = session.get(DeviceStatus, (site.id, device.id))
+    page = list_work_orders(
+        session,
+        statuses=[s.value for s in OPEN_STATUSES],
+        site=site.id,
+        device=device.id,
+        now=now,
+        sort="urgency",
+        limit=500,
+    )
+    summaries = [
+        WorkOrderSummaryPublic.model_validate(
+            {name: getattr(wo, name) for name in WorkOrderSummaryPublic.model_fields if hasattr(wo, name)}
+            | {"next_deadline": next_deadline(wo, now)}
+        )
+        for wo in page.items
+    ]
+    return _public(site, building, device, known, page.total), summaries
+
+
+@router.get("/devices/{site}/{device}", responses=_NOT_FOUND)
+async def read_device(
+    session: SessionDep,
+    sites: SitesDep,
+    clock: ClockDep,
+    user: PrincipalDep,
+    influx: InfluxDep,
+    site: SiteId,
+    device: DeviceId,
+) -> DeviceDetailPublic:
+    """One device: the site file's data, comm status, open work orders and the latest value of each reading."""
+    the_site, building, the_device = _find(sites, user, site, device)
+    now = clock.now()
+    # A sync session in an async route: the queries run in a thread, so the event loop keeps serving.
+    fields, work_orders = await asyncio.to_thread(_database_part, session, the_site, building, the_device, now)
+    latest_public: LatestPublic | None = None
+    latest_error: str | None = None
+    if influx is None:
+        latest_error = "the API is not connected to InfluxDB"
+    else:
+        try:
+            found = await latest(influx, the_device.kind.value, the_site.id, the_device.id)
+        except InfluxUnavailable as exc:
+            latest_error = str(exc)
+        else:
+            if found is None:
+                latest_error = "no readings from this device in InfluxDB"
+            else:
+                latest_public = LatestPublic(
+                    at=found.at,
+                    fields={k: LatestValuePublic(value=v.value, at=v.at) for k, v in found.fields.items()},
+                )
+    return DeviceDetailPublic.model_validate(
+        fields
+        | {
+            "description": the_device.description,
+            "work_orders": work_orders,
+            "latest": latest_public,
+            "latest_error": latest_error,
+        }
+    )
+
+
+def _invalid(field: str, message: str, value: object) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": ("query", field), "msg": message, "input": value}])
+
+
+def _time_range(from_: datetime | None, to: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    for name, value in (("from", from_), ("to", to)):
+        if value is not None and not EARLIEST <= value < LATEST:
+            raise _invalid(name, f"must be between {EARLIEST.year} and {LATEST.year}", str(value))
+    end = to if to is not None else now
+    start = from_ if from_ is not None else end - DEFAULT_RANGE
+    if start >= end:
+        if to is None:
+            raise _invalid("from", "'from' must be before 'to' (default: now)", str(from_))
+        raise _invalid("to", "'to' must be after 'from'", str(to))
+    if end - start > MAX_RANGE:
+        raise _invalid("from", f"the range may be at most {MAX_RANGE.days} days", str(from_))
+    return start, end
+
+
+@router.get(
+    "/devices/{site}/{device}/history",
+    responses={
+        **_NOT_FOUND,
+        status.HTTP_503_SERVICE_UNAVAILABLE: problem_response("InfluxDB is not configured or does not answer"),
+    },
+    response_model_by_alias=True,
+)
+async def read_device_history(
+    sites: SitesDep,
+    clock: ClockDep,
+    user: PrincipalDep,
+    influx: InfluxDep,
+    site: SiteId,
+    device: DeviceId,
+    field: Annotated[str, Query(min_length=1, max_length=64, description="a field of the device kind's readings")],
+    from_: Annotated[AwareDatetime | None, Query(alias="from", description="default: 24 h before `to`")] = None,
+    to: Annotated[AwareDatetime | None, Query(description="default: now")] = None,
+    points: Annotated[int, Query(ge=1, le=2000, description="at most this many values")] = 300,
+) -> HistoryPublic:
+    """One field of the device over [from, to) (at most 90 days), downsampled to at most `points` buckets of
+    whole seconds: numbers as mean, min and max per bucket; booleans and strings as the readings themselves
+    when there are no more than `points`, else the last value per bucket."""
+    the_site, _, the_device = _find(sites, user, site, device)
+    start, end = _time_range(from_, to, clock.now())
+    if influx is None:
+        raise ProblemError(status.HTTP_503_SERVICE_UNAVAILABLE, "No InfluxDB", "the API is not connected to InfluxDB")
+    measurement = the_device.kind.value
+    try:
+        types = await field_types(influx, measurement)
+        if field not in types:
+            known = ", ".join(sorted(types)) or "none yet"
+            raise _invalid("field", f"{measurement} readings have no field {field!r}; fields: {known}", field)
+        found = await history(influx, measurement, the_site.id, the_device.id, field, types[field], start, end, points)
+    except InfluxUnavailable as exc:
+        raise ProblemError(status.HTTP_503_SERVICE_UNAVAILABLE, "InfluxDB unavailable", str(exc)) from exc
+    return HistoryPublic(
+        site=the_site.id,
+        device=the_device.id,
+        field=field,
+        type=found.type,
+        from_=start,
+        to=end,
+        aggregation=found.aggregation,
+        interval_s=found.interval_s,
+        points=[HistoryPointPublic(at=p.at, value=p.value, min=p.min, max=p.max) for p in found.points],
+    )
