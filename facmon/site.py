@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from facmon.assets import Inspection, Insurance, Maintainer, MajorRepair, Usage, VarietyCode, check_variety
 from facmon.maintenance import Maintenance
 from facmon.model import DeviceKind, DeviceRef, Discipline, Identifier
 from facmon.rota import Contact, ContactRef, OnCallPlan, check_on_call
@@ -52,6 +53,10 @@ MODBUS_KINDS = frozenset({DeviceKind.ELEVATOR, DeviceKind.FIRE_PANEL})
 MQTT_KINDS = frozenset({DeviceKind.GATE, DeviceKind.CAMERA})
 # One level of an MQTT topic: no separators or wildcards.
 VendorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+# The use-registration code of special equipment (20 digits, the first four the variety) and certificate number;
+# shared with the asset updates of the API (facmon.asset_store), which follow the same rules.
+RegistrationCode = Annotated[str, Field(pattern=r"^\d{20}$")]
+CertificateNumber = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class VendorBroker(_Strict):
@@ -77,8 +82,16 @@ class Device(_Strict):
     # intervals of their driver (collectors.mqtt.collector.grace_s).
     comm_grace_s: float = Field(default=3.0, ge=0, le=3600)
     installed_on: date | None = None
-    registration_code: Annotated[str, Field(pattern=r"^\d{20}$")] | None = None
+    registration_code: RegistrationCode | None = None
     description: str = ""
+    # Elevators: the ledger's and the insurer's data (facmon.assets); all optional.
+    certificate: CertificateNumber | None = None  # use-registration certificate
+    variety: VarietyCode | None = None
+    usage: Usage | None = None
+    maintainer: Maintainer | None = None
+    inspection: Inspection | None = None
+    major_repair: MajorRepair | None = None
+    insurance: Insurance | None = None
 
     @model_validator(mode="after")
     def _address_fits_kind(self) -> Device:
@@ -90,10 +103,30 @@ class Device(_Strict):
             raise ValueError("vendor_id is only for devices that publish over MQTT (gate, camera)")
         return self
 
+    @model_validator(mode="after")
+    def _elevator_assets(self) -> Device:
+        given = [name for name in ELEVATOR_ASSET_FIELDS if getattr(self, name) is not None]
+        if given and self.kind != DeviceKind.ELEVATOR:
+            raise ValueError(f"{', '.join(given)}: only for elevators")
+        check_variety(self.variety, self.registration_code)
+        if self.major_repair and self.installed_on and self.major_repair.done_on < self.installed_on:
+            raise ValueError(
+                f"major_repair.done_on ({self.major_repair.done_on}) is before the installation ({self.installed_on})"
+            )
+        return self
+
+    @property
+    def variety_code(self) -> str | None:
+        """The variety as given, else the one the registration code starts with."""
+        return self.variety or (self.registration_code[:4] if self.registration_code else None)
+
     @property
     def mqtt_id(self) -> str:
         """The device's id in its vendor's MQTT topics."""
         return self.vendor_id or self.id
+
+
+ELEVATOR_ASSET_FIELDS = ("certificate", "variety", "usage", "maintainer", "inspection", "major_repair", "insurance")
 
 
 class Building(_Strict):

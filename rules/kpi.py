@@ -9,6 +9,8 @@ Which work orders count:
 - repair timeliness: work orders whose repair deadline falls in the period and has passed; the repair deadline is
   the profile's `resolved` clock when it has one, else the work order's main deadline (`due_at`);
 - follow-up visit rate: work orders resolved in the period, and whether any follow-up was recorded for them.
+
+The `*_decisions` functions give the work orders each figure counts, so a report can list the ones behind a miss.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class KpiRow:
     resolved_at: datetime | None
     repair_due_at: datetime
     follow_ups: int
+    # Which work order, so a report can name the ones behind a missed target.
+    id: int = 0
+    device: str = ""
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,10 +76,18 @@ def _counted(rows: Iterable[KpiRow]) -> list[KpiRow]:
     return [r for r in rows if r.status != WorkOrderStatus.CANCELLED]
 
 
-def arrival_compliance(
+@dataclass(frozen=True)
+class Decided:
+    """A work order a KPI counts, and whether it counts in the numerator (in time, followed up)."""
+
+    row: KpiRow
+    ok: bool
+
+
+def arrival_decisions(
     rows: Iterable[KpiRow], start: datetime, end: datetime, now: datetime, targets: KpiTargets
-) -> Ratio:
-    num = den = 0
+) -> list[Decided]:
+    decided = []
     for r in _counted(rows):
         if r.kind != "elevator" or not start <= r.detected_at < end:
             continue
@@ -81,29 +95,47 @@ def arrival_compliance(
         in_time = r.on_site_at is not None and r.on_site_at <= deadline
         if not in_time and r.on_site_at is None and now <= deadline:
             continue  # still inside its window: not decided yet
-        den += 1
-        num += in_time
-    return Ratio(num, den, targets.arrival_compliance)
+        decided.append(Decided(r, in_time))
+    return decided
 
 
-def repair_timeliness(
+def repair_decisions(
     rows: Iterable[KpiRow], start: datetime, end: datetime, now: datetime, targets: KpiTargets
-) -> Ratio:
-    num = den = 0
+) -> list[Decided]:
+    decided = []
     for r in _counted(rows):
         if not start <= r.repair_due_at < end:
             continue
         in_time = r.resolved_at is not None and r.resolved_at <= r.repair_due_at
         if not in_time and now <= r.repair_due_at:
             continue  # due later today, say: not decided yet
-        den += 1
-        num += in_time
-    return Ratio(num, den, targets.repair_timeliness)
+        decided.append(Decided(r, in_time))
+    return decided
+
+
+def follow_up_decisions(rows: Iterable[KpiRow], start: datetime, end: datetime) -> list[Decided]:
+    resolved = [r for r in _counted(rows) if r.resolved_at is not None and start <= r.resolved_at < end]
+    return [Decided(r, r.follow_ups > 0) for r in resolved]
+
+
+def _ratio(decided: Sequence[Decided], target: float) -> Ratio:
+    return Ratio(sum(d.ok for d in decided), len(decided), target)
+
+
+def arrival_compliance(
+    rows: Iterable[KpiRow], start: datetime, end: datetime, now: datetime, targets: KpiTargets
+) -> Ratio:
+    return _ratio(arrival_decisions(rows, start, end, now, targets), targets.arrival_compliance)
+
+
+def repair_timeliness(
+    rows: Iterable[KpiRow], start: datetime, end: datetime, now: datetime, targets: KpiTargets
+) -> Ratio:
+    return _ratio(repair_decisions(rows, start, end, now, targets), targets.repair_timeliness)
 
 
 def follow_up_rate(rows: Iterable[KpiRow], start: datetime, end: datetime, targets: KpiTargets) -> Ratio:
-    resolved = [r for r in _counted(rows) if r.resolved_at is not None and start <= r.resolved_at < end]
-    return Ratio(sum(r.follow_ups > 0 for r in resolved), len(resolved), targets.follow_up_rate)
+    return _ratio(follow_up_decisions(rows, start, end), targets.follow_up_rate)
 
 
 @dataclass(frozen=True)

@@ -13,31 +13,21 @@ per household, per alarm recorded?), and a figure with a guessed denominator wou
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, Field
 
-from api.deps import SessionDep, SitesDep
-from api.routes.work_orders import ClockDep
+from api.deps import ClockDep, SessionDep, SitesDep
 from api.schemas import _Public
-from facmon.model import DeviceKind
 from facmon.site import Site
-from rules.availability import DEFAULT_MAX_GAP, SCHEDULED_ROLES, elevator_availability, scheduled_intervals
-from rules.kpi import KpiTargets, Ratio, arrival_compliance, follow_up_rate, repair_timeliness, time_weighted_mean
-from rules.kpi_data import InfluxReader, InfluxUnavailable, kpi_rows
+from rules.kpi import KpiTargets, Ratio, arrival_compliance, follow_up_rate, repair_timeliness
+from rules.kpi_data import InfluxReader, kpi_rows
+from rules.kpi_period import AVAILABILITY_NOTE, availability_value, period_availability, period_intact
 
 router = APIRouter(prefix="/kpis", tags=["kpis"])
-
-AVAILABILITY_NOTE = (
-    "scheduled: main elevators 24 h a day, peak elevators 06:00-08:00 and 17:00-19:00 site time; backup elevators "
-    "and elevators without a role are left out (the hand-over to a backup while the main car is under repair is not "
-    "modelled). Down: a reading with a service mode other than normal or a non-zero fault code (fault_code, e_code, "
-    "fault_bits); a reading holds until the next one, for at most max(60 s, 3 poll intervals). Time without a "
-    "reading is unknown and not counted as down; comm_lost events are not read separately (a silent car is unknown)."
-)
 
 
 def get_kpi_targets() -> KpiTargets:
@@ -121,33 +111,23 @@ async def _intact(
 ) -> IntactPublic:
     if influx is None:
         return IntactPublic(available=False, reason="the API is not connected to InfluxDB", target=target)
-    try:
-        now_figure = await influx.site_intact(site, end)
-        panels = await influx.panels_intact(site, end)
-        samples = await influx.site_intact_samples(site, start, end)
-    except InfluxUnavailable as exc:
-        return IntactPublic(available=False, reason=str(exc), target=target)
-    if now_figure is None:
-        return IntactPublic(available=False, reason="no fire panel figures for this site yet", target=target)
-    mean = time_weighted_mean(samples, start, end)
-    current = Ratio(now_figure.points_intact, now_figure.points_present, target)
+    figure = await period_intact(influx, site, start, end, target)
+    if not figure.available:
+        return IntactPublic(available=False, reason=figure.reason, target=target)
+    assert figure.current is not None  # available figures have one
     return IntactPublic(
         available=True,
         target=target,
-        current=_ratio(current),
-        current_at=now_figure.at,
-        period_mean=None if mean.mean is None else round(mean.mean / 100.0, 6),
-        period_covered_s=mean.covered_s,
-        panels=[PanelIntactPublic.model_validate(p, from_attributes=True) for p in panels],
+        current=_ratio(figure.current),
+        current_at=figure.current_at,
+        period_mean=figure.period_mean,
+        period_covered_s=figure.period_covered_s,
+        panels=[PanelIntactPublic.model_validate(p, from_attributes=True) for p in figure.panels],
     )
 
 
 def _hours(seconds: float) -> float:
     return round(seconds / 3600.0, 6)
-
-
-def _availability_value(scheduled_s: float, down_s: float) -> float | None:
-    return None if scheduled_s == 0 else round((scheduled_s - down_s) / scheduled_s, 6)
 
 
 async def _availability(
@@ -160,32 +140,19 @@ async def _availability(
         return unavailable("fault downtime comes from the cars' readings, and the API is not connected to InfluxDB")
     if site is None:
         return unavailable("no site file for this site, so no elevator roles to schedule")
-    if end <= start:
-        return unavailable("the period has not started yet")
-    cars = [d for _, d in site.devices() if d.kind == DeviceKind.ELEVATOR and d.role in SCHEDULED_ROLES]
-    gaps = {d.id: max(DEFAULT_MAX_GAP, timedelta(seconds=3 * d.poll_interval_s)) for d in cars}
-    try:
-        # From the longest gap before the start: the reading in force at the start holds that long.
-        states = await influx.elevator_states(site.id, start - max(gaps.values(), default=DEFAULT_MAX_GAP), end)
-    except InfluxUnavailable as exc:
-        return unavailable(str(exc))
-    figures = []
-    for car in cars:
-        role = car.role or ""
-        scheduled = scheduled_intervals(role, start, end, site.tz)
-        figures.append(elevator_availability(car.id, role, scheduled, states.get(car.id, []), end, gaps[car.id]))
-    scheduled_s = sum(f.scheduled_s for f in figures)
-    down_s = sum(f.down_s for f in figures)
-    value = _availability_value(scheduled_s, down_s)
+    figure = await period_availability(influx, site, start, end, target)
+    if not figure.available:
+        return unavailable(figure.reason or "")
+    scheduled_s, down_s, value = figure.scheduled_s, figure.down_s, figure.value
     return AvailabilityPublic(
         available=True,
         target=target,
         numerator_hours=_hours(scheduled_s - down_s),
         denominator_hours=_hours(scheduled_s),
         value=value,
-        met=None if value is None else value >= target,
+        met=figure.met,
         downtime_hours=_hours(down_s),
-        unknown_hours=_hours(sum(f.unknown_s for f in figures)),
+        unknown_hours=_hours(figure.unknown_s),
         note=AVAILABILITY_NOTE,
         elevators=[
             ElevatorAvailabilityPublic(
@@ -194,10 +161,10 @@ async def _availability(
                 scheduled_hours=_hours(f.scheduled_s),
                 downtime_hours=_hours(f.down_s),
                 unknown_hours=_hours(f.unknown_s),
-                value=(v := _availability_value(f.scheduled_s, f.down_s)),
+                value=(v := availability_value(f.scheduled_s, f.down_s)),
                 met=None if v is None else v >= target,
             )
-            for f in figures
+            for f in figure.elevators
         ],
     )
 

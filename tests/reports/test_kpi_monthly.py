@@ -1,0 +1,125 @@
+"""The monthly KPI report for October 2026 (site time) over the seeded year: each KPI's figure, met or missed, and
+the work orders behind a miss; InfluxDB unreachable makes its two KPIs unavailable, not the report fail."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+
+import httpx
+import pypdfium2 as pdfium
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from reports.kpi_monthly import KpiMonthlyReport, kpi_monthly_report
+from reports.kpi_output import kpi_csv, kpi_pdf
+from rules.kpi_data import InfluxReader
+from tests.reports.support import NOW, SITE, at
+
+
+def _refuse(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.fixture(scope="module")
+def report(seeded: tuple[Engine, dict[str, int]]) -> KpiMonthlyReport:
+    async def build() -> KpiMonthlyReport:
+        influx = InfluxReader("http://influx.invalid:8086", "facmon", transport=httpx.MockTransport(_refuse))
+        try:
+            with Session(seeded[0]) as session:
+                return await kpi_monthly_report(session, SITE, "2026-10", NOW, influx)
+        finally:
+            await influx.aclose()
+
+    return asyncio.run(build())
+
+
+def test_period_is_the_month_in_site_time(report: KpiMonthlyReport) -> None:
+    assert (report.period_start, report.period_end) == (at("2026-09-30 16:00"), at("2026-10-31 16:00"))
+    assert [k.key for k in report.kpis] == [
+        "arrival_compliance",
+        "arrival_compliance_statutory",
+        "fire_intact_rate",
+        "repair_timeliness",
+        "follow_up_rate",
+        "elevator_availability",
+    ]
+
+
+def test_arrival_compliance_and_the_late_work_orders(
+    report: KpiMonthlyReport, seeded: tuple[Engine, dict[str, int]]
+) -> None:
+    ids = seeded[1]
+    twenty, thirty = report.kpis[0], report.kpis[1]
+    # October's elevator work orders: door-close +18, fault-5 +25, fault-13 +8, edge-fault +10, unattended never.
+    assert (twenty.numerator, twenty.denominator, twenty.value, twenty.status) == (3, 5, 0.6, "missed")
+    assert [(m.id, m.late_min, m.detail) for m in twenty.misses] == [
+        (ids["fault-5"], 5.0, "on site 25.0 min after"),
+        # Due 2026-10-31 15:20, still nobody on 2026-11-05 02:00: 4 d 10 h 40 min.
+        (ids["unattended"], 6400.0, "no technician on site yet"),
+    ]
+    assert (thirty.numerator, thirty.denominator, thirty.status) == (4, 5, "missed")
+    assert [(m.id, m.late_min) for m in thirty.misses] == [(ids["unattended"], 6390.0)]
+    assert twenty.target == thirty.target == 1.0
+
+
+def test_repair_timeliness_and_follow_ups(report: KpiMonthlyReport, seeded: tuple[Engine, dict[str, int]]) -> None:
+    ids = seeded[1]
+    repair, follow_up = report.kpis[3], report.kpis[4]
+    # Elevator work orders' repair deadline is their 20-minute main clock: only fault-13 (resolved +15) made it.
+    assert (repair.numerator, repair.denominator, repair.target, repair.status) == (1, 5, 0.99, "missed")
+    assert [(m.id, m.late_min, m.detail) for m in repair.misses] == [
+        (ids["door-close"], 100.0, "repaired after its deadline"),
+        (ids["fault-5"], 30.0, "repaired after its deadline"),
+        (ids["edge-fault"], 2800.0, "repaired after its deadline"),  # 2 November 09:00, due 31 October 10:20
+        (ids["unattended"], 6400.0, "not repaired yet"),
+    ]
+    # Resolved in October: door-close, fault-5, fault-13; fault-13 was followed up. 1 of 3 >= 30 %: met, no list.
+    assert (follow_up.numerator, follow_up.denominator, follow_up.status, follow_up.misses) == (1, 3, "met", [])
+
+
+def test_influx_unreachable_is_unavailable_not_a_failure(report: KpiMonthlyReport) -> None:
+    intact, availability = report.kpis[2], report.kpis[5]
+    for line in (intact, availability):
+        assert (line.status, line.value) == ("unavailable", None)
+        assert line.reason is not None
+        assert "InfluxDB unreachable" in line.reason
+    assert (intact.target, availability.target) == (1.0, 0.995)
+
+
+def test_without_influx_configured(seeded: tuple[Engine, dict[str, int]]) -> None:
+    with Session(seeded[0]) as session:
+        report = asyncio.run(kpi_monthly_report(session, SITE, "2026-10", NOW, None))
+    assert report.kpis[2].reason == "InfluxDB is not configured (FACMON_INFLUX_URL)"
+
+
+def test_bad_month() -> None:
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        asyncio.run(kpi_monthly_report(None, SITE, "2026-13", NOW, None))  # type: ignore[arg-type]
+
+
+def test_csv_and_json(report: KpiMonthlyReport, seeded: tuple[Engine, dict[str, int]]) -> None:
+    ids = seeded[1]
+    rows = {r["kpi"]: r for r in csv.DictReader(io.StringIO(kpi_csv(report)))}
+    assert (rows["arrival_compliance"]["value"], rows["arrival_compliance"]["status"]) == ("0.6", "missed")
+    assert rows["arrival_compliance"]["work_orders_behind_miss"] == (
+        f"#{ids['fault-5']} old1 +5.0 min; #{ids['unattended']} old1 +6400.0 min"
+    )
+    assert rows["fire_intact_rate"]["status"] == "unavailable"
+    assert KpiMonthlyReport.model_validate_json(report.model_dump_json()) == report
+
+
+def test_pdf(report: KpiMonthlyReport, seeded: tuple[Engine, dict[str, int]]) -> None:
+    document = pdfium.PdfDocument(kpi_pdf(report))
+    try:
+        text = "\n".join(page.get_textpage().get_text_range() for page in document)
+        assert len(document) in (1, 2)
+    finally:
+        document.close()
+    assert "Monthly KPI report" in text
+    assert "Maple Court" in text
+    assert "missed" in text
+    assert "unavailable" in text
+    assert f"#{seeded[1]['unattended']}" in text
