@@ -8,14 +8,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # binary:debian-package pairs the project needs on the machine
-SYSTEM_DEPS := mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb mbpoll:mbpoll
+SYSTEM_DEPS := mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb mbpoll:mbpoll chromium:chromium
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test check lint types format deps venv bench clean
+.PHONY: demo test check lint types format deps venv bench screenshots clean
 
 demo: deps venv
-	$(BIN)/facmon up --site examples/demo-site.yaml --scenario examples/demo-scenario.yaml $(DEMO_ARGS)
+	$(BIN)/facmon up --demo --site examples/demo-site.yaml --scenario examples/demo-scenario.yaml $(DEMO_ARGS)
 
 test: deps venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -35,6 +35,10 @@ format: venv
 
 bench: deps venv
 	$(BIN)/python benchmarks/run.py
+
+# The pictures of the technician page in docs/ (headless Chromium on a 375 px wide phone screen).
+screenshots: deps venv
+	$(BIN)/python scripts/screenshot_tech_page.py
 
 deps:
 	@missing=""; \

@@ -8,27 +8,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 
-from api.routes import ack, deliveries, devices, fire_alarms, fire_checks, health, kpis, on_call, work_orders
+from api.auth import ADMINS, ENGINEERING, FIELD_WORK, OPERATIONS, REPORTING, policy
+from api.errors import install_error_handlers
+from api.routes import (
+    ack,
+    assets,
+    audit,
+    deliveries,
+    devices,
+    fire_alarms,
+    fire_checks,
+    health,
+    kpis,
+    on_call,
+    reports,
+    tech,
+    users,
+    work_orders,
+)
+from api.routes import auth as auth_routes
 from api.routes import metrics as metrics_route
-from api.schemas import PROBLEM_MEDIA_TYPE, ProblemError
+from api.security_headers import install_security
 from facmon import __version__
+from facmon.accounts.models import Role
+from facmon.accounts.throttle import LoginThrottle
 from facmon.metrics import METRICS, Counters
 from facmon.site import Site
 from notifier.tokens import check_secret
 from rules.kpi_data import InfluxReader
 
 API_PREFIX = "/api/v1"
-
-
-async def _problem(_request: Request, exc: Exception) -> JSONResponse:
-    if not isinstance(exc, ProblemError):  # registered for ProblemError only; keeps mypy and -O honest
-        raise exc
-    problem = exc.problem
-    return JSONResponse(problem.model_dump(), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def create_app(
@@ -38,6 +50,8 @@ def create_app(
     metrics: Counters = METRICS,
     influx: InfluxReader | None = None,
     ack_secret: bytes | None = None,
+    cors_origins: Sequence[str] = (),
+    max_body_bytes: int = 1_048_576,
 ) -> FastAPI:
     ids = [site.id for site in sites]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -56,20 +70,31 @@ def create_app(
     app.state.influx = influx
     # Signs and checks one-tap acknowledge links (notifier.tokens); an empty or default key is refused here.
     app.state.ack_secret = None if ack_secret is None else check_secret(ack_secret)
-    app.add_exception_handler(ProblemError, _problem)
+    # Every error as problem+json (api.errors); then headers, CORS and the body limit around it (api.security_headers).
+    install_error_handlers(app)
+    install_security(app, cors_origins=cors_origins, max_body_bytes=max_body_bytes)
+    # Who may read and who may change, per router (api.auth.policy); finer rules are the routes' own.
+    app.state.login_throttle = LoginThrottle()
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (
-        health,
-        devices,
-        work_orders,
-        deliveries,
-        ack,
-        on_call,
-        fire_alarms,
-        fire_checks,
-        kpis,
-        metrics_route,
-    ):
+    # Open: health for probes, login, and the one-tap acknowledge links, whose signed token is the credential.
+    for module in (health, ack):
         v1.include_router(module.router)
+    v1.include_router(auth_routes.router)  # login is open; the rest of it asks for the principal itself
+    for router, access in (
+        (devices.router, policy(read=OPERATIONS | REPORTING, write=ENGINEERING)),
+        (assets.router, policy(read=OPERATIONS | REPORTING, write=ENGINEERING)),
+        (work_orders.router, policy(read=OPERATIONS, write=FIELD_WORK)),
+        (deliveries.router, policy(read=OPERATIONS)),
+        (on_call.router, policy(read=OPERATIONS)),
+        (fire_alarms.router, policy(read=OPERATIONS, write=FIELD_WORK)),
+        (fire_checks.router, policy(read=OPERATIONS, write=FIELD_WORK)),
+        (kpis.router, policy(read=OPERATIONS | REPORTING)),
+        (reports.router, policy(read=REPORTING)),
+        (metrics_route.router, policy(read=ENGINEERING | {Role.VIEWER})),
+        (users.router, policy(read=ADMINS, write=ADMINS)),
+        (audit.router, policy(read=ADMINS)),
+    ):
+        v1.include_router(router, dependencies=[access])
     app.include_router(v1)
+    tech.install(app)  # the technician's phone page: /tech, its files under /tech/static
     return app

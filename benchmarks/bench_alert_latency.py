@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_fault_latency import DEVICES, TIMEOUT_S, arguments, percentile, site, with_services
 
-from facmon.inprocess import system_running
+from facmon.inprocess import demo_headers, system_running
 from facmon.services import Influxd, Mosquitto
 from facmon.site import Site
 from facmon.up import Endpoints
@@ -67,7 +67,7 @@ async def measure(root: Path, mqtt: Mosquitto, influx: Influxd, faults: int, pol
             hook = WebhookConfig(url=receiver.url, secret="b" * 40)  # type: ignore[arg-type]
             async with (
                 system_running(the_site, endpoints, state_dir=root / "state", webhooks=[hook]) as api,
-                httpx.AsyncClient(base_url=api, timeout=5) as client,
+                httpx.AsyncClient(base_url=api, timeout=5, headers=await demo_headers(api)) as client,
             ):
                 await asyncio.sleep(2 * poll_interval_s + 1)
                 loop = asyncio.get_running_loop()

@@ -27,7 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facmon.inprocess import system_running
+from facmon.inprocess import demo_headers, system_running
 from facmon.logs import configure
 from facmon.services import Influxd, Mosquitto, free_port
 from facmon.site import Site
@@ -78,7 +78,7 @@ async def measure(root: Path, mqtt: Mosquitto, influx: Influxd, faults: int, pol
         await asyncio.wait_for(simulator.serving.wait(), 10)
         async with (
             system_running(the_site, endpoints, state_dir=root / "state") as api,
-            httpx.AsyncClient(base_url=api, timeout=5) as client,
+            httpx.AsyncClient(base_url=api, timeout=5, headers=await demo_headers(api)) as client,
         ):
             await asyncio.sleep(2 * poll_interval_s + 1)  # every device polled, nothing pending
             for n in range(faults):

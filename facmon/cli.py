@@ -15,12 +15,17 @@ from facmon.logs import configure
 from facmon.metrics import METRICS
 from facmon.settings import Settings
 from facmon.site import Site, SiteFileError, load_site
+from facmon.users_cli import tokens_app, users_app
+from reports.cli import report_app
 
 app = typer.Typer(
     help="facmon: monitoring for the elevators, fire systems, gate barriers and cameras of residential estates.",
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(report_app, name="report")  # facmon report insurance|kpi
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 
 SiteOption = Annotated[Path, typer.Option("--site", help="site file (YAML)", exists=False)]
 StateOption = Annotated[
@@ -41,9 +46,46 @@ def _site(path: Path) -> Site:
         _fail(f"{len(exc.problems)} problem(s) in the site file:\n" + "\n".join(f"  {p}" for p in exc.problems))
 
 
-def _settings(state_dir: Path | None) -> Settings:
+DemoOption = Annotated[
+    bool,
+    typer.Option(
+        "--demo",
+        envvar="FACMON_DEMO",
+        help="demo mode: create and print the documented demo accounts, generate a missing secret key",
+    ),
+]
+
+
+def _settings(state_dir: Path | None, demo: bool = False) -> Settings:
     settings = Settings()
-    return settings.model_copy(update={"state_dir": state_dir}) if state_dir is not None else settings
+    if state_dir is not None:
+        settings = settings.model_copy(update={"state_dir": state_dir})
+    return settings.model_copy(update={"demo": True}) if demo else settings
+
+
+def _secret_key(settings: Settings) -> str | None:
+    try:
+        return settings.secret_key_text()
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _refuse_unsafe_start(settings: Settings) -> None:
+    """Outside demo mode: stop here, naming every problem, before any service starts."""
+    if settings.demo:
+        return
+    from facmon.accounts.bootstrap import UnsafeStart, check_real_start
+    from rules.db import create_schema, make_engine
+
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url())
+    try:
+        create_schema(engine)
+        check_real_start(engine, _secret_key(settings))
+    except UnsafeStart as exc:
+        _fail(f"{exc}\n(to try facmon with demo accounts instead: --demo or FACMON_DEMO=1)")
+    finally:
+        engine.dispose()
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -68,6 +110,7 @@ def up(
     state_dir: StateOption = None,
     speed: Annotated[float, typer.Option(help="simulated time runs this many times faster")] = 1.0,
     seed: Annotated[int, typer.Option(help="seed of the simulators' random choices")] = 0,
+    demo: DemoOption = False,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run the whole system for one site: simulators, gateway, historian, rules and API."""
@@ -78,12 +121,14 @@ def up(
 
     the_site = _site(site)
     the_scenario = load_scenario(scenario) if scenario else None
-    settings = _settings(state_dir)
-    if settings.secret_key is not None:
+    settings = _settings(state_dir, demo)
+    secret = _secret_key(settings)
+    if secret is not None:
         try:
-            check_secret(settings.secret_key.get_secret_value().encode())
+            check_secret(secret.encode())
         except InsecureSecret as exc:
             _fail(f"FACMON_SECRET_KEY: {exc}")
+    _refuse_unsafe_start(settings)
 
     def announce(text: str) -> None:
         print(text, flush=True)
@@ -255,9 +300,10 @@ def api(
     port: Annotated[int, typer.Option("--port")] = 8080,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     state_dir: StateOption = None,
+    demo: DemoOption = False,
     log_level: LogLevel = "INFO",
 ) -> None:
-    """Serve the HTTP API (/api/v1, OpenAPI at /openapi.json)."""
+    """Serve the HTTP API (/api/v1, OpenAPI at /openapi.json, the technician page at /tech)."""
     configure(log_level)
     import uvicorn
 
@@ -265,10 +311,16 @@ def api(
     from rules.db import create_schema, make_engine
     from rules.kpi_data import InfluxReader
 
-    settings = _settings(state_dir)
+    settings = _settings(state_dir, demo)
+    _refuse_unsafe_start(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    sites = [_site(p) for p in site]
     engine = make_engine(settings.database_url())
     create_schema(engine)
+    if settings.demo:
+        from facmon.accounts.bootstrap import demo_banner, ensure_demo_accounts
+
+        typer.echo(demo_banner(ensure_demo_accounts(engine, sites, SystemClock().now())))
     influx = (
         InfluxReader(
             settings.influx_url,
@@ -282,12 +334,51 @@ def api(
     from notifier.tokens import InsecureSecret, load_or_create_secret
 
     try:
-        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-        ack_secret = load_or_create_secret(secret, settings.state_dir)
+        ack_secret = load_or_create_secret(_secret_key(settings), settings.state_dir)
     except InsecureSecret as exc:
         _fail(f"FACMON_SECRET_KEY: {exc}")
-    application = create_app(sites=[_site(p) for p in site], engine=engine, influx=influx, ack_secret=ack_secret)
+    application = create_app(
+        sites=sites,
+        engine=engine,
+        influx=influx,
+        ack_secret=ack_secret,
+        cors_origins=settings.cors_origins,
+        max_body_bytes=settings.max_body_bytes,
+    )
     uvicorn.run(application, host=host, port=port, log_level=log_level.lower())
+
+
+# --- grafana ---------------------------------------------------------------------------------------------------------
+
+grafana_app = typer.Typer(help="Grafana dashboards for the engineers.", no_args_is_help=True)
+app.add_typer(grafana_app, name="grafana")
+
+
+@grafana_app.command("publish")
+def grafana_publish(
+    url: Annotated[str, typer.Option(help="Grafana's address, e.g. http://localhost:3000")],
+    token: Annotated[
+        str | None, typer.Option(envvar="GRAFANA_TOKEN", help="service account token (else user:password in --url)")
+    ] = None,
+    dashboards: Annotated[Path, typer.Option(help="folder of dashboard JSON files")] = Path("grafana/dashboards"),
+    influx_url: Annotated[
+        str | None, typer.Option(help="InfluxDB as Grafana reaches it (default: FACMON_INFLUX_URL)")
+    ] = None,
+) -> None:
+    """Create or update the InfluxDB datasource and every dashboard in a running Grafana (folder "facmon")."""
+    from facmon.grafana import InfluxSource, load_dashboards, publish_to
+
+    settings = Settings()
+    source_url = influx_url or settings.influx_url
+    if not source_url:
+        _fail("give --influx-url or FACMON_INFLUX_URL: the InfluxDB address Grafana queries")
+    try:
+        boards = load_dashboards(dashboards)
+    except (OSError, ValueError) as exc:
+        _fail(f"{dashboards}: {exc}")
+    source = InfluxSource(source_url, settings.influx_db, settings.influx_username, settings.influx_password_text())
+    done = publish_to(url, token, source, boards)
+    typer.echo(f"datasource {done.datasource}, folder {done.folder}, {len(done.dashboards)} dashboard(s) published")
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from facmon.clock import Clock, SystemClock
 from facmon.metrics import Counters
 from facmon.services import free_port
@@ -36,7 +38,7 @@ async def system_running(
 ) -> AsyncIterator[str]:
     """Gateway, historian, rules, notifier and API for `site` until the block ends; yields the API's base URL.
 
-    `options` go to `run_system` (e.g. `webhooks=[...]`)."""
+    `options` go to `run_system` (e.g. `webhooks=[...]`); demo mode unless they say `demo=False`."""
     api_port = free_port()
     ready = asyncio.Event()
     system = asyncio.create_task(
@@ -49,7 +51,7 @@ async def system_running(
             api_port=api_port,
             simulate=False,
             on_ready=ready.set,
-            **options,
+            **({"demo": True} | options),
         )
     )
     try:
@@ -70,3 +72,13 @@ async def system_running(
             for task in stuck:
                 task.print_stack(limit=8, file=sys.stderr)
             raise RuntimeError(f"the system did not stop within {stop_timeout_s} s; {len(stuck)} task(s) left")
+
+
+async def demo_headers(api: str, username: str = "engineer") -> dict[str, str]:
+    """Sign in to a demo-mode API as one of the demo accounts; the Authorization header to send."""
+    from facmon.accounts.bootstrap import demo_password
+
+    async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+        response = await client.post("/auth/login", json={"username": username, "password": demo_password(username)})
+        response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}

@@ -31,9 +31,14 @@ class Settings(BaseSettings):
 
     state_dir: Path = Path(".facmon")
 
-    # Signs one-tap acknowledge links (>= 32 characters, not a sample value); unset: a key generated once into
-    # the state folder (notifier.tokens.load_or_create_secret).
+    # Demo mode: documented demo accounts are created and printed, and a missing secret key is generated into the
+    # state folder. Outside it, facmon refuses to start without a good secret key and an admin, or while a demo
+    # account still has its published password.
+    demo: bool = False
+    # Signs one-tap acknowledge links (>= 32 random characters, not a sample value). Or FACMON_SECRET_KEY_FILE: a
+    # file holding it (e.g. a Docker or systemd secret), which wins when both are set.
     secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
     # Where phones reach the API, for the links in alerts (e.g. https://facmon.example.com); unset: the address the
     # API listens on, which only works on the same network.
     public_url: str | None = None
@@ -42,6 +47,20 @@ class Settings(BaseSettings):
     # FACMON_SMTP='{"host": "smtp.example.com", "port": 587, "sender": "facmon@example.com", "starttls": true}'.
     webhooks: list[WebhookConfig] = []
     smtp: SmtpConfig | None = None
+    # Browser origins allowed to call the API from another site (CORS), as JSON: FACMON_CORS_ORIGINS=
+    # '["https://ops.example.com"]'; default none: only pages served by the API itself.
+    cors_origins: list[str] = []
+    # Request bodies larger than this are refused with 413 (default 1 MiB).
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+
+    def secret_key_text(self) -> str | None:
+        """The secret key from FACMON_SECRET_KEY_FILE or FACMON_SECRET_KEY; None when neither is set."""
+        if self.secret_key_file is not None:
+            try:
+                return self.secret_key_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"FACMON_SECRET_KEY_FILE {self.secret_key_file}: {exc.strerror}") from exc
+        return self.secret_key.get_secret_value() if self.secret_key else None
 
     def influx_password_text(self) -> str | None:
         return self.influx_password.get_secret_value() if self.influx_password else None

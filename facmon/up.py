@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from api.app import create_app
+from facmon.accounts.bootstrap import DemoAccount, check_real_start, demo_accounts, demo_banner, ensure_demo_accounts
 from facmon.clock import Clock
 from facmon.httpserve import embedded
 from facmon.metrics import Counters
@@ -97,20 +98,39 @@ async def run_system(
     public_url: str | None = None,
     webhooks: Sequence[WebhookConfig] = (),
     smtp: SmtpConfig | None = None,
+    cors_origins: Sequence[str] = (),
+    max_body_bytes: int = 1_048_576,
+    demo: bool = False,
 ) -> None:
-    """Run every component until cancelled."""
+    """Run every component until cancelled; outside `demo`, only with a good secret key and accounts."""
     engine = make_engine(endpoints.db_url)
+    await asyncio.to_thread(create_schema, engine)
     # Signs the one-tap acknowledge links in alerts; the links point at the API (or where phones reach it).
-    ack_secret = load_or_create_secret(secret_key, state_dir)
+    accounts: asyncio.Future[list[DemoAccount]] | None = None
+    if demo:
+        ack_secret = load_or_create_secret(secret_key, state_dir)
+        # Hashing their passwords takes a moment; the devices are watched meanwhile, and "ready" waits for it.
+        accounts = asyncio.ensure_future(asyncio.to_thread(ensure_demo_accounts, engine, [site], clock.now()))
+    else:
+        await asyncio.to_thread(check_real_start, engine, secret_key)
+        assert secret_key is not None, "check_real_start refuses a missing key"
+        ack_secret = secret_key.encode()
     links_base = (public_url or f"http://{api_host}:{api_port}").rstrip("/")
 
     def ack_link(work_order_id: int, recipient_id: str, now: datetime) -> str:
         return f"{links_base}/api/v1/ack/{issue(ack_secret, work_order_id, recipient_id, now=now)}"
 
-    await asyncio.to_thread(create_schema, engine)
     # The KPI page reads the fire intact rate back from InfluxDB.
     influx_reader = InfluxReader(endpoints.influx_url, endpoints.influx_db)
-    app = create_app(sites=[site], engine=engine, metrics=metrics, influx=influx_reader, ack_secret=ack_secret)
+    app = create_app(
+        sites=[site],
+        engine=engine,
+        metrics=metrics,
+        influx=influx_reader,
+        ack_secret=ack_secret,
+        cors_origins=cors_origins,
+        max_body_bytes=max_body_bytes,
+    )
     server = embedded(app, api_host, api_port)
     # Work-order transitions and breaches go to InfluxDB for the dashboards.
     lifecycle_sink = InfluxLifecycleSink(endpoints.influx_url, endpoints.influx_db)
@@ -188,6 +208,8 @@ async def run_system(
                 if api_task.done():
                     raise RuntimeError(f"the API could not start on {api_host}:{api_port}")
                 await asyncio.sleep(0.05)
+            if accounts is not None:
+                await accounts
             if on_ready is not None:
                 on_ready()
     finally:
@@ -241,6 +263,8 @@ async def up(
                         f"  InfluxDB     {endpoints.influx_url}  (database {endpoints.influx_db!r}, InfluxQL)",
                         f"  work orders  {endpoints.db_url}",
                         f"  state folder {state_dir.resolve()}",
+                        f"  phone page   http://{api_host}:{api_port}/tech",
+                        *([demo_banner(demo_accounts([site]))] if settings.demo else []),
                         "Press Ctrl-C to stop.",
                     ]
                 )
@@ -259,10 +283,13 @@ async def up(
                 speed=speed,
                 seed=seed,
                 on_ready=ready,
-                secret_key=settings.secret_key.get_secret_value() if settings.secret_key else None,
+                secret_key=settings.secret_key_text(),
+                demo=settings.demo,
                 public_url=settings.public_url,
                 webhooks=settings.webhooks,
                 smtp=settings.smtp,
+                cors_origins=settings.cors_origins,
+                max_body_bytes=settings.max_body_bytes,
             )
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)

@@ -179,6 +179,8 @@ class WorkOrder(Base):
     previous_id: Mapped[int | None] = mapped_column(ForeignKey("work_orders.id", ondelete="SET NULL"))
     # The SLA profile (rules/library/sla.yaml) the deadlines came from; NULL for work orders opened before profiles.
     sla_profile: Mapped[str | None] = mapped_column(String(64))
+    # The technician (id in the site files) the work order is assigned to; NULL while nobody is.
+    assignee: Mapped[str | None] = mapped_column(String(64), index=True)
     # When each status was first reached; an implied step (open -> on_site implies acknowledged) sets both.
     acknowledged_at: Mapped[datetime | None]
     on_site_at: Mapped[datetime | None]
@@ -208,6 +210,9 @@ class TimelineType(StrEnum):
     NOTIFIED = "notified"
     ESCALATED = "escalated"
     SILENCED = "silenced"
+    # People through the API (rules.workflow): the work order given to a technician (or taken back), a remark.
+    ASSIGNED = "assigned"
+    NOTE = "note"
 
 
 class WorkOrderEvent(Base):
@@ -567,3 +572,10 @@ def create_schema(engine: Engine, revision: str = "head") -> None:
             if sqlite:
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 connection.commit()
+
+
+# The account tables (users, tokens, audit log) live in the same database and migrations; importing them here puts
+# them in Base.metadata wherever the schema is compared or created.
+# The asset data changed through the API (facmon.asset_store), laid over the site files' in the reports, too.
+from facmon import asset_store as _asset_store  # noqa: E402, F401
+from facmon.accounts import models as _accounts  # noqa: E402, F401

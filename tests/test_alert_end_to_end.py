@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from facmon.inprocess import system_running
+from facmon.inprocess import demo_headers, system_running
 from facmon.services import Influxd, Mosquitto, free_port
 from facmon.site import Site
 from facmon.up import Endpoints
@@ -82,7 +82,7 @@ async def test_a_car_alarm_reaches_the_webhook_and_its_link_acknowledges(
             hook = WebhookConfig(url=receiver.url, secret=HOOK_SECRET)  # type: ignore[arg-type]
             async with (
                 system_running(site, endpoints, state_dir=tmp_path / "state", webhooks=[hook], smtp=smtp) as api,
-                httpx.AsyncClient(base_url=api, timeout=5) as client,
+                httpx.AsyncClient(base_url=api, timeout=5, headers=await demo_headers(api)) as client,
             ):
                 elevator = simulator.sims["e1"]
                 assert isinstance(elevator, ElevatorSimulator)
@@ -117,7 +117,8 @@ async def test_a_car_alarm_reaches_the_webhook_and_its_link_acknowledges(
                 assert body["ack_url"] in plain.get_content()
 
                 # One tap on the link in the message: the work order is acknowledged by Li Ming.
-                tapped = await client.get(body["ack_url"], headers={"accept": "application/json"})
+                tap = {"accept": "application/json", "Sec-Fetch-User": "?1"}  # as a phone browser sends it
+                tapped = await client.get(body["ack_url"], headers=tap)
                 assert tapped.status_code == 200, tapped.text
                 detail = (await client.get(f"/work-orders/{body['work_order_id']}")).json()
                 assert detail["status"] == "acknowledged"

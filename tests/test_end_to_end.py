@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from facmon.inprocess import system_running
+from facmon.inprocess import demo_headers, system_running
 from facmon.services import Influxd, Mosquitto, free_port
 from facmon.site import Site
 from facmon.up import Endpoints
@@ -53,7 +53,7 @@ async def test_fault_becomes_work_order_and_readings_reach_influxdb(
         await asyncio.wait_for(simulator.serving.wait(), 10)
         async with (
             system_running(site, endpoints, state_dir=tmp_path / "state") as api,
-            httpx.AsyncClient(base_url=api, timeout=5) as client,
+            httpx.AsyncClient(base_url=api, timeout=5, headers=await demo_headers(api)) as client,
         ):
             # The devices are polled and their readings reach InfluxDB before anything goes wrong.
             async def readings() -> bool:

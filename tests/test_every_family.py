@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from facmon.inprocess import system_running
+from facmon.inprocess import demo_headers, system_running
 from facmon.services import Influxd, Mosquitto, free_port
 from facmon.site import Site
 from facmon.up import Endpoints
@@ -106,7 +106,7 @@ async def _exercise(
 
         await wait_for(card_read, 10, "the card read in InfluxDB's events")
 
-        async with httpx.AsyncClient(base_url=api, timeout=5) as client:
+        async with httpx.AsyncClient(base_url=api, timeout=5, headers=await demo_headers(api)) as client:
 
             async def work_orders() -> set[tuple[str, str]] | None:
                 items = (await client.get("/work-orders", params={"site": topic_prefix})).json()["items"]

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from facmon.clock import ScaledClock
-from facmon.inprocess import system_running
+from facmon.inprocess import demo_headers, system_running
 from facmon.services import Influxd, Mosquitto, free_port
 from facmon.site import Site
 from facmon.up import Endpoints
@@ -88,7 +88,7 @@ async def test_entrapment_fire_fault_peak_outage_and_card_arrival(
         await asyncio.wait_for(simulator.serving.wait(), 10)
         async with (
             system_running(site, endpoints, state_dir=tmp_path / "state", clock=clock) as api,
-            httpx.AsyncClient(base_url=api, timeout=5) as client,
+            httpx.AsyncClient(base_url=api, timeout=5, headers=await demo_headers(api)) as client,
         ):
 
             async def orders(expected: int) -> dict[tuple[str, str], dict[str, object]] | None:

@@ -49,6 +49,7 @@ def test_up_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
             "-m",
             "facmon.cli",
             "up",
+            "--demo",
             "--site",
             str(site_file),
             "--scenario",
@@ -75,16 +76,27 @@ def test_up_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
         banner = "".join(output)
         assert f"http://127.0.0.1:{api_port}/api/v1/work-orders" in banner, banner
         assert _processes_mentioning(str(state)), "mosquitto and influxd should run as children"
+        assert "engineer" in banner
+        assert "demo-engineer-pass" in banner, "demo mode prints its accounts"
+        login = httpx.post(
+            f"http://127.0.0.1:{api_port}/api/v1/auth/login",
+            json={"username": "engineer", "password": "demo-engineer-pass"},
+            timeout=5,
+        )
+        assert login.status_code == 200, login.text
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
 
         # The scenario's first fault (t=20 s at 10x speed) opens a work order without anyone touching anything.
         deadline = time.monotonic() + 30
         items: list[dict[str, object]] = []
         while time.monotonic() < deadline and not items:
-            items = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/work-orders", timeout=5).json()["items"]
+            url = f"http://127.0.0.1:{api_port}/api/v1/work-orders?sort=-detected_at"
+            items = httpx.get(url, headers=headers, timeout=5).json()["items"]
             time.sleep(0.2)
         assert items, "no work order appeared from the demo scenario"
         assert items[-1]["device"] == "b1-e1"
         assert items[-1]["fault"] == "2"
+        assert httpx.get(f"http://127.0.0.1:{api_port}/api/v1/work-orders", timeout=5).status_code == 401
     finally:
         proc.send_signal(signal.SIGINT)
         try:

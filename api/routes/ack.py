@@ -1,9 +1,13 @@
-"""One-tap acknowledge from an alert: GET /ack/{token}.
+"""One-tap acknowledge from an alert: GET /ack/{token} (a tap), POST /ack/{token} (a button or a client).
 
-A GET because it is a link opened from a text message or a chat bot on a phone, where nothing else is one tap.
+A link, because it is opened from a text message or a chat bot on a phone, where nothing else is one tap. But chat
+apps fetch links to preview them, and a preview must not acknowledge an alert nobody has read (escalation would
+stop). So a GET acknowledges only when the browser says a person followed the link (`Sec-Fetch-User: ?1`, sent by
+browsers on user-activated navigation only); any other GET gets a page with an "Acknowledge" button (or, for JSON
+clients, outcome "confirm") and changes nothing. POST acknowledges.
 The signed token (notifier.tokens) says which work order and who; the work order is acknowledged as that recipient
-with source "alert_link". Repeating the tap (or a link preview fetching it) is harmless: a work order that is already
-acknowledged, or further along, answers 200 "already acknowledged". A browser gets a tiny page, anything else JSON.
+with source "alert_link". Repeating the tap is harmless: a work order that is already acknowledged, or further
+along, answers 200 "already acknowledged". A browser gets a tiny page, anything else JSON.
 
 The key is handed to create_app as `ack_secret`; without one the route answers 503 (links are not configured).
 """
@@ -15,13 +19,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
-from api.deps import EngineDep, SitesDep
-from api.routes.work_orders import ClockDep
+from api.auth import Auditor, AuditorDep
+from api.deps import ClockDep, EngineDep, SitesDep
 from api.schemas import ProblemError, problem_response
-from notifier.tokens import TokenInvalid, verify
-from rules.db import WorkOrderStatus
+from facmon.clock import Clock
+from facmon.site import Site
+from notifier.tokens import AckClaim, TokenInvalid, verify
+from rules.db import WorkOrder, WorkOrderStatus
 from rules.transitions import IllegalTransition
 from rules.workflow import WorkOrderNotFound, transition
 
@@ -36,7 +44,9 @@ _ACKNOWLEDGED_OR_LATER = frozenset(
 
 class AckPublic(BaseModel):
     work_order_id: int
-    outcome: Literal["acknowledged", "already acknowledged"]
+    outcome: Literal["acknowledged", "already acknowledged", "confirm"] = Field(
+        description="confirm: nothing changed yet (a GET that was not a person's tap); POST to acknowledge"
+    )
     status: WorkOrderStatus
     actor: str
 
@@ -64,8 +74,23 @@ def _actor(sites: SitesDep, recipient_id: str) -> str:
     return recipient_id
 
 
+def _confirm_page(body: AckPublic) -> HTMLResponse:
+    # A plain form: no script, so the strict Content-Security-Policy (form-action 'self') allows it.
+    page = (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Acknowledge work order #{body.work_order_id}</title></head><body>"
+        f"<h1>Work order #{body.work_order_id}</h1><p>It is {escape(body.status.value)}. "
+        f"Acknowledge it as {escape(body.actor)}?</p>"
+        '<form method="post"><button type="submit">Acknowledge</button></form></body></html>'
+    )
+    return HTMLResponse(page)
+
+
 def _answer(body: AckPublic, accept: str | None) -> Response:
     if accept is not None and "text/html" in accept:
+        if body.outcome == "confirm":
+            return _confirm_page(body)
         title = "Acknowledged" if body.outcome == "acknowledged" else "Already acknowledged"
         page = (
             '<!doctype html><html><head><meta charset="utf-8">'
@@ -87,20 +112,61 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+Token = Annotated[str, Path(min_length=3, max_length=512, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
 @router.get("/{token}", responses=_RESPONSES, response_model=None)
+def open_link(
+    engine: EngineDep,
+    sites: SitesDep,
+    clock: ClockDep,
+    secret: AckSecretDep,
+    auditor: AuditorDep,
+    # The alphabet of the tokens (URL-safe base64 and "."): anything else is a 422, not a crash in verify().
+    token: Token,
+    accept: Annotated[str | None, Header()] = None,
+    sec_fetch_user: Annotated[str | None, Header(description="?1: a person followed the link")] = None,
+) -> Response:
+    """A person's tap acknowledges; a preview or any other fetch gets the button and changes nothing."""
+    claim = _claim(secret, token, clock)
+    if sec_fetch_user == "?1":
+        return _answer(_acknowledge(engine, sites, clock, auditor, claim), accept)
+    with Session(engine) as session:
+        work_order = session.get(WorkOrder, claim.work_order_id)
+        if work_order is None:
+            raise ProblemError(
+                status.HTTP_404_NOT_FOUND, "Work order not found", f"no work order {claim.work_order_id}"
+            )
+        current = WorkOrderStatus(work_order.status)
+    actor = _actor(sites, claim.recipient_id)
+    outcome: Literal["already acknowledged", "confirm"] = (
+        "already acknowledged" if current in _ACKNOWLEDGED_OR_LATER else "confirm"
+    )
+    return _answer(AckPublic(work_order_id=claim.work_order_id, outcome=outcome, status=current, actor=actor), accept)
+
+
+@router.post("/{token}", responses=_RESPONSES, response_model=None)
 def acknowledge_by_link(
     engine: EngineDep,
     sites: SitesDep,
     clock: ClockDep,
     secret: AckSecretDep,
-    token: Annotated[str, Path(min_length=3, max_length=512)],
+    auditor: AuditorDep,
+    token: Token,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
-    now = clock.now()
+    return _answer(_acknowledge(engine, sites, clock, auditor, _claim(secret, token, clock)), accept)
+
+
+def _claim(secret: bytes, token: str, clock: Clock) -> AckClaim:
     try:
-        claim = verify(secret, token, now=now)
+        return verify(secret, token, now=clock.now())
     except TokenInvalid as exc:
         raise ProblemError(status.HTTP_403_FORBIDDEN, "Acknowledge link refused", str(exc), reason=exc.reason) from exc
+
+
+def _acknowledge(engine: Engine, sites: tuple[Site, ...], clock: Clock, auditor: Auditor, claim: AckClaim) -> AckPublic:
+    now = clock.now()
     actor = _actor(sites, claim.recipient_id)
     wo_id = claim.work_order_id
     try:
@@ -109,13 +175,19 @@ def acknowledge_by_link(
         raise ProblemError(status.HTTP_404_NOT_FOUND, "Work order not found", str(exc)) from exc
     except IllegalTransition as exc:
         if exc.current in _ACKNOWLEDGED_OR_LATER:
-            body = AckPublic(work_order_id=wo_id, outcome="already acknowledged", status=exc.current, actor=actor)
-            return _answer(body, accept)
+            return AckPublic(work_order_id=wo_id, outcome="already acknowledged", status=exc.current, actor=actor)
         raise ProblemError(
             status.HTTP_409_CONFLICT,
             "Work order cannot be acknowledged",
             f"work order {wo_id} is {exc.current.value}",
             current_status=exc.current.value,
         ) from exc
-    body = AckPublic(work_order_id=wo_id, outcome="acknowledged", status=WorkOrderStatus.ACKNOWLEDGED, actor=actor)
-    return _answer(body, accept)
+    auditor.record_now(
+        engine,
+        "work_order.acknowledged",
+        "work_order",
+        wo_id,
+        actor=actor,
+        after={"status": WorkOrderStatus.ACKNOWLEDGED, "source": ALERT_LINK_SOURCE, "recipient": claim.recipient_id},
+    )
+    return AckPublic(work_order_id=wo_id, outcome="acknowledged", status=WorkOrderStatus.ACKNOWLEDGED, actor=actor)

@@ -15,11 +15,12 @@ from fastapi import APIRouter, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, Field
 
-from api.deps import EngineDep, SessionDep, SitesDep
-from api.routes.work_orders import ClockDep, CurrentUserDep
-from api.schemas import Actor, Note, ProblemError, _Create, _Public, problem_response
+from api.auth import AuditorDep
+from api.auth import PrincipalDep as CurrentUserDep
+from api.deps import ClockDep, EngineDep, SessionDep, SitesDep
+from api.schemas import Note, ProblemError, _Create, _Public, problem_response
 from facmon.site import Site, SiteInfo
-from rules.db import FireAlarmOutcome
+from rules.db import FireAlarm, FireAlarmOutcome
 from rules.fire import (
     FALSE_ALARM_DAY_LIMIT,
     FalseAlarmDay,
@@ -77,7 +78,6 @@ class FireAlarmPagePublic(_Public):
 
 class OutcomeCreate(_Create):
     outcome: Literal["confirmed", "false_alarm"]
-    actor: Actor
     note: Note | None = None
 
 
@@ -123,16 +123,33 @@ def create_outcome(
     sites: SitesDep,
     clock: ClockDep,
     user: CurrentUserDep,
+    auditor: AuditorDep,
     alarm_id: Annotated[int, Path(ge=1)],
     body: OutcomeCreate,
 ) -> OutcomePublic:
     """Record the control room's verdict: a confirmed fire or a false alarm (it may be corrected later)."""
+    before = session.get(FireAlarm, alarm_id)
+    if before is None:
+        raise ProblemError(status.HTTP_404_NOT_FOUND, "Fire alarm not found", f"no fire alarm with id {alarm_id}")
+    if not user.sees_site(before.site):
+        raise ProblemError(
+            status.HTTP_403_FORBIDDEN, "Not your site", f"{user.username} does not work at {before.site}"
+        )
+    snapshot = {"outcome": before.outcome, "outcome_by": before.outcome_by, "note": before.note}
     try:
         alarm = set_outcome(
-            engine, alarm_id, FireAlarmOutcome(body.outcome), actor=user or body.actor, note=body.note, at=clock.now()
+            engine, alarm_id, FireAlarmOutcome(body.outcome), actor=user.actor, note=body.note, at=clock.now()
         )
     except FireAlarmNotFound as exc:
         raise ProblemError(status.HTTP_404_NOT_FOUND, "Fire alarm not found", str(exc)) from exc
+    auditor.record_now(
+        engine,
+        "fire_alarm.outcome",
+        "fire_alarm",
+        alarm_id,
+        before=snapshot,
+        after={"outcome": alarm.outcome, "outcome_by": alarm.outcome_by, "note": alarm.note},
+    )
     tz = site_zone(sites, alarm.site)
     day = local_day(alarm.raised_at, tz)
     start, end = day_bounds(day, tz)

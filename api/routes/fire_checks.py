@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
-from api.deps import EngineDep, SessionDep
-from api.routes.work_orders import ClockDep, CurrentUserDep
-from api.schemas import Actor, Note, _Create, _Public
+from api.auth import AuditorDep
+from api.auth import PrincipalDep as CurrentUserDep
+from api.deps import ClockDep, EngineDep, SessionDep
+from api.schemas import Note, ProblemError, _Create, _Public
 from rules.db import FireCheckResult
 from rules.fire_checks import list_checks, record_check
 
@@ -29,7 +30,6 @@ class FireCheckCreate(_Create):
     device: Name | None = Field(default=None, description="the fire panel checked")
     system: SystemName | None = Field(default=None, description="or the fire system checked, e.g. sprinkler")
     item: Item = Field(description="what was checked, e.g. 'smoke detector function test, loop 1'")
-    actor: Actor
     result: FireCheckResult
     note: Note | None = None
     at: AwareDatetime | None = Field(default=None, description="when the check was done; default now")
@@ -56,8 +56,10 @@ class FireCheckPublic(_Public):
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_fire_check(
-    engine: EngineDep, clock: ClockDep, user: CurrentUserDep, body: FireCheckCreate
+    engine: EngineDep, clock: ClockDep, user: CurrentUserDep, auditor: AuditorDep, body: FireCheckCreate
 ) -> FireCheckPublic:
+    if not user.sees_site(body.site):
+        raise ProblemError(status.HTTP_403_FORBIDDEN, "Not your site", f"{user.username} does not work at {body.site}")
     now = clock.now()
     at = body.at or now
     if at > now:
@@ -69,13 +71,15 @@ def create_fire_check(
         device=body.device,
         system=body.system,
         item=body.item,
-        actor=user or body.actor,
+        actor=user.actor,
         result=body.result,
         note=body.note,
         at=at,
         now=now,
     )
-    return FireCheckPublic.model_validate(check)
+    public = FireCheckPublic.model_validate(check)
+    auditor.record_now(engine, "fire_check.create", "fire_check", public.id, after=public.model_dump())
+    return public
 
 
 @router.get("")

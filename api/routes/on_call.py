@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, status
 from pydantic import AwareDatetime, Field
 
-from api.deps import SessionDep, SitesDep
-from api.routes.work_orders import ClockDep, WorkOrderId
+from api.deps import ClockDep, SessionDep, SitesDep
+from api.routes.work_orders import WorkOrderId
 from api.schemas import ProblemError, _Public, problem_response
 from facmon.clock import utc
 from facmon.model import Discipline

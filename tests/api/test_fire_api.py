@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api import create_app
-from api.routes.work_orders import get_clock
+from api.deps import get_clock
+from facmon.accounts.models import Role
 from facmon.clock import FakeClock
 from facmon.model import DeviceKind, DeviceRef, Event, EventType, Reading
 from facmon.services import Influxd
@@ -27,6 +28,7 @@ from rules.kpi_data import InfluxReader
 from rules.lifecycle import InfluxLifecycleSink
 from rules.store import apply_event
 from rules.workflow import add_follow_up, transition
+from tests.api.accounts import bearer
 from tests.rules.support import elevator
 
 # 2026-03-02 09:00 in Shanghai; that local day runs from 2026-03-01T16:00Z to 2026-03-02T16:00Z.
@@ -71,7 +73,9 @@ def make_app(engine: Engine, clock: FakeClock, influx: InfluxReader | None = Non
 @pytest.fixture
 async def client(engine: Engine, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=make_app(engine, clock))
-    async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://facmon.test/api/v1", headers=bearer(engine, Role.ENGINEER)
+    ) as client:
         yield client
 
 
@@ -88,7 +92,7 @@ def z(at: datetime) -> str:
 async def verdict(
     client: httpx.AsyncClient, alarm_id: int, outcome: str = "false_alarm", **body: Any
 ) -> httpx.Response:
-    return await client.post(f"/fire-alarms/{alarm_id}/outcome", json={"outcome": outcome, "actor": "zhao", **body})
+    return await client.post(f"/fire-alarms/{alarm_id}/outcome", json={"outcome": outcome, **body})
 
 
 # --- fire alarms ---------------------------------------------------------------------------------------------------
@@ -110,7 +114,7 @@ async def test_false_alarms_are_counted_per_local_day_and_the_sixth_flags_the_si
         assert body["site_day"] == {"site": "s1", "day": "2026-03-02", "false_alarms": n, "flagged": False}
         assert (body["alarm"]["outcome"], body["alarm"]["outcome_by"], body["alarm"]["note"]) == (
             "false_alarm",
-            "zhao",
+            "test-engineer",
             "dust",
         )
     sixth = (await verdict(client, ids[5])).json()
@@ -149,7 +153,7 @@ async def test_list_filters_by_site_and_time(client: httpx.AsyncClient, engine: 
 async def test_bad_list_parameters_are_422(client: httpx.AsyncClient, params: dict[str, str], field: str) -> None:
     response = await client.get("/fire-alarms", params=params)
     assert response.status_code == 422
-    assert [e["loc"][1] for e in response.json()["detail"]] == [field]
+    assert [e["field"] for e in response.json()["errors"]] == [f"query.{field}"]
 
 
 async def test_outcome_of_an_unknown_alarm_is_404_and_a_bad_body_422(client: httpx.AsyncClient, engine: Engine) -> None:
@@ -157,7 +161,9 @@ async def test_outcome_of_an_unknown_alarm_is_404_and_a_bad_body_422(client: htt
     assert (missing.status_code, missing.headers["content-type"]) == (404, "application/problem+json")
     [alarm_id] = fire(engine, START)
     assert (await verdict(client, alarm_id, "unknown")).status_code == 422  # a verdict, not a reset
-    assert (await client.post(f"/fire-alarms/{alarm_id}/outcome", json={"outcome": "confirmed"})).status_code == 422
+    assert (
+        await client.post(f"/fire-alarms/{alarm_id}/outcome", json={"outcome": "confirmed", "actor": "x"})
+    ).status_code == 422
     assert (await verdict(client, 0)).status_code == 422
 
 
@@ -167,14 +173,14 @@ async def test_outcome_of_an_unknown_alarm_is_404_and_a_bad_body_422(client: htt
 async def test_checks_are_recorded_and_listed(client: httpx.AsyncClient, clock: FakeClock) -> None:
     one = await client.post(
         "/fire-checks",
-        json={"site": "s1", "device": "fp1", "item": "detector test, loop 1", "actor": "wang", "result": "passed"},
+        json={"site": "s1", "device": "fp1", "item": "detector test, loop 1", "result": "passed"},
     )
     assert one.status_code == 201
     assert (one.json()["at"], one.json()["system"]) == (z(START), None)
     earlier = z(START - timedelta(days=1))
     two = await client.post(
         "/fire-checks",
-        json={"site": "s1", "system": "sprinkler", "item": "alarm valve", "actor": "wang", "result": "failed",
+        json={"site": "s1", "system": "sprinkler", "item": "alarm valve", "result": "failed",
               "note": "valve stuck", "at": earlier},
     )  # fmt: skip
     assert two.status_code == 201
@@ -198,11 +204,11 @@ async def test_checks_are_recorded_and_listed(client: httpx.AsyncClient, clock: 
     ],
 )
 async def test_bad_checks_are_422(client: httpx.AsyncClient, body: dict[str, str], field: str | None) -> None:
-    full = {"site": "s1", "item": "x", "actor": "wang", "result": "passed"} | body
+    full = {"site": "s1", "item": "x", "result": "passed"} | body
     response = await client.post("/fire-checks", json=full)
     assert response.status_code == 422
     if field is not None:
-        assert [e["loc"][-1] for e in response.json()["detail"]] == [field]
+        assert [e["field"] for e in response.json()["errors"]] == [f"body.{field}"]
 
 
 # --- KPIs ----------------------------------------------------------------------------------------------------------
@@ -269,7 +275,7 @@ async def test_kpis_from_work_orders(client: httpx.AsyncClient, engine: Engine, 
 async def test_bad_kpi_parameters_are_422(client: httpx.AsyncClient, params: dict[str, str], field: str) -> None:
     response = await client.get("/kpis", params=params)
     assert response.status_code == 422
-    assert [e["loc"][1] for e in response.json()["detail"]] == [field]
+    assert [e["field"] for e in response.json()["errors"]] == [f"query.{field}"]
 
 
 async def test_kpis_fire_intact_rate_from_influxdb(
@@ -297,7 +303,9 @@ async def test_kpis_fire_intact_rate_from_influxdb(
     reader = InfluxReader(influxd.url, influx_db)
     transport = httpx.ASGITransport(app=make_app(engine, clock, reader))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://facmon.test/api/v1", headers=bearer(engine, Role.ENGINEER)
+        ) as client:
             params = {"site": "s1", "from": z(begin), "to": z(START + timedelta(days=1))}
             intact = (await client.get("/kpis", params=params)).json()["fire_equipment_intact_rate"]
     finally:
@@ -378,7 +386,9 @@ async def test_kpis_elevator_availability_from_influxdb(engine: Engine, influxd:
     app.dependency_overrides[get_clock] = lambda: FakeClock(local(9, day=5))
     transport = httpx.ASGITransport(app=app)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://facmon.test/api/v1", headers=bearer(engine, Role.ENGINEER)
+        ) as client:
             params = {"site": "s2", "from": "2026-03-02T00:00:00+08:00", "to": "2026-03-03T00:00:00+08:00"}
             availability = (await client.get("/kpis", params=params)).json()["elevator_availability"]
             elsewhere = (await client.get("/kpis", params=params | {"site": "s9"})).json()["elevator_availability"]

@@ -11,13 +11,15 @@ import pytest
 from sqlalchemy import Engine
 
 from api import create_app
-from api.routes.work_orders import get_clock
+from api.deps import get_clock
+from facmon.accounts.models import Role
 from facmon.clock import FakeClock
 from facmon.model import Event, EventType
 from facmon.site import Site
 from rules.db import create_schema, make_engine
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
+from tests.api.accounts import bearer
 
 TECHNICIANS = [
     {"id": "li-ming", "name": "Li Ming", "phone": "+86 138 0000 0001", "disciplines": ["elevator"]},
@@ -61,7 +63,10 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 async def client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(sites=[SITE], engine=engine)
     app.dependency_overrides[get_clock] = lambda: FakeClock(NOW)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://facmon.test") as client:
+    headers = bearer(engine, Role.VIEWER)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://facmon.test", headers=headers
+    ) as client:
         yield client
 
 
@@ -125,7 +130,7 @@ async def test_an_unknown_site_is_404(client: httpx.AsyncClient) -> None:
 async def test_bad_input_is_422_naming_the_field(client: httpx.AsyncClient, params: dict[str, str], field: str) -> None:
     response = await client.get("/api/v1/on-call", params=params)
     assert response.status_code == 422
-    assert [e["loc"] for e in response.json()["detail"]] == [["query", field]]
+    assert [e["field"] for e in response.json()["errors"]] == [f"query.{field}"]
 
 
 async def test_a_work_orders_on_call_is_its_disciplines_technician_now(client: httpx.AsyncClient) -> None:

@@ -13,13 +13,15 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api import create_app
-from api.routes.work_orders import get_clock, get_current_user
+from api.deps import get_clock
+from facmon.accounts.models import Role
 from facmon.clock import FakeClock
 from facmon.model import Event, EventType
 from rules.db import create_schema, make_engine
 from rules.engine import evaluate, load_rules
 from rules.sla_monitor import record_breaches
 from rules.store import apply_event
+from tests.api.accounts import bearer
 from tests.rules.support import elevator
 
 START = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
@@ -52,9 +54,11 @@ def app(engine: Engine, clock: FakeClock) -> FastAPI:
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: FastAPI, engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1") as client:
+    # An engineer called "li": the signed-in user is the actor of every change.
+    headers = bearer(engine, Role.ENGINEER, username="li")
+    async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1", headers=headers) as client:
         yield client
 
 
@@ -65,8 +69,10 @@ def fault(engine: Engine, clock: FakeClock, code: str = "entrapment", device: st
     return result.opened[0] if result.opened else 0
 
 
-async def move(client: httpx.AsyncClient, wo_id: int, to: str, **body: Any) -> httpx.Response:
-    return await client.post(f"/work-orders/{wo_id}/transitions", json={"to": to, "actor": "li", **body})
+async def move(
+    client: httpx.AsyncClient, wo_id: int, to: str, headers: dict[str, str] | None = None, **body: Any
+) -> httpx.Response:
+    return await client.post(f"/work-orders/{wo_id}/transitions", json={"to": to, **body}, headers=headers)
 
 
 async def test_every_transition_in_order(client: httpx.AsyncClient, engine: Engine, clock: FakeClock) -> None:
@@ -91,7 +97,7 @@ async def test_every_transition_in_order(client: httpx.AsyncClient, engine: Engi
     resolved = (await move(client, wo_id, "resolved", note="reset the door operator")).json()
     assert (resolved["resolved_at"], resolved["next_statuses"], resolved["sla"]["state"]) == (at(26), ["closed"], "met")
     clock.advance(60 * 60)
-    closed = (await move(client, wo_id, "closed", actor="wang")).json()
+    closed = (await move(client, wo_id, "closed", headers=bearer(engine, Role.ENGINEER, username="wang"))).json()
     assert (closed["status"], closed["closed_at"], closed["next_statuses"]) == ("closed", at(86), [])
     assert [(e["type"], e["status"], e["actor"], e["source"], e["note"], e["at"]) for e in closed["timeline"]] == [
         ("opened", "open", "elevator.fault.work-order", "rules", None, at(0)),
@@ -124,7 +130,7 @@ async def test_cancelling_needs_a_reason_and_stops_the_clocks(
     clock.advance(60)
     refused = await move(client, wo_id, "cancelled")
     assert refused.status_code == 422
-    assert [e["loc"] for e in refused.json()["detail"]] == [["body", "note"]]
+    assert [e["field"] for e in refused.json()["errors"]] == ["body.note"]
     body = (await move(client, wo_id, "cancelled", note="false alarm: child pressed the button")).json()
     assert (body["status"], body["cancelled_at"], body["next_statuses"]) == ("cancelled", at(1), [])
     assert body["sla"]["state"] == "cancelled"
@@ -178,20 +184,19 @@ async def test_illegal_transitions_are_409_naming_current_and_allowed(
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
-        ("/work-orders/1/transitions", {"to": "open", "actor": "li"}, "to"),
-        ("/work-orders/1/transitions", {"to": "flying", "actor": "li"}, "to"),
-        ("/work-orders/1/transitions", {"actor": "li"}, "to"),
-        ("/work-orders/1/transitions", {"to": "acknowledged"}, "actor"),
-        ("/work-orders/1/transitions", {"to": "acknowledged", "actor": "  "}, "actor"),
-        ("/work-orders/1/transitions", {"to": "acknowledged", "actor": "li", "note": "n" * 2001}, "note"),
-        ("/work-orders/1/transitions", {"to": "acknowledged", "actor": "li", "source": "card_read"}, "source"),
-        ("/work-orders/abc/transitions", {"to": "acknowledged", "actor": "li"}, "work_order_id"),
-        ("/work-orders/0/transitions", {"to": "acknowledged", "actor": "li"}, "work_order_id"),
-        ("/work-orders/1/follow-ups", {"actor": "zhao", "outcome": "happy"}, "outcome"),
-        ("/work-orders/1/follow-ups", {"outcome": "satisfied"}, "actor"),
+        ("/work-orders/1/transitions", {"to": "open"}, "to"),
+        ("/work-orders/1/transitions", {"to": "flying"}, "to"),
+        ("/work-orders/1/transitions", {"note": "x"}, "to"),
+        ("/work-orders/1/transitions", {"to": "acknowledged", "actor": "li"}, "actor"),
+        ("/work-orders/1/transitions", {"to": "acknowledged", "note": "n" * 2001}, "note"),
+        ("/work-orders/1/transitions", {"to": "acknowledged", "source": "card_read"}, "source"),
+        ("/work-orders/abc/transitions", {"to": "acknowledged"}, "work_order_id"),
+        ("/work-orders/0/transitions", {"to": "acknowledged"}, "work_order_id"),
+        ("/work-orders/1/follow-ups", {"outcome": "happy"}, "outcome"),
+        ("/work-orders/1/follow-ups", {"outcome": "satisfied", "actor": "zhao"}, "actor"),
         (
             "/work-orders/1/follow-ups",
-            {"actor": "z", "outcome": "satisfied", "visited_at": "2026-02-01T10:00"},
+            {"outcome": "satisfied", "visited_at": "2026-02-01T10:00"},
             "visited_at",
         ),
     ],
@@ -202,13 +207,13 @@ async def test_bad_requests_are_422_naming_the_field(
     fault(engine, clock)
     response = await client.post(path, json=body)
     assert response.status_code == 422, response.text
-    assert [error["loc"][-1] for error in response.json()["detail"]] == [field]
+    assert [error["field"].rsplit(".", 1)[-1] for error in response.json()["errors"]] == [field]
 
 
 async def test_unknown_work_order_is_404(client: httpx.AsyncClient) -> None:
     for path, body in (
-        ("/work-orders/77/transitions", {"to": "acknowledged", "actor": "li"}),
-        ("/work-orders/77/follow-ups", {"actor": "zhao", "outcome": "satisfied"}),
+        ("/work-orders/77/transitions", {"to": "acknowledged"}),
+        ("/work-orders/77/follow-ups", {"outcome": "satisfied"}),
     ):
         response = await client.post(path, json=body)
         assert (response.status_code, response.headers["content-type"]) == (404, PROBLEM)
@@ -220,7 +225,7 @@ async def test_follow_ups_on_resolved_and_closed_work_orders(
 ) -> None:
     wo_id = fault(engine, clock, code="2")
     url = f"/work-orders/{wo_id}/follow-ups"
-    early = await client.post(url, json={"actor": "zhao", "outcome": "satisfied"})
+    early = await client.post(url, json={"outcome": "satisfied"})
     assert (early.status_code, early.headers["content-type"]) == (409, PROBLEM)
     assert early.json()["current_status"] == "open"
     assert "recorded on resolved or closed work orders" in early.json()["detail"]
@@ -229,23 +234,21 @@ async def test_follow_ups_on_resolved_and_closed_work_orders(
     await move(client, wo_id, "resolved")
     clock.advance(24 * 3600)
     for visited_at in (at(29), at(24 * 60 + 31)):  # before the repair; in the future
-        response = await client.post(url, json={"actor": "zhao", "outcome": "satisfied", "visited_at": visited_at})
+        response = await client.post(url, json={"outcome": "satisfied", "visited_at": visited_at})
         assert response.status_code == 422
-        assert [e["loc"] for e in response.json()["detail"]] == [["body", "visited_at"]]
-    created = await client.post(
-        url, json={"actor": "zhao", "outcome": "dissatisfied", "note": "still noisy", "visited_at": at(24 * 60)}
-    )
+        assert [e["field"] for e in response.json()["errors"]] == ["body.visited_at"]
+    created = await client.post(url, json={"outcome": "dissatisfied", "note": "still noisy", "visited_at": at(24 * 60)})
     assert created.status_code == 201
     follow_up = created.json()
     assert {k: v for k, v in follow_up.items() if k != "id"} == {
         "visited_at": at(24 * 60),
-        "actor": "zhao",
+        "actor": "li",
         "outcome": "dissatisfied",
         "note": "still noisy",
         "recorded_at": at(24 * 60 + 30),
     }
     await move(client, wo_id, "closed")
-    second = await client.post(url, json={"actor": "zhao", "outcome": "satisfied"})
+    second = await client.post(url, json={"outcome": "satisfied"})
     assert (second.status_code, second.json()["visited_at"]) == (201, at(24 * 60 + 30))
     detail = (await client.get(f"/work-orders/{wo_id}")).json()
     assert [f["outcome"] for f in detail["follow_ups"]] == ["dissatisfied", "satisfied"]
@@ -298,13 +301,14 @@ async def test_a_recurrence_after_closing_links_the_previous_work_order(
     assert (body["previous_id"], body["status"], body["sla"]["profile"]) == (first, "open", "elevator.fault")
 
 
-async def test_the_authenticated_user_is_the_actor_once_there_is_one(
-    app: FastAPI, client: httpx.AsyncClient, engine: Engine, clock: FakeClock
+async def test_the_signed_in_user_is_the_actor_and_the_body_cannot_say_otherwise(
+    client: httpx.AsyncClient, engine: Engine, clock: FakeClock
 ) -> None:
     wo_id = fault(engine, clock)
-    app.dependency_overrides[get_current_user] = lambda: "li.ming@north"
-    body = (await move(client, wo_id, "acknowledged", actor="someone else")).json()
-    assert body["timeline"][-1]["actor"] == "li.ming@north"
+    refused = await move(client, wo_id, "acknowledged", actor="someone else")
+    assert (refused.status_code, [e["field"] for e in refused.json()["errors"]]) == (422, ["body.actor"])
+    body = (await move(client, wo_id, "acknowledged", headers=bearer(engine, Role.ENGINEER, username="wang"))).json()
+    assert body["timeline"][-1]["actor"] == "wang"
 
 
 async def test_openapi_documents_the_conflict_problem(client: httpx.AsyncClient) -> None:

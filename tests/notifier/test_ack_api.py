@@ -1,4 +1,5 @@
-"""GET /api/v1/ack/{token}: acknowledges as the recipient, is idempotent, and refuses bad or expired tokens."""
+"""/api/v1/ack/{token}: a tap (or a POST) acknowledges as the recipient, a link preview does not; idempotent;
+bad or expired tokens are refused."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api import create_app
-from api.routes.work_orders import get_clock
+from api.deps import get_clock
 from facmon.clock import FakeClock
 from notifier.tokens import InsecureSecret, issue
 from rules.db import create_schema, make_engine
+from tests.api.accounts import bearer
 from tests.api.test_work_order_actions import START, fault
 
 KEY = b"a-test-key-of-at-least-32-bytes!!"
@@ -45,7 +47,9 @@ def app(engine: Engine, clock: FakeClock) -> FastAPI:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1") as client:
+    # What a phone's browser sends when a person taps the link (a preview does not).
+    tap = {"Sec-Fetch-User": "?1"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1", headers=tap) as client:
         yield client
 
 
@@ -63,7 +67,7 @@ async def test_acknowledges_once_then_says_already(client: httpx.AsyncClient, en
     }
     again = await client.get(f"/ack/{token}")
     assert (again.status_code, again.json()["outcome"]) == (200, "already acknowledged")
-    detail = (await client.get(f"/work-orders/{wo_id}")).json()
+    detail = (await client.get(f"/work-orders/{wo_id}", headers=bearer(engine))).json()
     assert detail["status"] == "acknowledged"
     assert detail["acknowledged_at"] == (START + timedelta(seconds=90)).isoformat().replace("+00:00", "Z")
     acks = [e for e in detail["timeline"] if e["type"] == "transition" and e["status"] == "acknowledged"]
@@ -85,7 +89,7 @@ async def test_further_along_is_already_acknowledged(
     client: httpx.AsyncClient, engine: Engine, clock: FakeClock
 ) -> None:
     wo_id = fault(engine, clock)
-    on_site = await client.post(f"/work-orders/{wo_id}/transitions", json={"to": "on_site", "actor": "zhao"})
+    on_site = await client.post(f"/work-orders/{wo_id}/transitions", json={"to": "on_site"}, headers=bearer(engine))
     assert on_site.status_code == 200
     answer = await client.get(f"/ack/{issue(KEY, wo_id, 'li', now=clock.now())}")
     assert (answer.status_code, answer.json()["outcome"], answer.json()["status"]) == (
@@ -98,7 +102,7 @@ async def test_further_along_is_already_acknowledged(
 async def test_cancelled_is_a_conflict(client: httpx.AsyncClient, engine: Engine, clock: FakeClock) -> None:
     wo_id = fault(engine, clock)
     await client.post(
-        f"/work-orders/{wo_id}/transitions", json={"to": "cancelled", "actor": "zhao", "note": "false alarm"}
+        f"/work-orders/{wo_id}/transitions", json={"to": "cancelled", "note": "false alarm"}, headers=bearer(engine)
     )
     answer = await client.get(f"/ack/{issue(KEY, wo_id, 'li', now=clock.now())}")
     assert (answer.status_code, answer.headers["content-type"], answer.json()["current_status"]) == (
@@ -125,7 +129,7 @@ async def test_bad_tokens_are_403_naming_why(
     answer = await client.get(f"/ack/{make(wo_id, clock.now())}")
     assert (answer.status_code, answer.headers["content-type"]) == (403, PROBLEM)
     assert answer.json()["reason"] == reason
-    assert (await client.get(f"/work-orders/{wo_id}")).json()["status"] == "open"
+    assert (await client.get(f"/work-orders/{wo_id}", headers=bearer(engine))).json()["status"] == "open"
 
 
 async def test_unknown_work_order_is_404(client: httpx.AsyncClient, clock: FakeClock) -> None:
@@ -144,3 +148,21 @@ async def test_without_a_key_the_route_is_unavailable(engine: Engine, clock: Fak
 def test_the_app_refuses_a_default_or_short_key(engine: Engine, secret: bytes) -> None:
     with pytest.raises(InsecureSecret):
         create_app(sites=[], engine=engine, ack_secret=secret)
+
+
+async def test_a_link_preview_changes_nothing_and_offers_the_button(
+    client: httpx.AsyncClient, engine: Engine, clock: FakeClock
+) -> None:
+    wo_id = fault(engine, clock)
+    url = f"/ack/{issue(KEY, wo_id, 'li-ming', now=clock.now())}"
+    preview = {"Sec-Fetch-User": ""}  # a chat app's unfurler: no user activation
+    fetched = await client.get(url, headers=preview)
+    assert fetched.json() == {"work_order_id": wo_id, "outcome": "confirm", "status": "open", "actor": "li-ming"}
+    page = await client.get(url, headers=preview | {"accept": "text/html"})
+    assert '<form method="post"><button type="submit">Acknowledge</button></form>' in page.text
+    detail = (await client.get(f"/work-orders/{wo_id}", headers=bearer(engine))).json()
+    assert detail["status"] == "open"
+    pressed = await client.post(url, headers={"accept": "text/html"})
+    assert (pressed.status_code, "<h1>Acknowledged</h1>" in pressed.text) == (200, True)
+    again = await client.get(url, headers=preview)
+    assert again.json()["outcome"] == "already acknowledged"

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from facmon.accounts.models import Role as UserRole
 from facmon.clock import FakeClock
 from facmon.model import DeviceKind, DeviceRef, Event, EventType
 from notifier.base import DeliveryError, Notification, Recipient
@@ -25,6 +26,7 @@ from rules.engine import evaluate, load_rules
 from rules.sla_monitor import SlaMonitor
 from rules.store import apply_event
 from rules.workflow import transition
+from tests.api.accounts import bearer
 
 RULES = load_rules()
 MIN = timedelta(minutes=1)
@@ -274,7 +276,8 @@ async def test_delivery_log_is_served(engine: Engine, clock: FakeClock) -> None:
     await dispatcher.tick()
     await sender.tick()
     transport = httpx.ASGITransport(app=create_app(sites=[], engine=engine))
-    async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test") as client:
+    headers = bearer(engine, UserRole.ENGINEER)
+    async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test", headers=headers) as client:
         [row] = (await client.get(f"/api/v1/work-orders/{wo}/deliveries")).json()
         missing = await client.get("/api/v1/work-orders/999/deliveries")
     assert (row["result"], row["attempts"], row["last_error"], row["channel"]) == (
