@@ -27,6 +27,7 @@ from api.routes import (
     reports,
     tech,
     users,
+    work_order_actions,
     work_orders,
 )
 from api.routes import auth as auth_routes
@@ -84,6 +85,7 @@ def create_app(
         (devices.router, policy(read=OPERATIONS | REPORTING, write=ENGINEERING)),
         (assets.router, policy(read=OPERATIONS | REPORTING, write=ENGINEERING)),
         (work_orders.router, policy(read=OPERATIONS, write=FIELD_WORK)),
+        (work_order_actions.router, policy(read=OPERATIONS, write=FIELD_WORK)),
         (deliveries.router, policy(read=OPERATIONS)),
         (on_call.router, policy(read=OPERATIONS)),
         (fire_alarms.router, policy(read=OPERATIONS, write=FIELD_WORK)),
