@@ -321,16 +321,7 @@ def api(
         from facmon.accounts.bootstrap import demo_banner, ensure_demo_accounts
 
         typer.echo(demo_banner(ensure_demo_accounts(engine, sites, SystemClock().now())))
-    influx = (
-        InfluxReader(
-            settings.influx_url,
-            settings.influx_db,
-            username=settings.influx_username,
-            password=settings.influx_password_text(),
-        )
-        if settings.influx_url
-        else None
-    )
+    influx = InfluxReader.from_settings(settings)
     from notifier.tokens import InsecureSecret, load_or_create_secret
 
     try:

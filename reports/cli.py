@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from facmon.clock import SystemClock
 from facmon.settings import Settings
 from facmon.site import Site, SiteFileError, load_site
-from reports.common import ReportFormat
+from reports.common import ReportFormat, render
 
 report_app = typer.Typer(
     help="Reports: elevators for the insurer, monthly KPIs for the property manager (JSON, CSV or PDF).",
@@ -105,13 +105,7 @@ def insurance(
         _fail(f"cannot read the work-order database: {exc}")
     finally:
         engine.dispose()
-    content: str | bytes
-    if fmt is ReportFormat.JSON:
-        content = report.model_dump_json(indent=2) + "\n"
-    elif fmt is ReportFormat.CSV:
-        content = insurance_csv(report)
-    else:
-        content = insurance_pdf(report)
+    content = render(report, fmt, as_csv=insurance_csv, as_pdf=insurance_pdf)
     _write(content, output, f"insurance-{the_site.id}-{day}.{fmt.value}")
 
 
@@ -139,16 +133,7 @@ def kpi(
     engine = _engine(settings)
 
     async def build() -> KpiMonthlyReport:
-        influx = (
-            InfluxReader(
-                settings.influx_url,
-                settings.influx_db,
-                username=settings.influx_username,
-                password=settings.influx_password_text(),
-            )
-            if settings.influx_url
-            else None
-        )
+        influx = InfluxReader.from_settings(settings)
         try:
             with Session(engine) as session:
                 return await kpi_monthly_report(session, the_site, month, SystemClock().now(), influx)
@@ -162,11 +147,5 @@ def kpi(
         _fail(f"cannot read the work-order database: {exc}")
     finally:
         engine.dispose()
-    content: str | bytes
-    if fmt is ReportFormat.JSON:
-        content = report.model_dump_json(indent=2) + "\n"
-    elif fmt is ReportFormat.CSV:
-        content = kpi_csv(report)
-    else:
-        content = kpi_pdf(report)
+    content = render(report, fmt, as_csv=kpi_csv, as_pdf=kpi_pdf)
     _write(content, output, f"kpi-{the_site.id}-{report.month}.{fmt.value}")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
 from reportlab.lib import colors
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.pdfbase import pdfmetrics
@@ -32,6 +33,17 @@ MEDIA_TYPES = {ReportFormat.JSON: "application/json", ReportFormat.CSV: "text/cs
 
 
 # --- periods ---------------------------------------------------------------------------------------------------------
+
+
+def render(
+    report: BaseModel, fmt: ReportFormat, *, as_csv: Callable[[Any], str], as_pdf: Callable[[Any], bytes]
+) -> str | bytes:
+    """A report in one of the formats: JSON from its model, CSV and PDF by the report's own functions."""
+    if fmt is ReportFormat.JSON:
+        return report.model_dump_json(indent=2) + "\n"
+    if fmt is ReportFormat.CSV:
+        return as_csv(report)
+    return as_pdf(report)
 
 
 def local_midnight(day: date, tz: ZoneInfo) -> datetime:

@@ -17,13 +17,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from facmon.influx import influx_client
+
+if TYPE_CHECKING:
+    from facmon.settings import Settings
 from rules.availability import FAULT_FIELDS, is_down
 from rules.db import FollowUp, Milestone, WorkOrder, WorkOrderClock
 from rules.kpi import KpiRow
@@ -117,6 +120,18 @@ class InfluxReader:
     ) -> None:
         self.db = db
         self._http = influx_client(url, username=username, password=password, timeout_s=timeout_s, transport=transport)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InfluxReader | None:
+        """A reader of the configured InfluxDB (FACMON_INFLUX_*); None when none is configured."""
+        if not settings.influx_url:
+            return None
+        return cls(
+            settings.influx_url,
+            settings.influx_db,
+            username=settings.influx_username,
+            password=settings.influx_password_text(),
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()

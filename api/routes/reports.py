@@ -18,7 +18,7 @@ from api.deps import ClockDep, SessionDep, SitesDep
 from api.routes.kpis import get_influx, get_kpi_targets
 from facmon.accounts.models import Role
 from facmon.site import Site
-from reports.common import MEDIA_TYPES, ReportFormat, parse_month
+from reports.common import MEDIA_TYPES, ReportFormat, parse_month, render
 from reports.insurance import DEFAULT_THRESHOLD_YEARS, insurance_report
 from reports.insurance_output import insurance_csv, insurance_pdf
 from reports.kpi_monthly import kpi_monthly_report
@@ -75,12 +75,7 @@ async def read_insurance_report(
     _check_year("as_of", as_of.year, str(as_of))
     the_site = _site(sites, site)
     report = await asyncio.to_thread(insurance_report, session, the_site, as_of, clock.now(), threshold_years)
-    if fmt is ReportFormat.JSON:
-        content: str | bytes = report.model_dump_json()
-    elif fmt is ReportFormat.CSV:
-        content = insurance_csv(report)
-    else:
-        content = await asyncio.to_thread(insurance_pdf, report)
+    content = await asyncio.to_thread(render, report, fmt, as_csv=insurance_csv, as_pdf=insurance_pdf)
     return _response(content, fmt, f"insurance-{site}-{as_of}")
 
 
@@ -102,10 +97,5 @@ async def read_kpi_report(
     _check_year("month", year, month)
     the_site = _site(sites, site)
     report = await kpi_monthly_report(session, the_site, month, clock.now(), influx, targets)
-    if fmt is ReportFormat.JSON:
-        content: str | bytes = report.model_dump_json()
-    elif fmt is ReportFormat.CSV:
-        content = kpi_csv(report)
-    else:
-        content = await asyncio.to_thread(kpi_pdf, report)
+    content = await asyncio.to_thread(render, report, fmt, as_csv=kpi_csv, as_pdf=kpi_pdf)
     return _response(content, fmt, f"kpi-{site}-{month}")

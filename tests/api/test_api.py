@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from facmon.clock import FakeClock
 from facmon.metrics import Counters
 from facmon.model import DeviceKind, Event, EventType
 from facmon.site import Site
-from rules.db import WorkOrder, create_schema, make_engine
+from rules.db import WorkOrder, make_engine
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
 from tests.api.accounts import bearer
@@ -61,14 +61,6 @@ OTHER = Site.model_validate(
         ],
     }
 )
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def seed(engine: Engine) -> None:
@@ -182,6 +174,7 @@ async def test_work_orders_newest_first_with_filters_and_paging(client: httpx.As
         ("acknowledge", "breached", None, 420.0),
         ("on_site", "pending", 600.0, None),
         ("statutory_on_site", "pending", 1200.0, None),
+        ("repair", "pending", 4 * 3600.0 - 600.0, None),  # rescued and made safe within 4 h
     ]
 
     async def devices(query: str) -> list[str]:

@@ -6,9 +6,8 @@ fails here rather than slipping through.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +24,6 @@ from facmon.clock import FakeClock
 from facmon.model import Event, EventType
 from facmon.site import Site
 from notifier.tokens import issue
-from rules.db import create_schema, make_engine
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
 from tests.api.accounts import bearer
@@ -63,14 +61,6 @@ def _site(site_id: str, technician: str) -> Site:
 
 
 NORTH, SOUTH = _site("north", "li-ming"), _site("south", "zhao-lei")
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

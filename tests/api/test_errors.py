@@ -7,8 +7,7 @@ validate or who may call them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import httpx
@@ -21,7 +20,6 @@ from sqlalchemy import Engine
 
 from api import create_app
 from api.schemas import ProblemError
-from rules.db import create_schema, make_engine
 from tests.api.test_api import SITE
 
 PROBLEM = "application/problem+json"
@@ -75,14 +73,6 @@ def busy() -> None:
 @extra_routes.get("/conflict")
 def conflict() -> None:
     raise ProblemError(409, "Busy", "the work order is being changed", current_status="open")
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import contextlib
 import hashlib
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,7 +20,6 @@ from sqlalchemy import Engine
 from api import create_app
 from api.security_headers import CSP, BodyLimitMiddleware
 from facmon.httpserve import embedded
-from rules.db import create_schema, make_engine
 from tests.api.test_api import SITE
 
 PROBLEM = "application/problem+json"
@@ -42,14 +40,6 @@ async def take_stream(request: Request) -> dict[str, int]:
     async for chunk in request.stream():
         size += len(chunk)
     return {"size": size}
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def make_app(engine: Engine, **options: Any) -> FastAPI:

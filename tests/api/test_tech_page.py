@@ -34,7 +34,7 @@ from facmon.accounts.store import create_user, get_user, revoke_all
 from facmon.accounts.throttle import LoginThrottle
 from facmon.model import Event, EventType
 from facmon.site import Site, load_site
-from rules.db import WorkOrder, WorkOrderStatus, create_schema, make_engine
+from rules.db import WorkOrder, WorkOrderStatus
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event, get_work_order
 from rules.workflow import transition
@@ -173,14 +173,6 @@ def browser() -> Iterator[Browser]:
         browser = launch(playwright)
         yield browser
         browser.close()
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
