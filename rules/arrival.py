@@ -12,6 +12,9 @@ A work order detected after the evidence is not moved by it: a card read at 09:5
 fault at 10:00. Denied reads and unknown cards move nothing. A work order already on site, or further on, stays as
 it is: the evidence is then news to nobody.
 
+An elevator that leaves inspection after long enough in it has had a maintenance visit (rules.maintenance_visits);
+a granted read of a technician's card is kept so the visit can name who was on the estate when it began.
+
 While an elevator is in inspection its faults open no work order (a technician is working on it and trips them):
 they are counted and logged as suppressed. The service mode is kept on the device's row (`device_status`), so a
 restarted worker still knows.
@@ -25,10 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from facmon.metrics import Counters
@@ -36,6 +39,15 @@ from facmon.model import DeviceKind, Event, EventType
 from facmon.site import Technician
 from rules.db import DeviceStatus, WorkOrder, WorkOrderStatus
 from rules.engine import Action, OpenWorkOrder
+from rules.maintenance_models import VisitSource
+from rules.maintenance_visits import (
+    DEFAULT_MIN_INSPECTION,
+    add_visit,
+    ended_inspection,
+    remember_card_read,
+    settle_overdue,
+    technician_at,
+)
 from rules.store import ApplyResult, apply_event
 from rules.transitions import IllegalTransition
 from rules.workflow import transition
@@ -145,7 +157,12 @@ def may_prove_arrival(event: Event, technicians: Sequence[Technician]) -> bool:
 def open_orders(session: Session, site: str, device: str | None = None) -> list[OpenOrder]:
     query = select(
         WorkOrder.id, WorkOrder.site, WorkOrder.device, WorkOrder.kind, WorkOrder.status, WorkOrder.detected_at
-    ).where(WorkOrder.site == site, WorkOrder.status.in_([s.value for s in AWAITING_ARRIVAL]))
+    ).where(
+        WorkOrder.site == site,
+        WorkOrder.status.in_([s.value for s in AWAITING_ARRIVAL]),
+        # Only devices' work orders: a whole fire system's overdue check (kind fire_system) has no device to reach.
+        WorkOrder.kind.in_([k.value for k in DeviceKind]),
+    )
     if device is not None:
         query = query.where(WorkOrder.device == device)
     return [
@@ -164,7 +181,9 @@ def service_mode(session: Session, site: str, device: str) -> tuple[str | None, 
 
 
 def record_service_mode(session: Session, event: Event, mode: str) -> None:
-    """Keep the mode on the device's row (written by apply_event before); a late replay does not undo a newer one."""
+    """Keep the mode on the device's row (written by apply_event before); a late replay does not undo a newer one,
+    and the same mode reported again keeps the time it began (an inspection's start is its maintenance visit's)."""
+    same = (DeviceStatus.service_mode == mode) & DeviceStatus.service_mode_at.is_not(None)
     session.execute(
         update(DeviceStatus)
         .where(
@@ -172,7 +191,7 @@ def record_service_mode(session: Session, event: Event, mode: str) -> None:
             DeviceStatus.device == event.ref.device,
             or_(DeviceStatus.service_mode_at.is_(None), DeviceStatus.service_mode_at <= event.ts),
         )
-        .values(service_mode=mode, service_mode_at=event.ts)
+        .values(service_mode=mode, service_mode_at=case((same, DeviceStatus.service_mode_at), else_=event.ts))
         .execution_options(synchronize_session=False)
     )
 
@@ -207,11 +226,14 @@ def apply_with_site_evidence(
     *,
     technicians: Sequence[Technician],
     metrics: Counters,
+    min_inspection: timedelta = DEFAULT_MIN_INSPECTION,
 ) -> ApplyResult:
-    """`apply_event`, with faults suppressed during inspection, the service mode kept and arrivals carried out.
+    """`apply_event`, with faults suppressed during inspection, the service mode kept, maintenance visits and
+    technicians' card reads recorded and arrivals carried out.
 
-    The service mode and the arrivals are written after the event's own transaction, and again for a redelivered
-    event: both are idempotent, so a crash between the steps loses nothing.
+    The service mode (with the visit an ended inspection makes, in the same transaction), the card read and the
+    arrivals are written after the event's own transaction, and again for a redelivered event: each is idempotent,
+    so a crash between the steps loses nothing.
     """
     ref = event.ref
     quiet = False
@@ -226,8 +248,34 @@ def apply_with_site_evidence(
         log.info("fault suppressed: the elevator is in inspection", site=ref.site, device=ref.device, code=event.code)
     mode = service_mode_of(event)
     if mode is not None:
+        visit_id: int | None = None
         with Session(engine) as session, session.begin():
+            span = ended_inspection(mode, event.ts, *service_mode(session, ref.site, ref.device), min_inspection)
             record_service_mode(session, event, mode)
+            if span is not None:
+                visit = add_visit(
+                    session,
+                    site=ref.site,
+                    building=ref.building,
+                    device=ref.device,
+                    started_at=span.started_at,
+                    ended_at=span.ended_at,
+                    technician=technician_at(session, ref.site, span.started_at),
+                    source=VisitSource.INSPECTION_MODE,
+                    actor=None,
+                    note=None,
+                    now=now,
+                    event_id=event.id,
+                )
+                visit_id = None if visit is None else visit.id
+        if visit_id is not None:
+            metrics.inc("rules_maintenance_visits", source=VisitSource.INSPECTION_MODE.value)
+            log.info("maintenance visit", id=visit_id, site=ref.site, device=ref.device)
+            settle_overdue(engine, site=ref.site, device=ref.device)
+    holder = card_holder(event, technicians)
+    if holder is not None:
+        with Session(engine) as session, session.begin():
+            remember_card_read(session, event, holder.id, min(event.ts, now))
     if may_prove_arrival(event, technicians):
         with Session(engine) as session:
             by_device = ref.device if mode == INSPECTION else None

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from facmon.clock import FakeClock
 from facmon.metrics import Counters
 from facmon.model import DeviceKind, DeviceRef, Event, EventType
+from rules.arrival import open_orders
 from rules.db import FireAlarm, FireAlarmOutcome, FireCheckResult, WorkOrder
 from rules.fire import FalseAlarmDay, false_alarm_days
 from rules.fire_checks import FireCheckMonitor, overdue_due, record_check, register_panel
@@ -211,3 +212,15 @@ async def test_a_system_is_scheduled_from_its_first_check(engine: Engine) -> Non
     with Session(engine) as session:
         [wo] = session.execute(select(WorkOrder)).scalars()
         assert (wo.kind, wo.title) == ("fire_system", "Monthly single-item check overdue: fire system sprinkler")
+
+
+async def test_a_card_read_beside_a_fire_systems_overdue_check_moves_only_device_work_orders(engine: Engine) -> None:
+    clock = FakeClock(T0)
+    record_check(
+        engine, site="s1", device=None, system="sprinkler", item="alarm valve test", actor="wang",
+        result=FireCheckResult.PASSED, note=None, at=T0, now=T0,
+    )  # fmt: skip
+    clock.advance(30 * DAY)
+    await FireCheckMonitor(engine, clock, period=30 * DAY).tick()
+    with Session(engine) as session:
+        assert [o.kind for o in open_orders(session, "s1")] == []  # used to raise: 'fire_system' is no DeviceKind
