@@ -23,6 +23,7 @@ from api.routes import (
     fire_checks,
     health,
     kpis,
+    maintenance,
     on_call,
     reports,
     tech,
@@ -84,6 +85,7 @@ def create_app(
     for router, access in (
         (devices.router, policy(read=OPERATIONS | REPORTING, write=ENGINEERING)),
         (assets.router, policy(read=OPERATIONS | REPORTING, write=ENGINEERING)),
+        (maintenance.router, policy(read=OPERATIONS | REPORTING, write=FIELD_WORK)),
         (work_orders.router, policy(read=OPERATIONS, write=FIELD_WORK)),
         (work_order_actions.router, policy(read=OPERATIONS, write=FIELD_WORK)),
         (deliveries.router, policy(read=OPERATIONS)),

@@ -12,9 +12,11 @@ The "last 12 months" are the twelve months that end with the as-of day (site tim
 - downtime: the time those work orders were open (detection to resolution, or to the end of the period when still
   open), overlaps counted once. The availability KPI's reading-based downtime needs a year of 1 s readings per car
   from InfluxDB, too heavy for this report;
-- maintenance visits: facmon does not record the 15-day maintenance visits themselves. What it records are on-site
-  arrivals on the elevator's check and task work orders (card read, inspection mode, or the technician's word), and
-  those are counted; the longest gap between them (and from the period's ends) is held against the 15-day cycle;
+- maintenance visits: the visits facmon records (rules.maintenance_visits: the car in inspection mode for long
+  enough, or entered through the API) that started in the 12 months. The gaps run from the last visit before the 12
+  months (else from their start) through each visit to the end of the as-of day; the longest is held against the
+  15-day cycle (a gap of exactly 15 days is in time), and the cycles missed are the visits lacking for every gap to
+  be at most 15 days;
 - open defects: the elevator's work orders (any category) detected by the end of the as-of day and neither
   resolved nor cancelled by then.
 
@@ -25,12 +27,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from facmon.asset_store import Effective, effective_site
@@ -40,15 +44,19 @@ from facmon.site import Building, Device, Site
 from reports.common import completed_years, local_midnight, minutes, months_between, years_before
 from rules.availability import intersect, merge, seconds
 from rules.db import Category, WorkOrder, WorkOrderStatus
+from rules.maintenance_models import MaintenanceVisit
 
 DEFAULT_THRESHOLD_YEARS = 10
 MAINTENANCE_CYCLE_DAYS = 15
+MAINTENANCE_CYCLE = timedelta(days=MAINTENANCE_CYCLE_DAYS)
 ENTRAPMENT = "entrapment"
 # Work orders on an elevator that are not the lift's own faults.
 NOT_LIFT_FAULTS = frozenset({"comm_lost", "main_power_lost"})
 VISITS_BASIS = (
-    "maintenance visits: on-site arrivals recorded on the elevator's check and task work orders; facmon does not "
-    "record the 15-day maintenance visits themselves, so the maintenance company's own records may show more"
+    "maintenance visits: those recorded by facmon (the car in inspection mode for long enough, 10 min by default, "
+    "or entered through the API) that started in the 12 months; gaps run from the last visit before them (else their "
+    f"start) to the end of the as-of day; cycles missed: visits lacking for no gap to exceed {MAINTENANCE_CYCLE_DAYS} "
+    "days"
 )
 DOWNTIME_BASIS = "downtime: time the elevator's fault work orders were open (detection to resolution)"
 
@@ -96,9 +104,11 @@ class ElevatorEntry(BaseModel):
     inspection_valid_until: date | None
     inspection_status: InspectionStatus
     inspection_days_left: int | None = Field(description="valid_until - as-of, days; negative when expired")
-    maintenance_visits: int
+    maintenance_visits: int = Field(description="recorded maintenance visits that started in the 12 months")
     maintenance_visits_required: int = Field(description="days of the period // 15")
     longest_visit_gap_days: float
+    maintenance_cycles_missed: int = Field(description="visits lacking for no gap to exceed 15 days")
+    last_visit_on: date | None = Field(description="the last recorded visit by the end of the as-of day, site date")
     maintenance_cycle_met: bool
     faults: int
     entrapments: int
@@ -168,11 +178,24 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
 
-def _visits(arrivals: Sequence[datetime], start: datetime, end: datetime) -> tuple[int, float]:
-    """How many arrivals, and the longest stretch in days without one (from the period's start to its end)."""
-    marks = [start, *sorted(arrivals), end]
-    longest = max((b - a).total_seconds() for a, b in pairwise(marks))
-    return len(arrivals), round(longest / 86400.0, 1)
+@dataclass(frozen=True)
+class VisitFigures:
+    visits: int
+    longest_gap: timedelta
+    cycles_missed: int
+    last: datetime | None
+
+
+def visit_figures(visits: Sequence[datetime], before: datetime | None, start: datetime, end: datetime) -> VisitFigures:
+    """The visits that started in [start, end), the longest gap and the cycles missed, counting from `before` (the last
+    visit before the period) or else from `start`, to `end`. Pure."""
+    inside = sorted(t for t in visits if start <= t < end)
+    marks = [before if before is not None else start, *inside, end]
+    gaps = [b - a for a, b in pairwise(marks)]
+    # A gap of up to one cycle needs no visit inside it; up to two cycles, one; and so on.
+    missed = sum(max(0, -(-gap // MAINTENANCE_CYCLE) - 1) for gap in gaps)
+    last = inside[-1] if inside else before
+    return VisitFigures(visits=len(inside), longest_gap=max(gaps), cycles_missed=missed, last=last)
 
 
 def _entry(
@@ -183,6 +206,8 @@ def _entry(
     start: datetime,
     end: datetime,
     orders: Sequence[WorkOrder],
+    visits: VisitFigures,
+    tz: ZoneInfo,
 ) -> ElevatorEntry:
     faults = [
         wo
@@ -210,12 +235,6 @@ def _entry(
     responses = [i.response_min for i in incidents if i.response_min is not None]
     arrivals = [i.arrival_min for i in incidents if i.arrival_min is not None]
     down = intersect([(wo.detected_at, wo.resolved_at or end) for wo in faults], [(start, end)])
-    visit_times = [
-        wo.on_site_at
-        for wo in orders
-        if wo.category in (Category.CHECK, Category.TASK) and wo.on_site_at is not None and start <= wo.on_site_at < end
-    ]
-    visits, longest_gap = _visits(visit_times, start, end)
     required = (end - start).days // MAINTENANCE_CYCLE_DAYS
     open_defects = [
         OpenDefect(work_order_id=wo.id, title=wo.title, status=_status_at(wo, end), detected_at=wo.detected_at)
@@ -248,10 +267,12 @@ def _entry(
         inspection_valid_until=device.inspection.valid_until if device.inspection else None,
         inspection_status=inspection_status,
         inspection_days_left=days_left,
-        maintenance_visits=visits,
+        maintenance_visits=visits.visits,
         maintenance_visits_required=required,
-        longest_visit_gap_days=longest_gap,
-        maintenance_cycle_met=longest_gap <= MAINTENANCE_CYCLE_DAYS,
+        longest_visit_gap_days=round(visits.longest_gap / timedelta(days=1), 1),
+        maintenance_cycles_missed=visits.cycles_missed,
+        last_visit_on=None if visits.last is None else visits.last.astimezone(tz).date(),
+        maintenance_cycle_met=visits.longest_gap <= MAINTENANCE_CYCLE,
         faults=len(incidents),
         entrapments=sum(i.entrapment for i in incidents),
         response_mean_min=_mean(responses),
@@ -270,6 +291,35 @@ def _entry(
         policy_expires=device.insurance.expires if device.insurance else None,
         incidents=incidents,
     )
+
+
+def _visits(session: Session, site: str, ids: Sequence[str], start: datetime, end: datetime) -> dict[str, VisitFigures]:
+    """Each elevator's visit figures, from the visits table."""
+    inside: dict[str, list[datetime]] = {i: [] for i in ids}
+    query = select(MaintenanceVisit.device, MaintenanceVisit.started_at).where(
+        MaintenanceVisit.site == site,
+        MaintenanceVisit.device.in_(ids),
+        MaintenanceVisit.started_at >= start,
+        MaintenanceVisit.started_at < end,
+    )
+    for device, started_at in session.execute(query):
+        inside[device].append(started_at)
+    last_before = (
+        select(MaintenanceVisit.device, func.max(MaintenanceVisit.started_at))
+        .where(MaintenanceVisit.site == site, MaintenanceVisit.device.in_(ids), MaintenanceVisit.started_at < start)
+        .group_by(MaintenanceVisit.device)
+    )
+    # The aggregate comes back as the database's own type; on SQLite naive UTC text.
+    before = {device: _utc(at) for device, at in session.execute(last_before)}
+    return {i: visit_figures(inside[i], before.get(i), start, end) for i in ids}
+
+
+def _utc(value: object) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a time: {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _status_at(wo: WorkOrder, end: datetime) -> str:
@@ -316,7 +366,10 @@ def insurance_report(
     by_device: dict[str, list[WorkOrder]] = {i: [] for i in ids}
     for wo in session.execute(query).scalars():
         by_device[wo.device].append(wo)
-    entries = [_entry(b, d, installed, as_of, start, end, by_device[d.id]) for b, d, installed in chosen]
+    visits = _visits(session, site.id, ids, start, end)
+    entries = [
+        _entry(b, d, installed, as_of, start, end, by_device[d.id], visits[d.id], tz) for b, d, installed in chosen
+    ]
     entries.sort(key=lambda e: (_ORDER[e.insurance_status], -e.age_years, e.device))
     months = months_between(start, end, tz)
     faults: Counter[str] = Counter()

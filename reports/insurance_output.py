@@ -40,6 +40,8 @@ CSV_HEADER = (
     "maintenance_visits",
     "maintenance_visits_required",
     "longest_visit_gap_days",
+    "maintenance_cycles_missed",
+    "last_visit_on",
     "maintenance_cycle_met",
     "faults_12m",
     "entrapments_12m",
@@ -87,6 +89,8 @@ def insurance_csv(report: InsuranceReport) -> str:
                 e.maintenance_visits,
                 e.maintenance_visits_required,
                 e.longest_visit_gap_days,
+                e.maintenance_cycles_missed,
+                e.last_visit_on,
                 e.maintenance_cycle_met,
                 e.faults,
                 e.entrapments,
@@ -189,7 +193,8 @@ def _cells(e: ElevatorEntry) -> list[Flowable | str]:
         f"{e.maintenance_company or 'not given'}{contract}",
         para(inspection, "small", color=inspection_color),
         para(
-            f"{e.maintenance_visits} of {e.maintenance_visits_required}\nlongest gap {e.longest_visit_gap_days} d",
+            f"{e.maintenance_visits} of {e.maintenance_visits_required}\nlongest gap {e.longest_visit_gap_days} d\n"
+            f"missed {e.maintenance_cycles_missed}, last {e.last_visit_on or 'none'}",
             "small",
             color=None if e.maintenance_cycle_met else ALERT,
         ),

@@ -577,5 +577,7 @@ def create_schema(engine: Engine, revision: str = "head") -> None:
 # The account tables (users, tokens, audit log) live in the same database and migrations; importing them here puts
 # them in Base.metadata wherever the schema is compared or created.
 # The asset data changed through the API (facmon.asset_store), laid over the site files' in the reports, too.
+# Elevator maintenance visits, their schedule and the technicians' card reads (rules.maintenance_visits).
 from facmon import asset_store as _asset_store  # noqa: E402, F401
 from facmon.accounts import models as _accounts  # noqa: E402, F401
+from rules import maintenance_models as _maintenance  # noqa: E402, F401

@@ -4,8 +4,9 @@ Every figure comes with its numerator, denominator and target, so a report can s
 Which work orders count:
 
 - cancelled work orders count nowhere (a cancellation records why, e.g. a false alarm: there was nothing to repair);
-- arrival compliance: elevator work orders detected in the period; one still waiting for a technician and still
-  inside its window is not decided yet and is left out until it is;
+- arrival compliance: elevator work orders detected in the period, except periodic checks (an overdue maintenance
+  visit owes no 20-minute arrival); one still waiting for a technician and still inside its window is not decided
+  yet and is left out until it is;
 - repair timeliness: work orders whose repair deadline falls in the period and has passed; the repair deadline is
   the profile's `resolved` clock when it has one, else the work order's main deadline (`due_at`);
 - follow-up visit rate: work orders resolved in the period, and whether any follow-up was recorded for them.
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rules.db import WorkOrderStatus
+from rules.db import Category, WorkOrderStatus
 
 
 class KpiTargets(BaseSettings):
@@ -54,6 +55,7 @@ class KpiRow:
     id: int = 0
     device: str = ""
     title: str = ""
+    category: str = Category.REPAIR.value
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def arrival_decisions(
 ) -> list[Decided]:
     decided = []
     for r in _counted(rows):
-        if r.kind != "elevator" or not start <= r.detected_at < end:
+        if r.kind != "elevator" or r.category == Category.CHECK or not start <= r.detected_at < end:
             continue
         deadline = r.detected_at + targets.arrival_within
         in_time = r.on_site_at is not None and r.on_site_at <= deadline

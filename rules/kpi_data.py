@@ -62,6 +62,7 @@ def kpi_rows(session: Session, site: str, start: datetime, end: datetime) -> lis
                 id=wo.id,
                 device=wo.device,
                 title=wo.title,
+                category=wo.category,
             )
         )
     return rows

@@ -12,10 +12,11 @@ Failures: a payload that cannot be used is logged with its topic and reason, cou
 would fail the same way on redelivery). An unreachable database is retried in place with backoff, the event held
 unacknowledged. Anything else is a bug and ends `run()`; the event is redelivered to the next run.
 
-Beside the consumer, `run()` keeps two more tasks in its TaskGroup: the SLA monitor (rules.sla_monitor), which looks
-for breached deadlines every `tick_interval_s` by the injected clock and hands each new breach to `on_breach`; and,
-when a `lifecycle_sink` is given, the exporter of lifecycle points (rules.lifecycle) to InfluxDB. Breaches are not
-published on MQTT: a subscriber (the notifier) takes `on_breach`, or reads the durable timeline.
+Beside the consumer, `run()` keeps more tasks in its TaskGroup: the SLA monitor (rules.sla_monitor), which looks
+for breached deadlines every `tick_interval_s` by the injected clock and hands each new breach to `on_breach`; when
+a `lifecycle_sink` is given, the exporter of lifecycle points (rules.lifecycle) to InfluxDB; and the timers of the
+fire checks (rules.fire_checks), the elevator maintenance visits (rules.maintenance_visits) and the state rules.
+Breaches are not published on MQTT: a subscriber (the notifier) takes `on_breach`, or reads the durable timeline.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from rules.fire_checks import DEFAULT_PERIOD as DEFAULT_CHECK_PERIOD
 from rules.fire_checks import FireCheckMonitor, register_panel
 from rules.fire_intact import FireIntactWriter
 from rules.lifecycle import LifecycleExporter, LifecycleSink
+from rules.maintenance_visits import DEFAULT_CYCLE as DEFAULT_MAINTENANCE_CYCLE
+from rules.maintenance_visits import DEFAULT_MIN_INSPECTION, MaintenanceMonitor
 from rules.sla_monitor import BreachHandler, SlaMonitor
 from rules.state_rules import StateRules, load_state_rules
 from rules.state_store import StateTicker, apply_state_event
@@ -109,6 +112,9 @@ class RulesWorker:
         fire_check_period: timedelta = DEFAULT_CHECK_PERIOD,
         fire_check_interval_s: float = 60.0,
         state_rules: StateRules | None = None,
+        maintenance_cycle: timedelta = DEFAULT_MAINTENANCE_CYCLE,
+        maintenance_min_inspection: timedelta = DEFAULT_MIN_INSPECTION,
+        maintenance_interval_s: float = 60.0,
     ) -> None:
         if not client_id:
             # The broker keeps the persistent session under this id; a random one would lose it on restart.
@@ -148,6 +154,15 @@ class RulesWorker:
         self.sites: dict[str, Site] = {s.id: s for s in sites or ()}
         self.state_rules = load_state_rules() if state_rules is None else state_rules
         self.state_ticker = StateTicker(engine, self.state_rules, self.sites, clock, metrics=metrics)
+        # Elevator maintenance visits (rules.maintenance_visits): an inspection of at least this long is one, and an
+        # elevator without one for the cycle gets a work order.
+        if maintenance_min_inspection < timedelta(0):
+            raise ValueError("the minimum inspection time cannot be negative")
+        self.maintenance_min_inspection = maintenance_min_inspection
+        self.maintenance = MaintenanceMonitor(
+            engine, clock, sites=tuple(self.sites.values()), cycle=maintenance_cycle, metrics=metrics
+        )
+        self.maintenance_interval_s = maintenance_interval_s
 
     def _backoff(self, attempt: int) -> float:
         # Capped exponential with jitter, so a fleet of workers does not reconnect in lockstep after a broker restart.
@@ -162,6 +177,7 @@ class RulesWorker:
             if self.exporter is not None:
                 tg.create_task(self.exporter.run(self.tick_interval_s), name="rules-lifecycle-export")
             tg.create_task(self.fire_checks.run(self.fire_check_interval_s), name="rules-fire-checks")
+            tg.create_task(self.maintenance.run(self.maintenance_interval_s), name="rules-maintenance")
             if self.fire_intact is not None:
                 tg.create_task(self.fire_intact.consume(self._panel_client), name="rules-fire-intact")
                 tg.create_task(self.fire_intact.run_flusher(self.tick_interval_s), name="rules-fire-intact-write")
@@ -272,6 +288,7 @@ class RulesWorker:
                     now,
                     technicians=self.technicians.get(event.ref.site, ()),
                     metrics=self.metrics,
+                    min_inspection=self.maintenance_min_inspection,
                 )
                 # After the event rules' commit, under a claim of its own: a crash in between is mended by the
                 # redelivery (the event rules find their claim taken, the state rules do not).

@@ -1,6 +1,7 @@
 """Devices: the list, one device in detail with its latest readings, and one field's history.
 
-The device list comes from the site files (the source of truth for what exists); status and open work orders come
+The device list comes from the site files (the source of truth for what exists), with the asset data changed through
+the API (installation date, registration code) laid over them (facmon.asset_store); status and open work orders come
 from the database, so a device that never sent an event still shows, with comm "unknown". The latest readings and
 the history come from InfluxDB (api.influx_history); without InfluxDB the detail still answers and says why the
 readings are missing, while the history, which is nothing but readings, answers 503.
@@ -37,6 +38,7 @@ from api.schemas import (
     WorkOrderSummaryPublic,
     problem_response,
 )
+from facmon.asset_store import effective_device, effective_site
 from facmon.model import DeviceKind
 from facmon.site import Building, Device, Site
 from rules.db import OPEN_STATUSES, DeviceStatus
@@ -107,6 +109,7 @@ def list_devices(
     for each in sites:
         if (site is not None and each.id != site) or not user.sees_site(each.id):
             continue
+        each, _ = effective_site(session, each)
         for bldg, device in each.devices():
             if (building is not None and bldg.id != building) or (kind is not None and device.kind != kind):
                 continue
@@ -134,6 +137,7 @@ def _database_part(
     session: Session, site: Site, building: Building, device: Device, now: datetime
 ) -> tuple[dict[str, Any], list[WorkOrderSummaryPublic]]:
     known = session.get(DeviceStatus, (site.id, device.id))
+    device = effective_device(session, site.id, device).device
     page = list_work_orders(
         session,
         statuses=[s.value for s in OPEN_STATUSES],

@@ -348,3 +348,29 @@ async def test_the_cli_report_uses_the_updates_too(
         "old1": "insured",
         "old2": "insured",
     }
+
+
+async def test_the_device_list_and_detail_show_the_changed_installation_and_registration(
+    client: httpx.AsyncClient, engineer: dict[str, str]
+) -> None:
+    changed = await client.patch(
+        "/devices/maple/old2/assets",
+        json={"installed_on": "2014-12-01", "registration_code": "31103201012014120099"},
+        headers=engineer,
+    )
+    assert changed.status_code == 200, changed.text
+    listed = {d["id"]: d for d in (await client.get("/devices", params={"site": "maple"}, headers=engineer)).json()}
+    assert (listed["old2"]["installed_on"], listed["old2"]["registration_code"]) == (
+        "2014-12-01",
+        "31103201012014120099",
+    )
+    # The others keep the site file's.
+    assert (listed["old1"]["installed_on"], listed["old1"]["registration_code"]) == (
+        "2010-03-15",
+        "31103201012010030001",
+    )
+    detail = (await client.get("/devices/maple/old2", headers=engineer)).json()
+    assert (detail["installed_on"], detail["registration_code"]) == ("2014-12-01", "31103201012014120099")
+    # The same device at another site is not changed by it.
+    other = (await client.get("/devices/elsewhere/old2", headers=engineer)).json()
+    assert (other["installed_on"], other["registration_code"]) == ("2014-11-01", "31103201012014110002")

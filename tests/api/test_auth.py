@@ -359,6 +359,12 @@ async def test_every_change_is_in_the_audit_log_with_who_what_when_where_before_
         ("PATCH", "/users/cy", {"role": "engineer"}, "user.update"),
         ("POST", "/auth/tokens", {"name": "bms"}, "token.create"),
         ("PATCH", "/devices/north/e1/assets", {"usage": "residential"}, "device.assets"),
+        (
+            "POST",
+            "/devices/north/e1/maintenance-visits",
+            {"started_at": "2026-03-02T00:00:00Z", "ended_at": "2026-03-02T00:45:00Z"},
+            "maintenance_visit.create",
+        ),
     ]
     for method, path, body, _ in calls:
         response = await client.request(method, path, json=body, headers=admin)
@@ -389,6 +395,7 @@ async def test_every_change_is_in_the_audit_log_with_who_what_when_where_before_
         ("POST", "/api/v1/fire-alarms/{alarm_id}/outcome"),
         ("POST", "/api/v1/ack/{token}"),
         ("PATCH", "/api/v1/devices/{site}/{device}/assets"),
+        ("POST", "/api/v1/devices/{site}/{device}/maintenance-visits"),
     }
     changing = {(m, p) for m, p in routes(app) if m not in {"GET", "HEAD"}}
     # Sign-in and sign-out are recorded too, but as auth.* entries (see the login tests).

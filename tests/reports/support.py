@@ -3,17 +3,21 @@
 
 The estate ("Maple Court", Asia/Shanghai) and what happened, in UTC (site time is UTC+8):
 
-- old1 (main, installed 2010-03-15, insured, inspection valid): a door fault on 2025-10-20 (before the insurance
-  report's 12 months); an entrapment on 2025-12-10 (acknowledged +2 min, on site +14, resolved +60); a door open
-  fault on 2026-03-05 (ack +5, on site +26, resolved +3 h); a cancelled false alarm on 2026-05-02; in October 2026
-  fault 5 (ack +4, on site +25, resolved +50), fault 13 (on site +8, resolved +15, followed up) and, at 15:00 on
-  31 October (23:00 site time), fault 1 that nobody has come for;
-- old2 (peak, installed 2014-11-01, uninsured, inspection expired 2026-09-30): task work orders with technicians on
-  site on 2026-02-01 and 2026-02-10; a door close fault on 2026-10-10 (on site +18 with the acknowledgement implied,
+- old1 (main, installed 2010-03-15, insured, inspection valid): maintenance visits every 15 days to the minute, from
+  2025-10-21 01:00 (before the insurance report's 12 months) to 2026-10-31 01:00, 26 in all, alternately seen from
+  inspection mode and entered through the API; a door fault on 2025-10-20 (before the 12 months); an entrapment on
+  2025-12-10 (acknowledged +2 min, on site +14, resolved +60); a door open fault on 2026-03-05 (ack +5, on site
+  +26, resolved +3 h); a cancelled false alarm on 2026-05-02; in October 2026 fault 5 (ack +4, on site +25,
+  resolved +50), fault 13 (on site +8, resolved +15, followed up) and, at 15:00 on 31 October (23:00 site time),
+  fault 1 that nobody has come for;
+- old2 (peak, installed 2014-11-01, uninsured, inspection expired 2026-09-30): maintenance visits on 2026-01-15 and
+  2026-03-20 (02:00-03:00) only; task work orders with technicians on site on 2026-02-01 and 2026-02-10 (arrivals,
+  not maintenance visits); a door close fault on 2026-10-10 (on site +18 with the acknowledgement implied,
   resolved +2 h);
-- edge (backup, installed 2016-10-31: ten years old on the as-of day; its policy expired 2026-06-30): fault 3 at
-  10:00 on 31 October, on site +10, resolved on 2 November (after the as-of day);
-- young (installed 2016-11-01: nine years old on the as-of day, so not in the insurance report).
+- edge (backup, installed 2016-10-31: ten years old on the as-of day; its policy expired 2026-06-30): no maintenance
+  visit recorded at all; fault 3 at 10:00 on 31 October, on site +10, resolved on 2 November (after the as-of day);
+- young (installed 2016-11-01: nine years old on the as-of day, so not in the insurance report): fault 7 on 2026-10-05
+  02:00 (ack +3, on site +15, resolved +30 h: six hours past its 24 h repair clock), followed up on 2026-10-07.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from facmon.model import Event, EventType
 from facmon.site import Site
 from rules.db import Category, FollowUpOutcome, WorkOrderStatus
 from rules.engine import OpenWorkOrder, evaluate, load_rules
+from rules.maintenance_models import VisitSource
+from rules.maintenance_visits import record_visit
 from rules.store import apply_event
 from rules.workflow import add_follow_up, transition
 
@@ -148,6 +154,22 @@ class Seeder:
         return work_order_id
 
 
+def visit(engine: Engine, device: str, start: datetime, minutes: int, source: VisitSource) -> None:
+    record_visit(
+        engine,
+        site="maple",
+        building="b1",
+        device=device,
+        started_at=start,
+        ended_at=start + timedelta(minutes=minutes),
+        technician=None,
+        source=source,
+        actor="Li Ming" if source is VisitSource.API else None,
+        note=None,
+        now=start + timedelta(minutes=minutes),
+    )
+
+
 def seed(engine: Engine) -> dict[str, int]:
     """The year above; the work order ids by name."""
     s = Seeder(engine)
@@ -184,4 +206,20 @@ def seed(engine: Engine) -> dict[str, int]:
     s.life("edge-fault", "edge", "3", at("2026-10-31 10:00"), on_site=10)
     s.move("edge-fault", WorkOrderStatus.RESOLVED, at("2026-11-02 09:00"))
     s.life("unattended", "old1", "1", at("2026-10-31 15:00"))
+    s.life("young-late", "young", "7", at("2026-10-05 02:00"), ack=3, on_site=15, resolved=30 * 60)
+    add_follow_up(
+        engine,
+        s.ids["young-late"],
+        actor="Chen Jing",
+        outcome=FollowUpOutcome.SATISFIED,
+        note=None,
+        visited_at=at("2026-10-07 02:00"),
+        now=at("2026-10-07 02:00"),
+        source="api",
+    )
+    for k in range(26):
+        source = VisitSource.INSPECTION_MODE if k % 2 else VisitSource.API
+        visit(engine, "old1", at("2025-10-21 01:00") + timedelta(days=15 * k), 40, source)
+    for day in ("2026-01-15", "2026-03-20"):
+        visit(engine, "old2", at(f"{day} 02:00"), 60, VisitSource.API)
     return s.ids

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pypdfium2 as pdfium
 import pytest
@@ -13,7 +13,7 @@ from PIL import Image, ImageStat
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from reports.insurance import InsuranceReport, insurance_report
+from reports.insurance import VISITS_BASIS, InsuranceReport, insurance_report, visit_figures
 from reports.insurance_output import CSV_HEADER, insurance_csv, insurance_pdf
 from tests.reports.support import NOW, SITE
 
@@ -89,17 +89,59 @@ def test_old1_faults_response_arrival_downtime(report: InsuranceReport, seeded: 
     assert (old1.major_repair_on, old1.policy, old1.policy_expires) == (date(2022, 6, 1), "P-1", date(2027, 1, 31))
 
 
+def test_old1_visited_every_15_days_meets_the_cycle(report: InsuranceReport) -> None:
+    old1 = report.elevators[2]
+    # 26 visits 15 days apart from 2025-10-21 01:00: the first is before the 12 months, 25 are in them (the last on
+    # 2026-10-31 01:00, 09:00 site time). The first gap runs from the visit before the period: 15 days exactly, in
+    # time; the last one to the period's end, 15 h.
+    assert (old1.maintenance_visits, old1.maintenance_visits_required) == (25, 24)
+    assert (old1.longest_visit_gap_days, old1.maintenance_cycles_missed) == (15.0, 0)
+    assert (old1.last_visit_on, old1.maintenance_cycle_met) == (date(2026, 10, 31), True)
+
+
+def test_edge_without_any_visit_missed_every_cycle(report: InsuranceReport) -> None:
+    edge = report.elevators[1]
+    # The whole 365 days is one gap: 24 visits would have been needed for none to exceed 15 days.
+    assert (edge.maintenance_visits, edge.longest_visit_gap_days, edge.maintenance_cycles_missed) == (0, 365.0, 24)
+    assert (edge.last_visit_on, edge.maintenance_cycle_met) == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("visits", "before", "expected"),
+    [
+        # (visit days after the start, days before the start of the last earlier visit) -> (count, longest, missed)
+        ([], None, (0, 60.0, 3)),
+        ([15.0, 30.0, 45.0], None, (3, 15.0, 0)),
+        ([15.0, 30.0, 45.0], 1.0, (3, 16.0, 1)),  # the gap from the visit before the period counts
+        ([20.0], None, (1, 40.0, 3)),
+        ([59.5], 100.0, (1, 159.5, 10)),
+    ],
+)
+def test_visit_figures(visits: list[float], before: float | None, expected: tuple[int, float, int]) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    end = start + timedelta(days=60)
+    found = visit_figures(
+        [start + timedelta(days=d) for d in visits],
+        None if before is None else start - timedelta(days=before),
+        start,
+        end,
+    )
+    assert (found.visits, found.longest_gap / timedelta(days=1), found.cycles_missed) == expected
+
+
 def test_old2_uninsured_inspection_expired_and_visits(report: InsuranceReport) -> None:
     old2 = report.elevators[0]
     assert (old2.inspection_status, old2.inspection_days_left) == ("expired", -31)
     assert (old2.insurer, old2.policy) == (None, None)
     # The variety is read from the registration code when the site file does not give it.
     assert (old2.variety_code, old2.variety) == ("3110", "traction passenger lift")
-    # Two on-site arrivals on task work orders (2026-02-01 and 02-10, 01:30 UTC); 365 // 15 = 24 owed; the longest
-    # stretch without one runs from 2026-02-10 01:30 to the period's end, 2026-10-31 16:00: 263 d 14.5 h.
+    # Two recorded visits (2026-01-15 and 03-20, 02:00 UTC); the technicians on site for the task work orders of
+    # 2026-02-01 and 02-10 are arrivals, not visits. 365 // 15 = 24 owed. Gaps: from the period's start
+    # (2025-10-31 16:00, no visit before it) 75 d 10 h, then 64 d, then to the period's end 225 d 14 h, the longest;
+    # missed: 5 + 4 + 15 = 24 (a gap of up to 15 days needs no visit inside, up to 30 days one, ...).
     assert (old2.maintenance_visits, old2.maintenance_visits_required) == (2, 24)
-    assert old2.longest_visit_gap_days == 263.6
-    assert old2.maintenance_cycle_met is False
+    assert (old2.longest_visit_gap_days, old2.maintenance_cycles_missed) == (225.6, 24)
+    assert (old2.last_visit_on, old2.maintenance_cycle_met) == (date(2026, 3, 20), False)
     assert (old2.faults, old2.arrival_mean_min, old2.response_mean_min, old2.downtime_hours) == (1, 18.0, 18.0, 2.0)
 
 
@@ -138,6 +180,17 @@ def test_csv_parses_back(report: InsuranceReport) -> None:
         "6.08",
     )
     assert old1["insurer"] == "金陵财产保险"
+    assert (old2["maintenance_visits"], old2["maintenance_cycles_missed"], old2["last_visit_on"]) == (
+        "2",
+        "24",
+        "2026-03-20",
+    )
+    assert (old1["longest_visit_gap_days"], old1["maintenance_cycle_met"]) == ("15.0", "True")
+
+
+def test_the_notes_say_where_the_visits_come_from(report: InsuranceReport) -> None:
+    assert VISITS_BASIS in report.notes
+    assert not any("does not record" in note for note in report.notes)
 
 
 def test_json_round_trips(report: InsuranceReport) -> None:

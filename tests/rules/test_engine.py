@@ -69,7 +69,11 @@ def test_fault_opens_work_order_with_twenty_minute_sla() -> None:
         detected_at=NOW,
         due_at=NOW + 20 * MIN,
         sla_profile="elevator.fault",
-        clocks=(ClockDeadline("on_site", Milestone.ON_SITE, NOW + 20 * MIN),),
+        clocks=(
+            ClockDeadline("on_site", Milestone.ON_SITE, NOW + 20 * MIN),
+            # The repair itself: what repair timeliness measures (24 h, a contract default).
+            ClockDeadline("repair", Milestone.RESOLVED, NOW + 24 * 60 * MIN),
+        ),
     )
 
 
@@ -82,6 +86,7 @@ def test_entrapment_runs_acknowledge_arrival_and_statutory_clocks(code: str) -> 
         ClockDeadline("acknowledge", Milestone.ACKNOWLEDGED, NOW + 3 * MIN),
         ClockDeadline("on_site", Milestone.ON_SITE, NOW + 20 * MIN),
         ClockDeadline("statutory_on_site", Milestone.ON_SITE, NOW + 30 * MIN),
+        ClockDeadline("repair", Milestone.RESOLVED, NOW + 4 * 60 * MIN),  # rescued and made safe
     )
     assert action.due_at == NOW + 20 * MIN  # the main on-site deadline, as before profiles
 

@@ -34,9 +34,11 @@ def row(
     resolved: datetime | None = None,
     repair_due: datetime | None = None,
     follow_ups: int = 0,
+    category: str = "repair",
 ) -> KpiRow:
     detected = detected or m(0)
-    return KpiRow(kind, status, detected, on_site, resolved, repair_due or detected + timedelta(hours=24), follow_ups)
+    due = repair_due or detected + timedelta(hours=24)
+    return KpiRow(kind, status, detected, on_site, resolved, due, follow_ups, category=category)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,8 @@ def row(
         ([row(on_site=None, status="open")], m(10), (0, 0)),  # still inside its window: not decided
         ([row(on_site=m(5), status="cancelled")], NOW, (0, 0)),  # cancelled counts nowhere
         ([row(kind="fire_panel", on_site=m(5))], NOW, (0, 0)),  # elevators only
+        # An overdue maintenance visit (a check) owes no 20-minute arrival; a task (bring the backup in) does.
+        ([row(on_site=m(300), category="check"), row(on_site=m(30), category="task")], NOW, (0, 1)),
         ([row(detected=START - timedelta(minutes=1), on_site=START)], NOW, (0, 0)),  # detected before the period
         ([row(detected=END, on_site=END)], NOW, (0, 0)),  # the period's end is exclusive
         ([row(on_site=m(3)), row(on_site=m(30)), row(on_site=m(19))], NOW, (2, 3)),

@@ -105,5 +105,9 @@ def test_old_work_orders_take_part_in_the_new_lifecycle(old_engine: Engine) -> N
     with Session(old_engine) as session:
         new = get_work_order(session, new_id)
         assert new is not None
-        assert (new.previous_id, new.sla_profile, len(new.clocks)) == (4, "elevator.fault", 1)
+        assert (new.previous_id, new.sla_profile) == (4, "elevator.fault")
+        assert [(c.name, c.due_at - new.detected_at) for c in new.clocks] == [
+            ("on_site", timedelta(minutes=20)),
+            ("repair", timedelta(hours=24)),
+        ]
     assert len(pending_lines(old_engine, 100)) == 4  # implied ack + on_site, the breach, the new work order

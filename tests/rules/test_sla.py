@@ -40,6 +40,13 @@ def test_library_profiles() -> None:
         ClockDeadline("acknowledge", Milestone.ACKNOWLEDGED, T0 + 3 * MIN),
         ClockDeadline("on_site", Milestone.ON_SITE, T0 + 20 * MIN),
         ClockDeadline("statutory_on_site", Milestone.ON_SITE, T0 + 30 * MIN),
+        ClockDeadline("repair", Milestone.RESOLVED, T0 + 4 * 60 * MIN),
+    )
+    fault = PROFILES["elevator.fault"]
+    assert fault.main_clock == "on_site"
+    assert fault.deadlines(T0) == (
+        ClockDeadline("on_site", Milestone.ON_SITE, T0 + 20 * MIN),
+        ClockDeadline("repair", Milestone.RESOLVED, T0 + 24 * 60 * MIN),
     )
     fire = PROFILES["fire.point"]
     assert [(d.milestone, d.due_at - T0) for d in fire.deadlines(T0)] == [

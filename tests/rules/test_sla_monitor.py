@@ -64,9 +64,12 @@ async def test_entrapment_breaches_acknowledge_arrival_and_statutory_each_once_o
         (t0 + 25 * MIN, []),
         (t0 + 30 * MIN + SEC, ["statutory_on_site"]),
         (t0 + 3 * 60 * MIN, []),
+        (t0 + 4 * 60 * MIN, []),  # the 4 h repair (rescue and make safe) deadline
+        (t0 + 4 * 60 * MIN + SEC, ["repair"]),
+        (t0 + 24 * 60 * MIN, []),
     ]
     assert [(at, await tick_at(monitor, clock, at)) for at, _ in expected] == expected
-    assert heard.clocks() == ["acknowledge", "on_site", "statutory_on_site"]
+    assert heard.clocks() == ["acknowledge", "on_site", "statutory_on_site", "repair"]
     first = heard.breaches[0]
     assert (first.work_order_id, first.site, first.device, first.fault, first.priority, first.milestone) == (
         wo_id,
@@ -85,11 +88,13 @@ async def test_entrapment_breaches_acknowledge_arrival_and_statutory_each_once_o
             "acknowledge": t0 + 3 * MIN + SEC,
             "on_site": t0 + 20 * MIN + SEC,
             "statutory_on_site": t0 + 30 * MIN + SEC,
+            "repair": t0 + 4 * 60 * MIN + SEC,
         }
     assert entries == [
         (t0 + 3 * MIN + SEC, "acknowledge", "open"),
         (t0 + 20 * MIN + SEC, "on_site", "open"),
         (t0 + 30 * MIN + SEC, "statutory_on_site", "open"),
+        (t0 + 4 * 60 * MIN + SEC, "repair", "open"),
     ]
     assert monitor.metrics.get("rules_sla_breaches", clock="on_site", kind="elevator") == 1
 
@@ -104,7 +109,11 @@ async def test_met_in_time_or_cancelled_in_time_never_breaches(
     clock.advance(2 * MIN)
     transition(engine, prompt, WorkOrderStatus.ON_SITE, actor="card 7", source="card_read", at=clock.now())
     transition(engine, false_alarm, WorkOrderStatus.CANCELLED, actor="li", source="api", at=clock.now(), note="test")
-    for minutes in (3, 4, 21, 31, 600):
+    for minutes in (3, 4, 21, 31, 180):
+        assert await tick_at(monitor, clock, t0 + minutes * MIN + SEC) == []
+    # Rescued and made safe inside the 4 h repair clock.
+    transition(engine, prompt, WorkOrderStatus.RESOLVED, actor="li", source="api", at=clock.now())
+    for minutes in (241, 600, 24 * 60 + 1):
         assert await tick_at(monitor, clock, t0 + minutes * MIN + SEC) == []
     assert heard.breaches == []
 

@@ -66,6 +66,7 @@ def test_fault_opens_a_work_order(engine: Engine, clock: FakeClock, make_event: 
             ("acknowledge", "acknowledged", timedelta(minutes=3)),
             ("on_site", "on_site", timedelta(minutes=20)),
             ("statutory_on_site", "on_site", timedelta(minutes=30)),
+            ("repair", "resolved", timedelta(hours=4)),
         ]
         assert all(c.met_at is None and c.breached_at is None for c in stored.clocks)
         [opened] = stored.timeline

@@ -80,6 +80,7 @@ def test_full_lifecycle_records_times_clocks_and_timeline(
         "acknowledge": t0 + minutes,
         "on_site": t0 + 15 * minutes,
         "statutory_on_site": t0 + 15 * minutes,
+        "repair": t0 + 25 * minutes,  # the resolution meets the repair clock
     }
     transitions = [e for e in wo.timeline if e.type == "transition"]
     assert [(e.status, e.actor, e.source, e.note, e.detail) for e in transitions] == [
@@ -98,7 +99,13 @@ def test_arrival_before_acknowledgement_implies_it(engine: Engine, clock: FakeCl
     assert result.steps == (S.ACKNOWLEDGED, S.ON_SITE)
     wo = load(engine, wo_id)
     assert wo.acknowledged_at == wo.on_site_at == clock.now()
-    assert all(c.met_at == clock.now() for c in wo.clocks)
+    # Every clock up to on site is met by the arrival; the repair clock waits for the resolution.
+    assert {c.name: c.met_at for c in wo.clocks} == {
+        "acknowledge": clock.now(),
+        "on_site": clock.now(),
+        "statutory_on_site": clock.now(),
+        "repair": None,
+    }
     implied, arrived = wo.timeline[-2:]
     assert (implied.status, implied.source, implied.note, implied.detail) == (
         "acknowledged",
@@ -125,6 +132,7 @@ def test_cancelling_stops_the_clocks_still_running(engine: Engine, clock: FakeCl
         "acknowledge": (True, None),
         "on_site": (False, clock.now()),
         "statutory_on_site": (False, clock.now()),
+        "repair": (False, clock.now()),
     }
     assert wo.timeline[-1].note == "false alarm: child pressed the alarm button"
 
