@@ -13,7 +13,7 @@ practice), so such a day is flagged.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -140,6 +140,7 @@ def list_fire_alarms(
     session: Session,
     *,
     site: str | None = None,
+    within: Collection[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 100,
@@ -149,6 +150,8 @@ def list_fire_alarms(
     conditions: list[ColumnElement[bool]] = []
     if site is not None:
         conditions.append(FireAlarm.site == site)
+    if within is not None:  # the sites a caller may see (a technician's)
+        conditions.append(FireAlarm.site.in_(sorted(within)))
     if since is not None:
         conditions.append(FireAlarm.raised_at >= since)
     if until is not None:

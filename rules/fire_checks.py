@@ -14,6 +14,7 @@ system with its first check. `FireCheckMonitor.tick()`, on the injected clock, o
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
@@ -125,6 +126,7 @@ def list_checks(
     session: Session,
     *,
     site: str | None = None,
+    within: Collection[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 100,
@@ -133,6 +135,8 @@ def list_checks(
     conditions: list[ColumnElement[bool]] = []
     if site is not None:
         conditions.append(FireCheck.site == site)
+    if within is not None:  # the sites a caller may see (a technician's)
+        conditions.append(FireCheck.site.in_(sorted(within)))
     if since is not None:
         conditions.append(FireCheck.at >= since)
     if until is not None:

@@ -94,6 +94,7 @@ def _day(day: FalseAlarmDay) -> FalseAlarmDayPublic:
 def read_fire_alarms(
     session: SessionDep,
     sites: SitesDep,
+    user: CurrentUserDep,
     site: Annotated[str | None, Query(max_length=64)] = None,
     from_: Annotated[AwareDatetime | None, Query(alias="from", description="raised at or after")] = None,
     to: Annotated[AwareDatetime | None, Query(description="raised before")] = None,
@@ -103,8 +104,14 @@ def read_fire_alarms(
     if from_ is not None and to is not None and to <= from_:
         error = {"type": "value_error", "loc": ("query", "to"), "msg": "'to' must be after 'from'", "input": str(to)}
         raise RequestValidationError([error])
-    items, total = list_fire_alarms(session, site=site, since=from_, until=to, limit=limit, offset=offset)
-    everything, _ = list_fire_alarms(session, site=site, since=from_, until=to, limit=1_000_000)
+
+    def alarms(limit: int, offset: int = 0) -> tuple[list[FireAlarm], int]:
+        return list_fire_alarms(
+            session, site=site, within=user.sites, since=from_, until=to, limit=limit, offset=offset
+        )
+
+    items, total = alarms(limit, offset)
+    everything, _ = alarms(1_000_000)
     tz_of = {a.site: site_zone(sites, a.site) for a in everything}
     days = false_alarm_days(((a.site, a.raised_at, a.outcome) for a in everything), tz_of)
     return FireAlarmPagePublic(

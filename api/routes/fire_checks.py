@@ -85,11 +85,12 @@ def create_fire_check(
 @router.get("")
 def read_fire_checks(
     session: SessionDep,
+    user: CurrentUserDep,
     site: Annotated[str | None, Query(max_length=64)] = None,
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[FireCheckPublic]:
-    checks = list_checks(session, site=site, since=from_, until=to, limit=limit, offset=offset)
+    checks = list_checks(session, site=site, within=user.sites, since=from_, until=to, limit=limit, offset=offset)
     return [FireCheckPublic.model_validate(c) for c in checks]

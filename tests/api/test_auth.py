@@ -447,3 +447,19 @@ async def test_technicians_are_kept_to_their_sites_wherever_a_site_is_named(
     check = {"site": "south", "device": "fp1", "item": "loop 1", "result": "passed"}
     assert (await client.post("/fire-checks", json=check, headers=li)).status_code == 403
     assert (await client.post("/fire-checks", json=check | {"site": "north"}, headers=li)).status_code == 201
+
+
+async def test_technicians_listing_without_a_site_see_only_theirs(
+    client: httpx.AsyncClient, engine: Engine, clock: FakeClock
+) -> None:
+    admin = bearer(engine, Role.ADMIN)
+    for site in ("north", "south"):
+        check = {"site": site, "device": "fp1", "item": "loop 1", "result": "passed"}
+        assert (await client.post("/fire-checks", json=check, headers=admin)).status_code == 201
+    await _fire_alarm(engine, clock)
+    li = bearer(engine, Role.TECHNICIAN, technician="li-ming")
+    zhao = bearer(engine, Role.TECHNICIAN, technician="zhao-lei")
+    assert [c["site"] for c in (await client.get("/fire-checks", headers=li)).json()] == ["north"]
+    assert len((await client.get("/fire-checks", headers=admin)).json()) == 2
+    assert (await client.get("/fire-alarms", headers=li)).json()["total"] == 1
+    assert (await client.get("/fire-alarms", headers=zhao)).json()["total"] == 0
