@@ -22,7 +22,6 @@ from typing import NoReturn
 import structlog
 from sqlalchemy import ColumnElement, Engine, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from facmon.clock import Clock
@@ -32,6 +31,7 @@ from rules.db import Category, FireCheck, FireCheckResult, FireCheckSchedule, Mi
 from rules.engine import OpenWorkOrder
 from rules.sla import ClockDef, SlaProfile
 from rules.store import _open_or_recur
+from rules.ticking import tick_forever
 
 log = structlog.get_logger(__name__)
 
@@ -248,10 +248,4 @@ class FireCheckMonitor:
         return overdue
 
     async def run(self, interval_s: float = 60.0) -> NoReturn:
-        while True:
-            try:
-                await self.tick()
-            except OperationalError as exc:
-                self.metrics.inc("rules_fire_check_db_errors")
-                log.warning("fire check monitor: database unavailable", error=str(exc.orig))
-            await asyncio.sleep(interval_s)
+        await tick_forever(self.tick, interval_s, metrics=self.metrics, name="fire_check")

@@ -33,7 +33,6 @@ from typing import NoReturn
 import structlog
 from sqlalchemy import ColumnElement, Engine, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from facmon.clock import Clock
@@ -46,6 +45,7 @@ from rules.fire_checks import overdue_due
 from rules.maintenance_models import MaintenanceSchedule, MaintenanceVisit, TechnicianCardRead, VisitSource
 from rules.sla import ClockDef, SlaProfile
 from rules.store import _open_or_recur
+from rules.ticking import tick_forever
 from rules.transitions import IllegalTransition
 from rules.workflow import transition
 
@@ -456,10 +456,4 @@ class MaintenanceMonitor:
         return overdue
 
     async def run(self, interval_s: float = 60.0) -> NoReturn:
-        while True:
-            try:
-                await self.tick()
-            except OperationalError as exc:
-                self.metrics.inc("rules_maintenance_db_errors")
-                log.warning("maintenance monitor: database unavailable", error=str(exc.orig))
-            await asyncio.sleep(interval_s)
+        await tick_forever(self.tick, interval_s, metrics=self.metrics, name="maintenance")

@@ -27,13 +27,13 @@ from typing import NoReturn
 
 import structlog
 from sqlalchemy import Engine, or_, select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from facmon.clock import Clock
 from facmon.metrics import Counters
 from rules.db import Milestone, TimelineType, WorkOrder, WorkOrderClock, WorkOrderEvent
 from rules.store import RULES_SOURCE
+from rules.ticking import tick_forever
 
 log = structlog.get_logger(__name__)
 
@@ -164,11 +164,4 @@ class SlaMonitor:
             log.exception("breach handler failed", work_order=breach.work_order_id, clock=breach.clock)
 
     async def run(self, interval_s: float = 1.0) -> NoReturn:
-        """Tick every `interval_s` until cancelled; a database outage is logged and the next tick tries again."""
-        while True:
-            try:
-                await self.tick()
-            except OperationalError as exc:
-                self.metrics.inc("rules_sla_monitor_db_errors")
-                log.warning("SLA monitor: database unavailable", error=str(exc.orig))
-            await asyncio.sleep(interval_s)
+        await tick_forever(self.tick, interval_s, metrics=self.metrics, name="sla_monitor")

@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Engine, delete, select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from facmon.clock import Clock
@@ -47,6 +46,7 @@ from rules.state_engine import (
 )
 from rules.state_rules import StateRules
 from rules.store import _claim, _open_or_recur, _upsert
+from rules.ticking import tick_forever
 
 log = structlog.get_logger(__name__)
 
@@ -296,10 +296,4 @@ class StateTicker:
         return result
 
     async def run(self, interval_s: float = 1.0) -> NoReturn:
-        while True:
-            try:
-                await self.tick()
-            except OperationalError as exc:
-                self.metrics.inc("rules_state_tick_db_errors")
-                log.warning("state rules: database unavailable", error=str(exc.orig))
-            await asyncio.sleep(interval_s)
+        await tick_forever(self.tick, interval_s, metrics=self.metrics, name="state_tick")
