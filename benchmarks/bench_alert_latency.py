@@ -86,8 +86,9 @@ async def measure(root: Path, mqtt: Mosquitto, influx: Influxd, faults: int, pol
                     else:
                         latencies.append(receiver.requests[received].at - injected)
                         work_order = json.loads(receiver.requests[received].body)["work_order_id"]
-                        cancel = {"to": "cancelled", "actor": "bench", "note": "benchmark alarm"}
-                        await client.post(f"/work-orders/{work_order}/transitions", json=cancel)
+                        cancel = {"to": "cancelled", "note": "benchmark alarm"}
+                        answer = await client.post(f"/work-orders/{work_order}/transitions", json=cancel)
+                        answer.raise_for_status()  # an open work order would swallow the next alarm
                     sim.clear_fault()
                     # Faults must land at random points of the poll and dispatcher cycles.
                     await asyncio.sleep(poll_interval_s * rng.uniform(1.0, 2.0))
