@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import uvicorn
 
 T = TypeVar("T")
 
@@ -44,3 +49,28 @@ async def mbpoll(port: int, *args: str) -> dict[int, int]:
     # Lines such as "[21]: \t4660", "[4]: \t65533 (-3)" or "[123]: \t0x0001".
     found = re.findall(r"^\[(\d+)\]:\s+(0x[0-9A-Fa-f]+|-?\d+)", out.decode(), re.MULTILINE)
     return {int(ref): int(value, 0) for ref, value in found}
+
+
+@contextmanager
+def serving_in_thread(app: Any, name: str = "test-server") -> Iterator[str]:
+    """An ASGI app in uvicorn on a free port of 127.0.0.1, in a thread with its own event loop (for callers that
+    block, such as a browser driver or a synchronous CLI); yields the base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started or not thread.is_alive():
+                break
+            threading.Event().wait(0.01)
+        if not server.started:
+            raise RuntimeError("uvicorn did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

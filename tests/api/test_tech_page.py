@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from sqlalchemy import Engine, update
@@ -38,6 +35,7 @@ from rules.db import WorkOrder, WorkOrderStatus
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event, get_work_order
 from rules.workflow import transition
+from tests.support import serving_in_thread
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -118,28 +116,9 @@ def make_app(engine: Engine) -> FastAPI:
     return app
 
 
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """The app in uvicorn on a free port of 127.0.0.1, in a thread with its own event loop; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="tech-page-server", daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if server.started or not thread.is_alive():
-                break
-            threading.Event().wait(0.01)
-        if not server.started:
-            raise RuntimeError("uvicorn did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+def serve(app: FastAPI) -> AbstractContextManager[str]:
+    """The app in uvicorn on a free port, in a thread: the browser driver blocks this one."""
+    return serving_in_thread(app, "tech-page-server")
 
 
 def launch(playwright: Playwright) -> Browser:

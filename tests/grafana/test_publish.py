@@ -5,14 +5,11 @@ every dashboard arrive, and a second run changes nothing (same uids, no second f
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,8 +17,8 @@ from starlette.routing import Route
 from typer.testing import CliRunner
 
 from facmon.cli import app
-from facmon.services import free_port
 from tests.grafana.expand import DASHBOARDS, load_dashboards
+from tests.support import serving_in_thread
 
 TOKEN = "glsa_test_token"
 
@@ -101,18 +98,8 @@ class FakeGrafana:
 @pytest.fixture
 def grafana() -> Iterator[tuple[FakeGrafana, str]]:
     fake = FakeGrafana()
-    port = free_port()
-    config = uvicorn.Config(Starlette(routes=fake.routes()), port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the fake Grafana did not start"
-        time.sleep(0.01)
-    yield fake, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving_in_thread(Starlette(routes=fake.routes()), "fake-grafana") as url:
+        yield fake, url
 
 
 def test_publish_twice_is_idempotent(grafana: tuple[FakeGrafana, str], monkeypatch: pytest.MonkeyPatch) -> None:
