@@ -70,7 +70,7 @@ def _secret_key(settings: Settings) -> str | None:
         _fail(str(exc))
 
 
-def _refuse_unsafe_start(settings: Settings) -> None:
+def _refuse_unsafe_start(settings: Settings, sites: list[Site]) -> None:
     """Outside demo mode: stop here, naming every problem, before any service starts."""
     if settings.demo:
         return
@@ -81,7 +81,7 @@ def _refuse_unsafe_start(settings: Settings) -> None:
     engine = make_engine(settings.database_url())
     try:
         create_schema(engine)
-        check_real_start(engine, _secret_key(settings))
+        check_real_start(engine, _secret_key(settings), sites)
     except UnsafeStart as exc:
         _fail(f"{exc}\n(to try facmon with demo accounts instead: --demo or FACMON_DEMO=1)")
     finally:
@@ -128,7 +128,7 @@ def up(
             check_secret(secret.encode())
         except InsecureSecret as exc:
             _fail(f"FACMON_SECRET_KEY: {exc}")
-    _refuse_unsafe_start(settings)
+    _refuse_unsafe_start(settings, [the_site])
 
     def announce(text: str) -> None:
         print(text, flush=True)
@@ -312,9 +312,9 @@ def api(
     from rules.kpi_data import InfluxReader
 
     settings = _settings(state_dir, demo)
-    _refuse_unsafe_start(settings)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
     sites = [_site(p) for p in site]
+    _refuse_unsafe_start(settings, sites)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url())
     create_schema(engine)
     if settings.demo:

@@ -112,7 +112,7 @@ async def run_system(
         # Hashing their passwords takes a moment; the devices are watched meanwhile, and "ready" waits for it.
         accounts = asyncio.ensure_future(asyncio.to_thread(ensure_demo_accounts, engine, [site], clock.now()))
     else:
-        await asyncio.to_thread(check_real_start, engine, secret_key)
+        await asyncio.to_thread(check_real_start, engine, secret_key, [site])
         assert secret_key is not None, "check_real_start refuses a missing key"
         ack_secret = secret_key.encode()
     links_base = (public_url or f"http://{api_host}:{api_port}").rstrip("/")
