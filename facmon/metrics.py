@@ -1,51 +1,83 @@
 """The process's own counters: what was read, published, written, rejected and why.
 
-Deliberately small: named integer counters with labels, readable as a dict and as Prometheus text.
+`Counters` is built in `main` (or a test) and handed to every component; there is no module-level instance. It
+keeps a `prometheus_client` registry of its own, so two systems in one process (tests, benchmarks) never mix their
+figures, and `/metrics` is `prometheus_client`'s exposition of that registry.
+
+Components count with `inc(name, **labels)`: the counter `facmon_<name>_total` is made on first use with those label
+names, and a later use with other label names is a bug that raises. Levels that are read when scraped (an outbox's
+backlog, a broker connection) are registered once as gauges with `gauge(name, read)`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Callable, Iterable
 from threading import Lock
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+PREFIX = "facmon_"
+# The media type of the text exposition format that `prometheus()` returns.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _Gauges(Collector):
+    """Gauges computed when scraped, so a level is never stale and costs nothing between scrapes."""
+
+    def __init__(self) -> None:
+        self.read: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        for name, (help_text, read) in sorted(self.read.items()):
+            yield GaugeMetricFamily(name, help_text, value=read())
 
 
 class Counters:
     def __init__(self) -> None:
-        self._values: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._counters: dict[str, tuple[Counter, tuple[str, ...]]] = {}
         self._lock = Lock()
+        self._gauges = _Gauges()
+        self.registry.register(self._gauges)
+
+    def _counter(self, name: str, label_names: tuple[str, ...]) -> Counter:
+        known = self._counters.get(name)
+        if known is None:
+            with self._lock:
+                known = self._counters.get(name)
+                if known is None:
+                    counter = Counter(PREFIX + name, name.replace("_", " "), label_names, registry=self.registry)
+                    known = self._counters[name] = (counter, label_names)
+        counter, names = known
+        if names != label_names:
+            raise ValueError(f"counter {name!r} is labelled {list(names)}, not {list(label_names)}")
+        return counter
 
     def inc(self, name: str, amount: int = 1, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self._lock:
-            self._values[key] += amount
+        names = tuple(sorted(labels))
+        counter = self._counter(name, names)
+        (counter.labels(**labels) if names else counter).inc(amount)
 
     def get(self, name: str, **labels: str) -> int:
-        """The counter for exactly these labels; with no labels, the sum over all label sets."""
-        with self._lock:
-            if labels:
-                return self._values[(name, tuple(sorted(labels.items())))]
-            return sum(v for (n, _), v in self._values.items() if n == name)
+        """The counter for exactly these labels; with no labels, the sum over all label sets (0 if never counted)."""
+        known = self._counters.get(name)
+        if known is None:
+            return 0
+        total = 0.0
+        for metric in known[0].collect():
+            for sample in metric.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                if all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return int(total)
 
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            out: dict[str, int] = {}
-            for (name, labels), value in sorted(self._values.items()):
-                label_text = ",".join(f'{k}="{v}"' for k, v in labels)
-                out[f"facmon_{name}{{{label_text}}}" if labels else f"facmon_{name}"] = value
-            return out
+    def gauge(self, name: str, read: Callable[[], float], help_text: str = "") -> None:
+        """A level read when scraped, e.g. the outbox's backlog; registering a name again replaces its reader."""
+        self._gauges.read[PREFIX + name] = (help_text or name.replace("_", " "), read)
 
     def prometheus(self) -> str:
-        """The counters in Prometheus' text exposition format (every counter a `counter`)."""
-        lines: list[str] = []
-        typed: set[str] = set()
-        for key, value in self.snapshot().items():
-            name = key.split("{", 1)[0]
-            if name not in typed:
-                typed.add(name)
-                lines.append(f"# TYPE {name} counter")
-            lines.append(f"{key} {value}")
-        return "\n".join(lines) + "\n"
-
-
-# One set per process; components take it as a parameter so tests can hand in their own.
-METRICS = Counters()
+        """Every counter and gauge in Prometheus' text exposition format."""
+        return generate_latest(self.registry).decode()

@@ -22,7 +22,7 @@ from typing import Literal
 
 import structlog
 
-from facmon.metrics import METRICS, Counters
+from facmon.metrics import Counters
 from facmon.model import DeadLetter, Event, Reading
 from facmon.topics import topic_for
 
@@ -73,7 +73,7 @@ class Outbox:
             raise ValueError("max_size must be at least 1")
         self.path = path
         self.max_size = max_size
-        self._metrics = metrics if metrics is not None else METRICS
+        self._metrics = metrics if metrics is not None else Counters()
         self._listeners: list[Callable[[], None]] = []
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we open transactions ourselves, so a put and its drops commit together.

@@ -275,8 +275,8 @@ async def test_metrics_page_shows_the_process_counters(engine: Engine) -> None:
         response = await client.get("/api/v1/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    assert response.text.splitlines() == [
-        "# TYPE facmon_gateway_rejected counter",
-        'facmon_gateway_rejected{device="e1",source="modbus"} 1',
-        'facmon_gateway_rejected{device="g1",source="mqtt"} 2',
-    ]
+    # prometheus_client's exposition: counters end in _total, and each label set has its own line.
+    lines = response.text.splitlines()
+    assert "# TYPE facmon_gateway_rejected_total counter" in lines
+    assert 'facmon_gateway_rejected_total{device="e1",source="modbus"} 1.0' in lines
+    assert 'facmon_gateway_rejected_total{device="g1",source="mqtt"} 2.0' in lines
