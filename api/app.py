@@ -6,7 +6,7 @@ is importable without side effects and tests run it over their own database.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
@@ -37,7 +37,8 @@ from api.security_headers import install_security
 from facmon import __version__
 from facmon.accounts.models import Role
 from facmon.accounts.throttle import LoginThrottle
-from facmon.metrics import METRICS, Counters
+from facmon.health import Health
+from facmon.metrics import Counters
 from facmon.site import Site
 from notifier.tokens import check_secret
 from rules.kpi_data import InfluxReader
@@ -49,11 +50,12 @@ def create_app(
     *,
     sites: Sequence[Site],
     engine: Engine,
-    metrics: Counters = METRICS,
+    metrics: Counters | None = None,
     influx: InfluxReader | None = None,
     ack_secret: bytes | None = None,
     cors_origins: Sequence[str] = (),
     max_body_bytes: int = 1_048_576,
+    services_health: Callable[[], Health] | None = None,
 ) -> FastAPI:
     ids = [site.id for site in sites]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -67,7 +69,9 @@ def create_app(
     )
     app.state.sites = tuple(sites)
     app.state.engine = engine
-    app.state.metrics = metrics
+    app.state.metrics = metrics if metrics is not None else Counters()
+    # Where the API runs beside other services (`facmon up`), their health is part of its own.
+    app.state.services_health = services_health
     # InfluxDB for the fire intact KPI; without it that KPI says it is unavailable.
     app.state.influx = influx
     # Signs and checks one-tap acknowledge links (notifier.tokens); an empty or default key is refused here.

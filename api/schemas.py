@@ -20,11 +20,18 @@ class _Public(BaseModel):
     model_config = ConfigDict(from_attributes=True, frozen=True)
 
 
+class ServiceCheckPublic(_Public):
+    ok: bool
+    detail: str = ""
+
+
 class HealthPublic(_Public):
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unreachable"]
     version: str
     sites: int
+    # Beside the API in one process (`facmon up`): every other service's checks, e.g. "gateway.broker".
+    services: dict[str, ServiceCheckPublic] | None = None
 
 
 DeviceState = Literal["ok", "fault", "comm_lost", "unknown"]

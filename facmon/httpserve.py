@@ -1,4 +1,4 @@
-"""HTTP servers inside our own event loop: the API in `facmon up`, the metrics page of a standalone gateway."""
+"""HTTP servers inside our own event loop: the API, and the health and metrics page of each service."""
 
 from __future__ import annotations
 
@@ -7,12 +7,6 @@ import contextlib
 from collections.abc import Iterator
 
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-
-from facmon.metrics import Counters
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -31,18 +25,20 @@ class EmbeddedServer(uvicorn.Server):
             self.should_exit = True
             await task
             raise
+        if not self.started:
+            # uvicorn returns (after logging why) when it cannot bind; a service must not carry on without it.
+            raise OSError(f"could not serve HTTP on {self.config.host}:{self.config.port}")
 
-
-def metrics_app(metrics: Counters) -> Starlette:
-    """GET /metrics: the process's counters as Prometheus text."""
-
-    async def page(_request: Request) -> PlainTextResponse:
-        return PlainTextResponse(metrics.prometheus(), media_type="text/plain; version=0.0.4")
-
-    return Starlette(routes=[Route("/metrics", page)])
+    async def wait_started(self, task: asyncio.Task[None]) -> None:
+        """Return once listening; raise what stopped `task` (this server's) if it ended first."""
+        while not self.started:
+            if task.done():
+                task.result()
+                raise OSError(f"could not serve HTTP on {self.config.host}:{self.config.port}")
+            await asyncio.sleep(0.02)
 
 
 def embedded(app: object, host: str, port: int) -> EmbeddedServer:
     return EmbeddedServer(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)  # type: ignore[arg-type]
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False, log_config=None)  # type: ignore[arg-type]
     )

@@ -12,6 +12,7 @@ from collectors.modbus.poller import ModbusPoller
 from collectors.mqtt.collector import MqttCollector, site_devices
 from collectors.registry import fire_panel_driver, modbus_driver
 from facmon.clock import Clock
+from facmon.health import Check, Health
 from facmon.metrics import Counters
 from facmon.model import DeviceKind
 from facmon.site import Site
@@ -22,6 +23,8 @@ log = structlog.get_logger(__name__)
 
 
 class SiteGateway:
+    name = "gateway"
+
     def __init__(
         self,
         site: Site,
@@ -36,7 +39,8 @@ class SiteGateway:
     ) -> None:
         self.site = site
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(state_dir / f"outbox-{site.id}.sqlite")
+        self.outbox = Outbox(state_dir / f"outbox-{site.id}.sqlite", metrics=metrics)
+        metrics.gauge("outbox_pending", self.outbox.size, "messages in the outbox not yet taken by the broker")
         self.publisher = Publisher(
             self.outbox,
             host=mqtt_host,
@@ -96,3 +100,14 @@ class SiteGateway:
                 tg.create_task(poller.run(), name=f"poll-{poller.ref.device}")
             if self.mqtt_collector is not None:
                 tg.create_task(self.mqtt_collector.run(), name="mqtt-collector")
+
+    def health(self) -> Health:
+        connected = self.publisher.connected.is_set()
+        backlog = self.outbox.size()
+        return Health(
+            self.name,
+            (
+                Check("broker", connected, "" if connected else f"not connected; {backlog} message(s) kept"),
+                Check("outbox", True, f"{backlog} message(s) waiting"),
+            ),
+        )

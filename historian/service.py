@@ -31,6 +31,7 @@ import aiomqtt
 import structlog
 
 from facmon.clock import Clock, SystemClock
+from facmon.health import Check, Health
 from facmon.metrics import Counters
 from facmon.model import decode_message
 from facmon.topics import DEAD_LETTER, EVENT, STATE, subscription, topic_for
@@ -51,6 +52,8 @@ _DEAD_LETTER_BACKLOG = 10_000
 
 class Historian:
     """Runs once: `run()` closes the buffer when it ends."""
+
+    name = "historian"
 
     def __init__(
         self,
@@ -95,6 +98,7 @@ class Historian:
             backoff_max_s=backoff_max_s,
             clock=self._clock,
         )
+        metrics.gauge("historian_buffer_pending", self.buffer.pending, "points in the buffer not yet in InfluxDB")
         self._dead_letters: deque[bytes] = deque()
         # Set while subscribed: from then on the broker keeps what we miss, even across our own restarts.
         self.subscribed = asyncio.Event()
@@ -107,6 +111,18 @@ class Historian:
                 tg.create_task(self._consume(), name="historian-mqtt")
         finally:
             self.buffer.close()
+
+    def health(self) -> Health:
+        subscribed = self.subscribed.is_set()
+        error = self.writer.last_error
+        return Health(
+            self.name,
+            (
+                Check("broker", subscribed, "" if subscribed else "not subscribed"),
+                Check("influxdb", error is None, error or ""),
+                Check("buffer", True, f"{self.buffer.pending()} point(s) waiting"),
+            ),
+        )
 
     async def _consume(self) -> NoReturn:
         client = aiomqtt.Client(

@@ -84,6 +84,8 @@ class InfluxWriter:
         self._delays = self._fresh_delays()
         # The sizes of the latest successful writes, for benchmarks and the curious; bounded.
         self.recent_batch_sizes: deque[int] = deque(maxlen=1000)
+        # Why the last request to InfluxDB failed; None since one succeeded (the historian's health).
+        self.last_error: str | None = None
 
     def notify(self) -> None:
         """Lines were appended: wake the writer if a batch is now full."""
@@ -145,6 +147,7 @@ class InfluxWriter:
                 status = response.status_code
                 if status < 300:
                     self._delays = self._fresh_delays()
+                    self.last_error = None
                     return None
                 detail = _error_text(response)
                 if status == 404 and "database not found" in detail:
@@ -183,6 +186,7 @@ class InfluxWriter:
     async def _back_off(self, what: str, reason: str, detail: str, **context: object) -> None:
         """Count and log a failed request, then wait before the next try."""
         self._metrics.inc("historian_write_errors", reason=reason)
+        self.last_error = f"{what}: {reason}"
         delay = next(self._delays)
         # Credentials and permissions need a person; an outage only needs time.
         level = log.error if reason in ("http_401", "http_403") else log.warning

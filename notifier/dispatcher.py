@@ -162,6 +162,8 @@ class Dispatcher:
         self.rate_limit = rate_limit
         self.rate_period = rate_period
         self.metrics = metrics or Counters()
+        # Why the last tick failed; None once one succeeded (the notifier's health).
+        self.last_error: str | None = None
 
     async def tick(self) -> TickResult:
         return await asyncio.to_thread(self.dispatch, self.clock.now())
@@ -170,8 +172,10 @@ class Dispatcher:
         while True:
             try:
                 await self.tick()
+                self.last_error = None
             except OperationalError as exc:
                 self.metrics.inc("notifier_dispatcher_db_errors")
+                self.last_error = f"database unavailable: {exc.orig}"[:300]
                 log.warning("dispatcher: database unavailable", error=str(exc.orig))
             await asyncio.sleep(interval_s)
 

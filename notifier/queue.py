@@ -100,6 +100,8 @@ class Sender:
         self.batch = batch
         self.send_timeout_s = send_timeout_s
         self.metrics = metrics or Counters()
+        # Why the last pass failed; None once one succeeded (the notifier's health).
+        self.last_error: str | None = None
 
     def _due(self, now: datetime) -> list[Delivery]:
         query = (
@@ -160,8 +162,10 @@ class Sender:
         while True:
             try:
                 await self.tick()
+                self.last_error = None
             except OperationalError as exc:
                 self.metrics.inc("notifier_sender_db_errors")
+                self.last_error = f"database unavailable: {exc.orig}"[:300]
                 log.warning("sender: database unavailable", error=str(exc.orig))
             await asyncio.sleep(interval_s)
 

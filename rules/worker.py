@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from facmon.clock import Clock
+from facmon.health import Check, Health
 from facmon.metrics import Counters
 from facmon.model import Event, EventType, decode_message
 from facmon.site import Site, Technician
@@ -91,6 +92,8 @@ def parse_event(topic: str, payload: object) -> Event:
 
 
 class RulesWorker:
+    name = "rules"
+
     def __init__(
         self,
         *,
@@ -163,11 +166,24 @@ class RulesWorker:
             engine, clock, sites=tuple(self.sites.values()), cycle=maintenance_cycle, metrics=metrics
         )
         self.maintenance_interval_s = maintenance_interval_s
+        # Why the last event could not be applied to the database; None once one was (the worker's health).
+        self._db_error: str | None = None
 
     def _backoff(self, attempt: int) -> float:
         # Capped exponential with jitter, so a fleet of workers does not reconnect in lockstep after a broker restart.
         ceiling = min(self.reconnect_max_s, self.reconnect_min_s * 2.0 ** min(attempt, 30))
         return ceiling * self._random.uniform(0.5, 1.0)
+
+    def health(self) -> Health:
+        subscribed = self.subscribed.is_set()
+        database = self._db_error is None
+        return Health(
+            self.name,
+            (
+                Check("broker", subscribed, "" if subscribed else "not subscribed"),
+                Check("database", database, self._db_error or ""),
+            ),
+        )
 
     async def run(self) -> None:
         """Consume events, watch SLA clocks and export lifecycle points until cancelled."""
@@ -293,9 +309,11 @@ class RulesWorker:
                 # After the event rules' commit, under a claim of its own: a crash in between is mended by the
                 # redelivery (the event rules find their claim taken, the state rules do not).
                 await self._apply_state(event, now)
+                self._db_error = None
                 return result
             except OperationalError as exc:
                 self.metrics.inc("rules_db_retries")
+                self._db_error = f"database unavailable: {exc.orig}"[:300]
                 delay = self._backoff(attempt)
                 attempt += 1
                 log.warning("database unavailable", error=str(exc.orig), event_id=event.id, retry_in_s=round(delay, 2))
