@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_fault_latency import DEVICES, TIMEOUT_S, arguments, percentile, site, with_services
 
+from facmon.compose import Endpoints
 from facmon.inprocess import demo_headers, system_running
 from facmon.services import Influxd, Mosquitto
 from facmon.site import Site
-from facmon.up import Endpoints
 from notifier.channels import WebhookConfig
 from simulators.elevator import ElevatorSimulator
 from simulators.site import SiteSimulator

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import structlog
 import typer
+from pydantic import ValidationError
 
 from facmon.clock import SystemClock
+from facmon.datafile import validation_reasons
 from facmon.logs import configure
-from facmon.metrics import METRICS
+from facmon.metrics import Counters
+from facmon.runner import Probe
 from facmon.settings import Settings
 from facmon.site import Site, SiteFileError, load_site
 from facmon.users_cli import tokens_app, users_app
 from reports.cli import report_app
+
+if TYPE_CHECKING:
+    # The composition root imports every service; commands load it when they run, so `facmon --help`, `facmon
+    # users` and the reports start quickly.
+    from facmon.compose import Composer
+    from facmon.health import Service
+
+log = structlog.get_logger(__name__)
 
 app = typer.Typer(
     help="facmon: monitoring for the elevators, fire systems, gate barriers and cameras of residential estates.",
@@ -28,10 +39,33 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 
 SiteOption = Annotated[Path, typer.Option("--site", help="site file (YAML)", exists=False)]
+SitesOption = Annotated[list[Path], typer.Option("--site", help="site file(s) (YAML); repeat for several estates")]
 StateOption = Annotated[
     Path | None, typer.Option("--state-dir", help="folder for local data (default: FACMON_STATE_DIR or .facmon)")
 ]
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")]
+LogJson = Annotated[bool, typer.Option("--log-json", envvar="FACMON_LOG_JSON", help="log JSON lines")]
+MetricsPort = Annotated[
+    int,
+    typer.Option(
+        "--metrics-port",
+        envvar="FACMON_METRICS_PORT",
+        help="serve GET /health and GET /metrics (Prometheus) on this port; 0: not served",
+        min=0,
+        max=65535,
+    ),
+]
+MetricsHost = Annotated[
+    str, typer.Option("--metrics-host", envvar="FACMON_METRICS_HOST", help="address for --metrics-port")
+]
+DemoOption = Annotated[
+    bool,
+    typer.Option(
+        "--demo",
+        envvar="FACMON_DEMO",
+        help="demo mode: simulated devices, the documented demo accounts, a generated secret key",
+    ),
+]
 
 
 def _fail(message: str) -> NoReturn:
@@ -46,51 +80,36 @@ def _site(path: Path) -> Site:
         _fail(f"{len(exc.problems)} problem(s) in the site file:\n" + "\n".join(f"  {p}" for p in exc.problems))
 
 
-DemoOption = Annotated[
-    bool,
-    typer.Option(
-        "--demo",
-        envvar="FACMON_DEMO",
-        help="demo mode: create and print the documented demo accounts, generate a missing secret key",
-    ),
-]
-
-
 def _settings(state_dir: Path | None, demo: bool = False) -> Settings:
-    settings = Settings()
+    overrides: dict[str, Any] = {}
     if state_dir is not None:
-        settings = settings.model_copy(update={"state_dir": state_dir})
-    return settings.model_copy(update={"demo": True}) if demo else settings
-
-
-def _secret_key(settings: Settings) -> str | None:
+        overrides["state_dir"] = state_dir
+    if demo:
+        overrides["demo"] = True
     try:
-        return settings.secret_key_text()
-    except ValueError as exc:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        _fail("settings (FACMON_*) not usable:\n" + "\n".join(f"  {reason}" for reason in validation_reasons(exc)))
+
+
+def _serve(
+    build: Callable[[Composer], Awaitable[Sequence[Service]]], settings: Settings, probe: Probe | None = None
+) -> None:
+    """Build services with the composition root and run them until SIGINT/SIGTERM (exit 0) or a failure."""
+    from facmon.compose import Composer, StartRefused
+    from facmon.local import endpoints
+    from facmon.runner import run_services, until_signalled
+
+    async def main() -> None:
+        metrics = Counters()
+        async with Composer(settings, endpoints(settings), clock=SystemClock(), metrics=metrics) as compose:
+            services = await build(compose)
+            await until_signalled(run_services(services, metrics=metrics, probe=probe))
+
+    try:
+        asyncio.run(main())
+    except StartRefused as exc:
         _fail(str(exc))
-
-
-def _refuse_unsafe_start(settings: Settings, sites: list[Site]) -> None:
-    """Outside demo mode: stop here, naming every problem, before any service starts."""
-    if settings.demo:
-        return
-    from facmon.accounts.bootstrap import UnsafeStart, check_real_start
-    from rules.db import create_schema, make_engine
-
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url())
-    try:
-        create_schema(engine)
-        check_real_start(engine, _secret_key(settings), sites)
-    except UnsafeStart as exc:
-        _fail(f"{exc}\n(to try facmon with demo accounts instead: --demo or FACMON_DEMO=1)")
-    finally:
-        engine.dispose()
-
-
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(coro)
 
 
 @app.command("check-config")
@@ -104,49 +123,56 @@ def check_config(path: Annotated[Path, typer.Argument(help="site file to validat
 @app.command()
 def up(
     site: SiteOption = Path("examples/demo-site.yaml"),
-    scenario: Annotated[Path | None, typer.Option(help="scenario file for the simulators")] = None,
+    scenario: Annotated[
+        Path | None, typer.Option(help="scenario file for the simulators (with --demo/--simulate)")
+    ] = None,
     api_port: Annotated[int, typer.Option("--api-port", help="port of the HTTP API")] = 8080,
     api_host: Annotated[str, typer.Option("--api-host")] = "127.0.0.1",
     state_dir: StateOption = None,
+    simulate: Annotated[
+        bool, typer.Option("--simulate", help="run the site's devices as simulators (implied by --demo)")
+    ] = False,
     speed: Annotated[float, typer.Option(help="simulated time runs this many times faster")] = 1.0,
     seed: Annotated[int, typer.Option(help="seed of the simulators' random choices")] = 0,
     demo: DemoOption = False,
     log_level: LogLevel = "INFO",
+    log_json: LogJson = False,
 ) -> None:
-    """Run the whole system for one site: simulators, gateway, historian, rules and API."""
-    configure(log_level)
+    """Run every service for one site on this machine: gateway, historian, rules, notifier and API, with a local
+    Mosquitto and influxd when FACMON_MQTT_HOST / FACMON_INFLUX_URL name none. Simulators only with --demo or
+    --simulate."""
+    configure(log_level, json_lines=log_json)
+    from facmon.compose import StartRefused
+    from facmon.up import Simulation
     from facmon.up import up as run_up
-    from notifier.tokens import InsecureSecret, check_secret
     from simulators.scenario import load_scenario
 
     the_site = _site(site)
-    the_scenario = load_scenario(scenario) if scenario else None
     settings = _settings(state_dir, demo)
-    secret = _secret_key(settings)
-    if secret is not None:
-        try:
-            check_secret(secret.encode())
-        except InsecureSecret as exc:
-            _fail(f"FACMON_SECRET_KEY: {exc}")
-    _refuse_unsafe_start(settings, [the_site])
+    if scenario is not None and not (simulate or settings.demo):
+        _fail("--scenario drives the simulators: add --simulate (or --demo)")
+    simulation = None
+    if simulate or settings.demo:
+        simulation = Simulation(load_scenario(scenario) if scenario else None, speed=speed, seed=seed)
 
     def announce(text: str) -> None:
         print(text, flush=True)
 
-    _run(
-        run_up(
-            the_site,
-            settings,
-            clock=SystemClock(),
-            metrics=METRICS,
-            api_host=api_host,
-            api_port=api_port,
-            scenario=the_scenario,
-            speed=speed,
-            seed=seed,
-            announce=announce,
+    try:
+        asyncio.run(
+            run_up(
+                the_site,
+                settings,
+                clock=SystemClock(),
+                metrics=Counters(),
+                api_host=api_host,
+                api_port=api_port,
+                simulation=simulation,
+                announce=announce,
+            )
         )
-    )
+    except StartRefused as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -156,15 +182,17 @@ def simulate(
     speed: Annotated[float, typer.Option(help="simulated time runs this many times faster")] = 1.0,
     seed: Annotated[int, typer.Option(help="seed of the simulators' random choices")] = 0,
     log_level: LogLevel = "INFO",
+    log_json: LogJson = False,
 ) -> None:
     """Run every device of a site as its simulator: elevators and fire panels as Modbus TCP servers at their
     addresses, gate barriers and cameras publishing to the site's vendor broker (`mqtt:` in the site file) or to
     FACMON_MQTT_HOST (default 127.0.0.1)."""
-    configure(log_level)
+    configure(log_level, json_lines=log_json)
+    from facmon.runner import until_signalled
     from simulators.scenario import load_scenario
     from simulators.site import SiteSimulator
 
-    settings = Settings()
+    settings = _settings(None)
     sim = SiteSimulator(
         _site(site),
         scenario=load_scenario(scenario) if scenario else None,
@@ -173,170 +201,123 @@ def simulate(
         mqtt_host=settings.mqtt_host or "127.0.0.1",
         mqtt_port=settings.mqtt_port,
     )
-    _run(sim.run())
+    asyncio.run(until_signalled(sim.run()))
 
 
 @app.command()
 def gateway(
     site: SiteOption,
     state_dir: StateOption = None,
-    metrics_port: Annotated[
-        int, typer.Option("--metrics-port", help="serve the gateway's counters at http://127.0.0.1:PORT/metrics")
-    ] = 0,
+    metrics_port: MetricsPort = 0,
+    metrics_host: MetricsHost = "127.0.0.1",
     log_level: LogLevel = "INFO",
+    log_json: LogJson = False,
 ) -> None:
     """Poll the site's devices and publish to the MQTT broker (FACMON_MQTT_HOST), buffering through outages."""
-    configure(log_level)
-    from facmon.httpserve import embedded, metrics_app
-    from gateway.site_gateway import SiteGateway
+    configure(log_level, json_lines=log_json)
+    the_site = _site(site)
 
-    settings = _settings(state_dir)
-    gw = SiteGateway(
-        _site(site),
-        mqtt_host=settings.mqtt_host or "127.0.0.1",
-        mqtt_port=settings.mqtt_port,
-        state_dir=settings.state_dir / "gateway",
-        clock=SystemClock(),
-        metrics=METRICS,
-        mqtt_username=settings.mqtt_username,
-        mqtt_password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-    )
+    async def build(compose: Composer) -> Sequence[Service]:
+        return [compose.gateway(the_site)]
 
-    async def run() -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(gw.run())
-            if metrics_port:
-                tg.create_task(embedded(metrics_app(METRICS), "127.0.0.1", metrics_port).serve_until_cancelled())
-
-    _run(run())
+    _serve(build, _settings(state_dir), Probe(metrics_host, metrics_port))
 
 
 @app.command()
-def historian(state_dir: StateOption = None, log_level: LogLevel = "INFO") -> None:
+def historian(
+    state_dir: StateOption = None,
+    metrics_port: MetricsPort = 0,
+    metrics_host: MetricsHost = "127.0.0.1",
+    log_level: LogLevel = "INFO",
+    log_json: LogJson = False,
+) -> None:
     """Write everything on the MQTT backbone to InfluxDB (FACMON_INFLUX_URL), buffering through outages."""
-    configure(log_level)
-    from historian.service import Historian
+    configure(log_level, json_lines=log_json)
 
-    settings = _settings(state_dir)
-    if settings.influx_url is None:
-        _fail("set FACMON_INFLUX_URL to the InfluxDB to write to (e.g. http://127.0.0.1:8086)")
-    service = Historian(
-        mqtt_host=settings.mqtt_host or "127.0.0.1",
-        mqtt_port=settings.mqtt_port,
-        client_id="facmon-historian",
-        influx_url=settings.influx_url,
-        db=settings.influx_db,
-        state_dir=settings.state_dir / "historian",
-        metrics=METRICS,
-    )
-    _run(service.run())
+    async def build(compose: Composer) -> Sequence[Service]:
+        return [compose.historian()]
+
+    _serve(build, _settings(state_dir), Probe(metrics_host, metrics_port))
 
 
 @app.command()
 def rules(
-    site: Annotated[
-        list[Path] | None,
-        typer.Option("--site", help="site file(s): roles and time zones for the state rules, technicians' cards"),
-    ] = None,
+    site: SitesOption,
     rules_overrides: Annotated[
         list[Path] | None,
         typer.Option("--rules-overrides", help="per-site overrides of state rules (peak windows, holds, SLA)"),
     ] = None,
     state_dir: StateOption = None,
+    metrics_port: MetricsPort = 0,
+    metrics_host: MetricsHost = "127.0.0.1",
     log_level: LogLevel = "INFO",
+    log_json: LogJson = False,
 ) -> None:
     """Turn backbone events into work orders (FACMON_DB_URL); their lifecycle goes to FACMON_INFLUX_URL."""
-    configure(log_level)
-    sites = [_site(p) for p in site] if site else None
-    from rules.db import create_schema, make_engine
-    from rules.lifecycle import InfluxLifecycleSink
+    configure(log_level, json_lines=log_json)
     from rules.state_rules import StateRuleFileError, load_state_rules
-    from rules.worker import RulesWorker
 
+    sites = [_site(p) for p in site]
     try:
         state_rules = load_state_rules(overrides=rules_overrides or ())
     except StateRuleFileError as exc:
         _fail(f"{len(exc.problems)} problem(s) in the rules:\n" + "\n".join(f"  {p}" for p in exc.problems))
 
-    settings = _settings(state_dir)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url())
-    create_schema(engine)
-    sink = (
-        InfluxLifecycleSink(
-            settings.influx_url,
-            settings.influx_db,
-            username=settings.influx_username,
-            password=settings.influx_password_text(),
-        )
-        if settings.influx_url
-        else None
-    )
-    worker = RulesWorker(
-        mqtt_host=settings.mqtt_host or "127.0.0.1",
-        mqtt_port=settings.mqtt_port,
-        client_id="facmon-rules",
-        engine=engine,
-        clock=SystemClock(),
-        metrics=METRICS,
-        lifecycle_sink=sink,
-        sites=sites,
-        state_rules=state_rules,
-    )
+    async def build(compose: Composer) -> Sequence[Service]:
+        await compose.prepare_database()
+        return [compose.rules(sites, state_rules)]
 
-    async def run() -> None:
-        try:
-            await worker.run()
-        finally:
-            if sink is not None:
-                await sink.aclose()
+    _serve(build, _settings(state_dir), Probe(metrics_host, metrics_port))
 
-    _run(run())
+
+@app.command()
+def notifier(
+    site: SitesOption,
+    state_dir: StateOption = None,
+    metrics_port: MetricsPort = 0,
+    metrics_host: MetricsHost = "127.0.0.1",
+    log_level: LogLevel = "INFO",
+    log_json: LogJson = False,
+) -> None:
+    """Alert the on-call technicians of the site files' rotas about work orders and fire alarms, escalating until
+    acknowledged: MQTT pushes, FACMON_WEBHOOKS and FACMON_SMTP, with one-tap acknowledge links to FACMON_PUBLIC_URL."""
+    configure(log_level, json_lines=log_json)
+    sites = [_site(p) for p in site]
+
+    async def build(compose: Composer) -> Sequence[Service]:
+        await compose.prepare_database()
+        return [compose.notifier(sites)]
+
+    _serve(build, _settings(state_dir), Probe(metrics_host, metrics_port))
 
 
 @app.command()
 def api(
-    site: Annotated[list[Path], typer.Option("--site", help="site file(s) whose devices the API serves")],
+    site: SitesOption,
     port: Annotated[int, typer.Option("--port")] = 8080,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     state_dir: StateOption = None,
     demo: DemoOption = False,
     log_level: LogLevel = "INFO",
+    log_json: LogJson = False,
 ) -> None:
-    """Serve the HTTP API (/api/v1, OpenAPI at /openapi.json, the technician page at /tech)."""
-    configure(log_level)
-    import uvicorn
-
-    from api.app import create_app
-    from rules.db import create_schema, make_engine
-    from rules.kpi_data import InfluxReader
-
-    settings = _settings(state_dir, demo)
+    """Serve the HTTP API (/api/v1, OpenAPI at /openapi.json, the technician page at /tech); its own health is at
+    /api/v1/health and its metrics at /api/v1/metrics."""
+    configure(log_level, json_lines=log_json)
     sites = [_site(p) for p in site]
-    _refuse_unsafe_start(settings, sites)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url())
-    create_schema(engine)
-    if settings.demo:
-        from facmon.accounts.bootstrap import demo_banner, ensure_demo_accounts
+    settings = _settings(state_dir, demo)
 
-        typer.echo(demo_banner(ensure_demo_accounts(engine, sites, SystemClock().now())))
-    influx = InfluxReader.from_settings(settings)
-    from notifier.tokens import InsecureSecret, load_or_create_secret
+    async def build(compose: Composer) -> Sequence[Service]:
+        await compose.check_start(sites)
+        if settings.demo:
+            from facmon.accounts.bootstrap import demo_accounts, demo_banner
 
-    try:
-        ack_secret = load_or_create_secret(_secret_key(settings), settings.state_dir)
-    except InsecureSecret as exc:
-        _fail(f"FACMON_SECRET_KEY: {exc}")
-    application = create_app(
-        sites=sites,
-        engine=engine,
-        influx=influx,
-        ack_secret=ack_secret,
-        cors_origins=settings.cors_origins,
-        max_body_bytes=settings.max_body_bytes,
-    )
-    uvicorn.run(application, host=host, port=port, log_level=log_level.lower())
+            typer.echo(demo_banner(demo_accounts(sites)))
+        service = compose.api(sites, host, port)
+        log.info("serving the API", url=f"{service.url}/api/v1", docs=f"{service.url}/docs")
+        return [service]
+
+    _serve(build, settings)
 
 
 # --- grafana ---------------------------------------------------------------------------------------------------------

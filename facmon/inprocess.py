@@ -18,10 +18,12 @@ from typing import Any
 import httpx
 
 from facmon.clock import Clock, SystemClock
+from facmon.compose import Composer, Endpoints
 from facmon.metrics import Counters
 from facmon.services import free_port
+from facmon.settings import Settings
 from facmon.site import Site
-from facmon.up import Endpoints, run_system
+from facmon.up import run_system
 
 
 @contextlib.asynccontextmanager
@@ -34,25 +36,17 @@ async def system_running(
     metrics: Counters | None = None,
     start_timeout_s: float = 30.0,
     stop_timeout_s: float = 30.0,
-    **options: Any,
+    **settings: Any,
 ) -> AsyncIterator[str]:
     """Gateway, historian, rules, notifier and API for `site` until the block ends; yields the API's base URL.
 
-    `options` go to `run_system` (e.g. `webhooks=[...]`); demo mode unless they say `demo=False`."""
+    `settings` are Settings fields (e.g. `webhooks=[...]`); demo mode unless they say `demo=False`."""
     api_port = free_port()
     ready = asyncio.Event()
+    options = Settings(state_dir=state_dir, **({"demo": True} | settings))
+    compose = Composer(options, endpoints, clock=clock or SystemClock(), metrics=metrics or Counters())
     system = asyncio.create_task(
-        run_system(
-            site,
-            endpoints,
-            state_dir=state_dir,
-            clock=clock or SystemClock(),
-            metrics=metrics or Counters(),
-            api_port=api_port,
-            simulate=False,
-            on_ready=ready.set,
-            **({"demo": True} | options),
-        )
+        run_system(compose, [site], api_port=api_port, on_ready=lambda _api: ready.set()),
     )
     try:
         waiter = asyncio.create_task(ready.wait())
@@ -66,6 +60,7 @@ async def system_running(
     finally:
         system.cancel()
         done, _ = await asyncio.wait({system}, timeout=stop_timeout_s)
+        await compose.__aexit__(None, None, None)
         if not done:
             # A component that does not stop is a bug: say which, instead of hanging the caller.
             stuck = [t for t in asyncio.all_tasks() if not t.done() and t is not asyncio.current_task()]

@@ -65,7 +65,8 @@ class ChildService:
     startup_timeout_s = 20.0
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = workdir
+        # Absolute: the daemon runs in this folder, so a relative path in its configuration would point elsewhere.
+        self.workdir = workdir.absolute()
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{self.name}.log"

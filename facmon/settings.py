@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from notifier.channels.config import SmtpConfig, WebhookConfig
@@ -29,7 +29,13 @@ class Settings(BaseSettings):
     # Work orders; default: SQLite in the state folder.
     db_url: str | None = None
 
+    # Relative to where facmon is started; made absolute at once, because child services (Mosquitto, influxd) run
+    # in folders of their own and would read a relative path from there.
     state_dir: Path = Path(".facmon")
+    # Names this process's MQTT sessions (client ids `facmon-historian-<instance>`, ...): the broker keeps what a
+    # service misses while away under that name, so it must stay the same across restarts and differ between two
+    # processes of one service. Default: none, for one of each.
+    instance: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
 
     # Demo mode: documented demo accounts are created and printed, and a missing secret key is generated into the
     # state folder. Outside it, facmon refuses to start without a good secret key and an admin, or while a demo
@@ -52,6 +58,11 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     # Request bodies larger than this are refused with 413 (default 1 MiB).
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().absolute()
 
     def secret_key_text(self) -> str | None:
         """The secret key from FACMON_SECRET_KEY_FILE or FACMON_SECRET_KEY; None when neither is set."""

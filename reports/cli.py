@@ -119,6 +119,7 @@ def kpi(
 ) -> None:
     """The contract KPIs of one month against their targets, with the work orders behind every miss. Fire intact
     rate and availability need InfluxDB (FACMON_INFLUX_URL); without it they are reported unavailable."""
+    from facmon.local import endpoints
     from reports.common import parse_month
     from reports.kpi_monthly import KpiMonthlyReport, kpi_monthly_report
     from reports.kpi_output import kpi_csv, kpi_pdf
@@ -133,7 +134,15 @@ def kpi(
     engine = _engine(settings)
 
     async def build() -> KpiMonthlyReport:
-        influx = InfluxReader.from_settings(settings)
+        # The configured InfluxDB, or the one a running `facmon up` started on this state folder (the demo's).
+        ends = endpoints(settings)
+        influx = (
+            None
+            if ends.influx_url is None
+            else InfluxReader(
+                ends.influx_url, ends.influx_db, username=ends.influx_username, password=ends.influx_password
+            )
+        )
         try:
             with Session(engine) as session:
                 return await kpi_monthly_report(session, the_site, month, SystemClock().now(), influx)

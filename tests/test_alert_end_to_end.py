@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 
+from facmon.compose import Endpoints
 from facmon.inprocess import demo_headers, system_running
 from facmon.services import Influxd, Mosquitto, free_port
 from facmon.site import Site
-from facmon.up import Endpoints
 from notifier.channels import SmtpConfig, WebhookConfig
 from notifier.channels.webhook import verify_signature
 from simulators.elevator import ElevatorSimulator

@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 
 from facmon.clock import ScaledClock
+from facmon.compose import Endpoints
 from facmon.inprocess import system_running
 from facmon.services import free_port
 from facmon.site import Site
-from facmon.up import Endpoints
 from simulators.scenario import parse_scenario
 from simulators.scenario import play as scenario_play
 from simulators.site import SiteSimulator
