@@ -71,6 +71,8 @@ def read_document(path: Path) -> Document:
         raise DataFileError([_yaml_problem(path, exc)]) from exc
     except yaml.YAMLError as exc:
         raise DataFileError([f"{path}: not valid YAML: {exc}"]) from exc
+    except ValueError as exc:  # a value yaml cannot build, e.g. !!int abc
+        raise DataFileError([f"{path}: not valid YAML: {exc}"]) from exc
 
 
 def _yaml_problem(path: Path, exc: yaml.MarkedYAMLError) -> str:

@@ -1,8 +1,8 @@
 """YAML read with the line of every entry, so a problem found in the data can name the line a person has to edit.
 
-`parse` returns the data as `yaml.safe_load` would, plus the line of every mapping key and sequence item by its
-path (a tuple of keys and indexes, the shape of pydantic's error `loc`). `Document.where` turns such a path into a
-line and words: `buildings[0].devices[2] (b1-e3): address.port`.
+`parse` returns the data as `yaml.safe_load` would (but for a date that does not exist, see `_Loader`), plus the
+line of every mapping key and sequence item by its path (a tuple of keys and indexes, the shape of pydantic's error
+`loc`). `Document.where` turns such a path into a line and words: `buildings[0].devices[2] (b1-e3): address.port`.
 """
 
 from __future__ import annotations
@@ -66,9 +66,23 @@ def dotted(loc: Loc | list[int | str]) -> str:
     return text
 
 
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader, but an unquoted date that does not exist (2026-02-30) stays text, so that the model says what
+    is wrong with it at its line, instead of yaml failing with a ValueError that names neither."""
+
+    def construct_timestamp(self, node: ScalarNode) -> object:
+        try:
+            return self.construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_timestamp)
+
+
 def parse(text: str) -> Document:
     """The YAML document in `text` with its lines; raises yaml.YAMLError (with a mark) as yaml.safe_load would."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -84,7 +98,7 @@ def parse(text: str) -> Document:
         loader.dispose()
 
 
-def _record(loader: yaml.SafeLoader, node: Node, loc: Loc, lines: dict[Loc, int], seen: set[int]) -> None:
+def _record(loader: _Loader, node: Node, loc: Loc, lines: dict[Loc, int], seen: set[int]) -> None:
     # A node seen before is an alias (*name): what is below it is found at the anchor, and the line of the alias
     # is the one to name. Walking it again could also take forever (recursive or exponentially nested aliases).
     if id(node) in seen:
