@@ -1,6 +1,8 @@
 """Data files (sites, drivers, rules, SLA profiles): YAML validated by pydantic, with errors a person can act on.
 
-Every problem reads 'file:line: where: what is wrong'; a loader reports all of them at once, not only the first.
+A loader reports every problem of a file at once, not only the first. Site and driver files read through
+`read_document`, and their problems read 'file:line: where: what is wrong'; the rule, SLA and policy loaders name the
+entry (and no line) with `validation_reasons`.
 """
 
 from __future__ import annotations
