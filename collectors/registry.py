@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -12,10 +12,12 @@ from collectors.modbus.fire_panel import FirePanelDriver, load_fire_panel_driver
 from collectors.mqtt.driver import MqttDriver
 from collectors.mqtt.driver import load_driver as load_mqtt_driver
 from facmon.model import DeviceKind
-from facmon.site import MQTT_KINDS
+from facmon.site import MODBUS_KINDS, MQTT_KINDS
 
 if TYPE_CHECKING:
-    from facmon.site import Device, Site
+    from facmon.datafile import Problem
+    from facmon.site import Device
+    from facmon.yaml_lines import Loc
 
 _HERE = Path(__file__).parent
 
@@ -70,41 +72,34 @@ def mqtt_driver(model: str) -> MqttDriver:
     return _load(MQTT_DRIVERS, "MQTT", load_mqtt_driver, model)
 
 
-def check_models(site: Site) -> list[tuple[str, str]]:
-    """(entry, problem) for every device whose model has no driver, or whose MQTT settings cannot work."""
-    problems = []
+def check_models(devices: Iterable[tuple[Loc, Device]]) -> list[Problem]:
+    """Every device (with its place in the site file) whose model has no driver, or whose MQTT settings cannot work."""
+    problems: list[Problem] = []
     vendor_ids: dict[tuple[str, str], str] = {}
-    for building, device in site.devices():
+    for loc, device in devices:
         fire = device.kind is DeviceKind.FIRE_PANEL
         drivers = FIRE_PANEL_DRIVERS if fire else MODBUS_DRIVERS
-        if device.address is not None and device.model not in drivers:
+        if device.kind in MODBUS_KINDS and device.model not in drivers:
             what = "fire panel" if fire else "Modbus"
-            problems.append(
-                (
-                    f"buildings[{building.id}].devices[{device.id}].model",
-                    f"no {what} driver for model {device.model!r}; known: {sorted(drivers)}",
-                )
-            )
+            problems.append(((*loc, "model"), f"no {what} driver for model {device.model!r}; known: {sorted(drivers)}"))
         if device.kind in MQTT_KINDS:
-            problems += _check_mqtt(f"buildings[{building.id}].devices[{device.id}]", device, vendor_ids)
+            problems += [((*loc, *where), what) for where, what in _check_mqtt(device, vendor_ids)]
     return problems
 
 
-def _check_mqtt(entry: str, device: Device, vendor_ids: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+def _check_mqtt(device: Device, vendor_ids: dict[tuple[str, str], str]) -> list[Problem]:
     """An MQTT device's driver fits its kind, its grace outlasts a heartbeat, its vendor id is its own."""
     if device.model not in MQTT_DRIVERS:
-        return [(f"{entry}.model", f"no MQTT driver for model {device.model!r}; known: {sorted(MQTT_DRIVERS)}")]
+        return [(("model",), f"no MQTT driver for model {device.model!r}; known: {sorted(MQTT_DRIVERS)}")]
     driver = mqtt_driver(device.model)
-    problems = []
+    problems: list[Problem] = []
     if driver.kind is not device.kind:
-        problems.append(
-            (f"{entry}.model", f"{device.model} is a {driver.kind.value} driver, not a {device.kind.value}")
-        )
+        problems.append((("model",), f"{device.model} is a {driver.kind.value} driver, not a {device.kind.value}"))
     heartbeat_s = driver.heartbeat.interval_s
     if "comm_grace_s" in device.model_fields_set and device.comm_grace_s <= heartbeat_s:
         problems.append(
             (
-                f"{entry}.comm_grace_s",
+                ("comm_grace_s",),
                 f"{device.comm_grace_s:g} s is not longer than the {heartbeat_s:g} s heartbeat of {device.model}: "
                 "the device would be reported lost between heartbeats",
             )
@@ -112,5 +107,6 @@ def _check_mqtt(entry: str, device: Device, vendor_ids: dict[tuple[str, str], st
     # Two devices on the same topics would each take the other's messages.
     owner = vendor_ids.setdefault((driver.topic, device.mqtt_id), device.id)
     if owner != device.id:
-        problems.append((f"{entry}.vendor_id", f"vendor id {device.mqtt_id!r} is already {owner}'s ({driver.topic})"))
+        where = ("vendor_id",) if device.vendor_id is not None else ("id",)
+        problems.append((where, f"vendor id {device.mqtt_id!r} is already {owner}'s ({driver.topic})"))
     return problems

@@ -12,13 +12,14 @@ on_call:
 A rota hands over on the site's wall clock: at `handoff` on `start`, and every `every` (whole days) after it, the
 next technician in the list takes over, so a handoff stays at 08:30 local across a DST change. Overrides (holidays,
 swaps) are local times too and win over the rota. The models here check what they can see on their own; the site
-checks that every id names one of its technicians, qualified for the discipline (`check_on_call`).
+checks that every id names one of its technicians, qualified for the discipline (`check_on_call`), and that no two
+overrides for a discipline overlap (`overlapping`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, time, timedelta
 from itertools import pairwise
 from typing import Annotated, Any
@@ -31,10 +32,13 @@ from pydantic import (
     Field,
     NaiveDatetime,
     Tag,
+    ValidationInfo,
     model_validator,
 )
 
+from facmon.datafile import Problem, checks_deferred, raise_problems
 from facmon.model import Discipline, Identifier
+from facmon.yaml_lines import Loc
 
 
 class _Strict(BaseModel):
@@ -126,16 +130,17 @@ class OnCallPlan(_Strict):
     overrides: list[Override] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _no_overlaps(self) -> OnCallPlan:
-        # Two overrides at once for one discipline would leave who is on call to the order of the file.
-        for discipline in Discipline:
-            for earlier, later in pairwise(self.overrides_for(discipline)):
-                if later.start < earlier.end:
-                    raise ValueError(
-                        f"overrides for {discipline.value} overlap: {earlier.technician} until "
-                        f"{earlier.end:%Y-%m-%d %H:%M} and {later.technician} from {later.start:%Y-%m-%d %H:%M}"
-                    )
+    def _no_overlaps(self, info: ValidationInfo) -> OnCallPlan:
+        if not checks_deferred(info):
+            raise_problems(overlapping(self.located_overrides()))
         return self
+
+    def located_rotations(self) -> list[tuple[Loc, Discipline, Rotation]]:
+        """Each rota with its place in the plan."""
+        return [((d.value,), d, r) for d in Discipline if (r := self.rotation(d)) is not None]
+
+    def located_overrides(self) -> list[tuple[Loc, Override]]:
+        return [(("overrides", i), override) for i, override in enumerate(self.overrides)]
 
     def rotation(self, discipline: Discipline) -> Rotation | None:
         rotation: Rotation | None = getattr(self, discipline.value)
@@ -145,20 +150,43 @@ class OnCallPlan(_Strict):
         return sorted((o for o in self.overrides if o.discipline is discipline), key=lambda o: o.start)
 
 
-def check_on_call(plan: OnCallPlan, disciplines_of: dict[str, Iterable[Discipline]]) -> list[str]:
-    """What in `plan` names a technician who is not in `disciplines_of` (id -> disciplines) or not qualified."""
-    problems: list[str] = []
-
-    def check(entry: str, technician: str, discipline: Discipline) -> None:
-        if technician not in disciplines_of:
-            problems.append(f"{entry}: {technician!r} is not one of the site's technicians")
-        elif discipline not in set(disciplines_of[technician]):
-            problems.append(f"{entry}: technician {technician} does not have the {discipline.value} discipline")
-
+def overlapping(overrides: Iterable[tuple[Loc, Override]]) -> list[Problem]:
+    """Overrides at the same time for one discipline: who is on call would be left to the order of the file."""
+    overrides, problems = list(overrides), list[Problem]()
     for discipline in Discipline:
-        rotation = plan.rotation(discipline)
-        for i, technician in enumerate(rotation.technicians if rotation else []):
-            check(f"{discipline.value}.technicians[{i}]", technician, discipline)
-    for i, override in enumerate(plan.overrides):
-        check(f"overrides[{i}]", override.technician, override.discipline)
+        mine = sorted((pair for pair in overrides if pair[1].discipline is discipline), key=lambda p: p[1].start)
+        for (_, earlier), (loc, later) in pairwise(mine):
+            if later.start < earlier.end:
+                problems.append(
+                    (
+                        loc,
+                        f"overrides for {discipline.value} overlap: {earlier.technician} until "
+                        f"{earlier.end:%Y-%m-%d %H:%M} and {later.technician} from {later.start:%Y-%m-%d %H:%M}",
+                    )
+                )
+    return problems
+
+
+def check_on_call(
+    rotations: Iterable[tuple[Loc, Discipline, Rotation]],
+    overrides: Iterable[tuple[Loc, Override]],
+    disciplines_of: Mapping[str, Iterable[Discipline] | None],
+) -> list[Problem]:
+    """Where the rotas and overrides name a technician who is not in `disciplines_of` (id -> disciplines) or who
+    is not qualified. An id that maps to None is an entry wrong itself and reported on its own: not checked here."""
+    problems: list[Problem] = []
+
+    def check(loc: Loc, technician: str, discipline: Discipline) -> None:
+        if technician not in disciplines_of:
+            problems.append((loc, f"{technician!r} is not one of the site's technicians"))
+            return
+        qualified = disciplines_of[technician]
+        if qualified is not None and discipline not in set(qualified):
+            problems.append((loc, f"technician {technician} does not have the {discipline.value} discipline"))
+
+    for loc, discipline, rotation in rotations:
+        for i, technician in enumerate(rotation.technicians):
+            check((*loc, "technicians", i), technician, discipline)
+    for loc, override in overrides:
+        check((*loc, "technician"), override.technician, override.discipline)
     return problems

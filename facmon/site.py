@@ -1,6 +1,8 @@
 """The site file: one YAML file describes one estate — buildings and their devices, and the technicians who work there.
 
-Everything is validated at load; an error names the file, the entry and what is wrong.
+Everything is validated at load, and every problem of the file is reported at once, each as 'file:line: entry: what
+is wrong'. Entries are validated one by one, so a wrong entry does not keep the checks across entries
+(facmon.site_checks) from looking at the others.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -24,13 +26,26 @@ from pydantic import (
 )
 
 from facmon.assets import Inspection, Insurance, Maintainer, MajorRepair, Usage, VarietyCode, check_variety
+from facmon.datafile import (
+    DEFER_CHECKS,
+    DataFileError,
+    Problem,
+    checks_deferred,
+    located,
+    raise_problems,
+    read_document,
+    repeated_keys,
+    validation_problems,
+)
 from facmon.maintenance import Maintenance
 from facmon.model import DeviceKind, DeviceRef, Discipline, Identifier
-from facmon.rota import Contact, ContactRef, OnCallPlan, check_on_call
+from facmon.rota import Contact, ContactRef, OnCallPlan, Override, Rotation
+from facmon.site_checks import SiteEntries, site_problems
+from facmon.yaml_lines import Loc
 
 
 class SiteFileError(ValueError):
-    """A site file that cannot be used; `problems` lists each one as 'file: entry: what is wrong'."""
+    """A site file that cannot be used; `problems` lists each one as 'file:line: entry: what is wrong'."""
 
     def __init__(self, path: Path, problems: list[str]) -> None:
         self.path = path
@@ -94,26 +109,35 @@ class Device(_Strict):
     insurance: Insurance | None = None
 
     @model_validator(mode="after")
-    def _address_fits_kind(self) -> Device:
-        if self.kind in MODBUS_KINDS and self.address is None:
-            raise ValueError(f"a {self.kind.value} is read over Modbus TCP and needs an address")
-        if self.kind in MQTT_KINDS and self.address is not None:
-            raise ValueError(f"a {self.kind.value} publishes over MQTT and takes no Modbus address")
-        if self.kind not in MQTT_KINDS and self.vendor_id is not None:
-            raise ValueError("vendor_id is only for devices that publish over MQTT (gate, camera)")
+    def _consistent(self, info: ValidationInfo) -> Device:
+        if not checks_deferred(info):
+            raise_problems(self.problems())
         return self
 
-    @model_validator(mode="after")
-    def _elevator_assets(self) -> Device:
-        given = [name for name in ELEVATOR_ASSET_FIELDS if getattr(self, name) is not None]
-        if given and self.kind != DeviceKind.ELEVATOR:
-            raise ValueError(f"{', '.join(given)}: only for elevators")
-        check_variety(self.variety, self.registration_code)
+    def problems(self) -> list[Problem]:
+        """What does not fit together within the device, each with the field it is about (none: the device)."""
+        problems: list[Problem] = []
+        if self.kind in MODBUS_KINDS and self.address is None:
+            problems.append(((), f"a {self.kind.value} is read over Modbus TCP and needs an address"))
+        if self.kind in MQTT_KINDS and self.address is not None:
+            problems.append((("address",), f"a {self.kind.value} publishes over MQTT and takes no Modbus address"))
+        if self.kind not in MQTT_KINDS and self.vendor_id is not None:
+            problems.append((("vendor_id",), "only for devices that publish over MQTT (gate, camera)"))
+        if self.kind != DeviceKind.ELEVATOR:
+            given = [name for name in ELEVATOR_ASSET_FIELDS if getattr(self, name) is not None]
+            problems += [((name,), "only for elevators") for name in given]
+        try:
+            check_variety(self.variety, self.registration_code)
+        except ValueError as exc:
+            problems.append((("variety",), str(exc)))
         if self.major_repair and self.installed_on and self.major_repair.done_on < self.installed_on:
-            raise ValueError(
-                f"major_repair.done_on ({self.major_repair.done_on}) is before the installation ({self.installed_on})"
+            problems.append(
+                (
+                    ("major_repair", "done_on"),
+                    f"{self.major_repair.done_on} is before the installation ({self.installed_on})",
+                )
             )
-        return self
+        return problems
 
     @property
     def variety_code(self) -> str | None:
@@ -193,62 +217,37 @@ class Site(_Strict):
     # Planned work that silences routine alerts (facmon.maintenance).
     maintenance: list[Maintenance] = Field(default_factory=list)
 
-    @field_validator("supervisor", "manager")
-    @classmethod
-    def _known_contact(cls, value: str | Contact | None, info: ValidationInfo) -> str | Contact | None:
-        technicians: list[Technician] | None = info.data.get("technicians")
-        if isinstance(value, str) and technicians is not None and all(t.id != value for t in technicians):
-            raise ValueError(f"{value!r} is not one of the site's technicians (or give name and phone)")
-        return value
-
-    @field_validator("on_call")
-    @classmethod
-    def _rotas_name_qualified_technicians(cls, plan: OnCallPlan, info: ValidationInfo) -> OnCallPlan:
-        technicians: list[Technician] | None = info.data.get("technicians")
-        if technicians is None:  # the technicians section is wrong itself, and reported
-            return plan
-        problems = check_on_call(plan, {t.id: t.disciplines for t in technicians})
-        if problems:
-            raise ValueError("; ".join(problems))
-        return plan
-
-    @field_validator("technicians")
-    @classmethod
-    def _one_holder_per_card(cls, technicians: list[Technician]) -> list[Technician]:
-        ids: set[str] = set()
-        holders: dict[str, str] = {}
-        for technician in technicians:
-            if technician.id in ids:
-                raise ValueError(f"technician id {technician.id!r} is used twice")
-            ids.add(technician.id)
-            for card in technician.cards:
-                holder = holders.setdefault(card, technician.id)
-                if holder == technician.id and technician.cards.count(card) > 1:
-                    raise ValueError(f"card {card!r} is listed twice for technician {technician.id}")
-                if holder != technician.id:
-                    # A card read must prove one person on site, never either of two.
-                    raise ValueError(
-                        f"card {card!r} is given to both technician {holder} and technician {technician.id}"
-                    )
-        return technicians
-
     @model_validator(mode="after")
-    def _unique_ids(self) -> Site:
-        seen: set[str] = set()
-        for building in self.buildings:
-            for device in building.devices:
-                if device.id in seen:
-                    raise ValueError(f"device id {device.id!r} is used twice")
-                seen.add(device.id)
-        buildings = {b.id: {d.id for d in b.devices} for b in self.buildings}
-        for n, plan in enumerate(self.maintenance):
-            if plan.building is not None and plan.building not in buildings:
-                raise ValueError(f"maintenance[{n}]: unknown building {plan.building!r}")
-            if plan.device is not None and plan.device not in seen:
-                raise ValueError(f"maintenance[{n}]: unknown device {plan.device!r}")
-            if plan.building and plan.device and plan.device not in buildings[plan.building]:
-                raise ValueError(f"maintenance[{n}]: device {plan.device!r} is not in building {plan.building!r}")
+    def _consistent(self, info: ValidationInfo) -> Site:
+        if not checks_deferred(info):
+            raise_problems(site_problems(self.entries()))
         return self
+
+    def entries(self) -> SiteEntries:
+        """The site's entries, each with its place in a site file, for the checks across them."""
+        contacts: list[tuple[Loc, str | Contact | None]] = [
+            (("supervisor",), self.supervisor),
+            (("manager",), self.manager),
+        ]
+        return SiteEntries(
+            devices=self.located_devices(),
+            technicians=[(("technicians", i), t) for i, t in enumerate(self.technicians)],
+            contacts=[(loc, ref) for loc, ref in contacts if ref is not None],
+            rotations=[(("on_call", *loc), d, r) for loc, d, r in self.on_call.located_rotations()],
+            overrides=[(("on_call", *loc), o) for loc, o in self.on_call.located_overrides()],
+            maintenance=[(("maintenance", i), m) for i, m in enumerate(self.maintenance)],
+            building_ids={b.id for b in self.buildings},
+            building_of={d.id: b.id for b, d in self.devices()},
+            technician_ids={t.id for t in self.technicians},
+        )
+
+    def located_devices(self) -> list[tuple[Loc, Device]]:
+        """Each device with its place in a site file: ('buildings', 0, 'devices', 2)."""
+        return [
+            (("buildings", i, "devices", j), device)
+            for i, building in enumerate(self.buildings)
+            for j, device in enumerate(building.devices)
+        ]
 
     @property
     def id(self) -> str:
@@ -293,42 +292,83 @@ class Site(_Strict):
         raise KeyError(device_id)
 
 
-def _entry_name(raw: Any, loc: tuple[int | str, ...]) -> str:
-    """Turn a pydantic error location into words a person finds in the file: buildings[0].devices[2] -> b1/e3."""
-    words: list[str] = []
-    node = raw
-    for part in loc:
-        if isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-            label = node.get("id") if isinstance(node, dict) else None
-            if words:
-                words[-1] += f"[{label}]" if label else f"[{part}]"
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-            words.append(str(part))
-        else:
-            words.append(str(part))
-    return ".".join(words) or "(top level)"
+_CONTACT: TypeAdapter[Any] = TypeAdapter(ContactRef)
+
+
+def _valid(model: type[BaseModel] | TypeAdapter[Any], value: Any) -> Any:
+    """`value` validated on its own, or None; what is wrong with it is reported by validating the whole file."""
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_python(value, context=DEFER_CHECKS)
+        return model.model_validate(value, context=DEFER_CHECKS)
+    except ValidationError:
+        return None
+
+
+def _items(raw: Any, key: str) -> list[tuple[int, Any]]:
+    section = raw.get(key) if isinstance(raw, dict) else None
+    return list(enumerate(section)) if isinstance(section, list) else []
+
+
+def _written_id(raw: Any) -> str | None:
+    return raw["id"] if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+
+
+def _entries_of(raw: dict[str, Any]) -> SiteEntries:
+    """The file's entries, each validated on its own: a wrong one leaves the others to be checked across."""
+    entries = SiteEntries()
+    for i, building in _items(raw, "buildings"):
+        building_id = _written_id(building)
+        if building_id is not None:
+            entries.building_ids.add(building_id)
+        for j, item in _items(building, "devices"):
+            if (device_id := _written_id(item)) is not None and building_id is not None:
+                entries.building_of.setdefault(device_id, building_id)
+            if (device := _valid(Device, item)) is not None:
+                entries.devices.append((("buildings", i, "devices", j), device))
+    for i, item in _items(raw, "technicians"):
+        if (technician_id := _written_id(item)) is not None:
+            entries.technician_ids.add(technician_id)
+        if (technician := _valid(Technician, item)) is not None:
+            entries.technicians.append((("technicians", i), technician))
+    for name in ("supervisor", "manager"):
+        if raw.get(name) is not None and (ref := _valid(_CONTACT, raw[name])) is not None:
+            entries.contacts.append(((name,), ref))
+    on_call = raw.get("on_call")
+    for discipline in Discipline:
+        if isinstance(on_call, dict) and (rotation := _valid(Rotation, on_call.get(discipline.value))) is not None:
+            entries.rotations.append((("on_call", discipline.value), discipline, rotation))
+    for i, item in _items(on_call, "overrides"):
+        if (override := _valid(Override, item)) is not None:
+            entries.overrides.append((("on_call", "overrides", i), override))
+    for i, item in _items(raw, "maintenance"):
+        if (plan := _valid(Maintenance, item)) is not None:
+            entries.maintenance.append((("maintenance", i), plan))
+    return entries
 
 
 def load_site(path: str | Path) -> Site:
+    """The site file at `path`; raises SiteFileError listing every problem, each with its line and entry."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SiteFileError(path, [f"{path}: cannot read: {exc.strerror}"]) from exc
-    except yaml.YAMLError as exc:
-        raise SiteFileError(path, [f"{path}: not valid YAML: {exc}"]) from exc
+        document = read_document(path)
+    except DataFileError as exc:
+        raise SiteFileError(path, exc.problems) from exc
+    raw = document.data
     if not isinstance(raw, dict):
-        raise SiteFileError(path, [f"{path}: expected a mapping with 'site' and 'buildings'"])
-    try:
-        site = Site.model_validate(raw)
-    except ValidationError as exc:
-        problems = [f"{path}: {_entry_name(raw, err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise SiteFileError(path, problems) from exc
+        raise SiteFileError(path, [f"{path}:1: expected a mapping with 'site' and 'buildings'"])
     from collectors.registry import check_models  # the site may only name models we have drivers for
 
-    unknown = check_models(site)
-    if unknown:
-        raise SiteFileError(path, [f"{path}: {entry}: {msg}" for entry, msg in unknown])
+    problems = repeated_keys(document)
+    site: Site | None = None
+    try:
+        # Every field of every entry, and each entry's own rules; the checks across entries are run below, over
+        # the entries valid on their own, so that they run (and report) even when some entries are wrong.
+        site = Site.model_validate(raw, context=DEFER_CHECKS)
+    except ValidationError as exc:
+        problems += validation_problems(exc)
+    entries = site.entries() if site is not None else _entries_of(raw)
+    problems += site_problems(entries) + check_models(entries.devices)
+    if problems or site is None:
+        raise SiteFileError(path, located(path, document, problems))
     return site

@@ -51,21 +51,31 @@ def test_windows_are_site_local_times_in_utc(tmp_path: Path) -> None:
     assert silenced_by([building], site="s1", building="b2", device="cam2", routine=False, at=at) is None
 
 
+# The files are written by yaml.safe_dump (keys sorted): the entry is on line 13, its fields follow in key order.
 @pytest.mark.parametrize(
-    ("entry", "reason"),
+    ("entry", "problem"),
     [
-        ({"from": "2026-12-01 09:00", "to": "2026-12-01 08:00", "reason": "x"}, "must be before to"),
-        ({"from": "2026-12-01 09:00", "to": "2026-12-01 10:00", "building": "b9", "reason": "x"}, "unknown building"),
-        ({"from": "2026-12-01 09:00", "to": "2026-12-01 10:00", "device": "nope", "reason": "x"}, "unknown device"),
+        (
+            {"from": "2026-12-01 09:00", "to": "2026-12-01 08:00", "reason": "x"},
+            "13: maintenance[0]: from 2026-12-01 09:00 must be before to 2026-12-01 08:00",
+        ),
+        (
+            {"from": "2026-12-01 09:00", "to": "2026-12-01 10:00", "building": "b9", "reason": "x"},
+            "13: maintenance[0]: building: unknown building 'b9'",
+        ),
+        (
+            {"from": "2026-12-01 09:00", "to": "2026-12-01 10:00", "device": "nope", "reason": "x"},
+            "13: maintenance[0]: device: unknown device 'nope'",
+        ),
         (
             {"from": "2026-12-01 09:00", "to": "2026-12-01 10:00", "building": "b1", "device": "cam2", "reason": "x"},
-            "is not in building",
+            "14: maintenance[0]: device: device 'cam2' is not in building 'b1'",
         ),
-        ({"from": "2026-12-01 09:00", "to": "2026-12-01 10:00"}, "reason"),
+        ({"from": "2026-12-01 09:00", "to": "2026-12-01 10:00"}, "13: maintenance[0]: reason: Field required"),
     ],
 )
-def test_bad_entries_name_file_and_reason(tmp_path: Path, entry: dict[str, Any], reason: str) -> None:
+def test_bad_entries_name_file_line_and_reason(tmp_path: Path, entry: dict[str, Any], problem: str) -> None:
     path = _site(tmp_path, [entry])
     with pytest.raises(SiteFileError) as caught:
         load_site(path)
-    assert any(p.startswith(f"{path}: ") and reason in p for p in caught.value.problems), caught.value.problems
+    assert caught.value.problems == [f"{path}:{problem}"]

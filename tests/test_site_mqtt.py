@@ -1,5 +1,5 @@
 """Site files with MQTT devices: gates and cameras need no Modbus address, take a vendor id and a vendor broker, and
-every mistake is reported naming the file, the entry and the problem (also by `facmon check-config`)."""
+every mistake is reported naming the file, the line, the entry and the problem (also by `facmon check-config`)."""
 
 from __future__ import annotations
 
@@ -50,55 +50,67 @@ def test_a_vendor_broker(tmp_path: Path) -> None:
     assert (site.mqtt.host, site.mqtt.port, site.mqtt.topic_prefix) == ("10.0.0.5", 1883, "estate-7/in")
 
 
+# The files are written by yaml.safe_dump (keys sorted), so each problem's line is known.
 @pytest.mark.parametrize(
-    ("devices", "top", "problem"),
+    ("devices", "top", "line", "problem"),
     [
         (
             [{**GATE, "address": {"host": "10.0.0.9"}}],
             {},
-            "buildings[b1].devices[gate-north]: Value error, a gate publishes over MQTT and takes no Modbus address",
+            3,
+            "buildings[0].devices[0] (gate-north): address: a gate publishes over MQTT and takes no Modbus address",
         ),
         (
             [{**LIFT, "vendor_id": "L1"}],
             {},
-            "buildings[b1].devices[e1]: Value error, vendor_id is only for devices that publish over MQTT "
-            "(gate, camera)",
+            9,
+            "buildings[0].devices[0] (e1): vendor_id: only for devices that publish over MQTT (gate, camera)",
         ),
-        ([{**GATE, "vendor_id": "G/01"}], {}, "buildings[b1].devices[gate-north].vendor_id: String should match"),
+        (
+            [{**GATE, "vendor_id": "G/01"}],
+            {},
+            6,
+            "buildings[0].devices[0] (gate-north): vendor_id: String should match",
+        ),
         (
             [{**GATE, "model": "barrier-z"}],
             {},
-            "buildings[b1].devices[gate-north].model: no MQTT driver for model 'barrier-z'; "
+            5,
+            "buildings[0].devices[0] (gate-north): model: no MQTT driver for model 'barrier-z'; "
             "known: ['barrier-a', 'camera-a']",
         ),
         (
             [{**CAMERA, "model": "barrier-a"}],
             {},
-            "buildings[b1].devices[cam-1].model: barrier-a is a gate driver, not a camera",
+            5,
+            "buildings[0].devices[0] (cam-1): model: barrier-a is a gate driver, not a camera",
         ),
         (
             [{**GATE, "comm_grace_s": 10}],
             {},
-            "buildings[b1].devices[gate-north].comm_grace_s: 10 s is not longer than the 10 s heartbeat of "
+            3,
+            "buildings[0].devices[0] (gate-north): comm_grace_s: 10 s is not longer than the 10 s heartbeat of "
             "barrier-a: the device would be reported lost between heartbeats",
         ),
         (
             [GATE, {**GATE, "id": "gate-south"}],
             {},
-            "buildings[b1].devices[gate-south].vendor_id: vendor id 'G01' is already gate-north's "
+            10,
+            "buildings[0].devices[1] (gate-south): vendor_id: vendor id 'G01' is already gate-north's "
             "(vendor/barrier/{vendor_id}/{message})",
         ),
-        ([GATE], {"mqtt": {"host": "h", "topic_prefix": "a/+/b"}}, "mqtt.topic_prefix: String should match"),
-        ([GATE], {"mqtt": {"host": "h", "port": 0}}, "mqtt.port: Input should be greater than or equal to 1"),
+        ([GATE], {"mqtt": {"host": "h", "topic_prefix": "a/+/b"}}, 10, "mqtt: topic_prefix: String should match"),
+        ([GATE], {"mqtt": {"host": "h", "port": 0}}, 10, "mqtt: port: Input should be greater than or equal to 1"),
     ],
 )
-def test_mistakes_name_the_file_the_entry_and_the_problem(
-    tmp_path: Path, devices: list[dict[str, Any]], top: dict[str, Any], problem: str
+def test_mistakes_name_the_file_the_line_the_entry_and_the_problem(
+    tmp_path: Path, devices: list[dict[str, Any]], top: dict[str, Any], line: int, problem: str
 ) -> None:
     path = _write(tmp_path, devices, **top)
     with pytest.raises(SiteFileError) as caught:
         load_site(path)
-    assert any(p.startswith(f"{path}: {problem}") for p in caught.value.problems), caught.value.problems
+    [reported] = caught.value.problems
+    assert reported.startswith(f"{path}:{line}: {problem}"), reported
 
 
 def test_the_same_vendor_id_on_another_vendors_topics_is_fine(tmp_path: Path) -> None:
@@ -110,8 +122,12 @@ def test_check_config_reports_every_problem(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["check-config", str(path)])
     assert result.exit_code == 2
     assert "2 problem(s) in the site file" in result.output
-    assert f"{path}: buildings[b1].devices[gate-north].model: no MQTT driver for model 'barrier-z'" in result.output
-    assert f"{path}: buildings[b1].devices[cam-1].model: barrier-a is a gate driver, not a camera" in result.output
+    assert (
+        f"{path}:5: buildings[0].devices[0] (gate-north): model: no MQTT driver for model 'barrier-z'" in result.output
+    )
+    assert (
+        f"{path}:9: buildings[0].devices[1] (cam-1): model: barrier-a is a gate driver, not a camera" in result.output
+    )
     ok = CliRunner().invoke(app, ["check-config", str(_write(tmp_path, [GATE, CAMERA]))])
     assert ok.exit_code == 0
     assert "2 device(s)" in ok.output

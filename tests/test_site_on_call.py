@@ -1,4 +1,5 @@
-"""The site file's on-call section, supervisor and manager: mistakes name the file, the entry and the problem."""
+"""The site file's on-call section, supervisor and manager: mistakes name the file, the line, the entry and the
+problem."""
 
 from __future__ import annotations
 
@@ -69,69 +70,87 @@ def test_the_demo_site_has_a_rota_for_every_discipline() -> None:
     assert site.manager is not None
 
 
+# The files are written by yaml.safe_dump (keys sorted), so each problem's line is known.
 @pytest.mark.parametrize(
-    ("sections", "problem"),
+    ("sections", "line", "problem"),
     [
         (
             {"on_call": {"elevator": {**ROTA, "technicians": ["li-ming", "ghost"]}}},
-            "on_call: Value error, elevator.technicians[1]: 'ghost' is not one of the site's technicians",
+            14,
+            "on_call: elevator.technicians[1]: 'ghost' is not one of the site's technicians",
         ),
         (
             {"on_call": {"fire": ROTA}},
-            "on_call: Value error, fire.technicians[0]: technician li-ming does not have the fire discipline",
+            13,
+            "on_call: fire.technicians[0]: technician li-ming does not have the fire discipline",
         ),
         (
             {"on_call": {"overrides": [{**SWAP, "technician": "ghost"}]}},
-            "on_call: Value error, overrides[0]: 'ghost' is not one of the site's technicians",
+            11,
+            "on_call.overrides[0]: technician: 'ghost' is not one of the site's technicians",
         ),
         (
             {"on_call": {"overrides": [{**SWAP, "discipline": "fire"}]}},
-            "on_call: Value error, overrides[0]: technician li-ming does not have the fire discipline",
+            11,
+            "on_call.overrides[0]: technician: technician li-ming does not have the fire discipline",
         ),
         (
             {"on_call": {"overrides": [SWAP, {**SWAP, "from": "2026-02-17 20:00", "to": "2026-02-19 08:30"}]}},
-            "on_call: Value error, overrides for elevator overlap: li-ming until 2026-02-18 08:30 and li-ming from "
+            13,
+            "on_call.overrides[1]: overrides for elevator overlap: li-ming until 2026-02-18 08:30 and li-ming from "
             "2026-02-17 20:00",
         ),
         (
             {"on_call": {"overrides": [{**SWAP, "to": "2026-02-16 08:30"}]}},
-            "on_call.overrides[0]: Value error, from 2026-02-16 08:30 must be before to 2026-02-16 08:30",
+            9,
+            "on_call.overrides[0]: from 2026-02-16 08:30 must be before to 2026-02-16 08:30",
         ),
         (
             {"on_call": {"overrides": [{**SWAP, "from": "2026-02-16T08:30:00+08:00"}]}},
-            "on_call.overrides[0].from: Input should not have timezone info",
+            10,
+            "on_call.overrides[0]: from: Input should not have timezone info",
         ),
         (
             {"on_call": {"elevator": {**ROTA, "handoff": "8:30"}}},
-            "on_call.elevator.handoff: Value error, '8:30' is not a time of day like \"08:30\"",
+            10,
+            "on_call: elevator.handoff: '8:30' is not a time of day like \"08:30\"",
         ),
         (
             {"on_call": {"elevator": {**ROTA, "handoff": "24:00"}}},
-            "on_call.elevator.handoff: Value error, '24:00' is not a time of day",
+            10,
+            "on_call: elevator.handoff: '24:00' is not a time of day",
         ),
         (
             {"on_call": {"elevator": {**ROTA, "handoff": 510}}},  # what YAML 1.1 makes of an unquoted 08:30
-            'on_call.elevator.handoff: Value error, 510 is not a time of day like "08:30" (quote it)',
+            10,
+            'on_call: elevator.handoff: 510 is not a time of day like "08:30" (quote it)',
         ),
         (
             {"on_call": {"elevator": {**ROTA, "every": "fortnightly"}}},
-            "on_call.elevator.every: Value error, 'fortnightly' is not a rotation period",
+            9,
+            "on_call: elevator.every: 'fortnightly' is not a rotation period",
         ),
         (
             {"on_call": {"elevator": {**ROTA, "every": "12h"}}},
-            "on_call.elevator.every: Value error, '12h' is not a rotation period",
+            9,
+            "on_call: elevator.every: '12h' is not a rotation period",
         ),
-        ({"on_call": {"elevator": {**ROTA, "technicians": []}}}, "on_call.elevator.technicians: List should have"),
-        ({"on_call": {"elevator": {**ROTA, "start": "soon"}}}, "on_call.elevator.start: Input should be a valid date"),
-        ({"on_call": {"plumbing": ROTA}}, "on_call.plumbing: Extra inputs are not permitted"),
-        ({"supervisor": "ghost"}, "supervisor: Value error, 'ghost' is not one of the site's technicians"),
-        ({"manager": {"name": "Chen Jing", "phone": "call me"}}, "manager.contact.phone: String should match pattern"),
+        ({"on_call": {"elevator": {**ROTA, "technicians": []}}}, 12, "on_call: elevator.technicians: List should have"),
+        (
+            {"on_call": {"elevator": {**ROTA, "start": "soon"}}},
+            11,
+            "on_call: elevator.start: Input should be a valid date",
+        ),
+        ({"on_call": {"plumbing": ROTA}}, 8, "on_call: plumbing: Extra inputs are not permitted"),
+        ({"supervisor": "ghost"}, 9, "supervisor: 'ghost' is not one of the site's technicians"),
+        ({"manager": {"name": "Chen Jing", "phone": "call me"}}, 9, "manager: phone: String should match pattern"),
     ],
 )
-def test_mistakes_name_the_file_the_entry_and_the_problem(
-    tmp_path: Path, sections: dict[str, Any], problem: str
+def test_mistakes_name_the_file_the_line_the_entry_and_the_problem(
+    tmp_path: Path, sections: dict[str, Any], line: int, problem: str
 ) -> None:
     path = _write(tmp_path, **sections)
     with pytest.raises(SiteFileError) as caught:
         load_site(path)
-    assert any(p.startswith(f"{path}: {problem}") for p in caught.value.problems), caught.value.problems
+    [reported] = caught.value.problems
+    assert reported.startswith(f"{path}:{line}: {problem}"), reported

@@ -1,5 +1,5 @@
 """The site file's technicians: who works on the estate, with the access cards that prove them on site. Mistakes are
-reported naming the file, the entry and the problem; a card given to two people names both."""
+reported naming the file, the line, the entry and the problem; a card given to two people names both."""
 
 from __future__ import annotations
 
@@ -59,34 +59,49 @@ def test_the_demo_site_has_a_technician_for_the_scenarios_card() -> None:
     assert holder.covers(DeviceKind.ELEVATOR)
 
 
+# The files are written by yaml.safe_dump (keys sorted), so each problem's line is known: the line of the field, or
+# of the entry when the field is missing.
 @pytest.mark.parametrize(
-    ("technicians", "problem"),
+    ("technicians", "line", "problem"),
     [
         (
             [LI, {**ZHAO, "cards": ["5A5A0001", "A1B2C3D4"]}],
-            "technicians: Value error, card 'A1B2C3D4' is given to both technician li-ming and technician zhao-lei",
+            22,
+            "technicians[1] (zhao-lei): cards[1]: card 'A1B2C3D4' is given to both technician li-ming and technician "
+            "zhao-lei",
         ),
         (
             [{**LI, "cards": ["A1B2C3D4", "a1b2c3d4"]}],
-            "technicians: Value error, card 'A1B2C3D4' is listed twice for technician li-ming",
+            12,
+            "technicians[0] (li-ming): cards[1]: card 'A1B2C3D4' is listed twice for technician li-ming",
         ),
-        ([LI, {**ZHAO, "id": "li-ming"}], "technicians: Value error, technician id 'li-ming' is used twice"),
-        ([{**LI, "cards": ["A1B2-C3D4"]}], "technicians[li-ming].cards[0]: String should match pattern"),
+        (
+            [LI, {**ZHAO, "id": "li-ming"}],
+            24,
+            "technicians[1] (li-ming): id: technician id 'li-ming' is already used by technicians[0]",
+        ),
+        ([{**LI, "cards": ["A1B2-C3D4"]}], 11, "technicians[0] (li-ming): cards[0]: String should match pattern"),
         (
             [{**LI, "disciplines": ["plumbing"]}],
-            "technicians[li-ming].disciplines[0]: Input should be 'elevator', 'fire' or 'security'",
+            14,
+            "technicians[0] (li-ming): disciplines[0]: Input should be 'elevator', 'fire' or 'security'",
         ),
-        ([{**LI, "disciplines": []}], "technicians[li-ming].disciplines: Frozenset should have at least 1 item"),
-        ([{**LI, "phone": "call me"}], "technicians[li-ming].phone: String should match pattern"),
-        ([{**LI, "email": "li.ming"}], "technicians[li-ming].email: String should match pattern"),
-        ([{k: v for k, v in LI.items() if k != "name"}], "technicians[li-ming].name: Field required"),
-        ([{**LI, "rota": "weekdays"}], "technicians[li-ming].rota: Extra inputs are not permitted"),
+        (
+            [{**LI, "disciplines": []}],
+            13,
+            "technicians[0] (li-ming): disciplines: Frozenset should have at least 1 item",
+        ),
+        ([{**LI, "phone": "call me"}], 19, "technicians[0] (li-ming): phone: String should match pattern"),
+        ([{**LI, "email": "li.ming"}], 16, "technicians[0] (li-ming): email: String should match pattern"),
+        ([{k: v for k, v in LI.items() if k != "name"}], 10, "technicians[0] (li-ming): name: Field required"),
+        ([{**LI, "rota": "weekdays"}], 20, "technicians[0] (li-ming): rota: Extra inputs are not permitted"),
     ],
 )
-def test_mistakes_name_the_file_the_entry_and_the_problem(
-    tmp_path: Path, technicians: list[dict[str, Any]], problem: str
+def test_mistakes_name_the_file_the_line_the_entry_and_the_problem(
+    tmp_path: Path, technicians: list[dict[str, Any]], line: int, problem: str
 ) -> None:
     path = _write(tmp_path, technicians)
     with pytest.raises(SiteFileError) as caught:
         load_site(path)
-    assert any(p.startswith(f"{path}: {problem}") for p in caught.value.problems), caught.value.problems
+    [reported] = caught.value.problems
+    assert reported.startswith(f"{path}:{line}: {problem}"), reported

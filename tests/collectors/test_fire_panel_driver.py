@@ -190,11 +190,11 @@ def _site(kind: str, model: str) -> Site:
 
 
 def test_site_files_may_name_fire_panel_models_for_fire_panels_only() -> None:
-    assert check_models(_site("fire_panel", "fire-gb-a")) == []
-    ((entry, problem),) = check_models(_site("fire_panel", "elev-gb-a"))
-    assert (entry, problem) == (
-        "buildings[b1].devices[f1].model",
+    assert check_models(_site("fire_panel", "fire-gb-a").located_devices()) == []
+    ((where, problem),) = check_models(_site("fire_panel", "elev-gb-a").located_devices())
+    assert (where, problem) == (
+        ("buildings", 0, "devices", 0, "model"),
         "no fire panel driver for model 'elev-gb-a'; known: ['fire-gb-a']",
     )
-    ((_, problem),) = check_models(_site("elevator", "fire-gb-a"))
+    ((_, problem),) = check_models(_site("elevator", "fire-gb-a").located_devices())
     assert problem.startswith("no Modbus driver for model 'fire-gb-a'")
