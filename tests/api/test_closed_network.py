@@ -148,8 +148,8 @@ def test_every_page_works_without_other_hosts(engine: Engine, closed_network: tu
         expect(page.locator("#list .card-link")).to_have_count(2)
 
         # An acknowledge link opened without `Sec-Fetch-User: ?1` (no person's tap, as in a link preview): the page
-        # with the button. Chromium adds the header to this navigation itself, so the request goes out from the
-        # test without it and the browser shows the server's answer.
+        # with the button. Chromium sends that header with a navigation the test starts, even past a changed request,
+        # so this one request goes to the server from the test without it and the browser shows the server's answer.
         link = f"{base}/api/v1/ack/{token}"
         page.route(link, lambda route: route.fulfill(response=route.fetch(headers=without_tap(route.request))))
         page.goto(link)
