@@ -19,6 +19,7 @@ from api.routes import (
     audit,
     deliveries,
     devices,
+    docs,
     fire_alarms,
     fire_checks,
     health,
@@ -66,6 +67,8 @@ def create_app(
         version=__version__,
         description="Devices, their status and the work orders opened for their faults.",
         openapi_url="/openapi.json",
+        docs_url=None,  # FastAPI's /docs and /redoc load from a CDN; ours (api.routes.docs) from files shipped here
+        redoc_url=None,
     )
     app.state.sites = tuple(sites)
     app.state.engine = engine
@@ -105,4 +108,5 @@ def create_app(
         v1.include_router(router, dependencies=[access])
     app.include_router(v1)
     tech.install(app)  # the technician's phone page: /tech, its files under /tech/static
+    docs.install(app)  # Swagger UI: /docs, its files under /docs/static
     return app
