@@ -33,7 +33,7 @@ def upgrade_command(state_dir: StateOption = None) -> None:
         before, after = upgrade(db)
     except OpsError as exc:
         fail(str(exc))
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:
         fail(f"cannot upgrade {db.display}: {exc}")
     typer.echo(f"before: {_name(before)}")
     typer.echo(f"after: {_name(after)}")

@@ -147,8 +147,8 @@ def backup(source: Path, dest: Path, *, overwrite: bool = False) -> Snapshot:
         _copy(source, partial, mode="rw")
         snapshot = inspect(partial)
         os.replace(partial, dest)
-    except sqlite3.DatabaseError as exc:
-        raise OpsError(f"backing up {source}: {exc}") from exc
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise OpsError(f"backing up {source} to {dest}: {exc}") from exc
     finally:
         partial.unlink(missing_ok=True)
     _fsync(dest.parent)
@@ -241,9 +241,9 @@ def restore(backup_file: Path, target: Path, *, now: datetime, force: bool = Fal
         reason = _refuse_to_replace(target, incoming)
         if reason is not None and not force:
             raise OpsError(f"not restoring over {target}: {reason}. --force restores anyway (the database is kept)")
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.restoring")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         _copy(backup_file, staging, mode="ro")
         check_backup(staging)
         kept = None
@@ -254,8 +254,8 @@ def restore(backup_file: Path, target: Path, *, now: datetime, force: bool = Fal
             os.chmod(staging, old.st_mode & 0o777)
             kept = _set_aside(target, now)
         os.replace(staging, target)
-    except sqlite3.DatabaseError as exc:
-        raise OpsError(f"restoring {backup_file}: {exc}") from exc
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise OpsError(f"restoring {backup_file} to {target}: {exc}") from exc
     finally:
         staging.unlink(missing_ok=True)
     _fsync(target.parent)
