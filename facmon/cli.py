@@ -15,6 +15,7 @@ from facmon.clock import SystemClock
 from facmon.datafile import validation_reasons
 from facmon.logs import configure
 from facmon.metrics import Counters
+from facmon.ops import backup_cli, db_cli, probe
 from facmon.runner import Probe
 from facmon.settings import Settings
 from facmon.site import Site, SiteFileError, load_site
@@ -37,6 +38,9 @@ app = typer.Typer(
 app.add_typer(report_app, name="report")  # facmon report insurance|kpi
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(db_cli.app, name="db")  # facmon db upgrade|current
+app.add_typer(backup_cli.app)  # facmon backup FILE, facmon restore FILE
+app.command("probe")(probe.probe)
 
 SiteOption = Annotated[Path, typer.Option("--site", help="site file (YAML)", exists=False)]
 SitesOption = Annotated[list[Path], typer.Option("--site", help="site file(s) (YAML); repeat for several estates")]
