@@ -46,8 +46,14 @@ class DevicePublic(_Public):
     role: str | None
     installed_on: date | None
     registration_code: str | None
-    # "unknown" until the rules worker has seen an event from the device.
-    comm: Literal["ok", "lost", "unknown"]
+    comm: Literal["ok", "lost", "unknown"] = Field(
+        description="ok: heard from since its gateway started (its first answer or message is reported at once) and "
+        "not silent longer than its grace since; lost: silent longer than its grace; unknown: never heard from"
+    )
+    comm_since: datetime | None = Field(
+        description="when comm was last set: the device's first answer since its gateway started, its loss or its "
+        "restore; null when unknown"
+    )
     last_event_at: datetime | None
     last_event_type: str | None
     open_work_orders: int
@@ -192,6 +198,10 @@ class LatestPublic(_Public):
 
 class DeviceDetailPublic(DevicePublic):
     description: str
+    last_heard_at: datetime | None = Field(
+        description="the last time the device was heard from, as far as known: its latest reading in InfluxDB or "
+        "its latest event, whichever is newer (a comm_lost event is not the device speaking); null when neither"
+    )
     work_orders: list[WorkOrderSummaryPublic] = Field(description="its open work orders, most urgent first")
     latest: LatestPublic | None = Field(description="the latest readings from InfluxDB; null: see latest_error")
     latest_error: str | None = Field(description="why there is no latest state (no InfluxDB, unreachable, no data)")

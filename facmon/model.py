@@ -1,7 +1,7 @@
 """What collectors emit and what travels on the MQTT backbone: typed readings and events.
 
 A `Reading` is one poll (or one pushed state message) of one device: all its current values. An `Event` is a
-change worth acting on: a fault raised or cleared, a device lost or found again.
+change worth acting on: a fault raised or cleared, a device lost, found again or heard for the first time.
 """
 
 from __future__ import annotations
@@ -54,12 +54,18 @@ class EventType(StrEnum):
     FAULT_RAISED = "fault_raised"
     FAULT_CLEARED = "fault_cleared"
     COMM_LOST = "comm_lost"
+    # The device answers: after a comm_lost, or for the first time since its collector started (then `data` holds
+    # FIRST_CONTACT: True), so a device heard from is known to be there even if it was never lost.
     COMM_RESTORED = "comm_restored"
     # Something the site did that is not a fault: a controller's status event (GB/T 24476 codes 40-47: main power
     # lost, inspection, fire return, ...), a fire point or camera condition that is informative only.
     STATUS = "status"
     # A card presented at a gate barrier or door: `data` holds card, granted and direction.
     CARD_READ = "card_read"
+
+
+# In a comm_restored event's `data`: the first answer or message from the device since its collector started.
+FIRST_CONTACT = "first_contact"
 
 
 class Reading(BaseModel):

@@ -316,6 +316,9 @@ class DeviceStatus(Base):
     comm: Mapped[str] = mapped_column(String(8), default=Comm.OK.value)
     last_event_at: Mapped[datetime]
     last_event_type: Mapped[str] = mapped_column(String(32))
+    # When `comm` was last set: the time of the device's latest comm event (its first answer since the gateway
+    # started, a loss or a restore). NULL until the first one.
+    comm_since: Mapped[datetime | None]
     # Elevators: the service mode of the last service-mode status event ("inspection", "normal", ...) and its time;
     # faults are suppressed while it is inspection (rules.arrival). NULL until the first such event.
     service_mode: Mapped[str | None] = mapped_column(String(32))

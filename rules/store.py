@@ -94,6 +94,7 @@ def _touch_device(session: Session, event: Event, comm: Comm | None) -> None:
         comm=(comm or Comm.OK).value,
         last_event_at=event.ts,
         last_event_type=event.type.value,
+        comm_since=None if comm is None else event.ts,
     )
     changes: dict[str, Any] = {
         "last_event_at": stmt.excluded.last_event_at,
@@ -101,6 +102,7 @@ def _touch_device(session: Session, event: Event, comm: Comm | None) -> None:
     }
     if comm is not None:
         changes["comm"] = stmt.excluded.comm
+        changes["comm_since"] = stmt.excluded.comm_since
     # An event replayed late (gateway outbox after an outage) must not overwrite what a newer one said.
     session.execute(
         stmt.on_conflict_do_update(

@@ -2,9 +2,10 @@
 
 The device list comes from the site files (the source of truth for what exists), with the asset data changed through
 the API (installation date, registration code) laid over them (facmon.asset_store); status and open work orders come
-from the database, so a device that never sent an event still shows, with comm "unknown". The latest readings and
-the history come from InfluxDB (api.influx_history); without InfluxDB the detail still answers and says why the
-readings are missing, while the history, which is nothing but readings, answers 503.
+from the database: comm is "ok" from a device's first answer or message since its gateway started (reported as a
+first-contact comm_restored), "lost" after a silence longer than its grace, and "unknown" for a device never heard
+from. The latest readings and the history come from InfluxDB (api.influx_history); without InfluxDB the detail still
+answers and says why the readings are missing, while the history, which is nothing but readings, answers 503.
 
 Technicians see the devices of their sites only.
 """
@@ -39,7 +40,7 @@ from api.schemas import (
     problem_response,
 )
 from facmon.asset_store import effective_device, effective_site
-from facmon.model import DeviceKind
+from facmon.model import DeviceKind, EventType
 from facmon.site import Building, Device, Site
 from rules.db import OPEN_STATUSES, DeviceStatus
 from rules.kpi_data import InfluxReader, InfluxUnavailable
@@ -82,6 +83,7 @@ def _public(
         "installed_on": device.installed_on,
         "registration_code": device.registration_code,
         "comm": "unknown" if known is None else "lost" if known.comm == "lost" else "ok",
+        "comm_since": None if known is None else known.comm_since,
         "last_event_at": None if known is None else known.last_event_at,
         "last_event_type": None if known is None else known.last_event_type,
         "open_work_orders": open_count,
@@ -119,6 +121,15 @@ def list_devices(
                 continue
             devices.append(DevicePublic.model_validate(fields))
     return devices
+
+
+def last_heard(fields: dict[str, Any], latest_readings: LatestPublic | None) -> datetime | None:
+    """The newer of the latest reading's time and the latest event's, leaving out a comm_lost (that is us noticing
+    the silence, not the device speaking)."""
+    times: list[datetime] = [] if latest_readings is None else [latest_readings.at]
+    if fields["last_event_at"] is not None and fields["last_event_type"] != EventType.COMM_LOST.value:
+        times.append(fields["last_event_at"])
+    return max(times, default=None)
 
 
 def _find(sites: Sequence[Site], user: Principal, site_id: str, device_id: str) -> tuple[Site, Building, Device]:
@@ -193,6 +204,7 @@ async def read_device(
         fields
         | {
             "description": the_device.description,
+            "last_heard_at": last_heard(fields, latest_public),
             "work_orders": work_orders,
             "latest": latest_public,
             "latest_error": latest_error,

@@ -3,9 +3,10 @@
 Each poller is its own task, so a dead device never delays the schedule of another; pollers of units behind the
 same host:port share one `ModbusLink` (one request in flight per connection). A poll reads the driver's coalesced
 blocks in turn and emits one `Reading`; faults, status events and derived entrapment are reported on their edges
-(`DeviceConditions`), and a device that has not answered for `comm_grace_s` is reported once as comm_lost, then
-once as comm_restored when it answers again. A value the driver refuses is left out of the reading, counted, and
-parked as a dead letter with the block's words, once per point and reason so a stuck bad value cannot flood.
+(`DeviceConditions`). Its first answer since start is reported as comm_restored (first contact), a device that
+has not answered for `comm_grace_s` once as comm_lost, then once as comm_restored when it answers again. A value
+the driver refuses is left out of the reading, counted, and parked as a dead letter with the block's words, once
+per point and reason so a stuck bad value cannot flood.
 """
 
 from __future__ import annotations

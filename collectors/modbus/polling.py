@@ -2,7 +2,9 @@
 
 A poller supplies one `poll(link)`; `poll_on_schedule` calls it on a fixed-rate schedule over the link of its
 host:port (one request in flight per connection, reconnecting with backoff: see `ModbusLink`). `CommWatch` turns
-answers and silences into comm_lost, once a device has been silent for `comm_grace_s`, and comm_restored.
+answers and silences into comm events: comm_restored on the first answer since start (marked FIRST_CONTACT), so a
+healthy device is known to be there; comm_lost once a device has been silent for `comm_grace_s`; comm_restored when
+it answers again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from structlog.typing import FilteringBoundLogger
 from collectors.modbus.link import ModbusLink, ModbusLinks, shared_links
 from facmon.clock import Clock
 from facmon.metrics import Counters
-from facmon.model import DeviceRef, Emit, Event, EventType
+from facmon.model import FIRST_CONTACT, DeviceRef, Emit, Event, EventType, Value
 from facmon.site import ModbusAddress
 
 Poll = Callable[[ModbusLink], Awaitable[None]]
@@ -56,7 +58,8 @@ async def poll_on_schedule(
 
 
 class CommWatch:
-    """Whether a device answers: comm_lost once after `comm_grace_s` of silence, comm_restored once it answers."""
+    """Whether a device answers: comm_restored on its first answer since start, comm_lost once after `comm_grace_s`
+    of silence, comm_restored once it answers again."""
 
     def __init__(
         self, ref: DeviceRef, *, comm_grace_s: float, emit: Emit, clock: Clock, log: FilteringBoundLogger
@@ -68,11 +71,14 @@ class CommWatch:
         self._log = log
         self._last_answer_s = clock.monotonic()
         self._failing = False
+        # Whether the device has answered since start: its first answer is announced, lost before or not.
+        self._answered_once = False
         self.lost = False
 
     def start(self) -> None:
-        """The grace runs from now: a device that never answers is reported too."""
+        """The grace runs from now: a device that never answers is reported too. Its next answer is its first."""
         self._last_answer_s = self._clock.monotonic()
+        self._answered_once = False
 
     async def silent(self, reason: str) -> None:
         if not self._failing:
@@ -96,6 +102,12 @@ class CommWatch:
         if self._failing:
             self._failing = False
             self._log.info("device answering again")
-        if self.lost:
-            self.lost = False
-            await self._emit(Event(ref=self.ref, ts=ts, type=EventType.COMM_RESTORED, message="answering again"))
+        first, self._answered_once = not self._answered_once, True
+        if not (self.lost or first):
+            return
+        message = "answering again" if self.lost else "answering"
+        self.lost = False
+        if first:
+            self._log.info("device answering for the first time since start")
+        data: dict[str, Value] = {FIRST_CONTACT: True} if first else {}
+        await self._emit(Event(ref=self.ref, ts=ts, type=EventType.COMM_RESTORED, message=message, data=data))

@@ -1,8 +1,10 @@
 """Is each pushed device still talking? comm_lost once after `grace_s` of silence, comm_restored on its next word.
 
 A polled device fails a request; a pushed one just goes quiet, so silence is all we can go by. Any message the
-device sends counts as a sign of life, not only its heartbeat: a barrier busy with traffic is plainly alive. The
-clock is injected and `check` is public, so tests advance a FakeClock and call it instead of waiting.
+device sends counts as a sign of life, not only its heartbeat: a barrier busy with traffic is plainly alive. Its
+first message since the collector started is announced too, as comm_restored marked FIRST_CONTACT, so a device that
+talks from the start is known to be there without ever having been lost. The clock is injected and `check` is
+public, so tests advance a FakeClock and call it instead of waiting.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import NoReturn
 import structlog
 
 from facmon.clock import Clock
-from facmon.model import DeviceRef, Emit, Event, EventType
+from facmon.model import FIRST_CONTACT, DeviceRef, Emit, Event, EventType, Value
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +28,8 @@ class _Watch:
     grace_s: float
     last_heard_s: float
     lost: bool = False
+    # Heard since the collector started: its first message is announced, lost before or not.
+    heard: bool = False
 
 
 class HeartbeatWatchdog:
@@ -38,10 +42,12 @@ class HeartbeatWatchdog:
         self._watches = {ref.device: _Watch(ref, grace_s, now) for ref, grace_s in devices}
 
     def restart(self) -> None:
-        """Start every grace period afresh (a collector starting): a device that never speaks is reported too."""
+        """Start every grace period afresh (a collector starting): a device that never speaks is reported too, and
+        the next message of each device is its first."""
         now = self._clock.monotonic()
         for watch in self._watches.values():
             watch.last_heard_s = now
+            watch.heard = False
 
     def lost(self, device: str) -> bool:
         return self._watches[device].lost
@@ -50,12 +56,15 @@ class HeartbeatWatchdog:
         """`device` sent something just now."""
         watch = self._watches[device]
         watch.last_heard_s = self._clock.monotonic()
-        if watch.lost:
-            watch.lost = False
-            log.info("device talking again", device=device)
-            await self._emit(
-                Event(ref=watch.ref, ts=self._clock.now(), type=EventType.COMM_RESTORED, message="talking again")
-            )
+        first, watch.heard = not watch.heard, True
+        if not (watch.lost or first):
+            return
+        message = "talking again" if watch.lost else "talking"
+        watch.lost = False
+        log.info(f"device {message}", device=device, first_contact=first)
+        data: dict[str, Value] = {FIRST_CONTACT: True} if first else {}
+        event = Event(ref=watch.ref, ts=self._clock.now(), type=EventType.COMM_RESTORED, message=message, data=data)
+        await self._emit(event)
 
     async def check(self) -> None:
         """Report every device silent for its grace period, once until it is heard again."""

@@ -130,6 +130,7 @@ async def test_devices_combine_site_files_with_status_and_open_work_orders(clien
         "installed_on": "2012-05-01",
         "registration_code": "31104401002012050001",
         "comm": "lost",
+        "comm_since": "2026-02-01T09:03:00Z",
         "state": "comm_lost",
         "last_event_at": "2026-02-01T09:03:00Z",
         "last_event_type": "comm_lost",

@@ -4,7 +4,7 @@ influxd, and one field's history downsampled by InfluxQL (exact bucket means of 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,14 @@ from sqlalchemy import Engine
 
 from api.influx_history import bucket_seconds
 from facmon.accounts.models import Role
+from facmon.model import FIRST_CONTACT, Event, EventType, Value
 from facmon.services import Influxd, free_port
 from rules.db import create_schema, make_engine
+from rules.engine import evaluate, load_rules
 from rules.kpi_data import InfluxReader
+from rules.store import apply_event
 from tests.api.accounts import bearer
-from tests.api.shift_support import NOW, client_for, iso, m, make_app, seed
+from tests.api.shift_support import NORTH, NOW, client_for, iso, m, make_app, seed
 
 S = 1_000_000_000
 
@@ -120,8 +123,10 @@ async def test_device_detail_with_the_latest_value_of_each_field(client: httpx.A
         "registration_code": "31104401002012050001",
         "description": "east car",
         "comm": "ok",
+        "comm_since": None,
         "last_event_at": iso(m(-1)),
         "last_event_type": "status",
+        "last_heard_at": iso(m(0) - timedelta(seconds=1)),
         "open_work_orders": 2,
         "state": "fault",
         "latest_error": None,
@@ -139,6 +144,43 @@ async def test_device_detail_with_the_latest_value_of_each_field(client: httpx.A
             "speed": {"value": 1.5, "at": iso(m(-30))},
         },
     }
+
+
+def heard(engine: Engine, device: str, type_: EventType, at: datetime) -> None:
+    """An event of north/`device` through the rules, as the worker applies it."""
+    data: dict[str, Value] = {FIRST_CONTACT: True} if type_ is EventType.COMM_RESTORED else {}
+    event = Event(ref=NORTH.ref(device), ts=at, type=type_, data=data)
+    apply_event(engine, event, evaluate(load_rules(), event, at), at)
+
+
+async def test_a_first_contact_makes_a_device_comm_ok(client: httpx.AsyncClient, engine: Engine) -> None:
+    viewer = bearer(engine, Role.VIEWER)
+    assert "north/e2:unknown" in await devices(client, viewer)
+    heard(engine, "e2", EventType.COMM_RESTORED, m(-5))
+    listed = {d["id"]: d for d in (await client.get("/devices", params={"site": "north"}, headers=viewer)).json()}
+    assert {k: listed["e2"][k] for k in ("comm", "comm_since", "state", "last_event_type")} == {
+        "comm": "ok",
+        "comm_since": iso(m(-5)),
+        "state": "ok",
+        "last_event_type": "comm_restored",
+    }
+    detail = (await client.get("/devices/north/e2", headers=viewer)).json()
+    assert (detail["comm"], detail["comm_since"]) == ("ok", iso(m(-5)))
+    assert detail["last_heard_at"] == iso(m(0) - timedelta(seconds=1)), "its latest reading, newer than the event"
+
+
+async def test_last_heard_is_the_latest_event_without_readings_and_never_a_comm_lost(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    viewer = bearer(engine, Role.VIEWER)
+    # c1 (no readings) was last heard a minute ago; the gateway restarts and hears it again half a minute ago.
+    heard(engine, "c1", EventType.COMM_RESTORED, m(-0.5))
+    detail = (await client.get("/devices/north/c1", headers=viewer)).json()
+    assert (detail["comm"], detail["last_heard_at"], detail["latest"]) == ("ok", iso(m(-0.5)), None)
+    heard(engine, "c1", EventType.COMM_LOST, m(-0.25))
+    detail = (await client.get("/devices/north/c1", headers=viewer)).json()
+    assert (detail["comm"], detail["comm_since"], detail["state"]) == ("lost", iso(m(-0.25)), "comm_lost")
+    assert detail["last_heard_at"] is None, "noticing the silence is not hearing the camera"
 
 
 async def test_device_without_readings_says_so(client: httpx.AsyncClient, engine: Engine) -> None:

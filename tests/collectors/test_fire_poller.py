@@ -16,7 +16,7 @@ from collectors.modbus.link import ModbusLinks
 from collectors.registry import fire_panel_driver
 from facmon.clock import FakeClock
 from facmon.metrics import Counters
-from facmon.model import DeadLetter, DeviceKind, DeviceRef, Event, EventType, Reading
+from facmon.model import FIRST_CONTACT, DeadLetter, DeviceKind, DeviceRef, Event, EventType, Reading, Value
 from facmon.services import free_port
 from facmon.site import ModbusAddress, Site
 from gateway.site_gateway import SiteGateway
@@ -151,7 +151,23 @@ async def test_one_poll_is_six_requests_and_one_panel_reading_with_counts(
     # The first poll is a snapshot of every point; the second has nothing new.
     assert len(harness.points()) == total
     assert {r.point for r in harness.points()} == set(panel.points())
-    assert harness.events() == []
+    assert _comm(harness) == [FIRST], "the first answer is announced, and nothing else happened"
+
+
+def _comm(harness: Harness) -> list[tuple[EventType, str, dict[str, Value]]]:
+    return [(e.type, e.message, e.data) for e in harness.events(EventType.COMM_LOST, EventType.COMM_RESTORED)]
+
+
+FIRST = (EventType.COMM_RESTORED, "answering", {FIRST_CONTACT: True})
+
+
+async def test_the_first_answer_since_start_is_announced_once(harness: Harness, panel: CountingPanel) -> None:
+    harness.run(panel.port)
+    await harness.settle()
+    await harness.settle()
+    assert _comm(harness) == [FIRST]
+    first = harness.events(EventType.COMM_RESTORED)[0]
+    assert harness.received.index(first) < harness.received.index(harness.panels()[0]), "before its first reading"
 
 
 async def test_point_events_from_scenario_steps(harness: Harness, panel: CountingPanel) -> None:
@@ -216,7 +232,8 @@ async def test_panel_conditions_raise_and_clear_faults(harness: Harness, panel: 
     await harness.settle()
     await panel.perform(step(action="panel", condition="main_power_fault", on=False))
     await harness.settle()
-    assert [(e.type.value, e.code, e.point, e.message) for e in harness.events()] == [
+    faults = harness.events(EventType.FAULT_RAISED, EventType.FAULT_CLEARED)
+    assert [(e.type.value, e.code, e.point, e.message) for e in faults] == [
         ("fault_raised", "main_power_fault", None, "main power fault"),
         ("fault_raised", "battery_fault", None, "battery fault"),
         ("fault_raised", "bus_fault", None, "bus fault"),
@@ -256,7 +273,7 @@ async def test_garbage_is_refused_and_dead_lettered_while_good_points_arrive(
     await harness.settle()
     assert harness.panels()[-1].values["points_rejected"] == 0
     assert len(harness.letters) == 6
-    assert {e.point for e in harness.events()} == {good}, "garbage raises no events"
+    assert {point for _, point, _, _ in harness.changes()} == {good}, "garbage raises no events"
 
 
 async def test_comm_lost_once_after_the_grace_then_restored(harness: Harness, panel: CountingPanel) -> None:
@@ -265,16 +282,20 @@ async def test_comm_lost_once_after_the_grace_then_restored(harness: Harness, pa
     await panel.perform(step(action="link_drop"))
     failures = lambda: harness.metrics.get("modbus_poll_failures", device="f1")  # noqa: E731
     await wait_until(lambda: failures() >= 3, what="failed polls")
-    assert harness.events(EventType.COMM_LOST) == []
+    assert _comm(harness) == [FIRST]
     harness.clock.advance(3.0)
     await wait_until(lambda: bool(harness.events(EventType.COMM_LOST)), what="comm_lost")
     seen = failures()
     await wait_until(lambda: failures() >= seen + 2, what="more failed polls")
     assert len(harness.events(EventType.COMM_LOST)) == 1
     await panel.perform(step(action="link_restore"))
-    await wait_until(lambda: bool(harness.events(EventType.COMM_RESTORED)), what="comm_restored")
+    await wait_until(lambda: len(harness.events(EventType.COMM_RESTORED)) >= 2, what="comm_restored")
     await harness.settle()
-    assert len(harness.events(EventType.COMM_LOST)) == len(harness.events(EventType.COMM_RESTORED)) == 1
+    assert [(t, m.split(" for ")[0], d) for t, m, d in _comm(harness)] == [
+        FIRST,
+        (EventType.COMM_LOST, "no answer", {}),
+        (EventType.COMM_RESTORED, "answering again", {}),
+    ]
     # Nothing changed on the panel meanwhile: no point events from the outage.
     assert harness.changes() == []
 

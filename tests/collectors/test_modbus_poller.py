@@ -15,7 +15,7 @@ from collectors.modbus.poller import ModbusPoller
 from collectors.registry import modbus_driver
 from facmon.clock import FakeClock
 from facmon.metrics import Counters
-from facmon.model import DeadLetter, DeviceKind, DeviceRef, Event, EventType, Reading
+from facmon.model import FIRST_CONTACT, DeadLetter, DeviceKind, DeviceRef, Event, EventType, Reading, Value
 from facmon.services import free_port
 from facmon.site import ModbusAddress
 from simulators.elevator import ElevatorSimulator
@@ -191,14 +191,31 @@ async def test_illegal_values_are_left_out_and_counted(harness: Harness) -> None
         assert harness.events("e1", EventType.FAULT_RAISED) == []
 
 
+def _comm(harness: Harness, device: str) -> list[tuple[EventType, str, dict[str, Value]]]:
+    return [(e.type, e.message, e.data) for e in harness.events(device, EventType.COMM_LOST, EventType.COMM_RESTORED)]
+
+
+FIRST = (EventType.COMM_RESTORED, "answering", {FIRST_CONTACT: True})
+
+
+async def test_the_first_answer_since_start_is_announced_once(harness: Harness, sim: ElevatorSimulator) -> None:
+    harness.poll("e1", sim.port)
+    await wait_until(lambda: len(harness.readings("e1")) >= 5, what="five readings")
+    assert _comm(harness, "e1") == [FIRST], "one first contact, however many polls answer"
+    first = harness.events("e1", EventType.COMM_RESTORED)[0]
+    messages = [m for _, m in harness.received]
+    assert messages.index(first) < messages.index(harness.readings("e1")[0]), "announced before its first reading"
+    assert first.ts == harness.readings("e1")[0].ts
+
+
 async def test_comm_lost_once_after_the_grace_then_restored(harness: Harness, sim: ElevatorSimulator) -> None:
     harness.poll("e1", sim.port, comm_grace_s=3.0)
     await wait_until(lambda: len(harness.readings("e1")) >= 1, what="a first reading")
     await sim.link_down()
     failures = lambda: harness.metrics.get("modbus_poll_failures", device="e1")  # noqa: E731
     await wait_until(lambda: failures() >= 3, what="failed polls")
-    # Silent, but not yet for the grace: nothing reported.
-    assert harness.events("e1", EventType.COMM_LOST) == []
+    # Silent, but not yet for the grace: nothing reported beyond the first contact.
+    assert _comm(harness, "e1") == [FIRST]
     harness.clock.advance(3.0)
     await wait_until(lambda: bool(harness.events("e1", EventType.COMM_LOST)), what="comm_lost")
     seen = failures()
@@ -206,10 +223,28 @@ async def test_comm_lost_once_after_the_grace_then_restored(harness: Harness, si
     assert len(harness.events("e1", EventType.COMM_LOST)) == 1
     readings = len(harness.readings("e1"))
     await sim.link_up()
-    await wait_until(lambda: bool(harness.events("e1", EventType.COMM_RESTORED)), what="comm_restored")
+    await wait_until(lambda: len(harness.events("e1", EventType.COMM_RESTORED)) >= 2, what="comm_restored")
     await wait_until(lambda: len(harness.readings("e1")) >= readings + 3, what="readings again")
-    assert len(harness.events("e1", EventType.COMM_RESTORED)) == 1
-    assert len(harness.events("e1", EventType.COMM_LOST)) == 1
+    first, lost, restored = _comm(harness, "e1")
+    assert first == FIRST
+    assert lost[0] is EventType.COMM_LOST
+    assert lost[1].startswith("no answer for 3.0 s: ")
+    assert restored == (EventType.COMM_RESTORED, "answering again", {}), "a restore is not a first contact"
+
+
+async def test_a_device_answering_only_after_its_grace_is_lost_then_restored_as_first_contact(
+    harness: Harness,
+) -> None:
+    late = ElevatorSimulator(modbus_driver("elev-gb-a"), port=free_port(), seed=3, speed=5)
+    harness.poll("e1", late.port, comm_grace_s=1.0)
+    await wait_until(lambda: harness.metrics.get("modbus_poll_failures", device="e1") >= 2, what="failed polls")
+    harness.clock.advance(1.0)
+    await wait_until(lambda: bool(harness.events("e1", EventType.COMM_LOST)), what="comm_lost")
+    async with late:
+        await wait_until(lambda: len(harness.readings("e1")) >= 3, what="readings once it answers")
+    [(lost, _, _), restored] = _comm(harness, "e1")
+    assert lost is EventType.COMM_LOST
+    assert restored == (EventType.COMM_RESTORED, "answering again", {FIRST_CONTACT: True})
 
 
 async def test_a_device_that_never_answers_is_reported_and_the_poller_keeps_going(harness: Harness) -> None:
@@ -290,7 +325,8 @@ async def test_units_behind_one_gateway_share_a_connection(harness: Harness) -> 
         await wait_until(lambda: len(harness.readings("u1")) >= count + 5, what="u1 still read")
         assert harness.events("u1", EventType.COMM_LOST) == []
         await units[1].link_up()
-        await wait_until(lambda: bool(harness.events("u2", EventType.COMM_RESTORED)), what="u2 restored")
+        await wait_until(lambda: len(harness.events("u2", EventType.COMM_RESTORED)) == 2, what="u2 restored")
+        assert [e.message for e in harness.events("u1", EventType.COMM_RESTORED)] == ["answering"]
     finally:
         await harness.close()
         for unit in units:

@@ -12,7 +12,7 @@ import pytest
 
 from collectors.mqtt.codec import Problem
 from facmon.metrics import Counters
-from facmon.model import DeadLetter, EventType, Reading
+from facmon.model import FIRST_CONTACT, DeadLetter, Event, EventType, Reading
 from facmon.services import Mosquitto
 from tests.collectors.mqtt_support import (
     SITE,
@@ -51,7 +51,8 @@ async def test_each_message_type_is_decoded(mosquitto: Mosquitto, topic_prefix: 
         ]
         for topic, payload in sends:
             await vendor.publish(f"{topic_prefix}/{topic}", json.dumps(payload), qos=1)
-        await wait_until(lambda: len(rec.out) == 8, what="eight messages decoded")
+        # Eight messages, and the first of each device announced as first contact.
+        await wait_until(lambda: len(rec.out) == 10, what="eight messages decoded")
 
     gate, camera = rec.readings("g1"), rec.readings("c1")
     assert [r.values for r in gate] == [
@@ -72,6 +73,11 @@ async def test_each_message_type_is_decoded(mosquitto: Mosquitto, topic_prefix: 
     assert (scene.code, scene.data) == ("scene_change", {"active": True})
     assert all(m.ref.site == SITE for m in rec.out if not isinstance(m, DeadLetter))
     assert not rec.rejected()
+    for device in ("g1", "c1"):
+        first = rec.events(device)[0]
+        assert rec.events(device, EventType.COMM_RESTORED) == [first], "announced once, before anything else"
+        assert (first.message, first.data) == ("talking", {FIRST_CONTACT: True})
+        assert rec.out.index(first) < min(rec.out.index(m) for m in rec.readings(device))
 
 
 # One input per reason the collector gives: (topic under the prefix, payload bytes, device or None).
@@ -111,9 +117,9 @@ async def test_rejection_is_dead_lettered_and_counted(
         await vendor.publish(f"{topic_prefix}/{topic}", payload, qos=1)
         # A good message after the bad one still gets through.
         await vendor.publish(f"{topic_prefix}/vendor/barrier/G01/state", json.dumps(good), qos=1)
-        await wait_until(lambda: len(rec.out) == 2, what="the rejection and the good message")
+        await wait_until(lambda: len(_without_comm(rec)) == 2, what="the rejection and the good message")
 
-    letter, after = rec.out
+    letter, after = _without_comm(rec)
     assert isinstance(letter, DeadLetter), rec.out
     assert isinstance(after, Reading)
     assert after.values == good
@@ -130,6 +136,14 @@ async def test_rejection_is_dead_lettered_and_counted(
         assert letter.payload_base64 is None
     assert metrics.get("mqtt_rejected", device=device or "_unknown", reason=problem.value) == 1
     assert metrics.get("mqtt_rejected") == 1
+    # A device that sends garbage is still talking: its first message is announced all the same.
+    firsts = [m for m in rec.out if isinstance(m, Event) and m.type is EventType.COMM_RESTORED]
+    assert sorted(e.ref.device for e in firsts) == sorted({"g1", device} - {None})
+    assert all(e.data == {FIRST_CONTACT: True} for e in firsts)
+
+
+def _without_comm(rec: Recorder) -> list[Reading | Event | DeadLetter]:
+    return [m for m in rec.out if not (isinstance(m, Event) and m.type is EventType.COMM_RESTORED)]
 
 
 async def test_silence_is_comm_lost_once_then_restored(mosquitto: Mosquitto, topic_prefix: str) -> None:
@@ -137,6 +151,7 @@ async def test_silence_is_comm_lost_once_then_restored(mosquitto: Mosquitto, top
     quiet = mqtt_device("g1", "barrier-a", "G01", grace_s=0.3)
     collector = make_collector(mosquitto.port, topic_prefix, [quiet], rec)
     heartbeat = json.dumps({"uptime_s": 1, "cycles": 2, "temperature_c": 20})
+    comm = lambda: [(e.type, e.message, e.data) for e in rec.events("g1", *COMM)]  # noqa: E731
     async with collecting(collector), vendor_client(mosquitto.port) as vendor:
         topic = f"{topic_prefix}/vendor/barrier/G01/heartbeat"
         await vendor.publish(topic, heartbeat, qos=1)
@@ -144,9 +159,39 @@ async def test_silence_is_comm_lost_once_then_restored(mosquitto: Mosquitto, top
         await asyncio.sleep(0.4)  # longer than the grace again: still reported only once
         assert len(rec.events("g1", EventType.COMM_LOST)) == 1
         await vendor.publish(topic, heartbeat, qos=1)
-        await wait_until(lambda: bool(rec.events("g1", EventType.COMM_RESTORED)), what="comm_restored")
+        await wait_until(lambda: len(rec.events("g1", EventType.COMM_RESTORED)) == 2, what="comm_restored")
     lost_at = rec.out.index(rec.events("g1", EventType.COMM_LOST)[0])
     assert isinstance(rec.out[lost_at - 1], Reading), "lost after the first heartbeat, not before"
+    first, lost, restored = comm()
+    assert first == (EventType.COMM_RESTORED, "talking", {FIRST_CONTACT: True})
+    assert lost[0] is EventType.COMM_LOST
+    assert restored == (EventType.COMM_RESTORED, "talking again", {}), "a restore is not a first contact"
+
+
+async def test_first_message_is_announced_once_and_retained_ones_do_not_count(
+    mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    rec = Recorder()
+    collector = make_collector(mosquitto.port, topic_prefix, [GATE, CAMERA], rec)
+    state = json.dumps({"position": "raised", "loop_occupied": False})
+    topic = f"{topic_prefix}/vendor/barrier/G01/state"
+    async with vendor_client(mosquitto.port) as vendor:
+        # The broker's memory of the gate, from before the collector started: not the gate speaking now.
+        await vendor.publish(topic, state, qos=1, retain=True)
+        async with collecting(collector):
+            await wait_until(lambda: bool(rec.readings("g1")), what="the retained state")
+            assert rec.events("g1", *COMM) == []
+            for _ in range(3):
+                await vendor.publish(topic, state, qos=1)
+            await wait_until(lambda: len(rec.readings("g1")) == 4, what="three live states")
+        await vendor.publish(topic, b"", qos=1, retain=True)  # clear the retained message
+    [first] = rec.events("g1", *COMM)
+    assert (first.type, first.message, first.data) == (EventType.COMM_RESTORED, "talking", {FIRST_CONTACT: True})
+    assert rec.out.index(first) == rec.out.index(rec.readings("g1")[1]) - 1, "announced with its first live message"
+    assert rec.events("c1") == [], "a camera not heard from is not announced"
+
+
+COMM = (EventType.COMM_LOST, EventType.COMM_RESTORED)
 
 
 async def test_reconnects_when_the_broker_comes_back(

@@ -3,8 +3,8 @@
 Hypothesis draws batches of messages for a barrier and a camera: good payloads of every message type, and bad ones
 wrong in exactly one way each (not UTF-8, not JSON, not an object, an unknown field, a missing one, a wrong type, a
 value out of range or enum, an unknown message type, an unknown device). Every good one must come out as its
-Reading or Event, every bad one as a dead letter with its payload, counted under the right reason — and nothing
-else may come out.
+Reading or Event, every bad one as a dead letter with its payload, counted under the right reason, and every device
+that sent anything, good or bad, is announced once as first contact — and nothing else may come out.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from collectors.mqtt.codec import Problem, interpret, parse
 from collectors.mqtt.collector import MqttDevice
 from facmon.metrics import Counters
-from facmon.model import DeadLetter, Event, EventType, Reading
+from facmon.model import FIRST_CONTACT, DeadLetter, Event, EventType, Reading
 from facmon.services import Mosquitto
 from tests.collectors.mqtt_strategies import bad_payload, payload
 from tests.collectors.mqtt_support import Recorder, collecting, make_collector, mqtt_device, vendor_client
@@ -65,6 +65,9 @@ def _expected(batch: list[tuple[str, bytes, Problem | None, str | None]]) -> Mul
     by_device = {d.ref.device: d for d in DEVICES}
     active: dict[tuple[str, str], bool] = {}
     out: Multiset[Any] = Multiset()
+    # Anything a device sends, good or bad, is a sign of life: its first message is announced once.
+    for device in {device for _, _, _, device in batch if device is not None}:
+        out[("event", device, EventType.COMM_RESTORED.value, None, _typed({FIRST_CONTACT: True}))] += 1
     for topic, raw, problem, device in batch:
         if problem is not None or device is None:
             continue

@@ -1,4 +1,5 @@
-"""The heartbeat watchdog on a fake clock: lost once after the grace, restored on the next word, per device."""
+"""The heartbeat watchdog on a fake clock: the first word since start announced, lost once after the grace, restored
+on the next word, per device."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from collectors.mqtt.watchdog import HeartbeatWatchdog
 from facmon.clock import FakeClock
-from facmon.model import DeviceKind, DeviceRef, Event, EventType, Reading
+from facmon.model import FIRST_CONTACT, DeviceKind, DeviceRef, Event, EventType, Reading
 
 
 def _ref(device: str) -> DeviceRef:
@@ -31,15 +32,43 @@ class Harness:
         return [(e.ref.device, e.type) for e in new]
 
 
+async def test_the_first_message_since_start_is_announced_once() -> None:
+    h = Harness(cam=90.0, gate=30.0)
+    h.dog.restart()
+    await h.dog.heard("cam")
+    (first,) = h.out
+    assert (first.ref.device, first.type, first.message) == ("cam", EventType.COMM_RESTORED, "talking")
+    assert first.data == {FIRST_CONTACT: True}
+    assert first.ts == h.clock.now()
+    for _ in range(5):
+        h.clock.advance(30)
+        await h.dog.heard("cam")
+    assert len(h.out) == 1, "later messages announce nothing"
+    h.out.clear()
+    await h.dog.heard("gate")
+    assert [(e.ref.device, e.data) for e in h.out] == [("gate", {FIRST_CONTACT: True})], "each device its own"
+
+
+async def test_a_restart_announces_the_next_message_again() -> None:
+    h = Harness(cam=90.0)
+    await h.dog.heard("cam")
+    h.dog.restart()
+    await h.dog.heard("cam")
+    assert [e.data for e in h.out] == [{FIRST_CONTACT: True}, {FIRST_CONTACT: True}]
+
+
 async def test_lost_once_after_the_grace_and_restored_on_the_next_message() -> None:
     h = Harness(cam=90.0)
     await h.dog.heard("cam")
+    h.out.clear()  # the first contact
     assert await h.after(89.9) == []
     assert await h.after(0.1) == [("cam", EventType.COMM_LOST)]
     assert h.dog.lost("cam")
     assert await h.after(1000) == [], "reported once, however long the silence"
     await h.dog.heard("cam")
-    assert [(e.ref.device, e.type) for e in h.out] == [("cam", EventType.COMM_RESTORED)]
+    assert [(e.ref.device, e.type, e.message, e.data) for e in h.out] == [
+        ("cam", EventType.COMM_RESTORED, "talking again", {})
+    ], "a restore is not a first contact"
     assert not h.dog.lost("cam")
     h.out.clear()
     # The grace starts again from the last message.
@@ -53,13 +82,17 @@ async def test_a_device_that_never_speaks_is_reported_too() -> None:
     h.dog.restart()  # the collector starting: graces run from now, not from construction
     assert await h.after(29) == []
     assert await h.after(1) == [("cam", EventType.COMM_LOST)]
+    await h.dog.heard("cam")
+    assert [(e.type, e.message, e.data) for e in h.out] == [
+        (EventType.COMM_RESTORED, "talking again", {FIRST_CONTACT: True})
+    ], "lost before it ever spoke: one event, both a restore and the first contact"
 
 
 async def test_each_device_has_its_own_grace() -> None:
     h = Harness(gate=30.0, cam=90.0)
     assert await h.after(30) == [("gate", EventType.COMM_LOST)]
     await h.dog.heard("gate")
-    assert [e.type for e in h.out] == [EventType.COMM_RESTORED]
+    assert [(e.type, e.message) for e in h.out] == [(EventType.COMM_RESTORED, "talking again")]
     h.out.clear()
     assert await h.after(60) == [("gate", EventType.COMM_LOST), ("cam", EventType.COMM_LOST)]
 
