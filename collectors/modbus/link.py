@@ -19,6 +19,18 @@ from collectors.modbus.driver import Table
 BACKOFF_BASE_S = 0.5
 
 
+def stop_if_cancelled() -> None:
+    """Raise CancelledError when this task has been asked to stop.
+
+    pymodbus waits for connections and answers with `asyncio.wait_for`, which on Python 3.11 returns the result and
+    drops a cancel that arrives in the same loop turn (fixed in 3.12): a poller told to stop would poll on forever,
+    and a gateway would never finish stopping. Called after every wait on pymodbus, it makes the cancel stick.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class LinkError(Exception):
     """A request that got no usable answer: not connected, timed out, or answered with a Modbus exception."""
 
@@ -54,11 +66,13 @@ class ModbusLink:
                 # the answer to the next one.
                 self._drop()
                 self._failed()
+                stop_if_cancelled()
                 raise LinkError(f"{table} {start}+{count} unit {unit}: {exc or type(exc).__name__}") from exc
             except asyncio.CancelledError:
                 # Same reason: the request is still out there, and the next poller must not get its answer.
                 self._drop()
                 raise
+            stop_if_cancelled()
             self._failures = 0
             if response.isError():
                 # The gateway or device answered, with a Modbus exception (e.g. 0x0B: the unit behind the gateway
@@ -87,10 +101,12 @@ class ModbusLink:
         except TimeoutError:
             connected = False
         if not connected:
+            stop_if_cancelled()
             client.close()
             self._failed()
             raise LinkError(f"{self.host}:{self.port}: cannot connect")
         self._client = client
+        stop_if_cancelled()
         return client
 
     def _drop(self) -> None:
