@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,21 @@ from facmon.services import ChildService, Influxd, Mosquitto
 from facmon.settings import Settings
 
 FILE_NAME = "local-services.json"
+# The ports the local broker and InfluxDB take when they are free, so that the README's commands work as written;
+# not 1883 and 8086, which Debian's own mosquitto and influxdb services take when those are installed and running.
+MQTT_PORT = 18830
+INFLUX_PORT = 18086
+
+
+def _free(port: int) -> int | None:
+    """`port` when nothing listens on it and it can be bound, else None."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+    return port
 
 
 def _alive(pid: int) -> bool:
@@ -65,13 +81,13 @@ def local_services(settings: Settings) -> Iterator[Endpoints]:
     try:
         local: dict[str, object] = {"pid": os.getpid()}
         if settings.mqtt_host is None:
-            broker = Mosquitto(state_dir / "mosquitto")
+            broker = Mosquitto(state_dir / "mosquitto", port=_free(MQTT_PORT))
             broker.start()
             started.append(broker)
             ends = replace(ends, mqtt_host="127.0.0.1", mqtt_port=broker.port, mqtt_username=None, mqtt_password=None)
             local["mqtt_port"] = broker.port
         if settings.influx_url is None:
-            influx = Influxd(state_dir / "influxdb")
+            influx = Influxd(state_dir / "influxdb", port=_free(INFLUX_PORT))
             influx.start()
             started.append(influx)
             ends = replace(ends, influx_url=influx.url, influx_username=None, influx_password=None)
