@@ -23,7 +23,7 @@ from typing import Literal
 import structlog
 
 from facmon.metrics import Counters
-from facmon.model import DeadLetter, Event, Reading
+from facmon.model import DeadLetter, Event, EventType, Reading
 from facmon.topics import topic_for
 
 log = structlog.get_logger(__name__)
@@ -32,6 +32,10 @@ log = structlog.get_logger(__name__)
 # messages for a subscriber that is away (QoS 0 would be lost exactly when the historian restarts).
 READING_QOS = 1
 EVENT_QOS = 1
+# A device's comm events are also retained by the broker, per device: a consumer that subscribes for the first time
+# (a rules worker started after the gateway, a new historian) learns at once whether each device answers, instead of
+# showing it unknown until its comm next changes. Consumers know events by id, so receiving one twice changes nothing.
+RETAINED_EVENTS = frozenset({EventType.COMM_LOST, EventType.COMM_RESTORED})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -41,7 +45,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
-    is_event INTEGER NOT NULL
+    is_event INTEGER NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_by_kind ON outbox (is_event, id);
 """
@@ -53,6 +58,7 @@ class OutboxMessage:
     topic: str
     payload: bytes
     qos: int
+    retain: bool = False
 
 
 class Outbox:
@@ -81,6 +87,9 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "retain" not in columns:  # an outbox written by an earlier version keeps its messages
+            self._db.execute("ALTER TABLE outbox ADD COLUMN retain INTEGER NOT NULL DEFAULT 0")
         # COUNT(*) scans the table; the outbox is ours alone, so one count at open is kept up to date in memory.
         self._size: int = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
@@ -98,13 +107,15 @@ class Outbox:
         with _transaction(self._db):
             for message in messages:
                 is_event = isinstance(message, Event)
+                retain = isinstance(message, Event) and message.type in RETAINED_EVENTS
                 cursor = self._db.execute(
-                    "INSERT INTO outbox (topic, payload, qos, is_event) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO outbox (topic, payload, qos, is_event, retain) VALUES (?, ?, ?, ?, ?)",
                     (
                         topic_for(message),
                         message.model_dump_json().encode(),
                         EVENT_QOS if is_event else READING_QOS,
                         int(is_event),
+                        int(retain),
                     ),
                 )
                 assert cursor.lastrowid is not None
@@ -128,9 +139,9 @@ class Outbox:
     def peek(self, n: int, *, after: int = 0) -> list[OutboxMessage]:
         """The `n` oldest messages with an id above `after`, oldest first; they stay in the outbox until acked."""
         rows = self._db.execute(
-            "SELECT id, topic, payload, qos FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, n)
+            "SELECT id, topic, payload, qos, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, n)
         ).fetchall()
-        return [OutboxMessage(id=row[0], topic=row[1], payload=bytes(row[2]), qos=row[3]) for row in rows]
+        return [OutboxMessage(row[0], row[1], bytes(row[2]), row[3], bool(row[4])) for row in rows]
 
     def ack(self, ids: Iterable[int]) -> None:
         """Remove delivered messages. Unknown ids (already dropped or acked) are ignored."""

@@ -152,7 +152,7 @@ class Publisher:
 
     async def _publish(self, client: aiomqtt.Client, message: OutboxMessage, window: asyncio.Semaphore) -> None:
         try:
-            await client.publish(message.topic, message.payload, qos=message.qos)
+            await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
         finally:
             window.release()
         if not self._acks:

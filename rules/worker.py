@@ -155,6 +155,9 @@ class RulesWorker:
             log.warning("no site file given: card reads will not move work orders to on_site")
         # State rules (rules.state_rules): device state, holds, peak windows in each site's time zone, roles.
         self.sites: dict[str, Site] = {s.id: s for s in sites or ()}
+        # The events of its sites only, when it has site files; the broker keeps each device's last comm event
+        # (retained), and a worker learns those of its own sites when it subscribes.
+        self.topics = [subscription(site, leaf=EVENT) for site in self.sites] or [EVENT_TOPICS]
         self.state_rules = load_state_rules() if state_rules is None else state_rules
         self.state_ticker = StateTicker(engine, self.state_rules, self.sites, clock, metrics=metrics)
         # Elevator maintenance visits (rules.maintenance_visits): an inspection of at least this long is one, and an
@@ -232,10 +235,10 @@ class RulesWorker:
             client._client.manual_ack_set(True)
             try:
                 async with client:
-                    await client.subscribe(EVENT_TOPICS, qos=1)
+                    await client.subscribe([(topic, 1) for topic in self.topics])
                     attempt = 0
                     self.subscribed.set()
-                    log.info("rules worker subscribed", topic=EVENT_TOPICS, client_id=self.client_id)
+                    log.info("rules worker subscribed", topics=self.topics, client_id=self.client_id)
                     async for message in client.messages:
                         await self._handle(message)
                         client._client.ack(message.mid, message.qos)

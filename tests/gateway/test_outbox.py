@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -105,3 +106,33 @@ def test_listeners_hear_every_put(tmp_path: Path) -> None:
         outbox.put(_reading(1))
         outbox.put_many([_reading(2), _reading(3)])
     assert heard == [1, 3]
+
+
+def test_comm_events_are_retained_and_nothing_else(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.sqlite")
+    ref = DeviceRef(site="s1", building="b1", device="e1", kind=DeviceKind.ELEVATOR, model="elev-gb-a")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    box.put_many(
+        [
+            reading("s1", floor=3),
+            Event(ref=ref, ts=now, type=EventType.COMM_RESTORED, message="answering"),
+            Event(ref=ref, ts=now, type=EventType.FAULT_RAISED, code="2"),
+            Event(ref=ref, ts=now, type=EventType.COMM_LOST, message="silent"),
+        ]
+    )
+    assert [m.retain for m in box.peek(10)] == [False, True, False, True]
+
+
+def test_an_outbox_of_an_earlier_version_keeps_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,"
+        " qos INTEGER NOT NULL, is_event INTEGER NOT NULL);"
+        "INSERT INTO outbox (topic, payload, qos, is_event) VALUES ('facmon/v1/s1/elevator/e1/state', x'7b7d', 1, 0);"
+    )
+    old.commit()
+    old.close()
+    box = Outbox(path)
+    [kept] = box.peek(10)
+    assert (kept.topic, kept.payload, kept.retain) == ("facmon/v1/s1/elevator/e1/state", b"{}", False)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from facmon.clock import FakeClock
 from facmon.metrics import Counters
 from facmon.model import FIRST_CONTACT, DeviceKind, DeviceRef, Event, EventType
-from facmon.services import Mosquitto
+from facmon.services import Mosquitto, free_port
 from rules.db import DeviceStatus, RuleHold, WorkOrder, create_schema, make_engine
 from rules.engine import SetComm, evaluate, load_rules
 from rules.state_rules import load_state_rules
@@ -148,7 +148,7 @@ async def test_the_worker_sets_comm_ok_from_a_first_contact_on_the_broker(
 ) -> None:
     metrics = Counters()
     camera = _ref(DeviceKind.CAMERA, "c1", site=topic_prefix)
-    async with running(make_worker(mosquitto.port, engine, clock, metrics, f"rules-{topic_prefix}")):
+    async with running(make_worker(mosquitto.port, engine, clock, metrics, f"rules-{topic_prefix}", site=topic_prefix)):
         await publish(mosquitto.port, as_message(first_contact(clock.now(), camera)))
         await eventually(lambda: metrics.get("rules_events_applied") == 1, "the first contact applied")
     with Session(engine) as session:
@@ -158,3 +158,65 @@ async def test_the_worker_sets_comm_ok_from_a_first_contact_on_the_broker(
     assert _work_orders(engine) == []
     assert metrics.get("rules_work_orders_opened") == 0
     assert metrics.get("rules_holds_started") == 0
+
+
+async def test_a_worker_started_after_the_first_contact_still_learns_it(
+    mosquitto: Mosquitto, engine: Engine, clock: FakeClock, topic_prefix: str, tmp_path: Path
+) -> None:
+    """A first start of a whole system: the gateway announces its devices before any rules worker has a session, so
+    nobody queues those events for it. The broker keeps each device's last comm event (retained), so a worker that
+    subscribes later still learns that the device answers."""
+    from facmon.clock import SystemClock
+    from facmon.site import Site
+    from gateway.site_gateway import SiteGateway
+    from simulators.site import SiteSimulator
+    from tests.gateway.conftest import running as running_task
+    from tests.support import wait_for
+
+    site = Site.model_validate(
+        {
+            "site": {"id": topic_prefix},
+            "buildings": [
+                {
+                    "id": "b1",
+                    "devices": [
+                        {
+                            "id": "e1",
+                            "kind": "elevator",
+                            "model": "elev-gb-a",
+                            "role": "main",
+                            "address": {"host": "127.0.0.1", "port": free_port(), "unit": 1},
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    simulator = SiteSimulator(site, seed=1)
+    gateway_metrics = Counters()
+    gateway = SiteGateway(
+        site,
+        mqtt_host="127.0.0.1",
+        mqtt_port=mosquitto.port,
+        state_dir=tmp_path,
+        clock=SystemClock(),
+        metrics=gateway_metrics,
+    )
+    async with running_task(simulator.run(), "simulator"), running_task(gateway.run(), "gateway"):
+
+        async def announced() -> bool:
+            # The first poll that answers announces the first contact; after two, with the outbox empty, the
+            # broker has it.
+            polled = gateway_metrics.get("modbus_polls") - gateway_metrics.get("modbus_poll_failures")
+            return polled >= 2 and gateway.outbox.size() == 0
+
+        await wait_for(announced, 20, "the gateway to publish e1's first contact")
+        metrics = Counters()
+        async with running(
+            make_worker(mosquitto.port, engine, clock, metrics, f"rules-late-{topic_prefix}", site=topic_prefix)
+        ):
+            await eventually(lambda: metrics.get("rules_events_applied") >= 1, "the retained comm event applied")
+    with Session(engine) as session:
+        status = session.get(DeviceStatus, (topic_prefix, "e1"))
+        assert status is not None
+        assert status.comm == "ok"

@@ -17,7 +17,7 @@ from facmon.clock import FakeClock
 from facmon.metrics import Counters
 from facmon.model import Event, Reading
 from facmon.services import Mosquitto
-from facmon.topics import event_topic
+from facmon.topics import EVENT, event_topic, subscription
 from rules.db import WorkOrder, create_schema, make_engine
 from rules.lifecycle import LifecycleSink
 from rules.sla_monitor import BreachHandler, SlaBreach
@@ -35,8 +35,12 @@ def make_worker(
     client_id: str,
     on_breach: BreachHandler | None = None,
     lifecycle_sink: LifecycleSink | None = None,
+    *,
+    site: str | None = None,
 ) -> RulesWorker:
-    return RulesWorker(
+    """A worker without site files; with `site`, it takes that site's events only, as a worker with a site file does
+    (the shared test broker keeps other tests' retained comm events)."""
+    worker = RulesWorker(
         mqtt_host="127.0.0.1",
         mqtt_port=port,
         client_id=client_id,
@@ -49,6 +53,9 @@ def make_worker(
         lifecycle_sink=lifecycle_sink,
         tick_interval_s=0.01,
     )
+    if site is not None:
+        worker.topics = [subscription(site, leaf=EVENT)]
+    return worker
 
 
 @contextlib.asynccontextmanager
@@ -93,7 +100,7 @@ async def test_event_on_the_broker_opens_a_work_order(
     mosquitto: Mosquitto, engine: Engine, clock: FakeClock, make_event: MakeEvent, topic_prefix: str
 ) -> None:
     metrics = Counters()
-    async with running(make_worker(mosquitto.port, engine, clock, metrics, f"rules-{topic_prefix}")):
+    async with running(make_worker(mosquitto.port, engine, clock, metrics, f"rules-{topic_prefix}", site=topic_prefix)):
         await publish(mosquitto.port, as_message(make_event("fault_raised", "entrapment", site=topic_prefix)))
         # The counter moves after the commit, so once it does the work order is there too.
         await eventually(lambda: metrics.get("rules_work_orders_opened") == 1, "a work order opened")
@@ -118,7 +125,7 @@ async def test_bad_payloads_are_counted_and_do_not_stop_the_next_event(
         (topic, make_event("fault_raised", None, site=topic_prefix).model_dump_json()),  # a fault needs a code
     ]
     good = make_event("fault_raised", "2", site=topic_prefix)
-    async with running(make_worker(mosquitto.port, engine, clock, metrics, f"rules-{topic_prefix}")):
+    async with running(make_worker(mosquitto.port, engine, clock, metrics, f"rules-{topic_prefix}", site=topic_prefix)):
         await publish(mosquitto.port, *bad, as_message(good))
         await eventually(lambda: metrics.get("rules_events_applied") == 1, "the good event applied")
     assert len(work_orders(engine, topic_prefix)) == 1
@@ -136,7 +143,7 @@ async def test_events_sent_while_the_worker_was_down_are_processed_after_restart
     metrics = Counters()
     client_id = f"rules-{topic_prefix}"
     # The first run creates the persistent session and its subscription at the broker.
-    async with running(make_worker(mosquitto.port, engine, clock, metrics, client_id)):
+    async with running(make_worker(mosquitto.port, engine, clock, metrics, client_id, site=topic_prefix)):
         pass
     first = make_event("fault_raised", "2", site=topic_prefix)
     clock.advance(30)
@@ -145,7 +152,7 @@ async def test_events_sent_while_the_worker_was_down_are_processed_after_restart
     # `first` twice: the same event delivered again (QoS 1 is at-least-once) must not count twice.
     await publish(mosquitto.port, *map(as_message, (first, first, repeat, other)))
 
-    async with running(make_worker(mosquitto.port, engine, clock, metrics, client_id)):
+    async with running(make_worker(mosquitto.port, engine, clock, metrics, client_id, site=topic_prefix)):
         await eventually(
             lambda: (metrics.get("rules_events_applied"), metrics.get("rules_events_duplicate")) == (3, 1),
             "three events applied and the duplicate recognised",
@@ -180,7 +187,7 @@ async def test_an_event_is_acknowledged_only_after_it_is_committed(
     broken, metrics = make_engine(url), Counters()
     client_id = f"rules-{topic_prefix}"
     try:
-        async with running(make_worker(mosquitto.port, broken, clock, metrics, client_id)):
+        async with running(make_worker(mosquitto.port, broken, clock, metrics, client_id, site=topic_prefix)):
             await publish(mosquitto.port, as_message(make_event("fault_raised", "8", site=topic_prefix)))
             await eventually(lambda: metrics.get("rules_db_retries") >= 2, "the worker retrying the database")
     finally:
@@ -192,7 +199,7 @@ async def test_an_event_is_acknowledged_only_after_it_is_committed(
     engine = make_engine(url)
     try:
         create_schema(engine)
-        async with running(make_worker(mosquitto.port, engine, clock, metrics, client_id)):
+        async with running(make_worker(mosquitto.port, engine, clock, metrics, client_id, site=topic_prefix)):
             await eventually(lambda: metrics.get("rules_events_applied") == 1, "the redelivered event applied")
         assert [wo.fault for wo in work_orders(engine, topic_prefix)] == ["8"]
     finally:
@@ -224,7 +231,9 @@ async def test_breaches_fire_once_at_the_right_time_across_a_worker_restart(
     t0 = clock.now()
     first_engine, first_metrics = make_engine(url), Counters()
     create_schema(first_engine)
-    first = make_worker(mosquitto.port, first_engine, clock, first_metrics, client_id, on_breach, Sink())
+    first = make_worker(
+        mosquitto.port, first_engine, clock, first_metrics, client_id, on_breach, Sink(), site=topic_prefix
+    )
     async with running(first):
         await publish(mosquitto.port, as_message(event))
         await eventually(lambda: first_metrics.get("rules_work_orders_opened") == 1, "the work order opened")
@@ -235,7 +244,9 @@ async def test_breaches_fire_once_at_the_right_time_across_a_worker_restart(
 
     second_engine, second_metrics = make_engine(url), Counters()
     create_schema(second_engine)
-    second = make_worker(mosquitto.port, second_engine, clock, second_metrics, client_id, on_breach, Sink())
+    second = make_worker(
+        mosquitto.port, second_engine, clock, second_metrics, client_id, on_breach, Sink(), site=topic_prefix
+    )
     try:
         async with running(second):
             # The same event delivered again after the restart: recognised by its id, nothing opens.
