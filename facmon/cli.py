@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from facmon.clock import SystemClock
+from facmon.demo_history.cli import demo_history_command
 from facmon.logs import configure
 from facmon.metrics import METRICS
 from facmon.settings import Settings
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.add_typer(report_app, name="report")  # facmon report insurance|kpi
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.command("demo-history")(demo_history_command)  # facmon demo-history --site FILE [--seed N] [--days N] [--until DAY]
 
 SiteOption = Annotated[Path, typer.Option("--site", help="site file (YAML)", exists=False)]
 StateOption = Annotated[
