@@ -128,36 +128,39 @@ def plan_visits(ctx: Planning, cars: list[CarPlan]) -> list[TimedEvent]:
     return events
 
 
-def _weekday(day: date) -> date:
-    return day + timedelta(days=(7 - day.weekday()) % 7) if day.weekday() >= 5 else day
+def _weekday(day: date, *, back: bool = False) -> date:
+    """The day itself when it is a weekday; else the Monday after (or the Friday before)."""
+    if day.weekday() < 5:
+        return day
+    return day - timedelta(days=day.weekday() - 4) if back else day + timedelta(days=7 - day.weekday())
+
+
+def _visit_days(ctx: Planning, rng: random.Random) -> list[date]:
+    """A visit day every `visit_every_days` (whole weeks keep the weekday), counted back from a weekday of the last
+    week: the last visit is recent when the live system takes over, the first comes within a cycle of the start."""
+    first = ctx.period.start.astimezone(ctx.period.tz).date() + timedelta(days=1)
+    day = _weekday(ctx.period.until.astimezone(ctx.period.tz).date() - timedelta(days=rng.randint(1, 6)), back=True)
+    days = []
+    while day >= first:
+        days.append(day)
+        day -= timedelta(days=ctx.profile.visit_every_days)
+    return days[::-1]
 
 
 def _building_visits(ctx: Planning, building: Building, cars: list[CarPlan], misses: Misses) -> list[TimedEvent]:
     rng = stream(ctx.seed, "visits", building.id)
     technicians = ctx.crew.qualified(Discipline.ELEVATOR)
     events: list[TimedEvent] = []
-    # Every `visit_every_days` (a whole number of weeks keeps the weekday), from a weekday early in the period.
-    day = _weekday(ctx.period.start.astimezone(ctx.period.tz).date() + timedelta(days=rng.randint(1, 6)))
-    cycle = 0
-    while True:
+    for cycle, day in enumerate(_visit_days(ctx, rng)):
         technician = rng.choice(technicians)
         start = ctx.period.at(day, 9, rng.randint(0, 75))
         today = [c for c in cars if (c.device.id, cycle) not in (misses.skipped, misses.delayed)]
         late = [c for c in cars if (c.device.id, cycle) == misses.delayed]
-        if _visit_day(ctx, rng, today, start) > ctx.horizon():
-            break
         events += _visit(ctx, rng, building, technician.id, today, start)
         if late:
             late_start = ctx.period.at(_weekday(day + timedelta(days=3)), 10, rng.randint(0, 50))
             events += _visit(ctx, rng, building, technician.id, late, late_start)
-        day += timedelta(days=ctx.profile.visit_every_days)
-        cycle += 1
     return events
-
-
-def _visit_day(ctx: Planning, rng: random.Random, cars: list[CarPlan], start: datetime) -> datetime:
-    """When a day's visits would end (without planning them), so the last cycle is not begun too late."""
-    return start + timedelta(minutes=95 * max(1, len(cars)))
 
 
 def _visit(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from facmon.demo_history.devices import PolledPanel
 from facmon.demo_history.model import AlarmOutcome, CheckPlan, HistoryPlan, Incident, PanelHistory, TimedEvent
@@ -186,31 +186,29 @@ def _fire_alarm(ctx: Planning, rng: random.Random, plan: HistoryPlan, panel: _Pa
 
 
 def plan_checks(ctx: Planning, panels: list[str]) -> list[CheckPlan]:
-    """A check of every panel about every four weeks; one month missed on up to two panels (the check done late)."""
+    """A check of every panel about every four weeks, counted back from the last days of the period (so the last is
+    recent when the live system takes over); one month missed on up to two panels, the check then done late."""
     rng = stream(ctx.seed, "fire-checks")
     checks: list[CheckPlan] = []
     missed = set(rng.sample(panels, min(2, len(panels))))
     technicians = [t.id for t in ctx.crew.qualified(Discipline.FIRE)] or [ctx.profile.office_actor]
+    first = ctx.period.start.astimezone(ctx.period.tz).date() + timedelta(days=1)
     for panel in panels:
-        at = ctx.period.start + timedelta(days=rng.randint(3, 20))
-        skip = rng.randint(3, 8) if panel in missed else -1
-        number = 0
-        while True:
-            late = number == skip
-            gap = (
-                timedelta(days=30) + between(rng, 8 * 1440, 11 * 1440)
-                if late
-                else timedelta(days=rng.randint(*CHECK_EVERY))
-            )
-            day = ctx.period.at((at + gap if number else at).astimezone(ctx.period.tz).date(), 9, rng.randint(0, 480))
-            if day > ctx.horizon():
-                break
+        # The check this many before the last follows a missed month: it comes 8 to 11 days after it was overdue.
+        late_at = rng.randint(3, 8) if panel in missed else -1
+        day = ctx.period.until.astimezone(ctx.period.tz).date() - timedelta(days=rng.randint(3, 12))
+        planned: list[tuple[date, bool]] = []
+        while day >= first:
+            late = len(planned) == late_at
+            planned.append((day, late))
+            day -= timedelta(days=30 + rng.randint(8, 11) if late else rng.randint(*CHECK_EVERY))
+        for number, (day, late) in enumerate(reversed(planned)):
+            at = ctx.period.at(day, 9, rng.randint(0, 480))
             failed = rng.random() < 0.05
             result = FireCheckResult.FAILED if failed else FireCheckResult.PASSED
             note = "one sounder silent; replacement ordered" if failed else None
             item = CHECK_ITEMS[number % len(CHECK_ITEMS)]
-            checks.append(CheckPlan(panel, item, day, rng.choice(technicians), result, note, late))
-            at, number = day, number + 1
+            checks.append(CheckPlan(panel, item, at, rng.choice(technicians), result, note, late))
     return checks
 
 

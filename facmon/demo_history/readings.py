@@ -225,27 +225,28 @@ def panel_lines(panels: list[PanelHistory], site: Site, period: Period, profile:
 
 
 def _intact(changes: list[Reading], beats: list[int]) -> Iterator[str]:
-    """The site's figure after every panel reading (rules.fire_intact), repeated at the panels' heartbeats."""
+    """The site's figure after every panel reading (rules.fire_intact), repeated at the panels' heartbeats; one
+    point per time (panels read at the same moment make one figure, the last)."""
     rates = SiteIntactRates()
-    figures: SiteIntact | None = None
-    encoder = SeriesEncoder(lambda values, at: "")
-    text = ""
-    ordered = sorted(changes, key=lambda r: r.ts)
+    at_time: dict[int, str] = {}
+    key, text = "", ""
     beat = 0
-    for reading in ordered:
+    for reading in sorted(changes, key=lambda r: r.ts):
         ns = nanoseconds(reading.ts)
         while beat < len(beats) and beats[beat] < ns:
-            if figures is not None:
-                yield f"{encoder.key} {text} {beats[beat]}"
+            if text:
+                at_time[beats[beat]] = text
             beat += 1
         figures = rates.update(reading)
         if figures is not None:
             encoder = SeriesEncoder(_intact_reference(figures))
             text = encoder.fields(_intact_fields(figures), figures.ts)
-            yield f"{encoder.key} {text} {ns}"
+            key = encoder.key
+            at_time[ns] = text
     for ns in beats[beat:]:
-        if figures is not None:
-            yield f"{encoder.key} {text} {ns}"
+        if text:
+            at_time[ns] = text
+    yield from (f"{key} {fields} {ns}" for ns, fields in sorted(at_time.items()))
 
 
 def _intact_reference(figures: SiteIntact) -> Callable[[Mapping[str, Value], datetime], str]:
