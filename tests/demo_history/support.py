@@ -6,6 +6,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine, select
@@ -37,15 +38,15 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def query(url: str, db: str, influxql: str) -> list[dict[str, object]]:
+def query(url: str, db: str, influxql: str) -> list[dict[str, Any]]:
     response = httpx.get(f"{url}/query", params={"db": db, "q": influxql, "epoch": "ns"}, timeout=30)
     response.raise_for_status()
     result = response.json()["results"][0]
     assert "error" not in result, result
-    series: list[dict[str, object]] = result.get("series", [])
+    series: list[dict[str, Any]] = result.get("series", [])
     return series
 
 
 def count(url: str, db: str, influxql: str) -> int:
     series = query(url, db, influxql)
-    return sum(int(values[1]) for s in series for values in s["values"])  # type: ignore[union-attr]
+    return sum(int(values[1]) for s in series for values in s["values"])
