@@ -39,7 +39,7 @@ from rules.fire_checks import DEFAULT_PERIOD as CHECK_PERIOD
 from rules.fire_checks import PROFILE as CHECK_PROFILE
 from rules.fire_checks import open_overdue as checks_overdue
 from rules.fire_checks import record_check, register_panel
-from rules.maintenance_visits import DEFAULT_CYCLE, register_elevators, settle_overdue
+from rules.maintenance_visits import DEFAULT_CYCLE, DEFAULT_MIN_INSPECTION, register_elevators, settle_overdue
 from rules.maintenance_visits import PROFILE as VISIT_PROFILE
 from rules.maintenance_visits import open_overdue as visits_overdue
 from rules.sla_monitor import record_breaches
@@ -70,6 +70,8 @@ class Replay:
         self._seq = 0
         self._holds: set[datetime] = set()
         self._inspection_since: dict[str, datetime] = {}
+        # Each elevator's last visit (the start of its last long enough inspection), as the schedule keeps it.
+        self._visited: dict[str, datetime] = {}
         self._alarms: dict[str, int] = {}
         self.ticks = Counters()
 
@@ -138,7 +140,9 @@ class Replay:
             self._inspection_since.setdefault(device, timed.event.ts)
         elif mode is not None and device in self._inspection_since:
             began = self._inspection_since.pop(device)
-            self.at(began + DEFAULT_CYCLE + MONITOR_DELAY, self._maintenance_tick)
+            if timed.event.ts - began >= DEFAULT_MIN_INSPECTION:
+                self._visited[device] = began
+                self.at(began + DEFAULT_CYCLE + MONITOR_DELAY, partial(self._visit_due, device, began))
 
     def _schedule_holds(self) -> None:
         with Session(self.engine) as session:
@@ -160,6 +164,11 @@ class Replay:
         result = state_tick(self.engine, self.state_rules, self.sites, now)
         for work_order_id in result.opened:
             self.steps.bind(work_order_id, None, now)
+
+    def _visit_due(self, device: str, visited: datetime, now: datetime) -> None:
+        """A cycle after a visit: the monitor's tick can only find something if no visit came since."""
+        if self._visited.get(device) == visited:
+            self._maintenance_tick(now)
 
     def _maintenance_tick(self, now: datetime) -> None:
         for item in visits_overdue(self.engine, DEFAULT_CYCLE, now):

@@ -55,6 +55,8 @@ class Steps:
         # The incident in progress on each device: work orders a timer opens there belong to it.
         self.active: dict[str, str] = {}
         self.overdue_checks: dict[str, int] = {}
+        # Work orders known to be on site or further: the resolve step need not try to put them on site.
+        self._past_arrival: set[int] = set()
 
     # --- scheduling --------------------------------------------------------------------------------------------------
 
@@ -170,8 +172,10 @@ class Steps:
             self._move(work_order_id, S.ACKNOWLEDGED, who, now, note="on my way")
         elif step == "arrive":
             self._move(work_order_id, S.ON_SITE, who, now)
+            self._past_arrival.add(work_order_id)
         elif step == "resolve":
-            self._move(work_order_id, S.ON_SITE, who, now)
+            if work_order_id not in self._past_arrival:
+                self._move(work_order_id, S.ON_SITE, who, now)
             self._move(work_order_id, S.RESOLVED, who, now, note=incident.resolve_note if primary else None)
         elif step == "cancel":
             self._move(work_order_id, S.CANCELLED, who, now, note=incident.cancel_note)
