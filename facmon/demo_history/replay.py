@@ -31,6 +31,7 @@ from facmon.demo_history.steps import Steps
 from facmon.metrics import Counters
 from facmon.model import DeviceKind, EventType
 from facmon.site import Site
+from notifier.dispatcher import Dispatcher, SiteResolver
 from rules.arrival import INSPECTION, apply_with_site_evidence, service_mode_of
 from rules.db import RuleHold
 from rules.engine import FireAlarmSignal, evaluate, load_rules
@@ -65,6 +66,7 @@ class Replay:
         self.state_rules = load_state_rules()
         self.sites = {site.id: site}
         self.metrics = Counters()
+        self._dispatcher = Dispatcher(engine, self.clock, resolver=SiteResolver([site]), channels={})
         self.steps = Steps(engine, site, plan, profile, self.at, self.breach_check)
         self._queue: list[tuple[datetime, int, Action]] = []
         self._seq = 0
@@ -120,6 +122,7 @@ class Replay:
         if signals:
             for alarm_id in record_fire_signals(self.engine, signals, now):
                 self._alarms[event.id] = alarm_id
+                self.at(now + TICK, self._alerted)
         result = apply_with_site_evidence(
             self.engine, event, actions, now, technicians=self.site.technicians, metrics=self.metrics
         )
@@ -156,6 +159,12 @@ class Replay:
     def breach_check(self, due: datetime) -> None:
         if due + TICK <= self.period.until:
             self.at(due + TICK, self._breaches)
+
+    def _alerted(self, now: datetime) -> None:
+        # The notifier takes a fire alarm at its next tick. The history replays no alerts (their deliveries would
+        # be sent when the demo starts), so its dispatcher runs without channels: the alarm is marked alerted, as
+        # the live one marks it, and nothing is queued.
+        self._dispatcher._alert_fire_alarms(now)
 
     def _breaches(self, now: datetime) -> None:
         self.ticks.inc("sla", len(record_breaches(self.engine, now)))

@@ -8,13 +8,13 @@ from collections import Counter
 from datetime import timedelta
 from statistics import mean
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from facmon.demo_history.generate import generate_history
 from facmon.demo_history.guard import generated_until
 from facmon.model import DeviceKind
-from rules.db import OPEN_STATUSES, TimelineType, WorkOrder, WorkOrderEvent, WorkOrderStatus
+from rules.db import OPEN_STATUSES, Delivery, FireAlarm, TimelineType, WorkOrder, WorkOrderEvent, WorkOrderStatus
 from rules.lifecycle import lifecycle_line
 from rules.transitions import NEXT
 from tests.demo_history.conftest import Year
@@ -125,3 +125,18 @@ def test_a_second_run_changes_nothing(year: Year) -> None:
     assert again.until == UNTIL == generated_until(year.engine)
     assert digest(dump(year.engine)) == before
     assert count(year.influx_url, year.influx_db, "SELECT count(service_mode) FROM elevator") == points
+
+
+def test_fire_alarms_have_verdicts_and_alert_nobody_again(year: Year) -> None:
+    """The past's alerts are not replayed: every alarm is marked alerted, as the notifier marks one it took, and no
+    message waits to be sent when the demo starts."""
+    with Session(year.engine) as session:
+        alarms = session.execute(select(FireAlarm)).scalars().all()
+        queued = session.execute(select(func.count()).select_from(Delivery)).scalar_one()
+    assert len(alarms) == year.summary.fire_alarms > 3
+    for alarm in alarms:
+        assert alarm.alerted_at == alarm.created_at + timedelta(seconds=1)
+        assert alarm.cleared_at is not None
+        assert alarm.raised_at < alarm.cleared_at < (alarm.outcome_at or UNTIL)
+        assert alarm.outcome in ("false_alarm", "confirmed")
+    assert queued == 0
