@@ -182,6 +182,30 @@ def _visit(
     return events
 
 
+# --- periodic inspections ------------------------------------------------------------------------------------------
+
+
+def plan_inspections(ctx: Planning, cars: list[CarPlan]) -> None:
+    """The statutory periodic inspection on the date the site file gives as the last one, when it falls in the
+    period: the car out of service for the inspector's tests in the afternoon (on the next weekday when a visit
+    takes the afternoon)."""
+    for car in cars:
+        inspection = car.device.inspection
+        if inspection is None:
+            continue
+        day = inspection.last
+        for _ in range(7):
+            begins = ctx.period.at(day, 13, 30)
+            ends = begins + timedelta(hours=2, minutes=30)
+            if not overlaps(car.busy, begins, ends):
+                break
+            day = _weekday(day + timedelta(days=1))
+        if not ctx.period.contains(begins) or ends > ctx.horizon():
+            continue
+        car.controls += [Control(begins, "mode", "out_of_service"), Control(ends, "mode", "normal")]
+        car.busy.append((begins - timedelta(hours=2), ends + timedelta(hours=2)))
+
+
 # --- main power lost -------------------------------------------------------------------------------------------------
 
 

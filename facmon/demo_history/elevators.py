@@ -18,6 +18,7 @@ from facmon.demo_history.elevator_plan import (
     Control,
     elevators,
     plan_faults,
+    plan_inspections,
     plan_power_losses,
     plan_visits,
 )
@@ -35,6 +36,7 @@ async def elevator_history(ctx: Planning) -> HistoryPlan:
     plan = HistoryPlan()
     cars = elevators(ctx)
     plan.events += plan_visits(ctx, cars)
+    plan_inspections(ctx, cars)
     for incident in plan_power_losses(ctx, cars):
         plan.incidents[incident.key] = incident
     for car in cars:

@@ -5,7 +5,7 @@ second run that changes nothing."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from statistics import mean
 
 from sqlalchemy import func, select
@@ -18,7 +18,7 @@ from rules.db import OPEN_STATUSES, Delivery, FireAlarm, TimelineType, WorkOrder
 from rules.lifecycle import lifecycle_line
 from rules.transitions import NEXT
 from tests.demo_history.conftest import Year
-from tests.demo_history.support import UNTIL, count, digest, dump
+from tests.demo_history.support import UNTIL, count, digest, dump, query
 
 S = WorkOrderStatus
 # The status column each status's time is kept in.
@@ -140,3 +140,25 @@ def test_fire_alarms_have_verdicts_and_alert_nobody_again(year: Year) -> None:
         assert alarm.raised_at < alarm.cleared_at < (alarm.outcome_at or UNTIL)
         assert alarm.outcome in ("false_alarm", "confirmed")
     assert queued == 0
+
+
+def test_periodic_inspections_on_the_site_files_dates(year: Year) -> None:
+    """A car whose last periodic inspection (site file) falls in the year stood out of service that afternoon."""
+    inspected = 0
+    for _, car in year.site.devices():
+        if car.inspection is None or not UNTIL - timedelta(days=363) < _local_noon(year, car.inspection.last) < UNTIL:
+            continue
+        noon = _local_noon(year, car.inspection.last)
+        found = query(
+            year.influx_url,
+            year.influx_db,
+            f"SELECT status_value FROM events WHERE device = '{car.id}' AND code = '42' AND type = 'status'"
+            f" AND time >= '{noon:%Y-%m-%dT%H:%M:%SZ}' AND time < '{noon + timedelta(days=3):%Y-%m-%dT%H:%M:%SZ}'",
+        )
+        assert found, car.id
+        inspected += 1
+    assert inspected >= 4
+
+
+def _local_noon(year: Year, day: date) -> datetime:
+    return datetime.combine(day, time(12), tzinfo=year.site.tz).astimezone(UTC)
