@@ -152,25 +152,30 @@ def _building_visits(ctx: Planning, building: Building, cars: list[CarPlan], mis
     technicians = ctx.crew.qualified(Discipline.ELEVATOR)
     events: list[TimedEvent] = []
     for cycle, day in enumerate(_visit_days(ctx, rng)):
-        technician = rng.choice(technicians)
+        technician = rng.choice(technicians).id if technicians else None
         start = ctx.period.at(day, 9, rng.randint(0, 75))
         today = [c for c in cars if (c.device.id, cycle) not in (misses.skipped, misses.delayed)]
         late = [c for c in cars if (c.device.id, cycle) == misses.delayed]
-        events += _visit(ctx, rng, building, technician.id, today, start)
+        events += _visit(ctx, rng, building, technician, today, start)
         if late:
             late_start = ctx.period.at(_weekday(day + timedelta(days=3)), 10, rng.randint(0, 50))
-            events += _visit(ctx, rng, building, technician.id, late, late_start)
+            events += _visit(ctx, rng, building, technician, late, late_start)
     return events
 
 
 def _visit(
-    ctx: Planning, rng: random.Random, building: Building, technician_id: str, cars: list[CarPlan], start: datetime
+    ctx: Planning,
+    rng: random.Random,
+    building: Building,
+    technician_id: str | None,
+    cars: list[CarPlan],
+    start: datetime,
 ) -> list[TimedEvent]:
     """One technician's visit to `cars`, one after the other, in inspection mode; their card read before."""
-    technician = ctx.site.technician(technician_id)
+    technician = ctx.site.technician(technician_id) if technician_id else None
     events: list[TimedEvent] = []
     gate = ctx.crew.gate(building.id, rng)
-    if gate is not None and technician.cards:
+    if gate is not None and technician is not None and technician.cards:
         read = ctx.crew.card_read(gate, technician, start - between(rng, 5, 25), ctx.ids)
         events.append(TimedEvent(read))
     at = start
