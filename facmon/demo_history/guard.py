@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from rules.db import FireAlarm, FireCheck, RuleWatermark, WorkOrder
+from rules.db import FireAlarm, FireCheck, ProcessedEvent, RuleWatermark, WorkOrder
 from rules.maintenance_models import MaintenanceVisit
 
 MARKER = "demo_history"
@@ -29,7 +29,8 @@ def generated_until(engine: Engine) -> datetime | None:
 
 
 def check_fresh(engine: Engine) -> None:
-    """Refuse a database that already holds the site's own records: a history would mix with them."""
+    """Refuse a database that already holds the site's own records, or that a rules worker has run on: a history
+    would mix with them."""
     with Session(engine) as session:
         found = {
             name: session.execute(select(func.count()).select_from(table)).scalar_one()
@@ -38,6 +39,8 @@ def check_fresh(engine: Engine) -> None:
                 ("maintenance visits", MaintenanceVisit),
                 ("fire alarms", FireAlarm),
                 ("fire checks", FireCheck),
+                # A rules worker that ran on this database: its device states are newer than any history.
+                ("events processed", ProcessedEvent),
             )
         }
     held = [f"{count} {name}" for name, count in found.items() if count]
