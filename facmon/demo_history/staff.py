@@ -9,7 +9,7 @@ at a gate (rules.arrival), the rest are the technician's own word through the AP
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from collectors.mqtt.codec import interpret
@@ -108,10 +108,6 @@ def office(
 
 def pick(rng: random.Random, weights: Mapping[str, float]) -> str:
     return rng.choices(list(weights), weights=list(weights.values()))[0]
-
-
-def first(items: Sequence[Technician]) -> Technician | None:
-    return items[0] if items else None
 
 
 class Planning:
