@@ -50,8 +50,8 @@ class HistoryProfile:
     # what the availability figure counts as covered (rules.availability: a reading holds for at most 60 s).
     full_reading_every: timedelta = timedelta(minutes=15)
     covered_reading_every: timedelta = timedelta(minutes=1)
-    panel_reading_every: timedelta = timedelta(minutes=15)
-    heartbeat_every: timedelta = timedelta(hours=2)
+    panel_reading_every: timedelta = timedelta(minutes=30)
+    heartbeat_every: timedelta = timedelta(hours=6)
 
 
 DEFAULT_PROFILE = HistoryProfile()
