@@ -66,7 +66,7 @@ class _Panel:
         self.building = building
         self.device = device
         self.polled = PolledPanel(ctx.site, building, device, ctx.period.start, Ids(ctx.seed, "events", device.id))
-        # Point (or panel condition) -> changes: (at, state, incident); applied and polled in time order.
+        # (at, point or panel condition, new state, incident): applied to the simulator and polled in time order.
         self.changes: list[tuple[datetime, str, str, str | None]] = []
         self.busy: dict[str, list[tuple[datetime, datetime]]] = {}
         # Fire alarms planned, by (point, raised at): the verdict, given to the alarm its event raises.
