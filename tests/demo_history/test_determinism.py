@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from facmon.demo_history.generate import generate_history
+from facmon.demo_history.generate import ensure_demo_history, generate_history
 from facmon.demo_history.guard import HistoryRefused
 from facmon.demo_history.summary import HistorySummary
 from facmon.model import Event, EventType
@@ -74,3 +74,13 @@ def test_a_database_with_work_of_its_own_is_refused(targets: list[Target]) -> No
         target.generate(seed=1)
     assert dump(target.engine) == before
     assert query(target.url, target.db, "SHOW MEASUREMENTS") == []
+
+
+async def test_ensure_demo_history_leaves_a_database_with_work_of_its_own_alone(targets: list[Target]) -> None:
+    target = targets[0]
+    site = demo_site()
+    fault = Event(ref=site.ref("b2-e2"), ts=UNTIL - timedelta(days=1), type=EventType.FAULT_RAISED, code="7")
+    apply_event(target.engine, fault, evaluate(load_rules(), fault, fault.ts), fault.ts)
+    before = dump(target.engine)
+    assert await ensure_demo_history(site, target.engine, target.url, target.db, now=UNTIL, demo=True) is None
+    assert dump(target.engine) == before

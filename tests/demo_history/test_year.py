@@ -11,7 +11,7 @@ from statistics import mean
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from facmon.demo_history.generate import generate_history
+from facmon.demo_history.generate import ensure_demo_history, generate_history
 from facmon.demo_history.guard import generated_until
 from facmon.model import DeviceKind
 from rules.db import OPEN_STATUSES, Delivery, FireAlarm, TimelineType, WorkOrder, WorkOrderEvent, WorkOrderStatus
@@ -162,3 +162,12 @@ def test_periodic_inspections_on_the_site_files_dates(year: Year) -> None:
 
 def _local_noon(year: Year, day: date) -> datetime:
     return datetime.combine(day, time(12), tzinfo=year.site.tz).astimezone(UTC)
+
+
+async def test_ensure_demo_history_runs_in_demo_mode_only(year: Year) -> None:
+    args = (year.site, year.engine, year.influx_url, year.influx_db)
+    assert await ensure_demo_history(*args, now=UNTIL, demo=False) is None
+    again = await ensure_demo_history(*args, now=UNTIL + timedelta(days=30), demo=True)
+    assert again is not None
+    assert again.skipped
+    assert again.until == UNTIL
