@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from facmon.clock import SystemClock
 from facmon.datafile import validation_reasons
+from facmon.demo_history.cli import demo_history_command
 from facmon.logs import configure
 from facmon.metrics import Counters
 from facmon.ops import backup_cli, db_cli, probe
@@ -41,6 +42,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_cli.app, name="db")  # facmon db upgrade|current
 app.add_typer(backup_cli.app)  # facmon backup FILE, facmon restore FILE
 app.command("probe")(probe.probe)
+app.command("demo-history")(demo_history_command)  # facmon demo-history --site FILE [--seed N] [--days N] [--until DAY]
 
 SiteOption = Annotated[Path, typer.Option("--site", help="site file (YAML)", exists=False)]
 SitesOption = Annotated[list[Path], typer.Option("--site", help="site file(s) (YAML); repeat for several estates")]

@@ -1,0 +1,121 @@
+"""The site's Modbus devices as their collectors see them, for the history: the demo's own simulator of each device
+(simulators.site.BUILDERS, default seed, so counters and fire points are those the demo starts with), read by the
+real poller (collectors.modbus) through a link that reads the simulator's registers in this process.
+
+Polling only at the moments something changes keeps a year cheap; the poller's readings and events at those moments
+are exactly what the collector would have made. Event ids come from a seeded stream, so a history is repeatable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+from collectors.modbus.driver import Table
+from collectors.modbus.fire_poller import FirePanelPoller
+from collectors.modbus.link import ModbusLink
+from collectors.modbus.poller import ModbusPoller
+from collectors.registry import fire_panel_driver, modbus_driver
+from facmon.clock import FakeClock
+from facmon.demo_history.profile import Ids
+from facmon.metrics import Counters
+from facmon.model import Event, Reading
+from facmon.site import Building, Device, Site
+from simulators.elevator import ElevatorSimulator
+from simulators.fire_panel import FirePanelSimulator
+from simulators.site import BUILDERS, BuildContext
+
+# The seed `facmon up` gives the simulators unless told otherwise.
+DEMO_SIMULATOR_SEED = 0
+
+S = TypeVar("S")
+
+
+class ImageLink(ModbusLink):
+    """A Modbus link to a simulator in this process: reads its registers as they are now, no socket."""
+
+    def __init__(self, registers: Callable[[Table], dict[int, int]]) -> None:
+        super().__init__("in-process", 0)
+        self._registers = registers
+
+    async def read(self, table: Table, start: int, count: int, *, unit: int, timeout_s: float) -> list[int]:
+        words = self._registers(table)
+        return [words.get(address, 0) for address in range(start, start + count)]
+
+
+class Recorder:
+    """What a poller emits, in order; events get ids from the seeded stream."""
+
+    def __init__(self, ids: Ids) -> None:
+        self._ids = ids
+        self.readings: list[Reading] = []
+        self.events: list[Event] = []
+
+    async def __call__(self, message: Reading | Event) -> None:
+        if isinstance(message, Event):
+            self.events.append(message.model_copy(update={"id": self._ids.next()}))
+        else:
+            self.readings.append(message)
+
+    def take(self) -> tuple[list[Reading], list[Event]]:
+        readings, events = self.readings, self.events
+        self.readings, self.events = [], []
+        return readings, events
+
+
+def simulator(site: Site, building: Building, device: Device, kind: type[S]) -> S:
+    """The demo's simulator of `device`."""
+    context = BuildContext(site, building, DEMO_SIMULATOR_SEED, 1.0, None, 1883)
+    sim = BUILDERS[device.kind](device, context)
+    if not isinstance(sim, kind):
+        raise TypeError(f"{device.id}: the simulator is a {type(sim).__name__}, not a {kind.__name__}")
+    return sim
+
+
+class PolledElevator:
+    def __init__(self, site: Site, building: Building, device: Device, start: datetime, ids: Ids) -> None:
+        assert device.address is not None  # the site file requires one for Modbus kinds
+        self.sim = simulator(site, building, device, ElevatorSimulator)
+        self.clock = FakeClock(start)
+        self.recorder = Recorder(ids)
+        self._link = ImageLink(self.sim.registers)
+        self._poller = ModbusPoller(
+            site.ref(device.id),
+            modbus_driver(device.model),
+            device.address,
+            poll_interval_s=device.poll_interval_s,
+            comm_grace_s=device.comm_grace_s,
+            emit=self.recorder,
+            clock=self.clock,
+            metrics=Counters(),
+        )
+
+    async def poll_at(self, at: datetime) -> tuple[list[Reading], list[Event]]:
+        self.clock.advance(at - self.clock.now())
+        await self._poller.poll(self._link)
+        return self.recorder.take()
+
+
+class PolledPanel:
+    def __init__(self, site: Site, building: Building, device: Device, start: datetime, ids: Ids) -> None:
+        assert device.address is not None
+        self.sim = simulator(site, building, device, FirePanelSimulator)
+        self.clock = FakeClock(start)
+        self.recorder = Recorder(ids)
+        self._link = ImageLink(self.sim.registers)
+        self._poller = FirePanelPoller(
+            site.ref(device.id),
+            fire_panel_driver(device.model),
+            device.address,
+            poll_interval_s=device.poll_interval_s,
+            comm_grace_s=device.comm_grace_s,
+            emit=self.recorder,
+            clock=self.clock,
+            metrics=Counters(),
+        )
+
+    async def poll_at(self, at: datetime) -> tuple[list[Reading], list[Event]]:
+        self.clock.advance(at - self.clock.now())
+        await self._poller.poll(self._link)
+        return self.recorder.take()

@@ -1,0 +1,289 @@
+"""The history's readings, as line protocol: what the historian would have written, at a coarser interval.
+
+- Elevators: every reading the collector made at a change (facmon.demo_history.elevators), a full reading of every
+  car every `full_reading_every`, and in each car's scheduled hours (main: all day; peak: the peak windows) a
+  reading every minute of the values availability reads (service mode and fault codes): rules.availability holds a
+  reading for at most 60 s, so that is what makes those hours known rather than unknown. A car in normal service
+  moves between readings (floor, door, load vary; the counters rise); one held by a fault, an entrapment or
+  inspection stands as the change left it.
+- Fire panels: the collector's readings at each change, and the panel's reading repeated every
+  `panel_reading_every` in between; the site's `fire_intact` figure with them (rules.fire_intact).
+- Cameras and barriers: a heartbeat every `heartbeat_every`.
+
+Times are whole nanoseconds here, as on the wire; a year is a few million of them.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from collectors.registry import modbus_driver
+from facmon.demo_history.influx import EPOCH, EncoderMismatch, SeriesEncoder, fields_text, nanoseconds, value_text
+from facmon.demo_history.model import CarHistory, HistoryPlan, PanelHistory
+from facmon.demo_history.profile import HistoryProfile, Period, stream
+from facmon.model import DeviceKind, DeviceRef, Reading, Value
+from facmon.site import Site
+from historian.lines import reading_line
+from rules.availability import SCHEDULED_ROLES, scheduled_intervals
+from rules.fire_intact import SiteIntact, SiteIntactRates, intact_line
+
+# Fields of an elevator reading that availability reads; the covered-hours readings carry these.
+AVAILABILITY_FIELDS = ("service_mode", "fault_code", "e_code", "fault_bits")
+RATED_SPEED = 1.75
+DOORS = ("closed", "closed", "closed", "open", "opening", "closing")
+
+
+def reading_lines(plan: HistoryPlan, site: Site, period: Period, profile: HistoryProfile, seed: int) -> Iterator[str]:
+    for car in plan.cars:
+        yield from car_lines(car, site, period, profile, seed)
+    yield from panel_lines(plan.panels, site, period, profile)
+    yield from heartbeat_lines(site, period, profile, seed)
+
+
+def _ns(span: timedelta) -> int:
+    return span // timedelta(microseconds=1) * 1000
+
+
+def _grid(start: datetime, until: datetime, every: timedelta) -> range:
+    """Whole multiples of `every` since the epoch in [start, until), in nanoseconds."""
+    return _grid_ns(nanoseconds(start), nanoseconds(until), _ns(every))
+
+
+def _grid_ns(start: int, until: int, step: int) -> range:
+    return range(-(-start // step) * step, until, step)
+
+
+def _time(ns: int) -> datetime:
+    return EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _reference(ref: DeviceRef, point: str | None = None) -> SeriesEncoder:
+    def line(values: Mapping[str, Value], at: datetime) -> str:
+        made = reading_line(Reading(ref=ref, ts=at, values=dict(values), point=point))
+        assert made is not None
+        return made
+
+    return SeriesEncoder(line)
+
+
+class _Car:
+    def __init__(self, car: CarHistory, site: Site, seed: int) -> None:
+        self.car = car
+        driver = modbus_driver(car.model)
+        # Scaled values are what the collector decodes from the registers: raw * scale.
+        self.scale = {p.name: p.scale for p in driver.points if p.scale != 1.0}
+        self.rng = stream(seed, "movement", car.device)
+        self.times = [nanoseconds(state.at) for state in car.states]
+        self.full = _reference(site.ref(car.device))
+        self.slim = _reference(site.ref(car.device))
+        self.floors = int(car.states[0].values.get("floors_served", 18))
+        self._halted: dict[int, str] = {}
+        self._templates: dict[int, str] = {}
+        self._covered: dict[int, str] = {}
+
+    def segments(self, start: datetime, until: datetime) -> Iterator[tuple[int, int, int]]:
+        """(state index, from, to) in nanoseconds: the parts of [start, until) each state holds."""
+        lo, hi = nanoseconds(start), nanoseconds(until)
+        index = max(0, bisect_right(self.times, lo) - 1)
+        while index < len(self.times) and self.times[index] < hi:
+            ends = self.times[index + 1] if index + 1 < len(self.times) else hi
+            if max(lo, self.times[index]) < min(hi, ends):
+                yield index, max(lo, self.times[index]), min(hi, ends)
+            index += 1
+
+    def exact(self, name: str, value: float) -> float:
+        scale = self.scale.get(name)
+        return value if scale is None else round(value / scale) * scale
+
+    def moving(self, ns: int) -> dict[str, Value]:
+        """What changes while a car runs in normal service: where it is, its door and load, its counters."""
+        rng = self.rng
+        counters = self.car.counters.at(_time(ns))
+        moving = rng.random() < 0.35
+        passenger = rng.random() < 0.4
+        return {
+            **counters,
+            "run_hours": self.exact("run_hours", float(counters["run_hours"])),
+            "moving": moving,
+            "direction": rng.choice(("up", "down")) if moving else "none",
+            "speed": self.exact("speed", RATED_SPEED if moving else 0.0),
+            "door": "closed" if moving else rng.choice(DOORS),
+            "door_zone": not moving,
+            "floor": rng.randint(1, self.floors),
+            "passenger": passenger,
+            "load_pct": rng.randint(6, 90) if passenger else 0,
+        }
+
+    def running_line(self, index: int, ns: int) -> str:
+        """A reading of a car in normal service. The state's other fields are the same in all of them, so they are
+        formatted once, into a template checked against the project's encoder on its first line."""
+        moving = self.moving(ns)
+        template = self._templates.get(index)
+        if template is None:
+            line = self.full.line({**self.car.states[index].values, **moving}, _time(ns))
+            template = self._templates[index] = _template(self.full.key, self.car.states[index].values)
+            if template % _variables(moving, ns) != line:
+                raise EncoderMismatch(f"the template for {self.car.device} does not give {line!r}")
+        return template % _variables(moving, ns)
+
+    def halted(self, index: int) -> str:
+        """The fields of a car standing as the change `index` left it (checked once per change)."""
+        if index not in self._halted:
+            state = self.car.states[index]
+            self._halted[index] = self.full.fields(state.values, state.at)
+        return self._halted[index]
+
+    def covered(self, index: int) -> str:
+        if index not in self._covered:
+            state = self.car.states[index]
+            values = {k: state.values[k] for k in AVAILABILITY_FIELDS if k in state.values}
+            self._covered[index] = self.slim.fields(values, state.at)
+        return self._covered[index]
+
+
+# The fields of a running car that change from one reading to the next.
+MOVING = (
+    "direction",
+    "door",
+    "door_cycles",
+    "door_zone",
+    "floor",
+    "load_pct",
+    "moving",
+    "passenger",
+    "run_hours",
+    "speed",
+    "trips",
+)
+
+
+def _template(key: str, values: Mapping[str, Value]) -> str:
+    """The line of a running car with %s for each moving field and %d for the time; the rest formatted now."""
+    names = sorted({*values, *MOVING})
+    parts = [f"{name}=%s" if name in MOVING else fields_text({name: values[name]}).replace("%", "%%") for name in names]
+    return f"{key.replace('%', '%%')} {','.join(parts)} %d"
+
+
+def _variables(moving: Mapping[str, Value], ns: int) -> tuple[object, ...]:
+    return (*(value_text(moving[name]) for name in MOVING), ns)
+
+
+def car_lines(car: CarHistory, site: Site, period: Period, profile: HistoryProfile, seed: int) -> Iterator[str]:
+    ours = _Car(car, site, seed)
+    for reading in car.readings:
+        yield ours.full.line(reading.values, reading.ts)
+    polled = set(ours.times)
+    full = _ns(profile.full_reading_every)
+    for index, lo, hi in ours.segments(period.start, period.until):
+        if car.states[index].running:
+            for ns in _grid_ns(lo, hi, full):
+                if ns not in polled:
+                    yield ours.running_line(index, ns)
+        else:
+            text = ours.halted(index)
+            yield from (f"{ours.full.key} {text} {ns}" for ns in _grid_ns(lo, hi, full) if ns not in polled)
+    role = car.role or ""
+    if role not in SCHEDULED_ROLES:
+        return
+    minute = _ns(profile.covered_reading_every)
+    for start, until in scheduled_intervals(role, period.start, period.until, period.tz):
+        for index, lo, hi in ours.segments(start, until):
+            text = ours.covered(index)
+            yield from (
+                f"{ours.slim.key} {text} {ns}" for ns in _grid_ns(lo, hi, minute) if ns % full and ns not in polled
+            )
+
+
+def panel_lines(panels: list[PanelHistory], site: Site, period: Period, profile: HistoryProfile) -> Iterator[str]:
+    """Each panel's readings and heartbeats, then the site's intact figure at each of those times."""
+    changes: list[Reading] = []
+    beats: set[int] = set()
+    for panel in panels:
+        ref = site.ref(panel.device)
+        encoder = _reference(ref)
+        points: dict[str, SeriesEncoder] = {}
+        own = [r for r in panel.readings if r.point is None]
+        for reading in panel.readings:
+            if reading.point is None:
+                yield encoder.line(reading.values, reading.ts)
+            else:
+                yield points.setdefault(reading.point, _reference(ref, reading.point)).line(reading.values, reading.ts)
+        changes += own
+        times = [nanoseconds(r.ts) for r in own]
+        texts: dict[int, str] = {}
+        for ns in _grid(period.start, period.until, profile.panel_reading_every):
+            index = bisect_right(times, ns) - 1
+            if index >= 0 and times[index] != ns:
+                if index not in texts:
+                    texts[index] = encoder.fields(own[index].values, own[index].ts)
+                yield f"{encoder.key} {texts[index]} {ns}"
+                beats.add(ns)
+    yield from _intact(changes, sorted(beats))
+
+
+def _intact(changes: list[Reading], beats: list[int]) -> Iterator[str]:
+    """The site's figure after every panel reading (rules.fire_intact), repeated at the panels' heartbeats; one
+    point per time (panels read at the same moment make one figure, the last)."""
+    rates = SiteIntactRates()
+    at_time: dict[int, str] = {}
+    key, text = "", ""
+    beat = 0
+    for reading in sorted(changes, key=lambda r: r.ts):
+        ns = nanoseconds(reading.ts)
+        while beat < len(beats) and beats[beat] < ns:
+            if text:
+                at_time[beats[beat]] = text
+            beat += 1
+        figures = rates.update(reading)
+        if figures is not None:
+            encoder = SeriesEncoder(_intact_reference(figures))
+            text = encoder.fields(_intact_fields(figures), figures.ts)
+            key = encoder.key
+            at_time[ns] = text
+    for ns in beats[beat:]:
+        if text:
+            at_time[ns] = text
+    yield from (f"{key} {fields} {ns}" for ns, fields in sorted(at_time.items()))
+
+
+def _intact_reference(figures: SiteIntact) -> Callable[[Mapping[str, Value], datetime], str]:
+    def line(values: Mapping[str, Value], at: datetime) -> str:
+        return intact_line(replace(figures, ts=at))
+
+    return line
+
+
+def _intact_fields(figures: SiteIntact) -> dict[str, Value]:
+    fields: dict[str, Value] = {
+        "points_present": figures.points_present,
+        "points_intact": figures.points_intact,
+        "panels": figures.panels,
+    }
+    if figures.intact_pct is not None:
+        fields["intact_pct"] = figures.intact_pct
+    return fields
+
+
+def heartbeat_lines(site: Site, period: Period, profile: HistoryProfile, seed: int) -> Iterator[str]:
+    """Cameras' (recording, storage) and barriers' (arm cycles, cabinet temperature) heartbeats."""
+    for _, device in site.devices():
+        if device.kind not in (DeviceKind.CAMERA, DeviceKind.GATE):
+            continue
+        rng = stream(seed, "heartbeat", device.id)
+        encoder = _reference(site.ref(device.id))
+        storage, cycles = rng.uniform(35.0, 60.0), rng.randint(20_000, 90_000)
+        for ns in _grid(period.start, period.until, profile.heartbeat_every):
+            at = _time(ns)
+            values: dict[str, Value]
+            if device.kind == DeviceKind.CAMERA:
+                # Recordings fill the disk until the oldest are overwritten: a slow saw-tooth.
+                storage = storage + rng.uniform(0.0, 0.3) if storage < 92.0 else rng.uniform(55.0, 60.0)
+                values = {"recording": True, "storage_used_pct": round(storage, 1)}
+            else:
+                cycles += rng.randint(10, 120)
+                day = 6 <= at.astimezone(period.tz).hour <= 18
+                values = {"cycles": cycles, "temperature_c": round(18.0 + 8.0 * day + rng.gauss(0, 1.5), 1)}
+            yield encoder.line(values, at)

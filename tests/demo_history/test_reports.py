@@ -1,0 +1,248 @@
+"""The reports over the generated year show a past: the insurance report as of the history's last day and the
+monthly KPI report of the last complete month, each figure checked against one derived here from the generated
+work orders, visits and InfluxDB events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reports.insurance import NOT_LIFT_FAULTS, InsuranceReport, insurance_report
+from reports.kpi_monthly import KpiLine, KpiMonthlyReport, kpi_monthly_report
+from rules.availability import intersect, merge, scheduled_intervals, seconds
+from rules.db import FollowUp, WorkOrder, WorkOrderClock
+from rules.kpi_data import InfluxReader
+from rules.maintenance_models import MaintenanceVisit
+from tests.demo_history.conftest import Year
+from tests.demo_history.support import UNTIL, query
+
+MONTH = "2026-10"
+OLD_CARS = ["b1-e1", "b1-e2", "b2-e1", "b2-e2"]
+
+
+def _minutes(later: datetime, earlier: datetime) -> float:
+    return round((later - earlier).total_seconds() / 60.0, 1)
+
+
+@pytest.fixture(scope="module")
+def insurance(year: Year) -> InsuranceReport:
+    with Session(year.engine) as session:
+        return insurance_report(session, year.site, UNTIL.astimezone(year.site.tz).date(), UNTIL)
+
+
+@pytest.fixture(scope="module")
+def kpis(year: Year) -> KpiMonthlyReport:
+    async def build() -> KpiMonthlyReport:
+        influx = InfluxReader(year.influx_url, year.influx_db)
+        try:
+            with Session(year.engine) as session:
+                return await kpi_monthly_report(session, year.site, MONTH, UNTIL, influx)
+        finally:
+            await influx.aclose()
+
+    return asyncio.run(build())
+
+
+def _kpi(report: KpiMonthlyReport, key: str) -> KpiLine:
+    return next(line for line in report.kpis if line.key == key)
+
+
+def test_insurance_lists_the_old_cars_with_a_year_of_faults(year: Year, insurance: InsuranceReport) -> None:
+    assert sorted(e.device for e in insurance.elevators) == OLD_CARS
+    start, end = insurance.period_start, insurance.period_end
+    with Session(year.engine) as session:
+        for entry in insurance.elevators:
+            faults = (
+                session.execute(
+                    select(WorkOrder).where(
+                        WorkOrder.device == entry.device,
+                        WorkOrder.category == "repair",
+                        WorkOrder.fault.not_in(NOT_LIFT_FAULTS),
+                        WorkOrder.status != "cancelled",
+                        WorkOrder.detected_at >= start,
+                        WorkOrder.detected_at < end,
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            arrivals = [_minutes(wo.on_site_at, wo.detected_at) for wo in faults if wo.on_site_at]
+            responses = [_minutes(wo.acknowledged_at, wo.detected_at) for wo in faults if wo.acknowledged_at]
+            assert entry.faults == len(faults) >= 12, entry.device
+            assert entry.entrapments == sum(wo.fault == "entrapment" for wo in faults) > 0
+            assert entry.arrival_mean_min == round(sum(arrivals) / len(arrivals), 1)
+            assert 10 < (entry.arrival_mean_min or 0) < 22
+            assert entry.response_mean_min == round(sum(responses) / len(responses), 1)
+            assert entry.arrivals_within_20_min == sum(a <= 20 for a in arrivals) < len(arrivals)
+            assert entry.downtime_hours == round(
+                seconds(intersect(merge((wo.detected_at, wo.resolved_at or end) for wo in faults), [(start, end)]))
+                / 3600,
+                2,
+            )
+            assert entry.open_defects == []
+    assert insurance.summary.faults == sum(e.faults for e in insurance.elevators)
+    assert all(month.faults > 0 for month in insurance.faults_per_month)
+
+
+def test_insurance_visits_show_the_seeded_misses(year: Year, insurance: InsuranceReport) -> None:
+    """Every car visited on the 15-day cycle but for the seeded misses: each of those is a cycle missed in the
+    report and a maintenance_overdue check work order, resolved by the late visit."""
+    start, end = insurance.period_start, insurance.period_end
+    missed = {}
+    with Session(year.engine) as session:
+        for entry in insurance.elevators:
+            visits = (
+                session.execute(
+                    select(MaintenanceVisit.started_at).where(
+                        MaintenanceVisit.device == entry.device,
+                        MaintenanceVisit.started_at >= start,
+                        MaintenanceVisit.started_at < end,
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            overdue = (
+                session.execute(
+                    select(WorkOrder).where(WorkOrder.device == entry.device, WorkOrder.fault == "maintenance_overdue")
+                )
+                .scalars()
+                .all()
+            )
+            assert entry.maintenance_visits == len(visits) >= 23
+            assert entry.maintenance_cycles_missed == len(overdue)
+            assert entry.maintenance_cycle_met == (not overdue)
+            assert all(wo.status == "resolved" and wo.category == "check" for wo in overdue)
+            missed[entry.device] = len(overdue)
+    assert sum(missed.values()) >= 1, missed
+
+
+def test_kpi_arrival_compliance_and_the_late_arrivals(year: Year, kpis: KpiMonthlyReport) -> None:
+    with Session(year.engine) as session:
+        orders = (
+            session.execute(
+                select(WorkOrder)
+                .where(
+                    WorkOrder.kind == "elevator",
+                    WorkOrder.category != "check",
+                    WorkOrder.status != "cancelled",
+                    WorkOrder.detected_at >= kpis.period_start,
+                    WorkOrder.detected_at < kpis.period_end,
+                )
+                .order_by(WorkOrder.detected_at)
+            )
+            .scalars()
+            .all()
+        )
+    late = [wo.id for wo in orders if (wo.on_site_at or UNTIL) - wo.detected_at > timedelta(minutes=20)]
+    line = _kpi(kpis, "arrival_compliance")
+    assert (line.numerator, line.denominator) == (len(orders) - len(late), len(orders))
+    assert len(orders) >= 5
+    assert sorted(m.id for m in line.misses) == sorted(late)
+    assert line.status == ("missed" if late else "met")
+
+
+def test_kpi_repair_timeliness_and_follow_ups(year: Year, kpis: KpiMonthlyReport) -> None:
+    start, end = kpis.period_start, kpis.period_end
+    with Session(year.engine) as session:
+        repairs = session.execute(
+            select(WorkOrder, WorkOrderClock.due_at)
+            .join(WorkOrderClock, WorkOrderClock.work_order_id == WorkOrder.id)
+            .where(WorkOrderClock.milestone == "resolved", WorkOrder.status != "cancelled")
+        ).all()
+        due = [(wo, at) for wo, at in repairs if start <= at < end]
+        resolved = (
+            session.execute(
+                select(WorkOrder).where(
+                    WorkOrder.status != "cancelled", WorkOrder.resolved_at >= start, WorkOrder.resolved_at < end
+                )
+            )
+            .scalars()
+            .all()
+        )
+        followed = set(session.execute(select(FollowUp.work_order_id)).scalars())
+    repair, follow_up = _kpi(kpis, "repair_timeliness"), _kpi(kpis, "follow_up_rate")
+    in_time = [wo.id for wo, at in due if wo.resolved_at is not None and wo.resolved_at <= at]
+    assert (repair.numerator, repair.denominator) == (len(in_time), len(due))
+    assert len(due) >= 10
+    assert (follow_up.numerator, follow_up.denominator) == (sum(wo.id in followed for wo in resolved), len(resolved))
+    assert len(resolved) >= 10
+    assert 0 < (follow_up.value or 0) < 1
+
+
+def test_kpi_fire_intact_rate_comes_from_the_history(year: Year, kpis: KpiMonthlyReport) -> None:
+    line = _kpi(kpis, "fire_intact_rate")
+    assert line.status in ("met", "missed")
+    assert line.value is not None
+    start, end = kpis.period_start, kpis.period_end
+    points = _intact_points(year, start - timedelta(days=1), end)
+    # The time-weighted mean of the raw points (the report averages them minute by minute).
+    before = [(t, v) for t, v in points if t <= start][-1:]
+    steps = [*before, *((t, v) for t, v in points if start < t < end)]
+    total = sum(
+        v * ((steps[i + 1][0] if i + 1 < len(steps) else end) - max(t, start)).total_seconds()
+        for i, (t, v) in enumerate(steps)
+    )
+    assert line.value == pytest.approx(total / (end - start).total_seconds() / 100, abs=1e-5)
+    assert 0.98 < line.value <= 1.0
+
+
+def _intact_points(year: Year, start: datetime, end: datetime) -> list[tuple[datetime, float]]:
+    found = query(
+        year.influx_url,
+        year.influx_db,
+        f"SELECT intact_pct FROM fire_intact WHERE time >= '{start:%Y-%m-%dT%H:%M:%SZ}'"
+        f" AND time < '{end:%Y-%m-%dT%H:%M:%SZ}'",
+    )
+    values = found[0]["values"] if found else []
+    return [(datetime.fromtimestamp(ns / 1e9, start.tzinfo), float(v)) for ns, v in values]
+
+
+def test_kpi_availability_matches_the_cars_events(year: Year, kpis: KpiMonthlyReport) -> None:
+    """Down while an elevator's events say it is out of normal service or has a coded fault; every scheduled
+    minute read, so nothing is unknown."""
+    line = _kpi(kpis, "elevator_availability")
+    assert line.status in ("met", "missed")
+    assert line.reason is not None
+    assert "unknown 0.00 h" in line.reason
+    start, end = kpis.period_start, kpis.period_end
+    scheduled_s = down_s = 0.0
+    for _building, car in year.site.devices():
+        if car.role not in ("main", "peak"):
+            continue
+        scheduled = scheduled_intervals(car.role, start, end, year.site.tz)
+        scheduled_s += seconds(scheduled)
+        down_s += seconds(intersect(list(_down(year, car.id, start - timedelta(days=30), end)), scheduled))
+    assert line.denominator == pytest.approx(round(scheduled_s / 3600, 3))
+    assert line.value == pytest.approx((scheduled_s - down_s) / scheduled_s, abs=2e-6)
+    assert 0.99 < (line.value or 0) < 1.0
+
+
+def _down(year: Year, device: str, start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+    found = query(
+        year.influx_url,
+        year.influx_db,
+        "SELECT type, code, status_point, status_value FROM events WHERE kind = 'elevator' AND device = "
+        f"'{device}' AND time >= '{start:%Y-%m-%dT%H:%M:%SZ}' AND time < '{end:%Y-%m-%dT%H:%M:%SZ}'",
+    )
+    mode, since = "normal", None
+    faults: set[str] = set()
+    for ns, type_, code, point, value in found[0]["values"] if found else []:
+        at = datetime.fromtimestamp(ns / 1e9, start.tzinfo)
+        if type_ == "status" and point == "service_mode":
+            mode = value
+        elif type_ in ("fault_raised", "fault_cleared") and str(code).isdigit():
+            (faults.add if type_ == "fault_raised" else faults.discard)(code)
+        down = mode != "normal" or bool(faults)
+        if down and since is None:
+            since = at
+        elif not down and since is not None:
+            yield since, at
+            since = None
+    if since is not None:
+        yield since, end
