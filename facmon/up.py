@@ -17,6 +17,7 @@ import structlog
 from facmon.accounts.bootstrap import demo_accounts, demo_banner
 from facmon.clock import Clock
 from facmon.compose import ApiService, Composer, Endpoints
+from facmon.demo_history.generate import ensure_demo_history
 from facmon.health import Service, combined
 from facmon.local import local_services
 from facmon.metrics import Counters
@@ -131,6 +132,15 @@ async def up(
 
             def ready(api: ApiService) -> None:
                 announce(banner(site, settings, endpoints, api))
+
+            if settings.demo and endpoints.influx_url is not None:
+                # The demo estate's past year, on its first start only (facmon.demo_history): its reports,
+                # dashboards and KPIs show what a real estate's would from the first minute.
+                announce("facmon is starting (the demo's past year is written on the first start, about 20 s) ...")
+                engine = await compose.prepare_database()
+                await ensure_demo_history(
+                    site, engine, endpoints.influx_url, endpoints.influx_db, now=clock.now(), demo=True
+                )
 
             system = run_system(
                 compose, [site], api_host=api_host, api_port=api_port, simulation=simulation, on_ready=ready

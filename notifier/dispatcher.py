@@ -86,7 +86,8 @@ class SiteResolver:
             targets.append(Target(Role.ON_CALL, Recipient(t.id, t.name, t.phone, t.email)))
         for role, person in ((Role.SUPERVISOR, chain.supervisor), (Role.MANAGER, chain.manager)):
             if person is not None:
-                ident = person.technician or f"contact:{person.phone.replace(' ', '')}"
+                # A contact's id is its phone number's digits: "+" is a wildcard in MQTT topics, where pushes go.
+                ident = person.technician or "contact:" + "".join(ch for ch in person.phone if ch.isdigit())
                 targets.append(Target(role, Recipient(ident, person.name, person.phone, person.email)))
         return targets
 

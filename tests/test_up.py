@@ -86,11 +86,14 @@ def test_up_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
         assert login.status_code == 200, login.text
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
 
-        # The scenario's first fault (t=20 s at 10x speed) opens a work order without anyone touching anything.
+        # The demo starts with a past year of work orders, all closed by now; the scenario's first fault (t=20 s at
+        # 10x speed) opens a live one without anyone touching anything.
+        past = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/work-orders?status=closed", headers=headers, timeout=5)
+        assert past.json()["total"] > 100, "the demo's past year"
         deadline = time.monotonic() + 30
         items: list[dict[str, object]] = []
         while time.monotonic() < deadline and not items:
-            url = f"http://127.0.0.1:{api_port}/api/v1/work-orders?sort=-detected_at"
+            url = f"http://127.0.0.1:{api_port}/api/v1/work-orders?status=open&sort=-detected_at"
             items = httpx.get(url, headers=headers, timeout=5).json()["items"]
             time.sleep(0.2)
         assert items, "no work order appeared from the demo scenario"

@@ -33,7 +33,7 @@ MIN = timedelta(minutes=1)
 SEC = timedelta(seconds=1)
 TECH = Recipient("li-ming", "Li Ming", "+86 138 0000 0001")
 SUPERVISOR = Recipient("zhao-lei", "Zhao Lei", "+86 138 0000 0002")
-MANAGER = Recipient("contact:+8613800000009", "Chen Jing", "+86 138 0000 0009")
+MANAGER = Recipient("contact:8613800000009", "Chen Jing", "+86 138 0000 0009")
 
 
 @pytest.fixture

@@ -44,3 +44,20 @@ async def test_recipient_id_that_is_not_one_topic_level(recipient_id: str, mosqu
     with pytest.raises(DeliveryError) as caught:
         await channel.send(notification(), type(LI)(id=recipient_id, name="x"))
     assert not caught.value.retryable
+
+
+def test_a_contact_from_the_site_file_has_an_id_a_push_topic_takes() -> None:
+    """The manager of the demo site is a contact with a phone number ("+86 ..."); "+" is a wildcard in MQTT topics,
+    so the contact's id must not carry it, or every push to the manager fails."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from facmon.site import load_site
+    from notifier.dispatcher import SiteResolver
+    from notifier.policy import Role
+
+    site = load_site(Path(__file__).resolve().parents[2] / "examples" / "demo-site.yaml")
+    targets = SiteResolver([site])(site.id, "elevator", datetime(2026, 3, 2, 8, 15, tzinfo=UTC))
+    manager = next(t.recipient for t in targets if t.role is Role.MANAGER)
+    assert manager.id == "contact:8613800000009"
+    assert push_topic(site.id, manager.id) == "facmon/v1/sunrise-garden/push/contact:8613800000009"
