@@ -81,7 +81,9 @@ def _write(content: str | bytes, output: Path | None, default_name: str) -> None
 @report_app.command("insurance")
 def insurance(
     site: SiteOption,
-    as_of: Annotated[str, typer.Option("--as-of", help="the report's date, YYYY-MM-DD (site time)")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="the report's date, YYYY-MM-DD (site time); default: today")
+    ] = None,
     fmt: FormatOption = ReportFormat.JSON,
     threshold_years: Annotated[int, typer.Option("--threshold-years", min=0, help="age from which to report")] = 10,
     output: OutputOption = None,
@@ -92,11 +94,11 @@ def insurance(
     from reports.insurance import insurance_report
     from reports.insurance_output import insurance_csv, insurance_pdf
 
+    the_site = _site(site)
     try:
-        day = date.fromisoformat(as_of)
+        day = SystemClock().now().astimezone(the_site.tz).date() if as_of is None else date.fromisoformat(as_of)
     except ValueError:
         _fail(f"--as-of {as_of!r}: expected a date as YYYY-MM-DD")
-    the_site = _site(site)
     engine = _engine(_settings(state_dir))
     try:
         with Session(engine) as session:
@@ -112,7 +114,9 @@ def insurance(
 @report_app.command("kpi")
 def kpi(
     site: SiteOption,
-    month: Annotated[str, typer.Option("--month", help="the month, YYYY-MM (site time)")],
+    month: Annotated[
+        str | None, typer.Option("--month", help="the month, YYYY-MM (site time); default: the last complete month")
+    ] = None,
     fmt: FormatOption = ReportFormat.JSON,
     output: OutputOption = None,
     state_dir: StateOption = None,
@@ -120,16 +124,18 @@ def kpi(
     """The contract KPIs of one month against their targets, with the work orders behind every miss. Fire intact
     rate and availability need InfluxDB (FACMON_INFLUX_URL); without it they are reported unavailable."""
     from facmon.local import endpoints
-    from reports.common import parse_month
+    from reports.common import parse_month, previous_month
     from reports.kpi_monthly import KpiMonthlyReport, kpi_monthly_report
     from reports.kpi_output import kpi_csv, kpi_pdf
     from rules.kpi_data import InfluxReader
 
+    the_site = _site(site)
+    if month is None:
+        month = previous_month(SystemClock().now(), the_site.tz)
     try:
         parse_month(month)
     except ValueError as exc:
         _fail(f"--month: {exc}")
-    the_site = _site(site)
     settings = _settings(state_dir)
     engine = _engine(settings)
 

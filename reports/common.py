@@ -74,6 +74,12 @@ def parse_month(text: str) -> tuple[int, int]:
     return year, month
 
 
+def previous_month(now: datetime, tz: ZoneInfo) -> str:
+    """The last complete calendar month on the site's wall clock, 'YYYY-MM': what a monthly report is asked for."""
+    first_of_this = now.astimezone(tz).date().replace(day=1)
+    return (first_of_this - timedelta(days=1)).strftime("%Y-%m")
+
+
 def month_bounds(year: int, month: int, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """The month [start, end) on the site's wall clock, in UTC."""
     following = date(year + (month == 12), month % 12 + 1, 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +24,7 @@ from pydantic import AwareDatetime, Field
 from api.deps import ClockDep, SessionDep, SitesDep
 from api.schemas import _Public
 from facmon.site import Site
+from reports.common import month_bounds, parse_month, previous_month
 from rules.kpi import KpiTargets, Ratio, arrival_compliance, follow_up_rate, repair_timeliness
 from rules.kpi_data import InfluxReader, kpi_rows
 from rules.kpi_period import AVAILABILITY_NOTE, availability_value, period_availability, period_intact
@@ -177,9 +179,18 @@ async def read_kpis(
     targets: Annotated[KpiTargets, Depends(get_kpi_targets)],
     influx: Annotated[InfluxReader | None, Depends(get_influx)],
     site: Annotated[str, Query(min_length=1, max_length=64)],
-    from_: Annotated[AwareDatetime, Query(alias="from")],
-    to: AwareDatetime,
+    from_: Annotated[AwareDatetime | None, Query(alias="from", description="default: the last complete month")] = None,
+    to: Annotated[AwareDatetime | None, Query(description="given with 'from'")] = None,
 ) -> KpisPublic:
+    known = next((s for s in sites if s.id == site), None)
+    if from_ is None and to is None:
+        # The last complete calendar month on the site's wall clock (UTC for a site no file describes).
+        tz = known.tz if known is not None else ZoneInfo("UTC")
+        from_, to = month_bounds(*parse_month(previous_month(clock.now(), tz)), tz)
+    if from_ is None or to is None:
+        missing = "from" if from_ is None else "to"
+        error = {"type": "missing", "loc": ("query", missing), "msg": "give both 'from' and 'to', or neither"}
+        raise RequestValidationError([error | {"input": None}])
     if to <= from_:
         error = {"type": "value_error", "loc": ("query", "to"), "msg": "'to' must be after 'from'", "input": str(to)}
         raise RequestValidationError([error])
@@ -192,7 +203,6 @@ async def read_kpis(
         if end > from_
         else IntactPublic(available=False, reason="the period has not started yet", target=targets.fire_intact_rate)
     )
-    known = next((s for s in sites if s.id == site), None)
     availability = await _availability(influx, known, from_, end, targets.elevator_availability)
     return KpisPublic.model_validate(
         {

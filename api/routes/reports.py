@@ -18,7 +18,7 @@ from api.deps import ClockDep, SessionDep, SitesDep
 from api.routes.kpis import get_influx, get_kpi_targets
 from facmon.accounts.models import Role
 from facmon.site import Site
-from reports.common import MEDIA_TYPES, ReportFormat, parse_month, render
+from reports.common import MEDIA_TYPES, ReportFormat, parse_month, previous_month, render
 from reports.insurance import DEFAULT_THRESHOLD_YEARS, insurance_report
 from reports.insurance_output import insurance_csv, insurance_pdf
 from reports.kpi_monthly import kpi_monthly_report
@@ -68,12 +68,14 @@ async def read_insurance_report(
     sites: SitesDep,
     clock: ClockDep,
     site: SiteQuery,
-    as_of: date,
+    as_of: Annotated[date | None, Query(description="the report's date (site time); default: today")] = None,
     fmt: FormatQuery = ReportFormat.JSON,
     threshold_years: Annotated[int, Query(ge=0, le=100)] = DEFAULT_THRESHOLD_YEARS,
 ) -> Response:
-    _check_year("as_of", as_of.year, str(as_of))
     the_site = _site(sites, site)
+    if as_of is None:
+        as_of = clock.now().astimezone(the_site.tz).date()
+    _check_year("as_of", as_of.year, str(as_of))
     report = await asyncio.to_thread(insurance_report, session, the_site, as_of, clock.now(), threshold_years)
     content = await asyncio.to_thread(render, report, fmt, as_csv=insurance_csv, as_pdf=insurance_pdf)
     return _response(content, fmt, f"insurance-{site}-{as_of}")
@@ -87,9 +89,13 @@ async def read_kpi_report(
     targets: Annotated[KpiTargets, Depends(get_kpi_targets)],
     influx: Annotated[InfluxReader | None, Depends(get_influx)],
     site: SiteQuery,
-    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM, site time")],
+    month: Annotated[
+        str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM, site time; default: the last complete month")
+    ] = None,
     fmt: FormatQuery = ReportFormat.JSON,
 ) -> Response:
+    if month is None:
+        month = previous_month(clock.now(), _site(sites, site).tz)
     try:
         year, _ = parse_month(month)
     except ValueError as exc:

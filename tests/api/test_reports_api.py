@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -118,7 +119,6 @@ async def test_an_unknown_site_is_404(client: httpx.AsyncClient, reporter: dict[
         ("/insurance", INSURANCE | {"as_of": "yesterday"}, "query.as_of"),
         ("/insurance", INSURANCE | {"as_of": "0001-01-01"}, "query.as_of"),
         ("/insurance", INSURANCE | {"as_of": "9999-12-31"}, "query.as_of"),
-        ("/insurance", {"site": "maple"}, "query.as_of"),
         ("/insurance", INSURANCE | {"format": "xml"}, "query.format"),
         ("/insurance", INSURANCE | {"threshold_years": -1}, "query.threshold_years"),
         ("/kpi", KPI | {"month": "2026-13"}, "query.month"),
@@ -142,3 +142,35 @@ async def test_reports_are_read_only(client: httpx.AsyncClient, reporter: dict[s
         for path in ("/insurance", "/kpi"):
             response = await client.post(path, params=INSURANCE | KPI, headers=headers, json={})
             assert (response.status_code, response.headers["content-type"]) == (405, PROBLEM), path
+
+
+async def test_without_a_period_the_reports_take_today_and_the_last_complete_month(
+    client: httpx.AsyncClient, reporter: dict[str, str]
+) -> None:
+    """What a manager asks for most: this month's report is due on the first, about the month just ended."""
+    local_now = NOW.astimezone(SITE.tz)
+    last_month = (local_now.date().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    kpi = await client.get("/kpi", params={"site": "maple"}, headers=reporter)
+    assert kpi.status_code == 200, kpi.text
+    assert kpi.json()["month"] == last_month
+    insurance = await client.get("/insurance", params={"site": "maple"}, headers=reporter)
+    assert insurance.status_code == 200, insurance.text
+    assert insurance.json()["as_of"] == local_now.date().isoformat()
+
+
+async def test_kpis_without_a_period_are_the_last_complete_month_in_site_time(
+    app: FastAPI, reporter: dict[str, str]
+) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://facmon.test/api/v1") as client:
+        answer = await client.get("/kpis", params={"site": "maple"}, headers=reporter)
+        assert answer.status_code == 200, answer.text
+        start = datetime.fromisoformat(answer.json()["from"]).astimezone(SITE.tz)
+        end = datetime.fromisoformat(answer.json()["to"]).astimezone(SITE.tz)
+        assert (start.day, start.hour, end.day, end.hour) == (1, 0, 1, 0)
+        assert end.date() == NOW.astimezone(SITE.tz).date().replace(day=1)
+        half = await client.get(
+            "/kpis", params={"site": "maple", "from": "2026-10-01T00:00:00+08:00"}, headers=reporter
+        )
+        assert half.status_code == 422
+        assert [e["field"] for e in half.json()["errors"]] == ["query.to"]

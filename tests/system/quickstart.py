@@ -48,6 +48,7 @@ class Demo:
     clone: Path
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     def wait_for_line(self, pattern: str, timeout_s: float) -> re.Match[str]:
         deadline = time.monotonic() + timeout_s
@@ -72,9 +73,14 @@ class Demo:
         return self.proc.wait(timeout=timeout_s)
 
     def kill(self) -> None:
+        """Whatever is left of it, gone; its output pipe closed once read to the end."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        if self.reader is not None:
+            self.reader.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def make_demo(clone: Path, api_port: int) -> Demo:
@@ -99,7 +105,8 @@ def make_demo(clone: Path, api_port: int) -> Demo:
         for line in proc.stdout:
             demo.lines.append(line)
 
-    threading.Thread(target=collect, daemon=True).start()
+    demo.reader = threading.Thread(target=collect, daemon=True)
+    demo.reader.start()
     return demo
 
 
