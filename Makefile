@@ -18,7 +18,7 @@ demo: deps venv
 	$(BIN)/facmon up --demo --site examples/demo-site.yaml --scenario examples/demo-scenario.yaml $(DEMO_ARGS)
 
 test: deps venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 check: lint types test
 

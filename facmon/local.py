@@ -12,13 +12,16 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from facmon.compose import Endpoints
-from facmon.services import ChildService, Influxd, Mosquitto
+from facmon.services import ChildService, Influxd, Mosquitto, ServiceError
 from facmon.settings import Settings
+
+S = TypeVar("S", bound=ChildService)
 
 FILE_NAME = "local-services.json"
 # The ports the local broker and InfluxDB take when they are free, so that the README's commands work as written;
@@ -46,6 +49,21 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _start(make: Callable[[int | None], S], preferred: int) -> S:
+    """A service on `preferred` when it is free, else on a free port; also when another process takes `preferred`
+    between the look and the start (two `facmon up` starting at once)."""
+    port = _free(preferred)
+    service = make(port)
+    try:
+        service.start()
+    except ServiceError:
+        if port is None:
+            raise
+        service = make(None)
+        service.start()
+    return service
 
 
 def discovered(state_dir: Path) -> dict[str, object]:
@@ -81,14 +99,12 @@ def local_services(settings: Settings) -> Iterator[Endpoints]:
     try:
         local: dict[str, object] = {"pid": os.getpid()}
         if settings.mqtt_host is None:
-            broker = Mosquitto(state_dir / "mosquitto", port=_free(MQTT_PORT))
-            broker.start()
+            broker = _start(lambda port: Mosquitto(state_dir / "mosquitto", port=port), MQTT_PORT)
             started.append(broker)
             ends = replace(ends, mqtt_host="127.0.0.1", mqtt_port=broker.port, mqtt_username=None, mqtt_password=None)
             local["mqtt_port"] = broker.port
         if settings.influx_url is None:
-            influx = Influxd(state_dir / "influxdb", port=_free(INFLUX_PORT))
-            influx.start()
+            influx = _start(lambda port: Influxd(state_dir / "influxdb", port=port), INFLUX_PORT)
             started.append(influx)
             ends = replace(ends, influx_url=influx.url, influx_username=None, influx_password=None)
             local["influx_url"] = influx.url
