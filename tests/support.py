@@ -74,3 +74,11 @@ def serving_in_thread(app: Any, name: str = "test-server") -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def one_elevator_site(site_id: str, port: int, **sections: Any) -> dict[str, Any]:
+    """A site file's content with one main elevator, `e1` of model elev-gb-a in building `b1`, at 127.0.0.1:`port`;
+    `sections` adds or replaces top-level sections (technicians, on_call, ...)."""
+    device = {"id": "e1", "kind": "elevator", "model": "elev-gb-a", "role": "main"}
+    device["address"] = {"host": "127.0.0.1", "port": port, "unit": 1}
+    return {"site": {"id": site_id}, "buildings": [{"id": "b1", "devices": [device]}], **sections}

@@ -171,27 +171,9 @@ async def test_a_worker_started_after_the_first_contact_still_learns_it(
     from gateway.site_gateway import SiteGateway
     from simulators.site import SiteSimulator
     from tests.gateway.conftest import running as running_task
-    from tests.support import wait_for
+    from tests.support import one_elevator_site, wait_for
 
-    site = Site.model_validate(
-        {
-            "site": {"id": topic_prefix},
-            "buildings": [
-                {
-                    "id": "b1",
-                    "devices": [
-                        {
-                            "id": "e1",
-                            "kind": "elevator",
-                            "model": "elev-gb-a",
-                            "role": "main",
-                            "address": {"host": "127.0.0.1", "port": free_port(), "unit": 1},
-                        }
-                    ],
-                }
-            ],
-        }
-    )
+    site = Site.model_validate(one_elevator_site(topic_prefix, free_port()))
     simulator = SiteSimulator(site, seed=1)
     gateway_metrics = Counters()
     gateway = SiteGateway(

@@ -24,7 +24,7 @@ from notifier.channels.webhook import verify_signature
 from simulators.site import command_topic
 from tests.conftest import influxql
 from tests.notifier.support import Inbox, http_receiver
-from tests.support import wait_for
+from tests.support import one_elevator_site, wait_for
 from tests.system.processes import FacmonProcesses, Started
 
 HOOK_SECRET = "w" * 40
@@ -32,33 +32,11 @@ ADMIN_PASSWORD = "a-long-admin-password"
 
 
 def _site_file(path: Path, site_id: str) -> Path:
-    site = {
-        "site": {"id": site_id, "name": "Harbour View", "timezone": "Asia/Shanghai"},
-        "buildings": [
-            {
-                "id": "b1",
-                "devices": [
-                    {
-                        "id": "e1",
-                        "kind": "elevator",
-                        "model": "elev-gb-a",
-                        "role": "main",
-                        "address": {"host": "127.0.0.1", "port": free_port(), "unit": 1},
-                    }
-                ],
-            }
-        ],
-        "technicians": [
-            {
-                "id": "li",
-                "name": "Li Ming",
-                "phone": "13800000001",
-                "email": "li.ming@estate.example",
-                "disciplines": ["elevator"],
-            }
-        ],
-        "on_call": {"elevator": {"technicians": ["li"], "every": "1w", "handoff": "08:30", "start": "2026-01-05"}},
-    }
+    technician = {"id": "li", "name": "Li Ming", "phone": "13800000001", "email": "li.ming@estate.example"}
+    rota = {"technicians": ["li"], "every": "1w", "handoff": "08:30", "start": "2026-01-05"}
+    site = one_elevator_site(
+        site_id, free_port(), technicians=[technician | {"disciplines": ["elevator"]}], on_call={"elevator": rota}
+    )
     path.write_text(yaml.safe_dump(site, sort_keys=False))
     return path
 

@@ -15,6 +15,7 @@ import httpx
 import yaml
 
 from facmon.services import free_port
+from tests.support import one_elevator_site
 from tests.system.processes import FacmonProcesses
 
 ADMIN_PASSWORD = "a-long-admin-password"
@@ -28,23 +29,7 @@ def _listening(port: int) -> bool:
 
 def test_a_real_up_binds_no_device_address_and_reports_the_device_silent(tmp_path: Path) -> None:
     controller_port = free_port()
-    site = {
-        "site": {"id": "real-estate"},
-        "buildings": [
-            {
-                "id": "b1",
-                "devices": [
-                    {
-                        "id": "e1",
-                        "kind": "elevator",
-                        "model": "elev-gb-a",
-                        "role": "main",
-                        "address": {"host": "127.0.0.1", "port": controller_port, "unit": 1},
-                    }
-                ],
-            }
-        ],
-    }
+    site = one_elevator_site("real-estate", controller_port)
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
     (tmp_path / "secret_key").write_text(secrets.token_urlsafe(48))
     env = {"FACMON_STATE_DIR": str(tmp_path / "state"), "FACMON_SECRET_KEY_FILE": str(tmp_path / "secret_key")}
