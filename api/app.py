@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 
+from api.accounts.models import Role
+from api.accounts.throttle import LoginThrottle
 from api.auth import ADMINS, ENGINEERING, FIELD_WORK, OPERATIONS, REPORTING, policy
 from api.errors import install_error_handlers
 from api.routes import (
@@ -36,13 +38,11 @@ from api.routes import auth as auth_routes
 from api.routes import metrics as metrics_route
 from api.security_headers import install_security
 from facmon import __version__
-from facmon.accounts.models import Role
-from facmon.accounts.throttle import LoginThrottle
-from facmon.health import Health
-from facmon.metrics import Counters
-from facmon.site import Site
-from notifier.tokens import check_secret
-from rules.kpi_data import InfluxReader
+from facmon.estate.site import Site
+from facmon.kernel.health import Health
+from facmon.kernel.metrics import Counters
+from facmon.notifier.tokens import check_secret
+from facmon.reports.kpi_data import InfluxReader
 
 API_PREFIX = "/api/v1"
 
@@ -77,7 +77,7 @@ def create_app(
     app.state.services_health = services_health
     # InfluxDB for the fire intact KPI; without it that KPI says it is unavailable.
     app.state.influx = influx
-    # Signs and checks one-tap acknowledge links (notifier.tokens); an empty or default key is refused here.
+    # Signs and checks one-tap acknowledge links (facmon.notifier.tokens); an empty or default key is refused here.
     app.state.ack_secret = None if ack_secret is None else check_secret(ack_secret)
     # Every error as problem+json (api.errors); then headers, CORS and the body limit around it (api.security_headers).
     install_error_handlers(app)

@@ -17,11 +17,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from api.accounts import audit
+from api.accounts.models import Role, TokenKind
+from api.accounts.store import resolve_token
 from api.deps import ClockDep, EngineDep, SitesDep
-from facmon.accounts import audit
-from facmon.accounts.models import Role, TokenKind
-from facmon.accounts.store import resolve_token
-from facmon.site import Site
+from facmon.estate.site import Site
 
 __all__ = [
     "ADMINS",
@@ -207,7 +207,7 @@ class Auditor:
         )
 
     def record_now(self, engine: Engine, action: str, target_type: str, target_id: str | int, **kwargs: Any) -> None:
-        """For changes made in their own transaction (e.g. rules.workflow): the entry in one of its own."""
+        """For changes made in their own transaction (e.g. facmon.workorders.workflow): the entry in one of its own."""
         with Session(engine) as session:
             self.record(session, action, target_type, target_id, **kwargs)
             session.commit()

@@ -13,8 +13,8 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from facmon.clock import Clock, SystemClock
-from facmon.site import Site
+from facmon.estate.site import Site
+from facmon.kernel.clock import Clock, SystemClock
 
 
 def get_engine(request: Request) -> Engine:

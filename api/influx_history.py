@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from rules.kpi_data import InfluxReader
+from facmon.reports.kpi_data import InfluxReader
 
 FieldType = Literal["float", "integer", "boolean", "string"]
 NUMERIC_TYPES = frozenset({"float", "integer"})

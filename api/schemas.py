@@ -11,9 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
-from facmon.model import DeviceKind, Identifier
-from rules.db import Category, FollowUpOutcome, Milestone, Priority, WorkOrderStatus
-from rules.sla import ClockState
+from facmon.kernel.model import DeviceKind, Identifier
+from facmon.workorders.sla import ClockState
+from facmon.workorders.tables import Category, FollowUpOutcome, Milestone, Priority, WorkOrderStatus
 
 
 class _Public(BaseModel):

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_alert_latency.py [--faults 20] [--poll-interval 1.0]
 
-Like bench_fault_latency.py: its own Mosquitto and influxd, the whole system in process (`facmon.inprocess`, as
+Like bench_fault_latency.py: its own Mosquitto and influxd, the whole system in process (`facmon.shell.inprocess`, as
 `facmon up` runs it), simulated elevators on real Modbus TCP servers, and a real HTTP receiver on a free port
 configured as a signed webhook channel. Each fault is a car alarm (code 15), an emergency that the escalation
 policy alerts at once: simulator register -> poll -> gateway -> MQTT -> rules worker -> work order -> notifier
@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_fault_latency import DEVICES, TIMEOUT_S, arguments, percentile, site, with_services
 
-from facmon.compose import Endpoints
-from facmon.inprocess import demo_headers, system_running
-from facmon.services import Influxd, Mosquitto
-from facmon.site import Site
-from notifier.channels import WebhookConfig
+from facmon.estate.site import Site
+from facmon.kernel.daemons import Influxd, Mosquitto
+from facmon.notifier.channels import WebhookConfig
+from facmon.shell.compose import Endpoints
+from facmon.shell.inprocess import demo_headers, system_running
 from simulators.elevator import ElevatorSimulator
 from simulators.site import SiteSimulator
 from tests.notifier.support import http_receiver

@@ -27,11 +27,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facmon.compose import Endpoints
-from facmon.inprocess import demo_headers, system_running
-from facmon.logs import configure
-from facmon.services import Influxd, Mosquitto, free_port
-from facmon.site import Site
+from facmon.estate.site import Site
+from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.shell.compose import Endpoints
+from facmon.shell.inprocess import demo_headers, system_running
+from facmon.shell.logs import configure
 from simulators.elevator import ElevatorSimulator
 from simulators.site import SiteSimulator
 

@@ -29,16 +29,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facmon.logs import configure
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Reading
-from facmon.services import Influxd, Mosquitto
+from facmon.historian.buffer import LineBuffer
+from facmon.historian.lines import reading_line
+from facmon.historian.service import Historian
+from facmon.historian.writer import InfluxWriter
+from facmon.kernel.daemons import Influxd, Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Reading
+from facmon.shell.logs import configure
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
-from historian.buffer import LineBuffer
-from historian.lines import reading_line
-from historian.service import Historian
-from historian.writer import InfluxWriter
 
 PHASE_LIMIT_S = 30.0
 # The whole run gives up here, whatever phase it is in, so it stays under a minute.

@@ -1,6 +1,6 @@
 """facmon: monitoring for the elevators, fire systems, gate barriers and cameras of residential estates."""
 
-from facmon import aiomqtt_patch as _aiomqtt_patch
+from facmon.kernel import mqtt_patch as _aiomqtt_patch
 
 __version__ = "0.1.0"
 

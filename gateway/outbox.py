@@ -22,9 +22,9 @@ from typing import Literal
 
 import structlog
 
-from facmon.metrics import Counters
-from facmon.model import DeadLetter, Event, EventType, Reading
-from facmon.topics import topic_for
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeadLetter, Event, EventType, Reading
+from facmon.kernel.topics import topic_for
 
 log = structlog.get_logger(__name__)
 

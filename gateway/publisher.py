@@ -17,8 +17,8 @@ from typing import NoReturn
 import aiomqtt
 import structlog
 
-from facmon.metrics import Counters
-from facmon.model import DeadLetter, Event, Reading
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeadLetter, Event, Reading
 from gateway.outbox import Outbox, OutboxMessage
 
 log = structlog.get_logger(__name__)

@@ -9,13 +9,14 @@ import structlog
 
 from collectors.modbus.fire_poller import FirePanelPoller
 from collectors.modbus.poller import ModbusPoller
-from collectors.mqtt.collector import MqttCollector, site_devices
+from collectors.mqtt.collector import MqttCollector
 from collectors.registry import fire_panel_driver, modbus_driver
-from facmon.clock import Clock
-from facmon.health import Check, Health
-from facmon.metrics import Counters
-from facmon.model import DeviceKind
-from facmon.site import Site
+from facmon.estate.site import Site
+from facmon.kernel.clock import Clock
+from facmon.kernel.health import Check, Health
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind
+from gateway.mqtt_devices import site_devices
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 

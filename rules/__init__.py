@@ -1,14 +1,14 @@
 """rules: turns the event stream into work orders.
 
 - `rules.engine`: rule files (YAML, `rules/library/`) and the pure `evaluate(rules, event, now) -> list[Action]`.
-- `rules.sla`: SLA profiles (`rules/library/sla.yaml`), their deadlines, and the pure `compliance(clocks, now)`.
-- `rules.transitions`: the work-order lifecycle as a table and the pure `plan(current, to)`.
-- `rules.store`: applies actions in one transaction, idempotent per event id; reads work orders back.
-- `rules.workflow`: status transitions (from any source: api, card_read, inspection_mode, rules) and follow-ups.
-- `rules.sla_monitor`: `SlaMonitor`, which records each breached deadline once and hands it to a callback.
-- `rules.lifecycle`: timeline entries as InfluxDB points, the sink interface and the exporter.
-- `rules.db`: tables, `make_engine(url)`, `create_schema(engine)` (Alembic, `rules/migrations/`).
-- `rules.worker`: `RulesWorker`, the MQTT consumer, SLA monitor and exporter as one TaskGroup.
+- `rules.store`: applies actions in one transaction, idempotent per event id.
+- `rules.arrival`: proof of arrival from the site (card read at the gate, inspection mode).
+- `rules.state_engine`, `rules.state_rules`, `rules.state_store`: device state (comm, faults) and the holds on it.
+- `rules.fire`, `rules.fire_checks`, `rules.fire_intact`: fire alarms, the fire checks the plan promises, intactness.
+- `rules.maintenance_visits`: planned maintenance visits and their overdue work orders.
+- `rules.tables`: the rules' own tables (processed events, device state, fire checks, holds, watermarks).
+- `rules.worker`: `RulesWorker`, the MQTT event consumer.
 
-Deliberately no re-exports here: importing `rules.db` for the API must not pull in the MQTT client.
+Work orders themselves (tables, transitions, SLA, workflow, queries) live in `facmon.workorders`.
+Deliberately no re-exports here: importing a table module for the API must not pull in the MQTT client.
 """

@@ -3,7 +3,7 @@
 A technician is on site when they say so (the API, source "api"), and also when the site shows it:
 
 - a granted card read of a registered technician's card at any access reader of the estate moves every open or
-  acknowledged work order of that estate the technician is qualified for (`facmon.site.DISCIPLINE_OF_KIND`) to
+  acknowledged work order of that estate the technician is qualified for (`facmon.estate.site.DISCIPLINE_OF_KIND`) to
   on_site, at the read's time, with the technician as the actor (source "card_read");
 - an elevator entering inspection mode (status event 43, service_mode = inspection) moves the open or acknowledged
   work orders of that elevator to on_site (source "inspection_mode"): nobody else puts a car in inspection.
@@ -34,10 +34,12 @@ import structlog
 from sqlalchemy import Engine, case, or_, select, update
 from sqlalchemy.orm import Session
 
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, Event, EventType
-from facmon.site import Technician
-from rules.db import DeviceStatus, WorkOrder, WorkOrderStatus
+from facmon.estate.entries import Technician
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, Event, EventType
+from facmon.workorders.tables import WorkOrder, WorkOrderStatus
+from facmon.workorders.transitions import IllegalTransition
+from facmon.workorders.workflow import transition
 from rules.engine import Action, OpenWorkOrder
 from rules.maintenance_models import VisitSource
 from rules.maintenance_visits import (
@@ -49,8 +51,7 @@ from rules.maintenance_visits import (
     technician_at,
 )
 from rules.store import ApplyResult, apply_event
-from rules.transitions import IllegalTransition
-from rules.workflow import transition
+from rules.tables import DeviceStatus
 
 log = structlog.get_logger(__name__)
 

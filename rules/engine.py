@@ -5,7 +5,8 @@ action with its parameters). `evaluate(rules, event, now)` turns an event into a
 touches no database and keeps no state, so every decision can be tested as a table of inputs and outputs. The store
 (`rules/store.py`) carries the actions out.
 
-A rule that opens work orders names an SLA profile (`rules/library/sla.yaml`, `rules.sla`); the action carries the
+A rule that opens work orders names an SLA profile (`facmon/workorders/library/sla.yaml`, `facmon.workorders.sla`);
+the action carries the
 deadlines of every clock of that profile, computed from the detection time.
 """
 
@@ -21,10 +22,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from facmon.datafile import DataFileError, validation_reasons
-from facmon.model import DeviceKind, Event, EventType
-from rules.db import Category, Comm, Priority
-from rules.sla import ClockDeadline, SlaProfile, load_sla_profiles
+from facmon.kernel.datafile import DataFileError, validation_reasons
+from facmon.kernel.model import DeviceKind, Event, EventType
+from facmon.workorders.sla import ClockDeadline, SlaProfile, load_sla_profiles
+from facmon.workorders.tables import Category, Priority
+from rules.tables import Comm
 
 LIBRARY = Path(__file__).parent / "library"
 # Registered explicitly, like drivers: a new rule family is a file plus one line here, never a folder scan.
@@ -37,7 +39,7 @@ DEFAULT_RULE_FILES: tuple[Path, ...] = (
 
 TITLE_FIELDS = frozenset({"site", "building", "device", "kind", "code", "fault_name", "point"})
 FAULT_EVENTS = frozenset({EventType.FAULT_RAISED, EventType.FAULT_CLEARED})
-# Width of the work order's fault column (rules.db).
+# Width of the work order's fault column (facmon.workorders.tables).
 FAULT_KEY_MAX = 64
 
 
@@ -132,7 +134,7 @@ class When(_Strict):
 
 class OpenWorkOrderSpec(_Strict):
     action: Literal["open_work_order"]
-    # SLA profile ids (rules/library/sla.yaml); checked against the loaded profiles by load_rules.
+    # SLA profile ids (facmon/workorders/library/sla.yaml); checked against the loaded profiles by load_rules.
     sla: str = Field(min_length=1, max_length=64)
     sla_by_code: dict[Code, str] = Field(default_factory=dict)
     priority: Priority
@@ -257,7 +259,7 @@ def load_rules(
 ) -> tuple[Rule, ...]:
     """Load and validate rule files; raises RuleFileError listing every problem found, not only the first.
 
-    `sla_profiles` defaults to the library's sla.yaml (whose own problems raise rules.sla.SlaFileError).
+    `sla_profiles` defaults to the library's sla.yaml (whose own problems raise facmon.workorders.sla.SlaFileError).
     """
     profiles = load_sla_profiles() if sla_profiles is None else sla_profiles
     rules: list[Rule] = []

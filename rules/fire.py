@@ -22,8 +22,8 @@ from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from rules.db import FireAlarm, FireAlarmOutcome
 from rules.engine import FireAlarmSignal
+from rules.tables import FireAlarm, FireAlarmOutcome
 
 # "A user with more than 5 false alarms a day must act on it."
 FALSE_ALARM_DAY_LIMIT = 5

@@ -24,13 +24,14 @@ from sqlalchemy import ColumnElement, Engine, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from facmon.clock import Clock
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from rules.db import Category, FireCheck, FireCheckResult, FireCheckSchedule, Milestone, Priority
+from facmon.kernel.clock import Clock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.workorders.sla import ClockDef, SlaProfile
+from facmon.workorders.tables import Category, Milestone, Priority
 from rules.engine import OpenWorkOrder
-from rules.sla import ClockDef, SlaProfile
 from rules.store import _open_or_recur
+from rules.tables import FireCheck, FireCheckResult, FireCheckSchedule
 from rules.ticking import tick_forever
 
 log = structlog.get_logger(__name__)

@@ -32,10 +32,10 @@ import structlog
 from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, Reading, decode_message
-from facmon.topics import STATE, subscription
-from rules.lifecycle import LifecycleSink, LifecycleSinkError
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, Reading, decode_message
+from facmon.kernel.topics import STATE, subscription
+from facmon.workorders.lifecycle import LifecycleSink, LifecycleSinkError
 
 log = structlog.get_logger(__name__)
 

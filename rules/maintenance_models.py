@@ -1,7 +1,8 @@
-"""The tables of elevator maintenance visits (rules.maintenance): the visits, each elevator's 15-day schedule, and the
-technicians' card reads a visit's technician is told from.
+"""The tables of elevator maintenance visits (rules.maintenance_visits): the visits, each elevator's 15-day schedule,
+and the technicians' card reads a visit's technician is told from.
 
-Imported at the bottom of rules.db, so they are part of Base.metadata wherever the schema is compared or created.
+The migrations' schema module imports every table module, so these are part of the metadata the schema is compared
+with.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from rules.db import Base, Id
+from facmon.kernel.db import Base, Id
 
 
 class VisitSource(StrEnum):

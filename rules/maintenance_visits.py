@@ -35,19 +35,19 @@ from sqlalchemy import ColumnElement, Engine, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from facmon.clock import Clock
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from facmon.site import Site
-from rules.db import OPEN_STATUSES, Category, Milestone, Priority, WorkOrder, WorkOrderStatus
+from facmon.estate.site import Site
+from facmon.kernel.clock import Clock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.workorders.sla import ClockDef, SlaProfile
+from facmon.workorders.tables import OPEN_STATUSES, Category, Milestone, Priority, WorkOrder, WorkOrderStatus
+from facmon.workorders.transitions import IllegalTransition
+from facmon.workorders.workflow import transition
 from rules.engine import OpenWorkOrder
 from rules.fire_checks import overdue_due
 from rules.maintenance_models import MaintenanceSchedule, MaintenanceVisit, TechnicianCardRead, VisitSource
-from rules.sla import ClockDef, SlaProfile
 from rules.store import _open_or_recur
 from rules.ticking import tick_forever
-from rules.transitions import IllegalTransition
-from rules.workflow import transition
 
 log = structlog.get_logger(__name__)
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from facmon.model import Event, EventType
-from rules.db import Comm
+from facmon.kernel.model import Event, EventType
 from rules.engine import OpenWorkOrder
 from rules.state_rules import Condition, StateRule
+from rules.tables import Comm
 from rules.windows import in_windows, window_opened
 
 NORMAL = "normal"

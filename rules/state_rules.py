@@ -32,10 +32,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from facmon.datafile import DataFileError, validation_reasons
-from facmon.model import DeviceKind
-from rules.db import Category, Priority
-from rules.sla import Duration, SlaProfile, load_sla_profiles
+from facmon.kernel.datafile import DataFileError, validation_reasons
+from facmon.kernel.model import DeviceKind
+from facmon.workorders.sla import Duration, SlaProfile, load_sla_profiles
+from facmon.workorders.tables import Category, Priority
 from rules.windows import Window
 
 LIBRARY = Path(__file__).parent / "library"

@@ -25,11 +25,11 @@ import structlog
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
-from facmon.clock import Clock
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from facmon.site import Site
-from rules.db import TERMINAL_STATUSES, Comm, DeviceStateRow, RuleHold, RuleWatermark, WorkOrder, WorkOrderMember
+from facmon.estate.site import Site
+from facmon.kernel.clock import Clock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.workorders.tables import TERMINAL_STATUSES, WorkOrder, WorkOrderMember
 from rules.engine import OpenWorkOrder
 from rules.state_engine import (
     GROUP_KIND,
@@ -46,6 +46,7 @@ from rules.state_engine import (
 )
 from rules.state_rules import StateRules
 from rules.store import _claim, _open_or_recur, _upsert
+from rules.tables import Comm, DeviceStateRow, RuleHold, RuleWatermark
 from rules.ticking import tick_forever
 
 log = structlog.get_logger(__name__)

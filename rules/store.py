@@ -8,29 +8,25 @@ not a read-then-write in Python that could race.
 
 A work order opens with its SLA clocks (the deadlines of its profile) and, when the same device and fault had a work
 order before (resolved, closed or cancelled), a link to the latest one (`previous_id`).
-Status transitions and follow-ups are in `rules.workflow`.
+Status transitions and follow-ups are in `facmon.workorders.workflow`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, exists, func, or_, select, text, true, update
+from sqlalchemy import Engine, case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from facmon.model import Event
-from rules.db import (
+from facmon.kernel.db import Base
+from facmon.kernel.model import Event
+from facmon.workorders.tables import (
     OPEN_WHERE_SQL,
     TERMINAL_STATUSES,
-    Base,
-    Comm,
-    DeviceStatus,
-    Priority,
-    ProcessedEvent,
     TimelineType,
     WorkOrder,
     WorkOrderClock,
@@ -38,6 +34,7 @@ from rules.db import (
     WorkOrderStatus,
 )
 from rules.engine import Action, FaultCleared, OpenWorkOrder, SetComm
+from rules.tables import Comm, DeviceStatus, ProcessedEvent
 
 _OPEN_FAULT_KEY = (WorkOrder.site, WorkOrder.device, WorkOrder.fault)
 # Timeline entries the engine writes are by the rule, through the rules worker.
@@ -239,144 +236,8 @@ def apply_event(engine: Engine, event: Event, actions: Sequence[Action], now: da
     return ApplyResult(opened=tuple(opened), recurred=tuple(recurred), cleared=tuple(cleared))
 
 
-# --- reading ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkOrderPage:
-    items: list[WorkOrder]
-    total: int
-
-
-# How a list of work orders can be sorted (list_work_orders).
-SORTS = ("urgency", "detected_at", "-detected_at", "priority")
-_PRIORITY_RANK = {Priority.EMERGENCY.value: 0, Priority.URGENT.value: 1}
-
-
-def breached_clock(now: datetime) -> ColumnElement[bool]:
-    """A clock that is breached at `now` (as rules.sla.clock_compliance decides): met late, cancelled after its
-    deadline, or still running past it."""
-    c = WorkOrderClock
-    return or_(
-        and_(c.met_at.is_not(None), c.met_at > c.due_at),
-        and_(c.met_at.is_(None), c.cancelled_at.is_not(None), c.cancelled_at > c.due_at),
-        and_(c.met_at.is_(None), c.cancelled_at.is_(None), c.due_at < now),
-    )
-
-
-def next_due_subquery() -> Any:
-    """(work_order_id, next_due): the earliest deadline of each work order's clocks still running (not met, not
-    cancelled), passed or not."""
-    c = WorkOrderClock
-    return (
-        select(c.work_order_id.label("work_order_id"), func.min(c.due_at).label("next_due"))
-        .where(c.met_at.is_(None), c.cancelled_at.is_(None))
-        .group_by(c.work_order_id)
-        .subquery("next_clock")
-    )
-
-
-def list_work_orders(
-    session: Session,
-    *,
-    statuses: Collection[str] | None = None,
-    site: str | None = None,
-    sites: Collection[str] | None = None,
-    building: str | None = None,
-    device: str | None = None,
-    kind: str | None = None,
-    priority: str | None = None,
-    category: str | None = None,
-    assignee: str | None = None,
-    unassigned: bool = False,
-    mine: str | None = None,
-    breached: bool | None = None,
-    now: datetime | None = None,
-    sort: str = "-detected_at",
-    limit: int = 50,
-    offset: int = 0,
-) -> WorkOrderPage:
-    """Work orders matching every given filter, one page of them in `sort` order, and how many match in all.
-
-    `sites`: only these sites (a technician's scope; empty: none). `mine`: a technician id; assigned to them or
-    unassigned at `sites`. `breached`: with (True) or without (False) a clock breached at `now`.
-
-    Sorts: `urgency` (the API's default) the earliest deadline of a clock still running first (passed ones are
-    the most overdue, so they lead), then work orders with no running clock, newest first; `detected_at` oldest
-    first, `-detected_at` newest first (the default here); `priority` emergencies first, each priority in urgency
-    order. Sorting and paging are done by the database.
-    """
-    if sort not in SORTS:
-        raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
-    conditions: list[ColumnElement[bool]] = []
-    if statuses:
-        conditions.append(WorkOrder.status.in_(list(statuses)))
-    if site is not None:
-        conditions.append(WorkOrder.site == site)
-    if sites is not None:
-        conditions.append(WorkOrder.site.in_(list(sites)))
-    for column, value in (
-        (WorkOrder.building, building),
-        (WorkOrder.device, device),
-        (WorkOrder.kind, kind),
-        (WorkOrder.priority, priority),
-        (WorkOrder.category, category),
-        (WorkOrder.assignee, assignee),
-    ):
-        if value is not None:
-            conditions.append(column == value)
-    if unassigned:
-        conditions.append(WorkOrder.assignee.is_(None))
-    if mine is not None:
-        mine_sites = WorkOrder.site.in_(list(sites)) if sites is not None else true()
-        conditions.append(or_(WorkOrder.assignee == mine, and_(WorkOrder.assignee.is_(None), mine_sites)))
-    if breached is not None:
-        if now is None:
-            raise ValueError("the breached filter needs the time (now)")
-        any_breached = exists().where(WorkOrderClock.work_order_id == WorkOrder.id, breached_clock(now))
-        conditions.append(any_breached if breached else ~any_breached)
-    total = session.execute(select(func.count()).select_from(WorkOrder).where(*conditions)).scalar_one()
-    query = select(WorkOrder).where(*conditions)
-    newest = (WorkOrder.detected_at.desc(), WorkOrder.id.desc())
-    if sort == "detected_at":
-        query = query.order_by(WorkOrder.detected_at.asc(), WorkOrder.id.asc())
-    elif sort == "-detected_at":
-        query = query.order_by(*newest)
-    else:
-        nxt = next_due_subquery()
-        query = query.outerjoin(nxt, nxt.c.work_order_id == WorkOrder.id)
-        urgency = (case((nxt.c.next_due.is_(None), 1), else_=0), nxt.c.next_due.asc(), *newest)
-        if sort == "priority":
-            query = query.order_by(case(_PRIORITY_RANK, value=WorkOrder.priority, else_=len(_PRIORITY_RANK)), *urgency)
-        else:
-            query = query.order_by(*urgency)
-    query = query.limit(limit).offset(offset).options(selectinload(WorkOrder.clocks))
-    return WorkOrderPage(items=list(session.execute(query).scalars()), total=total)
-
-
-def get_work_order(session: Session, work_order_id: int) -> WorkOrder | None:
-    """One work order with its timeline (oldest entry first), clocks and follow-ups loaded."""
-    query = (
-        select(WorkOrder)
-        .where(WorkOrder.id == work_order_id)
-        .options(selectinload(WorkOrder.timeline), selectinload(WorkOrder.clocks), selectinload(WorkOrder.follow_ups))
-    )
-    return session.execute(query).scalar_one_or_none()
-
-
 def device_statuses(session: Session, *, site: str | None = None) -> dict[tuple[str, str], DeviceStatus]:
     query = select(DeviceStatus)
     if site is not None:
         query = query.where(DeviceStatus.site == site)
     return {(row.site, row.device): row for row in session.execute(query).scalars()}
-
-
-def open_work_order_counts(session: Session, *, site: str | None = None) -> dict[tuple[str, str], int]:
-    query = (
-        select(WorkOrder.site, WorkOrder.device, func.count())
-        .where(WorkOrder.status.not_in([s.value for s in TERMINAL_STATUSES]))
-        .group_by(WorkOrder.site, WorkOrder.device)
-    )
-    if site is not None:
-        query = query.where(WorkOrder.site == site)
-    return {(row[0], row[1]): row[2] for row in session.execute(query)}

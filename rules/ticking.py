@@ -9,7 +9,7 @@ from typing import NoReturn
 import structlog
 from sqlalchemy.exc import OperationalError
 
-from facmon.metrics import Counters
+from facmon.kernel.metrics import Counters
 
 log = structlog.get_logger(__name__)
 

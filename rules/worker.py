@@ -12,9 +12,11 @@ Failures: a payload that cannot be used is logged with its topic and reason, cou
 would fail the same way on redelivery). An unreachable database is retried in place with backoff, the event held
 unacknowledged. Anything else is a bug and ends `run()`; the event is redelivered to the next run.
 
-Beside the consumer, `run()` keeps more tasks in its TaskGroup: the SLA monitor (rules.sla_monitor), which looks
+Beside the consumer, `run()` keeps more tasks in its TaskGroup: the SLA monitor (facmon.workorders.breaches), which
+looks
 for breached deadlines every `tick_interval_s` by the injected clock and hands each new breach to `on_breach`; when
-a `lifecycle_sink` is given, the exporter of lifecycle points (rules.lifecycle) to InfluxDB; and the timers of the
+a `lifecycle_sink` is given, the exporter of lifecycle points (facmon.workorders.lifecycle) to InfluxDB; and the
+timers of the
 fire checks (rules.fire_checks), the elevator maintenance visits (rules.maintenance_visits) and the state rules.
 Breaches are not published on MQTT: a subscriber (the notifier) takes `on_breach`, or reads the durable timeline.
 """
@@ -31,22 +33,23 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from facmon.clock import Clock
-from facmon.health import Check, Health
-from facmon.metrics import Counters
-from facmon.model import Event, EventType, decode_message
-from facmon.site import Site, Technician
-from facmon.topics import EVENT, event_topic, subscription
+from facmon.estate.entries import Technician
+from facmon.estate.site import Site
+from facmon.kernel.clock import Clock
+from facmon.kernel.health import Check, Health
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import Event, EventType, decode_message
+from facmon.kernel.topics import EVENT, event_topic, subscription
+from facmon.workorders.breaches import BreachHandler, SlaMonitor
+from facmon.workorders.lifecycle import LifecycleExporter, LifecycleSink
 from rules.arrival import apply_with_site_evidence
 from rules.engine import FAULT_KEY_MAX, FireAlarmSignal, Rule, evaluate, fault_key, load_rules
 from rules.fire import record_fire_signals
 from rules.fire_checks import DEFAULT_PERIOD as DEFAULT_CHECK_PERIOD
 from rules.fire_checks import FireCheckMonitor, register_panel
 from rules.fire_intact import FireIntactWriter
-from rules.lifecycle import LifecycleExporter, LifecycleSink
 from rules.maintenance_visits import DEFAULT_CYCLE as DEFAULT_MAINTENANCE_CYCLE
 from rules.maintenance_visits import DEFAULT_MIN_INSPECTION, MaintenanceMonitor
-from rules.sla_monitor import BreachHandler, SlaMonitor
 from rules.state_rules import StateRules, load_state_rules
 from rules.state_store import StateTicker, apply_state_event
 from rules.store import ApplyResult
@@ -54,7 +57,7 @@ from rules.store import ApplyResult
 log = structlog.get_logger(__name__)
 
 EVENT_TOPICS = subscription(leaf=EVENT)  # facmon/v1/+/+/+/event
-# Column widths in rules.db; longer values are refused here rather than failing in the database forever.
+# Column widths of the tables; longer values are refused here rather than failing in the database forever.
 _MAX_ID_LEN = 64
 
 

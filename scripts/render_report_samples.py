@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from facmon.site import load_site  # noqa: E402
-from reports.insurance import insurance_report  # noqa: E402
-from reports.insurance_output import insurance_pdf  # noqa: E402
-from reports.kpi_monthly import kpi_monthly_report  # noqa: E402
-from reports.kpi_output import kpi_pdf  # noqa: E402
-from rules.db import create_schema, make_engine  # noqa: E402
+from facmon.estate.site import load_site  # noqa: E402
+from facmon.kernel.db import make_engine  # noqa: E402
+from facmon.reports.insurance import insurance_report  # noqa: E402
+from facmon.reports.insurance_output import insurance_pdf  # noqa: E402
+from facmon.reports.kpi_monthly import kpi_monthly_report  # noqa: E402
+from facmon.reports.kpi_output import kpi_pdf  # noqa: E402
+from facmon.shell.migrations.schema import create_schema  # noqa: E402
 from tests.reports.support import Seeder  # noqa: E402
 
 NOW = datetime(2026, 11, 3, 1, 0, tzinfo=UTC)

@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from facmon.clock import SystemClock  # noqa: E402
-from facmon.model import Event, EventType  # noqa: E402
-from rules.db import WorkOrder, create_schema, make_engine  # noqa: E402
+from facmon.kernel.clock import SystemClock  # noqa: E402
+from facmon.kernel.db import make_engine  # noqa: E402
+from facmon.kernel.model import Event, EventType  # noqa: E402
+from facmon.shell.migrations.schema import create_schema  # noqa: E402
+from facmon.workorders.tables import WorkOrder  # noqa: E402
 from rules.engine import evaluate, load_rules  # noqa: E402
 from rules.store import apply_event  # noqa: E402
 from tests.api.test_tech_page import DEMO, PHONE, TECHNICIAN, launch, make_app, seed, serve, sign_in  # noqa: E402

@@ -12,7 +12,7 @@ import random
 from typing import ClassVar, Unpack
 
 from collectors.mqtt.driver import MqttDriver
-from facmon.model import Value
+from facmon.kernel.model import Value
 from simulators.mqtt_device import MqttDeviceSimulator, SimOptions
 from simulators.steps import CameraCondition, CameraStep, Step
 

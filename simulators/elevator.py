@@ -14,7 +14,7 @@ import random
 from types import TracebackType
 
 from collectors.modbus.driver import ModbusDriver, Table
-from facmon.model import Value
+from facmon.kernel.model import Value
 from simulators.car import Car
 from simulators.endpoint import ModbusEndpoint
 from simulators.register_image import RegisterImage

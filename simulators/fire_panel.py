@@ -18,7 +18,7 @@ import structlog
 from collectors.modbus.driver import RegType, Table
 from collectors.modbus.fire_panel import FirePanelDriver, Flag, PointType, point_id
 from collectors.registry import fire_panel_driver
-from facmon.model import Value
+from facmon.kernel.model import Value
 from simulators.endpoint import ModbusEndpoint
 from simulators.steps import (
     GarbageStep,
@@ -35,7 +35,7 @@ from simulators.steps import (
 )
 
 if TYPE_CHECKING:
-    from facmon.site import Device
+    from facmon.estate.entries import Device
     from simulators.site import BuildContext
 
 log = structlog.get_logger(__name__)

@@ -17,7 +17,7 @@ import random
 from typing import ClassVar, Unpack
 
 from collectors.mqtt.driver import MqttDriver
-from facmon.model import EventType, Value
+from facmon.kernel.model import EventType, Value
 from simulators.mqtt_device import MqttDeviceSimulator, SimOptions
 from simulators.steps import BarrierStuckStep, CardReadStep, Step
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from collectors.mqtt.driver import FieldSpec, JsonType, MqttDriver
-from facmon.model import Value
+from facmon.kernel.model import Value
 
 _WRONG_TYPE: dict[JsonType, Any] = {
     JsonType.BOOLEAN: "yes",

@@ -9,7 +9,7 @@ device's own model keeps running underneath and the garbage ends cleanly.
 from __future__ import annotations
 
 from collectors.modbus.driver import ModbusDriver, Table
-from facmon.model import Value
+from facmon.kernel.model import Value
 
 
 class RegisterImage:

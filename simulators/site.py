@@ -22,8 +22,9 @@ import structlog
 from pydantic import ValidationError
 
 from collectors.registry import modbus_driver, mqtt_driver
-from facmon.model import DeviceKind
-from facmon.site import Building, Device, Site
+from facmon.estate.entries import Building, Device
+from facmon.estate.site import Site
+from facmon.kernel.model import DeviceKind
 from simulators.camera import CameraSimulator
 from simulators.elevator import ElevatorSimulator
 from simulators.endpoint import ModbusEndpoint, RegisterSource

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from facmon.services import ChildService, Influxd, Mosquitto, free_port
+from facmon.kernel.daemons import ChildService, Influxd, Mosquitto, free_port
 from tests.notifier.support import Inbox
 
 

@@ -1,4 +1,4 @@
-"""A cancel that meets an acknowledgement in the same loop turn must still cancel (see facmon.aiomqtt_patch)."""
+"""A cancel that meets an acknowledgement in the same loop turn must still cancel (see facmon.kernel.mqtt_patch)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import aiomqtt
 import pytest
 
 import facmon  # noqa: F401  (applies the patch)
-from facmon.services import Mosquitto
+from facmon.kernel.daemons import Mosquitto
 
 
 async def test_a_cancel_meeting_an_acknowledgement_is_kept() -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx
 
-from facmon.compose import Endpoints
-from facmon.inprocess import demo_headers, system_running
-from facmon.services import Influxd, Mosquitto, free_port
-from facmon.site import Site
-from notifier.channels import SmtpConfig, WebhookConfig
-from notifier.channels.webhook import verify_signature
+from facmon.estate.site import Site
+from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.notifier.channels import SmtpConfig, WebhookConfig
+from facmon.notifier.channels.webhook import verify_signature
+from facmon.shell.compose import Endpoints
+from facmon.shell.inprocess import demo_headers, system_running
 from simulators.elevator import ElevatorSimulator
 from simulators.site import SiteSimulator
 from tests.notifier.support import Inbox, http_receiver

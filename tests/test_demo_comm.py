@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import yaml
 
-from facmon.inprocess import demo_headers, system_running
-from facmon.services import Influxd, Mosquitto, free_port
-from facmon.site import Site
-from facmon.up import Endpoints
+from facmon.estate.site import Site
+from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.shell.inprocess import demo_headers, system_running
+from facmon.shell.up import Endpoints
 from simulators.site import SiteSimulator
 from tests.support import wait_for
 

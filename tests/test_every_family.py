@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 
-from facmon.compose import Endpoints
-from facmon.inprocess import demo_headers, system_running
-from facmon.services import Influxd, Mosquitto, free_port
-from facmon.site import Site
+from facmon.estate.site import Site
+from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.shell.compose import Endpoints
+from facmon.shell.inprocess import demo_headers, system_running
 from simulators.site import SiteSimulator
 from simulators.steps import STEP
 from tests.conftest import influxql

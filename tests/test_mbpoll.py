@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from collectors.registry import modbus_driver
-from facmon.services import free_port
+from facmon.kernel.daemons import free_port
 from simulators.elevator import ElevatorSimulator
 from tests.simulators.support import assert_no_leaked_tasks
 from tests.support import mbpoll

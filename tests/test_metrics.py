@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from facmon.metrics import Counters
+from facmon.kernel.metrics import Counters
 
 
 def test_counters_are_kept_apart_and_summed_over_labels() -> None:

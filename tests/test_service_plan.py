@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from facmon.clock import ScaledClock
-from facmon.compose import Endpoints
-from facmon.inprocess import demo_headers, system_running
-from facmon.services import Influxd, Mosquitto, free_port
-from facmon.site import Site
+from facmon.estate.site import Site
+from facmon.kernel.clock import ScaledClock
+from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.shell.compose import Endpoints
+from facmon.shell.inprocess import demo_headers, system_running
 from simulators.scenario import parse_scenario
 from simulators.site import SiteSimulator
 from tests.support import wait_for

@@ -4,7 +4,7 @@ import socket
 
 import httpx
 
-from facmon.services import Influxd, Mosquitto
+from facmon.kernel.daemons import Influxd, Mosquitto
 
 
 def test_mosquitto_accepts_connections(mosquitto: Mosquitto) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from facmon.site import SiteFileError, load_site
+from facmon.estate.site import SiteFileError, load_site
 
 # Ten different mistakes; each line that holds one ends with its number, the line the problem must be reported at.
 SITE_WITH_TEN_MISTAKES = """\
@@ -115,7 +115,7 @@ def test_load_site_reports_all_ten_mistakes_with_line_and_entry(site_file: Path)
 
 def test_check_config_prints_all_ten_in_one_run_and_fails(site_file: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "facmon.cli", "check-config", str(site_file)],
+        [sys.executable, "-m", "facmon", "check-config", str(site_file)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -140,7 +140,7 @@ def test_check_config_says_ok_once_the_mistakes_are_fixed(site_file: Path) -> No
     )
     site_file.write_text(fixed, encoding="utf-8")
     run = subprocess.run(
-        [sys.executable, "-m", "facmon.cli", "check-config", str(site_file)],
+        [sys.executable, "-m", "facmon", "check-config", str(site_file)],
         capture_output=True,
         text=True,
         timeout=120,

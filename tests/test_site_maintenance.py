@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from facmon.site import SiteFileError, load_site
-from notifier.storm import maintenance_windows, silenced_by
+from facmon.estate.site import SiteFileError, load_site
+from facmon.notifier.storm import maintenance_windows, silenced_by
 
 
 def _site(tmp_path: Path, maintenance: list[dict[str, Any]]) -> Path:

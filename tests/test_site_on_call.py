@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from facmon.model import Discipline
-from facmon.rota import Contact
-from facmon.site import SiteFileError, load_site
+from facmon.estate.rota import Contact
+from facmon.estate.site import SiteFileError, load_site
+from facmon.kernel.model import Discipline
 
 GATE = {"id": "gate-north", "kind": "gate", "model": "barrier-a"}
 LI = {"id": "li-ming", "name": "Li Ming", "phone": "+86 138 0000 0001", "disciplines": ["elevator", "security"]}

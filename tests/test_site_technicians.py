@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from facmon.model import DeviceKind
-from facmon.site import SiteFileError, load_site
+from facmon.estate.site import SiteFileError, load_site
+from facmon.kernel.model import DeviceKind
 
 GATE = {"id": "gate-north", "kind": "gate", "model": "barrier-a"}
 LI = {

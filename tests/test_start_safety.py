@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from facmon.accounts.bootstrap import DEMO_PASSWORD, UnsafeStart, check_real_start, ensure_demo_accounts
-from facmon.accounts.models import Role
-from facmon.accounts.store import create_user, get_user, set_password
-from facmon.site import load_site
-from rules.db import create_schema, make_engine
+from api.accounts.bootstrap import DEMO_PASSWORD, UnsafeStart, check_real_start, ensure_demo_accounts
+from api.accounts.models import Role
+from api.accounts.store import create_user, get_user, set_password
+from facmon.estate.site import load_site
+from facmon.kernel.db import make_engine
+from facmon.shell.migrations.schema import create_schema
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GOOD_KEY = "k" * 10 + "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -27,7 +28,7 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 def _facmon(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("FACMON_")}
     return subprocess.run(
-        [sys.executable, "-m", "facmon.cli", *args],
+        [sys.executable, "-m", "facmon", *args],
         env=base | env,
         capture_output=True,
         text=True,

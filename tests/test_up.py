@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from facmon.services import free_port
+from facmon.kernel.daemons import free_port
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -47,7 +47,7 @@ def test_up_runs_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "facmon.cli",
+            "facmon.shell.cli",
             "up",
             "--demo",
             "--site",

@@ -5,7 +5,8 @@ apps fetch links to preview them, and a preview must not acknowledge an alert no
 stop). So a GET acknowledges only when the browser says a person followed the link (`Sec-Fetch-User: ?1`, sent by
 browsers on user-activated navigation only); any other GET gets a page with an "Acknowledge" button (or, for JSON
 clients, outcome "confirm") and changes nothing. POST acknowledges.
-The signed token (notifier.tokens) says which work order and who; the work order is acknowledged as that recipient
+The signed token (facmon.notifier.tokens) says which work order and who; the work order is acknowledged as that
+recipient
 with source "alert_link". Repeating the tap is harmless: a work order that is already acknowledged, or further
 along, answers 200 "already acknowledged". A browser gets a tiny page, anything else JSON.
 
@@ -26,12 +27,12 @@ from sqlalchemy.orm import Session
 from api.auth import Auditor, AuditorDep
 from api.deps import ClockDep, EngineDep, SitesDep
 from api.schemas import ProblemError, problem_response
-from facmon.clock import Clock
-from facmon.site import Site
-from notifier.tokens import AckClaim, TokenInvalid, verify
-from rules.db import WorkOrder, WorkOrderStatus
-from rules.transitions import IllegalTransition
-from rules.workflow import WorkOrderNotFound, transition
+from facmon.estate.site import Site
+from facmon.kernel.clock import Clock
+from facmon.notifier.tokens import AckClaim, TokenInvalid, verify
+from facmon.workorders.tables import WorkOrder, WorkOrderStatus
+from facmon.workorders.transitions import IllegalTransition
+from facmon.workorders.workflow import WorkOrderNotFound, transition
 
 router = APIRouter(prefix="/ack", tags=["work orders"])
 

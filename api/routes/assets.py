@@ -1,7 +1,7 @@
 """An elevator's asset data (installation, registration, certificate, maintainer and contract, inspection, major
 repair, insurance): read it, and change it without editing the site file.
 
-The site file is the baseline; changes made here are stored in the database (facmon.asset_store) and laid over it
+The site file is the baseline; changes made here are stored in the database (facmon.estate.asset_store) and laid over it
 field by field: a PATCH changes only the fields it sends, and null clears one (insurance null: uninsured). The reports
 use the result. Reading shows where each field came from: the site file, or the API with who and when.
 
@@ -23,9 +23,10 @@ from api.auth import ENGINEERING, AuditorDep, Principal, PrincipalDep
 from api.deps import ClockDep, EngineDep, SitesDep
 from api.routes.devices import DeviceId, SiteId
 from api.schemas import ProblemError, _Public, problem_response
-from facmon.asset_store import ASSET_FIELDS, AssetData, AssetError, Effective, effective_device, update_assets
-from facmon.model import DeviceKind
-from facmon.site import Building, Device, Site
+from facmon.estate.asset_store import ASSET_FIELDS, AssetData, AssetError, Effective, effective_device, update_assets
+from facmon.estate.entries import Building, Device
+from facmon.estate.site import Site
+from facmon.kernel.model import DeviceKind
 
 router = APIRouter(tags=["assets"])
 

@@ -10,9 +10,9 @@ from pydantic import AwareDatetime, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.accounts.models import AuditEntry
 from api.deps import EngineDep
 from api.schemas import _Public
-from facmon.accounts.models import AuditEntry
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

@@ -14,12 +14,12 @@ from pydantic import Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.accounts.models import ApiToken, Role, TokenKind
+from api.accounts.store import authenticate, get_user, issue_token, revoke_token
+from api.accounts.throttle import LoginThrottle
 from api.auth import Auditor, AuditorDep, PrincipalDep, client_address, technician_sites
 from api.deps import ClockDep, EngineDep
 from api.schemas import ProblemError, _Create, _Public, problem_response
-from facmon.accounts.models import ApiToken, Role, TokenKind
-from facmon.accounts.store import authenticate, get_user, issue_token, revoke_token
-from facmon.accounts.throttle import LoginThrottle
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from api.deps import SessionDep
 from api.routes.work_orders import WorkOrderId
 from api.schemas import ProblemError, _Public, problem_response
-from rules.db import Delivery, WorkOrder
+from facmon.notifier.tables import Delivery
+from facmon.workorders.tables import WorkOrder
 
 router = APIRouter(tags=["work orders"])
 

@@ -1,7 +1,8 @@
 """Devices: the list, one device in detail with its latest readings, and one field's history.
 
 The device list comes from the site files (the source of truth for what exists), with the asset data changed through
-the API (installation date, registration code) laid over them (facmon.asset_store); status and open work orders come
+the API (installation date, registration code) laid over them (facmon.estate.asset_store); status and open work orders
+come
 from the database: comm is "ok" from a device's first answer or message since its gateway started (reported as a
 first-contact comm_restored), "lost" after a silence longer than its grace, and "unknown" for a device never heard
 from. The latest readings and the history come from InfluxDB (api.influx_history); without InfluxDB the detail still
@@ -39,12 +40,15 @@ from api.schemas import (
     WorkOrderSummaryPublic,
     problem_response,
 )
-from facmon.asset_store import effective_device, effective_site
-from facmon.model import DeviceKind, EventType
-from facmon.site import Building, Device, Site
-from rules.db import OPEN_STATUSES, DeviceStatus
-from rules.kpi_data import InfluxReader, InfluxUnavailable
-from rules.store import device_statuses, list_work_orders, open_work_order_counts
+from facmon.estate.asset_store import effective_device, effective_site
+from facmon.estate.entries import Building, Device
+from facmon.estate.site import Site
+from facmon.kernel.model import DeviceKind, EventType
+from facmon.reports.kpi_data import InfluxReader, InfluxUnavailable
+from facmon.workorders.queries import list_work_orders, open_work_order_counts
+from facmon.workorders.tables import OPEN_STATUSES
+from rules.store import device_statuses
+from rules.tables import DeviceStatus
 
 router = APIRouter(tags=["devices"])
 

@@ -19,8 +19,8 @@ from api.auth import AuditorDep
 from api.auth import PrincipalDep as CurrentUserDep
 from api.deps import ClockDep, EngineDep, SessionDep, SitesDep
 from api.schemas import Note, ProblemError, _Create, _Public, problem_response
-from facmon.site import Site, SiteInfo
-from rules.db import FireAlarm, FireAlarmOutcome
+from facmon.estate.entries import SiteInfo
+from facmon.estate.site import Site
 from rules.fire import (
     FALSE_ALARM_DAY_LIMIT,
     FalseAlarmDay,
@@ -32,6 +32,7 @@ from rules.fire import (
     local_day,
     set_outcome,
 )
+from rules.tables import FireAlarm, FireAlarmOutcome
 
 log = structlog.get_logger(__name__)
 

@@ -13,8 +13,8 @@ from api.auth import AuditorDep
 from api.auth import PrincipalDep as CurrentUserDep
 from api.deps import ClockDep, EngineDep, SessionDep
 from api.schemas import Note, ProblemError, _Create, _Public
-from rules.db import FireCheckResult
 from rules.fire_checks import list_checks, record_check
+from rules.tables import FireCheckResult
 
 router = APIRouter(prefix="/fire-checks", tags=["fire checks"])
 

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.deps import SessionDep, SitesDep
 from api.schemas import HealthPublic, ServiceCheckPublic
 from facmon import __version__
-from rules.db import WorkOrder
+from facmon.workorders.tables import WorkOrder
 
 router = APIRouter(tags=["health"])
 log = structlog.get_logger(__name__)

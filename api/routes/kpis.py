@@ -1,9 +1,10 @@
 """Contract KPIs of one site over a period (DOMAIN.md "KPI formulas"), each with numerator, denominator and target.
 
-Work-order KPIs come from the database (rules.kpi over rules.kpi_data rows). The fire equipment intact rate comes
+Work-order KPIs come from the database (facmon.reports.kpi over facmon.reports.kpi_data rows). The fire equipment
+intact rate comes
 from InfluxDB (`fire_intact`, written by the rules worker): the current figure and the period's time-weighted mean;
 when the API has no InfluxDB, or it does not answer, the KPI says so instead of failing the whole report. Elevator
-availability comes from the cars' readings in InfluxDB and the roles in the site file (rules.availability), per
+availability comes from the cars' readings in InfluxDB and the roles in the site file (facmon.reports.availability), per
 site and per elevator, in hours.
 
 The fire alarm rate (火警发生率 <= 1 %) is not reported: DOMAIN.md gives no denominator for it (alarms per point,
@@ -23,11 +24,11 @@ from pydantic import AwareDatetime, Field
 
 from api.deps import ClockDep, SessionDep, SitesDep
 from api.schemas import _Public
-from facmon.site import Site
-from reports.common import month_bounds, parse_month, previous_month
-from rules.kpi import KpiTargets, Ratio, arrival_compliance, follow_up_rate, repair_timeliness
-from rules.kpi_data import InfluxReader, kpi_rows
-from rules.kpi_period import AVAILABILITY_NOTE, availability_value, period_availability, period_intact
+from facmon.estate.site import Site
+from facmon.reports.common import month_bounds, parse_month, previous_month
+from facmon.reports.kpi import KpiTargets, Ratio, arrival_compliance, follow_up_rate, repair_timeliness
+from facmon.reports.kpi_data import InfluxReader, kpi_rows
+from facmon.reports.kpi_period import AVAILABILITY_NOTE, availability_value, period_availability, period_intact
 
 router = APIRouter(prefix="/kpis", tags=["kpis"])
 

@@ -26,8 +26,9 @@ from api.deps import ClockDep, EngineDep, SitesDep
 from api.routes.devices import DeviceId, SiteId
 from api.routes.devices import _find as find_device
 from api.schemas import Note, ProblemError, _Create, _Public, problem_response
-from facmon.model import DeviceKind
-from facmon.site import Building, Device, Site
+from facmon.estate.entries import Building, Device
+from facmon.estate.site import Site
+from facmon.kernel.model import DeviceKind
 from rules.maintenance_models import VisitSource
 from rules.maintenance_visits import list_visits, record_visit
 

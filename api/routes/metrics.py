@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from facmon.metrics import Counters
+from facmon.kernel.metrics import Counters
 
 router = APIRouter(tags=["metrics"])
 

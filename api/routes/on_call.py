@@ -1,4 +1,4 @@
-"""Who is on call: for a site and discipline at a time, and for a work order now (rules.on_call).
+"""Who is on call: for a site and discipline at a time, and for a work order now (facmon.estate.on_call).
 
 The answer carries the escalation chain (the site's supervisor and manager) so that escalation, when it comes, calls
 the same people this endpoint shows. Times are answered in UTC; rotas are evaluated on the site's wall clock.
@@ -15,11 +15,11 @@ from pydantic import AwareDatetime, Field
 from api.deps import ClockDep, SessionDep, SitesDep
 from api.routes.work_orders import WorkOrderId
 from api.schemas import ProblemError, _Public, problem_response
-from facmon.clock import utc
-from facmon.model import Discipline
-from facmon.site import Site
-from rules.on_call import OnCall, Person, escalation_chain, on_call_for_work_order
-from rules.store import get_work_order
+from facmon.estate.on_call import OnCall, Person, escalation_chain, on_call_for_work_order
+from facmon.estate.site import Site
+from facmon.kernel.clock import utc
+from facmon.kernel.model import Discipline
+from facmon.workorders.queries import get_work_order
 
 router = APIRouter(tags=["on call"])
 

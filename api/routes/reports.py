@@ -1,8 +1,9 @@
-"""The reports (reports.insurance, reports.kpi_monthly) over HTTP, as JSON, CSV or PDF; readable by admins, engineers,
+"""The reports (facmon.reports.insurance, facmon.reports.kpi_monthly) over HTTP, as JSON, CSV or PDF; readable by
+admins, engineers,
 viewers and reporters (insurers and auditors, read only).
 
 The insurance report takes the elevators' asset data from the site file with the changes made through the API
-(api.routes.assets, facmon.asset_store) laid over it."""
+(api.routes.assets, facmon.estate.asset_store) laid over it."""
 
 from __future__ import annotations
 
@@ -13,18 +14,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 
+from api.accounts.models import Role
 from api.auth import require
 from api.deps import ClockDep, SessionDep, SitesDep
 from api.routes.kpis import get_influx, get_kpi_targets
-from facmon.accounts.models import Role
-from facmon.site import Site
-from reports.common import MEDIA_TYPES, ReportFormat, parse_month, previous_month, render
-from reports.insurance import DEFAULT_THRESHOLD_YEARS, insurance_report
-from reports.insurance_output import insurance_csv, insurance_pdf
-from reports.kpi_monthly import kpi_monthly_report
-from reports.kpi_output import kpi_csv, kpi_pdf
-from rules.kpi import KpiTargets
-from rules.kpi_data import InfluxReader
+from facmon.estate.site import Site
+from facmon.reports.common import MEDIA_TYPES, ReportFormat, parse_month, previous_month, render
+from facmon.reports.insurance import DEFAULT_THRESHOLD_YEARS, insurance_report
+from facmon.reports.insurance_output import insurance_csv, insurance_pdf
+from facmon.reports.kpi import KpiTargets
+from facmon.reports.kpi_data import InfluxReader
+from facmon.reports.kpi_monthly import kpi_monthly_report
+from facmon.reports.kpi_output import kpi_csv, kpi_pdf
 
 router = APIRouter(
     prefix="/reports",

@@ -10,12 +10,12 @@ from pydantic import Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.accounts.models import Role, User
+from api.accounts.passwords import WeakPassword
+from api.accounts.store import AccountError, create_user, get_user, revoke_all, set_password
 from api.auth import AuditorDep
 from api.deps import ClockDep, EngineDep, SitesDep
 from api.schemas import ProblemError, _Create, _Public, problem_response
-from facmon.accounts.models import Role, User
-from facmon.accounts.passwords import WeakPassword
-from facmon.accounts.store import AccountError, create_user, get_user, revoke_all, set_password
 
 router = APIRouter(prefix="/users", tags=["users"])
 

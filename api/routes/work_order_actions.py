@@ -1,7 +1,8 @@
 """Changes to work orders: status transitions, follow-up visits, assignment and notes.
 
 Transitions are one endpoint, POST /work-orders/{id}/transitions with {"to": ...}, rather than one per action: the
-lifecycle is one table (rules.transitions), a refusal names the allowed `to` values, which are exactly what a client
+lifecycle is one table (facmon.workorders.transitions), a refusal names the allowed `to` values, which are exactly
+what a client
 sends next, and `next_statuses` on every work order lets the phone page draw its buttons from the same table.
 
 The signed-in principal (api.auth) is the actor of every change. Technicians see and change only their sites' work
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
+from api.accounts.models import Role
 from api.auth import ENGINEERING, AuditorDep, Principal
 from api.auth import PrincipalDep as CurrentUserDep
 from api.deps import ClockDep, EngineDep, SessionDep, SitesDep
@@ -44,13 +46,12 @@ from api.schemas import (
     WorkOrderDetailPublic,
     problem_response,
 )
-from facmon.accounts.models import Role
-from facmon.site import Site
-from rules.db import WorkOrder, WorkOrderStatus
-from rules.on_call import DISCIPLINE_OF_WORK_ORDER_KIND
-from rules.store import get_work_order
-from rules.transitions import IllegalTransition
-from rules.workflow import (
+from facmon.estate.on_call import DISCIPLINE_OF_WORK_ORDER_KIND
+from facmon.estate.site import Site
+from facmon.workorders.queries import get_work_order
+from facmon.workorders.tables import WorkOrder, WorkOrderStatus
+from facmon.workorders.transitions import IllegalTransition
+from facmon.workorders.workflow import (
     AlreadyAssigned,
     AssignRefused,
     FollowUpRefused,

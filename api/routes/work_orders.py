@@ -30,12 +30,13 @@ from api.schemas import (
     WorkOrderPublic,
     problem_response,
 )
-from facmon.site import Site, Technician
-from rules.db import Category, Milestone, Priority, WorkOrder, WorkOrderStatus
-from rules.on_call import DISCIPLINE_OF_WORK_ORDER_KIND, on_call_for_work_order
-from rules.sla import compliance, overall
-from rules.store import get_work_order, list_work_orders
-from rules.transitions import NEXT
+from facmon.estate.entries import Technician
+from facmon.estate.on_call import DISCIPLINE_OF_WORK_ORDER_KIND, on_call_for_work_order
+from facmon.estate.site import Site
+from facmon.workorders.queries import get_work_order, list_work_orders
+from facmon.workorders.sla import compliance, overall
+from facmon.workorders.tables import Category, Milestone, Priority, WorkOrder, WorkOrderStatus
+from facmon.workorders.transitions import NEXT
 
 router = APIRouter(prefix="/work-orders", tags=["work orders"])
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from collectors.modbus.driver import ModbusDriver
 from collectors.modbus.entrapment import EntrapmentDetector
-from facmon.model import EventType, Value
+from facmon.kernel.model import EventType, Value
 
 DERIVED = "derived"
 

@@ -18,8 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collectors.modbus.event_specs import EntrapmentSpec, FaultBits, StatusEvents, check_event_specs
-from facmon.datafile import load_model
-from facmon.model import DeviceKind, Value
+from facmon.kernel.datafile import load_model
+from facmon.kernel.model import DeviceKind, Value
 
 Table = Literal["holding", "input"]
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from collectors.modbus.event_specs import EntrapmentSpec
-from facmon.model import Value
+from facmon.kernel.model import Value
 
 Stop = Literal["outside_zone", "in_zone"]
 

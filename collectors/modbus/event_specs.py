@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from facmon.model import Value
+from facmon.kernel.model import Value
 
 if TYPE_CHECKING:
     from collectors.modbus.driver import ModbusDriver, Point

@@ -20,8 +20,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collectors.modbus.driver import Block, DriverError, ModbusDriver, Point, RegType, Table, coalesce
-from facmon.datafile import load_model
-from facmon.model import DeviceKind, Value
+from facmon.kernel.datafile import load_model
+from facmon.kernel.model import DeviceKind, Value
 
 
 class Flag(StrEnum):

@@ -20,10 +20,9 @@ from collectors.modbus.driver import Table
 from collectors.modbus.fire_panel import CONDITIONS, STATUS_FLAGS, FirePanelDriver, Flag, PanelFrame, PointStatus
 from collectors.modbus.link import LinkError, ModbusLink, ModbusLinks
 from collectors.modbus.polling import CommWatch, poll_on_schedule
-from facmon.clock import Clock
-from facmon.metrics import Counters
-from facmon.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject, Value
-from facmon.site import ModbusAddress
+from facmon.kernel.clock import Clock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, EventType, ModbusAddress, Reading, Reject, Value
 
 log = structlog.get_logger(__name__)
 

@@ -19,10 +19,9 @@ from collectors.modbus.conditions import DeviceConditions
 from collectors.modbus.driver import Block, ModbusDriver
 from collectors.modbus.link import LinkError, ModbusLink, ModbusLinks
 from collectors.modbus.polling import CommWatch, poll_on_schedule
-from facmon.clock import Clock
-from facmon.metrics import Counters
-from facmon.model import DeadLetter, DeviceRef, Emit, Event, Reading, Reject, Value
-from facmon.site import ModbusAddress
+from facmon.kernel.clock import Clock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, ModbusAddress, Reading, Reject, Value
 
 log = structlog.get_logger(__name__)
 

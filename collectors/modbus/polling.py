@@ -17,10 +17,9 @@ from datetime import datetime
 from structlog.typing import FilteringBoundLogger
 
 from collectors.modbus.link import ModbusLink, ModbusLinks, shared_links
-from facmon.clock import Clock
-from facmon.metrics import Counters
-from facmon.model import FIRST_CONTACT, DeviceRef, Emit, Event, EventType, Value
-from facmon.site import ModbusAddress
+from facmon.kernel.clock import Clock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import FIRST_CONTACT, DeviceRef, Emit, Event, EventType, ModbusAddress, Value
 
 Poll = Callable[[ModbusLink], Awaitable[None]]
 

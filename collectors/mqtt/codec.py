@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from collectors.mqtt.driver import CodeSpec, FieldSpec, JsonType, MqttDriver
-from facmon.model import EventType, Value
+from facmon.kernel.model import EventType, Value
 
 
 class Problem(StrEnum):

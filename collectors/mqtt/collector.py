@@ -26,22 +26,11 @@ import structlog
 from collectors.mqtt.codec import Meaning, PayloadError, Problem, interpret, parse
 from collectors.mqtt.driver import MqttDriver
 from collectors.mqtt.watchdog import HeartbeatWatchdog
-from facmon.clock import Clock
-from facmon.metrics import Counters
-from facmon.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject
-from facmon.site import MQTT_KINDS, Device, Site
+from facmon.kernel.clock import Clock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject
 
 log = structlog.get_logger(__name__)
-
-# A device that has not set its own comm_grace_s may miss this many heartbeats before it is reported lost.
-HEARTBEATS_OF_GRACE = 3
-
-
-def grace_s(device: Device, driver: MqttDriver) -> float:
-    """The site file's comm_grace_s when it sets one; else three heartbeat intervals (3 s would flap)."""
-    if "comm_grace_s" in device.model_fields_set:
-        return device.comm_grace_s
-    return HEARTBEATS_OF_GRACE * driver.heartbeat.interval_s
 
 
 @dataclass(frozen=True)
@@ -50,18 +39,6 @@ class MqttDevice:
     driver: MqttDriver
     vendor_id: str
     grace_s: float
-
-
-def site_devices(site: Site) -> list[MqttDevice]:
-    """The site's MQTT devices with their drivers (the site file was checked against the registry at load)."""
-    from collectors.registry import mqtt_driver
-
-    devices = []
-    for _, device in site.devices():
-        if device.kind in MQTT_KINDS:
-            driver = mqtt_driver(device.model)
-            devices.append(MqttDevice(site.ref(device.id), driver, device.mqtt_id, grace_s(device, driver)))
-    return devices
 
 
 @dataclass

@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from facmon.datafile import load_model
-from facmon.model import DeviceKind, EventType, Value
+from facmon.kernel.datafile import load_model
+from facmon.kernel.model import DeviceKind, EventType, Value
 
 Name = str  # a message or field name as it appears on the wire
 _NAME = r"^[a-z][a-z0-9_]{0,63}$"

@@ -16,8 +16,8 @@ from typing import NoReturn
 
 import structlog
 
-from facmon.clock import Clock
-from facmon.model import FIRST_CONTACT, DeviceRef, Emit, Event, EventType, Value
+from facmon.kernel.clock import Clock
+from facmon.kernel.model import FIRST_CONTACT, DeviceRef, Emit, Event, EventType, Value
 
 log = structlog.get_logger(__name__)
 

@@ -3,5 +3,5 @@ the work-order database, and of readings, events and work-order lifecycle points
 through facmon's own rules, workflow and monitors.
 
 `facmon.demo_history.generate` has `generate_history` and `ensure_demo_history`; `facmon demo-history` is the
-command (facmon.demo_history.cli). Nothing is imported here, so the `facmon` command starts as fast as before.
+command (facmon.shell.demo_history_cli). Nothing is imported here, so the `facmon` command starts as fast as before.
 """

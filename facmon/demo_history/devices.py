@@ -17,11 +17,12 @@ from collectors.modbus.fire_poller import FirePanelPoller
 from collectors.modbus.link import ModbusLink
 from collectors.modbus.poller import ModbusPoller
 from collectors.registry import fire_panel_driver, modbus_driver
-from facmon.clock import FakeClock
 from facmon.demo_history.profile import Ids
-from facmon.metrics import Counters
-from facmon.model import Event, Reading
-from facmon.site import Building, Device, Site
+from facmon.estate.entries import Building, Device
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import Event, Reading
 from simulators.elevator import ElevatorSimulator
 from simulators.fire_panel import FirePanelSimulator
 from simulators.site import BUILDERS, BuildContext

@@ -25,9 +25,9 @@ from facmon.demo_history.profile import (
     stream,
 )
 from facmon.demo_history.staff import Planning, elevator_arrival, office, pick
-from facmon.model import DeviceKind, Discipline
-from facmon.site import Building, Device
-from reports.common import completed_years
+from facmon.estate.entries import Building, Device
+from facmon.kernel.model import DeviceKind, Discipline
+from facmon.reports.common import completed_years
 
 # The collector's entrapment detector needs the car stopped outside the door zone this long (elev drivers: 45 s).
 DETECT_AFTER = timedelta(seconds=46)

@@ -25,7 +25,7 @@ from facmon.demo_history.elevator_plan import (
 from facmon.demo_history.model import CarCounters, CarHistory, CarState, HistoryPlan, TimedEvent
 from facmon.demo_history.profile import Ids, stream
 from facmon.demo_history.staff import Planning
-from rules.availability import PEAK_WINDOWS
+from facmon.reports.availability import PEAK_WINDOWS
 from simulators.elevator import ElevatorSimulator
 
 # Trips a day by role (a residential tower of 18 floors); backups run only now and then.

@@ -26,9 +26,9 @@ from facmon.demo_history.profile import (
     stream,
 )
 from facmon.demo_history.staff import Planning, office
-from facmon.model import DeviceKind, Discipline, Event, EventType
-from facmon.site import Building, Device
-from rules.db import FireAlarmOutcome, FireCheckResult
+from facmon.estate.entries import Building, Device
+from facmon.kernel.model import DeviceKind, Discipline, Event, EventType
+from rules.tables import FireAlarmOutcome, FireCheckResult
 from simulators.steps import PointState
 
 # What a panel point goes through: the state it is put in, and the note its repair gets.

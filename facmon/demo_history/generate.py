@@ -18,7 +18,6 @@ import httpx
 import structlog
 from sqlalchemy import Engine
 
-from facmon.clock import Clock, FakeClock, SystemClock, utc
 from facmon.demo_history.guard import HistoryRefused, check_fresh, generated_until, mark
 from facmon.demo_history.influx import InfluxWriter
 from facmon.demo_history.model import HistoryPlan
@@ -27,9 +26,10 @@ from facmon.demo_history.profile import DEFAULT_PROFILE, HistoryProfile, Period
 from facmon.demo_history.readings import reading_lines
 from facmon.demo_history.replay import Replay
 from facmon.demo_history.summary import HistorySummary, count_rows
-from facmon.site import Site
-from historian.lines import event_line
-from rules.lifecycle import LifecycleExporter
+from facmon.estate.site import Site
+from facmon.historian.lines import event_line
+from facmon.kernel.clock import Clock, FakeClock, SystemClock, utc
+from facmon.workorders.lifecycle import LifecycleExporter
 
 log = structlog.get_logger(__name__)
 

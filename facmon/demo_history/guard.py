@@ -11,8 +11,9 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from rules.db import FireAlarm, FireCheck, ProcessedEvent, RuleWatermark, WorkOrder
+from facmon.workorders.tables import WorkOrder
 from rules.maintenance_models import MaintenanceVisit
+from rules.tables import FireAlarm, FireCheck, ProcessedEvent, RuleWatermark
 
 MARKER = "demo_history"
 

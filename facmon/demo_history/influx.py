@@ -2,7 +2,8 @@
 
 A year of readings is a million and a half points, too many for influxdb_client's `Point` at tens of microseconds
 each. `SeriesEncoder` writes the points of one series with the series key the project's own encoder made
-(historian.lines, rules.fire_intact) and the fields formatted the way `Point` formats them; the first point of every
+(facmon.historian.lines, rules.fire_intact) and the fields formatted the way `Point` formats them; the first point of
+every
 series is made both ways and must come out the same, so the two cannot drift apart unnoticed.
 """
 
@@ -14,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from facmon.model import Value
+from facmon.kernel.model import Value
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BATCH = 10_000

@@ -13,8 +13,9 @@ from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from facmon.demo_history.profile import USAGE_BY_HOUR
-from facmon.model import Event, Reading, Value
-from rules.db import FireAlarmOutcome, FireCheckResult, FollowUpOutcome
+from facmon.kernel.model import Event, Reading, Value
+from facmon.workorders.tables import FollowUpOutcome
+from rules.tables import FireAlarmOutcome, FireCheckResult
 
 # The rules worker handles an event this long after the device saw it.
 LATENCY = timedelta(seconds=1)

@@ -10,7 +10,7 @@ from facmon.demo_history.model import HistoryPlan
 from facmon.demo_history.profile import HistoryProfile, Period
 from facmon.demo_history.security import security_history
 from facmon.demo_history.staff import Planning
-from facmon.site import Site
+from facmon.estate.site import Site
 
 
 def plan_history(site: Site, period: Period, seed: int, profile: HistoryProfile) -> HistoryPlan:

@@ -47,7 +47,7 @@ class HistoryProfile:
     # Maintenance visits: one visit day per building every `visit_every_days`; misses seeded on purpose.
     visit_every_days: int = 14
     # Readings: every car in full at this interval; in its scheduled hours a reading at least every minute, which is
-    # what the availability figure counts as covered (rules.availability: a reading holds for at most 60 s).
+    # what the availability figure counts as covered (facmon.reports.availability: a reading holds for at most 60 s).
     full_reading_every: timedelta = timedelta(minutes=15)
     covered_reading_every: timedelta = timedelta(minutes=1)
     panel_reading_every: timedelta = timedelta(minutes=30)

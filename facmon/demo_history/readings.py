@@ -2,7 +2,8 @@
 
 - Elevators: every reading the collector made at a change (facmon.demo_history.elevators), a full reading of every
   car every `full_reading_every`, and in each car's scheduled hours (main: all day; peak: the peak windows) a
-  reading every minute of the values availability reads (service mode and fault codes): rules.availability holds a
+  reading every minute of the values availability reads (service mode and fault codes): facmon.reports.availability
+  holds a
   reading for at most 60 s, so that is what makes those hours known rather than unknown. A car in normal service
   moves between readings (floor, door, load vary; the counters rise); one held by a fault, an entrapment or
   inspection stands as the change left it.
@@ -24,10 +25,10 @@ from collectors.registry import modbus_driver
 from facmon.demo_history.influx import EPOCH, EncoderMismatch, SeriesEncoder, fields_text, nanoseconds, value_text
 from facmon.demo_history.model import CarHistory, HistoryPlan, PanelHistory
 from facmon.demo_history.profile import HistoryProfile, Period, stream
-from facmon.model import DeviceKind, DeviceRef, Reading, Value
-from facmon.site import Site
-from historian.lines import reading_line
-from rules.availability import SCHEDULED_ROLES, scheduled_intervals
+from facmon.estate.site import Site
+from facmon.historian.lines import reading_line
+from facmon.kernel.model import DeviceKind, DeviceRef, Reading, Value
+from facmon.reports.availability import SCHEDULED_ROLES, scheduled_intervals
 from rules.fire_intact import SiteIntact, SiteIntactRates, intact_line
 
 # Fields of an elevator reading that availability reads; the covered-hours readings carry these.

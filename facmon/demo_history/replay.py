@@ -5,10 +5,12 @@
   (rules.arrival.apply_with_site_evidence: work orders, card reads, inspection mode, maintenance visits) and the
   state rules (rules.state_store.apply_state_event), one second after the device saw it;
 - the periodic monitors act at the moments their ticks would have: SLA breaches one second after a deadline that is
-  not met (rules.sla_monitor.record_breaches), overdue maintenance and fire checks half a minute after they fall
+  not met (facmon.workorders.breaches.record_breaches), overdue maintenance and fire checks half a minute after they
+  fall
   due (rules.maintenance_visits, rules.fire_checks), the state rules' timer when a hold runs out or a peak window
   opens on a car out of service (rules.state_store.tick);
-- people's steps (facmon.demo_history.steps) go through rules.workflow, fire checks through rules.fire_checks,
+- people's steps (facmon.demo_history.steps) go through facmon.workorders.workflow, fire checks through
+rules.fire_checks,
   fire alarm verdicts through rules.fire.
 
 Nothing is inserted by hand: the rows are the ones those functions write.
@@ -24,16 +26,16 @@ from functools import partial
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
 from facmon.demo_history.model import LATENCY, AlarmOutcome, CheckPlan, HistoryPlan, TimedEvent
 from facmon.demo_history.profile import HistoryProfile, Period
 from facmon.demo_history.steps import Steps
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, EventType
-from facmon.site import Site
-from notifier.dispatcher import Dispatcher, SiteResolver
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, EventType
+from facmon.notifier.dispatcher import Dispatcher, SiteResolver
+from facmon.workorders.breaches import record_breaches
 from rules.arrival import INSPECTION, apply_with_site_evidence, service_mode_of
-from rules.db import RuleHold
 from rules.engine import FireAlarmSignal, evaluate, load_rules
 from rules.fire import record_fire_signals, set_outcome
 from rules.fire_checks import DEFAULT_PERIOD as CHECK_PERIOD
@@ -43,10 +45,10 @@ from rules.fire_checks import record_check, register_panel
 from rules.maintenance_visits import DEFAULT_CYCLE, DEFAULT_MIN_INSPECTION, register_elevators, settle_overdue
 from rules.maintenance_visits import PROFILE as VISIT_PROFILE
 from rules.maintenance_visits import open_overdue as visits_overdue
-from rules.sla_monitor import record_breaches
 from rules.state_rules import load_state_rules
 from rules.state_store import apply_state_event
 from rules.state_store import tick as state_tick
+from rules.tables import RuleHold
 
 # The monitors of overdue checks tick every minute: on average half a minute after something falls due.
 MONITOR_DELAY = timedelta(seconds=30)

@@ -13,15 +13,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from collectors.mqtt.codec import interpret
-from collectors.mqtt.collector import grace_s
 from collectors.mqtt.watchdog import HeartbeatWatchdog
 from collectors.registry import mqtt_driver
-from facmon.clock import FakeClock
 from facmon.demo_history.model import HistoryPlan, Incident, TimedEvent
 from facmon.demo_history.profile import FLAT, between, duration, happens, moment, overlaps, stream
 from facmon.demo_history.staff import Planning, office, pick
-from facmon.model import DeviceKind, Event, EventType
-from facmon.site import Building, Device
+from facmon.estate.entries import Building, Device
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.model import DeviceKind, Event, EventType
+from gateway.mqtt_devices import grace_s
 
 CAMERA_FAULTS = {"video_loss": 50, "tamper": 12, "recording_stopped": 15, "storage_failed": 10, "storage_full": 13}
 GATE_FAULTS = {"limit_timeout": 45, "loop_fault": 20, "motor_overload": 20, "reader_offline": 15}
@@ -37,7 +37,7 @@ REPAIRS = {
     "reader_offline": "card reader cable re-terminated",
     "comm_lost": "network switch port reset, camera back online",
 }
-# Deadlines to be on site (rules/library/sla.yaml): cameras 4 h, barriers 2 h.
+# Deadlines to be on site (facmon/workorders/library/sla.yaml): cameras 4 h, barriers 2 h.
 ON_SITE_HOURS = {DeviceKind.CAMERA: 4.0, DeviceKind.GATE: 2.0}
 
 

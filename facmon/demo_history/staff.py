@@ -1,7 +1,7 @@
 """The people of the history: who takes a work order, how fast they answer and arrive, how they prove it, and
 what the office does afterwards (closing, the follow-up call).
 
-The responder is whoever the site file's rota has on call for the discipline at that moment (rules.on_call), or,
+The responder is whoever the site file's rota has on call for the discipline at that moment (facmon.estate.on_call), or,
 before the rota begins, one of the qualified technicians. Arrivals are mostly proved by the technician's card read
 at a gate (rules.arrival), the rest are the technician's own word through the API.
 """
@@ -16,10 +16,11 @@ from collectors.mqtt.codec import interpret
 from collectors.registry import mqtt_driver
 from facmon.demo_history.model import FollowUpPlan
 from facmon.demo_history.profile import HistoryProfile, Ids, Period, between
-from facmon.model import DeviceKind, Discipline, Event, EventType
-from facmon.site import DISCIPLINE_OF_KIND, Device, Site, Technician
-from rules.db import FollowUpOutcome
-from rules.on_call import on_call
+from facmon.estate.entries import DISCIPLINE_OF_KIND, Device, Technician
+from facmon.estate.on_call import on_call
+from facmon.estate.site import Site
+from facmon.kernel.model import DeviceKind, Discipline, Event, EventType
+from facmon.workorders.tables import FollowUpOutcome
 
 # Share of arrivals proved by a card read at a gate; the rest are reported through the API.
 CARD_READ_SHARE = 0.75

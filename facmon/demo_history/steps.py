@@ -1,4 +1,5 @@
-"""What people did in the history, through rules.workflow as the API does it: the responder acknowledges, arrives
+"""What people did in the history, through facmon.workorders.workflow as the API does it: the responder acknowledges,
+arrives
 (unless a card read proved it), resolves or cancels; the office closes and calls back.
 
 An incident's steps apply to every work order its events opened: the fault's own, and those state rules opened
@@ -20,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from facmon.demo_history.model import LATENCY, CheckPlan, HistoryPlan, Incident
 from facmon.demo_history.profile import HistoryProfile
-from facmon.model import DeviceKind
-from facmon.site import Site
-from rules.db import Milestone, WorkOrder, WorkOrderClock, WorkOrderMember, WorkOrderStatus
-from rules.transitions import IllegalTransition
-from rules.workflow import add_follow_up, transition
+from facmon.estate.site import Site
+from facmon.kernel.model import DeviceKind
+from facmon.workorders.tables import Milestone, WorkOrder, WorkOrderClock, WorkOrderMember, WorkOrderStatus
+from facmon.workorders.transitions import IllegalTransition
+from facmon.workorders.workflow import add_follow_up, transition
 
 API = "api"
 S = WorkOrderStatus
@@ -114,8 +115,8 @@ class Steps:
             device, kind = wo.device, wo.kind
         found = self.site.technicians[0] if self.site.technicians else None
         if kind in {k.value for k in DeviceKind}:
-            from facmon.site import DISCIPLINE_OF_KIND
-            from rules.on_call import on_call
+            from facmon.estate.entries import DISCIPLINE_OF_KIND
+            from facmon.estate.on_call import on_call
 
             shift = on_call(self.site, DISCIPLINE_OF_KIND[DeviceKind(kind)], now)
             found = shift.technician if shift else found

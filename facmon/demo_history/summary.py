@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session
 
-from rules.db import FireAlarm, FireCheck, FollowUp, WorkOrder, WorkOrderClock, WorkOrderEvent
+from facmon.workorders.tables import FollowUp, WorkOrder, WorkOrderClock, WorkOrderEvent
 from rules.maintenance_models import MaintenanceVisit
+from rules.tables import FireAlarm, FireCheck
 
 
 @dataclass(frozen=True)

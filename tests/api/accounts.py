@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from facmon.accounts.models import Role, TokenKind
-from facmon.accounts.store import create_user, get_user, issue_token
-from rules.db import make_engine
+from api.accounts.models import Role, TokenKind
+from api.accounts.store import create_user, get_user, issue_token
+from facmon.kernel.db import make_engine
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 

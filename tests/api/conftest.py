@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from rules.db import create_schema, make_engine
+from facmon.kernel.db import make_engine
+from facmon.shell.migrations.schema import create_schema
 
 
 @pytest.fixture

@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from api import create_app
 from api.deps import get_clock
-from facmon.clock import FakeClock
-from facmon.site import Site
-from rules.db import DeviceStatus, WorkOrder, WorkOrderClock
-from rules.kpi_data import InfluxReader
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.reports.kpi_data import InfluxReader
+from facmon.workorders.tables import WorkOrder, WorkOrderClock
+from rules.tables import DeviceStatus
 
 # 18:00 in Shanghai on 2 March: the second day of the north elevator rota, Wang Fang's.
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

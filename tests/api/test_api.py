@@ -12,13 +12,14 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from api import create_app
+from api.accounts.models import Role
 from api.deps import get_clock
-from facmon.accounts.models import Role
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, Event, EventType
-from facmon.site import Site
-from rules.db import WorkOrder, make_engine
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, Event, EventType
+from facmon.workorders.tables import WorkOrder
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
 from tests.api.accounts import bearer

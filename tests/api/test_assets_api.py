@@ -23,15 +23,16 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from api import create_app
+from api.accounts.models import AuditEntry, Role
 from api.auth import ENGINEERING, OPERATIONS, REPORTING, policy
 from api.deps import get_clock
 from api.routes import assets
-from facmon.accounts.models import AuditEntry, Role
-from facmon.asset_store import DeviceAssets
-from facmon.cli import app as cli_app
-from facmon.clock import FakeClock
-from facmon.site import Site
-from rules.db import create_schema, make_engine
+from facmon.estate.asset_store import DeviceAssets
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.shell.cli import app as cli_app
+from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
 from tests.reports.support import NOW, SITE, seed
 

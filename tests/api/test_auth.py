@@ -17,13 +17,13 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from api import create_app
+from api.accounts.models import ApiToken, AuditEntry, Role, User
+from api.accounts.store import create_user
 from api.deps import get_clock
-from facmon.accounts.models import ApiToken, AuditEntry, Role, User
-from facmon.accounts.store import create_user
-from facmon.clock import FakeClock
-from facmon.model import Event, EventType
-from facmon.site import Site
-from notifier.tokens import issue
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.model import Event, EventType
+from facmon.notifier.tokens import issue
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
 from tests.api.accounts import bearer

@@ -25,7 +25,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from api import create_app
-from notifier.tokens import issue
+from facmon.notifier.tokens import issue
 from tests.api.accounts import bearer
 from tests.api.test_tech_page import CHROMIUM, DEMO, OTHER, TECHNICIAN, launch, seed, serve, sign_in
 

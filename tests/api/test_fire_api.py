@@ -12,21 +12,21 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api import create_app
+from api.accounts.models import Role
 from api.deps import get_clock
-from facmon.accounts.models import Role
-from facmon.clock import FakeClock
-from facmon.model import DeviceKind, DeviceRef, Event, EventType, Reading
-from facmon.services import Influxd
-from facmon.site import Site
-from historian.lines import reading_line
-from rules.db import FollowUpOutcome, WorkOrderStatus
+from facmon.estate.site import Site
+from facmon.historian.lines import reading_line
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import Influxd
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Reading
+from facmon.reports.kpi_data import InfluxReader
+from facmon.workorders.lifecycle import InfluxLifecycleSink
+from facmon.workorders.tables import FollowUpOutcome, WorkOrderStatus
+from facmon.workorders.workflow import add_follow_up, transition
 from rules.engine import FireAlarmSignal, evaluate, load_rules
 from rules.fire import record_fire_signals
 from rules.fire_intact import FireIntactWriter
-from rules.kpi_data import InfluxReader
-from rules.lifecycle import InfluxLifecycleSink
 from rules.store import apply_event
-from rules.workflow import add_follow_up, transition
 from tests.api.accounts import bearer
 from tests.rules.support import elevator
 

@@ -17,13 +17,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from api import create_app
+from api.accounts.models import AuditEntry, Role
 from api.auth import FIELD_WORK, OPERATIONS, REPORTING, policy
 from api.deps import get_clock
 from api.routes import maintenance
-from facmon.accounts.models import AuditEntry, Role
-from facmon.clock import FakeClock
-from facmon.site import Site
-from rules.db import WorkOrder, create_schema, make_engine
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.shell.migrations.schema import create_schema
+from facmon.workorders.tables import WorkOrder
 from rules.maintenance_visits import MaintenanceMonitor
 from tests.api.accounts import bearer
 

@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import Engine
 
 from api import create_app
+from api.accounts.models import Role
 from api.deps import get_clock
-from facmon.accounts.models import Role
-from facmon.clock import FakeClock
-from facmon.model import Event, EventType
-from facmon.site import Site
-from rules.db import create_schema, make_engine
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.kernel.model import Event, EventType
+from facmon.shell.migrations.schema import create_schema
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
 from tests.api.accounts import bearer

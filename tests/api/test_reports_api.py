@@ -14,10 +14,11 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api import create_app
+from api.accounts.models import Role
 from api.deps import get_clock
-from facmon.accounts.models import Role
-from facmon.clock import FakeClock
-from rules.db import create_schema, make_engine
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
 from tests.reports.support import NOW, SITE, seed
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from api import create_app
 from api.routes.docs import docs_page
 from api.security_headers import CSP, DOCS_CSP, BodyLimitMiddleware
-from facmon.httpserve import embedded
+from facmon.kernel.httpserve import embedded
 from tests.api.test_api import SITE
 
 PROBLEM = "application/problem+json"

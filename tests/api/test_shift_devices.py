@@ -12,13 +12,14 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from api.accounts.models import Role
 from api.influx_history import bucket_seconds
-from facmon.accounts.models import Role
-from facmon.model import FIRST_CONTACT, Event, EventType, Value
-from facmon.services import Influxd, free_port
-from rules.db import create_schema, make_engine
+from facmon.kernel.daemons import Influxd, free_port
+from facmon.kernel.db import make_engine
+from facmon.kernel.model import FIRST_CONTACT, Event, EventType, Value
+from facmon.reports.kpi_data import InfluxReader
+from facmon.shell.migrations.schema import create_schema
 from rules.engine import evaluate, load_rules
-from rules.kpi_data import InfluxReader
 from rules.store import apply_event
 from tests.api.accounts import bearer
 from tests.api.shift_support import NORTH, NOW, client_for, iso, m, make_app, seed

@@ -14,8 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from facmon.accounts.models import Role
-from rules.db import create_schema, make_engine
+from api.accounts.models import Role
+from facmon.kernel.db import make_engine
+from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
 from tests.api.shift_support import NOW, client_for, iso, m, make_app, seed
 

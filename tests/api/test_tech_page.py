@@ -25,16 +25,17 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from api import create_app
+from api.accounts.models import Role
+from api.accounts.store import create_user, get_user, revoke_all
+from api.accounts.throttle import LoginThrottle
 from api.routes import tech
-from facmon.accounts.models import Role
-from facmon.accounts.store import create_user, get_user, revoke_all
-from facmon.accounts.throttle import LoginThrottle
-from facmon.model import Event, EventType
-from facmon.site import Site, load_site
-from rules.db import WorkOrder, WorkOrderStatus
+from facmon.estate.site import Site, load_site
+from facmon.kernel.model import Event, EventType
+from facmon.workorders.queries import get_work_order
+from facmon.workorders.tables import WorkOrder, WorkOrderStatus
+from facmon.workorders.workflow import transition
 from rules.engine import evaluate, load_rules
-from rules.store import apply_event, get_work_order
-from rules.workflow import transition
+from rules.store import apply_event
 from tests.support import serving_in_thread
 
 CHROMIUM = "/usr/bin/chromium"

@@ -13,13 +13,14 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api import create_app
+from api.accounts.models import Role
 from api.deps import get_clock
-from facmon.accounts.models import Role
-from facmon.clock import FakeClock
-from facmon.model import Event, EventType
-from rules.db import create_schema, make_engine
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.kernel.model import Event, EventType
+from facmon.shell.migrations.schema import create_schema
+from facmon.workorders.breaches import record_breaches
 from rules.engine import evaluate, load_rules
-from rules.sla_monitor import record_breaches
 from rules.store import apply_event
 from tests.api.accounts import bearer
 from tests.rules.support import elevator

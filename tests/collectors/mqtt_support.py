@@ -12,9 +12,9 @@ import aiomqtt
 
 from collectors.mqtt.collector import MqttCollector, MqttDevice
 from collectors.registry import mqtt_driver
-from facmon.clock import Clock, SystemClock
-from facmon.metrics import Counters
-from facmon.model import DeadLetter, DeviceRef, Event, EventType, Reading
+from facmon.kernel.clock import Clock, SystemClock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeadLetter, DeviceRef, Event, EventType, Reading
 
 SITE = "s1"
 

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from collectors.modbus.driver import ModbusDriver, Table
 from collectors.modbus.link import ModbusLink
 from collectors.modbus.poller import ModbusPoller
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import DeadLetter, DeviceRef, Event, Reading
-from facmon.services import free_port
-from facmon.site import ModbusAddress
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import free_port
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeadLetter, DeviceRef, Event, ModbusAddress, Reading
 from simulators.endpoint import ModbusEndpoint
 
 

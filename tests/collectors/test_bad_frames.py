@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from collectors.modbus.driver import ModbusDriver, Point, RegType, Table
 from collectors.registry import modbus_driver
-from facmon.model import Value
+from facmon.kernel.model import Value
 from tests.collectors.support import polled_frames
 
 MODELS = ["elev-gb-a", "elev-st-b"]

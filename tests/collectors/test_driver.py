@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from collectors.modbus.driver import Block, ModbusDriver, Point, RegType
 from collectors.registry import MODBUS_DRIVERS, modbus_driver
-from facmon.model import Value
+from facmon.kernel.model import Value
 
 
 def _driver(word_order: Literal["big", "little"] = "big", **extra: Any) -> ModbusDriver:

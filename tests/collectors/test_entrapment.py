@@ -8,8 +8,8 @@ from collectors.modbus.conditions import DeviceConditions
 from collectors.modbus.entrapment import EntrapmentDetector
 from collectors.modbus.event_specs import EntrapmentSpec
 from collectors.registry import modbus_driver
-from facmon.clock import FakeClock
-from facmon.model import EventType, Value
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.model import EventType, Value
 
 # A car stopped between floors with someone in it and the door shut.
 STUCK: dict[str, Value] = {

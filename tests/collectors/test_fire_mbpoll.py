@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from collectors.registry import fire_panel_driver
-from facmon.services import free_port
+from facmon.kernel.daemons import free_port
 from simulators.fire_panel import FirePanelSimulator
 from tests.simulators.support import assert_no_leaked_tasks
 from tests.support import mbpoll

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from collectors.modbus.driver import DriverError
 from collectors.modbus.fire_panel import FirePanelDriver, Flag, PointError, load_fire_panel_driver
-from collectors.registry import FIRE_PANEL_DRIVERS, check_models, fire_panel_driver
-from facmon.site import Site
+from collectors.registry import FIRE_PANEL_DRIVERS, fire_panel_driver
+from facmon.estate.site import Site
+from facmon.estate.site_checks import check_models
 
 DRIVER = fire_panel_driver("fire-gb-a")
 RAW: dict[str, Any] = yaml.safe_load(FIRE_PANEL_DRIVERS["fire-gb-a"].read_text(encoding="utf-8"))

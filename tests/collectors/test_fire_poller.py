@@ -14,11 +14,21 @@ from collectors.modbus.fire_panel import FirePanelDriver
 from collectors.modbus.fire_poller import FirePanelPoller
 from collectors.modbus.link import ModbusLinks
 from collectors.registry import fire_panel_driver
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import FIRST_CONTACT, DeadLetter, DeviceKind, DeviceRef, Event, EventType, Reading, Value
-from facmon.services import free_port
-from facmon.site import ModbusAddress, Site
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import free_port
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import (
+    FIRST_CONTACT,
+    DeadLetter,
+    DeviceKind,
+    DeviceRef,
+    Event,
+    EventType,
+    ModbusAddress,
+    Reading,
+    Value,
+)
 from gateway.site_gateway import SiteGateway
 from simulators.fire_panel import FirePanelSimulator
 from simulators.steps import STEP, Step

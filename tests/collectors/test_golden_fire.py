@@ -34,11 +34,10 @@ from collectors.modbus.fire_panel import FirePanelDriver
 from collectors.modbus.fire_poller import FirePanelPoller
 from collectors.modbus.link import ModbusLinks
 from collectors.registry import FIRE_PANEL_DRIVERS, fire_panel_driver
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import DeadLetter, DeviceKind, DeviceRef, Event, EventType, Reading, Value
-from facmon.services import free_port
-from facmon.site import ModbusAddress
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import free_port
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeadLetter, DeviceKind, DeviceRef, Event, EventType, ModbusAddress, Reading, Value
 from simulators.endpoint import ModbusEndpoint
 from tests.simulators.support import assert_no_leaked_tasks
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from collectors.modbus.driver import Table
 from collectors.registry import MODBUS_DRIVERS, modbus_driver
-from facmon.model import EventType, Value
+from facmon.kernel.model import EventType, Value
 from tests.collectors.support import polled_frames
 
 

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from collectors.mqtt.collector import HEARTBEATS_OF_GRACE, MqttCollector, MqttDevice
+from collectors.mqtt.collector import MqttCollector, MqttDevice
 from collectors.registry import MQTT_DRIVERS, mqtt_driver
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import DeadLetter, DeviceRef, Event, Reading
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeadLetter, DeviceRef, Event, Reading
+from gateway.mqtt_devices import HEARTBEATS_OF_GRACE
 
 SITE = "golden"
 

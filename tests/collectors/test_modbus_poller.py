@@ -13,11 +13,20 @@ from collectors.modbus.driver import ModbusDriver
 from collectors.modbus.link import ModbusLinks
 from collectors.modbus.poller import ModbusPoller
 from collectors.registry import modbus_driver
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import FIRST_CONTACT, DeadLetter, DeviceKind, DeviceRef, Event, EventType, Reading, Value
-from facmon.services import free_port
-from facmon.site import ModbusAddress
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import free_port
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import (
+    FIRST_CONTACT,
+    DeadLetter,
+    DeviceKind,
+    DeviceRef,
+    Event,
+    EventType,
+    ModbusAddress,
+    Reading,
+    Value,
+)
 from simulators.elevator import ElevatorSimulator
 from simulators.endpoint import ModbusEndpoint
 from simulators.steps import (

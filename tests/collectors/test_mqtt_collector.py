@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from collectors.mqtt.codec import Problem
-from facmon.metrics import Counters
-from facmon.model import FIRST_CONTACT, DeadLetter, Event, EventType, Reading
-from facmon.services import Mosquitto
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import FIRST_CONTACT, DeadLetter, Event, EventType, Reading
 from tests.collectors.mqtt_support import (
     SITE,
     Recorder,

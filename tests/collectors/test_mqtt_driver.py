@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from collectors.mqtt.codec import PayloadError, Problem, encode, interpret, parse
 from collectors.mqtt.driver import JsonType, MqttDriver
 from collectors.registry import MQTT_DRIVERS, mqtt_driver
-from facmon.model import DeviceKind, EventType
+from facmon.kernel.model import DeviceKind, EventType
 from tests.collectors.mqtt_strategies import bad_payload, payload
 
 MINIMAL: dict[str, Any] = {

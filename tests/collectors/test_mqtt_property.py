@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from collectors.mqtt.codec import Problem, interpret, parse
 from collectors.mqtt.collector import MqttDevice
-from facmon.metrics import Counters
-from facmon.model import FIRST_CONTACT, DeadLetter, Event, EventType, Reading
-from facmon.services import Mosquitto
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import FIRST_CONTACT, DeadLetter, Event, EventType, Reading
 from tests.collectors.mqtt_strategies import bad_payload, payload
 from tests.collectors.mqtt_support import Recorder, collecting, make_collector, mqtt_device, vendor_client
 from tests.simulators.support import wait_until

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from collectors.registry import MQTT_DRIVERS
-from facmon.metrics import Counters
-from facmon.model import DeadLetter
-from facmon.services import Mosquitto
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeadLetter
 from tests.collectors.mqtt_support import Recorder, collecting, make_collector, mqtt_device
 from tests.simulators.support import assert_no_leaked_tasks, wait_until
 from tests.support import tool

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from collectors.mqtt.watchdog import HeartbeatWatchdog
-from facmon.clock import FakeClock
-from facmon.model import FIRST_CONTACT, DeviceKind, DeviceRef, Event, EventType, Reading
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.model import FIRST_CONTACT, DeviceKind, DeviceRef, Event, EventType, Reading
 
 
 def _ref(device: str) -> DeviceRef:

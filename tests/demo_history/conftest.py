@@ -14,9 +14,10 @@ from sqlalchemy import Engine
 
 from facmon.demo_history.generate import generate_history
 from facmon.demo_history.summary import HistorySummary
-from facmon.services import Influxd
-from facmon.site import Site
-from rules.db import create_schema, make_engine
+from facmon.estate.site import Site
+from facmon.kernel.daemons import Influxd
+from facmon.kernel.db import make_engine
+from facmon.shell.migrations.schema import create_schema
 from tests.demo_history.support import UNTIL, demo_site
 
 

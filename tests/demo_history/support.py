@@ -12,8 +12,8 @@ import httpx
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from facmon.site import Site, load_site
-from rules.db import Base
+from facmon.estate.site import Site, load_site
+from facmon.kernel.db import Base
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 # A Friday morning in site time; October 2026 is the last complete month before it.

@@ -19,10 +19,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from facmon.demo_history.cli import parse_until
-from facmon.model import Event, EventType
-from facmon.services import Influxd
-from rules.db import WorkOrder, create_schema, make_engine
+from facmon.kernel.daemons import Influxd
+from facmon.kernel.db import make_engine
+from facmon.kernel.model import Event, EventType
+from facmon.shell.demo_history_cli import parse_until
+from facmon.shell.migrations.schema import create_schema
+from facmon.workorders.tables import WorkOrder
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
 from tests.demo_history.support import EXAMPLES, demo_site
@@ -53,7 +55,7 @@ class Run:
 
     def __call__(self) -> tuple[int, str]:
         args = ["demo-history", "--site", str(EXAMPLES / "demo-site.yaml"), "--state-dir", str(self.state)]
-        command = [sys.executable, "-m", "facmon.cli", *args, "--days", "7", "--until", "2026-11-20", "--seed", "3"]
+        command = [sys.executable, "-m", "facmon", *args, "--days", "7", "--until", "2026-11-20", "--seed", "3"]
         done = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=120, check=False)
         return done.returncode, done.stdout + done.stderr
 

@@ -16,9 +16,10 @@ from sqlalchemy import Engine
 from facmon.demo_history.generate import ensure_demo_history, generate_history
 from facmon.demo_history.guard import HistoryRefused
 from facmon.demo_history.summary import HistorySummary
-from facmon.model import Event, EventType
-from facmon.services import Influxd
-from rules.db import create_schema, make_engine
+from facmon.kernel.daemons import Influxd
+from facmon.kernel.db import make_engine
+from facmon.kernel.model import Event, EventType
+from facmon.shell.migrations.schema import create_schema
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
 from tests.demo_history.support import UNTIL, demo_site, dump, query

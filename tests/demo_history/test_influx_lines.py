@@ -1,4 +1,4 @@
-"""The history's fast line encoder writes exactly what the project's encoder (historian.lines) writes."""
+"""The history's fast line encoder writes exactly what the project's encoder (facmon.historian.lines) writes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facmon.demo_history.influx import EncoderMismatch, SeriesEncoder, fields_text, nanoseconds, series_key
-from facmon.model import DeviceKind, DeviceRef, Reading, Value
-from historian.lines import reading_line
+from facmon.historian.lines import reading_line
+from facmon.kernel.model import DeviceKind, DeviceRef, Reading, Value
 
 REF = DeviceRef(site="sunrise garden", building="b,1", device="e=1", kind=DeviceKind.ELEVATOR, model="elev-gb-a")
 START = datetime(2026, 1, 1, tzinfo=UTC)

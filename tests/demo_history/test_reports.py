@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reports.insurance import NOT_LIFT_FAULTS, InsuranceReport, insurance_report
-from reports.kpi_monthly import KpiLine, KpiMonthlyReport, kpi_monthly_report
-from rules.availability import intersect, merge, scheduled_intervals, seconds
-from rules.db import FollowUp, WorkOrder, WorkOrderClock
-from rules.kpi_data import InfluxReader
+from facmon.reports.availability import intersect, merge, scheduled_intervals, seconds
+from facmon.reports.insurance import NOT_LIFT_FAULTS, InsuranceReport, insurance_report
+from facmon.reports.kpi_data import InfluxReader
+from facmon.reports.kpi_monthly import KpiLine, KpiMonthlyReport, kpi_monthly_report
+from facmon.workorders.tables import FollowUp, WorkOrder, WorkOrderClock
 from rules.maintenance_models import MaintenanceVisit
 from tests.demo_history.conftest import Year
 from tests.demo_history.support import UNTIL, query

@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session, selectinload
 
 from facmon.demo_history.generate import ensure_demo_history, generate_history
 from facmon.demo_history.guard import generated_until
-from facmon.model import DeviceKind
-from rules.db import OPEN_STATUSES, Delivery, FireAlarm, TimelineType, WorkOrder, WorkOrderEvent, WorkOrderStatus
-from rules.lifecycle import lifecycle_line
-from rules.transitions import NEXT
+from facmon.kernel.model import DeviceKind
+from facmon.notifier.tables import Delivery
+from facmon.workorders.lifecycle import lifecycle_line
+from facmon.workorders.tables import OPEN_STATUSES, TimelineType, WorkOrder, WorkOrderEvent, WorkOrderStatus
+from facmon.workorders.transitions import NEXT
+from rules.tables import FireAlarm
 from tests.demo_history.conftest import Year
 from tests.demo_history.support import UNTIL, count, digest, dump, query
 

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from typer.testing import CliRunner
 
-from facmon.cli import app
+from facmon.shell.cli import app
 
 
 def cli_problems(argv: Sequence[str]) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from facmon.settings import Settings
+from facmon.shell.settings import Settings
 from tests.deploy.cli_lines import cli_problems
 
 ROOT = Path(__file__).resolve().parents[2]

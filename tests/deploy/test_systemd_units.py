@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from facmon.settings import Settings
+from facmon.shell.settings import Settings
 from tests.deploy.cli_lines import cli_problems
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import aiomqtt
 import pytest
 
-from facmon.model import DeviceKind, DeviceRef, Reading, Value
-from facmon.services import Mosquitto
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.model import DeviceKind, DeviceRef, Reading, Value
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ T = TypeVar("T")
 def restartable_mosquitto(mosquitto_factory: Callable[[], Mosquitto]) -> Callable[[], Mosquitto]:
     """`mosquitto_factory`: brokers whose persistent sessions survive a restart.
 
-    facmon.services.Mosquitto keeps the user it was started by (it does not switch to `mosquitto` when started as
+    facmon.kernel.daemons.Mosquitto keeps the user it was started by (it does not switch to `mosquitto` when started as
     root), so it can always write its persistence file under pytest's temporary folders.
     """
     return mosquitto_factory

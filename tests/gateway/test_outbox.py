@@ -4,9 +4,9 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType, Reading, decode_message
-from facmon.topics import topic_for
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Reading, decode_message
+from facmon.kernel.topics import topic_for
 from gateway.outbox import Outbox
 from tests.gateway.conftest import reading
 

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType, Reading, decode_message
-from facmon.services import Mosquitto, free_port
-from facmon.topics import ROOT, topic_for
+from facmon.kernel.daemons import Mosquitto, free_port
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Reading, decode_message
+from facmon.kernel.topics import ROOT, topic_for
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 from tests.gateway.conftest import Subscriber, eventually, reading, running

@@ -11,11 +11,11 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from facmon.clock import SystemClock
-from facmon.metrics import Counters
-from facmon.services import Mosquitto
-from facmon.site import Site
-from facmon.topics import DEAD_LETTER, ROOT
+from facmon.estate.site import Site
+from facmon.kernel.clock import SystemClock
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.topics import DEAD_LETTER, ROOT
 from gateway.site_gateway import SiteGateway
 from simulators.site import SiteSimulator, command_topic
 from tests.gateway.conftest import Subscriber, eventually, running

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import httpx
 
-from facmon.clock import ScaledClock
-from facmon.compose import Endpoints
-from facmon.inprocess import system_running
-from facmon.services import free_port
-from facmon.site import Site
+from facmon.estate.site import Site
+from facmon.kernel.clock import ScaledClock
+from facmon.kernel.daemons import free_port
+from facmon.shell.compose import Endpoints
+from facmon.shell.inprocess import system_running
 from simulators.scenario import parse_scenario
 from simulators.scenario import play as scenario_play
 from simulators.site import SiteSimulator

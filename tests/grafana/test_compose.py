@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from facmon.settings import Settings
+from facmon.shell.settings import Settings
 from tests.grafana.expand import PROVISIONING, ROOT
 
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from facmon.services import Influxd, Mosquitto
+from facmon.kernel.daemons import Influxd, Mosquitto
 from tests.grafana.expand import expand, load_dashboards, panels
 from tests.grafana.scenario import ENTRAPPED, SILENT_CAMERA, Played, create_database, play
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
 
-from facmon.cli import app
+from facmon.shell.cli import app
 from tests.grafana.expand import DASHBOARDS, load_dashboards
 from tests.support import serving_in_thread
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import aiomqtt
 
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from facmon.services import Influxd, Mosquitto
-from facmon.topics import DEAD_LETTER, event_topic, state_topic
-from historian.service import Historian
+from facmon.historian.service import Historian
+from facmon.kernel.daemons import Influxd, Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.kernel.topics import DEAD_LETTER, event_topic, state_topic
 from tests.conftest import influxql
 from tests.gateway.conftest import Subscriber, eventually, reading, running
 

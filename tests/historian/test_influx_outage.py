@@ -9,12 +9,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from facmon.metrics import Counters
-from facmon.model import Reading
-from facmon.services import Influxd, Mosquitto, free_port
+from facmon.historian.service import Historian
+from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import Reading
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
-from historian.service import Historian
 from tests.conftest import influxql
 from tests.gateway.conftest import eventually, reading, running
 

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 
-from facmon.model import DeviceKind, DeviceRef, Event, EventType, Reading
-from facmon.services import Influxd
-from historian.lines import event_line, reading_line, to_line
+from facmon.historian.lines import event_line, reading_line, to_line
+from facmon.kernel.daemons import Influxd
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Reading
 from tests.conftest import influxql
 
 TS = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from facmon.metrics import Counters
-from facmon.services import Influxd
-from historian.buffer import LineBuffer
-from historian.writer import InfluxWriter
+from facmon.historian.buffer import LineBuffer
+from facmon.historian.writer import InfluxWriter
+from facmon.kernel.daemons import Influxd
+from facmon.kernel.metrics import Counters
 from tests.conftest import influxql
 from tests.gateway.conftest import eventually, running
 

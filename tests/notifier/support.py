@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from notifier.base import Notification, Recipient
+from facmon.notifier.base import Notification, Recipient
 
 NOW = datetime(2026, 3, 2, 8, 15, tzinfo=UTC)
 LI = Recipient(id="li-ming", name="Li Ming", phone="+8613800001111", email="li.ming@example.com")

@@ -14,9 +14,10 @@ from sqlalchemy import Engine
 
 from api import create_app
 from api.deps import get_clock
-from facmon.clock import FakeClock
-from notifier.tokens import InsecureSecret, issue
-from rules.db import create_schema, make_engine
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.notifier.tokens import InsecureSecret, issue
+from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
 from tests.api.test_work_order_actions import START, fault
 

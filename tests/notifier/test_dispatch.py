@@ -13,19 +13,21 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from facmon.accounts.models import Role as UserRole
-from facmon.clock import FakeClock
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from notifier.base import DeliveryError, Notification, Recipient
-from notifier.dispatcher import Dispatcher, Target
-from notifier.policy import Role
-from notifier.queue import Backoff, Sender, deliveries_of
-from notifier.storm import MaintenanceWindow
-from rules.db import WorkOrderEvent, WorkOrderStatus, create_schema, make_engine
+from api.accounts.models import Role as UserRole
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.notifier.base import DeliveryError, Notification, Recipient
+from facmon.notifier.dispatcher import Dispatcher, Target
+from facmon.notifier.policy import Role
+from facmon.notifier.queue import Backoff, Sender, deliveries_of
+from facmon.notifier.storm import MaintenanceWindow
+from facmon.shell.migrations.schema import create_schema
+from facmon.workorders.breaches import SlaMonitor
+from facmon.workorders.tables import WorkOrderEvent, WorkOrderStatus
+from facmon.workorders.workflow import transition
 from rules.engine import evaluate, load_rules
-from rules.sla_monitor import SlaMonitor
 from rules.store import apply_event
-from rules.workflow import transition
 from tests.api.accounts import bearer
 
 RULES = load_rules()

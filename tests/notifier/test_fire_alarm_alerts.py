@@ -12,17 +12,20 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from notifier.base import Notification, Recipient
-from notifier.dispatcher import Dispatcher, Target
-from notifier.message import render_text
-from notifier.policy import Role
-from notifier.queue import Backoff, Sender
-from notifier.storm import MaintenanceWindow
-from rules.db import Delivery, FireAlarm, create_schema, make_engine
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.notifier.base import Notification, Recipient
+from facmon.notifier.dispatcher import Dispatcher, Target
+from facmon.notifier.message import render_text
+from facmon.notifier.policy import Role
+from facmon.notifier.queue import Backoff, Sender
+from facmon.notifier.storm import MaintenanceWindow
+from facmon.notifier.tables import Delivery
+from facmon.shell.migrations.schema import create_schema
 from rules.engine import FireAlarmSignal, evaluate, load_rules
 from rules.fire import record_fire_signals
+from rules.tables import FireAlarm
 
 FIRE_TECH = Recipient("wang-fang", "Wang Fang", "+86 138 0000 0003")
 SUPERVISOR = Recipient("zhao-lei", "Zhao Lei", "+86 138 0000 0002")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.message import TEMPLATES, render_subject, render_text, sla_phrase
+from facmon.notifier.message import TEMPLATES, render_subject, render_text, sla_phrase
 from tests.notifier.support import notification
 
 

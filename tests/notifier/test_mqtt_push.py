@@ -8,10 +8,10 @@ import json
 import aiomqtt
 import pytest
 
-from facmon.services import Mosquitto, free_port
-from notifier.base import DeliveryError
-from notifier.channels import MqttPushChannel, MqttPushConfig, push_topic
-from notifier.message import render_text
+from facmon.kernel.daemons import Mosquitto, free_port
+from facmon.notifier.base import DeliveryError
+from facmon.notifier.channels import MqttPushChannel, MqttPushConfig, push_topic
+from facmon.notifier.message import render_text
 from tests.notifier.support import LI, notification
 
 
@@ -52,9 +52,9 @@ def test_a_contact_from_the_site_file_has_an_id_a_push_topic_takes() -> None:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from facmon.site import load_site
-    from notifier.dispatcher import SiteResolver
-    from notifier.policy import Role
+    from facmon.estate.site import load_site
+    from facmon.notifier.dispatcher import SiteResolver
+    from facmon.notifier.policy import Role
 
     site = load_site(Path(__file__).resolve().parents[2] / "examples" / "demo-site.yaml")
     targets = SiteResolver([site])(site.id, "elevator", datetime(2026, 3, 2, 8, 15, tzinfo=UTC))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.policy import EscalationState, PolicyFileError, due_steps, load_policies, select_policy
-from rules.db import WorkOrderStatus
+from facmon.notifier.policy import EscalationState, PolicyFileError, due_steps, load_policies, select_policy
+from facmon.workorders.tables import WorkOrderStatus
 
 POLICIES = load_policies()
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)

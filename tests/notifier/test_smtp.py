@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from facmon.services import free_port
-from notifier.base import DeliveryError
-from notifier.channels import SmtpChannel, SmtpConfig
+from facmon.kernel.daemons import free_port
+from facmon.notifier.base import DeliveryError
+from facmon.notifier.channels import SmtpChannel, SmtpConfig
 from tests.notifier.support import LI, Inbox, notification
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifier.storm import Alert, MaintenanceWindow, group_alerts, rate_limit, silenced_by
+from facmon.notifier.storm import Alert, MaintenanceWindow, group_alerts, rate_limit, silenced_by
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from facmon.clock import FakeClock
-from notifier.tokens import InsecureSecret, TokenInvalid, check_secret, issue, load_or_create_secret, verify
+from facmon.kernel.clock import FakeClock
+from facmon.notifier.tokens import InsecureSecret, TokenInvalid, check_secret, issue, load_or_create_secret, verify
 from tests.notifier.support import NOW
 
 KEY = b"k" * 32

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from facmon.clock import FakeClock
-from facmon.services import free_port
-from notifier.base import DeliveryError
-from notifier.channels import WebhookChannel, WebhookConfig, verify_signature
-from notifier.message import render_text
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import free_port
+from facmon.notifier.base import DeliveryError
+from facmon.notifier.channels import WebhookChannel, WebhookConfig, verify_signature
+from facmon.notifier.message import render_text
 from tests.notifier.support import LI, NOW, http_receiver, notification
 
 SECRET = "webhook-secret-of-this-receiver"

@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import timedelta
 
-from rules.db import make_engine
+from facmon.kernel.db import make_engine
 from rules.engine import load_rules
 from tests.ops.support import START, open_work_order
 

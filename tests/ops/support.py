@@ -17,8 +17,8 @@ from click.testing import Result
 from sqlalchemy import Engine, insert
 from typer.testing import CliRunner
 
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from rules.db import WorkOrder, WorkOrderEvent
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.workorders.tables import WorkOrder, WorkOrderEvent
 from rules.engine import Rule, evaluate
 from rules.store import apply_event
 
@@ -34,7 +34,7 @@ def facmon(
     """Run `facmon ARGS` with only the FACMON_* settings given in `env`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("FACMON_")}
     return subprocess.run(
-        [sys.executable, "-m", "facmon.cli", *args],
+        [sys.executable, "-m", "facmon", *args],
         env=base | env,
         cwd=ROOT,
         capture_output=True,
@@ -48,7 +48,7 @@ def facmon(
 def run(*args: str, state: Path, db_url: str | None = None, stdin: str | None = None) -> Result:
     """`facmon ARGS` in this process (quicker than a new interpreter), with the state folder (and database URL) given
     and no other FACMON_ setting that matters here."""
-    from facmon.cli import app
+    from facmon.shell.cli import app
 
     env = {"FACMON_STATE_DIR": str(state), "FACMON_DB_URL": db_url, "FACMON_DEMO": None}
     return CliRunner().invoke(app, list(args), env=env, input=stdin)

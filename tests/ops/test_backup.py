@@ -12,9 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-from facmon.ops.database import head_revision
-from facmon.ops.sqlite_backup import backup
-from rules.db import create_schema, make_engine
+from facmon.kernel.db import make_engine
+from facmon.shell.migrations.schema import create_schema
+from facmon.shell.ops.database import head_revision
+from facmon.shell.ops.sqlite_backup import backup
 from tests.ops.support import ROOT, facmon, seed_history, sqlite_rows, wait_until
 
 # Closed work orders already in the database: about a year of an estate, 26 MB.

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from facmon.ops.database import head_revision
-from rules.db import create_schema, make_engine
+from facmon.kernel.db import make_engine
+from facmon.shell.migrations.schema import create_schema
+from facmon.shell.ops.database import head_revision
 from tests.ops.support import ROOT, run
 
 
@@ -51,7 +52,7 @@ def test_upgrades_started_together_take_turns(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACMON_")} | {"FACMON_STATE_DIR": str(tmp_path)}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "facmon.cli", "db", "upgrade"],
+            [sys.executable, "-m", "facmon", "db", "upgrade"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from facmon.services import free_port
+from facmon.kernel.daemons import free_port
 from tests.ops.support import run
 from tests.support import serving_in_thread
 

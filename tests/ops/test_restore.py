@@ -10,8 +10,9 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from facmon.ops.database import head_revision
-from rules.db import create_schema, make_engine
+from facmon.kernel.db import make_engine
+from facmon.shell.migrations.schema import create_schema
+from facmon.shell.ops.database import head_revision
 from rules.engine import load_rules
 from tests.ops.support import START, open_work_order, run, sqlite_rows, wait_until
 from tests.ops.test_backup import Inserter

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from facmon.services import free_port
-from rules.db import make_engine
+from facmon.kernel.daemons import free_port
+from facmon.kernel.db import make_engine
 from rules.engine import load_rules
 from tests.ops.support import ROOT, START, facmon, open_work_order, run, wait_until
 
@@ -55,7 +55,7 @@ def test_a_restored_database_is_served_by_the_api(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACMON_")}
     with open(log, "wb") as out:
         api = subprocess.Popen(
-            [sys.executable, "-m", "facmon.cli", "api", "--site", str(SITE_FILE), "--host", "127.0.0.1",
+            [sys.executable, "-m", "facmon", "api", "--site", str(SITE_FILE), "--host", "127.0.0.1",
              "--port", str(port)],
             env=env | {"FACMON_STATE_DIR": str(fresh), "FACMON_SECRET_KEY_FILE": str(key_file)},
             cwd=ROOT,

@@ -1,5 +1,6 @@
 """A year of one estate's elevator work orders, made the way the rules worker and the API make them: events through
-`rules.store.apply_event`, status changes through `rules.workflow.transition`, follow-ups through `add_follow_up`.
+`rules.store.apply_event`, status changes through `facmon.workorders.workflow.transition`, follow-ups through
+`add_follow_up`.
 
 The estate ("Maple Court", Asia/Shanghai) and what happened, in UTC (site time is UTC+8):
 
@@ -27,14 +28,14 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from facmon.model import Event, EventType
-from facmon.site import Site
-from rules.db import Category, FollowUpOutcome, WorkOrderStatus
+from facmon.estate.site import Site
+from facmon.kernel.model import Event, EventType
+from facmon.workorders.tables import Category, FollowUpOutcome, WorkOrderStatus
+from facmon.workorders.workflow import add_follow_up, transition
 from rules.engine import OpenWorkOrder, evaluate, load_rules
 from rules.maintenance_models import VisitSource
 from rules.maintenance_visits import record_visit
 from rules.store import apply_event
-from rules.workflow import add_follow_up, transition
 
 ADDRESS = {"host": "127.0.0.1", "port": 1502}
 MAINTAINER = {

@@ -12,7 +12,7 @@ import yaml
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from facmon.cli import app
+from facmon.shell.cli import app
 from tests.reports.support import SITE
 
 

@@ -13,8 +13,8 @@ from PIL import Image, ImageStat
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from reports.insurance import VISITS_BASIS, InsuranceReport, insurance_report, visit_figures
-from reports.insurance_output import CSV_HEADER, insurance_csv, insurance_pdf
+from facmon.reports.insurance import VISITS_BASIS, InsuranceReport, insurance_report, visit_figures
+from facmon.reports.insurance_output import CSV_HEADER, insurance_csv, insurance_pdf
 from tests.reports.support import NOW, SITE
 
 AS_OF = date(2026, 10, 31)

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from reports.kpi_monthly import KpiMonthlyReport, kpi_monthly_report
-from reports.kpi_output import kpi_csv, kpi_pdf
-from rules.kpi_data import InfluxReader
+from facmon.reports.kpi_data import InfluxReader
+from facmon.reports.kpi_monthly import KpiMonthlyReport, kpi_monthly_report
+from facmon.reports.kpi_output import kpi_csv, kpi_pdf
 from tests.reports.support import NOW, SITE, at
 
 

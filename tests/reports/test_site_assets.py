@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from facmon.site import SiteFileError, load_site
+from facmon.estate.site import SiteFileError, load_site
 
 ELEVATOR: dict[str, Any] = {
     "id": "e1",

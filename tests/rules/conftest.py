@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from facmon.clock import FakeClock
-from facmon.model import Event, EventType
-from rules.db import create_schema, make_engine
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.kernel.model import Event, EventType
+from facmon.shell.migrations.schema import create_schema
 from tests.rules.support import MakeEvent, elevator
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from facmon.model import DeviceKind, DeviceRef, Event
+from facmon.kernel.model import DeviceKind, DeviceRef, Event
 
 # make_event("fault_raised", "2", device="e2"): an event at the fake clock's current time.
 MakeEvent = Callable[..., Event]
@@ -19,7 +19,7 @@ def head_revision() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from rules.db import MIGRATIONS
+    from facmon.shell.migrations.schema import MIGRATIONS
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -9,9 +9,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType, Value
-from facmon.site import Technician
+from facmon.estate.entries import Technician
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Value
+from facmon.workorders.queries import get_work_order, list_work_orders
+from facmon.workorders.tables import WorkOrderStatus
+from facmon.workorders.workflow import transition
 from rules.arrival import (
     Arrival,
     OpenOrder,
@@ -20,10 +23,8 @@ from rules.arrival import (
     service_mode_of,
     suppressed,
 )
-from rules.db import WorkOrderStatus
 from rules.engine import evaluate, load_rules
-from rules.store import ApplyResult, get_work_order, list_work_orders
-from rules.workflow import transition
+from rules.store import ApplyResult
 from tests.rules.support import elevator
 
 S = WorkOrderStatus

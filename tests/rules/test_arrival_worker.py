@@ -8,13 +8,13 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType, Value
-from facmon.services import Mosquitto
-from facmon.site import Site
-from rules.db import WorkOrderEvent
-from rules.store import get_work_order
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Value
+from facmon.workorders.queries import get_work_order
+from facmon.workorders.tables import WorkOrderEvent
 from rules.worker import RulesWorker
 from tests.rules.support import elevator
 from tests.rules.test_worker import as_message, eventually, publish, running, work_orders

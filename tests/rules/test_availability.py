@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rules.availability import (
+from facmon.reports.availability import (
     Interval,
     elevator_availability,
     intersect,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from rules.db import Category
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.workorders.tables import Category
 from rules.engine import OpenWorkOrder, RuleFileError, evaluate, load_rules
 from rules.state_rules import load_state_rules
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from rules.db import Comm, Milestone, Priority
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.workorders.sla import ClockDeadline, load_sla_profiles
+from facmon.workorders.tables import Milestone, Priority
 from rules.engine import (
     DEFAULT_RULE_FILES,
     FaultCleared,
@@ -20,7 +21,7 @@ from rules.engine import (
     evaluate,
     load_rules,
 )
-from rules.sla import ClockDeadline, load_sla_profiles
+from rules.tables import Comm
 from tests.rules.support import elevator
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)

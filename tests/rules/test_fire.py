@@ -9,13 +9,14 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.workorders.tables import WorkOrder
 from rules.arrival import open_orders
-from rules.db import FireAlarm, FireAlarmOutcome, FireCheckResult, WorkOrder
 from rules.fire import FalseAlarmDay, false_alarm_days
 from rules.fire_checks import FireCheckMonitor, overdue_due, record_check, register_panel
+from rules.tables import FireAlarm, FireAlarmOutcome, FireCheckResult
 from rules.worker import RulesWorker
 
 PANEL = DeviceRef(site="s1", building="b1", device="fp1", kind=DeviceKind.FIRE_PANEL, model="fire-gb-a")

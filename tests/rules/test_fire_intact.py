@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import aiomqtt
 import pytest
 
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Reading, Value
-from facmon.services import Influxd, Mosquitto
-from facmon.topics import state_topic
+from facmon.kernel.daemons import Influxd, Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Reading, Value
+from facmon.kernel.topics import state_topic
+from facmon.reports.kpi import time_weighted_mean
+from facmon.reports.kpi_data import InfluxReader
+from facmon.workorders.lifecycle import InfluxLifecycleSink
 from rules.fire_intact import FireIntactWriter, SiteIntact, SiteIntactRates
-from rules.kpi import time_weighted_mean
-from rules.kpi_data import InfluxReader
-from rules.lifecycle import InfluxLifecycleSink
 from tests.conftest import influxql
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)

@@ -11,15 +11,18 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import FIRST_CONTACT, DeviceKind, DeviceRef, Event, EventType
-from facmon.services import Mosquitto, free_port
-from rules.db import DeviceStatus, RuleHold, WorkOrder, create_schema, make_engine
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import Mosquitto, free_port
+from facmon.kernel.db import make_engine
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import FIRST_CONTACT, DeviceKind, DeviceRef, Event, EventType
+from facmon.shell.migrations.schema import create_schema
+from facmon.workorders.tables import WorkOrder
 from rules.engine import SetComm, evaluate, load_rules
 from rules.state_rules import load_state_rules
 from rules.state_store import apply_state_event, tick
 from rules.store import apply_event, device_statuses
+from rules.tables import DeviceStatus, RuleHold
 from tests.rules.test_worker import as_message, eventually, make_worker, publish, running
 
 RULES = load_rules()
@@ -166,8 +169,8 @@ async def test_a_worker_started_after_the_first_contact_still_learns_it(
     """A first start of a whole system: the gateway announces its devices before any rules worker has a session, so
     nobody queues those events for it. The broker keeps each device's last comm event (retained), so a worker that
     subscribes later still learns that the device answers."""
-    from facmon.clock import SystemClock
-    from facmon.site import Site
+    from facmon.estate.site import Site
+    from facmon.kernel.clock import SystemClock
     from gateway.site_gateway import SiteGateway
     from simulators.site import SiteSimulator
     from tests.gateway.conftest import running as running_task

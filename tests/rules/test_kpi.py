@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rules.kpi import (
+from facmon.reports.kpi import (
     KpiRow,
     KpiTargets,
     arrival_compliance,

@@ -12,15 +12,15 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.services import Influxd, free_port
-from rules.db import WorkOrderStatus
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import Influxd, free_port
+from facmon.kernel.metrics import Counters
+from facmon.workorders.breaches import record_breaches
+from facmon.workorders.lifecycle import InfluxLifecycleSink, LifecycleExporter, LifecycleSinkError, pending_lines
+from facmon.workorders.tables import WorkOrderStatus
+from facmon.workorders.workflow import transition
 from rules.engine import evaluate, load_rules
-from rules.lifecycle import InfluxLifecycleSink, LifecycleExporter, LifecycleSinkError, pending_lines
-from rules.sla_monitor import record_breaches
 from rules.store import apply_event
-from rules.workflow import transition
 from tests.conftest import influxql
 from tests.rules.support import MakeEvent
 

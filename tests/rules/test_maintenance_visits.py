@@ -10,12 +10,14 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType, Value
-from facmon.site import Site, Technician
+from facmon.estate.entries import Technician
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Value
+from facmon.workorders.queries import get_work_order
+from facmon.workorders.tables import WorkOrder, WorkOrderStatus
 from rules.arrival import apply_with_site_evidence
-from rules.db import WorkOrder, WorkOrderStatus
 from rules.engine import evaluate, load_rules
 from rules.maintenance_models import MaintenanceSchedule, MaintenanceVisit, VisitSource
 from rules.maintenance_visits import (
@@ -26,7 +28,6 @@ from rules.maintenance_visits import (
     list_visits,
     record_visit,
 )
-from rules.store import get_work_order
 from tests.rules.support import elevator
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)

@@ -11,13 +11,15 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from rules.db import Base, FireCheckResult, create_schema, make_engine
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import Base, make_engine
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.shell.migrations.schema import create_schema
+from facmon.workorders.queries import list_work_orders
 from rules.engine import FireAlarmSignal, evaluate, load_rules
 from rules.fire import list_fire_alarms, record_fire_signals
 from rules.fire_checks import FireCheckMonitor, record_check
-from rules.store import list_work_orders
+from rules.tables import FireCheckResult
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 NEW_TABLES = {"fire_alarms", "fire_checks", "fire_check_schedule"}
@@ -84,7 +86,7 @@ def test_0004_downgrades_to_0003(tmp_path: Path) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from rules.db import MIGRATIONS
+    from facmon.shell.migrations.schema import MIGRATIONS
 
     engine = make_engine(f"sqlite:///{tmp_path / 'db.db'}")
     try:

@@ -12,14 +12,17 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from facmon.model import Event, EventType
-from rules.db import Base, WorkOrderStatus, create_schema, make_engine
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import Base, make_engine
+from facmon.kernel.model import Event, EventType
+from facmon.shell.migrations.schema import create_schema
+from facmon.workorders.breaches import record_breaches
+from facmon.workorders.lifecycle import pending_lines
+from facmon.workorders.queries import get_work_order, list_work_orders
+from facmon.workorders.tables import WorkOrderStatus
+from facmon.workorders.workflow import transition
 from rules.engine import evaluate, load_rules
-from rules.lifecycle import pending_lines
-from rules.sla_monitor import record_breaches
-from rules.store import apply_event, get_work_order, list_work_orders
-from rules.workflow import transition
+from rules.store import apply_event
 from tests.rules.support import elevator, head_revision
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)

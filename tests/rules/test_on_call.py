@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from facmon.model import Discipline
-from facmon.site import Site
-from rules.on_call import on_call, on_call_for_work_order
+from facmon.estate.on_call import on_call, on_call_for_work_order
+from facmon.estate.site import Site
+from facmon.kernel.model import Discipline
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TECHNICIANS = [

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.db import Milestone
-from rules.sla import (
+from facmon.workorders.sla import (
     ClockDeadline,
     ClockState,
     SlaFileError,
@@ -18,6 +17,7 @@ from rules.sla import (
     load_sla_profiles,
     overall,
 )
+from facmon.workorders.tables import Milestone
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

@@ -11,14 +11,17 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import Event
-from rules.db import Milestone, WorkOrderStatus, create_schema, make_engine
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import Event
+from facmon.shell.migrations.schema import create_schema
+from facmon.workorders.breaches import SlaBreach, SlaMonitor, record_breaches
+from facmon.workorders.queries import get_work_order
+from facmon.workorders.tables import Milestone, WorkOrderStatus
+from facmon.workorders.workflow import transition
 from rules.engine import evaluate, load_rules
-from rules.sla_monitor import SlaBreach, SlaMonitor, record_breaches
-from rules.store import ApplyResult, apply_event, get_work_order
-from rules.workflow import transition
+from rules.store import ApplyResult, apply_event
 from tests.rules.support import MakeEvent
 
 RULES = load_rules()

@@ -9,8 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from facmon.model import DeviceRef, Event, EventType
-from rules.db import Comm
+from facmon.kernel.model import DeviceRef, Event, EventType
 from rules.engine import OpenWorkOrder
 from rules.state_engine import (
     CancelHold,
@@ -23,6 +22,7 @@ from rules.state_engine import (
     next_state,
 )
 from rules.state_rules import StateRuleFileError, StateRules, load_state_rules
+from rules.tables import Comm
 from tests.rules.support import elevator
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

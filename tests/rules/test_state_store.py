@@ -8,12 +8,14 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from facmon.model import Event, EventType
-from facmon.site import Site
-from rules.db import RuleHold, WorkOrder, WorkOrderMember, make_engine
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import make_engine
+from facmon.kernel.model import Event, EventType
+from facmon.workorders.tables import WorkOrder, WorkOrderMember
 from rules.state_rules import load_state_rules
 from rules.state_store import StateTicker, apply_state_event, tick
+from rules.tables import RuleHold
 from tests.rules.support import elevator
 
 RULES = load_state_rules()

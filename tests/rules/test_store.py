@@ -14,18 +14,15 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
 
-from facmon.clock import FakeClock
-from facmon.model import Event
-from rules.db import Base, DeviceStatus, WorkOrder, WorkOrderStatus, create_schema
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.db import Base
+from facmon.kernel.model import Event
+from facmon.shell.migrations.schema import create_schema
+from facmon.workorders.queries import get_work_order, list_work_orders, open_work_order_counts
+from facmon.workorders.tables import WorkOrder, WorkOrderStatus
 from rules.engine import evaluate, load_rules
-from rules.store import (
-    ApplyResult,
-    apply_event,
-    device_statuses,
-    get_work_order,
-    list_work_orders,
-    open_work_order_counts,
-)
+from rules.store import ApplyResult, apply_event, device_statuses
+from rules.tables import DeviceStatus
 from tests.rules.support import MakeEvent, head_revision
 
 RULES = load_rules()

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from rules.db import Milestone, WorkOrderStatus
-from rules.transitions import FINAL, NEXT, IllegalTransition, milestones_reached, plan
+from facmon.workorders.tables import Milestone, WorkOrderStatus
+from facmon.workorders.transitions import FINAL, NEXT, IllegalTransition, milestones_reached, plan
 
 S = WorkOrderStatus
 

@@ -13,14 +13,16 @@ import aiomqtt
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import Event, Reading
-from facmon.services import Mosquitto
-from facmon.topics import EVENT, event_topic, subscription
-from rules.db import WorkOrder, create_schema, make_engine
-from rules.lifecycle import LifecycleSink
-from rules.sla_monitor import BreachHandler, SlaBreach
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.db import make_engine
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import Event, Reading
+from facmon.kernel.topics import EVENT, event_topic, subscription
+from facmon.shell.migrations.schema import create_schema
+from facmon.workorders.breaches import BreachHandler, SlaBreach
+from facmon.workorders.lifecycle import LifecycleSink
+from facmon.workorders.tables import WorkOrder
 from rules.worker import RulesWorker
 from tests.rules.support import MakeEvent, elevator
 

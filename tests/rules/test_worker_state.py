@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from facmon.clock import FakeClock
-from facmon.metrics import Counters
-from facmon.model import DeviceKind, DeviceRef, Event, EventType
-from facmon.services import Mosquitto
-from facmon.site import Site
+from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
 from rules.worker import RulesWorker
 from tests.rules.test_worker import as_message, eventually, publish, running, work_orders
 

@@ -13,18 +13,19 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from facmon.clock import FakeClock
-from rules.db import FollowUp, FollowUpOutcome, WorkOrder, WorkOrderStatus
-from rules.engine import evaluate, load_rules
-from rules.store import apply_event, get_work_order
-from rules.transitions import IllegalTransition
-from rules.workflow import (
+from facmon.kernel.clock import FakeClock
+from facmon.workorders.queries import get_work_order
+from facmon.workorders.tables import FollowUp, FollowUpOutcome, WorkOrder, WorkOrderStatus
+from facmon.workorders.transitions import IllegalTransition
+from facmon.workorders.workflow import (
     FollowUpRefused,
     FollowUpTimeInvalid,
     WorkOrderNotFound,
     add_follow_up,
     transition,
 )
+from rules.engine import evaluate, load_rules
+from rules.store import apply_event
 from tests.rules.support import MakeEvent
 
 RULES = load_rules()

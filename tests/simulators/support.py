@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pymodbus.client import AsyncModbusTcpClient
 
 from collectors.modbus.driver import ModbusDriver
-from facmon.model import Value
+from facmon.kernel.model import Value
 
 
 async def wait_until(predicate: Callable[[], bool], *, what: str, timeout_s: float = 5.0) -> None:

@@ -10,9 +10,9 @@ from typing import Any, get_args
 import pytest
 
 from collectors.registry import mqtt_driver
-from facmon.metrics import Counters
-from facmon.model import EventType
-from facmon.services import Mosquitto
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import EventType
 from simulators.camera import CameraSimulator
 from simulators.steps import CameraCondition, CameraStep, CardReadStep, SetStep
 from tests.collectors.mqtt_support import Recorder, collecting, make_collector, mqtt_device

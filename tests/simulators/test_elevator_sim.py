@@ -11,8 +11,8 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from collectors.modbus.driver import ModbusDriver
 from collectors.registry import modbus_driver
-from facmon.model import Value
-from facmon.services import free_port
+from facmon.kernel.daemons import free_port
+from facmon.kernel.model import Value
 from simulators.car import RATED_SPEED_MPS
 from simulators.elevator import ElevatorSimulator
 from simulators.steps import STEP, Step

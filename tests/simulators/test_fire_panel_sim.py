@@ -11,9 +11,9 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from collectors.modbus.fire_panel import Flag
 from collectors.registry import fire_panel_driver
-from facmon.model import DeviceKind
-from facmon.services import free_port
-from facmon.site import Site
+from facmon.estate.site import Site
+from facmon.kernel.daemons import free_port
+from facmon.kernel.model import DeviceKind
 from simulators.fire_panel import FirePanelSimulator
 from simulators.scenario import ScenarioError, parse_scenario
 from simulators.site import BUILDERS, SiteSimulator

@@ -12,9 +12,9 @@ import pytest
 
 from collectors.mqtt.codec import Problem
 from collectors.registry import mqtt_driver
-from facmon.metrics import Counters
-from facmon.model import Event, EventType
-from facmon.services import Mosquitto
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import Event, EventType
 from simulators.gate import LIMIT_TIMEOUT_S, TRAVEL_S, BarrierSimulator, RoutineTraffic
 from simulators.steps import (
     BarrierStuckStep,

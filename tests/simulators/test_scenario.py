@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from collectors.registry import modbus_driver
-from facmon.model import Value
-from facmon.services import free_port
+from facmon.kernel.daemons import free_port
+from facmon.kernel.model import Value
 from simulators.elevator import ElevatorSimulator
 from simulators.scenario import ScenarioError, load_scenario, parse_scenario, play
 from tests.simulators.support import assert_no_leaked_tasks

@@ -12,8 +12,8 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from collectors.registry import modbus_driver
-from facmon.services import Mosquitto, free_port
-from facmon.site import Site
+from facmon.estate.site import Site
+from facmon.kernel.daemons import Mosquitto, free_port
 from simulators.scenario import ScenarioError, parse_scenario
 from simulators.site import SiteSimulator, command_topic
 from tests.simulators.support import assert_no_leaked_tasks, read_point_values, wait_until

@@ -42,7 +42,7 @@ class FacmonProcesses:
         base = {k: v for k, v in os.environ.items() if not k.startswith("FACMON_")}
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "facmon.cli", *args],
+                [sys.executable, "-m", "facmon", *args],
                 env=base | self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -57,7 +57,7 @@ class FacmonProcesses:
         """A one-shot command (`facmon users add ...`) in the same environment."""
         base = {k: v for k, v in os.environ.items() if not k.startswith("FACMON_")}
         return subprocess.run(
-            [sys.executable, "-m", "facmon.cli", *args],
+            [sys.executable, "-m", "facmon", *args],
             env=base | self.env,
             cwd=self.workdir,
             input=stdin,

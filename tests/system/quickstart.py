@@ -24,13 +24,13 @@ REPO = Path(__file__).resolve().parents[2]
 def fresh_clone(dest: Path) -> Path:
     """`git clone` of the repository into `dest`, with the working tree's changes on top and the venv borrowed."""
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(dest)], check=True)
-    listed = subprocess.run(
-        ["git", "ls-files", "--modified", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, (n.decode() for n in listed)):
+    changed = subprocess.run(  # staged and unstaged, moves and deletions included
+        ["git", "diff", "HEAD", "--name-only", "--no-renames", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout
+    untracked = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout
+    for name in filter(None, (n.decode() for n in (changed + untracked).split(b"\0"))):
         source = REPO / name
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)

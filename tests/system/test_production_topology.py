@@ -19,8 +19,8 @@ import aiomqtt
 import httpx
 import yaml
 
-from facmon.services import Influxd, Mosquitto, free_port
-from notifier.channels.webhook import verify_signature
+from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.notifier.channels.webhook import verify_signature
 from simulators.site import command_topic
 from tests.conftest import influxql
 from tests.notifier.support import Inbox, http_receiver

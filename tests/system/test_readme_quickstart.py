@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from facmon.services import free_port
+from facmon.kernel.daemons import free_port
 from tests.system.quickstart import REPO, fresh_clone, make_demo, processes_of
 from tests.system.readme_examples import check, commands, run_all
 

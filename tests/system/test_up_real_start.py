@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from facmon.services import free_port
+from facmon.kernel.daemons import free_port
 from tests.support import one_elevator_site
 from tests.system.processes import FacmonProcesses
 
@@ -60,7 +60,7 @@ def test_a_real_up_binds_no_device_address_and_reports_the_device_silent(tmp_pat
 
 def test_scenario_without_simulation_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "facmon.cli", "up", "--scenario", "examples/demo-scenario.yaml"],
+        [sys.executable, "-m", "facmon", "up", "--scenario", "examples/demo-scenario.yaml"],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[2],

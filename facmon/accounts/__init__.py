@@ -1,5 +1,0 @@
-"""Users, roles, tokens and the audit log."""
-
-from facmon.accounts.models import ApiToken, AuditEntry, Role, TokenKind, User
-
-__all__ = ["ApiToken", "AuditEntry", "Role", "TokenKind", "User"]

@@ -1,0 +1,227 @@
+"""The historian: everything on the MQTT backbone, into InfluxDB, through outages of either.
+
+MQTT side: a persistent session (fixed client id, clean_session=False, QoS 1), so while the historian is away the
+broker queues what it misses. One aiomqtt client is reused across reconnects, so messages it already took from the
+broker but had not handed over yet are kept for the next connection instead of thrown away with the client.
+
+In between: each payload is decoded; what does not decode (or is about another topic than the one it came on) is
+logged, counted as `historian_rejected{reason}` and republished to the dead-letter topic with the reason. The rest
+becomes line protocol in the durable buffer.
+
+InfluxDB side: the writer (see writer.py) drains the buffer in batches, on its own task, so an InfluxDB outage only
+makes the buffer grow.
+
+Known limit: the MQTT library acknowledges a message to the broker as soon as it is received, before it reaches the
+buffer; a crash of the process loses what was received in the last few milliseconds. A broker or InfluxDB outage
+loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import socket
+from collections import deque
+from pathlib import Path
+from typing import NoReturn
+
+import aiomqtt
+import structlog
+
+from facmon.historian.buffer import LineBuffer
+from facmon.historian.lines import to_line
+from facmon.historian.writer import InfluxWriter, backoff_delays
+from facmon.kernel.clock import Clock, SystemClock
+from facmon.kernel.health import Check, Health
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import decode_message
+from facmon.kernel.topics import DEAD_LETTER, EVENT, STATE, subscription, topic_for
+
+log = structlog.get_logger(__name__)
+
+# Messages handed to the buffer in one transaction at most; a commit per message would cap the throughput.
+_APPEND_BATCH = 1000
+# Our PUBACKs must not wait for Nagle's algorithm: the broker keeps only a small window of QoS 1 messages in flight
+# to us, and every delayed PUBACK stalls it.
+_TCP_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+# Dead letters waiting for the broker to come back; beyond that the oldest go, counted.
+_DEAD_LETTER_BACKLOG = 10_000
+
+
+class Historian:
+    """Runs once: `run()` closes the buffer when it ends."""
+
+    name = "historian"
+
+    def __init__(
+        self,
+        *,
+        mqtt_host: str,
+        mqtt_port: int,
+        client_id: str,
+        influx_url: str,
+        db: str,
+        state_dir: Path,
+        metrics: Counters,
+        site: str = "+",
+        mqtt_username: str | None = None,
+        mqtt_password: str | None = None,
+        influx_username: str | None = None,
+        influx_password: str | None = None,
+        batch_size: int = 5000,
+        flush_interval_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.mqtt_host = mqtt_host
+        self.mqtt_port = mqtt_port
+        self.client_id = client_id
+        self.site = site
+        self._mqtt_username = mqtt_username
+        self._mqtt_password = mqtt_password
+        self.backoff_max_s = backoff_max_s
+        self._metrics = metrics
+        self._clock = clock or SystemClock()
+        self._rng = random.Random()
+        self.buffer = LineBuffer(state_dir / "buffer.sqlite")
+        self.writer = InfluxWriter(
+            influx_url,
+            db,
+            buffer=self.buffer,
+            metrics=metrics,
+            username=influx_username,
+            password=influx_password,
+            batch_size=batch_size,
+            flush_interval_s=flush_interval_s,
+            backoff_max_s=backoff_max_s,
+            clock=self._clock,
+        )
+        metrics.gauge("historian_buffer_pending", self.buffer.pending, "points in the buffer not yet in InfluxDB")
+        self._dead_letters: deque[bytes] = deque()
+        # Set while subscribed: from then on the broker keeps what we miss, even across our own restarts.
+        self.subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        log.info("historian starting", influx=self.writer.url, db=self.writer.db, backlog=self.buffer.pending())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.writer.run(), name="historian-writer")
+                tg.create_task(self._consume(), name="historian-mqtt")
+        finally:
+            self.buffer.close()
+
+    def health(self) -> Health:
+        subscribed = self.subscribed.is_set()
+        error = self.writer.last_error
+        return Health(
+            self.name,
+            (
+                Check("broker", subscribed, "" if subscribed else "not subscribed"),
+                Check("influxdb", error is None, error or ""),
+                Check("buffer", True, f"{self.buffer.pending()} point(s) waiting"),
+            ),
+        )
+
+    async def _consume(self) -> NoReturn:
+        client = aiomqtt.Client(
+            self.mqtt_host,
+            self.mqtt_port,
+            identifier=self.client_id,
+            clean_session=False,
+            username=self._mqtt_username,
+            password=self._mqtt_password,
+            socket_options=[_TCP_NODELAY],
+        )
+        delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
+        while True:
+            try:
+                async with client:
+                    await client.subscribe(
+                        [(subscription(self.site, leaf=STATE), 1), (subscription(self.site, leaf=EVENT), 1)]
+                    )
+                    self.subscribed.set()
+                    delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
+                    log.info("subscribed", host=self.mqtt_host, port=self.mqtt_port, client_id=self.client_id)
+                    await self._publish_dead_letters(client)
+                    await self._ingest(client)
+            except aiomqtt.MqttError as exc:
+                self.subscribed.clear()
+                self._metrics.inc("historian_mqtt_disconnects")
+                delay = next(delays)
+                log.warning("broker unreachable, retrying", error=str(exc), retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)
+
+    async def _ingest(self, client: aiomqtt.Client) -> None:
+        lines: list[str] = []
+        try:
+            async for message in client.messages:
+                line = self._accept(message.topic.value, message.payload)
+                if line is not None:
+                    lines.append(line)
+                # Hand over whenever the burst ends (nothing more queued) or the batch is full.
+                if len(lines) >= _APPEND_BATCH or len(client.messages) == 0:
+                    self._append(lines)
+                    lines = []
+                    if self._dead_letters:
+                        await self._publish_dead_letters(client)
+        finally:
+            self._append(lines)
+
+    def _append(self, lines: list[str]) -> None:
+        if lines:
+            self.buffer.append(lines)
+            self.writer.notify()
+
+    def _accept(self, topic: str, payload: bytes) -> str | None:
+        """The line to store for a message, or None when it was rejected."""
+        self._metrics.inc("historian_received")
+        try:
+            message = decode_message(payload)
+        except ValueError as exc:
+            self._reject(topic, payload, _reason_label(str(exc)), str(exc))
+            return None
+        expected = topic_for(message)
+        if expected != topic:
+            self._reject(topic, payload, "topic_mismatch", f"payload belongs on {expected}")
+            return None
+        line = to_line(message)
+        if line is None:
+            self._reject(topic, payload, "no_fields", "reading has no value InfluxDB can store")
+        return line
+
+    def _reject(self, topic: str, payload: bytes, label: str, reason: str) -> None:
+        self._metrics.inc("historian_rejected", reason=label)
+        log.warning("rejected payload", topic=topic, reason=reason)
+        record: dict[str, str] = {
+            "topic": topic,
+            "reason": reason,
+            "reason_code": label,
+            "received_at": self._clock.now().isoformat(),
+        }
+        try:
+            record["payload"] = payload.decode()
+        except UnicodeDecodeError:
+            record["payload_base64"] = base64.b64encode(payload).decode()
+        if len(self._dead_letters) >= _DEAD_LETTER_BACKLOG:
+            self._dead_letters.popleft()
+            self._metrics.inc("historian_dead_letters_dropped")
+        self._dead_letters.append(json.dumps(record).encode())
+
+    async def _publish_dead_letters(self, client: aiomqtt.Client) -> None:
+        while self._dead_letters:
+            await client.publish(DEAD_LETTER, self._dead_letters[0], qos=1)
+            self._dead_letters.popleft()
+            self._metrics.inc("historian_dead_lettered")
+
+
+def _reason_label(reason: str) -> str:
+    """A short, bounded label for a decode error (the full text goes to the log and the dead letter)."""
+    if reason.startswith("not JSON"):
+        return "not_json"
+    if reason.startswith("payload is not a JSON object"):
+        return "not_object"
+    if reason.startswith("invalid event"):
+        return "invalid_event"
+    return "invalid_reading"

@@ -1,0 +1,62 @@
+"""MQTT push channel: QoS 1 to facmon/v1/<site>/push/<recipient id>, where the technician's phone app subscribes.
+
+One connection per message: alerts are rare, and a short-lived client cannot be left half-connected between them.
+`send` returns once the broker has acknowledged (PUBACK) the message.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aiomqtt
+
+from facmon.kernel.topics import ROOT
+from facmon.notifier.base import DeliveryError, Notification, Recipient
+from facmon.notifier.channels.config import MqttPushConfig
+from facmon.notifier.channels.payload import notification_json
+
+__all__ = ["MqttPushChannel", "push_topic"]
+
+_NOT_IN_TOPIC_LEVEL = ("/", "+", "#", "\x00")
+
+
+def push_topic(site: str, recipient_id: str) -> str:
+    for part in (site, recipient_id):
+        if not part or any(ch in part for ch in _NOT_IN_TOPIC_LEVEL):
+            raise ValueError(f"{part!r} cannot be one MQTT topic level")
+    return f"{ROOT}/{site}/push/{recipient_id}"
+
+
+class MqttPushChannel:
+    """A Channel."""
+
+    def __init__(self, config: MqttPushConfig) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def send(self, notification: Notification, recipient: Recipient) -> None:
+        c = self.config
+        try:
+            topic = push_topic(notification.site, recipient.id)
+        except ValueError as exc:
+            raise DeliveryError(f"{c.name}: {exc}", retryable=False) from exc
+        payload = json.dumps(notification_json(notification, recipient), ensure_ascii=False).encode("utf-8")
+        try:
+            async with aiomqtt.Client(
+                c.host,
+                c.port,
+                username=c.username,
+                password=c.password.get_secret_value() if c.password is not None else None,
+                timeout=c.timeout_s,
+                protocol=aiomqtt.ProtocolVersion.V311,
+            ) as client:
+                await client.publish(topic, payload, qos=1, timeout=c.timeout_s)
+        except aiomqtt.MqttCodeError as exc:
+            # Refused for bad credentials or not authorised: retrying the same thing will not help.
+            retryable = exc.rc not in (4, 5)  # CONNACK 4 bad user name or password, 5 not authorised
+            raise DeliveryError(f"{c.name}: {exc}", retryable=retryable) from exc
+        except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"{c.name}: {type(exc).__name__}: {exc}") from exc

@@ -1,4 +1,0 @@
-"""Running facmon as a service: the work-order database's schema, its backups, and health probes.
-
-Each command lives in its own module and is registered in facmon/cli.py with a line or two.
-"""

@@ -1,0 +1,234 @@
+"""Where the KPIs' inputs come from: work-order rows from the database, fire intact figures from InfluxDB.
+
+`InfluxReader` queries InfluxDB's v1 `/query` with InfluxQL (the path 1.x, 2.x and 3.x serve). The period's intact
+rate is the time-weighted mean of the site's `fire_intact` series (rules.fire_intact): one value per minute (the last
+of the minute, minutes without a point carry the previous value) plus the last value before the period, averaged as
+a step function by facmon.reports.kpi.time_weighted_mean; one-minute resolution is plenty for a monthly figure and
+keeps a
+month at 43,200 rows.
+
+Elevator availability reads each car's raw readings (`elevator`: service mode and fault codes) in the period, as
+(time, down) pairs for facmon.reports.availability. At a 1 s poll that is 86,400 rows per car and day: fine for days and
+weeks, heavy for a quarter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from facmon.kernel.influx import influx_client
+
+if TYPE_CHECKING:
+    from facmon.shell.settings import Settings
+from facmon.reports.availability import FAULT_FIELDS, is_down
+from facmon.reports.kpi import KpiRow
+from facmon.workorders.tables import FollowUp, Milestone, WorkOrder, WorkOrderClock
+
+# Repair deadlines are at most days after detection (facmon/workorders/library/sla.yaml, holds included), so work orders
+# detected this long before a period cannot have one inside it.
+LOOKBACK = timedelta(days=30)
+
+
+def kpi_rows(session: Session, site: str, start: datetime, end: datetime) -> list[KpiRow]:
+    repair_due = (
+        select(func.min(WorkOrderClock.due_at))
+        .where(WorkOrderClock.work_order_id == WorkOrder.id, WorkOrderClock.milestone == Milestone.RESOLVED.value)
+        .scalar_subquery()
+    )
+    follow_ups = select(func.count(FollowUp.id)).where(FollowUp.work_order_id == WorkOrder.id).scalar_subquery()
+    query = select(WorkOrder, repair_due, follow_ups).where(
+        WorkOrder.site == site, WorkOrder.detected_at < end, WorkOrder.detected_at >= start - LOOKBACK
+    )
+    rows = []
+    for wo, due, visits in session.execute(query):
+        # The subquery's value comes back as the database's own type; on SQLite naive UTC text.
+        repair_due_at = wo.due_at if due is None else _utc(due)
+        rows.append(
+            KpiRow(
+                kind=wo.kind,
+                status=wo.status,
+                detected_at=wo.detected_at,
+                on_site_at=wo.on_site_at,
+                resolved_at=wo.resolved_at,
+                repair_due_at=repair_due_at,
+                follow_ups=int(visits or 0),
+                id=wo.id,
+                device=wo.device,
+                title=wo.title,
+                category=wo.category,
+            )
+        )
+    return rows
+
+
+def _utc(value: object) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a time: {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- InfluxDB --------------------------------------------------------------------------------------------------------
+
+
+class InfluxUnavailable(RuntimeError):
+    pass
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _time(at: datetime) -> str:
+    return "'" + at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
+
+
+@dataclass(frozen=True)
+class IntactNow:
+    at: datetime
+    intact_pct: float | None
+    points_present: int
+    points_intact: int
+
+
+@dataclass(frozen=True)
+class PanelIntact:
+    device: str
+    at: datetime
+    intact_pct: float | None
+    points_present: int
+    points_intact: int
+
+
+class InfluxReader:
+    def __init__(
+        self,
+        url: str,
+        db: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.db = db
+        self._http = influx_client(url, username=username, password=password, timeout_s=timeout_s, transport=transport)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InfluxReader | None:
+        """A reader of the configured InfluxDB (FACMON_INFLUX_*); None when none is configured."""
+        if not settings.influx_url:
+            return None
+        return cls(
+            settings.influx_url,
+            settings.influx_db,
+            username=settings.influx_username,
+            password=settings.influx_password_text(),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def series(self, query: str) -> list[dict[str, Any]]:
+        series: list[dict[str, Any]] = (await self.statements(query))[0]
+        return series
+
+    async def statements(
+        self, query: str, params: Mapping[str, str | int | float] | None = None
+    ) -> list[list[dict[str, Any]]]:
+        """The series of each statement of `query` (several separated by ';'), in order.
+
+        `params` are InfluxQL bind parameters (`$name` in the query): values sent apart from the query text, so
+        text from a request never becomes InfluxQL. Identifiers cannot be bound; callers quote known ones.
+        """
+        args = {"db": self.db, "q": query, "epoch": "ns"}
+        if params:
+            args["params"] = json.dumps(dict(params))
+        try:
+            response = await self._http.get("/query", params=args)
+        except httpx.HTTPError as exc:
+            raise InfluxUnavailable(f"InfluxDB unreachable: {exc}") from exc
+        if not response.is_success:
+            raise InfluxUnavailable(f"InfluxDB answered {response.status_code}: {response.text[:200]}")
+        answers: list[list[dict[str, Any]]] = []
+        for result in response.json()["results"]:
+            if "error" in result:
+                raise InfluxUnavailable(f"InfluxQL error: {result['error']}")
+            answers.append(result.get("series", []))
+        return answers
+
+    async def site_intact(self, site: str, at: datetime) -> IntactNow | None:
+        query = (
+            "SELECT intact_pct, points_present, points_intact FROM fire_intact"
+            f" WHERE site = {_literal(site)} AND time <= {_time(at)} ORDER BY time DESC LIMIT 1"
+        )
+        for s in await self.series(query):
+            for ts, pct, present, intact in s["values"]:
+                return IntactNow(_from_ns(ts), pct, int(present or 0), int(intact or 0))
+        return None
+
+    async def panels_intact(self, site: str, at: datetime) -> list[PanelIntact]:
+        query = (
+            "SELECT intact_pct, points_total, points_intact FROM fire_panel"
+            f" WHERE site = {_literal(site)} AND time <= {_time(at)} GROUP BY device ORDER BY time DESC LIMIT 1"
+        )
+        panels = []
+        for s in await self.series(query):
+            for ts, pct, present, intact in s["values"]:
+                panels.append(PanelIntact(s["tags"]["device"], _from_ns(ts), pct, int(present or 0), int(intact or 0)))
+        return sorted(panels, key=lambda p: p.device)
+
+    async def site_intact_samples(self, site: str, start: datetime, end: datetime) -> list[tuple[datetime, float]]:
+        """The value in force at `start` (when there is one) and the last value of each minute up to `end`."""
+        where = f"site = {_literal(site)}"
+        before = (
+            f"SELECT intact_pct FROM fire_intact WHERE {where} AND time <= {_time(start)} ORDER BY time DESC LIMIT 1"
+        )
+        minutes = (
+            f"SELECT last(intact_pct) FROM fire_intact WHERE {where} AND time > {_time(start)}"
+            f" AND time < {_time(end)} GROUP BY time(1m)"
+        )
+        samples: list[tuple[datetime, float]] = []
+        for s in await self.series(before):
+            samples += [(_from_ns(ts), float(v)) for ts, v in s["values"] if v is not None]
+        for s in await self.series(minutes):
+            # A bucket is labelled with its start, which may be before `start`; the value is in force from then on.
+            samples += [(max(_from_ns(ts), start), float(v)) for ts, v in s["values"] if v is not None]
+        return samples
+
+    async def elevator_states(
+        self, site: str, start: datetime, end: datetime
+    ) -> dict[str, list[tuple[datetime, bool]]]:
+        """Each car's readings in [start, end) as (time, down), in time order, keyed by device.
+
+        A reading without one of the fields (a value the collector rejected) keeps that field's previous value.
+        """
+        fields = ", ".join(("service_mode", *FAULT_FIELDS))
+        query = (
+            f"SELECT {fields} FROM elevator WHERE site = {_literal(site)} AND time >= {_time(start)}"
+            f" AND time < {_time(end)} GROUP BY device"
+        )
+        states: dict[str, list[tuple[datetime, bool]]] = {}
+        for s in await self.series(query):
+            columns: list[str] = s["columns"]
+            last: dict[str, Any] = {}
+            rows = states.setdefault(s["tags"]["device"], [])
+            for values in s["values"]:
+                row = dict(zip(columns, values, strict=True))
+                last.update({k: v for k, v in row.items() if v is not None})
+                faults = {name: last.get(name) for name in FAULT_FIELDS}
+                rows.append((_from_ns(row["time"]), is_down(last.get("service_mode"), faults)))
+        return states
+
+
+def _from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)

@@ -1,0 +1,122 @@
+"""The InfluxDB-based KPIs of one site over a period, as plain figures: fire equipment intact rate and elevator
+availability. Shared by the API (`/kpis`) and the monthly report (facmon.reports.kpi_monthly), which present them in
+their
+own ways; InfluxDB not answering is a figure that says so (`available=False` and why), never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from facmon.estate.site import Site
+from facmon.kernel.model import DeviceKind
+from facmon.reports.availability import (
+    DEFAULT_MAX_GAP,
+    SCHEDULED_ROLES,
+    ElevatorAvailability,
+    elevator_availability,
+    scheduled_intervals,
+)
+from facmon.reports.kpi import Ratio, time_weighted_mean
+from facmon.reports.kpi_data import InfluxReader, InfluxUnavailable, PanelIntact
+
+AVAILABILITY_NOTE = (
+    "scheduled: main elevators 24 h a day, peak elevators 06:00-08:00 and 17:00-19:00 site time; backup elevators "
+    "and elevators without a role are left out (the hand-over to a backup while the main car is under repair is not "
+    "modelled). Down: a reading with a service mode other than normal or a non-zero fault code (fault_code, e_code, "
+    "fault_bits); a reading holds until the next one, for at most max(60 s, 3 poll intervals). Time without a "
+    "reading is unknown and not counted as down; comm_lost events are not read separately (a silent car is unknown)."
+)
+
+
+@dataclass(frozen=True)
+class IntactFigure:
+    available: bool
+    target: float
+    reason: str | None = None
+    # Intact points / present points, the latest figure at the period's end.
+    current: Ratio | None = None
+    current_at: datetime | None = None
+    # The time-weighted mean over the period, as a ratio, and how many seconds of the period it covers.
+    period_mean: float | None = None
+    period_covered_s: float | None = None
+    panels: tuple[PanelIntact, ...] = ()
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.period_mean is None else self.period_mean >= self.target
+
+
+async def period_intact(influx: InfluxReader, site: str, start: datetime, end: datetime, target: float) -> IntactFigure:
+    try:
+        now_figure = await influx.site_intact(site, end)
+        panels = await influx.panels_intact(site, end)
+        samples = await influx.site_intact_samples(site, start, end)
+    except InfluxUnavailable as exc:
+        return IntactFigure(available=False, reason=str(exc), target=target)
+    if now_figure is None:
+        return IntactFigure(available=False, reason="no fire panel figures for this site yet", target=target)
+    mean = time_weighted_mean(samples, start, end)
+    return IntactFigure(
+        available=True,
+        target=target,
+        current=Ratio(now_figure.points_intact, now_figure.points_present, target),
+        current_at=now_figure.at,
+        period_mean=None if mean.mean is None else round(mean.mean / 100.0, 6),
+        period_covered_s=mean.covered_s,
+        panels=tuple(panels),
+    )
+
+
+def availability_value(scheduled_s: float, down_s: float) -> float | None:
+    return None if scheduled_s == 0 else round((scheduled_s - down_s) / scheduled_s, 6)
+
+
+@dataclass(frozen=True)
+class AvailabilityFigure:
+    available: bool
+    target: float
+    reason: str | None = None
+    elevators: tuple[ElevatorAvailability, ...] = ()
+
+    @property
+    def scheduled_s(self) -> float:
+        return sum(f.scheduled_s for f in self.elevators)
+
+    @property
+    def down_s(self) -> float:
+        return sum(f.down_s for f in self.elevators)
+
+    @property
+    def unknown_s(self) -> float:
+        return sum(f.unknown_s for f in self.elevators)
+
+    @property
+    def value(self) -> float | None:
+        return availability_value(self.scheduled_s, self.down_s) if self.available else None
+
+    @property
+    def met(self) -> bool | None:
+        value = self.value
+        return None if value is None else value >= self.target
+
+
+async def period_availability(
+    influx: InfluxReader, site: Site, start: datetime, end: datetime, target: float
+) -> AvailabilityFigure:
+    if end <= start:
+        return AvailabilityFigure(available=False, reason="the period has not started yet", target=target)
+    cars = [d for _, d in site.devices() if d.kind == DeviceKind.ELEVATOR and d.role in SCHEDULED_ROLES]
+    gaps = {d.id: max(DEFAULT_MAX_GAP, timedelta(seconds=3 * d.poll_interval_s)) for d in cars}
+    try:
+        # From the longest gap before the start: the reading in force at the start holds that long.
+        states = await influx.elevator_states(site.id, start - max(gaps.values(), default=DEFAULT_MAX_GAP), end)
+    except InfluxUnavailable as exc:
+        return AvailabilityFigure(available=False, reason=str(exc), target=target)
+    figures = []
+    for car in cars:
+        role = car.role or ""
+        scheduled = scheduled_intervals(role, start, end, site.tz)
+        figures.append(elevator_availability(car.id, role, scheduled, states.get(car.id, []), end, gaps[car.id]))
+    return AvailabilityFigure(available=True, target=target, elevators=tuple(figures))

@@ -1,0 +1,318 @@
+"""The composition root: every facmon service built from the settings, in one place.
+
+`facmon gateway | historian | rules | notifier | api` each build one service here, and `facmon up` builds all of
+them here too, so a service runs the same alone as in the sum. Nothing else constructs a service from settings.
+
+    async with Composer(settings, endpoints, clock=clock, metrics=metrics) as compose:
+        await compose.prepare()            # schema, and the checks of a real start
+        historian = compose.historian()
+        ...
+
+The composer owns what the services share (the work-order database engine, InfluxDB clients, webhook clients) and
+closes it when the block ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from api.accounts.bootstrap import UnsafeStart, ensure_demo_accounts
+from api.accounts.bootstrap import check_real_start as check_accounts
+from api.app import create_app
+from facmon.estate.site import Site
+from facmon.historian.service import Historian
+from facmon.kernel.clock import Clock
+from facmon.kernel.db import make_engine
+from facmon.kernel.health import Check, Health
+from facmon.kernel.httpserve import EmbeddedServer, embedded
+from facmon.kernel.metrics import Counters
+from facmon.notifier.base import Channel
+from facmon.notifier.channels.config import MqttPushConfig
+from facmon.notifier.channels.mqtt_push import MqttPushChannel
+from facmon.notifier.channels.smtp import SmtpChannel
+from facmon.notifier.channels.webhook import WebhookChannel
+from facmon.notifier.dispatcher import Dispatcher, LogChannel, SiteResolver
+from facmon.notifier.queue import Sender
+from facmon.notifier.service import Notifier
+from facmon.notifier.storm import maintenance_windows
+from facmon.notifier.tokens import InsecureSecret, check_secret, issue, load_or_create_secret
+from facmon.reports.kpi_data import InfluxReader
+from facmon.shell.migrations.schema import create_schema
+from facmon.shell.settings import Settings
+from facmon.workorders.lifecycle import InfluxLifecycleSink
+from gateway.site_gateway import SiteGateway
+from rules.state_rules import StateRules
+from rules.worker import RulesWorker
+
+
+class StartRefused(RuntimeError):
+    """A start that must not go ahead (a real start without a good secret key or an admin, ...); says why."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the backbone broker, InfluxDB and the work-order database are, with their credentials."""
+
+    mqtt_host: str
+    mqtt_port: int
+    influx_url: str | None
+    influx_db: str
+    db_url: str
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    influx_username: str | None = None
+    influx_password: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Endpoints:
+        return cls(
+            mqtt_host=settings.mqtt_host or "127.0.0.1",
+            mqtt_port=settings.mqtt_port,
+            influx_url=settings.influx_url,
+            influx_db=settings.influx_db,
+            db_url=settings.database_url(),
+            mqtt_username=settings.mqtt_username,
+            mqtt_password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+            influx_username=settings.influx_username,
+            influx_password=settings.influx_password_text(),
+        )
+
+
+class ApiService:
+    """The HTTP API on an embedded uvicorn, as a service like the others."""
+
+    name = "api"
+
+    def __init__(self, server: EmbeddedServer) -> None:
+        self.server = server
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server.config.host}:{self.server.config.port}"
+
+    async def run(self) -> None:
+        await self.server.serve_until_cancelled()
+
+    def health(self) -> Health:
+        listening = self.server.started
+        return Health(self.name, (Check("http", listening, "" if listening else "not listening"),))
+
+
+class Composer:
+    def __init__(self, settings: Settings, endpoints: Endpoints, *, clock: Clock, metrics: Counters) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.clock = clock
+        self.metrics = metrics
+        self._stack = contextlib.AsyncExitStack()
+        self._engine: Engine | None = None
+        self._ack_secret: bytes | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    # --- what the services share -------------------------------------------------------------------------------------
+
+    def engine(self) -> Engine:
+        """The work-order database (made once; disposed when the composer closes)."""
+        if self._engine is None:
+            self.settings.state_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
+            self._engine = engine = make_engine(self.endpoints.db_url)
+            self._stack.callback(engine.dispose)
+        return self._engine
+
+    async def prepare_database(self) -> Engine:
+        """The engine, with the schema brought to head (safe on every start; `facmon db upgrade` does the same)."""
+        engine = self.engine()
+        await asyncio.to_thread(create_schema, engine)
+        return engine
+
+    async def check_start(self, sites: Sequence[Site]) -> None:
+        """Outside demo mode: refuse, naming every problem, to run without a good secret key and an admin, or while a
+        demo account keeps its published password. In demo mode the demo accounts are made instead."""
+        engine = await self.prepare_database()
+        if self.settings.demo:
+            await asyncio.to_thread(ensure_demo_accounts, engine, sites, self.clock.now())
+            return
+        try:
+            await asyncio.to_thread(check_accounts, engine, self._secret_text(), sites)
+        except UnsafeStart as exc:
+            raise StartRefused(f"{exc}\n(to try facmon with demo accounts instead: --demo or FACMON_DEMO=1)") from exc
+
+    def _secret_text(self) -> str | None:
+        try:
+            return self.settings.secret_key_text()
+        except ValueError as exc:
+            raise StartRefused(str(exc)) from exc
+
+    def ack_secret(self) -> bytes:
+        """The key that signs the one-tap acknowledge links: the configured one, or in demo mode one generated once
+        into the state folder (so the notifier and the API of one machine agree on it)."""
+        if self._ack_secret is None:
+            configured = self._secret_text()
+            try:
+                if self.settings.demo:
+                    self._ack_secret = load_or_create_secret(configured, self.settings.state_dir)
+                elif configured is None:
+                    raise StartRefused("no secret key: set FACMON_SECRET_KEY or FACMON_SECRET_KEY_FILE")
+                else:
+                    self._ack_secret = check_secret(configured.encode())
+            except InsecureSecret as exc:
+                raise StartRefused(f"FACMON_SECRET_KEY: {exc}") from exc
+        return self._ack_secret
+
+    def ack_link(self, api_url: str | None) -> Callable[[int, str, datetime], str]:
+        """(work order, recipient, now) -> the signed one-tap acknowledge link, on FACMON_PUBLIC_URL or `api_url`."""
+        secret = self.ack_secret()
+        base = self.settings.public_url or api_url
+        if base is None:
+            raise StartRefused(
+                "set FACMON_PUBLIC_URL to where phones reach the API (e.g. https://facmon.example.com): "
+                "alerts carry one-tap acknowledge links to it"
+            )
+        base = base.rstrip("/")
+
+        def link(work_order_id: int, recipient_id: str, now: datetime) -> str:
+            return f"{base}/api/v1/ack/{issue(secret, work_order_id, recipient_id, now=now)}"
+
+        return link
+
+    def influx_reader(self) -> InfluxReader | None:
+        e = self.endpoints
+        if e.influx_url is None:
+            return None
+        reader = InfluxReader(e.influx_url, e.influx_db, username=e.influx_username, password=e.influx_password)
+        self._stack.push_async_callback(reader.aclose)
+        return reader
+
+    def lifecycle_sink(self) -> InfluxLifecycleSink | None:
+        e = self.endpoints
+        if e.influx_url is None:
+            return None
+        sink = InfluxLifecycleSink(e.influx_url, e.influx_db, username=e.influx_username, password=e.influx_password)
+        self._stack.push_async_callback(sink.aclose)
+        return sink
+
+    # --- the services ------------------------------------------------------------------------------------------------
+
+    def gateway(self, site: Site) -> SiteGateway:
+        e = self.endpoints
+        return SiteGateway(
+            site,
+            mqtt_host=e.mqtt_host,
+            mqtt_port=e.mqtt_port,
+            state_dir=self.settings.state_dir / "gateway",
+            clock=self.clock,
+            metrics=self.metrics,
+            mqtt_username=e.mqtt_username,
+            mqtt_password=e.mqtt_password,
+        )
+
+    def client_id(self, service: str, instance: str | None = None) -> str:
+        """The MQTT client id of a service: stable across restarts, so the broker keeps its persistent session."""
+        name = self.settings.instance if instance is None else instance
+        return f"facmon-{service}-{name}" if name else f"facmon-{service}"
+
+    def historian(self, instance: str | None = None) -> Historian:
+        e = self.endpoints
+        if e.influx_url is None:
+            raise StartRefused("set FACMON_INFLUX_URL to the InfluxDB to write to (e.g. http://127.0.0.1:8086)")
+        return Historian(
+            mqtt_host=e.mqtt_host,
+            mqtt_port=e.mqtt_port,
+            client_id=self.client_id("historian", instance),
+            influx_url=e.influx_url,
+            db=e.influx_db,
+            state_dir=self.settings.state_dir / "historian",
+            metrics=self.metrics,
+            mqtt_username=e.mqtt_username,
+            mqtt_password=e.mqtt_password,
+            influx_username=e.influx_username,
+            influx_password=e.influx_password,
+            clock=self.clock,
+        )
+
+    def rules(
+        self, sites: Sequence[Site], state_rules: StateRules | None = None, instance: str | None = None
+    ) -> RulesWorker:
+        """Needs `prepare_database()` first."""
+        e = self.endpoints
+        return RulesWorker(
+            mqtt_host=e.mqtt_host,
+            mqtt_port=e.mqtt_port,
+            client_id=self.client_id("rules", instance),
+            engine=self.engine(),
+            clock=self.clock,
+            metrics=self.metrics,
+            mqtt_username=e.mqtt_username,
+            mqtt_password=e.mqtt_password,
+            lifecycle_sink=self.lifecycle_sink(),
+            sites=sites,
+            state_rules=state_rules,
+        )
+
+    def channels(self) -> dict[str, Channel]:
+        """The log, MQTT pushes to technicians' phones on the backbone broker, and the configured webhooks and
+        e-mail (FACMON_WEBHOOKS, FACMON_SMTP)."""
+        e = self.endpoints
+        password = None if e.mqtt_password is None else SecretStr(e.mqtt_password)
+        channels: dict[str, Channel] = {
+            "log": LogChannel(),
+            "mqtt_push": MqttPushChannel(
+                MqttPushConfig(host=e.mqtt_host, port=e.mqtt_port, username=e.mqtt_username, password=password)
+            ),
+        }
+        for hook in self.settings.webhooks:
+            channel = WebhookChannel(hook, self.clock)
+            self._stack.push_async_callback(channel.aclose)
+            channels[hook.name] = channel
+        if self.settings.smtp is not None:
+            channels[self.settings.smtp.name] = SmtpChannel(self.settings.smtp)
+        return channels
+
+    def notifier(self, sites: Sequence[Site], api_url: str | None = None) -> Notifier:
+        """Needs `prepare_database()` first. `api_url`: where an API of the same process listens, for the links in
+        alerts when FACMON_PUBLIC_URL does not say where phones reach it."""
+        engine = self.engine()
+        channels = self.channels()
+        dispatcher = Dispatcher(
+            engine,
+            self.clock,
+            resolver=SiteResolver(sites),
+            channels=channels,
+            metrics=self.metrics,
+            ack_link=self.ack_link(api_url),
+            maintenance=[window for site in sites for window in maintenance_windows(site)],
+        )
+        return Notifier(dispatcher, Sender(engine, channels, self.clock, metrics=self.metrics))
+
+    def api(
+        self, sites: Sequence[Site], host: str, port: int, *, health: Callable[[], Health] | None = None
+    ) -> ApiService:
+        """Needs `check_start(sites)` first. `health`: more services to report at /api/v1/health (`facmon up`)."""
+        app = create_app(
+            sites=sites,
+            engine=self.engine(),
+            metrics=self.metrics,
+            influx=self.influx_reader(),
+            ack_secret=self.ack_secret(),
+            cors_origins=self.settings.cors_origins,
+            max_body_bytes=self.settings.max_body_bytes,
+            services_health=health,
+        )
+        return ApiService(embedded(app, host, port))

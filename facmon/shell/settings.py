@@ -1,0 +1,80 @@
+"""Settings from the environment (FACMON_*). Built in main() or a lifespan, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facmon.notifier.channels.config import SmtpConfig, WebhookConfig
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACMON_", extra="ignore")
+
+    # An external broker; when unset, `facmon up` starts a local Mosquitto.
+    mqtt_host: str | None = None
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+
+    # An external InfluxDB (v1 HTTP API: 1.x natively, 2.x via DBRP, 3.x via its v1 endpoints); when unset,
+    # `facmon up` starts a local influxd.
+    influx_url: str | None = None
+    influx_db: str = "facmon"
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+
+    # Work orders; default: SQLite in the state folder.
+    db_url: str | None = None
+
+    # Relative to where facmon is started; made absolute at once, because child services (Mosquitto, influxd) run
+    # in folders of their own and would read a relative path from there.
+    state_dir: Path = Path(".facmon")
+    # Names this process's MQTT sessions (client ids `facmon-historian-<instance>`, ...): the broker keeps what a
+    # service misses while away under that name, so it must stay the same across restarts and differ between two
+    # processes of one service. Default: none, for one of each.
+    instance: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
+
+    # Demo mode: documented demo accounts are created and printed, and a missing secret key is generated into the
+    # state folder. Outside it, facmon refuses to start without a good secret key and an admin, or while a demo
+    # account still has its published password.
+    demo: bool = False
+    # Signs one-tap acknowledge links (>= 32 random characters, not a sample value). Or FACMON_SECRET_KEY_FILE: a
+    # file holding it (e.g. a Docker or systemd secret), which wins when both are set.
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+    # Where phones reach the API, for the links in alerts (e.g. https://facmon.example.com); unset: the address the
+    # API listens on, which only works on the same network.
+    public_url: str | None = None
+    # Alert channels besides the MQTT push to technicians' phones, as JSON: FACMON_WEBHOOKS='[{"url": "https://...",
+    # "template": "wecom", "secret": "..."}]' (templates: generic, wecom, dingtalk, feishu, slack), and
+    # FACMON_SMTP='{"host": "smtp.example.com", "port": 587, "sender": "facmon@example.com", "starttls": true}'.
+    webhooks: list[WebhookConfig] = []
+    smtp: SmtpConfig | None = None
+    # Browser origins allowed to call the API from another site (CORS), as JSON: FACMON_CORS_ORIGINS=
+    # '["https://ops.example.com"]'; default none: only pages served by the API itself.
+    cors_origins: list[str] = []
+    # Request bodies larger than this are refused with 413 (default 1 MiB).
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().absolute()
+
+    def secret_key_text(self) -> str | None:
+        """The secret key from FACMON_SECRET_KEY_FILE or FACMON_SECRET_KEY; None when neither is set."""
+        if self.secret_key_file is not None:
+            try:
+                return self.secret_key_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"FACMON_SECRET_KEY_FILE {self.secret_key_file}: {exc.strerror}") from exc
+        return self.secret_key.get_secret_value() if self.secret_key else None
+
+    def influx_password_text(self) -> str | None:
+        return self.influx_password.get_secret_value() if self.influx_password else None
+
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{(self.state_dir / 'facmon.db').resolve()}"

@@ -1,0 +1,186 @@
+"""Work-order lifecycle points for the dashboards: every timeline entry as a line of InfluxDB line protocol.
+
+Measurement `work_orders`; tags site, building, device, kind, fault, priority, status (after the entry), event
+(opened, recurred, fault_cleared, sla_breached, follow_up, notified, escalated, silenced, assigned, note, or the
+status a transition went to: acknowledged, on_site, ...), source (api, card_read, rules, ...) and, for a breach,
+clock; fields work_order_id, entry_id, title, and actor, note, outcome, assignee (of an assignment; left out when it
+took the work order back from someone) where there are any. The time is the entry's own, in nanoseconds.
+
+The timeline is the outbox: `LifecycleExporter` takes entries not exported yet, hands their lines to a
+`LifecycleSink`, and marks them exported only after the sink took them. A sink that is down gets everything later;
+a crash between writing and marking writes the same points again, which InfluxDB stores once (same series, same
+time). `InfluxLifecycleSink` writes to InfluxDB's v1 `/write`, the one path 1.x, 2.x and 3.x all serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NoReturn, Protocol
+
+import httpx
+import structlog
+from influxdb_client.client.write.point import Point
+from influxdb_client.domain.write_precision import WritePrecision
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from facmon.kernel.clock import Clock
+from facmon.kernel.influx import influx_client
+from facmon.kernel.metrics import Counters
+from facmon.workorders.tables import TimelineType, WorkOrder, WorkOrderEvent
+
+log = structlog.get_logger(__name__)
+
+MEASUREMENT = "work_orders"
+
+
+def lifecycle_line(entry: WorkOrderEvent, work_order: WorkOrder) -> str:
+    """The line protocol point of one timeline entry of `work_order`."""
+    detail = entry.detail or {}
+    event = entry.status if entry.type == TimelineType.TRANSITION else entry.type
+    tags: dict[str, str | None] = {
+        "site": work_order.site,
+        "building": work_order.building,
+        "device": work_order.device,
+        "kind": work_order.kind,
+        "fault": work_order.fault,
+        "priority": work_order.priority,
+        "status": entry.status,
+        "event": event,
+        "source": entry.source,
+        "clock": detail.get("clock") if entry.type == TimelineType.SLA_BREACHED else None,
+    }
+    fields: dict[str, str | int | bool] = {
+        "work_order_id": work_order.id,
+        "entry_id": entry.id,
+        "title": work_order.title,
+    }
+    assignee = detail.get("to") if entry.type == TimelineType.ASSIGNED else None
+    for name, value in (
+        ("actor", entry.actor),
+        ("note", entry.note),
+        ("outcome", detail.get("outcome")),
+        ("assignee", assignee),
+    ):
+        if isinstance(value, str) and value:
+            fields[name] = value
+    if entry.type == TimelineType.TRANSITION:
+        fields["implied"] = bool(detail.get("implied", False))
+    # Point leaves out None tags; the fields are never empty (work_order_id).
+    point = Point.from_dict({"measurement": MEASUREMENT, "tags": tags, "fields": fields, "time": entry.at})
+    line: str = point.to_line_protocol(WritePrecision.NS)
+    return line
+
+
+class LifecycleSink(Protocol):
+    """Where lifecycle lines go. `write` returns once they are stored, and raises if they were not."""
+
+    async def write(self, lines: Sequence[str]) -> None: ...
+
+
+class LifecycleSinkError(RuntimeError):
+    """The sink did not take the lines; they stay unexported and are offered again."""
+
+
+class InfluxLifecycleSink:
+    """Writes lines to InfluxDB's v1 `/write`, creating the database when it is missing."""
+
+    def __init__(
+        self,
+        url: str,
+        db: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.db = db
+        self._http = influx_client(url, username=username, password=password, timeout_s=timeout_s, transport=transport)
+
+    async def write(self, lines: Sequence[str]) -> None:
+        body = "\n".join(lines).encode()
+        params = {"db": self.db, "precision": "ns"}
+        try:
+            response = await self._http.post("/write", params=params, content=body)
+            if response.status_code == 404 and "database not found" in response.text:
+                await self._http.post("/query", data={"q": f'CREATE DATABASE "{self.db}"'})
+                response = await self._http.post("/write", params=params, content=body)
+        except httpx.HTTPError as exc:
+            raise LifecycleSinkError(f"InfluxDB unreachable: {exc}") from exc
+        if not response.is_success:
+            raise LifecycleSinkError(f"InfluxDB answered {response.status_code}: {response.text[:200]}")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def pending_lines(engine: Engine, limit: int) -> list[tuple[int, str]]:
+    """(entry id, line) of the oldest entries not exported yet."""
+    query = (
+        select(WorkOrderEvent, WorkOrder)
+        .join(WorkOrder, WorkOrder.id == WorkOrderEvent.work_order_id)
+        .where(WorkOrderEvent.exported_at.is_(None))
+        .order_by(WorkOrderEvent.id)
+        .limit(limit)
+    )
+    with Session(engine) as session:
+        return [(entry.id, lifecycle_line(entry, wo)) for entry, wo in session.execute(query)]
+
+
+def mark_exported(engine: Engine, ids: Sequence[int], at: datetime) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(WorkOrderEvent)
+            .where(WorkOrderEvent.id.in_(ids))
+            .values(exported_at=at)
+            .execution_options(synchronize_session=False)
+        )
+
+
+class LifecycleExporter:
+    def __init__(
+        self,
+        engine: Engine,
+        sink: LifecycleSink,
+        clock: Clock,
+        *,
+        batch_size: int = 500,
+        metrics: Counters | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.engine = engine
+        self.sink = sink
+        self.clock = clock
+        self.batch_size = batch_size
+        self.metrics = metrics or Counters()
+
+    async def export_once(self) -> int:
+        """Hand one batch to the sink; how many entries it held (0: nothing was waiting)."""
+        pending = await asyncio.to_thread(pending_lines, self.engine, self.batch_size)
+        if not pending:
+            return 0
+        await self.sink.write([line for _, line in pending])
+        await asyncio.to_thread(mark_exported, self.engine, [entry_id for entry_id, _ in pending], self.clock.now())
+        self.metrics.inc("rules_lifecycle_points", len(pending))
+        return len(pending)
+
+    async def run(self, interval_s: float = 1.0, backoff_max_s: float = 30.0) -> NoReturn:
+        """Export until cancelled: a full batch is followed at once by the next, a failure by a growing pause."""
+        delay = interval_s
+        while True:
+            try:
+                exported = await self.export_once()
+            except (LifecycleSinkError, OperationalError) as exc:
+                self.metrics.inc("rules_lifecycle_errors")
+                log.warning("lifecycle points not exported", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, backoff_max_s)
+                continue
+            delay = interval_s
+            if exported < self.batch_size:
+                await asyncio.sleep(interval_s)
