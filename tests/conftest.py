@@ -1,4 +1,5 @@
-"""Real services for the tests: Mosquitto and influxd on free loopback ports, in temporary folders.
+"""Real services for the tests: Mosquitto and influxd on free loopback ports, in temporary folders; a real SQLite
+database file per test at the newest schema, a fake clock and event makers.
 
 The session fixtures are shared; a test that stops a service (outage tests) asks for its own instance through the
 `*_factory` fixtures so it never disturbs the others. Every process is stopped at the end.
@@ -13,9 +14,38 @@ from pathlib import Path
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import Engine
 
+from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import ChildService, Influxd, Mosquitto, free_port
+from facmon.kernel.db import make_engine
+from facmon.kernel.model import Event, EventType
+from facmon.shell.migrations.schema import create_schema
 from tests.notifier.support import Inbox
+from tests.rules.support import MakeEvent, elevator
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_event(clock: FakeClock) -> MakeEvent:
+    """An event at the fake clock's current time: make_event("fault_raised", "2", device="e2")."""
+
+    def make(type_: str, code: str | None = None, **ref: str) -> Event:
+        return Event(ref=elevator(**ref), ts=clock.now(), type=EventType(type_), code=code)
+
+    return make
 
 
 @pytest.fixture(scope="session")

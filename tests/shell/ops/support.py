@@ -22,7 +22,7 @@ from facmon.workorders.tables import WorkOrder, WorkOrderEvent
 from rules.engine import Rule, evaluate
 from rules.store import apply_event
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SITE = "sunrise-garden"  # examples/demo-site.yaml
 START = datetime(2026, 3, 1, tzinfo=UTC)
 T = TypeVar("T")

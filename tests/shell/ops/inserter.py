@@ -2,7 +2,7 @@
 transaction each, until SIGTERM. After each commit it prints `<work order id> <time.monotonic()>`, so a test can
 tell which commits fell inside a backup's copy (CLOCK_MONOTONIC is the same clock in every process).
 
-    python -m tests.ops.inserter DB_URL
+    python -m tests.shell.ops.inserter DB_URL
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from facmon.kernel.db import make_engine
 from rules.engine import load_rules
-from tests.ops.support import START, open_work_order
+from tests.shell.ops.support import START, open_work_order
 
 
 def main(url: str) -> None:

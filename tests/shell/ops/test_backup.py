@@ -16,19 +16,19 @@ from facmon.kernel.db import make_engine
 from facmon.shell.migrations.schema import create_schema
 from facmon.shell.ops.database import head_revision
 from facmon.shell.ops.sqlite_backup import backup
-from tests.ops.support import ROOT, facmon, seed_history, sqlite_rows, wait_until
+from tests.shell.ops.support import ROOT, facmon, seed_history, sqlite_rows, wait_until
 
 # Closed work orders already in the database: about a year of an estate, 26 MB.
 HISTORY = 20_000
 
 
 class Inserter:
-    """tests/ops/inserter.py in its own process, its commits as (work order id, monotonic time)."""
+    """tests/shell/ops/inserter.py in its own process, its commits as (work order id, monotonic time)."""
 
     def __init__(self, url: str) -> None:
         self.commits: list[tuple[int, float]] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.ops.inserter", url], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "tests.shell.ops.inserter", url], cwd=ROOT, stdout=subprocess.PIPE, text=True
         )
         self.ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)

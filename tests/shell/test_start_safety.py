@@ -20,7 +20,7 @@ from facmon.estate.site import load_site
 from facmon.kernel.db import make_engine
 from facmon.shell.migrations.schema import create_schema
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GOOD_KEY = "k" * 10 + "0123456789abcdefghijklmnopqrstuvwxyz"
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ from facmon.shell.up import Endpoints
 from simulators.site import SiteSimulator
 from tests.support import wait_for
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMO_DEVICES = 31
 # The demo's cameras heartbeat every 30 s, its barriers every 10 s: at 10x they are heard within a few seconds.
 SPEED = 10

@@ -64,7 +64,7 @@ def test_the_sections_are_optional(tmp_path: Path) -> None:
 
 
 def test_the_demo_site_has_a_rota_for_every_discipline() -> None:
-    site = load_site(Path(__file__).parents[1] / "examples" / "demo-site.yaml")
+    site = load_site(Path(__file__).parents[2] / "examples" / "demo-site.yaml")
     assert all(site.on_call.rotation(d) is not None for d in Discipline)
     assert site.supervisor is not None
     assert site.manager is not None

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from facmon.kernel.daemons import free_port
-from tests.ops.support import run
+from tests.shell.ops.support import run
 from tests.support import serving_in_thread
 
 

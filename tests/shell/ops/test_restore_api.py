@@ -15,7 +15,7 @@ import httpx
 from facmon.kernel.daemons import free_port
 from facmon.kernel.db import make_engine
 from rules.engine import load_rules
-from tests.ops.support import ROOT, START, facmon, open_work_order, run, wait_until
+from tests.shell.ops.support import ROOT, START, facmon, open_work_order, run, wait_until
 
 SITE_FILE = ROOT / "examples" / "demo-site.yaml"
 PASSWORD = "a restored admin's password"

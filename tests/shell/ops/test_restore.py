@@ -14,8 +14,8 @@ from facmon.kernel.db import make_engine
 from facmon.shell.migrations.schema import create_schema
 from facmon.shell.ops.database import head_revision
 from rules.engine import load_rules
-from tests.ops.support import START, open_work_order, run, sqlite_rows, wait_until
-from tests.ops.test_backup import Inserter
+from tests.shell.ops.support import START, open_work_order, run, sqlite_rows, wait_until
+from tests.shell.ops.test_backup import Inserter
 
 RULES = load_rules()
 

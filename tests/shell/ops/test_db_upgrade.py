@@ -14,7 +14,7 @@ import pytest
 from facmon.kernel.db import make_engine
 from facmon.shell.migrations.schema import create_schema
 from facmon.shell.ops.database import head_revision
-from tests.ops.support import ROOT, run
+from tests.shell.ops.support import ROOT, run
 
 
 def test_current_then_upgrade_then_current(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import yaml
 
 from facmon.kernel.daemons import free_port
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _processes_mentioning(text: str) -> list[int]:

@@ -53,7 +53,7 @@ def test_the_section_is_optional(tmp_path: Path) -> None:
 
 
 def test_the_demo_site_has_a_technician_for_the_scenarios_card() -> None:
-    site = load_site(Path(__file__).parents[1] / "examples" / "demo-site.yaml")
+    site = load_site(Path(__file__).parents[2] / "examples" / "demo-site.yaml")
     holder = site.technician_with_card("A1B2C3D4")
     assert holder is not None
     assert holder.covers(DeviceKind.ELEVATOR)
