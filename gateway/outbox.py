@@ -1,7 +1,8 @@
 """The gateway's durable outbox: every reading and event waits here, on disk, until the broker has acknowledged it.
 
-One SQLite file in WAL mode, owned by one process (the gateway of one site). A message is removed only by `ack`,
-after the broker's PUBACK, so a broker outage or a restart of the gateway loses nothing.
+One SQLite file, owned by one process (the gateway of one site), kept by `facmon.kernel.sqlite_queue` (order, ids
+never reused, WAL, crash safety). A message is removed only by `ack`, after the broker's PUBACK, so a broker outage
+or a restart of the gateway loses nothing.
 
 Bound and drop policy. The outbox holds at most `max_size` messages. When a `put` takes it past that, the *oldest
 readings* are deleted until it fits again, and every deleted reading is counted (`outbox_dropped{kind="reading"}`).
@@ -13,17 +14,16 @@ reading may still reach the broker if it was already in flight; dropping only me
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, Event, EventType, Reading
+from facmon.kernel.sqlite_queue import Capacity, Column, SqliteQueue
 from facmon.kernel.topics import topic_for
 
 log = structlog.get_logger(__name__)
@@ -37,19 +37,14 @@ EVENT_QOS = 1
 # showing it unknown until its comm next changes. Consumers know events by id, so receiving one twice changes nothing.
 RETAINED_EVENTS = frozenset({EventType.COMM_LOST, EventType.COMM_RESTORED})
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    -- AUTOINCREMENT: ids are never reused, so a late ack for messages that were dropped meanwhile cannot
-    -- delete a newer message that happened to get the same id.
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    qos INTEGER NOT NULL,
-    is_event INTEGER NOT NULL,
-    retain INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS outbox_by_kind ON outbox (is_event, id);
-"""
+# The outbox's table, as earlier versions wrote it; `retain` came later and is added to an older file on open.
+_COLUMNS = (
+    Column("topic", "TEXT NOT NULL"),
+    Column("payload", "BLOB NOT NULL"),
+    Column("qos", "INTEGER NOT NULL"),
+    Column("is_event", "INTEGER NOT NULL"),
+    Column("retain", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +57,8 @@ class OutboxMessage:
 
 
 class Outbox:
+    """Owned by one process; a thin user of `SqliteQueue`, which keeps order, ids and crash safety."""
+
     def __init__(
         self,
         path: Path,
@@ -69,6 +66,7 @@ class Outbox:
         max_size: int = 1_000_000,
         metrics: Counters | None = None,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout_s: float = 5.0,
     ) -> None:
         """Open (or create) the outbox at `path`.
 
@@ -81,17 +79,15 @@ class Outbox:
         self.max_size = max_size
         self._metrics = metrics if metrics is not None else Counters()
         self._listeners: list[Callable[[], None]] = []
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we open transactions ourselves, so a put and its drops commit together.
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
-        if "retain" not in columns:  # an outbox written by an earlier version keeps its messages
-            self._db.execute("ALTER TABLE outbox ADD COLUMN retain INTEGER NOT NULL DEFAULT 0")
-        # COUNT(*) scans the table; the outbox is ours alone, so one count at open is kept up to date in memory.
-        self._size: int = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._queue = SqliteQueue(
+            path,
+            table="outbox",
+            columns=_COLUMNS,
+            item=_message,
+            capacity=Capacity(max_size, keep="is_event"),  # events are never dropped
+            synchronous=synchronous,
+            busy_timeout_s=busy_timeout_s,
+        )
 
     def on_put(self, listener: Callable[[], None]) -> None:
         """Call `listener` after every put (from the event loop's thread): the publisher wakes up on it."""
@@ -102,58 +98,31 @@ class Outbox:
 
     def put_many(self, messages: Sequence[Reading | Event | DeadLetter]) -> list[int]:
         """Store messages in order, in one transaction; returns their ids."""
-        ids: list[int] = []
-        dropped = 0
-        with _transaction(self._db):
-            for message in messages:
-                is_event = isinstance(message, Event)
-                retain = isinstance(message, Event) and message.type in RETAINED_EVENTS
-                cursor = self._db.execute(
-                    "INSERT INTO outbox (topic, payload, qos, is_event, retain) VALUES (?, ?, ?, ?, ?)",
-                    (
-                        topic_for(message),
-                        message.model_dump_json().encode(),
-                        EVENT_QOS if is_event else READING_QOS,
-                        int(is_event),
-                        int(retain),
-                    ),
-                )
-                assert cursor.lastrowid is not None
-                ids.append(cursor.lastrowid)
-            excess = self._size + len(ids) - self.max_size
-            if excess > 0:
-                dropped = self._db.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE is_event = 0 ORDER BY id LIMIT ?)",
-                    (excess,),
-                ).rowcount
-        self._size += len(ids) - dropped
+        put = self._queue.put_many([_row(message) for message in messages])
         for message in messages:
             self._metrics.inc("outbox_put", kind=_kind(message))
-        if dropped:
-            self._metrics.inc("outbox_dropped", dropped, kind="reading")
-            log.warning("outbox full: dropped oldest readings", dropped=dropped, size=self._size, max=self.max_size)
+        if put.dropped:
+            self._metrics.inc("outbox_dropped", put.dropped, kind="reading")
+            log.warning(
+                "outbox full: dropped oldest readings", dropped=put.dropped, size=self.size(), max=self.max_size
+            )
         for listener in self._listeners:
             listener()
-        return ids
+        return put.ids
 
     def peek(self, n: int, *, after: int = 0) -> list[OutboxMessage]:
         """The `n` oldest messages with an id above `after`, oldest first; they stay in the outbox until acked."""
-        rows = self._db.execute(
-            "SELECT id, topic, payload, qos, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, n)
-        ).fetchall()
-        return [OutboxMessage(row[0], row[1], bytes(row[2]), row[3], bool(row[4])) for row in rows]
+        return self._queue.peek(n, after=after)
 
     def ack(self, ids: Iterable[int]) -> None:
         """Remove delivered messages. Unknown ids (already dropped or acked) are ignored."""
-        with _transaction(self._db):
-            removed = self._db.executemany("DELETE FROM outbox WHERE id = ?", ((i,) for i in ids)).rowcount
-        self._size -= removed
+        self._queue.ack(ids)
 
     def size(self) -> int:
-        return self._size
+        return self._queue.size()
 
     def close(self) -> None:
-        self._db.close()
+        self._queue.close()
 
     def __enter__(self) -> Outbox:
         return self
@@ -162,18 +131,18 @@ class Outbox:
         self.close()
 
 
+def _row(message: Reading | Event | DeadLetter) -> tuple[str, bytes, int, int, int]:
+    is_event = isinstance(message, Event)
+    retain = isinstance(message, Event) and message.type in RETAINED_EVENTS
+    qos = EVENT_QOS if is_event else READING_QOS
+    return (topic_for(message), message.model_dump_json().encode(), qos, int(is_event), int(retain))
+
+
+def _message(id_: int, row: tuple[Any, ...]) -> OutboxMessage:
+    topic, payload, qos, _is_event, retain = row
+    return OutboxMessage(id_, topic, bytes(payload), qos, bool(retain))
+
+
 def _kind(message: Reading | Event | DeadLetter) -> str:
     # Dead letters are evidence, not state: under pressure they go with the oldest readings, never before events.
     return "event" if isinstance(message, Event) else "dead_letter" if isinstance(message, DeadLetter) else "reading"
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises: a put and the drops it causes commit together."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")

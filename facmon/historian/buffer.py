@@ -4,23 +4,28 @@ Transactional like Telegraf's output buffer: `take` hands out the oldest lines w
 the ones InfluxDB accepted, and `reject` moves a line InfluxDB refused (a field type conflict, a line it cannot
 parse) to the `rejected` table with the reason, where an operator can look at it. Nothing leaves without one of the
 two, so a crash between a write and its ack only means the same points are written again, which InfluxDB stores once.
+
+The lines are kept by `facmon.kernel.sqlite_queue` (order, ids never reused, WAL, crash safety); the `rejected`
+table is the buffer's own. Unbounded by default: an InfluxDB outage only makes the file grow. With `max_lines`, a
+full buffer drops its oldest lines (logged), as a gateway outbox drops its oldest readings.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS lines (
-    -- AUTOINCREMENT: ids are never reused, so taking "the oldest" stays in arrival order across restarts.
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    line TEXT NOT NULL
-);
+import structlog
+
+from facmon.kernel.sqlite_queue import Capacity, Column, SqliteQueue
+
+log = structlog.get_logger(__name__)
+
+_REJECTED = """
 CREATE TABLE IF NOT EXISTS rejected (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     line TEXT NOT NULL,
@@ -46,57 +51,53 @@ class RejectedLine:
 class LineBuffer:
     """Owned by one process; `synchronous=NORMAL` in WAL mode survives a crash of the process, not a power cut."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_lines: int | None = None, busy_timeout_s: float = 5.0) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        # COUNT(*) scans the table; the buffer is ours alone, so one count at open is kept up to date in memory.
-        self._pending: int = self._db.execute("SELECT COUNT(*) FROM lines").fetchone()[0]
+        self._queue = SqliteQueue(
+            path,
+            table="lines",
+            columns=(Column("line", "TEXT NOT NULL"),),
+            item=_buffered,
+            capacity=Capacity(max_lines) if max_lines is not None else None,
+            schema=_REJECTED,
+            busy_timeout_s=busy_timeout_s,
+        )
 
     def append(self, lines: Sequence[str]) -> None:
         """Store lines in one transaction (one commit per call, so callers batch what arrives together)."""
-        if not lines:
-            return
-        with _transaction(self._db):
-            self._db.executemany("INSERT INTO lines (line) VALUES (?)", ((line,) for line in lines))
-        self._pending += len(lines)
+        dropped = self._queue.put_many([(line,) for line in lines]).dropped
+        if dropped:
+            log.warning("buffer full: dropped oldest lines", dropped=dropped, pending=self.pending())
 
     def take(self, n: int) -> list[BufferedLine]:
         """The `n` oldest lines, oldest first; they stay until acked or rejected."""
-        rows = self._db.execute("SELECT id, line FROM lines ORDER BY id LIMIT ?", (n,)).fetchall()
-        return [BufferedLine(id=row[0], line=row[1]) for row in rows]
+        return self._queue.peek(n)
 
     def ack(self, ids: Iterable[int]) -> None:
         """Remove lines InfluxDB accepted; ids already gone (rejected meanwhile) are ignored."""
-        with _transaction(self._db):
-            removed = self._db.executemany("DELETE FROM lines WHERE id = ?", ((i,) for i in ids)).rowcount
-        self._pending -= removed
+        self._queue.ack(ids)
 
     def reject(self, line: BufferedLine, reason: str, at: datetime) -> None:
         """Park a line InfluxDB refused, with its reason, so it no longer holds up the lines behind it."""
-        with _transaction(self._db):
-            removed = self._db.execute("DELETE FROM lines WHERE id = ?", (line.id,)).rowcount
-            self._db.execute(
+
+        def park(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO rejected (line, reason, rejected_at) VALUES (?, ?, ?)",
                 (line.line, reason, at.isoformat()),
             )
-        self._pending -= removed
+
+        self._queue.ack([line.id], also=park)
 
     def pending(self) -> int:
-        return self._pending
+        return self._queue.size()
 
     def rejected(self, limit: int = 1000) -> list[RejectedLine]:
         """The most recently parked lines, newest first."""
-        rows = self._db.execute(
-            "SELECT line, reason, rejected_at FROM rejected ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
+        rows = self._queue.query("SELECT line, reason, rejected_at FROM rejected ORDER BY id DESC LIMIT ?", (limit,))
         return [RejectedLine(line=r[0], reason=r[1], rejected_at=datetime.fromisoformat(r[2])) for r in rows]
 
     def close(self) -> None:
-        self._db.close()
+        self._queue.close()
 
     def __enter__(self) -> LineBuffer:
         return self
@@ -105,13 +106,5 @@ class LineBuffer:
         self.close()
 
 
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+def _buffered(id_: int, row: tuple[Any, ...]) -> BufferedLine:
+    return BufferedLine(id=id_, line=row[0])

@@ -1,0 +1,225 @@
+"""A durable FIFO queue in one SQLite table: items wait on disk until their consumer acknowledges them.
+
+Written once for the gateway's outbox (MQTT messages until the broker's PUBACK) and the historian's buffer
+(line-protocol lines until InfluxDB accepts them); each is a thin user that says what an item's columns are.
+
+- Order: every item gets an `AUTOINCREMENT` id, so ids are never reused (a late ack for items dropped meanwhile
+  cannot delete a newer item that got the same id) and `peek` hands out the oldest first, across restarts too.
+- Delivery: `peek` leaves items where they are; only `ack` deletes them. A consumer that dies between the two sees
+  the same items again: at least once, never lost.
+- Crash safety: WAL journal, one `BEGIN IMMEDIATE` transaction per `put_many` and per `ack`. `synchronous="NORMAL"`
+  survives a crash of the process (a SIGKILL loses nothing that was committed); "FULL" also survives a power cut at
+  the price of an fsync per commit.
+- Capacity: none by default. With `Capacity(max_items)`, a put that takes the queue past `max_items` deletes the
+  oldest items until it fits, in the same transaction, and reports how many went. With `Capacity(max_items, keep=c)`
+  items whose column `c` is non-zero are never deleted, so the bound is hard for the others and soft for them (the
+  outbox keeps its events that way).
+- Schema: a declared column missing from an existing file is added (with its DEFAULT), so a queue written by an
+  earlier version keeps its items.
+- Ownership: one process owns the file, and the size is kept in memory after one count at open. One queue object may
+  be shared by threads (a lock serialises its calls). Another connection holding the file's write lock past
+  `busy_timeout_s` raises `QueueLocked`; a file that is not a SQLite database raises `QueueCorrupt`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class QueueError(Exception):
+    """The queue's file cannot be used: see `QueueLocked` and `QueueCorrupt`."""
+
+
+class QueueLocked(QueueError):
+    """Another connection held the file's write lock for longer than the busy timeout."""
+
+
+class QueueCorrupt(QueueError):
+    """The file is not a SQLite database, or is damaged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of an item: its name and its SQL declaration ("TEXT NOT NULL", "INTEGER NOT NULL DEFAULT 0")."""
+
+    name: str
+    decl: str
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """At most `max_items`, the oldest deleted first; items whose column `keep` is non-zero are never deleted."""
+
+    max_items: int
+    keep: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_items < 1:
+            raise ValueError("max_items must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """What a `put_many` did: the new items' ids, in order, and how many old items the capacity deleted."""
+
+    ids: list[int]
+    dropped: int
+
+
+class SqliteQueue(Generic[T]):
+    """Items are rows of `columns` (values in that order); `item(id, values)` makes what `peek` returns."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        table: str,
+        columns: Sequence[Column],
+        item: Callable[[int, tuple[Any, ...]], T],
+        capacity: Capacity | None = None,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        schema: str = "",
+        busy_timeout_s: float = 5.0,
+    ) -> None:
+        """Open (or create) the queue in `table` of the file at `path`; `schema` is extra DDL of its user."""
+        names = [table, *(c.name for c in columns), *([capacity.keep] if capacity and capacity.keep else [])]
+        if bad := [n for n in names if not _IDENTIFIER.fullmatch(n)]:
+            raise ValueError(f"not SQL identifiers: {bad}")
+        if capacity and capacity.keep and capacity.keep not in {c.name for c in columns}:
+            raise ValueError(f"keep column {capacity.keep!r} is not one of the columns")
+        self.path = path
+        self.table = table
+        self.capacity = capacity
+        self._columns = tuple(columns)
+        self._item = item
+        self._lock = threading.Lock()
+        self._insert = (
+            f"INSERT INTO {table} ({', '.join(c.name for c in columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        )
+        self._select = f"SELECT id, {', '.join(c.name for c in columns)} FROM {table} WHERE id > ? ORDER BY id LIMIT ?"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we open transactions ourselves, so a put and its drops commit together.
+        # check_same_thread=False: the lock, not the thread, keeps calls apart.
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False)
+        try:
+            with self._errors():
+                self._size = self._open(synchronous, schema)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open(self, synchronous: str, schema: str) -> int:
+        db, table = self._db, self.table
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        declared = ",\n".join(f"    {c.name} {c.decl}" for c in self._columns)
+        db.executescript(
+            f"CREATE TABLE IF NOT EXISTS {table} (\n    id INTEGER PRIMARY KEY AUTOINCREMENT,\n{declared}\n);\n{schema}"
+        )
+        if self.capacity and self.capacity.keep:
+            db.execute(f"CREATE INDEX IF NOT EXISTS {table}_by_kind ON {table} ({self.capacity.keep}, id)")
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column in self._columns:
+            if column.name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column.name} {column.decl}")
+        # COUNT(*) scans the table; the queue is its owner's alone, so one count at open is kept up to date.
+        count: int = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        return count
+
+    def put_many(self, rows: Sequence[Sequence[object]]) -> Put:
+        """Store items in order, in one transaction, and apply the capacity."""
+        if not rows:
+            return Put([], 0)
+        ids: list[int] = []
+        dropped = 0
+        with self._lock, self._errors():
+            with self._transaction():
+                for row in rows:
+                    cursor = self._db.execute(self._insert, tuple(row))
+                    assert cursor.lastrowid is not None
+                    ids.append(cursor.lastrowid)
+                excess = self._size + len(ids) - self.capacity.max_items if self.capacity else 0
+                if excess > 0:
+                    dropped = self._drop_oldest(excess)
+            self._size += len(ids) - dropped
+        return Put(ids, dropped)
+
+    def _drop_oldest(self, n: int) -> int:
+        assert self.capacity is not None
+        only = f"WHERE {self.capacity.keep} = 0 " if self.capacity.keep else ""
+        sql = f"DELETE FROM {self.table} WHERE id IN (SELECT id FROM {self.table} {only}ORDER BY id LIMIT ?)"
+        return self._db.execute(sql, (n,)).rowcount
+
+    def peek(self, n: int, *, after: int = 0) -> list[T]:
+        """The `n` oldest items with an id above `after`, oldest first; they stay in the queue until acked."""
+        with self._lock, self._errors():
+            rows = self._db.execute(self._select, (after, n)).fetchall()
+        return [self._item(row[0], tuple(row[1:])) for row in rows]
+
+    def ack(self, ids: Iterable[int], *, also: Callable[[sqlite3.Connection], object] | None = None) -> int:
+        """Delete delivered items (unknown ids are ignored) and return how many went.
+
+        `also` runs in the same transaction, on the queue's connection: its user's own bookkeeping (the historian
+        parks a refused line in its `rejected` table as it leaves the queue).
+        """
+        with self._lock, self._errors():
+            with self._transaction():
+                removed = self._db.executemany(f"DELETE FROM {self.table} WHERE id = ?", ((i,) for i in ids)).rowcount
+                if also is not None:
+                    also(self._db)
+            self._size -= removed
+        return removed
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Read the user's own tables (those of `schema`) through the queue's connection."""
+        with self._lock, self._errors():
+            return [tuple(row) for row in self._db.execute(sql, tuple(params)).fetchall()]
+
+    def size(self) -> int:
+        return self._size
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SqliteQueue[T]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's "database is locked" and "file is not a database" as errors that name the file."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise QueueLocked(f"{self.path}: locked by another connection ({exc})") from exc
+            raise
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise QueueCorrupt(f"{self.path}: not a usable SQLite queue ({exc})") from exc
+            raise
