@@ -26,39 +26,18 @@ def _contents(outbox: Outbox) -> list[Reading | Event]:
     return [decode_message(m.payload) for m in outbox.peek(1000)]
 
 
-def test_peek_returns_oldest_first_and_ack_removes(tmp_path: Path) -> None:
+def test_messages_keep_their_topic_qos_and_payload(tmp_path: Path) -> None:
+    # Order, batches, acks and reopening are the durable queue's contract: tests/kernel/test_sqlite_queue.py.
     messages: list[Reading | Event] = [_reading(1), _event("s1", 2), _reading(3), _reading(4)]
     with Outbox(tmp_path / "outbox.sqlite", metrics=Counters()) as outbox:
         ids = [outbox.put(m) for m in messages]
-        assert ids == sorted(ids)
         peeked = outbox.peek(10)
         assert [m.id for m in peeked] == ids
         assert [m.topic for m in peeked] == [topic_for(m) for m in messages]
         assert [m.qos for m in peeked] == [1, 1, 1, 1]
         assert _contents(outbox) == messages
-        assert [m.id for m in outbox.peek(2)] == ids[:2]
-
-        outbox.ack(ids[:2])
-        assert outbox.size() == 2
-        assert _contents(outbox) == messages[2:]
-        outbox.ack([ids[0], 999_999])  # already gone or never there: ignored
-        assert outbox.size() == 2
-
-
-def test_contents_survive_reopening_and_ids_are_never_reused(tmp_path: Path) -> None:
-    path = tmp_path / "outbox.sqlite"
-    with Outbox(path, metrics=Counters()) as outbox:
-        outbox.put_many([_reading(n) for n in range(5)])
-        first = outbox.peek(1)[0].id
-        outbox.ack([first])
-    with Outbox(path, metrics=Counters()) as outbox:
-        assert outbox.size() == 4
-        assert _contents(outbox) == [_reading(n) for n in range(1, 5)]
-        outbox.ack(m.id for m in outbox.peek(10))
-        assert outbox.size() == 0
-    with Outbox(path, metrics=Counters()) as outbox:
-        # An ack arriving late for the old ids must not be able to hit a new message.
-        assert outbox.put(_reading(9)) > first + 4
+        # The publisher asks for what comes after the messages it already has in flight.
+        assert [m.id for m in outbox.peek(10, after=ids[1])] == ids[2:]
 
 
 def test_full_outbox_drops_oldest_readings_and_counts_them(tmp_path: Path) -> None:
@@ -85,18 +64,6 @@ def test_events_are_never_dropped_even_past_the_bound(tmp_path: Path) -> None:
         outbox.put(_reading(1))
         assert _contents(outbox) == events
         assert metrics.get("outbox_dropped", kind="reading") == 1
-
-
-def test_bound_applies_after_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "outbox.sqlite"
-    with Outbox(path, max_size=10, metrics=Counters()) as outbox:
-        outbox.put_many([_reading(n) for n in range(10)])
-    metrics = Counters()
-    with Outbox(path, max_size=10, metrics=metrics) as outbox:
-        outbox.put(_reading(10))
-        assert outbox.size() == 10
-        assert _contents(outbox)[0] == _reading(1)
-        assert metrics.get("outbox_dropped") == 1
 
 
 def test_listeners_hear_every_put(tmp_path: Path) -> None:
