@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from collectors.modbus.driver import RegType, Table
 from collectors.modbus.fire_panel import FirePanelDriver, Flag, PointType, point_id
+from collectors.modbus.registers import RegType, Table
 from collectors.registry import fire_panel_driver
 from facmon.kernel.model import Value
 from simulators.endpoint import ModbusEndpoint
