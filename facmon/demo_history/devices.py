@@ -12,10 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from collectors.modbus.driver import Table
-from collectors.modbus.fire_poller import FirePanelPoller
+from collectors.modbus.elevator_interpreter import ElevatorInterpreter
+from collectors.modbus.fire_interpreter import FirePanelInterpreter
 from collectors.modbus.link import ModbusLink
-from collectors.modbus.poller import ModbusPoller
+from collectors.modbus.poller import ModbusPoller, PollTiming
+from collectors.modbus.registers import Table
 from collectors.registry import fire_panel_driver, modbus_driver
 from facmon.demo_history.profile import Ids
 from facmon.estate.entries import Building, Device
@@ -83,10 +84,9 @@ class PolledElevator:
         self._link = ImageLink(self.sim.registers)
         self._poller = ModbusPoller(
             site.ref(device.id),
-            modbus_driver(device.model),
+            ElevatorInterpreter(modbus_driver(device.model)),
             device.address,
-            poll_interval_s=device.poll_interval_s,
-            comm_grace_s=device.comm_grace_s,
+            PollTiming(device.poll_interval_s, device.comm_grace_s),
             emit=self.recorder,
             clock=self.clock,
             metrics=Counters(),
@@ -105,12 +105,11 @@ class PolledPanel:
         self.clock = FakeClock(start)
         self.recorder = Recorder(ids)
         self._link = ImageLink(self.sim.registers)
-        self._poller = FirePanelPoller(
+        self._poller = ModbusPoller(
             site.ref(device.id),
-            fire_panel_driver(device.model),
+            FirePanelInterpreter(fire_panel_driver(device.model)),
             device.address,
-            poll_interval_s=device.poll_interval_s,
-            comm_grace_s=device.comm_grace_s,
+            PollTiming(device.poll_interval_s, device.comm_grace_s),
             emit=self.recorder,
             clock=self.clock,
             metrics=Counters(),
