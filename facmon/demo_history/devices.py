@@ -1,5 +1,5 @@
 """The site's Modbus devices as their collectors see them, for the history: the demo's own simulator of each device
-(simulators.site.BUILDERS, default seed, so counters and fire points are those the demo starts with), read by the
+(simulators.builders.BUILDERS, default seed, so counters and fire points are those the demo starts with), read by the
 real poller (collectors.modbus) through a link that reads the simulator's registers in this process.
 
 Polling only at the moments something changes keeps a year cheap; the poller's readings and events at those moments
@@ -24,9 +24,9 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event, Reading
+from simulators.builders import BUILDERS, BuildContext
 from simulators.elevator import ElevatorSimulator
 from simulators.fire_panel import FirePanelSimulator
-from simulators.site import BUILDERS, BuildContext
 
 # The seed `facmon up` gives the simulators unless told otherwise.
 DEMO_SIMULATOR_SEED = 0
