@@ -1,4 +1,6 @@
-"""The edge process of one estate: a collector per device, all feeding the durable outbox and the publisher."""
+"""The edge process of one estate: the collectors of its devices, all feeding the durable outbox and the publisher.
+
+Which collectors a device family needs is the family's business (`collectors.families`); the gateway runs them."""
 
 from __future__ import annotations
 
@@ -7,16 +9,12 @@ from pathlib import Path
 
 import structlog
 
-from collectors.modbus.fire_poller import FirePanelPoller
-from collectors.modbus.poller import ModbusPoller
-from collectors.mqtt.collector import MqttCollector
-from collectors.registry import fire_panel_driver, modbus_driver
+from collectors.families import Collector, Wiring, site_collectors
+from collectors.mqtt.collector import BrokerSettings
 from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.health import Check, Health
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import DeviceKind
-from gateway.mqtt_devices import site_devices
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 
@@ -51,56 +49,19 @@ class SiteGateway:
             username=mqtt_username,
             password=mqtt_password,
         )
-        # Elevators and fire panels are polled over Modbus, each kind by its poller, all over the shared links.
-        self.pollers: list[ModbusPoller | FirePanelPoller] = []
-        for _, device in site.devices():
-            if device.address is None:
-                continue
-            poller = FirePanelPoller if device.kind is DeviceKind.FIRE_PANEL else ModbusPoller
-            driver = fire_panel_driver if device.kind is DeviceKind.FIRE_PANEL else modbus_driver
-            self.pollers.append(
-                poller(
-                    site.ref(device.id),
-                    driver(device.model),  # type: ignore[arg-type]  # each poller gets its kind's driver
-                    device.address,
-                    poll_interval_s=device.poll_interval_s,
-                    comm_grace_s=device.comm_grace_s,
-                    emit=self.publisher.emit,
-                    reject=self.publisher.reject,
-                    clock=clock,
-                    metrics=metrics,
-                )
-            )
-        # Barriers and cameras push over MQTT: one collector listens for all of them, on the site's vendor broker
-        # or, when the site file names none, on the backbone broker (with the backbone's credentials).
-        mqtt_devices = site_devices(site)
-        vendor = site.mqtt
-        self.mqtt_collector = (
-            MqttCollector(
-                site.id,
-                mqtt_devices,
-                host=vendor.host if vendor else mqtt_host,
-                port=vendor.port if vendor else mqtt_port,
-                topic_prefix=vendor.topic_prefix if vendor else "",
-                username=None if vendor else mqtt_username,
-                password=None if vendor else mqtt_password,
-                emit=self.publisher.emit,
-                reject=self.publisher.reject,
-                clock=clock,
-                metrics=metrics,
-            )
-            if mqtt_devices
-            else None
-        )
+        # Every device family builds its own collectors (collectors.families): Modbus devices are polled, each by
+        # its own poller over the shared links; MQTT devices are heard on the site's vendor broker or, when the site
+        # file names none, on this backbone broker.
+        backbone = BrokerSettings(mqtt_host, mqtt_port, username=mqtt_username, password=mqtt_password)
+        wiring = Wiring(self.publisher.emit, self.publisher.reject, clock, metrics, backbone)
+        self.collectors: list[Collector] = site_collectors(site, wiring)
 
     async def run(self) -> None:
-        log.info("gateway starting", site=self.site.id, devices=len(self.pollers), outbox=self.outbox.size())
+        log.info("gateway starting", site=self.site.id, collectors=len(self.collectors), outbox=self.outbox.size())
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.publisher.run(), name="publisher")
-            for poller in self.pollers:
-                tg.create_task(poller.run(), name=f"poll-{poller.ref.device}")
-            if self.mqtt_collector is not None:
-                tg.create_task(self.mqtt_collector.run(), name="mqtt-collector")
+            for collector in self.collectors:
+                tg.create_task(collector.run(), name=collector.name)
 
     def health(self) -> Health:
         connected = self.publisher.connected.is_set()

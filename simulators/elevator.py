@@ -13,7 +13,8 @@ import asyncio
 import random
 from types import TracebackType
 
-from collectors.modbus.driver import ModbusDriver, Table
+from collectors.modbus.driver import ModbusDriver
+from collectors.modbus.registers import Table
 from facmon.kernel.model import Value
 from simulators.car import Car
 from simulators.endpoint import ModbusEndpoint

@@ -14,7 +14,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from collectors.modbus.driver import Block, Table
+from collectors.modbus.registers import Block, Table
 
 _FC_TABLE: dict[int, Table] = {3: "holding", 4: "input"}
 

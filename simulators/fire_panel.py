@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import random
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import structlog
 
-from collectors.modbus.driver import RegType, Table
 from collectors.modbus.fire_panel import FirePanelDriver, Flag, PointType, point_id
-from collectors.registry import fire_panel_driver
+from collectors.modbus.registers import RegType, Table
 from facmon.kernel.model import Value
 from simulators.endpoint import ModbusEndpoint
 from simulators.steps import (
@@ -30,13 +28,8 @@ from simulators.steps import (
     PointStep,
     ResponseDelayStep,
     SetStep,
-    SimulatedDevice,
     Step,
 )
-
-if TYPE_CHECKING:
-    from facmon.estate.entries import Device
-    from simulators.site import BuildContext
 
 log = structlog.get_logger(__name__)
 
@@ -360,20 +353,3 @@ class FirePanelSimulator:
             point = self.driver.panel_driver.by_name.get(name)
             if point is not None:
                 self._write_panel(name, min(count, point.max if point.max is not None else 0xFFFF))
-
-
-def build_fire_panel(device: Device, ctx: BuildContext) -> SimulatedDevice:
-    """The site simulator's builder for a fire panel entry of the site file."""
-    from simulators.site import _device_seed  # the per-device seed stream every simulator of the site uses
-
-    assert device.address is not None  # the site file requires one for Modbus kinds
-    return FirePanelSimulator(
-        fire_panel_driver(device.model),
-        host=device.address.host,
-        port=device.address.port,
-        unit=device.address.unit,
-        # The installed points are a fact of the site, not of the run: the population depends on the device only,
-        # so a scenario naming point "1-004" works whatever --seed is given.
-        seed=_device_seed(0, device.id),
-        device_id=device.id,
-    )

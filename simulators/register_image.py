@@ -8,7 +8,8 @@ device's own model keeps running underneath and the garbage ends cleanly.
 
 from __future__ import annotations
 
-from collectors.modbus.driver import ModbusDriver, Table
+from collectors.modbus.driver import ModbusDriver
+from collectors.modbus.registers import Table
 from facmon.kernel.model import Value
 
 

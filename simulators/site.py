@@ -1,8 +1,8 @@
 """Every device of a site file as a live simulator, played by a scenario or driven over MQTT.
 
-Each device kind has a builder (`BUILDERS`) that makes its simulator from the site file's entry: Modbus devices
-are real pymodbus servers at their address, MQTT devices publish vendor payloads to the broker. Devices that share a
-host:port (controllers behind one Modbus TCP gateway) share one listener and answer by unit
+Each device kind has a builder (`simulators.builders.BUILDERS`) that makes its simulator from the site file's entry:
+Modbus devices are real pymodbus servers at their address, MQTT devices publish vendor payloads to the broker.
+Devices that share a host:port (controllers behind one Modbus TCP gateway) share one listener and answer by unit
 id. At run time a command on `facmon-sim/v1/<site>/<device>/command` with a JSON action, the same actions as
 scenario steps (`{"action": "fault", "code": 2}`), acts on that device at once; timing fields are ignored there.
 """
@@ -13,24 +13,14 @@ import asyncio
 import json
 import random
 import uuid
-import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import aiomqtt
 import structlog
 from pydantic import ValidationError
 
-from collectors.registry import modbus_driver, mqtt_driver
-from facmon.estate.entries import Building, Device
 from facmon.estate.site import Site
-from facmon.kernel.model import DeviceKind
-from simulators.camera import CameraSimulator
-from simulators.elevator import ElevatorSimulator
+from simulators.builders import BUILDERS, BuildContext
 from simulators.endpoint import ModbusEndpoint, RegisterSource
-from simulators.fire_panel import build_fire_panel
-from simulators.gate import BarrierSimulator
-from simulators.mqtt_device import SimOptions
 from simulators.scenario import Scenario, perform, play
 from simulators.steps import STEP, SimulatedDevice, Step
 
@@ -41,76 +31,6 @@ COMMAND_ROOT = "facmon-sim/v1"
 
 def command_topic(site: str, device: str) -> str:
     return f"{COMMAND_ROOT}/{site}/{device}/command"
-
-
-def _device_seed(seed: int, device_id: str) -> int:
-    # Each device gets its own stream of choices, the same whatever order the site file lists devices in.
-    return zlib.crc32(f"{seed}/{device_id}".encode())
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What a builder may need beyond the device's own entry."""
-
-    site: Site
-    building: Building
-    seed: int
-    speed: float
-    # The broker MQTT devices publish to (None: MQTT devices are not simulated).
-    mqtt_host: str | None
-    mqtt_port: int
-
-
-Builder = Callable[[Device, BuildContext], SimulatedDevice]
-
-
-def _elevator(device: Device, ctx: BuildContext) -> SimulatedDevice:
-    assert device.address is not None  # the site file requires one for Modbus kinds
-    return ElevatorSimulator(
-        modbus_driver(device.model),
-        host=device.address.host,
-        port=device.address.port,
-        unit=device.address.unit,
-        seed=_device_seed(ctx.seed, device.id),
-        speed=ctx.speed,
-        device_id=device.id,
-    )
-
-
-# Residents' cards at a simulated barrier, per hour (at speed 1): enough to see traffic on a dashboard.
-ROUTINE_READS_PER_HOUR = 12.0
-
-
-def _mqtt_options(device: Device, ctx: BuildContext) -> SimOptions:
-    # MQTT devices publish where the gateway listens for them: the site's vendor broker, else the one given.
-    vendor = ctx.site.mqtt
-    return SimOptions(
-        host=vendor.host if vendor else ctx.mqtt_host,
-        port=vendor.port if vendor else ctx.mqtt_port,
-        topic_prefix=vendor.topic_prefix if vendor else "",
-        device_id=device.id,
-        vendor_id=device.mqtt_id,
-        seed=_device_seed(ctx.seed, device.id),
-        speed=ctx.speed,
-    )
-
-
-def _gate(device: Device, ctx: BuildContext) -> SimulatedDevice:
-    options = _mqtt_options(device, ctx)
-    return BarrierSimulator(mqtt_driver(device.model), routine_reads_per_hour=ROUTINE_READS_PER_HOUR, **options)
-
-
-def _camera(device: Device, ctx: BuildContext) -> SimulatedDevice:
-    return CameraSimulator(mqtt_driver(device.model), **_mqtt_options(device, ctx))
-
-
-# One builder per device kind, registered explicitly.
-BUILDERS: dict[DeviceKind, Builder] = {
-    DeviceKind.ELEVATOR: _elevator,
-    DeviceKind.FIRE_PANEL: build_fire_panel,
-    DeviceKind.GATE: _gate,
-    DeviceKind.CAMERA: _camera,
-}
 
 
 class SiteSimulator:

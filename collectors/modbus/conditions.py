@@ -1,7 +1,8 @@
 """What a device's values mean over time: faults raised and cleared, status events, derived entrapment.
 
 Pure and clock-driven like the rules: fed each poll's decoded values and the monotonic time, it answers with the
-changes to report. The poller turns them into Events; the golden driver tests run the same code.
+changes to report. The elevator interpreter (`collectors.modbus.elevator_interpreter`) turns them into Events; the
+golden driver tests run the same code.
 
 A fault may be reported by several sources at once: the fault code register, a bit of a fault word, a flag, the
 entrapment detector. Each source's last known set of faults is kept (a value refused in one poll leaves its

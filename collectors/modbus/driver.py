@@ -9,113 +9,20 @@ encodes with it; so the two cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from collectors.modbus.event_specs import EntrapmentSpec, FaultBits, StatusEvents, check_event_specs
+from collectors.modbus.event_specs import EntrapmentSpec, FaultSpec, StatusEvents, check_event_specs
+from collectors.modbus.registers import Block, Point, RegType, coalesce
 from facmon.kernel.datafile import load_model
 from facmon.kernel.model import DeviceKind, Value
-
-Table = Literal["holding", "input"]
-
-
-class RegType(StrEnum):
-    UINT16 = "uint16"
-    INT16 = "int16"
-    UINT32 = "uint32"
-    INT32 = "int32"
-    BOOL = "bool"  # one register, 0 or 1
-
-
-_WIDTH = {RegType.UINT32: 2, RegType.INT32: 2}
-_LIMITS = {
-    RegType.UINT16: (0, 0xFFFF),
-    RegType.INT16: (-0x8000, 0x7FFF),
-    RegType.UINT32: (0, 0xFFFFFFFF),
-    RegType.INT32: (-0x80000000, 0x7FFFFFFF),
-    RegType.BOOL: (0, 1),
-}
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Point(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    table: Table = "holding"
-    address: int = Field(ge=0, le=0xFFFF)
-    type: RegType
-    scale: float = 1.0
-    unit: str = ""
-    # Name of a code table in the driver's `enums`: the value is reported as its label.
-    enum: str | None = None
-    # Legal raw range (before scaling); a value outside it is rejected, not passed on.
-    min: int | None = None
-    max: int | None = None
-    # A bit field: `bits` bits from bit `bit` (0 = least significant) of the register, so several points can share
-    # one status word. A bool is one bit wide; a uint16 field is a small number or an enum code.
-    bit: int | None = Field(default=None, ge=0, le=15)
-    bits: int = Field(default=1, ge=1, le=16)
-    description: str = ""
-
-    @model_validator(mode="after")
-    def _field_fits(self) -> Point:
-        if self.bit is None:
-            if self.bits != 1:
-                raise ValueError(f"point {self.name}: `bits` needs `bit`")
-        elif self.type not in (RegType.BOOL, RegType.UINT16):
-            raise ValueError(f"point {self.name}: a bit field is bool or uint16, not {self.type.value}")
-        elif self.type is RegType.BOOL and self.bits != 1:
-            raise ValueError(f"point {self.name}: a bool bit field is one bit wide")
-        elif self.bit + self.bits > 16:
-            raise ValueError(f"point {self.name}: bits {self.bit}..{self.bit + self.bits - 1} do not fit a register")
-        return self
-
-    @property
-    def width(self) -> int:
-        return _WIDTH.get(self.type, 1)
-
-    @property
-    def mask(self) -> int:
-        """The bits of its register(s) the point occupies: all of them unless it is a bit field."""
-        return 0xFFFF if self.bit is None else ((1 << self.bits) - 1) << self.bit
-
-    @property
-    def limits(self) -> tuple[int, int]:
-        """The raw values its type allows (before min/max); a bool allows 0 and 1."""
-        return _LIMITS[self.type] if self.bit is None else (0, (1 << self.bits) - 1)
-
-    @property
-    def span(self) -> tuple[int, int]:
-        """The raw values its registers (or bits) can hold at all, legal or not."""
-        if self.bit is not None or self.type in (RegType.INT16, RegType.INT32):
-            return self.limits
-        return 0, (1 << (16 * self.width)) - 1
-
-
-class FaultSpec(_Strict):
-    # Register holding the controller's current fault code; 0 means no fault.
-    code_point: str | None = None
-    # Controllers that number faults their own way (E-codes): vendor code -> GB code. Without it the register holds
-    # GB codes. `code_prefix` is how the vendor writes its codes ("E" for E31), used in messages.
-    code_map: dict[int, int] | None = None
-    code_prefix: str = ""
-    # Words for the GB codes, used as event messages.
-    codes: dict[int, str]
-    # Registers whose bits are faults, each bit a GB code; a fault may be both here and in the code register.
-    bits: list[FaultBits] = Field(default_factory=list)
-    # Boolean points that are faults in themselves (e.g. the controller's entrapment flag).
-    flags: dict[str, str] = Field(default_factory=dict)
-
-    def points(self) -> list[str]:
-        code = [self.code_point] if self.code_point is not None else []
-        return [*code, *(b.point for b in self.bits), *self.flags]
 
 
 class ModbusDriver(_Strict):
@@ -153,7 +60,9 @@ class ModbusDriver(_Strict):
                     if mask & p.mask:
                         raise ValueError(f"point {p.name} overlaps {other} at {p.table} {reg}")
                 taken.append((p.mask, p.name))
-        check_event_specs(self)
+        check_event_specs(
+            self.points, self.enums, faults=self.faults, status_events=self.status_events, entrapment=self.entrapment
+        )
         return self
 
     @cached_property
@@ -292,41 +201,6 @@ class ModbusDriver(_Strict):
         if self.faults is None:
             return f"fault {code}"
         return self.faults.codes.get(code, f"unknown fault code {code}")
-
-
-@dataclass(frozen=True)
-class Block:
-    """One read request: `count` registers of `table` from `start`, covering `points`."""
-
-    table: Table
-    start: int
-    count: int
-    points: tuple[Point, ...]
-
-
-def coalesce(points: list[Point], max_block: int, max_gap: int) -> list[Block]:
-    """Group points into as few reads as the limits allow: neighbours closer than max_gap share a request."""
-    blocks: list[Block] = []
-    for table in ("holding", "input"):
-        run: list[Point] = []
-        for p in sorted((p for p in points if p.table == table), key=lambda p: p.address):
-            if run:
-                start = run[0].address
-                end = max(q.address + q.width for q in run)
-                if p.address - end <= max_gap and p.address + p.width - start <= max_block:
-                    run.append(p)
-                    continue
-                blocks.append(_block(table, run))
-            run = [p]
-        if run:
-            blocks.append(_block(table, run))
-    return blocks
-
-
-def _block(table: Table, run: list[Point]) -> Block:
-    start = run[0].address
-    end = max(p.address + p.width for p in run)
-    return Block(table=table, start=start, count=end - start, points=tuple(run))
 
 
 class DriverError(ValueError):

@@ -1,21 +1,21 @@
 """The parts of a driver file that say what values *mean* over time, beyond the register map itself.
 
-Fault bit words (one bit per fault), status events (GB/T 24476 codes 40-47 when a service mode or the power source
-changes) and the thresholds of the entrapment detector. They live in the driver file because they differ by
-controller model; the code that acts on them (`collectors.modbus.conditions`) is the same for every model.
-`ModbusDriver` checks that the points they name exist and have the right type.
+Faults (a code register, fault bit words with one bit per fault, flags), status events (GB/T 24476 codes 40-47 when
+a service mode or the power source changes) and the thresholds of the entrapment detector. They live in the driver
+file because they differ by controller model; the code that acts on them (`collectors.modbus.conditions`) is the
+same for every model. `ModbusDriver` has `check_event_specs` make sure the points they name exist and have the
+right type.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from collectors.modbus.registers import Point, RegType
 from facmon.kernel.model import Value
-
-if TYPE_CHECKING:
-    from collectors.modbus.driver import ModbusDriver, Point
 
 # Keys of a status code table: enum labels, or plain values of a bool/number point.
 StatusKey = bool | int | str
@@ -37,6 +37,25 @@ class FaultBits(_Strict):
         if bad:
             raise ValueError(f"fault bits of {self.point}: bits {bad} are not 0..15")
         return self
+
+
+class FaultSpec(_Strict):
+    # Register holding the controller's current fault code; 0 means no fault.
+    code_point: str | None = None
+    # Controllers that number faults their own way (E-codes): vendor code -> GB code. Without it the register holds
+    # GB codes. `code_prefix` is how the vendor writes its codes ("E" for E31), used in messages.
+    code_map: dict[int, int] | None = None
+    code_prefix: str = ""
+    # Words for the GB codes, used as event messages.
+    codes: dict[int, str]
+    # Registers whose bits are faults, each bit a GB code; a fault may be both here and in the code register.
+    bits: list[FaultBits] = Field(default_factory=list)
+    # Boolean points that are faults in themselves (e.g. the controller's entrapment flag).
+    flags: dict[str, str] = Field(default_factory=dict)
+
+    def points(self) -> list[str]:
+        code = [self.code_point] if self.code_point is not None else []
+        return [*code, *(b.point for b in self.bits), *self.flags]
 
 
 class StatusPoint(_Strict):
@@ -92,11 +111,16 @@ class EntrapmentSpec(_Strict):
     POINTS: ClassVar[tuple[str, ...]] = ("passenger", "door", "door_zone", "moving")
 
 
-def check_event_specs(driver: ModbusDriver) -> None:
+def check_event_specs(
+    declared: Sequence[Point],
+    enums: Mapping[str, Mapping[int, str]],
+    *,
+    faults: FaultSpec | None,
+    status_events: StatusEvents | None,
+    entrapment: EntrapmentSpec | None,
+) -> None:
     """Refuse a driver whose fault, status or entrapment sections name points it lacks or values they cannot take."""
-    from collectors.modbus.driver import RegType  # the driver module imports this one
-
-    points = {p.name: p for p in driver.points}
+    points = {p.name: p for p in declared}
 
     def point(name: str, section: str) -> Point:
         if name not in points:
@@ -104,10 +128,9 @@ def check_event_specs(driver: ModbusDriver) -> None:
         return points[name]
 
     def labels(p: Point) -> set[str]:
-        return set(driver.enums[p.enum].values()) if p.enum is not None else set()
+        return set(enums[p.enum].values()) if p.enum is not None else set()
 
-    if driver.faults is not None:
-        faults = driver.faults
+    if faults is not None:
         if faults.code_point is not None:
             p = point(faults.code_point, "faults.code_point")
             if p.type not in (RegType.UINT16, RegType.INT16, RegType.UINT32) or p.enum is not None:
@@ -123,8 +146,8 @@ def check_event_specs(driver: ModbusDriver) -> None:
         unnamed = sorted({code for code in mapped if code not in faults.codes})
         if unnamed:
             raise ValueError(f"faults: GB codes {unnamed} are mapped but have no text in faults.codes")
-    if driver.status_events is not None:
-        for name, status in driver.status_events.points.items():
+    if status_events is not None:
+        for name, status in status_events.points.items():
             p = point(name, "status_events.points")
             # The keys must be what the point decodes to: its labels, or bools, or numbers. Mixing bool and int keys
             # would collide (True == 1), so a point takes one kind only.
@@ -137,8 +160,8 @@ def check_event_specs(driver: ModbusDriver) -> None:
                     ok = isinstance(key, int) and not isinstance(key, bool)
                 if not ok:
                     raise ValueError(f"status_events.points.{name}: {key!r} is not a value the point can have")
-    if driver.entrapment is not None:
-        spec = driver.entrapment
+    if entrapment is not None:
+        spec = entrapment
         for name in spec.POINTS:
             point(name, "entrapment")
         door = labels(points["door"])

@@ -19,7 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from collectors.modbus.driver import Block, DriverError, ModbusDriver, Point, RegType, Table, coalesce
+from collectors.modbus.driver import DriverError, ModbusDriver
+from collectors.modbus.registers import Block, Point, RegType, Table, coalesce
 from facmon.kernel.datafile import load_model
 from facmon.kernel.model import DeviceKind, Value
 

@@ -14,7 +14,7 @@ import weakref
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from collectors.modbus.driver import Table
+from collectors.modbus.registers import Table
 
 BACKOFF_BASE_S = 0.5
 

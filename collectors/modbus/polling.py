@@ -1,6 +1,6 @@
-"""What every Modbus poller shares, whatever its device: the fixed-rate schedule on a shared link, and comm status.
+"""The fixed-rate schedule on a shared link, and comm status, of the Modbus poller (`collectors.modbus.poller`).
 
-A poller supplies one `poll(link)`; `poll_on_schedule` calls it on a fixed-rate schedule over the link of its
+The poller supplies one `poll(link)`; `poll_on_schedule` calls it on a fixed-rate schedule over the link of its
 host:port (one request in flight per connection, reconnecting with backoff: see `ModbusLink`). `CommWatch` turns
 answers and silences into comm events: comm_restored on the first answer since start (marked FIRST_CONTACT), so a
 healthy device is known to be there; comm_lost once a device has been silent for `comm_grace_s`; comm_restored when

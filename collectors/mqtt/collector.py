@@ -41,6 +41,23 @@ class MqttDevice:
     grace_s: float
 
 
+@dataclass(frozen=True)
+class BrokerSettings:
+    """The broker the devices publish to, how to log in to it, the prefix of their topics, and the longest wait
+    before reconnecting to it."""
+
+    host: str
+    port: int
+    topic_prefix: str = ""
+    username: str | None = None
+    password: str | None = None
+    backoff_max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.backoff_max_s <= 0:
+            raise ValueError("backoff_max_s must be positive")
+
+
 @dataclass
 class _Device:
     spec: MqttDevice
@@ -61,28 +78,21 @@ class MqttCollector:
         self,
         site: str,
         devices: Sequence[MqttDevice],
+        broker: BrokerSettings,
         *,
-        host: str,
-        port: int,
         emit: Emit,
         reject: Reject,
         clock: Clock,
         metrics: Counters,
-        topic_prefix: str = "",
-        username: str | None = None,
-        password: str | None = None,
-        backoff_max_s: float = 30.0,
         rng: random.Random | None = None,
     ) -> None:
-        if backoff_max_s <= 0:
-            raise ValueError("backoff_max_s must be positive")
         self.site = site
-        self.host = host
-        self.port = port
-        self.topic_prefix = topic_prefix
-        self.username = username
-        self.password = password
-        self.backoff_max_s = backoff_max_s
+        self.host = broker.host
+        self.port = broker.port
+        self.topic_prefix = broker.topic_prefix
+        self.username = broker.username
+        self.password = broker.password
+        self.backoff_max_s = broker.backoff_max_s
         self._emit = emit
         self._reject = reject
         self._clock = clock
@@ -100,6 +110,10 @@ class MqttCollector:
         self.watchdog = HeartbeatWatchdog([(d.ref, d.grace_s) for d in devices], emit=emit, clock=clock)
         # Set while subscribed (tests wait for it before publishing).
         self.connected = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return "mqtt-collector"
 
     @property
     def subscriptions(self) -> list[str]:

@@ -1,5 +1,5 @@
 """The site's Modbus devices as their collectors see them, for the history: the demo's own simulator of each device
-(simulators.site.BUILDERS, default seed, so counters and fire points are those the demo starts with), read by the
+(simulators.builders.BUILDERS, default seed, so counters and fire points are those the demo starts with), read by the
 real poller (collectors.modbus) through a link that reads the simulator's registers in this process.
 
 Polling only at the moments something changes keeps a year cheap; the poller's readings and events at those moments
@@ -12,10 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from collectors.modbus.driver import Table
-from collectors.modbus.fire_poller import FirePanelPoller
+from collectors.modbus.elevator_interpreter import ElevatorInterpreter
+from collectors.modbus.fire_interpreter import FirePanelInterpreter
 from collectors.modbus.link import ModbusLink
-from collectors.modbus.poller import ModbusPoller
+from collectors.modbus.poller import ModbusPoller, PollTiming
+from collectors.modbus.registers import Table
 from collectors.registry import fire_panel_driver, modbus_driver
 from facmon.demo_history.profile import Ids
 from facmon.estate.entries import Building, Device
@@ -23,9 +24,9 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event, Reading
+from simulators.builders import BUILDERS, BuildContext
 from simulators.elevator import ElevatorSimulator
 from simulators.fire_panel import FirePanelSimulator
-from simulators.site import BUILDERS, BuildContext
 
 # The seed `facmon up` gives the simulators unless told otherwise.
 DEMO_SIMULATOR_SEED = 0
@@ -83,10 +84,9 @@ class PolledElevator:
         self._link = ImageLink(self.sim.registers)
         self._poller = ModbusPoller(
             site.ref(device.id),
-            modbus_driver(device.model),
+            ElevatorInterpreter(modbus_driver(device.model)),
             device.address,
-            poll_interval_s=device.poll_interval_s,
-            comm_grace_s=device.comm_grace_s,
+            PollTiming(device.poll_interval_s, device.comm_grace_s),
             emit=self.recorder,
             clock=self.clock,
             metrics=Counters(),
@@ -105,12 +105,11 @@ class PolledPanel:
         self.clock = FakeClock(start)
         self.recorder = Recorder(ids)
         self._link = ImageLink(self.sim.registers)
-        self._poller = FirePanelPoller(
+        self._poller = ModbusPoller(
             site.ref(device.id),
-            fire_panel_driver(device.model),
+            FirePanelInterpreter(fire_panel_driver(device.model)),
             device.address,
-            poll_interval_s=device.poll_interval_s,
-            comm_grace_s=device.comm_grace_s,
+            PollTiming(device.poll_interval_s, device.comm_grace_s),
             emit=self.recorder,
             clock=self.clock,
             metrics=Counters(),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import aiomqtt
 
-from collectors.mqtt.collector import MqttCollector, MqttDevice
+from collectors.mqtt.collector import BrokerSettings, MqttCollector, MqttDevice
 from collectors.registry import mqtt_driver
 from facmon.kernel.clock import Clock, SystemClock
 from facmon.kernel.metrics import Counters
@@ -61,14 +61,11 @@ def make_collector(
     return MqttCollector(
         SITE,
         devices,
-        host="127.0.0.1",
-        port=port,
-        topic_prefix=prefix,
+        BrokerSettings("127.0.0.1", port, topic_prefix=prefix, backoff_max_s=0.2),
         emit=recorder.emit,
         reject=recorder.reject,
         clock=clock or SystemClock(),
         metrics=metrics or Counters(),
-        backoff_max_s=0.2,
     )
 
 

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from collectors.modbus.driver import ModbusDriver, Table
+from collectors.modbus.driver import ModbusDriver
+from collectors.modbus.elevator_interpreter import ElevatorInterpreter
 from collectors.modbus.link import ModbusLink
-from collectors.modbus.poller import ModbusPoller
+from collectors.modbus.poller import ModbusPoller, PollTiming
+from collectors.modbus.registers import Table
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import free_port
 from facmon.kernel.metrics import Counters
@@ -85,10 +87,9 @@ async def polled_frames(driver: ModbusDriver, *, device: str = "d1") -> AsyncIte
 
     poller = ModbusPoller(
         ref,
-        driver,
+        ElevatorInterpreter(driver),
         ModbusAddress(host="127.0.0.1", port=port),
-        poll_interval_s=1.0,
-        comm_grace_s=3.0,
+        PollTiming(1.0, 3.0),
         emit=emit,
         reject=reject,
         clock=clock,

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.modbus.driver import ModbusDriver, Point, RegType, Table
+from collectors.modbus.driver import ModbusDriver
+from collectors.modbus.registers import Point, RegType, Table
 from collectors.registry import modbus_driver
 from facmon.kernel.model import Value
 from tests.collectors.support import polled_frames

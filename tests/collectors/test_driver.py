@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collectors.modbus.driver import Block, ModbusDriver, Point, RegType
+from collectors.modbus.driver import ModbusDriver
+from collectors.modbus.registers import Block, Point, RegType
 from collectors.registry import MODBUS_DRIVERS, modbus_driver
 from facmon.kernel.model import Value
 

@@ -1,5 +1,5 @@
-"""The fire panel poller against a simulated panel on a real pymodbus server: counts, per-point events from
-scenario steps, refused registers, comm loss, snapshots, and the requests one poll costs."""
+"""The Modbus poller with the fire panel interpreter against a simulated panel on a real pymodbus server: counts,
+per-point events from scenario steps, refused registers, comm loss, snapshots, and the requests one poll costs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from collectors.modbus.driver import Table
+from collectors.modbus.fire_interpreter import FirePanelInterpreter
 from collectors.modbus.fire_panel import FirePanelDriver
-from collectors.modbus.fire_poller import FirePanelPoller
 from collectors.modbus.link import ModbusLinks
+from collectors.modbus.poller import ModbusPoller, PollTiming
+from collectors.modbus.registers import Table
 from collectors.registry import fire_panel_driver
 from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
@@ -69,22 +70,22 @@ class Harness:
     async def reject(self, letter: DeadLetter) -> None:
         self.letters.append(letter)
 
-    def poller(self, port: int, **options: float) -> FirePanelPoller:
-        settings = {"poll_interval_s": INTERVAL_S, "comm_grace_s": 3.0, "timeout_s": 0.5, "backoff_max_s": 0.2}
+    def poller(self, port: int, snapshot_interval_s: float = 60.0, **options: float) -> ModbusPoller:
+        settings = {"interval_s": INTERVAL_S, "comm_grace_s": 3.0, "timeout_s": 0.5, "backoff_max_s": 0.2}
         settings.update(options)
-        return FirePanelPoller(
+        return ModbusPoller(
             DeviceRef(site="s", building="b", device="f1", kind=DeviceKind.FIRE_PANEL, model=self.driver.model),
-            self.driver,
+            FirePanelInterpreter(self.driver, snapshot_interval_s=snapshot_interval_s),
             ModbusAddress(host="127.0.0.1", port=port),
+            PollTiming(**settings),
             emit=self.emit,
             reject=self.reject,
             clock=self.clock,
             metrics=self.metrics,
             links=self.links,
-            **settings,
         )
 
-    def run(self, port: int, **options: float) -> FirePanelPoller:
+    def run(self, port: int, **options: float) -> ModbusPoller:
         poller = self.poller(port, **options)
         self.tasks.append(asyncio.create_task(poller.run(), name="poll-f1"))
         return poller
@@ -330,7 +331,7 @@ async def test_slow_answers_within_the_timeout_still_read(harness: Harness, pane
     assert harness.metrics.get("modbus_poll_failures") == 0
 
 
-def test_the_gateway_polls_fire_panels_with_the_fire_panel_poller(tmp_path: Path) -> None:
+def test_the_gateway_polls_fire_panels_with_the_fire_panel_interpreter(tmp_path: Path) -> None:
     def device(id_: str, kind: str, model: str, unit: int) -> dict[str, object]:
         return {"id": id_, "kind": kind, "model": model, "address": {"host": "127.0.0.1", "port": 1502, "unit": unit}}
 
@@ -348,6 +349,8 @@ def test_the_gateway_polls_fire_panels_with_the_fire_panel_poller(tmp_path: Path
     gateway = SiteGateway(
         site, mqtt_host="127.0.0.1", mqtt_port=1, state_dir=tmp_path, clock=FakeClock(), metrics=Counters()
     )
-    kinds = {p.ref.device: type(p).__name__ for p in gateway.pollers}
-    assert kinds == {"e1": "ModbusPoller", "f1": "FirePanelPoller"}
+    pollers = [c for c in gateway.collectors if isinstance(c, ModbusPoller)]
+    assert len(pollers) == len(gateway.collectors) == 2
+    kinds = {p.ref.device: type(p.interpreter).__name__ for p in pollers}
+    assert kinds == {"e1": "ElevatorInterpreter", "f1": "FirePanelInterpreter"}
     gateway.outbox.close()

@@ -2,8 +2,9 @@
 
 Each `testcases/<case>/` folder beside a driver file holds `input.yaml` (the frames a panel serves, one per poll) and
 `expected.yaml` (what the collector must emit for each). The frames are served by a real pymodbus server and read
-by the real `FirePanelPoller`, one poll per frame, its clock (a FakeClock) moved to the frame's time first. The
-input has the shape of the Modbus driver cases (tests/collectors/README.md). A new regression test is a new folder.
+by the real `ModbusPoller` with the `FirePanelInterpreter`, one poll per frame, its clock (a FakeClock) moved to the
+frame's time first. The input has the shape of the Modbus driver cases (tests/collectors/README.md). A new
+regression test is a new folder.
 
 input.yaml:
     snapshot_interval_s: 60        # optional (default 60)
@@ -29,10 +30,11 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from collectors.modbus.driver import Table
+from collectors.modbus.fire_interpreter import FirePanelInterpreter
 from collectors.modbus.fire_panel import FirePanelDriver
-from collectors.modbus.fire_poller import FirePanelPoller
 from collectors.modbus.link import ModbusLinks
+from collectors.modbus.poller import ModbusPoller, PollTiming
+from collectors.modbus.registers import Table
 from collectors.registry import FIRE_PANEL_DRIVERS, fire_panel_driver
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import free_port
@@ -174,13 +176,11 @@ async def test_golden_case(model: str, case: Path) -> None:
     endpoint = ModbusEndpoint("127.0.0.1", port, [source])
     links = ModbusLinks()
     ref = DeviceRef(site="s", building="b", device="f1", kind=DeviceKind.FIRE_PANEL, model=model)
-    poller = FirePanelPoller(
+    poller = ModbusPoller(
         ref,
-        driver,
+        FirePanelInterpreter(driver, snapshot_interval_s=given.snapshot_interval_s),
         ModbusAddress(host="127.0.0.1", port=port),
-        poll_interval_s=1.0,
-        comm_grace_s=10.0,
-        snapshot_interval_s=given.snapshot_interval_s,
+        PollTiming(1.0, 10.0),
         emit=emit,
         reject=reject,
         clock=clock,

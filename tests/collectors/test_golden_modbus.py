@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from collectors.modbus.driver import Table
+from collectors.modbus.registers import Table
 from collectors.registry import MODBUS_DRIVERS, modbus_driver
 from facmon.kernel.model import EventType, Value
 from tests.collectors.support import polled_frames

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from collectors.mqtt.collector import MqttCollector, MqttDevice
+from collectors.mqtt.collector import BrokerSettings, MqttCollector, MqttDevice
+from collectors.mqtt.site_devices import HEARTBEATS_OF_GRACE
 from collectors.registry import MQTT_DRIVERS, mqtt_driver
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, DeviceRef, Event, Reading
-from gateway.mqtt_devices import HEARTBEATS_OF_GRACE
 
 SITE = "golden"
 
@@ -84,7 +84,7 @@ async def _run(model: str, folder: Path) -> tuple[list[Reading | Event | DeadLet
 
     clock, metrics = FakeClock(), Counters()
     collector = MqttCollector(
-        SITE, devices, host="unused", port=1, emit=emit, reject=reject, clock=clock, metrics=metrics
+        SITE, devices, BrokerSettings("unused", 1), emit=emit, reject=reject, clock=clock, metrics=metrics
     )
     for step in case["messages"]:
         if "advance_s" in step:

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from collectors.modbus.driver import ModbusDriver
+from collectors.modbus.elevator_interpreter import ElevatorInterpreter
 from collectors.modbus.link import ModbusLinks
-from collectors.modbus.poller import ModbusPoller
+from collectors.modbus.poller import ModbusPoller, PollTiming
 from collectors.registry import modbus_driver
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import free_port
@@ -70,19 +71,19 @@ class Harness:
     def poll(
         self, device: str, port: int, unit: int = 1, driver: ModbusDriver | None = None, **options: float
     ) -> ModbusPoller:
-        settings = {"poll_interval_s": INTERVAL_S, "comm_grace_s": 3.0, "timeout_s": 0.5, "backoff_max_s": 0.2}
+        settings = {"interval_s": INTERVAL_S, "comm_grace_s": 3.0, "timeout_s": 0.5, "backoff_max_s": 0.2}
         settings.update(options)
         driver = driver or self.driver
         poller = ModbusPoller(
             DeviceRef(site="s", building="b", device=device, kind=DeviceKind.ELEVATOR, model=driver.model),
-            driver,
+            ElevatorInterpreter(driver),
             ModbusAddress(host="127.0.0.1", port=port, unit=unit),
+            PollTiming(**settings),
             emit=self.emit,
             reject=self.reject,
             clock=self.clock,
             metrics=self.metrics,
             links=self.links,
-            **settings,
         )
         self.tasks.append(asyncio.create_task(poller.run(), name=f"poll-{device}"))
         return poller

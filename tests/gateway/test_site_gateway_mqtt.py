@@ -11,6 +11,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from collectors.mqtt.collector import MqttCollector
 from facmon.estate.site import Site
 from facmon.kernel.clock import SystemClock
 from facmon.kernel.daemons import Mosquitto
@@ -19,6 +20,10 @@ from facmon.kernel.topics import DEAD_LETTER, ROOT
 from gateway.site_gateway import SiteGateway
 from simulators.site import SiteSimulator, command_topic
 from tests.gateway.conftest import Subscriber, eventually, running
+
+
+def _mqtt_collectors(gateway: SiteGateway) -> list[MqttCollector]:
+    return [c for c in gateway.collectors if isinstance(c, MqttCollector)]
 
 
 def _site(site_id: str, vendor: dict[str, Any] | None) -> Site:
@@ -67,10 +72,10 @@ async def test_barrier_and_camera_reach_the_topic_tree(
         clock=SystemClock(),
         metrics=Counters(),
     )
-    assert gateway.mqtt_collector is not None
+    (collector,) = _mqtt_collectors(gateway)
     if vendor is not None:
-        assert gateway.mqtt_collector.port == vendor["port"] != mosquitto.port
-        assert gateway.mqtt_collector.subscriptions[0].startswith(f"{topic_prefix}/in/vendor/")
+        assert collector.port == vendor["port"] != mosquitto.port
+        assert collector.subscriptions[0].startswith(f"{topic_prefix}/in/vendor/")
     tree = Subscriber(mosquitto.port, f"{ROOT}/{topic_prefix}/#", f"tree-{topic_prefix}")
     dead = Subscriber(mosquitto.port, f"{DEAD_LETTER}/{topic_prefix}/#", f"dead-{topic_prefix}")
     async with (
@@ -80,7 +85,7 @@ async def test_barrier_and_camera_reach_the_topic_tree(
     ):
         await tree.subscribed.wait()
         await dead.subscribed.wait()
-        await eventually(gateway.mqtt_collector.connected.is_set, what="the collector subscribed")
+        await eventually(collector.connected.is_set, what="the collector subscribed")
         async with running(simulator.run(), "simulator"):
             await eventually(lambda: simulator.control_ready.is_set(), what="simulator control")
             gate_state = f"{ROOT}/{topic_prefix}/gate/gate-1/state"
@@ -133,4 +138,4 @@ async def test_a_site_without_mqtt_devices_has_no_collector(tmp_path: Path) -> N
     gateway = SiteGateway(
         site, mqtt_host="127.0.0.1", mqtt_port=1, state_dir=tmp_path, clock=SystemClock(), metrics=Counters()
     )
-    assert gateway.mqtt_collector is None
+    assert _mqtt_collectors(gateway) == []

@@ -14,9 +14,10 @@ from collectors.registry import fire_panel_driver
 from facmon.estate.site import Site
 from facmon.kernel.daemons import free_port
 from facmon.kernel.model import DeviceKind
+from simulators.builders import BUILDERS
 from simulators.fire_panel import FirePanelSimulator
 from simulators.scenario import ScenarioError, parse_scenario
-from simulators.site import BUILDERS, SiteSimulator
+from simulators.site import SiteSimulator
 from simulators.steps import STEP, Step
 from tests.simulators.support import assert_no_leaked_tasks, wait_until
 

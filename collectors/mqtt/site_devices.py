@@ -1,4 +1,6 @@
-"""The site's barriers and cameras as the MQTT collector's device specs: each with its driver and its grace."""
+"""The site's barriers and cameras as the MQTT collector's device specs: each with its driver and its grace.
+
+Used by the MQTT family of `collectors.families` to build the site's collector."""
 
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ def grace_s(device: Device, driver: MqttDriver) -> float:
     return HEARTBEATS_OF_GRACE * driver.heartbeat.interval_s
 
 
+def mqtt_device(site: Site, device: Device) -> MqttDevice:
+    """One barrier or camera of the site with its driver (the site file was checked against the registry at load)."""
+    driver = mqtt_driver(device.model)
+    return MqttDevice(site.ref(device.id), driver, device.mqtt_id, grace_s(device, driver))
+
+
 def site_devices(site: Site) -> list[MqttDevice]:
-    """The site's MQTT devices with their drivers (the site file was checked against the registry at load)."""
-    devices = []
-    for _, device in site.devices():
-        if device.kind in MQTT_KINDS:
-            driver = mqtt_driver(device.model)
-            devices.append(MqttDevice(site.ref(device.id), driver, device.mqtt_id, grace_s(device, driver)))
-    return devices
+    """The site's MQTT devices with their drivers."""
+    return [mqtt_device(site, device) for _, device in site.devices() if device.kind in MQTT_KINDS]

@@ -1,0 +1,115 @@
+"""How each family of devices is collected: the registry a gateway builds its collectors from.
+
+A family names the device kinds it collects and builds the collectors of a site's devices of those kinds. Elevator
+controllers and fire alarm panels are polled over Modbus TCP, one `ModbusPoller` per device, each with its family's
+interpreter of the registers. Barriers and cameras push over MQTT, all of them to one `MqttCollector` listening on
+the site's vendor broker or, when the site file names none, on the backbone broker (with the backbone's
+credentials). A new family is a builder and one line in `FAMILIES`; drivers of a family are registered in
+`collectors.registry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from collectors.modbus.elevator_interpreter import ElevatorInterpreter
+from collectors.modbus.fire_interpreter import FirePanelInterpreter
+from collectors.modbus.interpreter import Interpreter
+from collectors.modbus.poller import ModbusPoller, PollTiming
+from collectors.mqtt.collector import BrokerSettings, MqttCollector
+from collectors.mqtt.site_devices import mqtt_device
+from collectors.registry import fire_panel_driver, modbus_driver
+from facmon.estate.entries import Device
+from facmon.estate.site import Site
+from facmon.kernel.clock import Clock
+from facmon.kernel.metrics import Counters
+from facmon.kernel.model import MQTT_KINDS, DeviceKind, Emit, Reject
+
+
+class Collector(Protocol):
+    @property
+    def name(self) -> str:
+        """The name of its task."""
+        ...
+
+    async def run(self) -> None:
+        """Collect until cancelled; device and network problems are events and metrics, never exceptions."""
+        ...
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What every collector of one gateway is given: where its messages and dead letters go, the clock, the
+    metrics, and the backbone broker (MQTT devices are heard there when the site file names no vendor broker)."""
+
+    emit: Emit
+    reject: Reject
+    clock: Clock
+    metrics: Counters
+    backbone: BrokerSettings
+
+
+# The collectors of a site's devices of one family (in site file order), given the gateway's wiring.
+Build = Callable[[Site, Sequence[Device], Wiring], list[Collector]]
+
+
+@dataclass(frozen=True)
+class Family:
+    kinds: frozenset[DeviceKind]
+    build: Build
+
+
+def polled(interpreter: Callable[[str], Interpreter]) -> Build:
+    """A Modbus family: a poller per device, with the interpreter `interpreter(model)` of its registers."""
+
+    def build(site: Site, devices: Sequence[Device], wiring: Wiring) -> list[Collector]:
+        return [
+            ModbusPoller(
+                site.ref(device.id),
+                interpreter(device.model),
+                device.address,
+                PollTiming(device.poll_interval_s, device.comm_grace_s),
+                emit=wiring.emit,
+                reject=wiring.reject,
+                clock=wiring.clock,
+                metrics=wiring.metrics,
+            )
+            for device in devices
+            if device.address is not None  # the site file requires one for Modbus kinds
+        ]
+
+    return build
+
+
+def heard(site: Site, devices: Sequence[Device], wiring: Wiring) -> list[Collector]:
+    """The MQTT family: one collector for all of the site's barriers and cameras, on the broker they publish to."""
+    vendor = site.mqtt
+    broker = BrokerSettings(vendor.host, vendor.port, vendor.topic_prefix) if vendor else wiring.backbone
+    specs = [mqtt_device(site, device) for device in devices]
+    collector = MqttCollector(
+        site.id, specs, broker, emit=wiring.emit, reject=wiring.reject, clock=wiring.clock, metrics=wiring.metrics
+    )
+    return [collector]
+
+
+FAMILIES: dict[str, Family] = {
+    "elevator": Family(
+        frozenset({DeviceKind.ELEVATOR}), polled(lambda model: ElevatorInterpreter(modbus_driver(model)))
+    ),
+    "fire_panel": Family(
+        frozenset({DeviceKind.FIRE_PANEL}), polled(lambda model: FirePanelInterpreter(fire_panel_driver(model)))
+    ),
+    "mqtt": Family(MQTT_KINDS, heard),
+}
+
+
+def site_collectors(site: Site, wiring: Wiring) -> list[Collector]:
+    """The collectors of every device of the site, family by family; a family the site has no device of has none."""
+    collectors: list[Collector] = []
+    for family in FAMILIES.values():
+        devices = [device for _, device in site.devices() if device.kind in family.kinds]
+        if devices:
+            collectors.extend(family.build(site, devices, wiring))
+    return collectors
