@@ -148,6 +148,7 @@ class Sender:
 
     async def run(self, interval_s: float = 1.0) -> NoReturn:
         while True:
+            next_at = self.clock.monotonic() + interval_s
             try:
                 await self.tick()
                 self.last_error = None
@@ -155,7 +156,7 @@ class Sender:
                 self.metrics.inc("notifier_sender_db_errors")
                 self.last_error = f"database unavailable: {exc.orig}"[:300]
                 log.warning("sender: database unavailable", error=str(exc.orig))
-            await asyncio.sleep(interval_s)
+            await self.clock.sleep_until(next_at)
 
 
 def deliveries_of(engine: Engine, work_order_id: int) -> list[Delivery]:
