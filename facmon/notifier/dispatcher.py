@@ -170,7 +170,6 @@ class Dispatcher:
 
     async def run(self, interval_s: float = 1.0) -> NoReturn:
         while True:
-            next_at = self.clock.monotonic() + interval_s
             try:
                 await self.tick()
                 self.last_error = None
@@ -178,7 +177,7 @@ class Dispatcher:
                 self.metrics.inc("notifier_dispatcher_db_errors")
                 self.last_error = f"database unavailable: {exc.orig}"[:300]
                 log.warning("dispatcher: database unavailable", error=str(exc.orig))
-            await self.clock.sleep_until(next_at)
+            await self.clock.sleep(interval_s)
 
     # --- one tick ----------------------------------------------------------------------------------------------------
 
