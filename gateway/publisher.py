@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import random
 import socket
-from collections.abc import Iterator
 from typing import NoReturn
 
 import aiomqtt
 import structlog
 
+from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, Event, Reading
 from gateway.outbox import Outbox, OutboxMessage
@@ -26,14 +26,6 @@ log = structlog.get_logger(__name__)
 # Small MQTT packets must not wait for Nagle's algorithm: a PUBLISH held back until the broker's delayed ACK comes
 # costs tens of milliseconds per round trip and caps the throughput of a window of QoS 1 messages.
 _TCP_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def backoff_delays(initial_s: float, max_s: float, rng: random.Random) -> Iterator[float]:
-    """Capped exponential backoff with jitter, so gateways that lost the same broker do not return in lockstep."""
-    delay = initial_s
-    while True:
-        yield rng.uniform(delay / 2, delay)
-        delay = min(delay * 2, max_s)
 
 
 class Publisher:

@@ -249,4 +249,4 @@ class FireCheckMonitor:
         return overdue
 
     async def run(self, interval_s: float = 60.0) -> NoReturn:
-        await tick_forever(self.tick, interval_s, metrics=self.metrics, name="fire_check")
+        await tick_forever(self.tick, interval_s, clock=self.clock, metrics=self.metrics, name="fire_check")

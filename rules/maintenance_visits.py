@@ -456,4 +456,4 @@ class MaintenanceMonitor:
         return overdue
 
     async def run(self, interval_s: float = 60.0) -> NoReturn:
-        await tick_forever(self.tick, interval_s, metrics=self.metrics, name="maintenance")
+        await tick_forever(self.tick, interval_s, clock=self.clock, metrics=self.metrics, name="maintenance")

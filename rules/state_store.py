@@ -297,4 +297,4 @@ class StateTicker:
         return result
 
     async def run(self, interval_s: float = 1.0) -> NoReturn:
-        await tick_forever(self.tick, interval_s, metrics=self.metrics, name="state_tick")
+        await tick_forever(self.tick, interval_s, clock=self.clock, metrics=self.metrics, name="state_tick")

@@ -20,8 +20,8 @@ import aiomqtt
 import structlog
 
 from collectors.mqtt.codec import check_value, encode
-from collectors.mqtt.collector import backoff_delays
 from collectors.mqtt.driver import MqttDriver
+from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.model import Value
 from simulators.mqtt_garbage import garbage_payloads
 from simulators.steps import (

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import uuid
 
 import aiomqtt
@@ -19,6 +18,7 @@ import structlog
 from pydantic import ValidationError
 
 from facmon.estate.site import Site
+from facmon.kernel.backoff import backoff_delays
 from simulators.builders import BUILDERS, BuildContext
 from simulators.endpoint import ModbusEndpoint, RegisterSource
 from simulators.scenario import Scenario, perform, play
@@ -104,23 +104,22 @@ class SiteSimulator:
 
     async def _control(self, tg: asyncio.TaskGroup, host: str) -> None:
         """Take commands from MQTT for as long as we run, reconnecting with capped, jittered backoff."""
-        backoff = 0.5
+        delays = backoff_delays(min(0.5, self.backoff_max_s), self.backoff_max_s)
         topic = command_topic(self.site.id, "+")
         identifier = f"facmon-sim-{self.site.id}-{uuid.uuid4().hex[:8]}"
         while True:
             try:
                 async with aiomqtt.Client(host, self.mqtt_port, identifier=identifier) as client:
                     await client.subscribe(topic, qos=1)
-                    backoff = 0.5
+                    delays = backoff_delays(min(0.5, self.backoff_max_s), self.backoff_max_s)
                     self.control_ready.set()
                     log.info("simulator control subscribed", topic=topic)
                     async for message in client.messages:
                         self._command(tg, str(message.topic), message.payload)
             except aiomqtt.MqttError as exc:
-                log.warning("simulator control link lost", error=str(exc), retry_in_s=round(backoff, 2))
+                log.warning("simulator control link lost", error=str(exc))
             self.control_ready.clear()
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, self.backoff_max_s)
+            await asyncio.sleep(next(delays))
 
     def _command(self, tg: asyncio.TaskGroup, topic: str, payload: object) -> None:
         """Start one command; a command that is not understood is logged and dropped, never fatal."""

@@ -28,6 +28,19 @@ async def wait_for(check: Callable[[], Awaitable[T]], timeout_s: float, what: st
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+async def eventually(condition: Callable[[], object], timeout_s: float = 10.0, what: str = "") -> None:
+    """Return as soon as `condition()` is truthy, checked at every turn of the loop and then every few ms;
+    AssertionError after `timeout_s`. For waiting on work in other tasks, threads or processes instead of sleeping
+    a fixed time and hoping it was enough."""
+    deadline = time.monotonic() + timeout_s
+    turns = 0
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what or condition}")
+        turns += 1
+        await asyncio.sleep(0 if turns < 10 else 0.005)
+
+
 def tool(name: str, package: str) -> str:
     """The path of a command-line tool the tests use; `make test` installs its Debian package, so missing is a
     failure, not a skip."""

@@ -8,13 +8,13 @@ can fail into a `LinkError`, so the pollers above it never see a pymodbus or soc
 from __future__ import annotations
 
 import asyncio
-import random
 import weakref
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from collectors.modbus.registers import Table
+from facmon.kernel.backoff import Backoff
 
 BACKOFF_BASE_S = 0.5
 
@@ -46,7 +46,8 @@ class ModbusLink:
         self._failures = 0
         # Loop time before which no new connection is tried; until then requests fail at once.
         self._retry_at = 0.0
-        self._rng = random.Random()
+        # Jitter, so the gateways of a whole estate that lost power do not all reconnect in the same instant.
+        self._backoff = Backoff(BACKOFF_BASE_S, backoff_max_s)
 
     def __repr__(self) -> str:
         return f"ModbusLink({self.host}:{self.port})"
@@ -116,9 +117,7 @@ class ModbusLink:
 
     def _failed(self) -> None:
         self._failures += 1
-        delay = min(self.backoff_max_s, BACKOFF_BASE_S * 2 ** (self._failures - 1))
-        # Jitter, so the gateways of a whole estate that lost power do not all reconnect in the same instant.
-        self._retry_at = asyncio.get_running_loop().time() + delay * self._rng.uniform(0.5, 1.0)
+        self._retry_at = asyncio.get_running_loop().time() + self._backoff.delay(self._failures)
 
 
 class ModbusLinks:

@@ -16,7 +16,7 @@ import asyncio
 import base64
 import random
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -26,6 +26,7 @@ import structlog
 from collectors.mqtt.codec import Meaning, PayloadError, Problem, interpret, parse
 from collectors.mqtt.driver import MqttDriver
 from collectors.mqtt.watchdog import HeartbeatWatchdog
+from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject
@@ -63,14 +64,6 @@ class _Device:
     spec: MqttDevice
     # Last known state of each condition; absent = unknown (never seen since start).
     conditions: dict[str, bool] = field(default_factory=dict)
-
-
-def backoff_delays(initial_s: float, max_s: float, rng: random.Random) -> Iterator[float]:
-    """Capped exponential backoff with jitter, so gateways that lost the same broker do not return in lockstep."""
-    delay = initial_s
-    while True:
-        yield rng.uniform(delay / 2, delay)
-        delay = min(delay * 2, max_s)
 
 
 class MqttCollector:

@@ -3,13 +3,12 @@
 A polled device fails a request; a pushed one just goes quiet, so silence is all we can go by. Any message the
 device sends counts as a sign of life, not only its heartbeat: a barrier busy with traffic is plainly alive. Its
 first message since the collector started is announced too, as comm_restored marked FIRST_CONTACT, so a device that
-talks from the start is known to be there without ever having been lost. The clock is injected and `check` is
-public, so tests advance a FakeClock and call it instead of waiting.
+talks from the start is known to be there without ever having been lost. The clock is injected and `run` waits
+on it, so tests advance a FakeClock instead of waiting (or call the public `check`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
@@ -92,5 +91,5 @@ class HeartbeatWatchdog:
     async def run(self) -> NoReturn:
         tick_s = self.tick_s()
         while True:
-            await asyncio.sleep(tick_s)
+            await self._clock.sleep(tick_s)
             await self.check()

@@ -32,7 +32,8 @@ import structlog
 
 from facmon.historian.buffer import LineBuffer
 from facmon.historian.lines import to_line
-from facmon.historian.writer import InfluxWriter, backoff_delays
+from facmon.historian.writer import InfluxWriter
+from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.clock import Clock, SystemClock
 from facmon.kernel.health import Check, Health
 from facmon.kernel.metrics import Counters

@@ -28,20 +28,13 @@ import httpx
 import structlog
 
 from facmon.historian.buffer import BufferedLine, LineBuffer
+from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.clock import Clock, SystemClock
 from facmon.kernel.metrics import Counters
 
 log = structlog.get_logger(__name__)
 
 _RETRY_STATUS = {401, 403, 408, 429}
-
-
-def backoff_delays(initial_s: float, max_s: float, rng: random.Random) -> Iterator[float]:
-    """Capped exponential backoff with jitter, so writers that lost the same server do not return in lockstep."""
-    delay = initial_s
-    while True:
-        yield rng.uniform(delay / 2, delay)
-        delay = min(delay * 2, max_s)
 
 
 def quote_identifier(name: str) -> str:

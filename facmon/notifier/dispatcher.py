@@ -177,7 +177,7 @@ class Dispatcher:
                 self.metrics.inc("notifier_dispatcher_db_errors")
                 self.last_error = f"database unavailable: {exc.orig}"[:300]
                 log.warning("dispatcher: database unavailable", error=str(exc.orig))
-            await asyncio.sleep(interval_s)
+            await self.clock.sleep(interval_s)
 
     # --- one tick ----------------------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from facmon.kernel.backoff import Backoff
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.notifier.base import Channel, DeliveryError, Notification, Recipient
@@ -61,22 +62,9 @@ def delivery_row(notification: Notification, recipient: Recipient, channel: str)
     )
 
 
-class Backoff:
-    """Capped exponential backoff with jitter: attempt n waits up to min(cap, first * 2**(n-1)), at least half."""
-
-    def __init__(
-        self,
-        first: timedelta = timedelta(seconds=5),
-        cap: timedelta = timedelta(minutes=5),
-        rng: random.Random | None = None,
-    ) -> None:
-        self.first = first
-        self.cap = cap
-        self._rng = rng or random.Random()
-
-    def delay(self, attempts: int) -> timedelta:
-        ceiling = min(self.cap, self.first * (1 << min(max(attempts - 1, 0), 30)))
-        return ceiling * self._rng.uniform(0.5, 1.0)
+def delivery_backoff(rng: random.Random | None = None) -> Backoff:
+    """How long a failed delivery waits: attempt n up to min(5 min, 5 s * 2**(n-1)), at least half of it."""
+    return Backoff(5.0, 300.0, rng)
 
 
 class Sender:
@@ -96,7 +84,7 @@ class Sender:
         self.engine = engine
         self.channels = dict(channels)
         self.clock = clock
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or delivery_backoff()
         self.batch = batch
         self.send_timeout_s = send_timeout_s
         self.metrics = metrics or Counters()
@@ -138,7 +126,7 @@ class Sender:
             if retryable:
                 values: dict[str, Any] = {
                     "last_error": error[:500],
-                    "next_attempt_at": now + self.backoff.delay(row.attempts + 1),
+                    "next_attempt_at": now + timedelta(seconds=self.backoff.delay(row.attempts + 1)),
                 }
             else:
                 values = {"last_error": error[:500], "failed_at": now}
@@ -160,6 +148,7 @@ class Sender:
 
     async def run(self, interval_s: float = 1.0) -> NoReturn:
         while True:
+            next_at = self.clock.monotonic() + interval_s
             try:
                 await self.tick()
                 self.last_error = None
@@ -167,7 +156,7 @@ class Sender:
                 self.metrics.inc("notifier_sender_db_errors")
                 self.last_error = f"database unavailable: {exc.orig}"[:300]
                 log.warning("sender: database unavailable", error=str(exc.orig))
-            await asyncio.sleep(interval_s)
+            await self.clock.sleep_until(next_at)
 
 
 def deliveries_of(engine: Engine, work_order_id: int) -> list[Delivery]:

@@ -165,4 +165,4 @@ class SlaMonitor:
             log.exception("breach handler failed", work_order=breach.work_order_id, clock=breach.clock)
 
     async def run(self, interval_s: float = 1.0) -> NoReturn:
-        await tick_forever(self.tick, interval_s, metrics=self.metrics, name="sla_monitor")
+        await tick_forever(self.tick, interval_s, clock=self.clock, metrics=self.metrics, name="sla_monitor")

@@ -27,6 +27,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from facmon.kernel.backoff import Backoff
 from facmon.kernel.clock import Clock
 from facmon.kernel.influx import influx_client
 from facmon.kernel.metrics import Counters
@@ -170,17 +171,21 @@ class LifecycleExporter:
         return len(pending)
 
     async def run(self, interval_s: float = 1.0, backoff_max_s: float = 30.0) -> NoReturn:
-        """Export until cancelled: a full batch is followed at once by the next, a failure by a growing pause."""
-        delay = interval_s
+        """Export until cancelled, on the injected clock: a full batch is followed at once by the next, a failure
+        by a pause doubling from `interval_s` up to `backoff_max_s`."""
+        backoff = Backoff(interval_s, max(interval_s, backoff_max_s), jitter=0.0)
+        failures = 0
         while True:
+            next_at = self.clock.monotonic() + interval_s
             try:
                 exported = await self.export_once()
             except (LifecycleSinkError, OperationalError) as exc:
+                failures += 1
+                delay = backoff.delay(failures)
                 self.metrics.inc("rules_lifecycle_errors")
                 log.warning("lifecycle points not exported", error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, backoff_max_s)
+                await self.clock.sleep(delay)
                 continue
-            delay = interval_s
+            failures = 0
             if exported < self.batch_size:
-                await asyncio.sleep(interval_s)
+                await self.clock.sleep_until(next_at)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from collectors.mqtt.codec import Problem
+from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import FIRST_CONTACT, DeadLetter, Event, EventType, Reading
@@ -147,16 +148,20 @@ def _without_comm(rec: Recorder) -> list[Reading | Event | DeadLetter]:
 
 
 async def test_silence_is_comm_lost_once_then_restored(mosquitto: Mosquitto, topic_prefix: str) -> None:
-    rec = Recorder()
-    quiet = mqtt_device("g1", "barrier-a", "G01", grace_s=0.3)
-    collector = make_collector(mosquitto.port, topic_prefix, [quiet], rec)
+    rec, clock = Recorder(), FakeClock()
+    quiet = mqtt_device("g1", "barrier-a", "G01", grace_s=30.0)
+    collector = make_collector(mosquitto.port, topic_prefix, [quiet], rec, clock=clock)
     heartbeat = json.dumps({"uptime_s": 1, "cycles": 2, "temperature_c": 20})
     comm = lambda: [(e.type, e.message, e.data) for e in rec.events("g1", *COMM)]  # noqa: E731
     async with collecting(collector), vendor_client(mosquitto.port) as vendor:
         topic = f"{topic_prefix}/vendor/barrier/G01/heartbeat"
         await vendor.publish(topic, heartbeat, qos=1)
-        await wait_until(lambda: bool(rec.events("g1", EventType.COMM_LOST)), what="comm_lost")
-        await asyncio.sleep(0.4)  # longer than the grace again: still reported only once
+        await wait_until(lambda: bool(rec.readings("g1")), what="the heartbeat")
+        await clock.advance_and_settle(29.9)
+        assert rec.events("g1", EventType.COMM_LOST) == [], "not before its grace"
+        await clock.advance_and_settle(collector.watchdog.tick_s())  # the watchdog looks again: past its grace
+        assert len(rec.events("g1", EventType.COMM_LOST)) == 1
+        await clock.advance_and_settle(40.0)  # longer than the grace again: still reported only once
         assert len(rec.events("g1", EventType.COMM_LOST)) == 1
         await vendor.publish(topic, heartbeat, qos=1)
         await wait_until(lambda: len(rec.events("g1", EventType.COMM_RESTORED)) == 2, what="comm_restored")
@@ -204,7 +209,7 @@ async def test_reconnects_when_the_broker_comes_back(
     async with collecting(collector):
         await asyncio.to_thread(broker.stop)
         await wait_until(lambda: not collector.connected.is_set(), what="the collector to notice")
-        await asyncio.sleep(0.3)  # a few failed attempts, backing off
+        await wait_until(lambda: metrics.get("mqtt_disconnects") >= 3, what="a few failed attempts, backing off")
         await asyncio.to_thread(broker.start)
         await wait_until(collector.connected.is_set, what="the collector to resubscribe", timeout_s=10)
         async with vendor_client(broker.port) as vendor:

@@ -70,9 +70,11 @@ async def test_broker_outage_loses_nothing(
 
             await asyncio.to_thread(broker.stop)
             await eventually(lambda: not publisher.connected.is_set(), what="the publisher noticing the outage")
+            disconnects = metrics.get("gateway_disconnects")
             for message in during:
                 await publisher.emit(message)
-            await asyncio.sleep(0.3)  # give a broken publisher the chance to lose something
+            # Give a broken publisher the chance to lose something: a few attempts at the missing broker.
+            await eventually(lambda: metrics.get("gateway_disconnects") >= disconnects + 3, what="reconnect attempts")
             assert outbox.size() == len(during)
 
             await asyncio.to_thread(broker.start)
@@ -95,11 +97,12 @@ async def test_backlog_outlives_the_publisher(mosquitto: Mosquitto, topic_prefix
     path = tmp_path / "outbox.sqlite"
     sent = [reading(topic_prefix, ts=T0 + timedelta(seconds=n), seq=n) for n in range(30)]
     with Outbox(path, metrics=Counters()) as outbox:
-        nowhere = _publisher(outbox, free_port(), Counters())
+        nowhere_metrics = Counters()
+        nowhere = _publisher(outbox, free_port(), nowhere_metrics)
         async with running(nowhere.run(), "publisher-without-broker"):
             for message in sent:
                 await nowhere.emit(message)
-            await asyncio.sleep(0.3)
+            await eventually(lambda: nowhere_metrics.get("gateway_disconnects") >= 3, what="attempts to connect")
         assert outbox.size() == len(sent)
 
     subscriber = Subscriber(mosquitto.port, f"{ROOT}/{topic_prefix}/#", f"sub-{topic_prefix}")

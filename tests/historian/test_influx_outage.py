@@ -90,7 +90,15 @@ async def test_every_point_survives_an_influxdb_outage_under_load(
             async with running(load(ticks=40), "load") as load_task:
                 await eventually(lambda: metrics.get("historian_points_written") >= 100, what="points before outage")
                 await asyncio.to_thread(influx.stop)
-                await asyncio.sleep(3.0)
+                # An outage long enough for a few failed writes while the load keeps arriving.
+                await eventually(
+                    lambda: (
+                        metrics.get("historian_write_errors", reason="unreachable") >= 3
+                        and historian.buffer.pending() > 0
+                    ),
+                    what="failed writes during the outage",
+                    timeout_s=15,
+                )
                 written_during_outage = metrics.get("historian_points_written")
                 assert historian.buffer.pending() > 0, "the load kept arriving while InfluxDB was away"
                 await asyncio.to_thread(influx.start)

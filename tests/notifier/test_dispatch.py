@@ -20,7 +20,7 @@ from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
 from facmon.notifier.base import DeliveryError, Notification, Recipient
 from facmon.notifier.dispatcher import Dispatcher, Target
 from facmon.notifier.policy import Role
-from facmon.notifier.queue import Backoff, Sender, deliveries_of
+from facmon.notifier.queue import Sender, deliveries_of, delivery_backoff
 from facmon.notifier.storm import MaintenanceWindow
 from facmon.shell.migrations.schema import create_schema
 from facmon.workorders.breaches import SlaMonitor
@@ -83,7 +83,7 @@ def open_work_order(
 
 def make(engine: Engine, clock: FakeClock, phone: Phone, **kwargs: object) -> tuple[Dispatcher, Sender]:
     dispatcher = Dispatcher(engine, clock, resolver=resolver, channels={"phone": phone}, **kwargs)  # type: ignore[arg-type]
-    sender = Sender(engine, {"phone": phone}, clock, backoff=Backoff(rng=random.Random(1)))
+    sender = Sender(engine, {"phone": phone}, clock, backoff=delivery_backoff(random.Random(1)))
     return dispatcher, sender
 
 

@@ -19,7 +19,7 @@ from facmon.notifier.base import Notification, Recipient
 from facmon.notifier.dispatcher import Dispatcher, Target
 from facmon.notifier.message import render_text
 from facmon.notifier.policy import Role
-from facmon.notifier.queue import Backoff, Sender
+from facmon.notifier.queue import Sender, delivery_backoff
 from facmon.notifier.storm import MaintenanceWindow
 from facmon.notifier.tables import Delivery
 from facmon.shell.migrations.schema import create_schema
@@ -72,7 +72,7 @@ async def test_a_fire_alarm_goes_to_everyone_at_once_and_only_once(engine: Engin
     # A maintenance window over the whole site: routine alerts would be silent, a fire alarm is not.
     window = MaintenanceWindow(site="s1", start=clock.now() - timedelta(hours=1), end=clock.now() + timedelta(hours=1))
     dispatcher = Dispatcher(engine, clock, resolver=resolver, channels={"phone": phone}, maintenance=[window])
-    sender = Sender(engine, {"phone": phone}, clock, backoff=Backoff(rng=random.Random(1)))
+    sender = Sender(engine, {"phone": phone}, clock, backoff=delivery_backoff(random.Random(1)))
     alarm_id = raise_fire(engine, clock)
 
     result = await dispatcher.tick()
@@ -114,7 +114,7 @@ async def test_one_message_per_person_when_the_on_call_technician_is_also_the_su
     dispatcher = Dispatcher(engine, clock, resolver=same_person, channels={"phone": phone})
     raise_fire(engine, clock)
     await dispatcher.tick()
-    await Sender(engine, {"phone": phone}, clock, backoff=Backoff(rng=random.Random(1))).tick()
+    await Sender(engine, {"phone": phone}, clock, backoff=delivery_backoff(random.Random(1))).tick()
     assert [(r.id, n.key.split(":")[1]) for r, n in phone.received] == [
         ("zhao-lei", "on_call"),
         ("chen-jing", "manager"),

@@ -23,6 +23,7 @@ from facmon.workorders.workflow import transition
 from rules.engine import evaluate, load_rules
 from rules.store import ApplyResult, apply_event
 from tests.rules.support import MakeEvent
+from tests.support import eventually
 
 RULES = load_rules()
 MIN = timedelta(minutes=1)
@@ -222,13 +223,14 @@ async def test_a_failing_subscriber_does_not_stop_the_others(
 async def test_run_keeps_ticking_through_a_database_outage(tmp_path: Path, clock: FakeClock) -> None:
     broken = make_engine(f"sqlite:///{tmp_path / 'missing' / 'facmon.db'}")
     metrics = Counters()
-    task = asyncio.create_task(SlaMonitor(broken, clock, metrics=metrics).run(interval_s=0.01))
+    task = asyncio.create_task(SlaMonitor(broken, clock, metrics=metrics).run(interval_s=1.0))
     try:
-        for _ in range(500):
-            if metrics.get("rules_sla_monitor_db_errors") >= 2:
-                break
-            await asyncio.sleep(0.01)
-        assert metrics.get("rules_sla_monitor_db_errors") >= 2
+        await eventually(lambda: clock.sleeping, what="the first tick to end")
+        assert metrics.get("rules_sla_monitor_db_errors") == 1
+        await clock.advance_and_settle(0.5)
+        assert metrics.get("rules_sla_monitor_db_errors") == 1  # not before its interval
+        await clock.advance_and_settle(0.5)
+        assert metrics.get("rules_sla_monitor_db_errors") == 2
         assert not task.done()
     finally:
         task.cancel()

@@ -23,6 +23,7 @@ from rules.engine import evaluate, load_rules
 from rules.store import apply_event
 from tests.conftest import influxql
 from tests.rules.support import MakeEvent
+from tests.support import eventually
 
 RULES = load_rules()
 
@@ -93,17 +94,20 @@ async def test_exporter_marks_entries_only_after_the_sink_took_them(
 async def test_run_retries_a_failing_sink(engine: Engine, clock: FakeClock, make_event: MakeEvent) -> None:
     story(engine, clock, make_event)
     sink, metrics = MemorySink(fail=2), Counters()
-    task = asyncio.create_task(LifecycleExporter(engine, sink, clock, metrics=metrics).run(0.01, backoff_max_s=0.02))
+    task = asyncio.create_task(LifecycleExporter(engine, sink, clock, metrics=metrics).run(1.0, backoff_max_s=30.0))
     try:
-        for _ in range(500):
-            if len(sink.lines) == 6:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: clock.sleeping, what="the first failure")
+        assert clock.sleeping == [clock.monotonic() + 1.0]  # the first pause is one interval
+        await clock.advance_and_settle(1.0)
+        assert clock.sleeping == [clock.monotonic() + 2.0]  # then twice as long
+        assert sink.lines == []
+        await clock.advance_and_settle(2.0)
+        assert len(sink.lines) == 6
+        assert clock.sleeping == [clock.monotonic() + 1.0]  # back to the interval
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert len(sink.lines) == 6
     assert metrics.get("rules_lifecycle_errors") == 2
 
 
