@@ -15,7 +15,8 @@ from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
 from facmon.workorders.tables import WorkOrder
 from rules.arrival import open_orders
 from rules.fire import FalseAlarmDay, false_alarm_days
-from rules.fire_checks import FireCheckMonitor, overdue_due, record_check, register_panel
+from rules.fire_checks import FireCheckMonitor, record_check, register_panel
+from rules.obligations import overdue_due
 from rules.tables import FireAlarm, FireAlarmOutcome, FireCheckResult
 from rules.worker import RulesWorker
 
