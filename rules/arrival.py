@@ -19,14 +19,14 @@ While an elevator is in inspection its faults open no work order (a technician i
 they are counted and logged as suppressed. The service mode is kept on the device's row (`device_status`), so a
 restarted worker still knows.
 
-`arrivals` and `suppressed` are pure: events, open work orders and technicians in, decisions out.
-`apply_with_site_evidence` carries them out around `rules.store.apply_event`; every step of it can run again for a
-redelivered event and change nothing more.
+`arrivals` and `suppressed` are pure: events, open work orders and technicians in, decisions out. The handlers
+(rules.pipeline) carry them out in the event's transaction, around `rules.store.ApplyActions` (`site_evidence`);
+`apply_with_site_evidence` runs them without the fire alarms and the state rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,18 +39,19 @@ from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, Event, EventType
 from facmon.workorders.tables import WorkOrder, WorkOrderStatus
 from facmon.workorders.transitions import IllegalTransition
-from facmon.workorders.workflow import transition
+from facmon.workorders.workflow import transition_in
 from rules.engine import Action, OpenWorkOrder
 from rules.maintenance_models import VisitSource
+from rules.maintenance_settle import settle_overdue_in
 from rules.maintenance_visits import (
     DEFAULT_MIN_INSPECTION,
     add_visit,
     ended_inspection,
     remember_card_read,
-    settle_overdue,
     technician_at,
 )
-from rules.store import ApplyResult, apply_event
+from rules.pipeline import Handler, Step, report_evidence, run_handlers
+from rules.store import ApplyActions, ApplyResult
 from rules.tables import DeviceStatus
 
 log = structlog.get_logger(__name__)
@@ -197,13 +198,13 @@ def record_service_mode(session: Session, event: Event, mode: str) -> None:
     )
 
 
-def move_on_site(engine: Engine, planned: Iterable[Arrival]) -> list[int]:
+def move_on_site(session: Session, planned: Iterable[Arrival]) -> list[int]:
     """Carry out arrivals; the ids of the work orders moved. One that got to on_site (or further) since is skipped."""
     moved = []
     for arrival in planned:
         try:
-            transition(
-                engine,
+            transition_in(
+                session,
                 arrival.work_order_id,
                 WorkOrderStatus.ON_SITE,
                 actor=arrival.actor,
@@ -219,6 +220,104 @@ def move_on_site(engine: Engine, planned: Iterable[Arrival]) -> list[int]:
     return moved
 
 
+# --- the handlers (rules.pipeline), in the order they run ------------------------------------------------------------
+
+
+class SuppressInInspection:
+    """Handler: an elevator in inspection opens no work order for its faults (before `rules.store.ApplyActions`)."""
+
+    name = "suppress_in_inspection"
+
+    def __call__(self, step: Step) -> None:
+        event, ref = step.event, step.event.ref
+        if event.type is not EventType.FAULT_RAISED or ref.kind is not DeviceKind.ELEVATOR:
+            return
+        if suppressed(event, *service_mode(step.session, ref.site, ref.device)):
+            step.actions = [a for a in step.actions if not isinstance(a, OpenWorkOrder)]
+            step.outcome.suppressed = True
+
+
+class KeepServiceMode:
+    """Handler: an elevator's service mode kept on its row; leaving a long enough inspection is a maintenance visit,
+    which settles the elevator's overdue maintenance work order."""
+
+    name = "service_mode"
+
+    def __init__(self, min_inspection: timedelta = DEFAULT_MIN_INSPECTION) -> None:
+        self.min_inspection = min_inspection
+
+    def __call__(self, step: Step) -> None:
+        mode = service_mode_of(step.event)
+        if mode is None:
+            return
+        session, event, ref = step.session, step.event, step.event.ref
+        span = ended_inspection(mode, event.ts, *service_mode(session, ref.site, ref.device), self.min_inspection)
+        record_service_mode(session, event, mode)
+        if span is None:
+            return
+        visit = add_visit(
+            session,
+            site=ref.site,
+            building=ref.building,
+            device=ref.device,
+            started_at=span.started_at,
+            ended_at=span.ended_at,
+            technician=technician_at(session, ref.site, span.started_at),
+            source=VisitSource.INSPECTION_MODE,
+            actor=None,
+            note=None,
+            now=step.now,
+            event_id=event.id,
+        )
+        if visit is not None:
+            step.outcome.visits.append(visit.id)
+            settle_overdue_in(session, site=ref.site, device=ref.device)
+
+
+class RememberCardRead:
+    """Handler: a granted read of a technician's card kept, to name the technician of a maintenance visit."""
+
+    name = "card_read"
+
+    def __init__(self, technicians: Mapping[str, Sequence[Technician]]) -> None:
+        self.technicians = technicians
+
+    def __call__(self, step: Step) -> None:
+        holder = card_holder(step.event, self.technicians.get(step.event.ref.site, ()))
+        if holder is not None:
+            remember_card_read(step.session, step.event, holder.id, min(step.event.ts, step.now))
+
+
+class ProveArrival:
+    """Handler: the work orders a card read or an inspection proves a technician arrived for, moved to on_site."""
+
+    name = "arrival"
+
+    def __init__(self, technicians: Mapping[str, Sequence[Technician]]) -> None:
+        self.technicians = technicians
+
+    def __call__(self, step: Step) -> None:
+        event, ref = step.event, step.event.ref
+        technicians = self.technicians.get(ref.site, ())
+        if not may_prove_arrival(event, technicians):
+            return
+        by_device = ref.device if service_mode_of(event) == INSPECTION else None
+        planned = arrivals(event, open_orders(step.session, ref.site, by_device), technicians, step.now)
+        moved = set(move_on_site(step.session, planned))
+        step.outcome.arrivals += [(a.work_order_id, a.source) for a in planned if a.work_order_id in moved]
+
+
+def site_evidence(technicians: Mapping[str, Sequence[Technician]], min_inspection: timedelta) -> list[Handler]:
+    """The handlers of this module around `rules.store.ApplyActions`, in their order."""
+    return [
+        SuppressInInspection(),
+        ApplyActions(),
+        KeepServiceMode(min_inspection),
+        RememberCardRead(technicians),
+        ProveArrival(technicians),
+    ]
+
+
 def apply_with_site_evidence(
     engine: Engine,
     event: Event,
@@ -230,61 +329,8 @@ def apply_with_site_evidence(
     min_inspection: timedelta = DEFAULT_MIN_INSPECTION,
 ) -> ApplyResult:
     """`apply_event`, with faults suppressed during inspection, the service mode kept, maintenance visits and
-    technicians' card reads recorded and arrivals carried out.
-
-    The service mode (with the visit an ended inspection makes, in the same transaction), the card read and the
-    arrivals are written after the event's own transaction, and again for a redelivered event: each is idempotent,
-    so a crash between the steps loses nothing.
-    """
-    ref = event.ref
-    quiet = False
-    if event.type is EventType.FAULT_RAISED and ref.kind is DeviceKind.ELEVATOR:
-        with Session(engine) as session:
-            quiet = suppressed(event, *service_mode(session, ref.site, ref.device))
-    if quiet:
-        actions = [a for a in actions if not isinstance(a, OpenWorkOrder)]
-    result = apply_event(engine, event, actions, now)
-    if quiet and not result.duplicate:
-        metrics.inc("rules_faults_suppressed", kind=ref.kind.value)
-        log.info("fault suppressed: the elevator is in inspection", site=ref.site, device=ref.device, code=event.code)
-    mode = service_mode_of(event)
-    if mode is not None:
-        visit_id: int | None = None
-        with Session(engine) as session, session.begin():
-            span = ended_inspection(mode, event.ts, *service_mode(session, ref.site, ref.device), min_inspection)
-            record_service_mode(session, event, mode)
-            if span is not None:
-                visit = add_visit(
-                    session,
-                    site=ref.site,
-                    building=ref.building,
-                    device=ref.device,
-                    started_at=span.started_at,
-                    ended_at=span.ended_at,
-                    technician=technician_at(session, ref.site, span.started_at),
-                    source=VisitSource.INSPECTION_MODE,
-                    actor=None,
-                    note=None,
-                    now=now,
-                    event_id=event.id,
-                )
-                visit_id = None if visit is None else visit.id
-        if visit_id is not None:
-            metrics.inc("rules_maintenance_visits", source=VisitSource.INSPECTION_MODE.value)
-            log.info("maintenance visit", id=visit_id, site=ref.site, device=ref.device)
-            settle_overdue(engine, site=ref.site, device=ref.device)
-    holder = card_holder(event, technicians)
-    if holder is not None:
-        with Session(engine) as session, session.begin():
-            remember_card_read(session, event, holder.id, min(event.ts, now))
-    if may_prove_arrival(event, technicians):
-        with Session(engine) as session:
-            by_device = ref.device if mode == INSPECTION else None
-            planned = arrivals(event, open_orders(session, ref.site, by_device), technicians, now)
-        moved = move_on_site(engine, planned)
-        for arrival in planned:
-            if arrival.work_order_id in moved:
-                metrics.inc("rules_arrivals", source=arrival.source)
-        if moved:
-            log.info("technician on site", ids=moved, site=ref.site, device=ref.device, source=planned[0].source)
-    return result
+    technicians' card reads recorded and arrivals carried out, all in the event's one transaction."""
+    handlers = site_evidence({event.ref.site: technicians}, min_inspection)
+    outcome = run_handlers(engine, event, actions, now, handlers)
+    report_evidence(outcome, event, metrics)
+    return ApplyResult.of(outcome)

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from rules.engine import FireAlarmSignal
+from rules.listing import in_sites_between
+from rules.pipeline import Step, upsert
 from rules.tables import FireAlarm, FireAlarmOutcome
 
 # "A user with more than 5 false alarms a day must act on it."
@@ -71,51 +72,69 @@ def false_alarm_days(
 # --- writing ---------------------------------------------------------------------------------------------------------
 
 
-def _insert(session: Session) -> sqlite.Insert | postgresql.Insert:
-    dialect = session.get_bind().dialect.name
-    return sqlite.insert(FireAlarm) if dialect == "sqlite" else postgresql.insert(FireAlarm)
+def _raise(session: Session, signal: FireAlarmSignal, now: datetime) -> int | None:
+    """Record a raised alarm; its id, or None when its event recorded it before."""
+    stmt = (
+        upsert(session, FireAlarm)
+        .values(
+            event_id=signal.event_id,
+            site=signal.site,
+            building=signal.building,
+            device=signal.device,
+            point=signal.point,
+            point_type=signal.point_type,
+            raised_at=signal.at,
+            outcome=FireAlarmOutcome.UNKNOWN.value,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[FireAlarm.event_id])
+        .returning(FireAlarm.id)
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def _clear(session: Session, signal: FireAlarmSignal) -> None:
+    point = FireAlarm.point.is_(None) if signal.point is None else FireAlarm.point == signal.point
+    session.execute(
+        update(FireAlarm)
+        .where(
+            FireAlarm.site == signal.site,
+            FireAlarm.device == signal.device,
+            point,
+            FireAlarm.cleared_at.is_(None),
+            FireAlarm.raised_at <= signal.at,
+        )
+        .values(cleared_at=signal.at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_signals(session: Session, signals: Sequence[FireAlarmSignal], now: datetime) -> list[int]:
+    """Record raised alarms (once per event id) and clears, in the caller's transaction; the ids newly raised."""
+    raised: list[int] = []
+    for signal in signals:
+        if not signal.raised:
+            _clear(session, signal)
+        elif (alarm_id := _raise(session, signal, now)) is not None:
+            raised.append(alarm_id)
+    return raised
 
 
 def record_fire_signals(engine: Engine, signals: Sequence[FireAlarmSignal], now: datetime) -> list[int]:
-    """Record raised alarms (once per event id) and clears; the ids of the alarms newly raised."""
-    raised: list[int] = []
+    """`record_signals` in a transaction of its own."""
     with Session(engine) as session, session.begin():
-        for signal in signals:
-            if signal.raised:
-                stmt = (
-                    _insert(session)
-                    .values(
-                        event_id=signal.event_id,
-                        site=signal.site,
-                        building=signal.building,
-                        device=signal.device,
-                        point=signal.point,
-                        point_type=signal.point_type,
-                        raised_at=signal.at,
-                        outcome=FireAlarmOutcome.UNKNOWN.value,
-                        created_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=[FireAlarm.event_id])
-                    .returning(FireAlarm.id)
-                )
-                alarm_id = session.execute(stmt).scalar_one_or_none()
-                if alarm_id is not None:
-                    raised.append(alarm_id)
-                continue
-            point = FireAlarm.point.is_(None) if signal.point is None else FireAlarm.point == signal.point
-            session.execute(
-                update(FireAlarm)
-                .where(
-                    FireAlarm.site == signal.site,
-                    FireAlarm.device == signal.device,
-                    point,
-                    FireAlarm.cleared_at.is_(None),
-                    FireAlarm.raised_at <= signal.at,
-                )
-                .values(cleared_at=signal.at)
-                .execution_options(synchronize_session=False)
-            )
-    return raised
+        return record_signals(session, signals, now)
+
+
+class FireAlarms:
+    """Handler: the fire signals among the event's actions, recorded as fire alarms (never work orders)."""
+
+    name = "fire_alarms"
+
+    def __call__(self, step: Step) -> None:
+        signals = [a for a in step.actions if isinstance(a, FireAlarmSignal)]
+        if signals:
+            step.outcome.fire_alarms += record_signals(step.session, signals, step.now)
 
 
 def set_outcome(
@@ -147,15 +166,9 @@ def list_fire_alarms(
     offset: int = 0,
 ) -> tuple[list[FireAlarm], int]:
     """Alarms raised in [since, until), newest first, and how many match in all."""
-    conditions: list[ColumnElement[bool]] = []
-    if site is not None:
-        conditions.append(FireAlarm.site == site)
-    if within is not None:  # the sites a caller may see (a technician's)
-        conditions.append(FireAlarm.site.in_(sorted(within)))
-    if since is not None:
-        conditions.append(FireAlarm.raised_at >= since)
-    if until is not None:
-        conditions.append(FireAlarm.raised_at < until)
+    conditions = in_sites_between(
+        FireAlarm.site, FireAlarm.raised_at, site=site, within=within, since=since, until=until
+    )
     total = session.execute(select(func.count()).select_from(FireAlarm).where(*conditions)).scalar_one()
     query = (
         select(FireAlarm)

@@ -3,34 +3,30 @@
 A check is recorded through the API (`record_check`). The schedule (`fire_check_schedule`) holds, per panel or
 system, when it was last checked; a panel enters it when the rules worker first hears of it (`register_panel`), a
 system with its first check. `FireCheckMonitor.tick()`, on the injected clock, opens a maintenance work order
-(fault "single_item_check_overdue") for every subject whose check period has run out:
-
-- once per overdue period: the UPDATE that claims the period (`overdue_due_at < due`) is the first statement of the
-  transaction, so a restarted or second monitor finds it taken; a subject still unchecked a period later is overdue
-  again, and its open work order counts one more occurrence;
-- a check recorded moves the next due time a full period on, so nothing opens until then.
+(fault "single_item_check_overdue") for every subject whose check period has run out, once per overdue period, and
+a check recorded moves the next due time a full period on: the obligation algorithm of rules.obligations.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
 import structlog
-from sqlalchemy import ColumnElement, Engine, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.kernel.model import DeviceKind
 from facmon.workorders.sla import ClockDef, SlaProfile
 from facmon.workorders.tables import Category, Milestone, Priority
+from rules import obligations
 from rules.engine import OpenWorkOrder
-from rules.store import _open_or_recur
+from rules.listing import in_sites_between
+from rules.obligations import Duty, Overdue, Pending, mark_done, schedule
 from rules.tables import FireCheck, FireCheckResult, FireCheckSchedule
 from rules.ticking import tick_forever
 
@@ -55,32 +51,13 @@ def subject_of(device: str | None, system: str | None) -> str:
     return device if device is not None else f"{SYSTEM_PREFIX}{system}"
 
 
-def overdue_due(base: datetime, period: timedelta, now: datetime) -> datetime | None:
-    """The due time of the latest period that has run out by `now`, counting from `base` (the last check, or when the
-    subject was first seen); None while the first period is still running. Pure."""
-    if period <= timedelta(0):
-        raise ValueError("the check period must be positive")
-    periods = (now - base) // period
-    return None if periods < 1 else base + periods * period
-
-
 # --- writing ---------------------------------------------------------------------------------------------------------
-
-
-def _insert(session: Session) -> sqlite.Insert | postgresql.Insert:
-    dialect = session.get_bind().dialect.name
-    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    return insert(FireCheckSchedule)
 
 
 def register_panel(engine: Engine, site: str, building: str, device: str, seen_at: datetime) -> None:
     """Put a panel on the schedule from `seen_at`; nothing if it is there already."""
     with Session(engine) as session, session.begin():
-        session.execute(
-            _insert(session)
-            .values(site=site, subject=device, building=building, since=seen_at)
-            .on_conflict_do_nothing(index_elements=[FireCheckSchedule.site, FireCheckSchedule.subject])
-        )
+        schedule(session, DUTY, site, device, building, seen_at)
 
 
 def record_check(
@@ -110,16 +87,7 @@ def record_check(
             recorded_at=now,
         )
         session.add(check)
-        stmt = _insert(session).values(site=site, subject=subject, since=at, last_check_at=at)
-        # A check recorded late (after a newer one) must not move the schedule back.
-        newer = or_(FireCheckSchedule.last_check_at.is_(None), FireCheckSchedule.last_check_at < stmt.excluded.since)
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[FireCheckSchedule.site, FireCheckSchedule.subject],
-                set_={"last_check_at": stmt.excluded.last_check_at},
-                where=newer,
-            )
-        )
+        mark_done(session, DUTY, site, subject, None, at)
     return check
 
 
@@ -133,28 +101,16 @@ def list_checks(
     limit: int = 100,
     offset: int = 0,
 ) -> list[FireCheck]:
-    conditions: list[ColumnElement[bool]] = []
-    if site is not None:
-        conditions.append(FireCheck.site == site)
-    if within is not None:  # the sites a caller may see (a technician's)
-        conditions.append(FireCheck.site.in_(sorted(within)))
-    if since is not None:
-        conditions.append(FireCheck.at >= since)
-    if until is not None:
-        conditions.append(FireCheck.at < until)
+    conditions = in_sites_between(FireCheck.site, FireCheck.at, site=site, within=within, since=since, until=until)
     query = select(FireCheck).where(*conditions).order_by(FireCheck.at.desc(), FireCheck.id.desc())
     return list(session.execute(query.limit(limit).offset(offset)).scalars())
 
 
-@dataclass(frozen=True)
-class OverdueCheck:
-    site: str
-    subject: str
-    due_at: datetime
-    work_order_id: int
+# A subject whose check is overdue, and the work order opened (or counted again) for it.
+OverdueCheck = Overdue
 
 
-def _work_order(row: FireCheckSchedule, due: datetime) -> OpenWorkOrder:
+def _work_order(row: Pending, due: datetime) -> OpenWorkOrder:
     system = row.subject.startswith(SYSTEM_PREFIX)
     what = f"fire system {row.subject.removeprefix(SYSTEM_PREFIX)}" if system else f"fire panel {row.subject}"
     return OpenWorkOrder(
@@ -174,52 +130,20 @@ def _work_order(row: FireCheckSchedule, due: datetime) -> OpenWorkOrder:
     )
 
 
+DUTY = Duty(
+    table=FireCheckSchedule,
+    subject_column="subject",
+    done_column="last_check_at",
+    kind=DeviceKind.FIRE_PANEL,
+    cause_prefix="check-overdue",
+    missing="single-item check",
+    work_order=_work_order,
+)
+
+
 def open_overdue(engine: Engine, period: timedelta, now: datetime) -> list[OverdueCheck]:
     """Open (or count one more occurrence of) a work order for each subject newly overdue by `now`."""
-    opened: list[OverdueCheck] = []
-    with Session(engine) as session:
-        rows = list(session.execute(select(FireCheckSchedule)).scalars())
-    for row in rows:
-        due = overdue_due(row.last_check_at or row.since, period, now)
-        if due is None or (row.overdue_due_at is not None and row.overdue_due_at >= due):
-            continue
-        with Session(engine) as session, session.begin():
-            claimed = session.execute(
-                update(FireCheckSchedule)
-                .where(
-                    FireCheckSchedule.site == row.site,
-                    FireCheckSchedule.subject == row.subject,
-                    or_(FireCheckSchedule.overdue_due_at.is_(None), FireCheckSchedule.overdue_due_at < due),
-                    # A check recorded since the read moves the due time; this period is then not overdue.
-                    FireCheckSchedule.last_check_at.is_(None)
-                    if row.last_check_at is None
-                    else FireCheckSchedule.last_check_at == row.last_check_at,
-                )
-                .values(overdue_due_at=due)
-                .returning(FireCheckSchedule.subject)
-                .execution_options(synchronize_session=False)
-            ).scalar_one_or_none()
-            if claimed is None:
-                continue
-            action = _work_order(row, due)
-            ref = DeviceRef(
-                site=row.site,
-                building=action.building,
-                device=row.subject,
-                kind=DeviceKind.FIRE_PANEL,
-                model="-",
-            )
-            cause = Event(
-                ref=ref,
-                ts=due,
-                type=EventType.FAULT_RAISED,
-                code=FAULT,
-                message=f"no single-item check since {(row.last_check_at or row.since).isoformat()}",
-                id=f"check-overdue-{due.strftime('%Y%m%dT%H%M%S')}",
-            )
-            work_order_id, _ = _open_or_recur(session, action, cause, now)
-        opened.append(OverdueCheck(row.site, row.subject, due, work_order_id))
-    return opened
+    return obligations.open_overdue(engine, DUTY, period, now)
 
 
 class FireCheckMonitor:

@@ -12,46 +12,47 @@ A visit is recorded
 - by hand, through the API (source `api`, the principal as actor).
 
 `MaintenanceMonitor.tick()`, on the injected clock, opens a `check` work order (fault `maintenance_overdue`) for every
-elevator without a visit for the cycle, once per overdue period, the way rules.fire_checks does for the monthly
-single-item checks: the UPDATE that claims the period is the transaction's first statement, so a restart or a second
-worker finds it taken, and an elevator still unvisited a cycle later counts one more occurrence of the open work
-order. A visit moves the next due time a full cycle on and resolves the open overdue work order (on site at the
-visit's start, resolved at its end); the tick does the latter too, so a crash between the two is mended.
+elevator without a visit for the cycle, once per overdue period: the obligation algorithm of rules.obligations, as
+for the monthly single-item checks (rules.fire_checks). A visit moves the next due time a full cycle on and resolves
+the open overdue work order (on site at the visit's start, resolved at its end); the tick does the latter too, so a
+crash between the two is mended.
 
-`ended_inspection` and `overdue_due` (rules.fire_checks) are pure.
+`ended_inspection` is pure.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import NoReturn
 
 import structlog
-from sqlalchemy import ColumnElement, Engine, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.kernel.model import DeviceKind, Event
 from facmon.workorders.sla import ClockDef, SlaProfile
-from facmon.workorders.tables import OPEN_STATUSES, Category, Milestone, Priority, WorkOrder, WorkOrderStatus
-from facmon.workorders.transitions import IllegalTransition
-from facmon.workorders.workflow import transition
+from facmon.workorders.tables import Category, Milestone, Priority
+from rules import obligations
 from rules.engine import OpenWorkOrder
-from rules.fire_checks import overdue_due
+from rules.listing import in_sites_between
 from rules.maintenance_models import MaintenanceSchedule, MaintenanceVisit, TechnicianCardRead, VisitSource
-from rules.store import _open_or_recur
+
+# settle_overdue: the monitor's tick and the API's visits settle with it; the demo history too.
+from rules.maintenance_settle import FAULT as FAULT
+from rules.maintenance_settle import settle_overdue as settle_overdue
+from rules.obligations import Duty, Pending, mark_done, schedule
+from rules.pipeline import upsert
 from rules.ticking import tick_forever
 
 log = structlog.get_logger(__name__)
 
-FAULT = "maintenance_overdue"
 RULE_ID = "elevator.maintenance.overdue"
 DEFAULT_CYCLE = timedelta(days=15)
 DEFAULT_MIN_INSPECTION = timedelta(minutes=10)
@@ -94,14 +95,9 @@ def ended_inspection(
 # --- writing ---------------------------------------------------------------------------------------------------------
 
 
-def _insert(session: Session, table: type[object]) -> sqlite.Insert | postgresql.Insert:
-    insert = sqlite.insert if session.get_bind().dialect.name == "sqlite" else postgresql.insert
-    return insert(table)
-
-
 def remember_card_read(session: Session, event: Event, technician: str, at: datetime) -> None:
     """Keep a granted read of a technician's card (once per event id)."""
-    stmt = _insert(session, TechnicianCardRead).values(
+    stmt = upsert(session, TechnicianCardRead).values(
         event_id=event.id, site=event.ref.site, technician=technician, reader=event.ref.device, at=at
     )
     session.execute(stmt.on_conflict_do_nothing(index_elements=[TechnicianCardRead.event_id]))
@@ -120,36 +116,6 @@ def technician_at(session: Session, site: str, start: datetime) -> str | None:
         .limit(1)
     )
     return session.execute(query).scalar_one_or_none()
-
-
-def schedule(session: Session, site: str, device: str, building: str | None, since: datetime) -> None:
-    """Put an elevator on the schedule from `since`; nothing if it is there already."""
-    session.execute(
-        _insert(session, MaintenanceSchedule)
-        .values(site=site, device=device, building=building, since=since)
-        .on_conflict_do_nothing(index_elements=[MaintenanceSchedule.site, MaintenanceSchedule.device])
-    )
-
-
-def _move_schedule(session: Session, visit: MaintenanceVisit) -> None:
-    stmt = _insert(session, MaintenanceSchedule).values(
-        site=visit.site,
-        device=visit.device,
-        building=visit.building,
-        since=visit.started_at,
-        last_visit_at=visit.started_at,
-    )
-    # A visit recorded late (after a newer one) must not move the schedule back.
-    newer = or_(
-        MaintenanceSchedule.last_visit_at.is_(None), MaintenanceSchedule.last_visit_at < stmt.excluded.last_visit_at
-    )
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[MaintenanceSchedule.site, MaintenanceSchedule.device],
-            set_={"last_visit_at": stmt.excluded.last_visit_at},
-            where=newer,
-        )
-    )
 
 
 def add_visit(
@@ -189,7 +155,7 @@ def add_visit(
     )
     session.add(visit)
     session.flush()
-    _move_schedule(session, visit)
+    mark_done(session, DUTY, site, device, building, started_at)
     return visit
 
 
@@ -238,15 +204,10 @@ def list_visits(
     offset: int = 0,
 ) -> list[MaintenanceVisit]:
     """Visits that started in [since, until), newest first."""
-    conditions: list[ColumnElement[bool]] = []
-    if site is not None:
-        conditions.append(MaintenanceVisit.site == site)
+    visit = MaintenanceVisit
+    conditions = in_sites_between(visit.site, visit.started_at, site=site, since=since, until=until)
     if device is not None:
-        conditions.append(MaintenanceVisit.device == device)
-    if since is not None:
-        conditions.append(MaintenanceVisit.started_at >= since)
-    if until is not None:
-        conditions.append(MaintenanceVisit.started_at < until)
+        conditions.append(visit.device == device)
     query = (
         select(MaintenanceVisit)
         .where(*conditions)
@@ -271,17 +232,17 @@ def _days(cycle: timedelta) -> str:
     return f"{days:g} days" if days != 1 else "1 day"
 
 
-def _work_order(row: MaintenanceSchedule, due: datetime, cycle: timedelta) -> OpenWorkOrder:
+def _work_order(row: Pending, due: datetime, cycle: timedelta) -> OpenWorkOrder:
     building = row.building or ""
     deadlines = PROFILE.deadlines(due)
     return OpenWorkOrder(
         rule_id=RULE_ID,
         site=row.site,
         building=building,
-        device=row.device,
+        device=row.subject,
         kind=DeviceKind.ELEVATOR.value,
         fault=FAULT,
-        title=f"Elevator {row.device} ({building}): no maintenance visit for {_days(cycle)}",
+        title=f"Elevator {row.subject} ({building}): no maintenance visit for {_days(cycle)}",
         priority=Priority.URGENT,
         detected_at=due,
         due_at=deadlines[0].due_at,
@@ -291,128 +252,36 @@ def _work_order(row: MaintenanceSchedule, due: datetime, cycle: timedelta) -> Op
     )
 
 
+def duty(cycle: timedelta = DEFAULT_CYCLE) -> Duty:
+    """The maintenance visits as an obligation (rules.obligations); the cycle names itself in the work order."""
+    return Duty(
+        table=MaintenanceSchedule,
+        subject_column="device",
+        done_column="last_visit_at",
+        kind=DeviceKind.ELEVATOR,
+        cause_prefix="maintenance-overdue",
+        missing="maintenance visit",
+        work_order=partial(_work_order, cycle=cycle),
+        keep_base=True,
+    )
+
+
+DUTY = duty()
+
+
 def register_elevators(engine: Engine, sites: Iterable[Site], now: datetime) -> None:
     """Schedule every elevator of the site files from `now` (those on the schedule already keep their start)."""
     with Session(engine) as session, session.begin():
         for site in sites:
             for building, device in site.devices():
                 if device.kind == DeviceKind.ELEVATOR:
-                    schedule(session, site.id, device.id, building.id, now)
+                    schedule(session, DUTY, site.id, device.id, building.id, now)
 
 
 def open_overdue(engine: Engine, cycle: timedelta, now: datetime) -> list[OverdueMaintenance]:
     """Open (or count one more occurrence of) a work order for each elevator newly overdue by `now`."""
-    opened: list[OverdueMaintenance] = []
-    with Session(engine) as session:
-        rows = list(session.execute(select(MaintenanceSchedule)).scalars())
-    for row in rows:
-        base = row.last_visit_at or row.since
-        due = overdue_due(base, cycle, now)
-        if due is None or (row.overdue_due_at is not None and row.overdue_due_at >= due):
-            continue
-        with Session(engine) as session, session.begin():
-            claimed = session.execute(
-                update(MaintenanceSchedule)
-                .where(
-                    MaintenanceSchedule.site == row.site,
-                    MaintenanceSchedule.device == row.device,
-                    or_(MaintenanceSchedule.overdue_due_at.is_(None), MaintenanceSchedule.overdue_due_at < due),
-                    # A visit recorded since the read moves the due time; this period is then not overdue.
-                    MaintenanceSchedule.last_visit_at.is_(None)
-                    if row.last_visit_at is None
-                    else MaintenanceSchedule.last_visit_at == row.last_visit_at,
-                )
-                .values(overdue_due_at=due, overdue_base_at=base)
-                .returning(MaintenanceSchedule.device)
-                .execution_options(synchronize_session=False)
-            ).scalar_one_or_none()
-            if claimed is None:
-                continue
-            action = _work_order(row, due, cycle)
-            ref = DeviceRef(
-                site=row.site, building=action.building, device=row.device, kind=DeviceKind.ELEVATOR, model="-"
-            )
-            cause = Event(
-                ref=ref,
-                ts=due,
-                type=EventType.FAULT_RAISED,
-                code=FAULT,
-                message=f"no maintenance visit since {base.isoformat()}",
-                id=f"maintenance-overdue-{due.strftime('%Y%m%dT%H%M%S')}",
-            )
-            work_order_id, _ = _open_or_recur(session, action, cause, now)
-        opened.append(OverdueMaintenance(row.site, row.device, due, work_order_id))
-    return opened
-
-
-def settle_overdue(engine: Engine, *, site: str | None = None, device: str | None = None) -> list[int]:
-    """Resolve the open overdue work orders a visit satisfies (one after the last visit they were counted from):
-    on site at the visit's start, resolved at its end, with the visit's technician as the actor. The ids resolved."""
-    conditions: list[ColumnElement[bool]] = [
-        WorkOrder.fault == FAULT,
-        WorkOrder.status.in_([s.value for s in OPEN_STATUSES]),
-        MaintenanceSchedule.last_visit_at.is_not(None),
-        MaintenanceSchedule.overdue_base_at.is_not(None),
-        MaintenanceSchedule.last_visit_at > MaintenanceSchedule.overdue_base_at,
-    ]
-    if site is not None:
-        conditions.append(WorkOrder.site == site)
-    if device is not None:
-        conditions.append(WorkOrder.device == device)
-    with Session(engine) as session:
-        found = session.execute(
-            select(WorkOrder.id, WorkOrder.detected_at, MaintenanceSchedule)
-            .join(
-                MaintenanceSchedule,
-                (MaintenanceSchedule.site == WorkOrder.site) & (MaintenanceSchedule.device == WorkOrder.device),
-            )
-            .where(*conditions)
-        ).all()
-        plans = []
-        for work_order_id, detected_at, row in found:
-            visit = session.execute(
-                select(MaintenanceVisit)
-                .where(
-                    MaintenanceVisit.site == row.site,
-                    MaintenanceVisit.device == row.device,
-                    MaintenanceVisit.started_at == row.last_visit_at,
-                )
-                .order_by(MaintenanceVisit.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            if visit is not None:
-                plans.append((work_order_id, detected_at, visit))
-    resolved = []
-    for work_order_id, detected_at, visit in plans:
-        actor = visit.technician or visit.actor or visit.device
-        on_site_at = max(visit.started_at, detected_at)
-        span = f"{visit.started_at:%Y-%m-%d %H:%M} to {visit.ended_at:%Y-%m-%d %H:%M} UTC"
-        note = f"maintenance visit #{visit.id}, {span}"
-        with contextlib.suppress(IllegalTransition):  # on site already (the inspection mode put it there)
-            transition(
-                engine,
-                work_order_id,
-                WorkOrderStatus.ON_SITE,
-                actor=actor,
-                source=visit.source,
-                at=on_site_at,
-                note=note,
-            )
-        try:
-            transition(
-                engine,
-                work_order_id,
-                WorkOrderStatus.RESOLVED,
-                actor=actor,
-                source=visit.source,
-                at=max(visit.ended_at, on_site_at),
-                note=note,
-            )
-        except IllegalTransition as exc:
-            log.debug("overdue maintenance already settled", work_order_id=work_order_id, status=exc.current.value)
-            continue
-        resolved.append(work_order_id)
-    return resolved
+    found = obligations.open_overdue(engine, duty(cycle), cycle, now)
+    return [OverdueMaintenance(o.site, o.subject, o.due_at, o.work_order_id) for o in found]
 
 
 class MaintenanceMonitor:

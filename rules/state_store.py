@@ -1,8 +1,7 @@
 """Carrying out the state rules in the database: device state, holds, window openings and grouped work orders.
 
-`apply_state_event` folds an event into its device's stored state and carries out what `evaluate_change` decides,
-in one transaction that claims the event (under its own key in `processed_events`, so the event rules' claim and
-this one are each applied once, and a crash between the two is mended by the redelivery).
+`ApplyStateRules` (a handler of rules.pipeline) folds an event into its device's stored state and carries out what
+`evaluate_change` decides, in the event's transaction; `apply_state_event` runs it alone, under a claim of its own.
 
 `tick` is the timer: holds whose time has come are deleted and acted on in the same transaction (a hold fires
 once, across restarts and workers), and window openings since the last tick (`rule_watermarks`) are checked for
@@ -31,6 +30,7 @@ from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
 from facmon.workorders.tables import TERMINAL_STATUSES, WorkOrder, WorkOrderMember
 from rules.engine import OpenWorkOrder
+from rules.pipeline import Step, run_handlers, upsert
 from rules.state_engine import (
     GROUP_KIND,
     CancelHold,
@@ -45,7 +45,7 @@ from rules.state_engine import (
     next_state,
 )
 from rules.state_rules import StateRules
-from rules.store import _claim, _open_or_recur, _upsert
+from rules.store import open_or_recur
 from rules.tables import Comm, DeviceStateRow, RuleHold, RuleWatermark
 from rules.ticking import tick_forever
 
@@ -98,7 +98,7 @@ def _save(session: Session, state: DeviceState) -> None:
         "faults": sorted(state.faults),
         "updated_at": state.updated_at,
     }
-    stmt = _upsert(session, DeviceStateRow).values(site=state.site, device=state.device, **values)
+    stmt = upsert(session, DeviceStateRow).values(site=state.site, device=state.device, **values)
     session.execute(stmt.on_conflict_do_update(index_elements=["site", "device"], set_=values))
 
 
@@ -130,12 +130,12 @@ def _carry_out(
 ) -> None:
     for action in actions:
         if isinstance(action, OpenWorkOrder):
-            work_order_id, is_new = _open_or_recur(session, action, cause, now)
+            work_order_id, is_new = open_or_recur(session, action, cause, now)
             (result.opened if is_new else result.recurred).append(work_order_id)
         elif isinstance(action, JoinGroup):
-            work_order_id, is_new = _open_or_recur(session, action.order, cause, now)
+            work_order_id, is_new = open_or_recur(session, action.order, cause, now)
             (result.opened if is_new else result.recurred).append(work_order_id)
-            member = _upsert(session, WorkOrderMember).values(
+            member = upsert(session, WorkOrderMember).values(
                 work_order_id=work_order_id,
                 device=action.device,
                 rule_id=action.order.rule_id,
@@ -145,7 +145,7 @@ def _carry_out(
             session.execute(member.on_conflict_do_nothing(index_elements=["work_order_id", "device"]))
         elif isinstance(action, StartHold):
             # A hold already pending keeps its earlier start: the condition has lasted since then.
-            hold = _upsert(session, RuleHold).values(
+            hold = upsert(session, RuleHold).values(
                 site=action.site,
                 device=action.device,
                 rule_id=action.rule_id,
@@ -166,29 +166,54 @@ def _carry_out(
             result.holds_cancelled += len(gone)
 
 
+def _fold(session: Session, event: Event, rules: StateRules, sites: Mapping[str, Site], now: datetime) -> StateResult:
+    """Fold `event` into its device's state and carry out what the state rules make of the change."""
+    result = StateResult(opened=[], recurred=[])
+    ref = event.ref
+    before = _building(session, ref.site, ref.building)
+    known = before.get(ref.device) or DeviceState(ref.site, ref.building, ref.device, ref.kind.value)
+    current = replace(known, role=_role(sites, ref))
+    after_state = next_state(current, event)
+    if after_state == known:
+        return result
+    _save(session, after_state)
+    after = {**before, ref.device: after_state}
+    at = min(event.ts, now)
+    actions = evaluate_change(rules.for_site(ref.site), before, after, _tz(sites, ref.site), at)
+    _carry_out(session, actions, event, now, result)
+    return result
+
+
+class ApplyStateRules:
+    """Handler: the event folded into its device's state, and the state rules acted on."""
+
+    name = "state_rules"
+
+    def __init__(self, rules: StateRules, sites: Mapping[str, Site]) -> None:
+        self.rules = rules
+        self.sites = sites
+
+    def __call__(self, step: Step) -> None:
+        result = _fold(step.session, step.event, self.rules, self.sites, step.now)
+        step.outcome.state_opened += result.opened
+        step.outcome.state_recurred += result.recurred
+        step.outcome.holds_started += result.holds_started
+        step.outcome.holds_cancelled += result.holds_cancelled
+
+
 def apply_state_event(
     engine: Engine, event: Event, rules: StateRules, sites: Mapping[str, Site], now: datetime
 ) -> StateResult:
-    """Fold `event` into its device's state and act on the state rules, once per event id."""
-    result = StateResult(opened=[], recurred=[])
-    ref = event.ref
-    with Session(engine) as session, session.begin():
-        claim = event.model_copy(update={"id": f"state:{event.id}"[:64]})
-        if not _claim(session, claim, now):
-            result.duplicate = True
-            return result
-        before = _building(session, ref.site, ref.building)
-        known = before.get(ref.device) or DeviceState(ref.site, ref.building, ref.device, ref.kind.value)
-        current = replace(known, role=_role(sites, ref))
-        after_state = next_state(current, event)
-        if after_state == known:
-            return result
-        _save(session, after_state)
-        after = {**before, ref.device: after_state}
-        at = min(event.ts, now)
-        actions = evaluate_change(rules.for_site(ref.site), before, after, _tz(sites, ref.site), at)
-        _carry_out(session, actions, event, now, result)
-    return result
+    """`ApplyStateRules` alone in a transaction of its own, once per event id (claimed under a key of its own, so the
+    event rules' claim of the same event does not stop it)."""
+    outcome = run_handlers(engine, event, [], now, [ApplyStateRules(rules, sites)], key=f"state:{event.id}"[:64])
+    return StateResult(
+        opened=outcome.state_opened,
+        recurred=outcome.state_recurred,
+        holds_started=outcome.holds_started,
+        holds_cancelled=outcome.holds_cancelled,
+        duplicate=outcome.duplicate,
+    )
 
 
 def _group_open(session: Session, site: str, building: str, fault: str) -> bool:

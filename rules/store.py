@@ -1,7 +1,8 @@
 """Carrying out the engine's actions in the database, and reading work orders back.
 
-Every event is applied in one transaction: its id is claimed in `processed_events` first (a redelivered event finds
-it taken and changes nothing), then the device's status and the work orders are written. Opening a work order is a
+`ApplyActions` is the handler (rules.pipeline) that writes the device's status and the work orders of one event, in
+the event's transaction (claimed in `processed_events` first: a redelivered event finds it taken and changes
+nothing); `apply_event` runs it alone. Opening a work order is a
 single INSERT ... ON CONFLICT DO UPDATE against the partial unique index of open work orders, so two workers that
 see the same fault at the same moment end with one work order counting two occurrences — the database decides,
 not a read-then-write in Python that could race.
@@ -22,7 +23,6 @@ from sqlalchemy import Engine, case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from facmon.kernel.db import Base
 from facmon.kernel.model import Event
 from facmon.workorders.tables import (
     OPEN_WHERE_SQL,
@@ -34,7 +34,8 @@ from facmon.workorders.tables import (
     WorkOrderStatus,
 )
 from rules.engine import Action, FaultCleared, OpenWorkOrder, SetComm
-from rules.tables import Comm, DeviceStatus, ProcessedEvent
+from rules.pipeline import Outcome, Step, run_handlers, upsert
+from rules.tables import Comm, DeviceStatus
 
 _OPEN_FAULT_KEY = (WorkOrder.site, WorkOrder.device, WorkOrder.fault)
 # Timeline entries the engine writes are by the rule, through the rules worker.
@@ -50,15 +51,11 @@ class ApplyResult:
     recurred: tuple[int, ...] = ()
     cleared: tuple[int, ...] = ()
 
-
-def _upsert(session: Session, entity: type[Base]) -> sqlite.Insert | postgresql.Insert:
-    """The dialect's own INSERT, which knows ON CONFLICT; plain SQL INSERT has no portable upsert."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        return sqlite.insert(entity)
-    if dialect == "postgresql":
-        return postgresql.insert(entity)
-    raise NotImplementedError(f"work orders need SQLite or PostgreSQL, not {dialect}")
+    @classmethod
+    def of(cls, outcome: Outcome) -> ApplyResult:
+        if outcome.duplicate:
+            return cls(duplicate=True)
+        return cls(opened=tuple(outcome.opened), recurred=tuple(outcome.recurred), cleared=tuple(outcome.cleared))
 
 
 def _event_detail(event: Event, rule_id: str) -> dict[str, Any]:
@@ -71,20 +68,8 @@ def _event_detail(event: Event, rule_id: str) -> dict[str, Any]:
     }
 
 
-def _claim(session: Session, event: Event, now: datetime) -> bool:
-    """Record the event id; False if it was there already. First statement of the transaction, so on SQLite the
-    write lock is taken at once and a concurrent worker waits here instead of failing later."""
-    stmt = (
-        _upsert(session, ProcessedEvent)
-        .values(id=event.id, processed_at=now)
-        .on_conflict_do_nothing(index_elements=[ProcessedEvent.id])
-        .returning(ProcessedEvent.id)
-    )
-    return session.execute(stmt).scalar_one_or_none() is not None
-
-
 def _touch_device(session: Session, event: Event, comm: Comm | None) -> None:
-    ins = _upsert(session, DeviceStatus)
+    ins = upsert(session, DeviceStatus)
     stmt = ins.values(
         site=event.ref.site,
         device=event.ref.device,
@@ -110,9 +95,8 @@ def _touch_device(session: Session, event: Event, comm: Comm | None) -> None:
     )
 
 
-def _open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: datetime) -> tuple[int, bool]:
-    """(work order id, True if newly opened)."""
-    ins = _upsert(session, WorkOrder)
+def _new_row(session: Session, action: OpenWorkOrder, now: datetime) -> sqlite.Insert | postgresql.Insert:
+    """The INSERT of the work order `action` opens, with its link to the one before."""
     # Evaluated by the database inside the INSERT: when the row is new, the open slot was free, so the newest row
     # of this device and fault is the one before (resolved, closed or cancelled). Unused when the upsert updates.
     previous = (
@@ -120,7 +104,7 @@ def _open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: d
         .where(WorkOrder.site == action.site, WorkOrder.device == action.device, WorkOrder.fault == action.fault)
         .scalar_subquery()
     )
-    stmt = ins.values(
+    return upsert(session, WorkOrder).values(
         site=action.site,
         building=action.building,
         device=action.device,
@@ -139,11 +123,15 @@ def _open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: d
         previous_id=previous,
         sla_profile=action.sla_profile,
     )
+
+
+def _recur_on_conflict(stmt: sqlite.Insert | postgresql.Insert, now: datetime) -> sqlite.Insert | postgresql.Insert:
+    """The INSERT, counting one more occurrence of the open work order when there is one already."""
     latest = case(
         (stmt.excluded.last_occurrence_at > WorkOrder.last_occurrence_at, stmt.excluded.last_occurrence_at),
         else_=WorkOrder.last_occurrence_at,
     )
-    upsert = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=list(_OPEN_FAULT_KEY),
         # Must be the index's own predicate text: that is how both databases pick the partial index as the target.
         index_where=text(OPEN_WHERE_SQL),
@@ -154,8 +142,15 @@ def _open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: d
             "fault_cleared_at": None,
             "updated_at": now,
         },
-    ).returning(WorkOrder.id, WorkOrder.occurrences, WorkOrder.status, WorkOrder.previous_id)
-    work_order_id, occurrences, status, previous_id = session.execute(upsert).one()
+    )
+
+
+def open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: datetime) -> tuple[int, bool]:
+    """Open the work order `action` asks for, or count one more occurrence of the open one; (its id, True if newly
+    opened). The opening brings its SLA clocks; either way the timeline says so."""
+    stmt = _recur_on_conflict(_new_row(session, action, now), now)
+    returning = stmt.returning(WorkOrder.id, WorkOrder.occurrences, WorkOrder.status, WorkOrder.previous_id)
+    work_order_id, occurrences, status, previous_id = session.execute(returning).one()
     # A fresh row starts at 1 and every conflict adds 1, so this tells the two apart on both backends.
     opened = occurrences == 1
     detail = _event_detail(event, action.rule_id)
@@ -217,23 +212,26 @@ def _fault_cleared(session: Session, action: FaultCleared, event: Event, now: da
     return [work_order_id for work_order_id, _ in rows]
 
 
+class ApplyActions:
+    """Handler: the device's status, then the work orders the event rules open, count again or clear."""
+
+    name = "work_orders"
+
+    def __call__(self, step: Step) -> None:
+        session, event, now, outcome = step.session, step.event, step.now, step.outcome
+        comm = next((a.comm for a in reversed(step.actions) if isinstance(a, SetComm)), None)
+        _touch_device(session, event, comm)
+        for action in step.actions:
+            if isinstance(action, OpenWorkOrder):
+                work_order_id, is_new = open_or_recur(session, action, event, now)
+                (outcome.opened if is_new else outcome.recurred).append(work_order_id)
+            elif isinstance(action, FaultCleared):
+                outcome.cleared.extend(_fault_cleared(session, action, event, now))
+
+
 def apply_event(engine: Engine, event: Event, actions: Sequence[Action], now: datetime) -> ApplyResult:
     """Apply `actions` (from evaluating `event`) in one transaction, at most once per event id."""
-    opened: list[int] = []
-    recurred: list[int] = []
-    cleared: list[int] = []
-    with Session(engine) as session, session.begin():
-        if not _claim(session, event, now):
-            return ApplyResult(duplicate=True)
-        comm = next((a.comm for a in reversed(actions) if isinstance(a, SetComm)), None)
-        _touch_device(session, event, comm)
-        for action in actions:
-            if isinstance(action, OpenWorkOrder):
-                work_order_id, is_new = _open_or_recur(session, action, event, now)
-                (opened if is_new else recurred).append(work_order_id)
-            elif isinstance(action, FaultCleared):
-                cleared.extend(_fault_cleared(session, action, event, now))
-    return ApplyResult(opened=tuple(opened), recurred=tuple(recurred), cleared=tuple(cleared))
+    return ApplyResult.of(run_handlers(engine, event, actions, now, [ApplyActions()]))
 
 
 def device_statuses(session: Session, *, site: str | None = None) -> dict[tuple[str, str], DeviceStatus]:

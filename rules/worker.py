@@ -12,13 +12,10 @@ Failures: a payload that cannot be used is logged with its topic and reason, cou
 would fail the same way on redelivery). An unreachable database is retried in place with backoff, the event held
 unacknowledged. Anything else is a bug and ends `run()`; the event is redelivered to the next run.
 
-Beside the consumer, `run()` keeps more tasks in its TaskGroup: the SLA monitor (facmon.workorders.breaches), which
-looks
-for breached deadlines every `tick_interval_s` by the injected clock and hands each new breach to `on_breach`; when
-a `lifecycle_sink` is given, the exporter of lifecycle points (facmon.workorders.lifecycle) to InfluxDB; and the
-timers of the
-fire checks (rules.fire_checks), the elevator maintenance visits (rules.maintenance_visits) and the state rules.
-Breaches are not published on MQTT: a subscriber (the notifier) takes `on_breach`, or reads the durable timeline.
+Each event is evaluated by the event rules (rules.engine) and applied by the handlers of rules.pipeline in one
+transaction: its fire alarms, its work orders, the site's evidence (rules.arrival) and the state rules. The periodic
+parts (SLA breaches, lifecycle export, fire checks, maintenance visits, the state rules' timer) are monitors of their
+own (rules.monitors), started by the composition root next to the worker.
 """
 
 from __future__ import annotations
@@ -26,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import aiomqtt
 import structlog
@@ -40,19 +38,13 @@ from facmon.kernel.health import Check, Health
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event, EventType, decode_message
 from facmon.kernel.topics import EVENT, event_topic, subscription
-from facmon.workorders.breaches import BreachHandler, SlaMonitor
-from facmon.workorders.lifecycle import LifecycleExporter, LifecycleSink
-from rules.arrival import apply_with_site_evidence
-from rules.engine import FAULT_KEY_MAX, FireAlarmSignal, Rule, evaluate, fault_key, load_rules
-from rules.fire import record_fire_signals
-from rules.fire_checks import DEFAULT_PERIOD as DEFAULT_CHECK_PERIOD
-from rules.fire_checks import FireCheckMonitor, register_panel
-from rules.fire_intact import FireIntactWriter
-from rules.maintenance_visits import DEFAULT_CYCLE as DEFAULT_MAINTENANCE_CYCLE
-from rules.maintenance_visits import DEFAULT_MIN_INSPECTION, MaintenanceMonitor
+from rules.arrival import site_evidence
+from rules.engine import FAULT_KEY_MAX, Rule, evaluate, fault_key, load_rules
+from rules.fire import FireAlarms
+from rules.maintenance_visits import DEFAULT_MIN_INSPECTION
+from rules.pipeline import Handler, Outcome, report, run_handlers
 from rules.state_rules import StateRules, load_state_rules
-from rules.state_store import StateTicker, apply_state_event
-from rules.store import ApplyResult
+from rules.state_store import ApplyStateRules
 
 log = structlog.get_logger(__name__)
 
@@ -94,86 +86,73 @@ def parse_event(topic: str, payload: object) -> Event:
     return message
 
 
+@dataclass(frozen=True)
+class Broker:
+    """The backbone broker as the worker meets it: where, under which stable client id, and how it reconnects."""
+
+    host: str
+    port: int
+    client_id: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+
 class RulesWorker:
     name = "rules"
 
     def __init__(
         self,
+        broker: Broker,
         *,
-        mqtt_host: str,
-        mqtt_port: int,
-        client_id: str,
         engine: Engine,
         clock: Clock,
         metrics: Counters,
         rules: Sequence[Rule] | None = None,
-        mqtt_username: str | None = None,
-        mqtt_password: str | None = None,
-        reconnect_min_s: float = 0.5,
-        reconnect_max_s: float = 30.0,
-        on_breach: BreachHandler | None = None,
-        lifecycle_sink: LifecycleSink | None = None,
-        tick_interval_s: float = 1.0,
         sites: Sequence[Site] | None = None,
-        fire_check_period: timedelta = DEFAULT_CHECK_PERIOD,
-        fire_check_interval_s: float = 60.0,
         state_rules: StateRules | None = None,
-        maintenance_cycle: timedelta = DEFAULT_MAINTENANCE_CYCLE,
-        maintenance_min_inspection: timedelta = DEFAULT_MIN_INSPECTION,
-        maintenance_interval_s: float = 60.0,
+        min_inspection: timedelta = DEFAULT_MIN_INSPECTION,
     ) -> None:
-        if not client_id:
+        if not broker.client_id:
             # The broker keeps the persistent session under this id; a random one would lose it on restart.
             raise ValueError("client_id must be set and stable across restarts")
-        self.mqtt_host = mqtt_host
-        self.mqtt_port = mqtt_port
-        self.mqtt_username = mqtt_username
-        self._mqtt_password = mqtt_password
-        self.client_id = client_id
+        if min_inspection < timedelta(0):
+            raise ValueError("the minimum inspection time cannot be negative")
+        self.mqtt_host = broker.host
+        self.mqtt_port = broker.port
+        self.mqtt_username = broker.username
+        self._mqtt_password = broker.password
+        self.client_id = broker.client_id
+        self.reconnect_min_s = broker.reconnect_min_s
+        self.reconnect_max_s = broker.reconnect_max_s
         self.engine = engine
         self.clock = clock
         self.metrics = metrics
         self.rules: tuple[Rule, ...] = load_rules() if rules is None else tuple(rules)
-        self.reconnect_min_s = reconnect_min_s
-        self.reconnect_max_s = reconnect_max_s
         # Set while connected and subscribed; tests and health checks wait on it.
         self.subscribed = asyncio.Event()
         self._random = random.Random()
-        self.tick_interval_s = tick_interval_s
-        self.monitor = SlaMonitor(engine, clock, on_breach=on_breach, metrics=metrics)
-        self.exporter = (
-            None if lifecycle_sink is None else LifecycleExporter(engine, lifecycle_sink, clock, metrics=metrics)
-        )
-        # Monthly single-item checks (rules.fire_checks) and the sites' fire intact rate (rules.fire_intact).
-        self.fire_checks = FireCheckMonitor(engine, clock, period=fire_check_period, metrics=metrics)
-        self.fire_check_interval_s = fire_check_interval_s
-        self.fire_intact = (
-            None
-            if lifecycle_sink is None
-            else FireIntactWriter(lifecycle_sink, on_new_panel=self._register_panel, metrics=metrics)
-        )
-        # Card reads prove arrival with the sites' technicians (rules.arrival); inspection mode needs no site file.
-        self.technicians: dict[str, tuple[Technician, ...]] = {s.id: tuple(s.technicians) for s in sites or ()}
         if sites is None:
             log.warning("no site file given: card reads will not move work orders to on_site")
-        # State rules (rules.state_rules): device state, holds, peak windows in each site's time zone, roles.
         self.sites: dict[str, Site] = {s.id: s for s in sites or ()}
         # The events of its sites only, when it has site files; the broker keeps each device's last comm event
         # (retained), and a worker learns those of its own sites when it subscribes.
         self.topics = [subscription(site, leaf=EVENT) for site in self.sites] or [EVENT_TOPICS]
         self.state_rules = load_state_rules() if state_rules is None else state_rules
-        self.state_ticker = StateTicker(engine, self.state_rules, self.sites, clock, metrics=metrics)
-        # Elevator maintenance visits (rules.maintenance_visits): an inspection of at least this long is one, and an
-        # elevator without one for the cycle gets a work order.
-        if maintenance_min_inspection < timedelta(0):
-            raise ValueError("the minimum inspection time cannot be negative")
-        self.maintenance_min_inspection = maintenance_min_inspection
-        self.maintenance = MaintenanceMonitor(
-            engine, clock, sites=tuple(self.sites.values()), cycle=maintenance_cycle, metrics=metrics
-        )
-        self.maintenance_interval_s = maintenance_interval_s
+        self.handlers = self._handlers(min_inspection)
         # Why the last event could not be applied to the database; None once one was (the worker's health).
         self._db_error: str | None = None
+
+    def _handlers(self, min_inspection: timedelta) -> list[Handler]:
+        """What an event goes through, in order: fire alarms first, then its work orders with the site's evidence
+        (card reads prove arrival with the sites' technicians), then the state rules."""
+        technicians: dict[str, Sequence[Technician]] = {s.id: tuple(s.technicians) for s in self.sites.values()}
+        return [
+            FireAlarms(),
+            *site_evidence(technicians, min_inspection),
+            ApplyStateRules(self.state_rules, self.sites),
+        ]
 
     def _backoff(self, attempt: int) -> float:
         # Capped exponential with jitter, so a fleet of workers does not reconnect in lockstep after a broker restart.
@@ -192,33 +171,8 @@ class RulesWorker:
         )
 
     async def run(self) -> None:
-        """Consume events, watch SLA clocks and export lifecycle points until cancelled."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._consume(), name="rules-consumer")
-            tg.create_task(self.monitor.run(self.tick_interval_s), name="rules-sla-monitor")
-            if self.exporter is not None:
-                tg.create_task(self.exporter.run(self.tick_interval_s), name="rules-lifecycle-export")
-            tg.create_task(self.fire_checks.run(self.fire_check_interval_s), name="rules-fire-checks")
-            tg.create_task(self.maintenance.run(self.maintenance_interval_s), name="rules-maintenance")
-            if self.fire_intact is not None:
-                tg.create_task(self.fire_intact.consume(self._panel_client), name="rules-fire-intact")
-                tg.create_task(self.fire_intact.run_flusher(self.tick_interval_s), name="rules-fire-intact-write")
-            tg.create_task(self.state_ticker.run(self.tick_interval_s), name="rules-state-ticks")
-
-    def _panel_client(self) -> aiomqtt.Client:
-        # A clean session of its own at QoS 0: readings supersede each other, unlike events (see rules.fire_intact).
-        return aiomqtt.Client(
-            self.mqtt_host,
-            self.mqtt_port,
-            identifier=f"{self.client_id}-fire-intact",
-            username=self.mqtt_username,
-            password=self._mqtt_password,
-            clean_session=True,
-            protocol=aiomqtt.ProtocolVersion.V311,
-        )
-
-    async def _register_panel(self, site: str, building: str, device: str, seen_at: datetime) -> None:
-        await asyncio.to_thread(register_panel, self.engine, site, building, device, seen_at)
+        """Consume events until cancelled."""
+        await self._consume()
 
     async def _consume(self) -> None:
         """Consume events until cancelled, reconnecting whenever the broker goes away."""
@@ -263,60 +217,17 @@ class RulesWorker:
             self.metrics.inc("rules_events_rejected", reason=exc.kind)
             log.warning("event rejected", topic=topic, reason=str(exc))
             return
-        result = await self._apply(event)
-        if result.duplicate:
-            self.metrics.inc("rules_events_duplicate")
-            return
-        self.metrics.inc("rules_events_applied")
-        if result.opened:
-            self.metrics.inc("rules_work_orders_opened", len(result.opened))
-            log.info("work order opened", ids=result.opened, site=event.ref.site, device=event.ref.device)
-        if result.recurred:
-            self.metrics.inc("rules_work_orders_recurred", len(result.recurred))
+        await self._apply(event)
 
-    async def _fire_alarms(self, event: Event, signals: list[FireAlarmSignal], now: datetime) -> None:
-        raised = await asyncio.to_thread(record_fire_signals, self.engine, signals, now)
-        if raised:
-            self.metrics.inc("rules_fire_alarms", len(raised))
-            log.error("FIRE ALARM", ids=raised, site=event.ref.site, device=event.ref.device, point=event.point)
-
-    async def _apply_state(self, event: Event, now: datetime) -> None:
-        state = await asyncio.to_thread(apply_state_event, self.engine, event, self.state_rules, self.sites, now)
-        if state.opened:
-            self.metrics.inc("rules_work_orders_opened", len(state.opened))
-            log.info("work order opened by a state rule", ids=state.opened, device=event.ref.device)
-        if state.holds_started:
-            self.metrics.inc("rules_holds_started", state.holds_started)
-        if state.holds_cancelled:
-            self.metrics.inc("rules_holds_cancelled", state.holds_cancelled)
-
-    async def _apply(self, event: Event) -> ApplyResult:
-        """Evaluate and apply; while the database is unreachable, keep retrying this event (it stays unacked)."""
+    async def _apply(self, event: Event) -> Outcome:
+        """Evaluate and apply, then count; while the database is unreachable, keep retrying this event (it stays
+        unacked)."""
         attempt = 0
         while True:
             now = self.clock.now()
             actions = evaluate(self.rules, event, now)
-            fire = [a for a in actions if isinstance(a, FireAlarmSignal)]
             try:
-                if fire:
-                    # Before apply_event, which claims the event id: recording is idempotent by event id itself, so
-                    # a crash in between records nothing twice and loses nothing on redelivery.
-                    await self._fire_alarms(event, fire, now)
-                result = await asyncio.to_thread(
-                    apply_with_site_evidence,
-                    self.engine,
-                    event,
-                    actions,
-                    now,
-                    technicians=self.technicians.get(event.ref.site, ()),
-                    metrics=self.metrics,
-                    min_inspection=self.maintenance_min_inspection,
-                )
-                # After the event rules' commit, under a claim of its own: a crash in between is mended by the
-                # redelivery (the event rules find their claim taken, the state rules do not).
-                await self._apply_state(event, now)
-                self._db_error = None
-                return result
+                outcome = await asyncio.to_thread(run_handlers, self.engine, event, actions, now, self.handlers)
             except OperationalError as exc:
                 self.metrics.inc("rules_db_retries")
                 self._db_error = f"database unavailable: {exc.orig}"[:300]
@@ -324,3 +235,7 @@ class RulesWorker:
                 attempt += 1
                 log.warning("database unavailable", error=str(exc.orig), event_id=event.id, retry_in_s=round(delay, 2))
                 await asyncio.sleep(delay)
+                continue
+            self._db_error = None
+            report(outcome, event, self.metrics)
+            return outcome

@@ -32,7 +32,7 @@ from facmon.estate.site import Site
 from facmon.historian.service import Historian
 from facmon.kernel.clock import Clock
 from facmon.kernel.db import make_engine
-from facmon.kernel.health import Check, Health
+from facmon.kernel.health import Check, Health, Service
 from facmon.kernel.httpserve import EmbeddedServer, embedded
 from facmon.kernel.metrics import Counters
 from facmon.notifier.base import Channel
@@ -50,8 +50,9 @@ from facmon.shell.migrations.schema import create_schema
 from facmon.shell.settings import Settings
 from facmon.workorders.lifecycle import InfluxLifecycleSink
 from gateway.site_gateway import SiteGateway
-from rules.state_rules import StateRules
-from rules.worker import RulesWorker
+from rules.monitors import RulesMonitors
+from rules.state_rules import StateRules, load_state_rules
+from rules.worker import Broker, RulesWorker
 
 
 class StartRefused(RuntimeError):
@@ -106,6 +107,27 @@ class ApiService:
     def health(self) -> Health:
         listening = self.server.started
         return Health(self.name, (Check("http", listening, "" if listening else "not listening"),))
+
+
+class RulesService:
+    """The rules worker (the event consumer) with its monitors (rules.monitors) started as tasks next to it; one
+    service to run and to ask about its health (the worker's checks: the monitors have none of their own)."""
+
+    name = "rules"
+
+    def __init__(self, worker: RulesWorker, monitors: Sequence[Service]) -> None:
+        self.worker = worker
+        self.monitors = tuple(monitors)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.worker.run(), name="rules-consumer")
+            for monitor in self.monitors:
+                tg.create_task(monitor.run(), name=monitor.name)
+
+    def health(self) -> Health:
+        parts = (self.worker, *self.monitors)
+        return Health(self.name, tuple(check for part in parts for check in part.health().checks))
 
 
 class Composer:
@@ -249,22 +271,31 @@ class Composer:
 
     def rules(
         self, sites: Sequence[Site], state_rules: StateRules | None = None, instance: str | None = None
-    ) -> RulesWorker:
-        """Needs `prepare_database()` first."""
+    ) -> RulesService:
+        """The rules worker and its monitors. Needs `prepare_database()` first."""
         e = self.endpoints
-        return RulesWorker(
-            mqtt_host=e.mqtt_host,
-            mqtt_port=e.mqtt_port,
-            client_id=self.client_id("rules", instance),
-            engine=self.engine(),
-            clock=self.clock,
-            metrics=self.metrics,
-            mqtt_username=e.mqtt_username,
-            mqtt_password=e.mqtt_password,
-            lifecycle_sink=self.lifecycle_sink(),
-            sites=sites,
-            state_rules=state_rules,
+        broker = Broker(
+            e.mqtt_host,
+            e.mqtt_port,
+            self.client_id("rules", instance),
+            username=e.mqtt_username,
+            password=e.mqtt_password,
         )
+        rules = load_state_rules() if state_rules is None else state_rules
+        engine = self.engine()
+        worker = RulesWorker(
+            broker, engine=engine, clock=self.clock, metrics=self.metrics, sites=sites, state_rules=rules
+        )
+        monitors = RulesMonitors(
+            engine,
+            self.clock,
+            self.metrics,
+            broker=broker,
+            sites=sites,
+            state_rules=rules,
+            lifecycle_sink=self.lifecycle_sink(),
+        )
+        return RulesService(worker, monitors.services())
 
     def channels(self) -> dict[str, Channel]:
         """The log, MQTT pushes to technicians' phones on the backbone broker, and the configured webhooks and

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from facmon.workorders.tables import (
@@ -86,6 +86,23 @@ def list_work_orders(
     """
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
+    equal = {"building": building, "device": device, "kind": kind}
+    equal |= {"priority": priority, "category": category, "assignee": assignee}
+    conditions = [
+        *_matching(statuses, site, sites, equal),
+        *_whose(sites, unassigned, mine),
+        *_breached(breached, now),
+    ]
+    total = session.execute(select(func.count()).select_from(WorkOrder).where(*conditions)).scalar_one()
+    query = _sorted(select(WorkOrder).where(*conditions), sort)
+    query = query.limit(limit).offset(offset).options(selectinload(WorkOrder.clocks))
+    return WorkOrderPage(items=list(session.execute(query).scalars()), total=total)
+
+
+def _matching(
+    statuses: Collection[str] | None, site: str | None, sites: Collection[str] | None, equal: dict[str, str | None]
+) -> list[ColumnElement[bool]]:
+    """The filters by status, site and columns equal to a value."""
     conditions: list[ColumnElement[bool]] = []
     if statuses:
         conditions.append(WorkOrder.status.in_(list(statuses)))
@@ -93,43 +110,42 @@ def list_work_orders(
         conditions.append(WorkOrder.site == site)
     if sites is not None:
         conditions.append(WorkOrder.site.in_(list(sites)))
-    for column, value in (
-        (WorkOrder.building, building),
-        (WorkOrder.device, device),
-        (WorkOrder.kind, kind),
-        (WorkOrder.priority, priority),
-        (WorkOrder.category, category),
-        (WorkOrder.assignee, assignee),
-    ):
-        if value is not None:
-            conditions.append(column == value)
+    conditions += [getattr(WorkOrder, name) == value for name, value in equal.items() if value is not None]
+    return conditions
+
+
+def _whose(sites: Collection[str] | None, unassigned: bool, mine: str | None) -> list[ColumnElement[bool]]:
+    """The filters by assignee: nobody's, or a technician's own and the unassigned ones at their sites."""
+    conditions: list[ColumnElement[bool]] = []
     if unassigned:
         conditions.append(WorkOrder.assignee.is_(None))
     if mine is not None:
         mine_sites = WorkOrder.site.in_(list(sites)) if sites is not None else true()
         conditions.append(or_(WorkOrder.assignee == mine, and_(WorkOrder.assignee.is_(None), mine_sites)))
-    if breached is not None:
-        if now is None:
-            raise ValueError("the breached filter needs the time (now)")
-        any_breached = exists().where(WorkOrderClock.work_order_id == WorkOrder.id, breached_clock(now))
-        conditions.append(any_breached if breached else ~any_breached)
-    total = session.execute(select(func.count()).select_from(WorkOrder).where(*conditions)).scalar_one()
-    query = select(WorkOrder).where(*conditions)
+    return conditions
+
+
+def _breached(breached: bool | None, now: datetime | None) -> list[ColumnElement[bool]]:
+    if breached is None:
+        return []
+    if now is None:
+        raise ValueError("the breached filter needs the time (now)")
+    any_breached = exists().where(WorkOrderClock.work_order_id == WorkOrder.id, breached_clock(now))
+    return [any_breached if breached else ~any_breached]
+
+
+def _sorted(query: Select[WorkOrder], sort: str) -> Select[WorkOrder]:
     newest = (WorkOrder.detected_at.desc(), WorkOrder.id.desc())
     if sort == "detected_at":
-        query = query.order_by(WorkOrder.detected_at.asc(), WorkOrder.id.asc())
-    elif sort == "-detected_at":
-        query = query.order_by(*newest)
-    else:
-        nxt = next_due_subquery()
-        query = query.outerjoin(nxt, nxt.c.work_order_id == WorkOrder.id)
-        urgency = (case((nxt.c.next_due.is_(None), 1), else_=0), nxt.c.next_due.asc(), *newest)
-        if sort == "priority":
-            query = query.order_by(case(_PRIORITY_RANK, value=WorkOrder.priority, else_=len(_PRIORITY_RANK)), *urgency)
-        else:
-            query = query.order_by(*urgency)
-    query = query.limit(limit).offset(offset).options(selectinload(WorkOrder.clocks))
-    return WorkOrderPage(items=list(session.execute(query).scalars()), total=total)
+        return query.order_by(WorkOrder.detected_at.asc(), WorkOrder.id.asc())
+    if sort == "-detected_at":
+        return query.order_by(*newest)
+    nxt = next_due_subquery()
+    query = query.outerjoin(nxt, nxt.c.work_order_id == WorkOrder.id)
+    urgency = (case((nxt.c.next_due.is_(None), 1), else_=0), nxt.c.next_due.asc(), *newest)
+    if sort == "priority":
+        return query.order_by(case(_PRIORITY_RANK, value=WorkOrder.priority, else_=len(_PRIORITY_RANK)), *urgency)
+    return query.order_by(*urgency)
 
 
 def get_work_order(session: Session, work_order_id: int) -> WorkOrder | None:

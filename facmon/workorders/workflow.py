@@ -100,6 +100,70 @@ def _status_times(steps: tuple[WorkOrderStatus, ...], at: datetime) -> dict[str,
     return {f"{step.value}_at": at for step in steps}
 
 
+def _set_status(
+    session: Session, work_order_id: int, current: WorkOrderStatus, steps: tuple[WorkOrderStatus, ...], at: datetime
+) -> bool:
+    """The compare-and-set of the status; False if it was no longer `current` (nothing written)."""
+    changed = session.execute(
+        update(WorkOrder)
+        .where(WorkOrder.id == work_order_id, WorkOrder.status == current.value)
+        .values(status=steps[-1].value, updated_at=at, **_status_times(steps, at))
+        .returning(WorkOrder.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return changed is not None
+
+
+def _move_clocks(session: Session, work_order_id: int, steps: tuple[WorkOrderStatus, ...], at: datetime) -> None:
+    """Meet the clocks the steps reach; a cancellation stops those still running."""
+    clock = WorkOrderClock
+    running = (clock.work_order_id == work_order_id, clock.met_at.is_(None), clock.cancelled_at.is_(None))
+    reached = milestones_reached(steps)
+    if reached:
+        session.execute(
+            update(clock)
+            .where(*running, clock.milestone.in_([m.value for m in reached]))
+            .values(met_at=at)
+            .execution_options(synchronize_session=False)
+        )
+    if steps[-1] is WorkOrderStatus.CANCELLED:
+        # Clocks still running stop; compliance tells "cancelled in time" from "cancelled after the breach".
+        session.execute(
+            update(clock).where(*running).values(cancelled_at=at).execution_options(synchronize_session=False)
+        )
+
+
+def _assigned_entry(
+    work_order_id: int, status: str, *, actor: str, source: str, at: datetime, detail: dict[str, Any]
+) -> WorkOrderEvent:
+    return WorkOrderEvent(
+        work_order_id=work_order_id,
+        at=at,
+        type=TimelineType.ASSIGNED,
+        status=status,
+        actor=actor,
+        source=source,
+        detail=detail,
+    )
+
+
+def _take(
+    session: Session, work_order_id: int, technician: str, to: WorkOrderStatus, actor: str, source: str, at: datetime
+) -> None:
+    """Make `technician` the assignee of a work order that has none, with its timeline entry."""
+    taken = session.execute(
+        update(WorkOrder)
+        .where(WorkOrder.id == work_order_id, WorkOrder.assignee.is_(None))
+        .values(assignee=technician)
+        .returning(WorkOrder.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if taken is not None:
+        reason = f"took the unassigned work order: {to.value}"
+        detail = {"from": None, "to": technician, "reason": reason}
+        session.add(_assigned_entry(work_order_id, to.value, actor=actor, source=source, at=at, detail=detail))
+
+
 def _try(
     session: Session,
     work_order_id: int,
@@ -113,38 +177,10 @@ def _try(
     take: str | None = None,
 ) -> bool:
     """Carry out a planned transition; False if the status was no longer `current` (nothing written)."""
-    to = steps[-1]
-    changed = session.execute(
-        update(WorkOrder)
-        .where(WorkOrder.id == work_order_id, WorkOrder.status == current.value)
-        .values(status=to.value, updated_at=at, **_status_times(steps, at))
-        .returning(WorkOrder.id)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if changed is None:
+    if not _set_status(session, work_order_id, current, steps, at):
         return False
-    clock = WorkOrderClock
-    reached = milestones_reached(steps)
-    if reached:
-        session.execute(
-            update(clock)
-            .where(
-                clock.work_order_id == work_order_id,
-                clock.milestone.in_([m.value for m in reached]),
-                clock.met_at.is_(None),
-                clock.cancelled_at.is_(None),
-            )
-            .values(met_at=at)
-            .execution_options(synchronize_session=False)
-        )
-    if to is WorkOrderStatus.CANCELLED:
-        # Clocks still running stop; compliance tells "cancelled in time" from "cancelled after the breach".
-        session.execute(
-            update(clock)
-            .where(clock.work_order_id == work_order_id, clock.met_at.is_(None), clock.cancelled_at.is_(None))
-            .values(cancelled_at=at)
-            .execution_options(synchronize_session=False)
-        )
+    _move_clocks(session, work_order_id, steps, at)
+    to = steps[-1]
     for before, step in zip((current, *steps[:-1]), steps, strict=True):
         session.add(
             WorkOrderEvent(
@@ -160,25 +196,7 @@ def _try(
             )
         )
     if take is not None:
-        taken = session.execute(
-            update(WorkOrder)
-            .where(WorkOrder.id == work_order_id, WorkOrder.assignee.is_(None))
-            .values(assignee=take)
-            .returning(WorkOrder.id)
-            .execution_options(synchronize_session=False)
-        ).first()
-        if taken is not None:
-            session.add(
-                WorkOrderEvent(
-                    work_order_id=work_order_id,
-                    at=at,
-                    type=TimelineType.ASSIGNED,
-                    status=to.value,
-                    actor=actor,
-                    source=source,
-                    detail={"from": None, "to": take, "reason": f"took the unassigned work order: {to.value}"},
-                )
-            )
+        _take(session, work_order_id, take, to, actor, source, at)
     return True
 
 
@@ -205,6 +223,25 @@ def transition(
         with Session(engine) as session, session.begin():
             done = _try(session, work_order_id, current, steps, actor=actor, source=source, note=note, at=at, take=take)
         if done:
+            return TransitionResult(work_order_id=work_order_id, previous=current, steps=steps, at=at)
+    raise RuntimeError(f"work order {work_order_id}: status kept changing during {_MAX_ATTEMPTS} attempts")
+
+
+def transition_in(
+    session: Session,
+    work_order_id: int,
+    to: WorkOrderStatus,
+    *,
+    actor: str,
+    source: str,
+    at: datetime,
+    note: str | None = None,
+) -> TransitionResult:
+    """`transition` in the caller's transaction (the rules worker's, for one event): the same checks and records."""
+    for _ in range(_MAX_ATTEMPTS):
+        current = current_status(session, work_order_id)
+        steps = plan(current, to)
+        if _try(session, work_order_id, current, steps, actor=actor, source=source, note=note, at=at):
             return TransitionResult(work_order_id=work_order_id, previous=current, steps=steps, at=at)
     raise RuntimeError(f"work order {work_order_id}: status kept changing during {_MAX_ATTEMPTS} attempts")
 
@@ -310,16 +347,9 @@ def assign(
                 .execution_options(synchronize_session=False)
             ).first()
             if changed is not None:
+                detail = {"from": previous, "to": technician}
                 session.add(
-                    WorkOrderEvent(
-                        work_order_id=work_order_id,
-                        at=at,
-                        type=TimelineType.ASSIGNED,
-                        status=status.value,
-                        actor=actor,
-                        source=source,
-                        detail={"from": previous, "to": technician},
-                    )
+                    _assigned_entry(work_order_id, status.value, actor=actor, source=source, at=at, detail=detail)
                 )
         if changed is not None:
             return AssignResult(work_order_id, previous, technician, changed=True)

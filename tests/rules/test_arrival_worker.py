@@ -15,9 +15,8 @@ from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Value
 from facmon.workorders.queries import get_work_order
 from facmon.workorders.tables import WorkOrderEvent
-from rules.worker import RulesWorker
 from tests.rules.support import elevator
-from tests.rules.test_worker import as_message, eventually, publish, running, work_orders
+from tests.rules.test_worker import Rules, as_message, eventually, publish, rules_for, running, work_orders
 
 CARD = "A1B2C3D4"
 
@@ -42,19 +41,8 @@ def demo_site(site_id: str) -> Site:
     )
 
 
-def worker(port: int, engine: Engine, clock: FakeClock, metrics: Counters, site: Site) -> RulesWorker:
-    return RulesWorker(
-        mqtt_host="127.0.0.1",
-        mqtt_port=port,
-        client_id=f"rules-{site.id}",
-        engine=engine,
-        clock=clock,
-        metrics=metrics,
-        reconnect_min_s=0.05,
-        reconnect_max_s=0.5,
-        tick_interval_s=0.01,
-        sites=[site],
-    )
+def worker(port: int, engine: Engine, clock: FakeClock, metrics: Counters, site: Site) -> Rules:
+    return rules_for(port, f"rules-{site.id}", engine, clock, metrics, sites=[site])
 
 
 def card_read(site: str, clock: FakeClock, card: str, *, granted: bool = True) -> Event:

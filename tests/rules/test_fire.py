@@ -15,9 +15,10 @@ from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
 from facmon.workorders.tables import WorkOrder
 from rules.arrival import open_orders
 from rules.fire import FalseAlarmDay, false_alarm_days
-from rules.fire_checks import FireCheckMonitor, overdue_due, record_check, register_panel
+from rules.fire_checks import FireCheckMonitor, record_check, register_panel
+from rules.obligations import overdue_due
 from rules.tables import FireAlarm, FireAlarmOutcome, FireCheckResult
-from rules.worker import RulesWorker
+from rules.worker import Broker, RulesWorker
 
 PANEL = DeviceRef(site="s1", building="b1", device="fp1", kind=DeviceKind.FIRE_PANEL, model="fire-gb-a")
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -31,9 +32,7 @@ def point_event(type_: EventType, code: str, point: str, ts: datetime, point_typ
 @pytest.fixture
 def worker(engine: Engine, clock: FakeClock) -> RulesWorker:
     # Not connected: the test hands events to the same path the consumer uses for each message.
-    return RulesWorker(
-        mqtt_host="127.0.0.1", mqtt_port=1, client_id="t", engine=engine, clock=clock, metrics=Counters()
-    )
+    return RulesWorker(Broker("127.0.0.1", 1, "t"), engine=engine, clock=clock, metrics=Counters())
 
 
 def alarms(engine: Engine) -> list[FireAlarm]:

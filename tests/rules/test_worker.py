@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import aiomqtt
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.db import make_engine
@@ -23,10 +25,47 @@ from facmon.shell.migrations.schema import create_schema
 from facmon.workorders.breaches import BreachHandler, SlaBreach
 from facmon.workorders.lifecycle import LifecycleSink
 from facmon.workorders.tables import WorkOrder
-from rules.worker import RulesWorker
+from rules.monitors import RulesMonitors, Timing
+from rules.worker import Broker, RulesWorker
 from tests.rules.support import MakeEvent, elevator
 
 DEADLINE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A worker and its monitors, started side by side as the composition root starts them."""
+
+    worker: RulesWorker
+    monitors: RulesMonitors
+
+
+def rules_for(
+    port: int,
+    client_id: str,
+    engine: Engine,
+    clock: FakeClock,
+    metrics: Counters,
+    *,
+    sites: Sequence[Site] | None = None,
+    on_breach: BreachHandler | None = None,
+    lifecycle_sink: LifecycleSink | None = None,
+) -> Rules:
+    """A worker reconnecting quickly, with monitors ticking every 10 ms."""
+    broker = Broker("127.0.0.1", port, client_id, reconnect_min_s=0.05, reconnect_max_s=0.5)
+    worker = RulesWorker(broker, engine=engine, clock=clock, metrics=metrics, sites=sites)
+    monitors = RulesMonitors(
+        engine,
+        clock,
+        metrics,
+        broker=broker,
+        sites=sites or (),
+        state_rules=worker.state_rules,
+        timing=Timing(tick_interval_s=0.01),
+        on_breach=on_breach,
+        lifecycle_sink=lifecycle_sink,
+    )
+    return Rules(worker, monitors)
 
 
 def make_worker(
@@ -39,32 +78,27 @@ def make_worker(
     lifecycle_sink: LifecycleSink | None = None,
     *,
     site: str | None = None,
-) -> RulesWorker:
+) -> Rules:
     """A worker without site files; with `site`, it takes that site's events only, as a worker with a site file does
     (the shared test broker keeps other tests' retained comm events)."""
-    worker = RulesWorker(
-        mqtt_host="127.0.0.1",
-        mqtt_port=port,
-        client_id=client_id,
-        engine=engine,
-        clock=clock,
-        metrics=metrics,
-        reconnect_min_s=0.05,
-        reconnect_max_s=0.5,
-        on_breach=on_breach,
-        lifecycle_sink=lifecycle_sink,
-        tick_interval_s=0.01,
-    )
+    rules = rules_for(port, client_id, engine, clock, metrics, on_breach=on_breach, lifecycle_sink=lifecycle_sink)
     if site is not None:
-        worker.topics = [subscription(site, leaf=EVENT)]
-    return worker
+        rules.worker.topics = [subscription(site, leaf=EVENT)]
+    return rules
+
+
+async def _run(rules: Rules) -> None:
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(rules.worker.run())
+        for monitor in rules.monitors.services():
+            tg.create_task(monitor.run())
 
 
 @contextlib.asynccontextmanager
-async def running(worker: RulesWorker) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(worker.run())
+async def running(rules: Rules) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(_run(rules))
     try:
-        await eventually(lambda: worker.subscribed.is_set() or task.done(), "worker subscribed")
+        await eventually(lambda: rules.worker.subscribed.is_set() or task.done(), "worker subscribed")
         assert not task.done(), "worker stopped on its own"
         yield task
     finally:
@@ -169,8 +203,9 @@ async def test_worker_reconnects_after_a_broker_restart(
 ) -> None:
     broker = mosquitto_factory()
     metrics = Counters()
-    worker = make_worker(broker.port, engine, clock, metrics, f"rules-{uuid.uuid4().hex[:8]}")
-    async with running(worker) as task:
+    rules = make_worker(broker.port, engine, clock, metrics, f"rules-{uuid.uuid4().hex[:8]}")
+    worker = rules.worker
+    async with running(rules) as task:
         await asyncio.to_thread(broker.stop)
         await eventually(lambda: not worker.subscribed.is_set(), "worker noticed the broker is gone")
         await asyncio.to_thread(broker.start)
@@ -208,13 +243,14 @@ async def test_an_event_is_acknowledged_only_after_it_is_committed(
         engine.dispose()
 
 
-async def ticks_pass(worker: RulesWorker) -> None:
-    """Let the worker's timers run at the fake clock's time: once each periodic loop has ticked for the first time,
-    wait until every loop the last `advance` woke (the SLA monitor, the state ticker, the exporter...) has done its
-    work at the new time and sleeps again."""
-    clock = worker.clock
+async def ticks_pass(rules: Rules) -> None:
+    """Let the monitors run at the fake clock's time: once each periodic loop has ticked for the first time, wait
+    until every loop the last `advance` woke (the SLA monitor, the state ticker, the exporter...) has done its work at
+    the new time and sleeps again."""
+    clock = rules.worker.clock
     assert isinstance(clock, FakeClock)
-    await eventually(lambda: worker.monitor.ticks > 0 and worker.state_ticker.ticks > 0, "the first ticks")
+    monitors = rules.monitors
+    await eventually(lambda: monitors.sla.ticks > 0 and monitors.state_ticker.ticks > 0, "the first ticks")
     await clock.settle()
 
 

@@ -11,8 +11,7 @@ from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
-from rules.worker import RulesWorker
-from tests.rules.test_worker import as_message, eventually, publish, running, ticks_pass, work_orders
+from tests.rules.test_worker import Rules, as_message, eventually, publish, rules_for, running, ticks_pass, work_orders
 
 # 11:00 in Shanghai, outside the peaks.
 T0 = datetime(2026, 1, 15, 3, 0, tzinfo=UTC)
@@ -28,19 +27,8 @@ def site(site_id: str) -> Site:
     )
 
 
-def worker(port: int, engine: Engine, clock: FakeClock, metrics: Counters, site_id: str) -> RulesWorker:
-    return RulesWorker(
-        mqtt_host="127.0.0.1",
-        mqtt_port=port,
-        client_id=f"rules-{site_id}",
-        engine=engine,
-        clock=clock,
-        metrics=metrics,
-        reconnect_min_s=0.05,
-        reconnect_max_s=0.5,
-        tick_interval_s=0.01,
-        sites=[site(site_id)],
-    )
+def worker(port: int, engine: Engine, clock: FakeClock, metrics: Counters, site_id: str) -> Rules:
+    return rules_for(port, f"rules-{site_id}", engine, clock, metrics, sites=[site(site_id)])
 
 
 def status(site_id: str, clock: FakeClock, type_: EventType, **data: str) -> Event:
