@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind
+from facmon.kernel.ticking import tick_forever
 from facmon.workorders.sla import ClockDef, SlaProfile
 from facmon.workorders.tables import Category, Milestone, Priority
 from rules import obligations
@@ -28,7 +29,6 @@ from rules.engine import OpenWorkOrder
 from rules.listing import in_sites_between
 from rules.obligations import Duty, Overdue, Pending, mark_done, schedule
 from rules.tables import FireCheck, FireCheckResult, FireCheckSchedule
-from rules.ticking import tick_forever
 
 log = structlog.get_logger(__name__)
 

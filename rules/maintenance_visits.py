@@ -37,6 +37,7 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, Event
+from facmon.kernel.ticking import tick_forever
 from facmon.workorders.sla import ClockDef, SlaProfile
 from facmon.workorders.tables import Category, Milestone, Priority
 from rules import obligations
@@ -49,7 +50,6 @@ from rules.maintenance_settle import FAULT as FAULT
 from rules.maintenance_settle import settle_overdue as settle_overdue
 from rules.obligations import Duty, Pending, mark_done, schedule
 from rules.pipeline import upsert
-from rules.ticking import tick_forever
 
 log = structlog.get_logger(__name__)
 

@@ -28,6 +28,7 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.kernel.ticking import tick_forever
 from facmon.workorders.tables import TERMINAL_STATUSES, WorkOrder, WorkOrderMember
 from rules.engine import OpenWorkOrder
 from rules.pipeline import Step, run_handlers, upsert
@@ -47,7 +48,6 @@ from rules.state_engine import (
 from rules.state_rules import StateRules
 from rules.store import open_or_recur
 from rules.tables import Comm, DeviceStateRow, RuleHold, RuleWatermark
-from rules.ticking import tick_forever
 
 log = structlog.get_logger(__name__)
 

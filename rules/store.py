@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from facmon.kernel.model import Event
 from facmon.workorders.tables import (
     OPEN_WHERE_SQL,
+    RULES_SOURCE,
     TERMINAL_STATUSES,
     TimelineType,
     WorkOrder,
@@ -38,8 +39,6 @@ from rules.pipeline import Outcome, Step, run_handlers, upsert
 from rules.tables import Comm, DeviceStatus
 
 _OPEN_FAULT_KEY = (WorkOrder.site, WorkOrder.device, WorkOrder.fault)
-# Timeline entries the engine writes are by the rule, through the rules worker.
-RULES_SOURCE = "rules"
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,8 @@ from sqlalchemy.orm import Session
 
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
-from facmon.workorders.tables import Milestone, TimelineType, WorkOrder, WorkOrderClock, WorkOrderEvent
-from rules.store import RULES_SOURCE
-from rules.ticking import tick_forever
+from facmon.kernel.ticking import tick_forever
+from facmon.workorders.tables import RULES_SOURCE, Milestone, TimelineType, WorkOrder, WorkOrderClock, WorkOrderEvent
 
 log = structlog.get_logger(__name__)
 

@@ -38,6 +38,9 @@ TERMINAL_STATUSES = (WorkOrderStatus.RESOLVED, WorkOrderStatus.CLOSED, WorkOrder
 
 OPEN_STATUSES = tuple(s for s in WorkOrderStatus if s not in TERMINAL_STATUSES)
 
+# The source of timeline entries written by a rule (through the rules worker or its monitors).
+RULES_SOURCE = "rules"
+
 
 class Priority(StrEnum):
     EMERGENCY = "emergency"

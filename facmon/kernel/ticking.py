@@ -1,4 +1,5 @@
-"""The loop every periodic monitor of the rules worker runs: tick, and outlive a database outage."""
+"""The loop every periodic database monitor runs (SLA breaches, rule holds, checks due): tick, and outlive a database
+outage."""
 
 from __future__ import annotations
 
