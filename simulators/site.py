@@ -25,6 +25,7 @@ from collectors.registry import modbus_driver, mqtt_driver
 from facmon.estate.entries import Building, Device
 from facmon.estate.site import Site
 from facmon.kernel.model import DeviceKind
+from facmon.kernel.mqtt import MqttSettings, mqtt_client
 from simulators.camera import CameraSimulator
 from simulators.elevator import ElevatorSimulator
 from simulators.endpoint import ModbusEndpoint, RegisterSource
@@ -189,7 +190,7 @@ class SiteSimulator:
         identifier = f"facmon-sim-{self.site.id}-{uuid.uuid4().hex[:8]}"
         while True:
             try:
-                async with aiomqtt.Client(host, self.mqtt_port, identifier=identifier) as client:
+                async with mqtt_client(MqttSettings(host, self.mqtt_port, client_id=identifier)) as client:
                     await client.subscribe(topic, qos=1)
                     backoff = 0.5
                     self.control_ready.set()
