@@ -2,6 +2,6 @@
 
 The domain model (`model`), the injectable clock (`clock`), metrics without a global registry (`metrics`), MQTT topic
 names (`topics`), the one data-file loader (`datafile`, `yaml_lines`), and infrastructure written once: the SQLAlchemy
-base without tables (`db`), the InfluxDB v1 client (`influx`), health and metrics HTTP (`health`, `httpserve`) and
-long-running service helpers (`daemons`).
+base without tables (`db`), the InfluxDB v1 client (`influx`), the MQTT client and its factory (`mqtt`), health and
+metrics HTTP (`health`, `httpserve`) and long-running service helpers (`daemons`).
 """

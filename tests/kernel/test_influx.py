@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -60,7 +59,8 @@ async def test_create_write_and_query(influxd: Influxd, new_db: str) -> None:
         await influx.write([f"elevator,site=s1,device=e{i % 2} floor={i}i {T0_NS + i}" for i in range(5)])
         await influx.write(f"elevator,site=s1,device=e9 floor=9i {T0_NS + 9}".encode())
         series = await influx.query("SELECT floor FROM elevator WHERE device = $device", {"device": "e1"})
-        assert series == [{"name": "elevator", "columns": ["time", "floor"], "values": [[T0_NS + 1, 1], [T0_NS + 3, 3]]}]
+        rows = [[T0_NS + 1, 1], [T0_NS + 3, 3]]
+        assert series == [{"name": "elevator", "columns": ["time", "floor"], "values": rows}]
         count, keys = await influx.statements("SELECT count(floor) FROM elevator; SHOW TAG KEYS FROM elevator")
         assert count[0]["values"][0][1] == 6
         assert [k for (k,) in keys[0]["values"]] == ["device", "site"]
@@ -142,7 +142,7 @@ async def test_credentials(auth_influxd: Influxd) -> None:
         assert forbidden.value.status == 403
 
 
-def test_the_blocking_client_is_the_same(influxd: Influxd, new_db: str, tmp_path: Path) -> None:
+def test_the_blocking_client_is_the_same(influxd: Influxd, new_db: str) -> None:
     with BlockingInfluxClient(InfluxSettings(influxd.url, new_db)) as influx:
         assert influx.ping()
         influx.create_database()
