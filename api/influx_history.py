@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from facmon.kernel.influx import quote_identifier
 from facmon.reports.kpi_data import InfluxReader
 
 FieldType = Literal["float", "integer", "boolean", "string"]
@@ -25,11 +26,6 @@ Value = bool | int | float | str | None
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DEVICE = "site = $site AND device = $device"
-
-
-def identifier(name: str) -> str:
-    """An InfluxQL identifier, double quoted (for names already known to exist: measurements, field keys)."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _ns(at: datetime) -> int:
@@ -46,7 +42,7 @@ def _from_ns(ns: int) -> datetime:
 
 async def field_types(reader: InfluxReader, measurement: str) -> dict[str, FieldType]:
     """The measurement's field keys and their types, as InfluxDB has them (empty: nothing written yet)."""
-    (series,) = await reader.statements(f"SHOW FIELD KEYS FROM {identifier(measurement)}")
+    (series,) = await reader.statements(f"SHOW FIELD KEYS FROM {quote_identifier(measurement)}")
     types: dict[str, FieldType] = {}
     for s in series:
         for name, kind in s["values"]:
@@ -71,7 +67,9 @@ async def latest(reader: InfluxReader, measurement: str, site: str, device: str)
     names = sorted(await field_types(reader, measurement))
     if not names:
         return None
-    query = ";".join(f"SELECT last({identifier(n)}) FROM {identifier(measurement)} WHERE {_DEVICE}" for n in names)
+    query = ";".join(
+        f"SELECT last({quote_identifier(n)}) FROM {quote_identifier(measurement)} WHERE {_DEVICE}" for n in names
+    )
     answers = await reader.statements(query, {"site": site, "device": device})
     fields: dict[str, LatestValue] = {}
     for name, series in zip(names, answers, strict=True):
@@ -131,7 +129,7 @@ async def history(
         "from": _rfc3339(start),
         "to": _rfc3339(end),
     }
-    f, m = identifier(field), identifier(measurement)
+    f, m = quote_identifier(field), quote_identifier(measurement)
     where = f"WHERE {_DEVICE} AND time >= $from AND time < $to"
     group = f"GROUP BY time({interval}s, {offset_ns}ns) fill(none)"
     rows: list[HistoryPoint] = []

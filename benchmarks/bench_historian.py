@@ -34,8 +34,10 @@ from facmon.historian.lines import reading_line
 from facmon.historian.service import Historian
 from facmon.historian.writer import InfluxWriter
 from facmon.kernel.daemons import Influxd, Mosquitto
+from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Reading
+from facmon.kernel.mqtt import MqttSettings
 from facmon.shell.logs import configure
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
@@ -102,11 +104,8 @@ async def background(*coros: Coroutine[Any, Any, object]) -> AsyncIterator[None]
 
 def historian(root: Path, mqtt: Mosquitto, influx: Influxd, name: str, metrics: Counters) -> Historian:
     return Historian(
-        mqtt_host="127.0.0.1",
-        mqtt_port=mqtt.port,
-        client_id=name,
-        influx_url=influx.url,
-        db=name,
+        mqtt=MqttSettings("127.0.0.1", mqtt.port, client_id=name),
+        influx=InfluxSettings(influx.url, name),
         state_dir=root / name,
         metrics=metrics,
     )
@@ -163,7 +162,7 @@ async def writer_only(root: Path, influx: Influxd, points: int, devices: int, ba
     with LineBuffer(root / f"writer-{batch_size}.sqlite") as buffer:
         buffer.append([line for r in readings("bench", points, devices) if (line := reading_line(r))])
         db = f"writer{batch_size}"
-        writer = InfluxWriter(influx.url, db, buffer=buffer, metrics=Counters(), batch_size=batch_size)
+        writer = InfluxWriter(InfluxSettings(influx.url, db), buffer=buffer, metrics=Counters(), batch_size=batch_size)
         async with background(writer.run()), httpx.AsyncClient(base_url=influx.url) as http:
             started = time.monotonic()
 

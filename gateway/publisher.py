@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 from typing import NoReturn
 
 import aiomqtt
@@ -19,13 +18,10 @@ import structlog
 from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, Event, Reading
+from facmon.kernel.mqtt import MqttSettings, mqtt_client
 from gateway.outbox import Outbox, OutboxMessage
 
 log = structlog.get_logger(__name__)
-
-# Small MQTT packets must not wait for Nagle's algorithm: a PUBLISH held back until the broker's delayed ACK comes
-# costs tens of milliseconds per round trip and caps the throughput of a window of QoS 1 messages.
-_TCP_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Publisher:
@@ -79,17 +75,19 @@ class Publisher:
         while True:
             # A fresh client per connection: the one before may hold in-flight messages that the outbox will send
             # again anyway, and resending them from two places would only add duplicates.
-            client = aiomqtt.Client(
-                self.host,
-                self.port,
-                identifier=self.client_id,
-                username=self.username,
-                password=self.password,
-                max_inflight_messages=self.max_inflight,
-                socket_options=[_TCP_NODELAY],
+            client = mqtt_client(
+                MqttSettings(
+                    self.host,
+                    self.port,
+                    username=self.username,
+                    password=self.password,
+                    client_id=self.client_id,
+                    max_inflight=self.max_inflight,
+                    # Small packets must not wait for Nagle's algorithm: a PUBLISH held back until the broker's
+                    # delayed ACK costs tens of milliseconds and caps the throughput of a window of QoS 1 messages.
+                    tcp_nodelay=True,
+                )
             )
-            # A full window in flight is by design; aiomqtt would warn past 10 pending publishes.
-            client.pending_calls_threshold = self.max_inflight + 10
             try:
                 async with client:
                     self.connected.set()

@@ -23,6 +23,7 @@ from collectors.mqtt.codec import check_value, encode
 from collectors.mqtt.driver import MqttDriver
 from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.model import Value
+from facmon.kernel.mqtt import MqttSettings, mqtt_client
 from simulators.mqtt_garbage import garbage_payloads
 from simulators.steps import (
     GarbageStep,
@@ -139,7 +140,7 @@ class MqttDeviceSimulator:
         while True:
             await self._link_wanted.wait()
             try:
-                async with aiomqtt.Client(self.host, self.port, identifier=identifier) as client:
+                async with mqtt_client(MqttSettings(self.host, self.port, client_id=identifier)) as client:
                     self._client = client
                     self.connected.set()
                     delays = backoff_delays(0.05, self.backoff_max_s, jitter)

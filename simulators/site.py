@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from facmon.estate.site import Site
 from facmon.kernel.backoff import backoff_delays
+from facmon.kernel.mqtt import MqttSettings, mqtt_client
 from simulators.builders import BUILDERS, BuildContext
 from simulators.endpoint import ModbusEndpoint, RegisterSource
 from simulators.scenario import Scenario, perform, play
@@ -109,7 +110,7 @@ class SiteSimulator:
         identifier = f"facmon-sim-{self.site.id}-{uuid.uuid4().hex[:8]}"
         while True:
             try:
-                async with aiomqtt.Client(host, self.mqtt_port, identifier=identifier) as client:
+                async with mqtt_client(MqttSettings(host, self.mqtt_port, client_id=identifier)) as client:
                     await client.subscribe(topic, qos=1)
                     delays = backoff_delays(min(0.5, self.backoff_max_s), self.backoff_max_s)
                     self.control_ready.set()

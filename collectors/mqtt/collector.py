@@ -30,6 +30,7 @@ from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject
+from facmon.kernel.mqtt import MqttSettings, mqtt_client
 
 log = structlog.get_logger(__name__)
 
@@ -124,8 +125,8 @@ class MqttCollector:
         # A unique id per connection: a clean session, and two gateways of one site never kick each other off.
         identifier = f"facmon-mqtt-{self.site}-{uuid.uuid4().hex[:8]}"
         while True:
-            client = aiomqtt.Client(
-                self.host, self.port, identifier=identifier, username=self.username, password=self.password
+            client = mqtt_client(
+                MqttSettings(self.host, self.port, username=self.username, password=self.password, client_id=identifier)
             )
             try:
                 async with client:

@@ -14,7 +14,6 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from itertools import chain
 
-import httpx
 import structlog
 from sqlalchemy import Engine
 
@@ -29,6 +28,7 @@ from facmon.demo_history.summary import HistorySummary, count_rows
 from facmon.estate.site import Site
 from facmon.historian.lines import event_line
 from facmon.kernel.clock import Clock, FakeClock, SystemClock, utc
+from facmon.kernel.influx import InfluxError
 from facmon.workorders.lifecycle import LifecycleExporter
 
 log = structlog.get_logger(__name__)
@@ -188,7 +188,7 @@ async def ensure_demo_history(
     except HistoryRefused as exc:
         log.warning("demo history not generated", reason=str(exc))
         return None
-    except httpx.HTTPError as exc:
+    except InfluxError as exc:
         log.warning("demo history not written to InfluxDB", reason=str(exc))
         return None
     for line in summary.lines():

@@ -13,8 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
-import httpx
-
+from facmon.kernel.influx import BlockingInfluxClient, InfluxSettings
 from facmon.kernel.model import Value
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -114,18 +113,18 @@ class SeriesEncoder:
 
 
 class InfluxWriter:
-    """Batches of lines to `/write` (precision ns), and a SHA-256 of everything written, in order."""
+    """Batches of lines to `/write` (precision ns), and a SHA-256 of everything written, in order. A request InfluxDB
+    does not carry out raises facmon.kernel.influx's `InfluxError`."""
 
     def __init__(self, url: str, db: str, *, username: str | None = None, password: str | None = None) -> None:
-        auth = httpx.BasicAuth(username, password or "") if username else None
         self.db = db
-        self._http = httpx.Client(base_url=url.rstrip("/"), auth=auth, timeout=60.0)
+        settings = InfluxSettings(url, db, username=username, password=password, timeout_s=60.0)
+        self._influx = BlockingInfluxClient(settings)
         self._digest = hashlib.sha256()
         self.points: dict[str, int] = {}
 
     def ensure_database(self) -> None:
-        response = self._http.post("/query", data={"q": f'CREATE DATABASE "{self.db}"'})
-        response.raise_for_status()
+        self._influx.create_database()
 
     def write(self, lines: Iterable[str]) -> None:
         batch: list[str] = []
@@ -139,13 +138,7 @@ class InfluxWriter:
 
     def _send(self, batch: list[str]) -> None:
         body = "\n".join(batch).encode()
-        response = self._http.post("/write", params={"db": self.db, "precision": "ns"}, content=body)
-        if response.status_code != 204:
-            raise httpx.HTTPStatusError(
-                f"InfluxDB refused the history's points: {response.status_code} {response.text[:300]}",
-                request=response.request,
-                response=response,
-            )
+        self._influx.write(body)
         self._digest.update(body + b"\n")
         for line in batch:
             measurement = line[: line.index(",")]
@@ -156,4 +149,4 @@ class InfluxWriter:
         return self._digest.hexdigest()
 
     def close(self) -> None:
-        self._http.close()
+        self._influx.close()

@@ -22,8 +22,8 @@ import asyncio
 import base64
 import json
 import random
-import socket
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -36,17 +36,16 @@ from facmon.historian.writer import InfluxWriter
 from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.clock import Clock, SystemClock
 from facmon.kernel.health import Check, Health
+from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import decode_message
+from facmon.kernel.mqtt import MqttSettings, mqtt_client
 from facmon.kernel.topics import DEAD_LETTER, EVENT, STATE, subscription, topic_for
 
 log = structlog.get_logger(__name__)
 
 # Messages handed to the buffer in one transaction at most; a commit per message would cap the throughput.
 _APPEND_BATCH = 1000
-# Our PUBACKs must not wait for Nagle's algorithm: the broker keeps only a small window of QoS 1 messages in flight
-# to us, and every delayed PUBACK stalls it.
-_TCP_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 # Dead letters waiting for the broker to come back; beyond that the oldest go, counted.
 _DEAD_LETTER_BACKLOG = 10_000
 
@@ -59,41 +58,33 @@ class Historian:
     def __init__(
         self,
         *,
-        mqtt_host: str,
-        mqtt_port: int,
-        client_id: str,
-        influx_url: str,
-        db: str,
+        mqtt: MqttSettings,
+        influx: InfluxSettings,
         state_dir: Path,
         metrics: Counters,
         site: str = "+",
-        mqtt_username: str | None = None,
-        mqtt_password: str | None = None,
-        influx_username: str | None = None,
-        influx_password: str | None = None,
         batch_size: int = 5000,
         flush_interval_s: float = 1.0,
         backoff_max_s: float = 30.0,
         clock: Clock | None = None,
     ) -> None:
-        self.mqtt_host = mqtt_host
-        self.mqtt_port = mqtt_port
-        self.client_id = client_id
+        """`mqtt` needs a fixed client id: the broker keeps the historian's persistent session under it."""
+        if mqtt.client_id is None:
+            raise ValueError("the historian needs a fixed MQTT client id (its persistent session)")
+        # A persistent session; and our PUBACKs must not wait for Nagle's algorithm: the broker keeps only a small
+        # window of QoS 1 messages in flight to us, and every delayed PUBACK stalls it.
+        self.mqtt = replace(mqtt, clean=False, tcp_nodelay=True)
+        self.client_id = mqtt.client_id
         self.site = site
-        self._mqtt_username = mqtt_username
-        self._mqtt_password = mqtt_password
         self.backoff_max_s = backoff_max_s
         self._metrics = metrics
         self._clock = clock or SystemClock()
         self._rng = random.Random()
         self.buffer = LineBuffer(state_dir / "buffer.sqlite")
         self.writer = InfluxWriter(
-            influx_url,
-            db,
+            influx,
             buffer=self.buffer,
             metrics=metrics,
-            username=influx_username,
-            password=influx_password,
             batch_size=batch_size,
             flush_interval_s=flush_interval_s,
             backoff_max_s=backoff_max_s,
@@ -126,15 +117,7 @@ class Historian:
         )
 
     async def _consume(self) -> NoReturn:
-        client = aiomqtt.Client(
-            self.mqtt_host,
-            self.mqtt_port,
-            identifier=self.client_id,
-            clean_session=False,
-            username=self._mqtt_username,
-            password=self._mqtt_password,
-            socket_options=[_TCP_NODELAY],
-        )
+        client = mqtt_client(self.mqtt)
         delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
         while True:
             try:
@@ -144,7 +127,7 @@ class Historian:
                     )
                     self.subscribed.set()
                     delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
-                    log.info("subscribed", host=self.mqtt_host, port=self.mqtt_port, client_id=self.client_id)
+                    log.info("subscribed", host=self.mqtt.host, port=self.mqtt.port, client_id=self.client_id)
                     await self._publish_dead_letters(client)
                     await self._ingest(client)
             except aiomqtt.MqttError as exc:

@@ -1,4 +1,4 @@
-"""Writes the buffer to InfluxDB through the v1 HTTP API (`/write`, `/query`), in batches, through outages.
+"""Writes the buffer to InfluxDB (facmon.kernel.influx, the v1 HTTP API) in batches, through outages.
 
 What an answer means decides what happens to a batch:
 
@@ -24,52 +24,48 @@ from collections import deque
 from collections.abc import Iterator
 from typing import NoReturn
 
-import httpx
 import structlog
 
 from facmon.historian.buffer import BufferedLine, LineBuffer
 from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.clock import Clock, SystemClock
+from facmon.kernel.influx import (
+    InfluxAuthError,
+    InfluxBadRequest,
+    InfluxClient,
+    InfluxDatabaseNotFound,
+    InfluxError,
+    InfluxSettings,
+    InfluxUnreachable,
+)
 from facmon.kernel.metrics import Counters
 
 log = structlog.get_logger(__name__)
-
-_RETRY_STATUS = {401, 403, 408, 429}
-
-
-def quote_identifier(name: str) -> str:
-    """An InfluxQL double-quoted identifier."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class InfluxWriter:
     def __init__(
         self,
-        url: str,
-        db: str,
+        influx: InfluxSettings,
         *,
         buffer: LineBuffer,
         metrics: Counters,
-        username: str | None = None,
-        password: str | None = None,
         batch_size: int = 5000,
         flush_interval_s: float = 1.0,
         backoff_max_s: float = 30.0,
-        request_timeout_s: float = 10.0,
         clock: Clock | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if flush_interval_s <= 0 or backoff_max_s <= 0 or request_timeout_s <= 0:
-            raise ValueError("flush_interval_s, backoff_max_s and request_timeout_s must be positive")
-        self.url = url.rstrip("/")
-        self.db = db
+        if flush_interval_s <= 0 or backoff_max_s <= 0 or influx.timeout_s <= 0:
+            raise ValueError("flush_interval_s, backoff_max_s and the request timeout must be positive")
+        self.influx = influx
+        self.url = influx.url.rstrip("/")
+        self.db = influx.db
         self.buffer = buffer
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.backoff_max_s = backoff_max_s
-        self._auth = httpx.BasicAuth(username, password or "") if username else None
-        self._timeout = request_timeout_s
         self._metrics = metrics
         self._clock = clock or SystemClock()
         self._rng = random.Random()
@@ -85,12 +81,12 @@ class InfluxWriter:
         self._wakeup.set()
 
     async def run(self) -> NoReturn:
-        async with httpx.AsyncClient(base_url=self.url, auth=self._auth, timeout=self._timeout) as http:
-            await self._create_database(http)
+        async with InfluxClient(self.influx) as influx:
+            await self._create_database(influx)
             while True:
                 await self._wait_for_batch()
                 batch = self.buffer.take(self.batch_size)
-                await self._write(http, batch)
+                await self._write(influx, batch)
                 self.buffer.ack(line.id for line in batch)
 
     async def _wait_for_batch(self) -> None:
@@ -112,8 +108,8 @@ class InfluxWriter:
                 async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancel
                     await self._wakeup.wait()
 
-    async def _write(self, http: httpx.AsyncClient, batch: list[BufferedLine]) -> None:
-        refusal = await self._post_until_answered(http, batch)
+    async def _write(self, influx: InfluxClient, batch: list[BufferedLine]) -> None:
+        refusal = await self._post_until_answered(influx, batch)
         if refusal is None:
             self._metrics.inc("historian_points_written", len(batch))
             self._metrics.inc("historian_write_batches")
@@ -125,68 +121,63 @@ class InfluxWriter:
             log.warning("influxdb refused a line; parked it", line=batch[0].line[:300], reason=refusal)
             return
         half = len(batch) // 2
-        await self._write(http, batch[:half])
-        await self._write(http, batch[half:])
+        await self._write(influx, batch[:half])
+        await self._write(influx, batch[half:])
 
-    async def _post_until_answered(self, http: httpx.AsyncClient, batch: list[BufferedLine]) -> str | None:
-        """POST the batch until InfluxDB takes it (None) or refuses it for what it contains (the reason)."""
+    async def _post_until_answered(self, influx: InfluxClient, batch: list[BufferedLine]) -> str | None:
+        """Write the batch until InfluxDB takes it (None) or refuses it for what it contains (the reason)."""
         body = "\n".join(line.line for line in batch).encode()
         while True:
             try:
-                response = await http.post("/write", params={"db": self.db, "precision": "ns"}, content=body)
-            except httpx.TransportError as exc:
-                reason, detail = "unreachable", f"{type(exc).__name__}: {exc}"
-            else:
-                status = response.status_code
-                if status < 300:
-                    self._delays = self._fresh_delays()
-                    self.last_error = None
-                    return None
-                detail = _error_text(response)
-                if status == 404 and "database not found" in detail:
-                    reason = "database_not_found"
-                    await self._create_database(http)
-                elif status < 500 and status not in _RETRY_STATUS:
-                    return detail
-                else:
-                    reason = f"http_{status}"
-            await self._back_off("write", reason, detail, lines=len(batch))
+                await influx.write(body)
+            except InfluxBadRequest as exc:
+                return exc.detail
+            except InfluxDatabaseNotFound as exc:
+                # Someone dropped it: made again, and the write retried.
+                await self._create_database(influx)
+                await self._back_off_after(exc, lines=len(batch))
+                continue
+            except (InfluxUnreachable, InfluxAuthError) as exc:
+                await self._back_off_after(exc, lines=len(batch))
+                continue
+            self._delays = self._fresh_delays()
+            self.last_error = None
+            return None
 
-    async def _create_database(self, http: httpx.AsyncClient) -> None:
+    async def _create_database(self, influx: InfluxClient) -> None:
         """CREATE DATABASE is idempotent in InfluxQL; retried until InfluxDB answers.
 
         A refusal (a user without admin rights, a 2.x/3.x server that maps databases itself) is logged, not fatal:
         the database may well exist, and the first write will tell.
         """
-        query = f"CREATE DATABASE {quote_identifier(self.db)}"
         while True:
             try:
-                response = await http.post("/query", data={"q": query})
-            except httpx.TransportError as exc:
-                reason, detail = "unreachable", f"{type(exc).__name__}: {exc}"
-            else:
-                detail = _error_text(response)
-                if response.status_code < 300 and not detail:
-                    self._delays = self._fresh_delays()
-                    log.info("influxdb database ready", db=self.db)
-                    return
-                if response.status_code < 500:
-                    log.warning("could not create the database; assuming it exists", db=self.db, detail=detail)
-                    return
-                reason = f"http_{response.status_code}"
-            await self._back_off("create database", reason, detail)
+                await influx.create_database()
+            except InfluxUnreachable as exc:
+                await self._back_off_after(exc, what="create database")
+                continue
+            except InfluxError as exc:
+                log.warning("could not create the database; assuming it exists", db=self.db, detail=exc.detail)
+                return
+            self._delays = self._fresh_delays()
+            log.info("influxdb database ready", db=self.db)
+            return
 
-    async def _back_off(self, what: str, reason: str, detail: str, **context: object) -> None:
+    async def _back_off_after(self, exc: InfluxError, what: str = "write", **context: object) -> None:
         """Count and log a failed request, then wait before the next try."""
+        if isinstance(exc, InfluxDatabaseNotFound):
+            reason = "database_not_found"
+        else:
+            reason = "unreachable" if exc.status is None else f"http_{exc.status}"
         self._metrics.inc("historian_write_errors", reason=reason)
         self.last_error = f"{what}: {reason}"
         delay = next(self._delays)
         # Credentials and permissions need a person; an outage only needs time.
-        level = log.error if reason in ("http_401", "http_403") else log.warning
+        level = log.error if isinstance(exc, InfluxAuthError) else log.warning
         level(
             f"influxdb {what} failed; will retry",
             reason=reason,
-            detail=detail[:300],
+            detail=exc.detail[:300],
             pending=self.buffer.pending(),
             retry_in_s=round(delay, 2),
             **context,
@@ -195,19 +186,3 @@ class InfluxWriter:
 
     def _fresh_delays(self) -> Iterator[float]:
         return backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
-
-
-def _error_text(response: httpx.Response) -> str:
-    """InfluxDB's reason, "" when there is none: the `error` of its JSON body (top level or of the first statement)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        results = body.get("results")
-        first = results[0] if isinstance(results, list) and results and isinstance(results[0], dict) else body
-        if isinstance(first.get("error"), str):
-            return f"{response.status_code}: {first['error']}"
-    if response.status_code < 300:
-        return ""
-    return f"{response.status_code}: {response.text.strip()[:500]}"

@@ -14,20 +14,16 @@ weeks, heavy for a quarter.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from facmon.kernel.influx import influx_client
-
-if TYPE_CHECKING:
-    from facmon.shell.settings import Settings
+from facmon.kernel.influx import InfluxClient, InfluxError, InfluxSettings
 from facmon.reports.availability import FAULT_FIELDS, is_down
 from facmon.reports.kpi import KpiRow
 from facmon.workorders.tables import FollowUp, Milestone, WorkOrder, WorkOrderClock
@@ -121,22 +117,11 @@ class InfluxReader:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.db = db
-        self._http = influx_client(url, username=username, password=password, timeout_s=timeout_s, transport=transport)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> InfluxReader | None:
-        """A reader of the configured InfluxDB (FACMON_INFLUX_*); None when none is configured."""
-        if not settings.influx_url:
-            return None
-        return cls(
-            settings.influx_url,
-            settings.influx_db,
-            username=settings.influx_username,
-            password=settings.influx_password_text(),
-        )
+        settings = InfluxSettings(url, db, username=username, password=password, timeout_s=timeout_s)
+        self._influx = InfluxClient(settings, transport=transport)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._influx.aclose()
 
     async def series(self, query: str) -> list[dict[str, Any]]:
         series: list[dict[str, Any]] = (await self.statements(query))[0]
@@ -150,21 +135,10 @@ class InfluxReader:
         `params` are InfluxQL bind parameters (`$name` in the query): values sent apart from the query text, so
         text from a request never becomes InfluxQL. Identifiers cannot be bound; callers quote known ones.
         """
-        args = {"db": self.db, "q": query, "epoch": "ns"}
-        if params:
-            args["params"] = json.dumps(dict(params))
         try:
-            response = await self._http.get("/query", params=args)
-        except httpx.HTTPError as exc:
-            raise InfluxUnavailable(f"InfluxDB unreachable: {exc}") from exc
-        if not response.is_success:
-            raise InfluxUnavailable(f"InfluxDB answered {response.status_code}: {response.text[:200]}")
-        answers: list[list[dict[str, Any]]] = []
-        for result in response.json()["results"]:
-            if "error" in result:
-                raise InfluxUnavailable(f"InfluxQL error: {result['error']}")
-            answers.append(result.get("series", []))
-        return answers
+            return await self._influx.statements(query, params)
+        except InfluxError as exc:
+            raise InfluxUnavailable(str(exc)) from exc
 
     async def site_intact(self, site: str, at: datetime) -> IntactNow | None:
         query = (

@@ -34,7 +34,9 @@ from facmon.kernel.clock import Clock
 from facmon.kernel.db import make_engine
 from facmon.kernel.health import Check, Health, Service
 from facmon.kernel.httpserve import EmbeddedServer, embedded
+from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
+from facmon.kernel.mqtt import MqttSettings
 from facmon.notifier.base import Channel
 from facmon.notifier.channels.config import MqttPushConfig
 from facmon.notifier.channels.mqtt_push import MqttPushChannel
@@ -255,17 +257,16 @@ class Composer:
         if e.influx_url is None:
             raise StartRefused("set FACMON_INFLUX_URL to the InfluxDB to write to (e.g. http://127.0.0.1:8086)")
         return Historian(
-            mqtt_host=e.mqtt_host,
-            mqtt_port=e.mqtt_port,
-            client_id=self.client_id("historian", instance),
-            influx_url=e.influx_url,
-            db=e.influx_db,
+            mqtt=MqttSettings(
+                e.mqtt_host,
+                e.mqtt_port,
+                username=e.mqtt_username,
+                password=e.mqtt_password,
+                client_id=self.client_id("historian", instance),
+            ),
+            influx=InfluxSettings(e.influx_url, e.influx_db, username=e.influx_username, password=e.influx_password),
             state_dir=self.settings.state_dir / "historian",
             metrics=self.metrics,
-            mqtt_username=e.mqtt_username,
-            mqtt_password=e.mqtt_password,
-            influx_username=e.influx_username,
-            influx_password=e.influx_password,
             clock=self.clock,
         )
 

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from facmon.kernel.backoff import Backoff
 from facmon.kernel.clock import Clock
-from facmon.kernel.influx import influx_client
+from facmon.kernel.influx import InfluxClient, InfluxDatabaseNotFound, InfluxError, InfluxSettings
 from facmon.kernel.metrics import Counters
 from facmon.workorders.tables import TimelineType, WorkOrder, WorkOrderEvent
 
@@ -100,23 +100,22 @@ class InfluxLifecycleSink:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.db = db
-        self._http = influx_client(url, username=username, password=password, timeout_s=timeout_s, transport=transport)
+        settings = InfluxSettings(url, db, username=username, password=password, timeout_s=timeout_s)
+        self._influx = InfluxClient(settings, transport=transport)
 
     async def write(self, lines: Sequence[str]) -> None:
         body = "\n".join(lines).encode()
-        params = {"db": self.db, "precision": "ns"}
         try:
-            response = await self._http.post("/write", params=params, content=body)
-            if response.status_code == 404 and "database not found" in response.text:
-                await self._http.post("/query", data={"q": f'CREATE DATABASE "{self.db}"'})
-                response = await self._http.post("/write", params=params, content=body)
-        except httpx.HTTPError as exc:
-            raise LifecycleSinkError(f"InfluxDB unreachable: {exc}") from exc
-        if not response.is_success:
-            raise LifecycleSinkError(f"InfluxDB answered {response.status_code}: {response.text[:200]}")
+            try:
+                await self._influx.write(body)
+            except InfluxDatabaseNotFound:
+                await self._influx.create_database()
+                await self._influx.write(body)
+        except InfluxError as exc:
+            raise LifecycleSinkError(str(exc)) from exc
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._influx.aclose()
 
 
 def pending_lines(engine: Engine, limit: int) -> list[tuple[int, str]]:

@@ -9,8 +9,10 @@ import aiomqtt
 
 from facmon.historian.service import Historian
 from facmon.kernel.daemons import Influxd, Mosquitto
+from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
+from facmon.kernel.mqtt import MqttSettings
 from facmon.kernel.topics import DEAD_LETTER, event_topic, state_topic
 from tests.conftest import influxql
 from tests.gateway.conftest import Subscriber, eventually, reading, running
@@ -38,11 +40,8 @@ async def test_bad_payloads_are_counted_and_dead_lettered_and_the_good_ones_land
     ]
     metrics = Counters()
     historian = Historian(
-        mqtt_host="127.0.0.1",
-        mqtt_port=mosquitto.port,
-        client_id=f"historian-{topic_prefix}",
-        influx_url=influxd.url,
-        db=influx_db,
+        mqtt=MqttSettings("127.0.0.1", mosquitto.port, client_id=f"historian-{topic_prefix}"),
+        influx=InfluxSettings(influxd.url, influx_db),
         state_dir=tmp_path,
         metrics=metrics,
         site=topic_prefix,

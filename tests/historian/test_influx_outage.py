@@ -11,8 +11,10 @@ from pathlib import Path
 
 from facmon.historian.service import Historian
 from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Reading
+from facmon.kernel.mqtt import MqttSettings
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 from tests.conftest import influxql
@@ -24,11 +26,8 @@ TICK_S = 0.2
 
 def _historian(mosquitto: Mosquitto, url: str, db: str, site: str, state_dir: Path, metrics: Counters) -> Historian:
     return Historian(
-        mqtt_host="127.0.0.1",
-        mqtt_port=mosquitto.port,
-        client_id=f"historian-{site}",
-        influx_url=url,
-        db=db,
+        mqtt=MqttSettings("127.0.0.1", mosquitto.port, client_id=f"historian-{site}"),
+        influx=InfluxSettings(url, db),
         state_dir=state_dir,
         metrics=metrics,
         site=site,

@@ -12,6 +12,7 @@ import pytest
 from facmon.historian.buffer import LineBuffer
 from facmon.historian.writer import InfluxWriter
 from facmon.kernel.daemons import Influxd
+from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
 from tests.conftest import influxql
 from tests.gateway.conftest import eventually, running
@@ -27,7 +28,7 @@ def buffer(tmp_path: Path) -> Iterator[LineBuffer]:
 
 def _writer(url: str, db: str, buffer: LineBuffer, metrics: Counters, **options: float) -> InfluxWriter:
     settings: dict[str, float] = {"flush_interval_s": 0.1, "backoff_max_s": 0.3, **options}
-    return InfluxWriter(url, db, buffer=buffer, metrics=metrics, **settings)  # type: ignore[arg-type]
+    return InfluxWriter(InfluxSettings(url, db), buffer=buffer, metrics=metrics, **settings)  # type: ignore[arg-type]
 
 
 def _count(url: str, db: str, query: str) -> int:

@@ -10,6 +10,7 @@ import json
 
 import aiomqtt
 
+from facmon.kernel.mqtt import MqttSettings, mqtt_client
 from facmon.kernel.topics import ROOT
 from facmon.notifier.base import DeliveryError, Notification, Recipient
 from facmon.notifier.channels.config import MqttPushConfig
@@ -45,14 +46,9 @@ class MqttPushChannel:
             raise DeliveryError(f"{c.name}: {exc}", retryable=False) from exc
         payload = json.dumps(notification_json(notification, recipient), ensure_ascii=False).encode("utf-8")
         try:
-            async with aiomqtt.Client(
-                c.host,
-                c.port,
-                username=c.username,
-                password=c.password.get_secret_value() if c.password is not None else None,
-                timeout=c.timeout_s,
-                protocol=aiomqtt.ProtocolVersion.V311,
-            ) as client:
+            password = c.password.get_secret_value() if c.password is not None else None
+            settings = MqttSettings(c.host, c.port, username=c.username, password=password, timeout_s=c.timeout_s)
+            async with mqtt_client(settings) as client:
                 await client.publish(topic, payload, qos=1, timeout=c.timeout_s)
         except aiomqtt.MqttCodeError as exc:
             # Refused for bad credentials or not authorised: retrying the same thing will not help.

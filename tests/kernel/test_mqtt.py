@@ -1,0 +1,98 @@
+"""facmon's MQTT client: a cancel that meets an acknowledgement in the same loop turn must still cancel, and with
+manual acknowledgement a message is acknowledged to the broker only when the client says so."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aiomqtt
+import pytest
+
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.mqtt import MqttClient, MqttSettings, mqtt_client
+
+
+async def test_a_cancel_meeting_an_acknowledgement_is_kept() -> None:
+    client = mqtt_client(MqttSettings("127.0.0.1", 1))  # never connected: only its waiting is used
+    for _ in range(20):
+        acknowledged: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        waiting = asyncio.create_task(client._wait_for(acknowledged, timeout=5))
+        await asyncio.sleep(0)  # waiting for the acknowledgement
+        acknowledged.set_result(1)
+        waiting.cancel()  # in the same turn: with asyncio.wait_for on 3.11 this cancel was lost
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+
+async def test_a_missing_acknowledgement_is_an_mqtt_error() -> None:
+    client = mqtt_client(MqttSettings("127.0.0.1", 1))
+    never: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    with pytest.raises(aiomqtt.MqttError, match="timed out"):
+        await client._wait_for(never, timeout=0.05)
+
+
+async def test_a_publishing_loop_stops_whenever_it_is_cancelled(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    async with mqtt_client(MqttSettings("127.0.0.1", mosquitto.port)) as client:
+
+        async def heartbeat() -> None:
+            while True:
+                await client.publish(f"{topic_prefix}/hb", b"1", qos=1)
+
+        for delay in (0.0, 0.001, 0.003, 0.01, 0.02, 0.05) * 5:
+            task = asyncio.create_task(heartbeat())
+            await asyncio.sleep(delay)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            assert done, f"the publishing loop ignored a cancel after {delay} s"
+
+
+async def _next(client: MqttClient) -> aiomqtt.Message:
+    async with asyncio.timeout(5):
+        return await anext(aiter(client.messages))
+
+
+@pytest.mark.parametrize("protocol", [aiomqtt.ProtocolVersion.V311, aiomqtt.ProtocolVersion.V5])
+async def test_only_an_unacknowledged_message_is_delivered_again(
+    mosquitto: Mosquitto, topic_prefix: str, protocol: aiomqtt.ProtocolVersion
+) -> None:
+    topic = f"{topic_prefix}/events"
+    settings = MqttSettings(
+        "127.0.0.1", mosquitto.port, client_id=f"{topic_prefix}-{uuid.uuid4().hex[:6]}", clean=False, protocol=protocol
+    )
+    consumer = mqtt_client(settings, manual_ack=True)
+    async with consumer:
+        await consumer.subscribe(topic, qos=1)
+        async with mqtt_client(MqttSettings("127.0.0.1", mosquitto.port)) as publisher:
+            await publisher.publish(topic, b"acked", qos=1)
+            await publisher.publish(topic, b"not acked", qos=1)
+        first = await _next(consumer)
+        assert first.payload == b"acked"
+        consumer.ack(first)
+        assert (await _next(consumer)).payload == b"not acked"
+        await asyncio.sleep(0.2)  # the PUBACK of the first is on its way before we leave
+    # The same persistent session again: the broker still owes the message that was never acknowledged.
+    again = mqtt_client(settings, manual_ack=True)
+    async with again:
+        redelivered = await _next(again)
+        assert redelivered.payload == b"not acked"
+        again.ack(redelivered)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await anext(aiter(again.messages))
+
+
+async def test_without_manual_ack_paho_acknowledges_on_receipt(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    topic = f"{topic_prefix}/events"
+    settings = MqttSettings("127.0.0.1", mosquitto.port, client_id=f"{topic_prefix}-auto", clean=False)
+    async with mqtt_client(settings) as consumer:
+        await consumer.subscribe(topic, qos=1)
+        async with mqtt_client(MqttSettings("127.0.0.1", mosquitto.port)) as publisher:
+            await publisher.publish(topic, b"once", qos=1)
+        message = await _next(consumer)
+        consumer.ack(message)  # nothing to do: already acknowledged
+        await asyncio.sleep(0.2)
+    async with mqtt_client(settings) as again:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await anext(aiter(again.messages))
