@@ -33,10 +33,12 @@ from sqlalchemy.exc import OperationalError
 
 from facmon.estate.entries import Technician
 from facmon.estate.site import Site
+from facmon.kernel.backoff import Backoff
 from facmon.kernel.clock import Clock
 from facmon.kernel.health import Check, Health
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event, EventType, decode_message
+from facmon.kernel.mqtt import MqttSettings, mqtt_client
 from facmon.kernel.topics import EVENT, event_topic, subscription
 from rules.arrival import site_evidence
 from rules.engine import FAULT_KEY_MAX, Rule, evaluate, fault_key, load_rules
@@ -132,7 +134,7 @@ class RulesWorker:
         self.rules: tuple[Rule, ...] = load_rules() if rules is None else tuple(rules)
         # Set while connected and subscribed; tests and health checks wait on it.
         self.subscribed = asyncio.Event()
-        self._random = random.Random()
+        self._reconnect = Backoff(broker.reconnect_min_s, broker.reconnect_max_s, random.Random())
         if sites is None:
             log.warning("no site file given: card reads will not move work orders to on_site")
         self.sites: dict[str, Site] = {s.id: s for s in sites or ()}
@@ -155,9 +157,8 @@ class RulesWorker:
         ]
 
     def _backoff(self, attempt: int) -> float:
-        # Capped exponential with jitter, so a fleet of workers does not reconnect in lockstep after a broker restart.
-        ceiling = min(self.reconnect_max_s, self.reconnect_min_s * 2.0 ** min(attempt, 30))
-        return ceiling * self._random.uniform(0.5, 1.0)
+        # With jitter, so a fleet of workers does not reconnect in lockstep after a broker restart (attempts from 0).
+        return self._reconnect.delay(attempt + 1)
 
     def health(self) -> Health:
         subscribed = self.subscribed.is_set()
@@ -178,18 +179,18 @@ class RulesWorker:
         """Consume events until cancelled, reconnecting whenever the broker goes away."""
         attempt = 0
         while True:
-            client = aiomqtt.Client(
-                self.mqtt_host,
-                self.mqtt_port,
-                identifier=self.client_id,
-                username=self.mqtt_username,
-                password=self._mqtt_password,
-                clean_session=False,
-                protocol=aiomqtt.ProtocolVersion.V311,
+            # A persistent session, and a message is acknowledged to the broker only once it is applied.
+            client = mqtt_client(
+                MqttSettings(
+                    self.mqtt_host,
+                    self.mqtt_port,
+                    username=self.mqtt_username,
+                    password=self._mqtt_password,
+                    client_id=self.client_id,
+                    clean=False,
+                ),
+                manual_ack=True,
             )
-            # aiomqtt 2.x has no manual-ack option of its own, so this reaches into its paho client (`_client`);
-            # fine while aiomqtt is pinned <3, to be revisited on upgrade. Paho then PUBACKs only when told to.
-            client._client.manual_ack_set(True)
             try:
                 async with client:
                     await client.subscribe([(topic, 1) for topic in self.topics])
@@ -198,7 +199,7 @@ class RulesWorker:
                     log.info("rules worker subscribed", topics=self.topics, client_id=self.client_id)
                     async for message in client.messages:
                         await self._handle(message)
-                        client._client.ack(message.mid, message.qos)
+                        client.ack(message)
             except aiomqtt.MqttError as exc:
                 self.metrics.inc("rules_mqtt_disconnects")
                 log.warning("mqtt connection lost", error=str(exc), host=self.mqtt_host, port=self.mqtt_port)
