@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facmon.historian.buffer import LineBuffer
 from facmon.historian.lines import reading_line
-from facmon.historian.service import Historian
+from facmon.historian.service import BrokerSettings, Historian, InfluxSettings
 from facmon.historian.writer import InfluxWriter
 from facmon.kernel.daemons import Influxd, Mosquitto
 from facmon.kernel.metrics import Counters
@@ -102,11 +102,8 @@ async def background(*coros: Coroutine[Any, Any, object]) -> AsyncIterator[None]
 
 def historian(root: Path, mqtt: Mosquitto, influx: Influxd, name: str, metrics: Counters) -> Historian:
     return Historian(
-        mqtt_host="127.0.0.1",
-        mqtt_port=mqtt.port,
-        client_id=name,
-        influx_url=influx.url,
-        db=name,
+        broker=BrokerSettings("127.0.0.1", mqtt.port, name),
+        influx=InfluxSettings(influx.url, name),
         state_dir=root / name,
         metrics=metrics,
     )

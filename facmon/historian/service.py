@@ -24,6 +24,7 @@ import json
 import random
 import socket
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -50,6 +51,30 @@ _TCP_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 _DEAD_LETTER_BACKLOG = 10_000
 
 
+@dataclass(frozen=True)
+class BrokerSettings:
+    """The MQTT broker to read from, as whom, and which site's topics ("+": every site)."""
+
+    host: str
+    port: int
+    client_id: str
+    site: str = "+"
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class InfluxSettings:
+    """The InfluxDB (1.x HTTP API) to write to, and how the writer batches."""
+
+    url: str
+    db: str
+    username: str | None = None
+    password: str | None = None
+    batch_size: int = 5000
+    flush_interval_s: float = 1.0
+
+
 class Historian:
     """Runs once: `run()` closes the buffer when it ends."""
 
@@ -58,43 +83,33 @@ class Historian:
     def __init__(
         self,
         *,
-        mqtt_host: str,
-        mqtt_port: int,
-        client_id: str,
-        influx_url: str,
-        db: str,
+        broker: BrokerSettings,
+        influx: InfluxSettings,
         state_dir: Path,
         metrics: Counters,
-        site: str = "+",
-        mqtt_username: str | None = None,
-        mqtt_password: str | None = None,
-        influx_username: str | None = None,
-        influx_password: str | None = None,
-        batch_size: int = 5000,
-        flush_interval_s: float = 1.0,
         backoff_max_s: float = 30.0,
         clock: Clock | None = None,
     ) -> None:
-        self.mqtt_host = mqtt_host
-        self.mqtt_port = mqtt_port
-        self.client_id = client_id
-        self.site = site
-        self._mqtt_username = mqtt_username
-        self._mqtt_password = mqtt_password
+        self.mqtt_host = broker.host
+        self.mqtt_port = broker.port
+        self.client_id = broker.client_id
+        self.site = broker.site
+        self._mqtt_username = broker.username
+        self._mqtt_password = broker.password
         self.backoff_max_s = backoff_max_s
         self._metrics = metrics
         self._clock = clock or SystemClock()
         self._rng = random.Random()
         self.buffer = LineBuffer(state_dir / "buffer.sqlite")
         self.writer = InfluxWriter(
-            influx_url,
-            db,
+            influx.url,
+            influx.db,
             buffer=self.buffer,
             metrics=metrics,
-            username=influx_username,
-            password=influx_password,
-            batch_size=batch_size,
-            flush_interval_s=flush_interval_s,
+            username=influx.username,
+            password=influx.password,
+            batch_size=influx.batch_size,
+            flush_interval_s=influx.flush_interval_s,
             backoff_max_s=backoff_max_s,
             clock=self._clock,
         )

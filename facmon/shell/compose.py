@@ -29,7 +29,7 @@ from api.accounts.bootstrap import UnsafeStart, ensure_demo_accounts
 from api.accounts.bootstrap import check_real_start as check_accounts
 from api.app import create_app
 from facmon.estate.site import Site
-from facmon.historian.service import Historian
+from facmon.historian.service import BrokerSettings, Historian, InfluxSettings
 from facmon.kernel.clock import Clock
 from facmon.kernel.db import make_engine
 from facmon.kernel.health import Check, Health
@@ -235,17 +235,16 @@ class Composer:
         if e.influx_url is None:
             raise StartRefused("set FACMON_INFLUX_URL to the InfluxDB to write to (e.g. http://127.0.0.1:8086)")
         return Historian(
-            mqtt_host=e.mqtt_host,
-            mqtt_port=e.mqtt_port,
-            client_id=self.client_id("historian", instance),
-            influx_url=e.influx_url,
-            db=e.influx_db,
+            broker=BrokerSettings(
+                e.mqtt_host,
+                e.mqtt_port,
+                self.client_id("historian", instance),
+                username=e.mqtt_username,
+                password=e.mqtt_password,
+            ),
+            influx=InfluxSettings(e.influx_url, e.influx_db, username=e.influx_username, password=e.influx_password),
             state_dir=self.settings.state_dir / "historian",
             metrics=self.metrics,
-            mqtt_username=e.mqtt_username,
-            mqtt_password=e.mqtt_password,
-            influx_username=e.influx_username,
-            influx_password=e.influx_password,
             clock=self.clock,
         )
 

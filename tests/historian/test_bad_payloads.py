@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from facmon.historian.service import Historian
+from facmon.historian.service import BrokerSettings, Historian, InfluxSettings
 from facmon.kernel.daemons import Influxd, Mosquitto
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
@@ -38,15 +38,10 @@ async def test_bad_payloads_are_counted_and_dead_lettered_and_the_good_ones_land
     ]
     metrics = Counters()
     historian = Historian(
-        mqtt_host="127.0.0.1",
-        mqtt_port=mosquitto.port,
-        client_id=f"historian-{topic_prefix}",
-        influx_url=influxd.url,
-        db=influx_db,
+        broker=BrokerSettings("127.0.0.1", mosquitto.port, f"historian-{topic_prefix}", site=topic_prefix),
+        influx=InfluxSettings(influxd.url, influx_db, flush_interval_s=0.1),
         state_dir=tmp_path,
         metrics=metrics,
-        site=topic_prefix,
-        flush_interval_s=0.1,
     )
     dead = Subscriber(mosquitto.port, DEAD_LETTER, f"dead-{uuid.uuid4().hex[:8]}")
     good_count = 0

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from facmon.historian.service import Historian
+from facmon.historian.service import BrokerSettings, Historian, InfluxSettings
 from facmon.kernel.daemons import Influxd, Mosquitto, free_port
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Reading
@@ -24,15 +24,10 @@ TICK_S = 0.2
 
 def _historian(mosquitto: Mosquitto, url: str, db: str, site: str, state_dir: Path, metrics: Counters) -> Historian:
     return Historian(
-        mqtt_host="127.0.0.1",
-        mqtt_port=mosquitto.port,
-        client_id=f"historian-{site}",
-        influx_url=url,
-        db=db,
+        broker=BrokerSettings("127.0.0.1", mosquitto.port, f"historian-{site}", site=site),
+        influx=InfluxSettings(url, db, flush_interval_s=0.2),
         state_dir=state_dir,
         metrics=metrics,
-        site=site,
-        flush_interval_s=0.2,
         backoff_max_s=1.0,
     )
 
