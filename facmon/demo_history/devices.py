@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypedDict, TypeVar
 
 from collectors.modbus.driver import Table
 from collectors.modbus.fire_poller import FirePanelPoller
@@ -74,49 +74,59 @@ def simulator(site: Site, building: Building, device: Device, kind: type[S]) -> 
     return sim
 
 
-class PolledElevator:
+class _PollerOptions(TypedDict):
+    """What the Modbus pollers are told alike: the site file's timing, where readings go, the clock."""
+
+    poll_interval_s: float
+    comm_grace_s: float
+    emit: Recorder
+    clock: FakeClock
+    metrics: Counters
+
+
+class _Poller(Protocol):
+    async def poll(self, link: ModbusLink) -> None: ...
+
+
+class _Polled:
+    """A Modbus device of the demo: its simulator's registers, read by its collector's poller on a clock of its own.
+    A subclass makes the simulator and the poller."""
+
+    _poller: _Poller
+
+    def __init__(self, registers: Callable[[Table], dict[int, int]], start: datetime, ids: Ids) -> None:
+        self.clock = FakeClock(start)
+        self.recorder = Recorder(ids)
+        self._link = ImageLink(registers)
+
+    def _options(self, device: Device) -> _PollerOptions:
+        return _PollerOptions(
+            poll_interval_s=device.poll_interval_s,
+            comm_grace_s=device.comm_grace_s,
+            emit=self.recorder,
+            clock=self.clock,
+            metrics=Counters(),
+        )
+
+    async def poll_at(self, at: datetime) -> tuple[list[Reading], list[Event]]:
+        self.clock.advance(at - self.clock.now())
+        await self._poller.poll(self._link)
+        return self.recorder.take()
+
+
+class PolledElevator(_Polled):
     def __init__(self, site: Site, building: Building, device: Device, start: datetime, ids: Ids) -> None:
         assert device.address is not None  # the site file requires one for Modbus kinds
         self.sim = simulator(site, building, device, ElevatorSimulator)
-        self.clock = FakeClock(start)
-        self.recorder = Recorder(ids)
-        self._link = ImageLink(self.sim.registers)
-        self._poller = ModbusPoller(
-            site.ref(device.id),
-            modbus_driver(device.model),
-            device.address,
-            poll_interval_s=device.poll_interval_s,
-            comm_grace_s=device.comm_grace_s,
-            emit=self.recorder,
-            clock=self.clock,
-            metrics=Counters(),
-        )
-
-    async def poll_at(self, at: datetime) -> tuple[list[Reading], list[Event]]:
-        self.clock.advance(at - self.clock.now())
-        await self._poller.poll(self._link)
-        return self.recorder.take()
+        super().__init__(self.sim.registers, start, ids)
+        driver = modbus_driver(device.model)
+        self._poller = ModbusPoller(site.ref(device.id), driver, device.address, **self._options(device))
 
 
-class PolledPanel:
+class PolledPanel(_Polled):
     def __init__(self, site: Site, building: Building, device: Device, start: datetime, ids: Ids) -> None:
         assert device.address is not None
         self.sim = simulator(site, building, device, FirePanelSimulator)
-        self.clock = FakeClock(start)
-        self.recorder = Recorder(ids)
-        self._link = ImageLink(self.sim.registers)
-        self._poller = FirePanelPoller(
-            site.ref(device.id),
-            fire_panel_driver(device.model),
-            device.address,
-            poll_interval_s=device.poll_interval_s,
-            comm_grace_s=device.comm_grace_s,
-            emit=self.recorder,
-            clock=self.clock,
-            metrics=Counters(),
-        )
-
-    async def poll_at(self, at: datetime) -> tuple[list[Reading], list[Event]]:
-        self.clock.advance(at - self.clock.now())
-        await self._poller.poll(self._link)
-        return self.recorder.take()
+        super().__init__(self.sim.registers, start, ids)
+        driver = fire_panel_driver(device.model)
+        self._poller = FirePanelPoller(site.ref(device.id), driver, device.address, **self._options(device))
