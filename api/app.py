@@ -82,8 +82,16 @@ def create_app(
     # Every error as problem+json (api.errors); then headers, CORS and the body limit around it (api.security_headers).
     install_error_handlers(app)
     install_security(app, cors_origins=cors_origins, max_body_bytes=max_body_bytes)
-    # Who may read and who may change, per router (api.auth.policy); finer rules are the routes' own.
     app.state.login_throttle = LoginThrottle()
+    app.include_router(_v1())
+    tech.install(app)  # the technician's phone page: /tech, its files under /tech/static
+    docs.install(app)  # Swagger UI: /docs, its files under /docs/static
+    return app
+
+
+def _v1() -> APIRouter:
+    """The routes under /api/v1. Who may read and who may change, per router (api.auth.policy); finer rules are the
+    routes' own."""
     v1 = APIRouter(prefix=API_PREFIX)
     # Open: health for probes, login, and the one-tap acknowledge links, whose signed token is the credential.
     for module in (health, ack):
@@ -106,7 +114,4 @@ def create_app(
         (audit.router, policy(read=ADMINS)),
     ):
         v1.include_router(router, dependencies=[access])
-    app.include_router(v1)
-    tech.install(app)  # the technician's phone page: /tech, its files under /tech/static
-    docs.install(app)  # Swagger UI: /docs, its files under /docs/static
-    return app
+    return v1

@@ -158,17 +158,19 @@ def create_follow_up(
     except WorkOrderNotFound as exc:
         raise not_found(work_order_id) from exc
     except FollowUpRefused as exc:
-        raise ProblemError(
-            status.HTTP_409_CONFLICT,
-            "Follow-up not allowed",
-            f"work order {work_order_id}: {exc}",
-            current_status=exc.current.value,
-        ) from exc
+        raise _refused("Follow-up not allowed", work_order_id, exc) from exc
     except FollowUpTimeInvalid as exc:
         raise invalid("body", "visited_at", str(exc), body.visited_at) from exc
     public = FollowUpPublic.model_validate(follow_up)
     auditor.record_now(engine, "work_order.follow_up", "follow_up", public.id, after=public.model_dump())
     return public
+
+
+def _refused(title: str, work_order_id: int, exc: FollowUpRefused | AssignRefused) -> ProblemError:
+    """409: the work order's status does not allow it now."""
+    return ProblemError(
+        status.HTTP_409_CONFLICT, title, f"work order {work_order_id}: {exc}", current_status=exc.current.value
+    )
 
 
 def _may_assign(user: Principal, work_order: WorkOrder, technician: str | None) -> None:
@@ -244,12 +246,7 @@ def create_assignment(
     except WorkOrderNotFound as exc:
         raise not_found(work_order_id) from exc
     except AssignRefused as exc:
-        raise ProblemError(
-            status.HTTP_409_CONFLICT,
-            "Assignment not allowed",
-            f"work order {work_order_id}: {exc}",
-            current_status=exc.current.value,
-        ) from exc
+        raise _refused("Assignment not allowed", work_order_id, exc) from exc
     except AlreadyAssigned as exc:
         raise ProblemError(
             status.HTTP_409_CONFLICT, "Already taken", f"work order {work_order_id}: {exc}", assignee=exc.assignee

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from collectors.modbus.elevator_interpreter import ElevatorInterpreter
 from collectors.modbus.fire_interpreter import FirePanelInterpreter
+from collectors.modbus.interpreter import Interpreter
 from collectors.modbus.link import ModbusLink
 from collectors.modbus.poller import ModbusPoller, PollTiming
 from collectors.modbus.registers import Table
@@ -32,12 +33,13 @@ from simulators.fire_panel import FirePanelSimulator
 DEMO_SIMULATOR_SEED = 0
 
 S = TypeVar("S")
+Registers = Callable[[Table], dict[int, int]]
 
 
 class ImageLink(ModbusLink):
     """A Modbus link to a simulator in this process: reads its registers as they are now, no socket."""
 
-    def __init__(self, registers: Callable[[Table], dict[int, int]]) -> None:
+    def __init__(self, registers: Registers) -> None:
         super().__init__("in-process", 0)
         self._registers = registers
 
@@ -75,16 +77,19 @@ def simulator(site: Site, building: Building, device: Device, kind: type[S]) -> 
     return sim
 
 
-class PolledElevator:
-    def __init__(self, site: Site, building: Building, device: Device, start: datetime, ids: Ids) -> None:
+class _Polled:
+    """A Modbus device of the demo: its simulator's registers, read by its collector's poller on a clock of its own."""
+
+    def __init__(
+        self, site: Site, device: Device, registers: Registers, interpreter: Interpreter, start: datetime, ids: Ids
+    ) -> None:
         assert device.address is not None  # the site file requires one for Modbus kinds
-        self.sim = simulator(site, building, device, ElevatorSimulator)
         self.clock = FakeClock(start)
         self.recorder = Recorder(ids)
-        self._link = ImageLink(self.sim.registers)
+        self._link = ImageLink(registers)
         self._poller = ModbusPoller(
             site.ref(device.id),
-            ElevatorInterpreter(modbus_driver(device.model)),
+            interpreter,
             device.address,
             PollTiming(device.poll_interval_s, device.comm_grace_s),
             emit=self.recorder,
@@ -98,24 +103,15 @@ class PolledElevator:
         return self.recorder.take()
 
 
-class PolledPanel:
+class PolledElevator(_Polled):
     def __init__(self, site: Site, building: Building, device: Device, start: datetime, ids: Ids) -> None:
-        assert device.address is not None
-        self.sim = simulator(site, building, device, FirePanelSimulator)
-        self.clock = FakeClock(start)
-        self.recorder = Recorder(ids)
-        self._link = ImageLink(self.sim.registers)
-        self._poller = ModbusPoller(
-            site.ref(device.id),
-            FirePanelInterpreter(fire_panel_driver(device.model)),
-            device.address,
-            PollTiming(device.poll_interval_s, device.comm_grace_s),
-            emit=self.recorder,
-            clock=self.clock,
-            metrics=Counters(),
-        )
+        self.sim = simulator(site, building, device, ElevatorSimulator)
+        interpreter = ElevatorInterpreter(modbus_driver(device.model))
+        super().__init__(site, device, self.sim.registers, interpreter, start, ids)
 
-    async def poll_at(self, at: datetime) -> tuple[list[Reading], list[Event]]:
-        self.clock.advance(at - self.clock.now())
-        await self._poller.poll(self._link)
-        return self.recorder.take()
+
+class PolledPanel(_Polled):
+    def __init__(self, site: Site, building: Building, device: Device, start: datetime, ids: Ids) -> None:
+        self.sim = simulator(site, building, device, FirePanelSimulator)
+        interpreter = FirePanelInterpreter(fire_panel_driver(device.model))
+        super().__init__(site, device, self.sim.registers, interpreter, start, ids)

@@ -33,7 +33,8 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, EventType
-from facmon.notifier.dispatcher import Dispatcher, SiteResolver
+from facmon.notifier.fire_alerts import alert_fire_alarms
+from facmon.notifier.recipients import SiteResolver
 from facmon.workorders.breaches import record_breaches
 from rules.arrival import INSPECTION, apply_with_site_evidence, service_mode_of
 from rules.engine import FireAlarmSignal, evaluate, load_rules
@@ -68,7 +69,7 @@ class Replay:
         self.state_rules = load_state_rules()
         self.sites = {site.id: site}
         self.metrics = Counters()
-        self._dispatcher = Dispatcher(engine, self.clock, resolver=SiteResolver([site]), channels={})
+        self._resolver = SiteResolver([site])
         self.steps = Steps(engine, site, plan, profile, self.at, self.breach_check)
         self._queue: list[tuple[datetime, int, Action]] = []
         self._seq = 0
@@ -163,9 +164,9 @@ class Replay:
 
     def _alerted(self, now: datetime) -> None:
         # The notifier takes a fire alarm at its next tick. The history replays no alerts (their deliveries would
-        # be sent when the demo starts), so its dispatcher runs without channels: the alarm is marked alerted, as
+        # be sent when the demo starts), so it queues to no channel: the alarm is marked alerted, as
         # the live one marks it, and nothing is queued.
-        self._dispatcher._alert_fire_alarms(now)
+        alert_fire_alarms(self.engine, self._resolver, (), Counters(), now)
 
     def _breaches(self, now: datetime) -> None:
         record_breaches(self.engine, now)

@@ -50,33 +50,14 @@ async def security_history(ctx: Planning) -> HistoryPlan:
     cameras, gates = _devices(ctx, DeviceKind.CAMERA), _devices(ctx, DeviceKind.GATE)
     busy: dict[str, list[tuple[datetime, datetime]]] = {}
     rng = stream(ctx.seed, "security")
+    # Cameras first, then barriers: the order the seeded stream is drawn in.
+    faulty = ((cameras, ctx.profile.camera_faults, CAMERA_FAULTS), (gates, ctx.profile.gate_faults, GATE_FAULTS))
     for number, day in enumerate(ctx.period.days()):
-        if cameras and happens(rng, ctx.profile.camera_faults):
-            building, device = rng.choice(cameras)
-            _fault(
-                ctx,
-                rng,
-                plan,
-                busy,
-                building,
-                device,
-                pick(rng, CAMERA_FAULTS),
-                moment(rng, ctx.period, day, FLAT),
-                number,
-            )
-        if gates and happens(rng, ctx.profile.gate_faults):
-            building, device = rng.choice(gates)
-            _fault(
-                ctx,
-                rng,
-                plan,
-                busy,
-                building,
-                device,
-                pick(rng, GATE_FAULTS),
-                moment(rng, ctx.period, day, FLAT),
-                number,
-            )
+        for devices, rate, faults in faulty:
+            if devices and happens(rng, rate):
+                building, device = rng.choice(devices)
+                fault, at = pick(rng, faults), moment(rng, ctx.period, day, FLAT)
+                _fault(ctx, rng, plan, busy, building, device, fault, at, number)
         if cameras and happens(rng, ctx.profile.camera_outages):
             building, device = rng.choice(cameras)
             await _outage(ctx, rng, plan, busy, building, device, moment(rng, ctx.period, day, FLAT), number)

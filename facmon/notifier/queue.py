@@ -21,13 +21,13 @@ from typing import Any, NoReturn
 
 import structlog
 from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from facmon.kernel.backoff import Backoff
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.notifier.base import Channel, DeliveryError, Notification, Recipient
+from facmon.notifier.passes import guarded_pass
 from facmon.notifier.tables import Delivery
 
 log = structlog.get_logger(__name__)
@@ -149,13 +149,7 @@ class Sender:
     async def run(self, interval_s: float = 1.0) -> NoReturn:
         while True:
             next_at = self.clock.monotonic() + interval_s
-            try:
-                await self.tick()
-                self.last_error = None
-            except OperationalError as exc:
-                self.metrics.inc("notifier_sender_db_errors")
-                self.last_error = f"database unavailable: {exc.orig}"[:300]
-                log.warning("sender: database unavailable", error=str(exc.orig))
+            self.last_error = await guarded_pass(self.tick, self.metrics, "sender")
             await self.clock.sleep_until(next_at)
 
 

@@ -120,6 +120,16 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class StormLimits:
+    """How far storm control goes: alerts detected within `group_window` go out together; at most `rate_limit`
+    messages per recipient per `rate_period`, the rest in one digest."""
+
+    group_window: timedelta = timedelta(minutes=1)
+    rate_limit: int = 5
+    rate_period: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
 class RateDecision(Generic[T]):
     send: list[T] = field(default_factory=list)
     # To go out now as one digest message.

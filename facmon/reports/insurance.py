@@ -22,6 +22,7 @@ The "last 12 months" are the twelve months that end with the as-of day (site tim
   resolved nor cancelled by then.
 
 Elevators without a policy in force on the as-of date come first (no policy, then an expired one), then the oldest.
+The report's models are in facmon.reports.insurance_models.
 """
 
 from __future__ import annotations
@@ -31,10 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
-from typing import Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -45,6 +45,16 @@ from facmon.estate.site import Site
 from facmon.kernel.model import DeviceKind
 from facmon.reports.availability import intersect, merge, seconds
 from facmon.reports.common import completed_years, local_midnight, minutes, months_between, years_before
+from facmon.reports.insurance_models import (
+    ElevatorEntry,
+    Incident,
+    InspectionStatus,
+    InsuranceReport,
+    InsuranceStatus,
+    InsuranceSummary,
+    MonthFaults,
+    OpenDefect,
+)
 from facmon.workorders.tables import Category, WorkOrder, WorkOrderStatus
 from rules.maintenance_models import MaintenanceVisit
 
@@ -61,106 +71,6 @@ VISITS_BASIS = (
     "days"
 )
 DOWNTIME_BASIS = "downtime: time the elevator's fault work orders were open (detection to resolution)"
-
-InsuranceStatus = Literal["insured", "expired", "uninsured"]
-InspectionStatus = Literal["valid", "expired", "not given"]
-
-
-class Incident(BaseModel):
-    work_order_id: int
-    fault: str
-    title: str
-    entrapment: bool
-    status: str
-    detected_at: datetime
-    response_min: float | None = Field(description="acknowledged - detected, minutes")
-    arrival_min: float | None = Field(description="on site - detected, minutes")
-    resolved_at: datetime | None
-
-
-class OpenDefect(BaseModel):
-    work_order_id: int
-    title: str
-    status: str
-    detected_at: datetime
-
-
-class ElevatorEntry(BaseModel):
-    device: str
-    building: str
-    building_name: str
-    role: str | None
-    registration_code: str | None
-    certificate: str | None
-    variety_code: str | None
-    variety: str | None
-    usage: str | None
-    installed_on: date
-    age_years: int
-    maintenance_company: str | None
-    contract_number: str | None
-    contract_start: date | None
-    contract_end: date | None
-    contract_in_force: bool | None
-    inspection_last: date | None
-    inspection_valid_until: date | None
-    inspection_status: InspectionStatus
-    inspection_days_left: int | None = Field(description="valid_until - as-of, days; negative when expired")
-    maintenance_visits: int = Field(description="recorded maintenance visits that started in the 12 months")
-    maintenance_visits_required: int = Field(description="days of the period // 15")
-    longest_visit_gap_days: float
-    maintenance_cycles_missed: int = Field(description="visits lacking for no gap to exceed 15 days")
-    last_visit_on: date | None = Field(description="the last recorded visit by the end of the as-of day, site date")
-    maintenance_cycle_met: bool
-    faults: int
-    entrapments: int
-    response_mean_min: float | None
-    response_max_min: float | None
-    arrival_mean_min: float | None
-    arrival_max_min: float | None
-    arrivals_within_20_min: int
-    arrivals_within_30_min: int
-    downtime_hours: float
-    open_defects: list[OpenDefect]
-    major_repair_on: date | None
-    major_repair: str | None
-    insurance_status: InsuranceStatus
-    insurer: str | None
-    policy: str | None
-    policy_expires: date | None
-    incidents: list[Incident]
-
-
-class MonthFaults(BaseModel):
-    month: str
-    faults: int
-    entrapments: int
-
-
-class InsuranceSummary(BaseModel):
-    elevators: int = Field(description="elevators in the site file")
-    over_threshold: int
-    uninsured: int = Field(description="over the threshold without a policy in force (none, or expired)")
-    inspection_expired: int
-    faults: int
-    entrapments: int
-
-
-class InsuranceReport(BaseModel):
-    site: str
-    site_name: str
-    timezone: str
-    as_of: date
-    threshold_years: int
-    period_start: datetime
-    period_end: datetime
-    generated_at: datetime
-    summary: InsuranceSummary
-    elevators: list[ElevatorEntry]
-    # Elevators whose age cannot be told: the site file gives no installation date.
-    no_installation_date: list[str]
-    faults_per_month: list[MonthFaults]
-    notes: list[str]
 
 
 def _insurance(device: Device, as_of: date) -> InsuranceStatus:
@@ -200,6 +110,111 @@ def visit_figures(visits: Sequence[datetime], before: datetime | None, start: da
     return VisitFigures(visits=len(inside), longest_gap=max(gaps), cycles_missed=missed, last=last)
 
 
+def _incident(wo: WorkOrder) -> Incident:
+    return Incident(
+        work_order_id=wo.id,
+        fault=wo.fault,
+        title=wo.title,
+        entrapment=wo.fault == ENTRAPMENT,
+        status=wo.status,
+        detected_at=wo.detected_at,
+        response_min=minutes(wo.acknowledged_at, wo.detected_at),
+        arrival_min=minutes(wo.on_site_at, wo.detected_at),
+        resolved_at=wo.resolved_at,
+    )
+
+
+def _fault_fields(orders: Sequence[WorkOrder], start: datetime, end: datetime) -> dict[str, Any]:
+    """The lift's faults detected in [start, end): incidents, entrapments, response, arrival and downtime."""
+    faults = [
+        wo
+        for wo in orders
+        if wo.category == Category.REPAIR
+        and wo.fault not in NOT_LIFT_FAULTS
+        and wo.status != WorkOrderStatus.CANCELLED
+        and start <= wo.detected_at < end
+    ]
+    faults.sort(key=lambda wo: (wo.detected_at, wo.id))
+    incidents = [_incident(wo) for wo in faults]
+    responses = [i.response_min for i in incidents if i.response_min is not None]
+    arrivals = [i.arrival_min for i in incidents if i.arrival_min is not None]
+    down = intersect([(wo.detected_at, wo.resolved_at or end) for wo in faults], [(start, end)])
+    return {
+        "faults": len(incidents),
+        "entrapments": sum(i.entrapment for i in incidents),
+        "response_mean_min": _mean(responses),
+        "response_max_min": max(responses, default=None),
+        "arrival_mean_min": _mean(arrivals),
+        "arrival_max_min": max(arrivals, default=None),
+        "arrivals_within_20_min": sum(a <= 20 for a in arrivals),
+        "arrivals_within_30_min": sum(a <= 30 for a in arrivals),
+        "downtime_hours": round(seconds(merge(down)) / 3600.0, 2),
+        "incidents": incidents,
+    }
+
+
+def _open_defects(orders: Sequence[WorkOrder], end: datetime) -> list[OpenDefect]:
+    """Work orders (any category) detected before `end` and neither resolved nor cancelled by then."""
+    return [
+        OpenDefect(work_order_id=wo.id, title=wo.title, status=_status_at(wo, end), detected_at=wo.detected_at)
+        for wo in sorted(orders, key=lambda wo: (wo.detected_at, wo.id))
+        if wo.detected_at < end
+        and (wo.resolved_at is None or wo.resolved_at >= end)
+        and (wo.cancelled_at is None or wo.cancelled_at >= end)
+    ]
+
+
+def _visit_fields(visits: VisitFigures, start: datetime, end: datetime, tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "maintenance_visits": visits.visits,
+        "maintenance_visits_required": (end - start).days // MAINTENANCE_CYCLE_DAYS,
+        "longest_visit_gap_days": round(visits.longest_gap / timedelta(days=1), 1),
+        "maintenance_cycles_missed": visits.cycles_missed,
+        "last_visit_on": None if visits.last is None else visits.last.astimezone(tz).date(),
+        "maintenance_cycle_met": visits.longest_gap <= MAINTENANCE_CYCLE,
+    }
+
+
+def _asset_fields(building: Building, device: Device, installed_on: date, as_of: date) -> dict[str, Any]:
+    """What the site file (with the updates made through the API) says of the elevator, as of `as_of`."""
+    inspection_status, days_left = _inspection(device, as_of)
+    maintainer, contract = device.maintainer, device.maintainer.contract if device.maintainer else None
+    variety, inspection, repair, insurance = (
+        device.variety_code,
+        device.inspection,
+        device.major_repair,
+        device.insurance,
+    )
+    return {
+        "device": device.id,
+        "building": building.id,
+        "building_name": building.name,
+        "role": device.role,
+        "registration_code": device.registration_code,
+        "certificate": device.certificate,
+        "variety_code": variety,
+        "variety": VARIETIES.get(variety) if variety else None,
+        "usage": device.usage.value if device.usage else None,
+        "installed_on": installed_on,
+        "age_years": completed_years(installed_on, as_of),
+        "maintenance_company": maintainer.company if maintainer else None,
+        "contract_number": contract.number if contract else None,
+        "contract_start": contract.start if contract else None,
+        "contract_end": contract.end if contract else None,
+        "contract_in_force": contract.in_force(as_of) if contract else None,
+        "inspection_last": inspection.last if inspection else None,
+        "inspection_valid_until": inspection.valid_until if inspection else None,
+        "inspection_status": inspection_status,
+        "inspection_days_left": days_left,
+        "major_repair_on": repair.done_on if repair else None,
+        "major_repair": repair.description if repair else None,
+        "insurance_status": _insurance(device, as_of),
+        "insurer": insurance.insurer if insurance else None,
+        "policy": insurance.policy if insurance else None,
+        "policy_expires": insurance.expires if insurance else None,
+    }
+
+
 def _entry(
     building: Building,
     device: Device,
@@ -211,87 +226,11 @@ def _entry(
     visits: VisitFigures,
     tz: ZoneInfo,
 ) -> ElevatorEntry:
-    faults = [
-        wo
-        for wo in orders
-        if wo.category == Category.REPAIR
-        and wo.fault not in NOT_LIFT_FAULTS
-        and wo.status != WorkOrderStatus.CANCELLED
-        and start <= wo.detected_at < end
-    ]
-    faults.sort(key=lambda wo: (wo.detected_at, wo.id))
-    incidents = [
-        Incident(
-            work_order_id=wo.id,
-            fault=wo.fault,
-            title=wo.title,
-            entrapment=wo.fault == ENTRAPMENT,
-            status=wo.status,
-            detected_at=wo.detected_at,
-            response_min=minutes(wo.acknowledged_at, wo.detected_at),
-            arrival_min=minutes(wo.on_site_at, wo.detected_at),
-            resolved_at=wo.resolved_at,
-        )
-        for wo in faults
-    ]
-    responses = [i.response_min for i in incidents if i.response_min is not None]
-    arrivals = [i.arrival_min for i in incidents if i.arrival_min is not None]
-    down = intersect([(wo.detected_at, wo.resolved_at or end) for wo in faults], [(start, end)])
-    required = (end - start).days // MAINTENANCE_CYCLE_DAYS
-    open_defects = [
-        OpenDefect(work_order_id=wo.id, title=wo.title, status=_status_at(wo, end), detected_at=wo.detected_at)
-        for wo in sorted(orders, key=lambda wo: (wo.detected_at, wo.id))
-        if wo.detected_at < end
-        and (wo.resolved_at is None or wo.resolved_at >= end)
-        and (wo.cancelled_at is None or wo.cancelled_at >= end)
-    ]
-    inspection_status, days_left = _inspection(device, as_of)
-    maintainer, contract = device.maintainer, device.maintainer.contract if device.maintainer else None
-    variety = device.variety_code
     return ElevatorEntry(
-        device=device.id,
-        building=building.id,
-        building_name=building.name,
-        role=device.role,
-        registration_code=device.registration_code,
-        certificate=device.certificate,
-        variety_code=variety,
-        variety=VARIETIES.get(variety) if variety else None,
-        usage=device.usage.value if device.usage else None,
-        installed_on=installed_on,
-        age_years=completed_years(installed_on, as_of),
-        maintenance_company=maintainer.company if maintainer else None,
-        contract_number=contract.number if contract else None,
-        contract_start=contract.start if contract else None,
-        contract_end=contract.end if contract else None,
-        contract_in_force=contract.in_force(as_of) if contract else None,
-        inspection_last=device.inspection.last if device.inspection else None,
-        inspection_valid_until=device.inspection.valid_until if device.inspection else None,
-        inspection_status=inspection_status,
-        inspection_days_left=days_left,
-        maintenance_visits=visits.visits,
-        maintenance_visits_required=required,
-        longest_visit_gap_days=round(visits.longest_gap / timedelta(days=1), 1),
-        maintenance_cycles_missed=visits.cycles_missed,
-        last_visit_on=None if visits.last is None else visits.last.astimezone(tz).date(),
-        maintenance_cycle_met=visits.longest_gap <= MAINTENANCE_CYCLE,
-        faults=len(incidents),
-        entrapments=sum(i.entrapment for i in incidents),
-        response_mean_min=_mean(responses),
-        response_max_min=max(responses, default=None),
-        arrival_mean_min=_mean(arrivals),
-        arrival_max_min=max(arrivals, default=None),
-        arrivals_within_20_min=sum(a <= 20 for a in arrivals),
-        arrivals_within_30_min=sum(a <= 30 for a in arrivals),
-        downtime_hours=round(seconds(merge(down)) / 3600.0, 2),
-        open_defects=open_defects,
-        major_repair_on=device.major_repair.done_on if device.major_repair else None,
-        major_repair=device.major_repair.description if device.major_repair else None,
-        insurance_status=_insurance(device, as_of),
-        insurer=device.insurance.insurer if device.insurance else None,
-        policy=device.insurance.policy if device.insurance else None,
-        policy_expires=device.insurance.expires if device.insurance else None,
-        incidents=incidents,
+        **_asset_fields(building, device, installed_on, as_of),
+        **_visit_fields(visits, start, end, tz),
+        **_fault_fields(orders, start, end),
+        open_defects=_open_defects(orders, end),
     )
 
 
@@ -338,6 +277,59 @@ def _status_at(wo: WorkOrder, end: datetime) -> str:
 _ORDER: dict[InsuranceStatus, int] = {"uninsured": 0, "expired": 1, "insured": 2}
 
 
+def _orders(
+    session: Session, site: str, ids: Sequence[str], start: datetime, end: datetime
+) -> dict[str, list[WorkOrder]]:
+    """Each elevator's work orders detected in the period, or possibly still open at its end."""
+    query = select(WorkOrder).where(
+        WorkOrder.site == site,
+        WorkOrder.device.in_(ids),
+        WorkOrder.detected_at < end,
+        or_(WorkOrder.detected_at >= start, WorkOrder.resolved_at.is_(None), WorkOrder.resolved_at >= end),
+    )
+    by_device: dict[str, list[WorkOrder]] = {i: [] for i in ids}
+    for wo in session.execute(query).scalars():
+        by_device[wo.device].append(wo)
+    return by_device
+
+
+def _per_month(entries: Sequence[ElevatorEntry], start: datetime, end: datetime, tz: ZoneInfo) -> list[MonthFaults]:
+    faults: Counter[str] = Counter()
+    entrapments: Counter[str] = Counter()
+    for entry in entries:
+        for incident in entry.incidents:
+            month = incident.detected_at.astimezone(tz).strftime("%Y-%m")
+            faults[month] += 1
+            entrapments[month] += incident.entrapment
+    return [MonthFaults(month=m, faults=faults[m], entrapments=entrapments[m]) for m in months_between(start, end, tz)]
+
+
+def _summary(elevators: int, entries: Sequence[ElevatorEntry]) -> InsuranceSummary:
+    return InsuranceSummary(
+        elevators=elevators,
+        over_threshold=len(entries),
+        uninsured=sum(e.insurance_status != "insured" for e in entries),
+        inspection_expired=sum(e.inspection_status == "expired" for e in entries),
+        faults=sum(e.faults for e in entries),
+        entrapments=sum(e.entrapments for e in entries),
+    )
+
+
+def _notes(site: Site, as_of: date, threshold_years: int, start: datetime, end: datetime) -> list[str]:
+    tz = site.tz
+    return [
+        f"last 12 months: {start.astimezone(tz):%Y-%m-%d %H:%M} to {end.astimezone(tz):%Y-%m-%d %H:%M} "
+        f"({site.site.timezone})",
+        f"age in completed years on {as_of}, from the installation date; threshold {threshold_years} years",
+        "faults: repair work orders not cancelled, without comm_lost and main_power_lost; entrapments: fault "
+        "'entrapment'; response = acknowledged - detected, arrival = on site - detected",
+        DOWNTIME_BASIS,
+        VISITS_BASIS,
+        "uninsured: no policy (in the site file or the updates made through the API), or the policy expired "
+        "before the as-of date",
+    ]
+
+
 def insurance_report(
     session: Session,
     site: Site,
@@ -358,29 +350,12 @@ def insurance_report(
         if d.installed_on is not None and completed_years(d.installed_on, as_of) >= threshold_years
     ]
     ids = [d.id for _, d, _ in chosen]
-    query = select(WorkOrder).where(
-        WorkOrder.site == site.id,
-        WorkOrder.device.in_(ids),
-        WorkOrder.detected_at < end,
-        # Detected in the period, or possibly still open at its end.
-        or_(WorkOrder.detected_at >= start, WorkOrder.resolved_at.is_(None), WorkOrder.resolved_at >= end),
-    )
-    by_device: dict[str, list[WorkOrder]] = {i: [] for i in ids}
-    for wo in session.execute(query).scalars():
-        by_device[wo.device].append(wo)
+    by_device = _orders(session, site.id, ids, start, end)
     visits = _visits(session, site.id, ids, start, end)
     entries = [
         _entry(b, d, installed, as_of, start, end, by_device[d.id], visits[d.id], tz) for b, d, installed in chosen
     ]
     entries.sort(key=lambda e: (_ORDER[e.insurance_status], -e.age_years, e.device))
-    months = months_between(start, end, tz)
-    faults: Counter[str] = Counter()
-    entrapments: Counter[str] = Counter()
-    for entry in entries:
-        for incident in entry.incidents:
-            month = incident.detected_at.astimezone(tz).strftime("%Y-%m")
-            faults[month] += 1
-            entrapments[month] += incident.entrapment
     return InsuranceReport(
         site=site.id,
         site_name=site.site.name or site.id,
@@ -390,29 +365,11 @@ def insurance_report(
         period_start=start,
         period_end=end,
         generated_at=now,
-        summary=InsuranceSummary(
-            elevators=len(elevators),
-            over_threshold=len(entries),
-            uninsured=sum(e.insurance_status != "insured" for e in entries),
-            inspection_expired=sum(e.inspection_status == "expired" for e in entries),
-            faults=sum(e.faults for e in entries),
-            entrapments=sum(e.entrapments for e in entries),
-        ),
+        summary=_summary(len(elevators), entries),
         elevators=entries,
         no_installation_date=[d.id for _, d in elevators if d.installed_on is None],
-        faults_per_month=[MonthFaults(month=m, faults=faults[m], entrapments=entrapments[m]) for m in months],
-        notes=[
-            f"last 12 months: {start.astimezone(tz):%Y-%m-%d %H:%M} to {end.astimezone(tz):%Y-%m-%d %H:%M} "
-            f"({site.site.timezone})",
-            f"age in completed years on {as_of}, from the installation date; threshold {threshold_years} years",
-            "faults: repair work orders not cancelled, without comm_lost and main_power_lost; entrapments: fault "
-            "'entrapment'; response = acknowledged - detected, arrival = on site - detected",
-            DOWNTIME_BASIS,
-            VISITS_BASIS,
-            "uninsured: no policy (in the site file or the updates made through the API), or the policy expired "
-            "before the as-of date",
-            *_update_notes(updated),
-        ],
+        faults_per_month=_per_month(entries, start, end, tz),
+        notes=[*_notes(site, as_of, threshold_years, start, end), *_update_notes(updated)],
     )
 
 

@@ -16,7 +16,7 @@ from reportlab.platypus import PageBreak, SimpleDocTemplate, Spacer
 from reportlab.platypus.flowables import Flowable
 
 from facmon.reports.common import ALERT, LATIN_FONT, OK, fmt, para, table, to_csv
-from facmon.reports.insurance import ElevatorEntry, InsuranceReport
+from facmon.reports.insurance_models import ElevatorEntry, InsuranceReport
 
 CSV_HEADER = (
     "device",
@@ -261,6 +261,70 @@ def _chart(report: InsuranceReport) -> Drawing:
     return drawing
 
 
+def _elevators_page(report: InsuranceReport) -> list[Flowable]:
+    story: list[Flowable] = [PageBreak(), para(f"Elevators in service {report.threshold_years} years or more", "h2")]
+    if report.elevators:
+        highlight = [i for i, e in enumerate(report.elevators) if e.insurance_status != "insured"]
+        story.append(
+            table(HEADER, [_cells(e) for e in report.elevators], [w * mm for w in WIDTHS], highlight=highlight)
+        )
+    else:
+        story.append(para("None."))
+    return story
+
+
+def _faults_page(report: InsuranceReport) -> list[Flowable]:
+    months = report.faults_per_month
+    return [
+        PageBreak(),
+        para("Faults and entrapments, last 12 months", "h2"),
+        _chart(report),
+        table(
+            ["month", *(m.month for m in months)],
+            [["faults", *(str(m.faults) for m in months)], ["entrapments", *(str(m.entrapments) for m in months)]],
+        ),
+    ]
+
+
+INCIDENT_HEADER = [
+    "elevator",
+    "work order",
+    "detected (site time)",
+    "title",
+    "entrapment",
+    "response min",
+    "arrival min",
+    "status",
+]
+INCIDENT_WIDTHS = (25, 15, 30, 110, 20, 20, 20, 20)
+
+
+def _incidents_page(report: InsuranceReport) -> list[Flowable]:
+    """Every fault of the 12 months, oldest first; nothing when there was none."""
+    tz = ZoneInfo(report.timezone)
+    incidents = [(e, i) for e in report.elevators for i in e.incidents]
+    if not incidents:
+        return []
+    rows: list[list[Flowable | str]] = [
+        [
+            e.device,
+            f"#{i.work_order_id}",
+            i.detected_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            i.title,
+            "yes" if i.entrapment else "",
+            fmt(i.response_min),
+            fmt(i.arrival_min),
+            i.status,
+        ]
+        for e, i in sorted(incidents, key=lambda pair: pair[1].detected_at)
+    ]
+    return [
+        PageBreak(),
+        para("Every fault of the last 12 months", "h2"),
+        table(INCIDENT_HEADER, rows, [w * mm for w in INCIDENT_WIDTHS]),
+    ]
+
+
 def insurance_pdf(report: InsuranceReport) -> bytes:
     out = io.BytesIO()
     doc = SimpleDocTemplate(
@@ -273,58 +337,5 @@ def insurance_pdf(report: InsuranceReport) -> bytes:
         title=f"Elevator insurance report, {report.site_name}, {report.as_of}",
         author="facmon",
     )
-    story = _summary(report)
-    story += [PageBreak(), para(f"Elevators in service {report.threshold_years} years or more", "h2")]
-    if report.elevators:
-        highlight = [i for i, e in enumerate(report.elevators) if e.insurance_status != "insured"]
-        story.append(
-            table(HEADER, [_cells(e) for e in report.elevators], [w * mm for w in WIDTHS], highlight=highlight)
-        )
-    else:
-        story.append(para("None."))
-    story += [PageBreak(), para("Faults and entrapments, last 12 months", "h2"), _chart(report)]
-    story.append(
-        table(
-            ["month", *(m.month for m in report.faults_per_month)],
-            [
-                ["faults", *(str(m.faults) for m in report.faults_per_month)],
-                ["entrapments", *(str(m.entrapments) for m in report.faults_per_month)],
-            ],
-        )
-    )
-    tz = ZoneInfo(report.timezone)
-    incidents = [(e, i) for e in report.elevators for i in e.incidents]
-    if incidents:
-        story += [PageBreak(), para("Every fault of the last 12 months", "h2")]
-        rows = [
-            [
-                e.device,
-                f"#{i.work_order_id}",
-                i.detected_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-                i.title,
-                "yes" if i.entrapment else "",
-                fmt(i.response_min),
-                fmt(i.arrival_min),
-                i.status,
-            ]
-            for e, i in sorted(incidents, key=lambda pair: pair[1].detected_at)
-        ]
-        widths = [25, 15, 30, 110, 20, 20, 20, 20]
-        story.append(
-            table(
-                [
-                    "elevator",
-                    "work order",
-                    "detected (site time)",
-                    "title",
-                    "entrapment",
-                    "response min",
-                    "arrival min",
-                    "status",
-                ],
-                rows,
-                [w * mm for w in widths],
-            )
-        )
-    doc.build(story)
+    doc.build([*_summary(report), *_elevators_page(report), *_faults_page(report), *_incidents_page(report)])
     return out.getvalue()

@@ -50,6 +50,7 @@ from facmon.reports.kpi_period import (
 from facmon.workorders.tables import Category, WorkOrder, WorkOrderStatus
 
 Status = Literal["met", "missed", "no data", "unavailable"]
+Unit = Literal["work orders", "hours", "ratio"]
 STATUTORY_ARRIVAL = timedelta(minutes=30)
 
 
@@ -69,7 +70,7 @@ class KpiLine(BaseModel):
     value: float | None
     numerator: float | None = None
     denominator: float | None = None
-    unit: Literal["work orders", "hours", "ratio"]
+    unit: Unit
     status: Status
     reason: str | None = None
     misses: list[WorkOrderMiss] = Field(default_factory=list)
@@ -174,18 +175,17 @@ def _open_miss(wo: WorkOrder) -> WorkOrderMiss:
     )
 
 
+def _unavailable(key: str, name: str, figure: IntactFigure | AvailabilityFigure, unit: Unit) -> KpiLine:
+    """The line of a KPI whose figure could not be made, with the reason why."""
+    return KpiLine(
+        key=key, name=name, target=figure.target, value=None, unit=unit, status="unavailable", reason=figure.reason
+    )
+
+
 def _intact_line(figure: IntactFigure, behind: list[WorkOrder]) -> KpiLine:
     name = "Fire equipment intact rate (消防设施、设备完好率)"
     if not figure.available:
-        return KpiLine(
-            key="fire_intact_rate",
-            name=name,
-            target=figure.target,
-            value=None,
-            unit="ratio",
-            status="unavailable",
-            reason=figure.reason,
-        )
+        return _unavailable("fire_intact_rate", name, figure, "ratio")
     met = figure.met
     return KpiLine(
         key="fire_intact_rate",
@@ -202,15 +202,7 @@ def _intact_line(figure: IntactFigure, behind: list[WorkOrder]) -> KpiLine:
 def _availability_line(figure: AvailabilityFigure, behind: list[WorkOrder]) -> KpiLine:
     name = "Elevator availability"
     if not figure.available:
-        return KpiLine(
-            key="elevator_availability",
-            name=name,
-            target=figure.target,
-            value=None,
-            unit="hours",
-            status="unavailable",
-            reason=figure.reason,
-        )
+        return _unavailable("elevator_availability", name, figure, "hours")
     below = {
         f.device
         for f in figure.elevators
@@ -233,6 +225,62 @@ def _availability_line(figure: AvailabilityFigure, behind: list[WorkOrder]) -> K
     )
 
 
+async def _influx_figures(
+    influx: InfluxReader | None, site: Site, start: datetime, until: datetime, targets: KpiTargets
+) -> tuple[IntactFigure, AvailabilityFigure]:
+    """The fire intact rate and elevator availability of [start, until), from InfluxDB's readings."""
+    if influx is None:
+        reason = "InfluxDB is not configured (FACMON_INFLUX_URL)"
+    elif until <= start:
+        reason = "the month has not started yet"
+    else:
+        intact = await period_intact(influx, site.id, start, until, targets.fire_intact_rate)
+        availability = await period_availability(influx, site, start, until, targets.elevator_availability)
+        return intact, availability
+    return (
+        IntactFigure(available=False, reason=reason, target=targets.fire_intact_rate),
+        AvailabilityFigure(available=False, reason=reason, target=targets.elevator_availability),
+    )
+
+
+def _arrival_lines(
+    rows: Sequence[KpiRow], start: datetime, end: datetime, now: datetime, targets: KpiTargets
+) -> list[KpiLine]:
+    """Arrival compliance against the contract's window and against the statutory 30 minutes."""
+    within = int(targets.arrival_within.total_seconds() // 60)
+    statutory = targets.model_copy(update={"arrival_within": STATUTORY_ARRIVAL})
+    return [
+        _arrival_line(
+            "arrival_compliance",
+            f"Elevator arrival compliance ({within} min)",
+            arrival_decisions(rows, start, end, now, targets),
+            targets.arrival_within,
+            targets.arrival_compliance,
+            now,
+        ),
+        _arrival_line(
+            "arrival_compliance_statutory",
+            "Elevator arrival compliance (30 min, statutory)",
+            arrival_decisions(rows, start, end, now, statutory),
+            STATUTORY_ARRIVAL,
+            targets.arrival_compliance,
+            now,
+        ),
+    ]
+
+
+def _notes(site: Site, start: datetime, end: datetime) -> list[str]:
+    return [
+        f"month {start.astimezone(site.tz):%Y-%m-%d %H:%M} to {end.astimezone(site.tz):%Y-%m-%d %H:%M} "
+        f"({site.site.timezone}); cancelled work orders count nowhere",
+        "arrival compliance: elevator work orders detected in the month; one still inside its window is left out",
+        "repair timeliness: work orders whose repair deadline falls in the month and has passed",
+        "follow-up visit rate: work orders resolved in the month with at least one follow-up recorded",
+        "fire intact rate: time-weighted mean of the site's fire_intact figures over the month",
+        "availability: " + AVAILABILITY_NOTE,
+    ]
+
+
 async def kpi_monthly_report(
     session: Session,
     site: Site,
@@ -245,21 +293,8 @@ async def kpi_monthly_report(
     year, number = parse_month(month)
     start, end = month_bounds(year, number, site.tz)
     rows = kpi_rows(session, site.id, start, end)
-    statutory = targets.model_copy(update={"arrival_within": STATUTORY_ARRIVAL})
     active = _active(session, site.id, start, end)
-    until = min(end, now)
-    if influx is None:
-        reason = "InfluxDB is not configured (FACMON_INFLUX_URL)"
-        intact = IntactFigure(available=False, reason=reason, target=targets.fire_intact_rate)
-        availability = AvailabilityFigure(available=False, reason=reason, target=targets.elevator_availability)
-    elif until <= start:
-        reason = "the month has not started yet"
-        intact = IntactFigure(available=False, reason=reason, target=targets.fire_intact_rate)
-        availability = AvailabilityFigure(available=False, reason=reason, target=targets.elevator_availability)
-    else:
-        intact = await period_intact(influx, site.id, start, until, targets.fire_intact_rate)
-        availability = await period_availability(influx, site, start, until, targets.elevator_availability)
-    within = int(targets.arrival_within.total_seconds() // 60)
+    intact, availability = await _influx_figures(influx, site, start, min(end, now), targets)
     return KpiMonthlyReport(
         site=site.id,
         site_name=site.site.name or site.id,
@@ -269,34 +304,11 @@ async def kpi_monthly_report(
         period_end=end,
         generated_at=now,
         kpis=[
-            _arrival_line(
-                "arrival_compliance",
-                f"Elevator arrival compliance ({within} min)",
-                arrival_decisions(rows, start, end, now, targets),
-                targets.arrival_within,
-                targets.arrival_compliance,
-                now,
-            ),
-            _arrival_line(
-                "arrival_compliance_statutory",
-                "Elevator arrival compliance (30 min, statutory)",
-                arrival_decisions(rows, start, end, now, statutory),
-                STATUTORY_ARRIVAL,
-                targets.arrival_compliance,
-                now,
-            ),
+            *_arrival_lines(rows, start, end, now, targets),
             _intact_line(intact, active),
             _repair_line(repair_decisions(rows, start, end, now, targets), targets.repair_timeliness, now),
             _follow_up_line(follow_up_decisions(rows, start, end), targets.follow_up_rate),
             _availability_line(availability, active),
         ],
-        notes=[
-            f"month {start.astimezone(site.tz):%Y-%m-%d %H:%M} to {end.astimezone(site.tz):%Y-%m-%d %H:%M} "
-            f"({site.site.timezone}); cancelled work orders count nowhere",
-            "arrival compliance: elevator work orders detected in the month; one still inside its window is left out",
-            "repair timeliness: work orders whose repair deadline falls in the month and has passed",
-            "follow-up visit rate: work orders resolved in the month with at least one follow-up recorded",
-            "fire intact rate: time-weighted mean of the site's fire_intact figures over the month",
-            "availability: " + AVAILABILITY_NOTE,
-        ],
+        notes=_notes(site, start, end),
     )

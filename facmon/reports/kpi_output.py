@@ -61,19 +61,8 @@ def _figure(line: KpiLine) -> str:
     return f"{line.numerator:.0f} of {line.denominator:.0f}"
 
 
-def kpi_pdf(report: KpiMonthlyReport) -> bytes:
-    out = io.BytesIO()
-    doc = SimpleDocTemplate(
-        out,
-        pagesize=A4,
-        leftMargin=14 * mm,
-        rightMargin=14 * mm,
-        topMargin=14 * mm,
-        bottomMargin=14 * mm,
-        title=f"Monthly KPI report, {report.site_name}, {report.month}",
-        author="facmon",
-    )
-    tz = ZoneInfo(report.timezone)
+def _kpi_table(report: KpiMonthlyReport) -> Flowable:
+    """One row per KPI; the missed and unavailable ones highlighted."""
     missed = [i for i, line in enumerate(report.kpis) if line.status in ("missed", "unavailable")]
     rows: list[list[Flowable | str]] = []
     for line in report.kpis:
@@ -88,42 +77,63 @@ def kpi_pdf(report: KpiMonthlyReport) -> bytes:
                 line.reason or "",
             ]
         )
+    return table(
+        ["KPI", "target", "value", "counted", "status", "note"],
+        rows,
+        [w * mm for w in (52, 18, 18, 26, 20, 48)],
+        style="body",
+        highlight=missed,
+    )
+
+
+def _misses(line: KpiLine, tz: ZoneInfo) -> list[Flowable]:
+    """The work orders behind one KPI's miss."""
+    rows: list[list[Flowable | str]] = [
+        [
+            f"#{m.id}",
+            m.device,
+            m.detected_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            m.title,
+            fmt(m.late_min, 1, " min"),
+            m.detail,
+        ]
+        for m in line.misses
+    ]
+    return [
+        para(f"Behind the miss: {line.name}", "h2"),
+        table(
+            ["work order", "device", "detected (site time)", "title", "late", "what happened"],
+            rows,
+            [w * mm for w in (17, 20, 28, 60, 20, 37)],
+        ),
+        Spacer(1, 4 * mm),
+    ]
+
+
+def kpi_pdf(report: KpiMonthlyReport) -> bytes:
+    out = io.BytesIO()
+    doc = SimpleDocTemplate(
+        out,
+        pagesize=A4,
+        leftMargin=14 * mm,
+        rightMargin=14 * mm,
+        topMargin=14 * mm,
+        bottomMargin=14 * mm,
+        title=f"Monthly KPI report, {report.site_name}, {report.month}",
+        author="facmon",
+    )
+    tz = ZoneInfo(report.timezone)
     story: list[Flowable] = [
         para("Monthly KPI report", "title"),
         para(f"{report.site_name} ({report.site})", "h2"),
         para(f"{report.month}, time zone {report.timezone}. Generated {report.generated_at:%Y-%m-%d %H:%M} UTC"),
         Spacer(1, 5 * mm),
-        table(
-            ["KPI", "target", "value", "counted", "status", "note"],
-            rows,
-            [w * mm for w in (52, 18, 18, 26, 20, 48)],
-            style="body",
-            highlight=missed,
-        ),
+        _kpi_table(report),
         Spacer(1, 5 * mm),
     ]
     for line in report.kpis:
-        if not line.misses:
-            continue
-        story.append(para(f"Behind the miss: {line.name}", "h2"))
-        story.append(
-            table(
-                ["work order", "device", "detected (site time)", "title", "late", "what happened"],
-                [
-                    [
-                        f"#{m.id}",
-                        m.device,
-                        m.detected_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-                        m.title,
-                        fmt(m.late_min, 1, " min"),
-                        m.detail,
-                    ]
-                    for m in line.misses
-                ],
-                [w * mm for w in (17, 20, 28, 60, 20, 37)],
-            )
-        )
-        story.append(Spacer(1, 4 * mm))
+        if line.misses:
+            story += _misses(line, tz)
     story.append(para("How the figures are made", "h2"))
     story += [para("- " + note, "small") for note in report.notes]
     doc.build(story)

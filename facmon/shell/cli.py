@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from facmon.shell.compose import Composer
 
 log = structlog.get_logger(__name__)
+
+# What builds a command's services with the composition root.
+Build = Callable[["Composer"], Awaitable[Sequence["Service"]]]
 
 app = typer.Typer(
     help="facmon: monitoring for the elevators, fire systems, gate barriers and cameras of residential estates.",
@@ -98,9 +102,7 @@ def _settings(state_dir: Path | None, demo: bool = False) -> Settings:
         _fail("settings (FACMON_*) not usable:\n" + "\n".join(f"  {reason}" for reason in validation_reasons(exc)))
 
 
-def _serve(
-    build: Callable[[Composer], Awaitable[Sequence[Service]]], settings: Settings, probe: Probe | None = None
-) -> None:
+def _serve(build: Build, settings: Settings, probe: Probe | None = None) -> None:
     """Build services with the composition root and run them until SIGINT/SIGTERM (exit 0) or a failure."""
     from facmon.shell.compose import Composer, StartRefused
     from facmon.shell.local import endpoints
@@ -116,6 +118,37 @@ def _serve(
         asyncio.run(main())
     except StartRefused as exc:
         _fail(str(exc))
+
+
+def _service_options(
+    state_dir: StateOption = None,
+    metrics_port: MetricsPort = 0,
+    metrics_host: MetricsHost = "127.0.0.1",
+    log_level: LogLevel = "INFO",
+    log_json: LogJson = False,
+) -> None:
+    """The options every single-service command takes after its own (only its signature is used)."""
+
+
+def _service_command(define: Callable[..., Build]) -> Callable[..., None]:
+    """A command running one service: `define` takes the command's own options and returns what builds the service;
+    the command adds the options of `_service_options`, configures the log first and serves with a probe."""
+    shared = inspect.signature(_service_options, eval_str=True).parameters
+
+    def command(**options: Any) -> None:
+        configure(options.pop("log_level"), json_lines=options.pop("log_json"))
+        settings, probe = options.pop("state_dir"), Probe(options.pop("metrics_host"), options.pop("metrics_port"))
+        build = define(**options)
+        _serve(build, _settings(settings), probe)
+
+    own = inspect.signature(define, eval_str=True)
+    command.__signature__ = own.replace(  # type: ignore[attr-defined]
+        parameters=[*own.parameters.values(), *shared.values()], return_annotation=None
+    )
+    command.__annotations__ = {**define.__annotations__, **_service_options.__annotations__, "return": None}
+    command.__name__, command.__qualname__, command.__doc__ = define.__name__, define.__qualname__, define.__doc__
+    command.__module__ = define.__module__
+    return command
 
 
 @app.command("check-config")
@@ -211,56 +244,38 @@ def simulate(
 
 
 @app.command()
-def gateway(
-    site: SiteOption,
-    state_dir: StateOption = None,
-    metrics_port: MetricsPort = 0,
-    metrics_host: MetricsHost = "127.0.0.1",
-    log_level: LogLevel = "INFO",
-    log_json: LogJson = False,
-) -> None:
+@_service_command
+def gateway(site: SiteOption) -> Build:
     """Poll the site's devices and publish to the MQTT broker (FACMON_MQTT_HOST), buffering through outages."""
-    configure(log_level, json_lines=log_json)
     the_site = _site(site)
 
     async def build(compose: Composer) -> Sequence[Service]:
         return [compose.gateway(the_site)]
 
-    _serve(build, _settings(state_dir), Probe(metrics_host, metrics_port))
+    return build
 
 
 @app.command()
-def historian(
-    state_dir: StateOption = None,
-    metrics_port: MetricsPort = 0,
-    metrics_host: MetricsHost = "127.0.0.1",
-    log_level: LogLevel = "INFO",
-    log_json: LogJson = False,
-) -> None:
+@_service_command
+def historian() -> Build:
     """Write everything on the MQTT backbone to InfluxDB (FACMON_INFLUX_URL), buffering through outages."""
-    configure(log_level, json_lines=log_json)
 
     async def build(compose: Composer) -> Sequence[Service]:
         return [compose.historian()]
 
-    _serve(build, _settings(state_dir), Probe(metrics_host, metrics_port))
+    return build
 
 
 @app.command()
+@_service_command
 def rules(
     site: SitesOption,
     rules_overrides: Annotated[
         list[Path] | None,
         typer.Option("--rules-overrides", help="per-site overrides of state rules (peak windows, holds, SLA)"),
     ] = None,
-    state_dir: StateOption = None,
-    metrics_port: MetricsPort = 0,
-    metrics_host: MetricsHost = "127.0.0.1",
-    log_level: LogLevel = "INFO",
-    log_json: LogJson = False,
-) -> None:
+) -> Build:
     """Turn backbone events into work orders (FACMON_DB_URL); their lifecycle goes to FACMON_INFLUX_URL."""
-    configure(log_level, json_lines=log_json)
     from rules.state_rules import StateRuleFileError, load_state_rules
 
     sites = [_site(p) for p in site]
@@ -273,28 +288,21 @@ def rules(
         await compose.prepare_database()
         return [compose.rules(sites, state_rules)]
 
-    _serve(build, _settings(state_dir), Probe(metrics_host, metrics_port))
+    return build
 
 
 @app.command()
-def notifier(
-    site: SitesOption,
-    state_dir: StateOption = None,
-    metrics_port: MetricsPort = 0,
-    metrics_host: MetricsHost = "127.0.0.1",
-    log_level: LogLevel = "INFO",
-    log_json: LogJson = False,
-) -> None:
+@_service_command
+def notifier(site: SitesOption) -> Build:
     """Alert the on-call technicians of the site files' rotas about work orders and fire alarms, escalating until
     acknowledged: MQTT pushes, FACMON_WEBHOOKS and FACMON_SMTP, with one-tap acknowledge links to FACMON_PUBLIC_URL."""
-    configure(log_level, json_lines=log_json)
     sites = [_site(p) for p in site]
 
     async def build(compose: Composer) -> Sequence[Service]:
         await compose.prepare_database()
         return [compose.notifier(sites)]
 
-    _serve(build, _settings(state_dir), Probe(metrics_host, metrics_port))
+    return build
 
 
 @app.command()

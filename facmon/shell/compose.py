@@ -39,11 +39,13 @@ from facmon.kernel.metrics import Counters
 from facmon.kernel.mqtt import MqttSettings
 from facmon.notifier.base import Channel
 from facmon.notifier.channels.config import MqttPushConfig
+from facmon.notifier.channels.log import LogChannel
 from facmon.notifier.channels.mqtt_push import MqttPushChannel
 from facmon.notifier.channels.smtp import SmtpChannel
 from facmon.notifier.channels.webhook import WebhookChannel
-from facmon.notifier.dispatcher import Dispatcher, LogChannel, SiteResolver
+from facmon.notifier.dispatcher import Dispatcher
 from facmon.notifier.queue import Sender
+from facmon.notifier.recipients import SiteResolver
 from facmon.notifier.service import Notifier
 from facmon.notifier.storm import maintenance_windows
 from facmon.notifier.tokens import InsecureSecret, check_secret, issue, load_or_create_secret

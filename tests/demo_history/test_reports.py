@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facmon.reports.availability import intersect, merge, scheduled_intervals, seconds
-from facmon.reports.insurance import NOT_LIFT_FAULTS, InsuranceReport, insurance_report
+from facmon.reports.insurance import NOT_LIFT_FAULTS, insurance_report
+from facmon.reports.insurance_models import InsuranceReport
 from facmon.reports.kpi_data import InfluxReader
 from facmon.reports.kpi_monthly import KpiLine, KpiMonthlyReport, kpi_monthly_report
 from facmon.workorders.tables import FollowUp, WorkOrder, WorkOrderClock

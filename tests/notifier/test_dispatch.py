@@ -18,10 +18,11 @@ from facmon.kernel.clock import FakeClock
 from facmon.kernel.db import make_engine
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
 from facmon.notifier.base import DeliveryError, Notification, Recipient
-from facmon.notifier.dispatcher import Dispatcher, Target
+from facmon.notifier.dispatcher import Dispatcher
 from facmon.notifier.policy import Role
 from facmon.notifier.queue import Sender, deliveries_of, delivery_backoff
-from facmon.notifier.storm import MaintenanceWindow
+from facmon.notifier.recipients import Target
+from facmon.notifier.storm import MaintenanceWindow, StormLimits
 from facmon.shell.migrations.schema import create_schema
 from facmon.workorders.breaches import SlaMonitor
 from facmon.workorders.tables import WorkOrderEvent, WorkOrderStatus
@@ -246,7 +247,7 @@ async def test_maintenance_window_silences_a_camera_fault_but_not_an_entrapment(
 
 async def test_a_building_wide_cause_is_one_message_and_the_rest_a_digest(engine: Engine, clock: FakeClock) -> None:
     phone = Phone()
-    dispatcher, sender = make(engine, clock, phone, rate_limit=2)
+    dispatcher, sender = make(engine, clock, phone, limits=StormLimits(rate_limit=2))
     t0 = clock.now()
     # Five cameras of one building within 40 s (a switch died): routine, first alert after the 1-minute window.
     cams = []

@@ -16,10 +16,11 @@ from facmon.kernel.clock import FakeClock
 from facmon.kernel.db import make_engine
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
 from facmon.notifier.base import Notification, Recipient
-from facmon.notifier.dispatcher import Dispatcher, Target
+from facmon.notifier.dispatcher import Dispatcher
 from facmon.notifier.message import render_text
 from facmon.notifier.policy import Role
 from facmon.notifier.queue import Sender, delivery_backoff
+from facmon.notifier.recipients import Target
 from facmon.notifier.storm import MaintenanceWindow
 from facmon.notifier.tables import Delivery
 from facmon.shell.migrations.schema import create_schema

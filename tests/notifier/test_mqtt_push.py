@@ -53,8 +53,8 @@ def test_a_contact_from_the_site_file_has_an_id_a_push_topic_takes() -> None:
     from pathlib import Path
 
     from facmon.estate.site import load_site
-    from facmon.notifier.dispatcher import SiteResolver
     from facmon.notifier.policy import Role
+    from facmon.notifier.recipients import SiteResolver
 
     site = load_site(Path(__file__).resolve().parents[2] / "examples" / "demo-site.yaml")
     targets = SiteResolver([site])(site.id, "elevator", datetime(2026, 3, 2, 8, 15, tzinfo=UTC))

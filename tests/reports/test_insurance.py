@@ -13,7 +13,8 @@ from PIL import Image, ImageStat
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from facmon.reports.insurance import VISITS_BASIS, InsuranceReport, insurance_report, visit_figures
+from facmon.reports.insurance import VISITS_BASIS, insurance_report, visit_figures
+from facmon.reports.insurance_models import InsuranceReport
 from facmon.reports.insurance_output import CSV_HEADER, insurance_csv, insurance_pdf
 from tests.reports.support import NOW, SITE
 

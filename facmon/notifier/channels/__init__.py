@@ -2,11 +2,13 @@
 model."""
 
 from facmon.notifier.channels.config import MqttPushConfig, SmtpConfig, WebhookConfig, WebhookTemplate
+from facmon.notifier.channels.log import LogChannel
 from facmon.notifier.channels.mqtt_push import MqttPushChannel, push_topic
 from facmon.notifier.channels.smtp import SmtpChannel
 from facmon.notifier.channels.webhook import WebhookChannel, sign, verify_signature
 
 __all__ = [
+    "LogChannel",
     "MqttPushChannel",
     "MqttPushConfig",
     "SmtpChannel",

@@ -4,8 +4,9 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-01-01
 
-Types and predicates are spelled out here rather than imported from the table modules, so this revision keeps
-meaning what it meant when later revisions change the models.
+Types and predicates are spelled out here (the shared column types in facmon.shell.migrations.column_types, which
+never change) rather than imported from the table modules, so this revision keeps meaning what it meant when later
+revisions change the models.
 """
 
 from __future__ import annotations
@@ -13,17 +14,25 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from facmon.shell.migrations.column_types import Id, Utc
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
 
 OPEN_WHERE_SQL = "status NOT IN ('resolved', 'closed', 'cancelled')"
-Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Utc = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    _work_orders()
+    _work_order_events()
+    _processed_events()
+    _device_status()
+
+
+def _work_orders() -> None:
+    """Work orders, one open per device and fault."""
     op.create_table(
         "work_orders",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -60,6 +69,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_work_orders_status_detected_at", "work_orders", ["status", "detected_at"])
 
+
+def _work_order_events() -> None:
+    """The timeline of each work order."""
     op.create_table(
         "work_order_events",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -77,6 +89,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_work_order_events_work_order_id"), "work_order_events", ["work_order_id"])
 
+
+def _processed_events() -> None:
+    """The ids of events already processed, so none is applied twice."""
     op.create_table(
         "processed_events",
         sa.Column("id", sa.String(64), nullable=False),
@@ -84,6 +99,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_processed_events")),
     )
 
+
+def _device_status() -> None:
+    """Each device's communication status and last event."""
     op.create_table(
         "device_status",
         sa.Column("site", sa.String(64), nullable=False),

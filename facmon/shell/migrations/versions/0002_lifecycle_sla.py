@@ -20,17 +20,26 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from facmon.shell.migrations.column_types import Id, Utc
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | None = None
 depends_on: str | None = None
 
-Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Utc = sa.DateTime(timezone=True)
 STATUS_TIMES = ("acknowledged_at", "on_site_at", "resolved_at", "closed_at", "cancelled_at")
 
 
 def upgrade() -> None:
+    _work_order_columns()
+    _timeline_columns()
+    _work_order_clocks()
+    _follow_ups()
+    _data()
+
+
+def _work_order_columns() -> None:
+    """Status times, the previous work order and the SLA profile on work orders."""
     # Batch mode: SQLite cannot add a foreign key with ALTER TABLE, so work_orders is rebuilt (its CHECK constraints
     # and the partial unique index are reflected and created again; a test compares the result with the models).
     # schema.create_schema runs migrations with SQLite's foreign keys off, as a rebuild needs: with them on, the DROP
@@ -43,6 +52,10 @@ def upgrade() -> None:
         batch.create_foreign_key(
             op.f("fk_work_orders_previous_id_work_orders"), "work_orders", ["previous_id"], ["id"], ondelete="SET NULL"
         )
+
+
+def _timeline_columns() -> None:
+    """Who and through what each timeline entry happened, and whether it was exported."""
     for column in (
         sa.Column("status", sa.String(16), nullable=True),
         sa.Column("actor", sa.String(128), nullable=True),
@@ -59,6 +72,9 @@ def upgrade() -> None:
         postgresql_where=sa.text("exported_at IS NULL"),
     )
 
+
+def _work_order_clocks() -> None:
+    """SLA clocks of each work order."""
     op.create_table(
         "work_order_clocks",
         sa.Column("work_order_id", Id, nullable=False),
@@ -87,6 +103,9 @@ def upgrade() -> None:
         postgresql_where=sa.text("breached_at IS NULL"),
     )
 
+
+def _follow_ups() -> None:
+    """Follow-up visits after a repair."""
     op.create_table(
         "follow_ups",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -109,7 +128,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_follow_ups_work_order_id"), "follow_ups", ["work_order_id"])
 
-    # The data, in plain SQL that both SQLite and PostgreSQL run.
+
+def _data() -> None:
+    """The data, in plain SQL that both SQLite and PostgreSQL run (see the module docstring)."""
     op.execute(
         "INSERT INTO work_order_clocks (work_order_id, name, milestone, due_at) "
         "SELECT id, 'on_site', 'on_site', due_at FROM work_orders WHERE status IN ('open', 'acknowledged')"

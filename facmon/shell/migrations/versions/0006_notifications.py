@@ -12,13 +12,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from facmon.shell.migrations.column_types import Id, Utc
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | None = None
 depends_on: str | None = None
 
-Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Utc = sa.DateTime(timezone=True)
 PENDING = "delivered_at IS NULL AND failed_at IS NULL"
 
 

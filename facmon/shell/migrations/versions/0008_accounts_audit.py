@@ -10,13 +10,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from facmon.shell.migrations.column_types import Id, Utc
+
 revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | None = None
 depends_on: str | None = None
-
-Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Utc = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:

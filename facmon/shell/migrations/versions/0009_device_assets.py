@@ -11,12 +11,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from facmon.shell.migrations.column_types import Utc
+
 revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | None = None
 depends_on: str | None = None
-
-Utc = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
