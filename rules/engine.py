@@ -19,10 +19,9 @@ from pathlib import Path
 from string import Formatter
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from facmon.kernel.datafile import DataFileError, validation_reasons
+from facmon.kernel.datafile import DataFileError, read_entries, validated_entries
 from facmon.kernel.model import DeviceKind, Event, EventType
 from facmon.workorders.sla import ClockDeadline, SlaProfile, load_sla_profiles
 from facmon.workorders.tables import Category, Priority
@@ -209,10 +208,6 @@ class RuleFileError(DataFileError):
     """Rules that cannot be used; `problems` lists each one as 'file: rule <id>: what is wrong'."""
 
 
-def _describe(exc: ValidationError) -> list[str]:
-    return validation_reasons(exc)
-
-
 def _unknown_profiles(definition: RuleDef, profiles: Mapping[str, SlaProfile]) -> list[str]:
     spec = definition.then
     if not isinstance(spec, OpenWorkOrderSpec):
@@ -223,28 +218,18 @@ def _unknown_profiles(definition: RuleDef, profiles: Mapping[str, SlaProfile]) -
 
 
 def _load_file(path: Path, profiles: Mapping[str, SlaProfile]) -> tuple[list[Rule], list[str]]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        return [], [f"{path}: cannot read: {exc.strerror}"]
-    except yaml.YAMLError as exc:
-        return [], [f"{path}: not valid YAML: {exc}"]
-    if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list) or not raw["rules"]:
-        return [], [f"{path}: expected a mapping with a non-empty 'rules' list"]
-    unknown_keys = set(raw) - {"rules", "fault_names"}
-    problems = [f"{path}: unknown top-level key {key!r}" for key in sorted(unknown_keys)]
+    raw, items, problems = read_entries(path, "rules", non_empty=True, also={"fault_names"})
+    if not items:
+        return [], problems
     names: Any = raw.get("fault_names") or {}
     if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
         problems.append(f"{path}: fault_names: expected a mapping of code to text")
         names = {}
     fault_names = {str(code): text for code, text in names.items()}
     rules: list[Rule] = []
-    for index, item in enumerate(raw["rules"]):
-        label = f"rule {item['id']}" if isinstance(item, dict) and "id" in item else f"rule #{index + 1}"
-        try:
-            definition = RuleDef.model_validate(item)
-        except ValidationError as exc:
-            problems.extend(f"{path}: {label}: {reason}" for reason in _describe(exc))
+    for label, definition in validated_entries(path, "rule", items, RuleDef):
+        if isinstance(definition, list):
+            problems.extend(definition)
             continue
         unknown = _unknown_profiles(definition, profiles)
         if unknown:

@@ -29,10 +29,9 @@ from pathlib import Path
 from string import Formatter
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from facmon.kernel.datafile import DataFileError, validation_reasons
+from facmon.kernel.datafile import DataFileError, entry_label, read_entries, validation_reasons
 from facmon.kernel.model import DeviceKind
 from facmon.workorders.sla import Duration, SlaProfile, load_sla_profiles
 from facmon.workorders.tables import Category, Priority
@@ -147,17 +146,13 @@ class StateRuleFileError(DataFileError):
     """Rules or overrides that cannot be used; `problems` lists each as 'file: rule <id>: what is wrong'."""
 
 
-def _reasons(exc: ValidationError) -> list[str]:
-    return validation_reasons(exc)
-
-
 def _build(
     item: object, source: str, label: str, profiles: Mapping[str, SlaProfile]
 ) -> tuple[StateRule | None, list[str]]:
     try:
         definition = StateRuleDef.model_validate(item)
     except ValidationError as exc:
-        return None, [f"{source}: {label}: {reason}" for reason in _reasons(exc)]
+        return None, [f"{source}: {label}: {reason}" for reason in validation_reasons(exc)]
     profile = profiles.get(definition.then.sla)
     if profile is None:
         unknown = f"then.sla: unknown SLA profile {definition.then.sla!r}; known: {sorted(profiles)}"
@@ -167,15 +162,8 @@ def _build(
 
 
 def _read(path: Path, key: str) -> tuple[list[Any], list[str]]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        return [], [f"{path}: cannot read: {exc.strerror}"]
-    except yaml.YAMLError as exc:
-        return [], [f"{path}: not valid YAML: {exc}"]
-    if not isinstance(raw, dict) or set(raw) != {key} or not isinstance(raw[key], list) or not raw[key]:
-        return [], [f"{path}: expected a mapping with one key, {key!r}, holding a non-empty list"]
-    return raw[key], []
+    _, items, problems = read_entries(path, key, non_empty=True)
+    return items, problems
 
 
 def load_state_rules(
@@ -193,7 +181,7 @@ def load_state_rules(
         items, file_problems = _read(path, "rules")
         problems.extend(file_problems)
         for index, item in enumerate(items):
-            label = f"rule {item['id']}" if isinstance(item, dict) and "id" in item else f"rule #{index + 1}"
+            label = entry_label("rule", item, index)
             rule, rule_problems = _build(item, str(path), label, profiles)
             problems.extend(rule_problems)
             if rule is None:

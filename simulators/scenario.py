@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from facmon.kernel.datafile import DataFileError, read_document
 from simulators.steps import TIMED, SimulatedDevice, Step
 
 log = structlog.get_logger(__name__)
@@ -126,12 +126,10 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_scenario(raw, str(path))
+        document = read_document(path)
+    except DataFileError as exc:
+        raise ScenarioError("\n".join(exc.problems)) from exc
+    return parse_scenario(document.data, str(path))
 
 
 async def perform(action: Step, sim: SimulatedDevice, *, speed: float = 1.0, sleep: Sleep = asyncio.sleep) -> None:

@@ -7,7 +7,7 @@ entry (and no line) with `validation_reasons`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,6 +75,40 @@ def read_document(path: Path) -> Document:
         raise DataFileError([f"{path}: not valid YAML: {exc}"]) from exc
     except ValueError as exc:  # a value yaml cannot build, e.g. !!int abc
         raise DataFileError([f"{path}: not valid YAML: {exc}"]) from exc
+
+
+def read_entries(
+    path: Path, key: str, *, non_empty: bool = False, also: Collection[str] = ()
+) -> tuple[dict[str, Any], list[Any], list[str]]:
+    """A data file that holds a list of entries under one top-level `key` (and, if given, the optional keys `also`):
+    the top-level mapping, the entries, and the problems that make the file unusable (none when it is usable)."""
+    try:
+        raw = read_document(path).data
+    except DataFileError as exc:
+        return {}, [], exc.problems
+    entries = raw.get(key) if isinstance(raw, dict) else None
+    if not isinstance(entries, list) or (non_empty and not entries) or (not also and set(raw) != {key}):
+        shape = f"one key, {key!r}, holding a {'non-empty ' if non_empty else ''}list"
+        if also:
+            shape = f"a {'non-empty ' if non_empty else ''}{key!r} list"
+        return {}, [], [f"{path}: expected a mapping with {shape}"]
+    unknown = sorted(set(raw) - {key, *also})
+    return raw, entries, [f"{path}: unknown top-level key {name!r}" for name in unknown]
+
+
+def entry_label(noun: str, item: object, index: int) -> str:
+    """How a problem names an entry of a list: by its id when it has one, else by its place ('rule #2')."""
+    return f"{noun} {item['id']}" if isinstance(item, dict) and "id" in item else f"{noun} #{index + 1}"
+
+
+def validated_entries(path: Path, noun: str, entries: list[Any], model: type[M]) -> Iterator[tuple[str, M | list[str]]]:
+    """Each entry's label and either its model or its problems ('file: rule r1: where: what'), in file order."""
+    for index, item in enumerate(entries):
+        label = entry_label(noun, item, index)
+        try:
+            yield label, model.model_validate(item)
+        except ValidationError as exc:
+            yield label, [f"{path}: {label}: {why}" for why in validation_reasons(exc)]
 
 
 def _yaml_problem(path: Path, exc: yaml.MarkedYAMLError) -> str:

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from facmon.kernel.datafile import DataFileError, validation_reasons
+from facmon.kernel.datafile import DataFileError, read_entries, validated_entries
 from facmon.workorders.sla import Duration
 from facmon.workorders.tables import Milestone, Priority, WorkOrderStatus
 
@@ -97,22 +95,13 @@ class PolicyFileError(DataFileError):
 def load_policies(path: str | Path = DEFAULT_POLICY_FILE) -> tuple[Policy, ...]:
     """The policies in file order (the first that fits a work order is its policy); raises PolicyFileError."""
     path = Path(path)
-    try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PolicyFileError([f"{path}: cannot read: {exc.strerror}"]) from exc
-    except yaml.YAMLError as exc:
-        raise PolicyFileError([f"{path}: not valid YAML: {exc}"]) from exc
-    if not isinstance(raw, dict) or set(raw) != {"policies"} or not isinstance(raw["policies"], list):
-        raise PolicyFileError([f"{path}: expected a mapping with one key, 'policies', holding a list"])
+    _, entries, problems = read_entries(path, "policies")
+    if problems:
+        raise PolicyFileError(problems)
     policies: list[Policy] = []
-    problems: list[str] = []
-    for index, item in enumerate(raw["policies"]):
-        label = f"policy {item['id']}" if isinstance(item, dict) and "id" in item else f"policy #{index + 1}"
-        try:
-            policy = Policy.model_validate(item)
-        except ValidationError as exc:
-            problems.extend(f"{path}: {label}: {reason}" for reason in validation_reasons(exc))
+    for label, policy in validated_entries(path, "policy", entries, Policy):
+        if isinstance(policy, list):
+            problems.extend(policy)
             continue
         if any(p.id == policy.id for p in policies):
             problems.append(f"{path}: {label}: id used twice")

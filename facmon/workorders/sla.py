@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Protocol
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from facmon.kernel.datafile import DataFileError, validation_reasons
+from facmon.kernel.datafile import DataFileError, read_entries, validated_entries
 from facmon.workorders.tables import Milestone
 
 DEFAULT_SLA_FILE = Path(__file__).parent / "library" / "sla.yaml"
@@ -108,29 +107,16 @@ class SlaFileError(DataFileError):
     """Profiles that cannot be used; `problems` lists each one as 'file: profile <id>: what is wrong'."""
 
 
-def _reasons(exc: ValidationError) -> list[str]:
-    return validation_reasons(exc)
-
-
 def load_sla_profiles(path: str | Path = DEFAULT_SLA_FILE) -> dict[str, SlaProfile]:
     """Profiles by id; raises SlaFileError listing every problem of the file."""
     path = Path(path)
-    try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SlaFileError([f"{path}: cannot read: {exc.strerror}"]) from exc
-    except yaml.YAMLError as exc:
-        raise SlaFileError([f"{path}: not valid YAML: {exc}"]) from exc
-    if not isinstance(raw, dict) or set(raw) != {"profiles"} or not isinstance(raw["profiles"], list):
-        raise SlaFileError([f"{path}: expected a mapping with one key, 'profiles', holding a list"])
+    _, entries, problems = read_entries(path, "profiles")
+    if problems:
+        raise SlaFileError(problems)
     profiles: dict[str, SlaProfile] = {}
-    problems: list[str] = []
-    for index, item in enumerate(raw["profiles"]):
-        label = f"profile {item['id']}" if isinstance(item, dict) and "id" in item else f"profile #{index + 1}"
-        try:
-            profile = SlaProfile.model_validate(item)
-        except ValidationError as exc:
-            problems.extend(f"{path}: {label}: {reason}" for reason in _reasons(exc))
+    for label, profile in validated_entries(path, "profile", entries, SlaProfile):
+        if isinstance(profile, list):
+            problems.extend(profile)
             continue
         if profile.id in profiles:
             problems.append(f"{path}: {label}: id used twice")

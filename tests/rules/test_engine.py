@@ -281,7 +281,7 @@ def test_bad_rule_files_name_file_rule_and_reason(tmp_path: Path, text: str, exp
     path = write(tmp_path / "bad.yaml", text)
     with pytest.raises(RuleFileError) as caught:
         load_rules([path])
-    assert any(problem.startswith(f"{path}: ") and expected in problem for problem in caught.value.problems), (
+    assert any(problem.startswith(f"{path}:") and expected in problem for problem in caught.value.problems), (
         caught.value.problems
     )
 

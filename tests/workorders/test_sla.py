@@ -124,7 +124,7 @@ def test_bad_profile_files_name_file_profile_and_reason(tmp_path: Path, text: st
     path.write_text(text, encoding="utf-8")
     with pytest.raises(SlaFileError) as caught:
         load_sla_profiles(path)
-    assert any(p.startswith(f"{path}: ") and expected in p for p in caught.value.problems), caught.value.problems
+    assert any(p.startswith(f"{path}:") and expected in p for p in caught.value.problems), caught.value.problems
 
 
 def test_missing_profile_file() -> None:
