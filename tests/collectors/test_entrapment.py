@@ -133,6 +133,10 @@ def test_missing_state_never_traps() -> None:
     car = Car()
     assert not car.at(0, {"passenger": True})
     assert not car.at(1000, {"passenger": True})
+    # Stopped with the door shut, but where is not known: no clock runs.
+    unplaced = Car()
+    assert not unplaced.at(0, {k: v for k, v in STUCK.items() if k != "door_zone"})
+    assert not unplaced.at(1000, {k: v for k, v in STUCK.items() if k != "door_zone"})
 
 
 # -- with the controller's flag: one condition ---------------------------------------------------------------------
