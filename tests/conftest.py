@@ -3,17 +3,28 @@ database file per test at the newest schema, a fake clock and event makers.
 
 The session fixtures are shared; a test that stops a service (outage tests) asks for its own instance through the
 `*_factory` fixtures so it never disturbs the others. Every process is stopped at the end.
+
+Every test is also held to leave nothing running: an asyncio task still pending on its event loop once its
+fixtures are torn down, or a child process it started that is still alive then, fails it (`_no_leaks`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
+import os
+import signal
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from _pytest.fixtures import FixtureDef, SubRequest
 from aiosmtpd.controller import Controller
+from pytest_asyncio import is_async_test
 from sqlalchemy import Engine
 
 from facmon.kernel.clock import FakeClock
@@ -23,6 +34,90 @@ from facmon.kernel.model import Event, EventType
 from facmon.shell.migrations.schema import create_schema
 from tests.notifier.support import Inbox
 from tests.rules.support import MakeEvent, elevator
+
+# Child processes started by fixtures wider than a test (session, package, module): shared, so no test's leak.
+_SHARED_PIDS: set[int] = set()
+# How long a child the test told to stop may take to go before it counts as left running.
+_EXIT_GRACE_S = 2.0
+
+
+def _children() -> dict[int, str]:
+    """This process's live children (zombies excluded), pid -> command line, from /proc."""
+    me = str(os.getpid())
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            # pid (comm) state ppid ...: the command name may hold spaces and parentheses, so split after the last ")".
+            fields = Path("/proc", entry, "stat").read_text().rpartition(")")[2].split()
+            if len(fields) < 2 or fields[1] != me or fields[0] in ("Z", "X"):
+                continue
+            found[int(entry)] = Path("/proc", entry, "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:  # it went between the listing and the read
+            continue
+    return found
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: FixtureDef[object], request: SubRequest) -> Generator[None, object, object]:
+    if fixturedef.scope == "function":
+        return (yield)
+    before = _children().keys()
+    try:
+        return (yield)
+    finally:
+        _SHARED_PIDS.update(_children().keys() - before)
+
+
+def _pending_tasks(loop: asyncio.AbstractEventLoop) -> list[str]:
+    lines = []
+    for task in sorted(asyncio.all_tasks(loop), key=lambda t: t.get_name()):
+        coro = task.get_coro()
+        frames = task.get_stack(limit=1)
+        at = f" at {frames[0].f_code.co_filename}:{frames[0].f_lineno}" if frames else ""
+        lines.append(f"task {task.get_name()}: {getattr(coro, '__qualname__', coro)}{at}")
+    return lines
+
+
+def _left_running(before: set[int]) -> list[str]:
+    deadline = time.monotonic() + _EXIT_GRACE_S
+    while (left := {pid: cmd for pid, cmd in _children().items() if pid not in before | _SHARED_PIDS}) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    for pid in left:  # so the next test starts clean
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return [f"process {pid}: {cmd}" for pid, cmd in sorted(left.items())]
+
+
+def _uses_asyncio(item: pytest.Item) -> bool:
+    """An async test, or a test with an async fixture: the ones that run on pytest-asyncio's per-test loop."""
+    if is_async_test(item):
+        return True
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    return any(inspect.iscoroutinefunction(d[-1].func) or inspect.isasyncgenfunction(d[-1].func) for d in defs)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves an asyncio task pending or a child process running once its fixtures are gone.
+
+    For a test on pytest-asyncio's per-test loop it takes that loop's runner first, so it is torn down after every
+    async fixture and before the runner closes the loop (which would cancel what is left without a word). Other
+    tests get no loop of ours: Playwright's sync API runs one of its own in this thread. Processes that fixtures of
+    a wider scope start (Mosquitto, influxd, a browser) are theirs, not the test's.
+    """
+    runner: asyncio.Runner | None = None
+    if _uses_asyncio(request.node):
+        runner = request.getfixturevalue("_function_scoped_runner")
+    before = set(_children())
+    yield
+    leaks = (_pending_tasks(runner.get_loop()) if runner is not None else []) + _left_running(before)
+    if leaks:
+        pytest.fail("the test left running:\n  " + "\n  ".join(leaks), pytrace=False)
 
 
 @pytest.fixture

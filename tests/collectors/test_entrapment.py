@@ -133,6 +133,10 @@ def test_missing_state_never_traps() -> None:
     car = Car()
     assert not car.at(0, {"passenger": True})
     assert not car.at(1000, {"passenger": True})
+    # Stopped with the door shut, but where is not known: no clock runs.
+    unplaced = Car()
+    assert not unplaced.at(0, {k: v for k, v in STUCK.items() if k != "door_zone"})
+    assert not unplaced.at(1000, {k: v for k, v in STUCK.items() if k != "door_zone"})
 
 
 # -- with the controller's flag: one condition ---------------------------------------------------------------------
@@ -177,3 +181,10 @@ def test_a_model_without_a_flag_reports_the_same_code() -> None:
     assert _entrapment_events(conditions, clock, 0, STUCK) == []
     assert _entrapment_events(conditions, clock, 45, STUCK) == [RAISED]
     assert _entrapment_events(conditions, clock, 46, LEVEL_OPEN) == [CLEARED]
+
+
+def test_a_model_without_status_events_reports_faults_only() -> None:
+    driver = modbus_driver("elev-st-b").model_copy(update={"status_events": None})
+    conditions = DeviceConditions(driver)
+    changes = conditions.update({**STUCK, "service_mode": "inspection"}, 0.0)
+    assert [c for c in changes if c.type is EventType.STATUS] == []

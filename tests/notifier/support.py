@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -46,19 +47,23 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers every request with `status` (after `delay_s`) and records it."""
+    """Answers every request with `status` (after `delay_s`, cut short when the receiver closes) and records it."""
 
     port: int = 0
     status: int = 200
     delay_s: float = 0.0
     requests: list[Received] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    handlers: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if (task := asyncio.current_task()) is not None:
+            self.handlers.add(task)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
@@ -68,7 +73,9 @@ class Receiver:
             self.requests.append(Received(method, path, headers, body, asyncio.get_running_loop().time()))
             self.arrived.set()
             if self.delay_s:
-                await asyncio.sleep(self.delay_s)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.delay_s):
+                        await self.closing.wait()
             writer.write(f"HTTP/1.1 {self.status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode())
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -86,6 +93,9 @@ async def http_receiver(status: int = 200) -> AsyncIterator[Receiver]:
         yield receiver
     finally:
         server.close()
+        # Python 3.11's wait_closed does not wait for the connections: end the ones still held, and wait for them.
+        receiver.closing.set()
+        await asyncio.gather(*receiver.handlers, return_exceptions=True)
         await server.wait_closed()
 
 

@@ -57,6 +57,37 @@ def test_library_picks_policies_by_kind_and_priority() -> None:
             " stages: [{name: s, notify: on_call, at: 0s, until: resolved}]}]",
             "no catch-all",
         ),
+        (
+            "policies: [{id: a, match: {}, routine: true,"
+            " stages: [{name: s, notify: on_call, at: 8d, until: resolved}]}]",
+            "`at` must be between 0 and 7 days",
+        ),
+        (
+            "policies: [{id: a, match: {}, routine: true,"
+            " stages: [{name: s, notify: on_call, at: 0s, every: 30s, until: resolved}]}]",
+            "at least a minute apart",
+        ),
+        (
+            "policies: [{id: a, match: {}, routine: true,"
+            " stages: [{name: s, notify: on_call, on_breach: on_site, every: 5min, until: resolved}]}]",
+            "`every` repeats an `at` stage",
+        ),
+        (
+            "policies: [{id: a, match: {}, routine: true,"
+            " stages: [{name: s, notify: on_call, at: 0s, times: 3, until: resolved}]}]",
+            "`times` limits the repeats",
+        ),
+        (
+            "policies: [{id: a, match: {}, routine: true, stages: [{name: s, notify: on_call, at: 0s, until: resolved},"
+            " {name: s, notify: manager, at: 1h, until: resolved}]}]",
+            "stage names used twice: ['s']",
+        ),
+        (
+            "policies: [{id: a, match: {}, routine: true,"
+            " stages: [{name: s, notify: on_call, at: 0s, until: resolved}]},"
+            " {id: a, match: {}, routine: true, stages: [{name: s, notify: on_call, at: 0s, until: resolved}]}]",
+            "id used twice",
+        ),
     ],
 )
 def test_bad_policy_file_names_file_policy_and_reason(tmp_path: Path, body: str, reason: str) -> None:
@@ -68,6 +99,25 @@ def test_bad_policy_file_names_file_policy_and_reason(tmp_path: Path, body: str,
     assert reason in str(caught.value)
     if "catch-all" not in reason:
         assert "policy a:" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [("policies: [\n", "not valid YAML"), ("policy: []\n", "expected a mapping with one key, 'policies'")],
+)
+def test_a_file_that_is_not_a_list_of_policies(tmp_path: Path, body: str, reason: str) -> None:
+    path = tmp_path / "escalation.yaml"
+    path.write_text(body)
+    with pytest.raises(PolicyFileError, match=reason):
+        load_policies(path)
+    with pytest.raises(PolicyFileError, match="cannot read"):
+        load_policies(tmp_path / "missing.yaml")
+
+
+def test_without_a_catch_all_a_work_order_may_fit_no_policy() -> None:
+    gates_only = [p for p in POLICIES if p.id == "security"]
+    with pytest.raises(LookupError, match="no policy fits kind 'elevator'"):
+        select_policy(gates_only, "elevator", "urgent")
 
 
 def _state(

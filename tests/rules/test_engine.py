@@ -275,6 +275,11 @@ rules:
         ("rules: []\n", "expected a mapping with a non-empty 'rules' list"),
         ("rules: [\n", "not valid YAML"),
         ("fault_names: {}\nrule: []\n", "expected a mapping with a non-empty 'rules' list"),
+        (
+            "fault_names: [overspeed]\n"
+            "rules:\n  - {id: r6, when: {kind: elevator, event: comm_lost}, then: {action: set_comm, comm: ok}}\n",
+            "fault_names: expected a mapping of code to text",
+        ),
     ],
 )
 def test_bad_rule_files_name_file_rule_and_reason(tmp_path: Path, text: str, expected: str) -> None:

@@ -16,12 +16,13 @@ from rules.state_engine import (
     DeviceState,
     JoinGroup,
     StartHold,
+    condition_holds,
     evaluate_change,
     evaluate_due_hold,
     evaluate_window_open,
     next_state,
 )
-from rules.state_rules import StateRuleFileError, StateRules, load_state_rules
+from rules.state_rules import Condition, StateRuleFileError, StateRules, load_state_rules
 from rules.tables import Comm
 from tests.rules.support import elevator
 
@@ -74,6 +75,24 @@ def test_state_follows_status_comm_and_fault_events() -> None:
     # Without status_point/status_value, the GB/T 24476 code says which.
     bare = Event(ref=elevator(), ts=later, type=EventType.STATUS, code="42")
     assert next_state(lift("e1"), bare).service_mode == "out_of_service"
+    on_backup = Event(ref=elevator(), ts=later, type=EventType.STATUS, code="41")
+    assert next_state(lift("e1"), on_backup).power_source == "backup"
+    # A status code that says neither changes nothing but the time.
+    other = Event(ref=elevator(), ts=later, type=EventType.STATUS, code="40")
+    assert next_state(lift("e1"), other) == lift("e1", updated_at=later)
+
+
+@pytest.mark.parametrize(
+    ("state", "holds"),
+    [
+        (lift("e1"), False),  # mode not known yet: not taken for out of service
+        (lift("e1", service_mode="normal"), False),
+        (lift("e1", service_mode="inspection"), True),
+        (lift("e1", service_mode="normal", faults=frozenset({"2"})), True),
+    ],
+)
+def test_out_of_service_is_a_mode_other_than_normal_or_a_fault(state: DeviceState, holds: bool) -> None:
+    assert condition_holds(Condition.OUT_OF_SERVICE, state, {state.device: state}) is holds
 
 
 # --- peak elevators ---------------------------------------------------------------------------------------------------
@@ -268,6 +287,7 @@ overrides:
         ("{site: s2, rule: elevator.power.backup, reason: x, set: {hold: 0s}}", "group needs a hold"),
         ("{site: s2, rule: elevator.power.backup, reason: x, set: {then: {sla: nope}}}", "unknown SLA profile 'nope'"),
         ("{site: s2, rule: elevator.power.backup, set: {hold: 5min}}", "exactly: site, rule, reason, set"),
+        ("{site: 2, rule: elevator.power.backup, reason: x, set: {hold: 5min}}", "site: expected a site id"),
     ],
 )
 def test_bad_overrides_are_refused_with_file_rule_and_reason(tmp_path: Path, entry: str, reason: str) -> None:
@@ -327,6 +347,27 @@ def test_a_bad_rule_is_refused_with_file_rule_id_and_reason(
     [problem] = caught.value.problems
     assert problem.startswith(f"{path}: rule x.rule: "), problem
     assert reason in problem, problem
+
+
+def test_a_rule_overridden_twice_for_a_site_is_refused(tmp_path: Path) -> None:
+    entry = "  - {site: s2, rule: elevator.power.backup, reason: x, set: {hold: 5min}}\n"
+    path = write(tmp_path, "twice.yaml", "overrides:\n" + entry + entry)
+    with pytest.raises(StateRuleFileError) as caught:
+        load_state_rules(overrides=[path])
+    assert caught.value.problems == [f"{path}: rule elevator.power.backup: overridden twice for site 's2'"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("rules: [\n", "not valid YAML"), ("rule: []\n", "expected a mapping with one key, 'rules'")],
+)
+def test_a_state_rule_file_that_is_not_a_list_of_rules(tmp_path: Path, text: str, reason: str) -> None:
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(StateRuleFileError) as caught:
+        load_state_rules([path])
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{path}: ")
+    assert reason in problem
 
 
 def test_duplicate_ids_and_unreadable_files(tmp_path: Path) -> None:

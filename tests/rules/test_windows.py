@@ -78,9 +78,21 @@ def test_window_opened_between_two_ticks() -> None:
         ({"from": 360, "to": "08:00"}, "quote it"),
         ({"days": ["someday"], "from": "06:00", "to": "08:00"}, "is not a day"),
         ({"days": ["fri..mon"], "from": "06:00", "to": "08:00"}, "day range"),
+        ({"days": [], "from": "06:00", "to": "08:00"}, "at least one day"),
+        ({"days": "mon", "from": "06:00", "to": "08:00"}, "valid frozenset"),
         ({"from": "06:00", "to": "08:00", "at": "x"}, "Extra inputs"),
     ],
 )
 def test_bad_windows_are_refused(raw: dict[str, object], reason: str) -> None:
     with pytest.raises(ValidationError, match=reason):
         Window.model_validate(raw)
+
+
+def test_days_listed_one_by_one_and_a_window_that_does_not_open_on_the_day() -> None:
+    mon_wed = Window.model_validate({"days": ["mon", "wed"], "from": "06:00", "to": "08:00"})
+    assert mon_wed.days == {"mon", "wed"}
+    thursday = datetime(2026, 1, 15, 6, 0, tzinfo=BERLIN)
+    assert mon_wed.starts(thursday.date(), BERLIN) is None
+    assert mon_wed.starts(thursday.date() - timedelta(days=1), BERLIN) == thursday - timedelta(days=1)
+    # Thursday's 06:00 passes by without a window opening on it.
+    assert not window_opened([mon_wed], thursday - timedelta(minutes=1), thursday + timedelta(minutes=1), BERLIN)

@@ -115,6 +115,10 @@ def test_main_clock_can_be_named(tmp_path: Path) -> None:
             "  - {id: twice, clocks: [{name: a, milestone: on_site, within: 1h}]}\n",
             "profile twice: id used twice",
         ),
+        (
+            "profiles:\n  - {id: p10, hold: 8d, clocks: [{name: a, milestone: on_site, within: 1h}]}\n",
+            "profile p10: hold must be between 0 and 7 days",
+        ),
         ("profile: []\n", "expected a mapping with one key, 'profiles'"),
         ("profiles: [\n", "not valid YAML"),
     ],
