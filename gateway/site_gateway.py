@@ -1,6 +1,6 @@
 """The edge process of one estate: the collectors of its devices, all feeding the durable outbox and the publisher.
 
-Which collectors a device family needs is the family's business (`collectors.families`); the gateway runs them."""
+Which collectors a device family needs is the family's business (`gateway.families`); the gateway runs them."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import structlog
 
-from collectors.families import Collector, Wiring, site_collectors
 from collectors.mqtt.collector import BrokerSettings
 from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.health import Check, Health
 from facmon.kernel.metrics import Counters
+from gateway.families import Collector, Wiring, site_collectors
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 
@@ -49,7 +49,7 @@ class SiteGateway:
             username=mqtt_username,
             password=mqtt_password,
         )
-        # Every device family builds its own collectors (collectors.families): Modbus devices are polled, each by
+        # Every device family builds its own collectors (gateway.families): Modbus devices are polled, each by
         # its own poller over the shared links; MQTT devices are heard on the site's vendor broker or, when the site
         # file names none, on this backbone broker.
         backbone = BrokerSettings(mqtt_host, mqtt_port, username=mqtt_username, password=mqtt_password)

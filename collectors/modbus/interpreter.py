@@ -4,7 +4,7 @@ The poller (`collectors.modbus.poller`) is the same for every family: the link, 
 and refused values are its own. A family's `Interpreter` (one per device, it may remember what it saw) says which
 blocks one poll reads and turns the words read into the Readings and Events they imply, and the values it refuses.
 Families: elevator controllers (`collectors.modbus.elevator_interpreter`) and fire alarm panels
-(`collectors.modbus.fire_interpreter`); `collectors.families` says which device kind is which.
+(`collectors.modbus.fire_interpreter`); `gateway.families` says which device kind is which.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from collectors.mqtt.codec import interpret
-from collectors.mqtt.site_devices import grace_s
 from collectors.mqtt.watchdog import HeartbeatWatchdog
 from collectors.registry import mqtt_driver
 from facmon.demo_history.model import HistoryPlan, Incident, TimedEvent
@@ -22,6 +21,7 @@ from facmon.demo_history.staff import Planning, office, pick
 from facmon.estate.entries import Building, Device
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.model import DeviceKind, Event, EventType
+from gateway.mqtt_devices import grace_s
 
 CAMERA_FAULTS = {"video_loss": 50, "tamper": 12, "recording_stopped": 15, "storage_failed": 10, "storage_full": 13}
 GATE_FAULTS = {"limit_timeout": 45, "loop_fault": 20, "motor_overload": 20, "reader_offline": 15}

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from collectors.mqtt.collector import BrokerSettings, MqttCollector, MqttDevice
-from collectors.mqtt.site_devices import HEARTBEATS_OF_GRACE
 from collectors.registry import MQTT_DRIVERS, mqtt_driver
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, DeviceRef, Event, Reading
+from gateway.mqtt_devices import HEARTBEATS_OF_GRACE
 
 SITE = "golden"
 

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from collectors.mqtt.site_devices import grace_s, site_devices
 from collectors.registry import mqtt_driver
 from facmon.estate.site import SiteFileError, load_site
 from facmon.shell.cli import app
+from gateway.mqtt_devices import grace_s, site_devices
 
 
 def _write(tmp_path: Path, devices: list[dict[str, Any]], **top: Any) -> Path:

@@ -19,13 +19,13 @@ from collectors.modbus.fire_interpreter import FirePanelInterpreter
 from collectors.modbus.interpreter import Interpreter
 from collectors.modbus.poller import ModbusPoller, PollTiming
 from collectors.mqtt.collector import BrokerSettings, MqttCollector
-from collectors.mqtt.site_devices import mqtt_device
 from collectors.registry import fire_panel_driver, modbus_driver
 from facmon.estate.entries import Device
 from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import MQTT_KINDS, DeviceKind, Emit, Reject
+from gateway.mqtt_devices import mqtt_device
 
 
 class Collector(Protocol):

@@ -1,6 +1,6 @@
 """The site's barriers and cameras as the MQTT collector's device specs: each with its driver and its grace.
 
-Used by the MQTT family of `collectors.families` to build the site's collector."""
+Used by the MQTT family of `gateway.families` to build the site's collector."""
 
 from __future__ import annotations
 
