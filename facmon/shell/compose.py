@@ -91,6 +91,14 @@ class Endpoints:
             influx_password=settings.influx_password_text(),
         )
 
+    def influx(self) -> InfluxSettings | None:
+        """The InfluxDB every service of this process talks to, or None when the settings name none."""
+        if self.influx_url is None:
+            return None
+        return InfluxSettings(
+            self.influx_url, self.influx_db, username=self.influx_username, password=self.influx_password
+        )
+
 
 class ApiService:
     """The HTTP API on an embedded uvicorn, as a service like the others."""
@@ -219,18 +227,18 @@ class Composer:
         return link
 
     def influx_reader(self) -> InfluxReader | None:
-        e = self.endpoints
-        if e.influx_url is None:
+        influx = self.endpoints.influx()
+        if influx is None:
             return None
-        reader = InfluxReader(e.influx_url, e.influx_db, username=e.influx_username, password=e.influx_password)
+        reader = InfluxReader(influx)
         self._stack.push_async_callback(reader.aclose)
         return reader
 
     def lifecycle_sink(self) -> InfluxLifecycleSink | None:
-        e = self.endpoints
-        if e.influx_url is None:
+        influx = self.endpoints.influx()
+        if influx is None:
             return None
-        sink = InfluxLifecycleSink(e.influx_url, e.influx_db, username=e.influx_username, password=e.influx_password)
+        sink = InfluxLifecycleSink(influx)
         self._stack.push_async_callback(sink.aclose)
         return sink
 
@@ -256,7 +264,8 @@ class Composer:
 
     def historian(self, instance: str | None = None) -> Historian:
         e = self.endpoints
-        if e.influx_url is None:
+        influx = e.influx()
+        if influx is None:
             raise StartRefused("set FACMON_INFLUX_URL to the InfluxDB to write to (e.g. http://127.0.0.1:8086)")
         return Historian(
             mqtt=MqttSettings(
@@ -266,7 +275,7 @@ class Composer:
                 password=e.mqtt_password,
                 client_id=self.client_id("historian", instance),
             ),
-            influx=InfluxSettings(e.influx_url, e.influx_db, username=e.influx_username, password=e.influx_password),
+            influx=influx,
             state_dir=self.settings.state_dir / "historian",
             metrics=self.metrics,
             clock=self.clock,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from facmon.estate.site import Site, SiteFileError, load_site
 from facmon.kernel.clock import SystemClock
+from facmon.kernel.influx import InfluxSettings
 from facmon.reports.common import ReportFormat, render
 from facmon.shell.settings import Settings
 
@@ -146,7 +147,9 @@ def kpi(
             None
             if ends.influx_url is None
             else InfluxReader(
-                ends.influx_url, ends.influx_db, username=ends.influx_username, password=ends.influx_password
+                InfluxSettings(
+                    ends.influx_url, ends.influx_db, username=ends.influx_username, password=ends.influx_password
+                )
             )
         )
         try:

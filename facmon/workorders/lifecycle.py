@@ -89,18 +89,8 @@ class LifecycleSinkError(RuntimeError):
 class InfluxLifecycleSink:
     """Writes lines to InfluxDB's v1 `/write`, creating the database when it is missing."""
 
-    def __init__(
-        self,
-        url: str,
-        db: str,
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        timeout_s: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.db = db
-        settings = InfluxSettings(url, db, username=username, password=password, timeout_s=timeout_s)
+    def __init__(self, settings: InfluxSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.db = settings.db
         self._influx = InfluxClient(settings, transport=transport)
 
     async def write(self, lines: Sequence[str]) -> None:

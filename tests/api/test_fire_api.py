@@ -18,6 +18,7 @@ from facmon.estate.site import Site
 from facmon.historian.lines import reading_line
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Influxd
+from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Reading
 from facmon.reports.kpi_data import InfluxReader
 from facmon.workorders.lifecycle import InfluxLifecycleSink
@@ -273,7 +274,7 @@ async def test_bad_kpi_parameters_are_422(client: httpx.AsyncClient, params: dic
 async def test_kpis_fire_intact_rate_from_influxdb(
     engine: Engine, clock: FakeClock, influxd: Influxd, influx_db: str
 ) -> None:
-    sink = InfluxLifecycleSink(influxd.url, influx_db)
+    sink = InfluxLifecycleSink(InfluxSettings(influxd.url, influx_db))
     writer = FireIntactWriter(sink)
     begin = START - timedelta(hours=10)
 
@@ -292,7 +293,7 @@ async def test_kpis_fire_intact_rate_from_influxdb(
         written = await raw.post(f"{influxd.url}/write", params={"db": influx_db}, content=f"{line} {stamp}")
         written.raise_for_status()
 
-    reader = InfluxReader(influxd.url, influx_db)
+    reader = InfluxReader(InfluxSettings(influxd.url, influx_db))
     transport = httpx.ASGITransport(app=make_app(engine, clock, reader))
     try:
         async with httpx.AsyncClient(
@@ -373,7 +374,7 @@ async def test_kpis_elevator_availability_from_influxdb(engine: Engine, influxd:
             )
             written.raise_for_status()
 
-    reader = InfluxReader(influxd.url, influx_db)
+    reader = InfluxReader(InfluxSettings(influxd.url, influx_db))
     app = create_app(sites=[SITE, LIFT_SITE], engine=engine, influx=reader)
     app.dependency_overrides[get_clock] = lambda: FakeClock(local(9, day=5))
     transport = httpx.ASGITransport(app=app)

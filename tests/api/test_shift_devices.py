@@ -16,6 +16,7 @@ from api.accounts.models import Role
 from api.influx_history import bucket_seconds
 from facmon.kernel.daemons import Influxd, free_port
 from facmon.kernel.db import make_engine
+from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.model import FIRST_CONTACT, Event, EventType, Value
 from facmon.reports.kpi_data import InfluxReader
 from facmon.shell.migrations.schema import create_schema
@@ -63,7 +64,7 @@ def readings(influxd: Influxd, influx_db: str) -> str:
 
 @pytest.fixture
 async def client(engine: Engine, influxd: Influxd, readings: str) -> AsyncIterator[httpx.AsyncClient]:
-    reader = InfluxReader(influxd.url, readings)
+    reader = InfluxReader(InfluxSettings(influxd.url, readings))
     async with client_for(make_app(engine, reader)) as client:
         yield client
     await reader.aclose()
@@ -199,7 +200,7 @@ async def test_device_detail_without_influxdb_still_answers(engine: Engine) -> N
         )
         history = await client.get("/devices/north/e1/history", params={"field": "floor"}, headers=bearer(engine))
         assert (history.status_code, history.json()["detail"]) == (503, "the API is not connected to InfluxDB")
-    reader = InfluxReader(f"http://127.0.0.1:{free_port()}", "nowhere", timeout_s=2)
+    reader = InfluxReader(InfluxSettings(f"http://127.0.0.1:{free_port()}", "nowhere", timeout_s=2))
     async with client_for(make_app(engine, reader)) as client:
         body = (await client.get("/devices/north/e1", headers=bearer(engine))).json()
         assert body["latest"] is None

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from facmon.kernel.influx import InfluxSettings
 from facmon.reports.availability import intersect, merge, scheduled_intervals, seconds
 from facmon.reports.insurance import NOT_LIFT_FAULTS, insurance_report
 from facmon.reports.insurance_models import InsuranceReport
@@ -39,7 +40,7 @@ def insurance(year: Year) -> InsuranceReport:
 @pytest.fixture(scope="module")
 def kpis(year: Year) -> KpiMonthlyReport:
     async def build() -> KpiMonthlyReport:
-        influx = InfluxReader(year.influx_url, year.influx_db)
+        influx = InfluxReader(InfluxSettings(year.influx_url, year.influx_db))
         try:
             with Session(year.engine) as session:
                 return await kpi_monthly_report(session, year.site, MONTH, UNTIL, influx)

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from facmon.kernel.influx import InfluxSettings
 from facmon.reports.kpi_data import InfluxReader
 from facmon.reports.kpi_monthly import KpiMonthlyReport, kpi_monthly_report
 from facmon.reports.kpi_output import kpi_csv, kpi_pdf
@@ -27,7 +28,9 @@ def _refuse(request: httpx.Request) -> httpx.Response:
 @pytest.fixture(scope="module")
 def report(seeded: tuple[Engine, dict[str, int]]) -> KpiMonthlyReport:
     async def build() -> KpiMonthlyReport:
-        influx = InfluxReader("http://influx.invalid:8086", "facmon", transport=httpx.MockTransport(_refuse))
+        influx = InfluxReader(
+            InfluxSettings("http://influx.invalid:8086", "facmon"), transport=httpx.MockTransport(_refuse)
+        )
         try:
             with Session(seeded[0]) as session:
                 return await kpi_monthly_report(session, SITE, "2026-10", NOW, influx)

@@ -10,6 +10,7 @@ import aiomqtt
 import pytest
 
 from facmon.kernel.daemons import Influxd, Mosquitto
+from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Reading, Value
 from facmon.kernel.topics import state_topic
@@ -52,7 +53,7 @@ def test_site_rate_is_over_all_points_not_a_mean_of_panel_rates() -> None:
 
 
 async def test_the_site_point_is_queryable_in_influxdb(influxd: Influxd, influx_db: str) -> None:
-    sink = InfluxLifecycleSink(influxd.url, influx_db)
+    sink = InfluxLifecycleSink(InfluxSettings(influxd.url, influx_db))
     seen: list[tuple[str, str, str, datetime]] = []
 
     async def on_new_panel(site: str, building: str, device: str, at: datetime) -> None:
@@ -77,7 +78,7 @@ async def test_the_site_point_is_queryable_in_influxdb(influxd: Influxd, influx_
     assert isinstance(rows, list)
     assert [r[1:] for r in rows] == [[100.0, 458, 458, 2], [99.56, 458, 456, 2], [100.0, 458, 458, 2]]
 
-    reader = InfluxReader(influxd.url, influx_db)
+    reader = InfluxReader(InfluxSettings(influxd.url, influx_db))
     try:
         now = await reader.site_intact("s1", T0 + timedelta(hours=3, minutes=30))
         assert now is not None

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Influxd, free_port
+from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
 from facmon.workorders.breaches import record_breaches
 from facmon.workorders.lifecycle import InfluxLifecycleSink, LifecycleExporter, LifecycleSinkError, pending_lines
@@ -116,7 +117,7 @@ async def test_lifecycle_points_are_queryable_with_influxql(
 ) -> None:
     breached_ns = int((clock.now() + timedelta(minutes=3, seconds=1)).timestamp()) * 10**9
     wo_id = story(engine, clock, make_event)
-    sink = InfluxLifecycleSink(influxd.url, influx_db)
+    sink = InfluxLifecycleSink(InfluxSettings(influxd.url, influx_db))
     try:
         assert await LifecycleExporter(engine, sink, clock).export_once() == 6
     finally:
@@ -144,7 +145,7 @@ async def test_lifecycle_points_are_queryable_with_influxql(
 
 async def test_sink_creates_a_missing_database_and_reports_an_unreachable_one(influxd: Influxd) -> None:
     db = f"t_{uuid.uuid4().hex[:12]}"
-    sink = InfluxLifecycleSink(influxd.url, db)
+    sink = InfluxLifecycleSink(InfluxSettings(influxd.url, db))
     try:
         await sink.write(["work_orders,site=s1 work_order_id=1i 1772353815000000000"])
         [series] = influxql(influxd.url, db, "SELECT work_order_id FROM work_orders")
@@ -153,7 +154,7 @@ async def test_sink_creates_a_missing_database_and_reports_an_unreachable_one(in
         await sink.aclose()
         async with httpx.AsyncClient() as http:
             await http.post(f"{influxd.url}/query", data={"q": f'DROP DATABASE "{db}"'})
-    nowhere = InfluxLifecycleSink(f"http://127.0.0.1:{free_port()}", db, timeout_s=2)
+    nowhere = InfluxLifecycleSink(InfluxSettings(f"http://127.0.0.1:{free_port()}", db, timeout_s=2))
     try:
         with pytest.raises(LifecycleSinkError, match="unreachable"):
             await nowhere.write(["work_orders,site=s1 work_order_id=1i 1"])
