@@ -27,7 +27,7 @@ from facmon.workorders.tables import Category, Milestone, Priority
 from rules import obligations
 from rules.engine import OpenWorkOrder
 from rules.listing import in_sites_between
-from rules.obligations import Duty, Overdue, Pending, mark_done, schedule
+from rules.obligations import Duty, Overdue, Pending, mark_done, report_overdue, schedule
 from rules.tables import FireCheck, FireCheckResult, FireCheckSchedule
 
 log = structlog.get_logger(__name__)
@@ -161,15 +161,8 @@ class FireCheckMonitor:
 
     async def tick(self) -> list[OverdueCheck]:
         overdue = await asyncio.to_thread(open_overdue, self.engine, self.period, self.clock.now())
-        for item in overdue:
-            self.metrics.inc("rules_fire_checks_overdue")
-            log.warning(
-                "single-item check overdue",
-                site=item.site,
-                subject=item.subject,
-                due_at=item.due_at.isoformat(),
-                work_order=item.work_order_id,
-            )
+        message = "single-item check overdue"
+        report_overdue(overdue, self.metrics, metric="rules_fire_checks_overdue", message=message, subject="subject")
         return overdue
 
     async def run(self, interval_s: float = 60.0) -> NoReturn:

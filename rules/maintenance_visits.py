@@ -48,7 +48,7 @@ from rules.maintenance_models import MaintenanceSchedule, MaintenanceVisit, Tech
 # settle_overdue: the monitor's tick and the API's visits settle with it; the demo history too.
 from rules.maintenance_settle import FAULT as FAULT
 from rules.maintenance_settle import settle_overdue as settle_overdue
-from rules.obligations import Duty, Pending, mark_done, schedule
+from rules.obligations import Duty, Pending, mark_done, report_overdue, schedule
 from rules.pipeline import upsert
 
 log = structlog.get_logger(__name__)
@@ -313,15 +313,8 @@ class MaintenanceMonitor:
 
     async def tick(self) -> list[OverdueMaintenance]:
         overdue = await asyncio.to_thread(self._tick, self.clock.now())
-        for item in overdue:
-            self.metrics.inc("rules_maintenance_overdue")
-            log.warning(
-                "elevator maintenance overdue",
-                site=item.site,
-                device=item.device,
-                due_at=item.due_at.isoformat(),
-                work_order=item.work_order_id,
-            )
+        message = "elevator maintenance overdue"
+        report_overdue(overdue, self.metrics, metric="rules_maintenance_overdue", message=message, subject="device")
         return overdue
 
     async def run(self, interval_s: float = 60.0) -> NoReturn:

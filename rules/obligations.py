@@ -16,18 +16,22 @@ The monthly single-item checks of fire systems (rules.fire_checks) and the eleva
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
+import structlog
 from sqlalchemy import ColumnElement, Engine, or_, select, update
 from sqlalchemy.orm import Session
 
+from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
 from rules.engine import OpenWorkOrder
 from rules.pipeline import upsert
 from rules.store import open_or_recur
+
+log = structlog.get_logger(__name__)
 
 
 def overdue_due(base: datetime, period: timedelta, now: datetime) -> datetime | None:
@@ -176,3 +180,20 @@ def open_overdue(engine: Engine, duty: Duty, period: timedelta, now: datetime) -
             work_order_id, _ = open_or_recur(session, action, _cause(duty, item, action, due), now)
         opened.append(Overdue(item.site, item.subject, due, work_order_id))
     return opened
+
+
+class Found(Protocol):
+    @property
+    def site(self) -> str: ...
+    @property
+    def due_at(self) -> datetime: ...
+    @property
+    def work_order_id(self) -> int: ...
+
+
+def report_overdue(found: Sequence[Found], metrics: Counters, *, metric: str, message: str, subject: str) -> None:
+    """Count and log each newly overdue obligation, naming its subject under the key `subject` (device, subject)."""
+    for item in found:
+        metrics.inc(metric)
+        where = {subject: getattr(item, subject)}
+        log.warning(message, site=item.site, **where, due_at=item.due_at.isoformat(), work_order=item.work_order_id)

@@ -295,7 +295,7 @@ def test_bad_overrides_are_refused_with_file_rule_and_reason(tmp_path: Path, ent
     with pytest.raises(StateRuleFileError) as caught:
         load_state_rules(overrides=[path])
     [problem] = caught.value.problems
-    assert problem.startswith(f"{path}: ")
+    assert problem.startswith(f"{path}:")
     assert reason in problem
 
 
@@ -366,7 +366,7 @@ def test_a_state_rule_file_that_is_not_a_list_of_rules(tmp_path: Path, text: str
     with pytest.raises(StateRuleFileError) as caught:
         load_state_rules([path])
     [problem] = caught.value.problems
-    assert problem.startswith(f"{path}: ")
+    assert problem.startswith(f"{path}:")
     assert reason in problem
 
 
