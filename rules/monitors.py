@@ -24,7 +24,7 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.health import Health
 from facmon.kernel.metrics import Counters
-from facmon.kernel.mqtt import MqttSettings, mqtt_client
+from facmon.kernel.mqtt import mqtt_client
 from facmon.workorders.breaches import BreachHandler, SlaMonitor
 from facmon.workorders.lifecycle import LifecycleExporter, LifecycleSink
 from rules.fire_checks import DEFAULT_PERIOD as DEFAULT_CHECK_PERIOD
@@ -117,12 +117,7 @@ class RulesMonitors:
 
     def _panel_client(self) -> aiomqtt.Client:
         # A clean session of its own at QoS 0: readings supersede each other, unlike events (see rules.fire_intact).
-        b = self.broker
-        return mqtt_client(
-            MqttSettings(
-                b.host, b.port, username=b.username, password=b.password, client_id=f"{b.client_id}-fire-intact"
-            )
-        )
+        return mqtt_client(self.broker.mqtt(suffix="-fire-intact"))
 
     async def _register_panel(self, site: str, building: str, device: str, seen_at: datetime) -> None:
         await asyncio.to_thread(register_panel, self.engine, site, building, device, seen_at)

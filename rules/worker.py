@@ -100,6 +100,13 @@ class Broker:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
 
+    def mqtt(self, *, suffix: str = "", clean: bool = True) -> MqttSettings:
+        """The client settings of one of the worker's connections (`suffix` tells its client id apart)."""
+        identity = self.client_id + suffix
+        return MqttSettings(
+            self.host, self.port, username=self.username, password=self.password, client_id=identity, clean=clean
+        )
+
 
 class RulesWorker:
     name = "rules"
@@ -121,13 +128,7 @@ class RulesWorker:
             raise ValueError("client_id must be set and stable across restarts")
         if min_inspection < timedelta(0):
             raise ValueError("the minimum inspection time cannot be negative")
-        self.mqtt_host = broker.host
-        self.mqtt_port = broker.port
-        self.mqtt_username = broker.username
-        self._mqtt_password = broker.password
-        self.client_id = broker.client_id
-        self.reconnect_min_s = broker.reconnect_min_s
-        self.reconnect_max_s = broker.reconnect_max_s
+        self.broker = broker
         self.engine = engine
         self.clock = clock
         self.metrics = metrics
@@ -181,14 +182,7 @@ class RulesWorker:
         while True:
             # A persistent session, and a message is acknowledged to the broker only once it is applied.
             client = mqtt_client(
-                MqttSettings(
-                    self.mqtt_host,
-                    self.mqtt_port,
-                    username=self.mqtt_username,
-                    password=self._mqtt_password,
-                    client_id=self.client_id,
-                    clean=False,
-                ),
+                self.broker.mqtt(clean=False),
                 manual_ack=True,
             )
             try:
@@ -196,13 +190,13 @@ class RulesWorker:
                     await client.subscribe([(topic, 1) for topic in self.topics])
                     attempt = 0
                     self.subscribed.set()
-                    log.info("rules worker subscribed", topics=self.topics, client_id=self.client_id)
+                    log.info("rules worker subscribed", topics=self.topics, client_id=self.broker.client_id)
                     async for message in client.messages:
                         await self._handle(message)
                         client.ack(message)
             except aiomqtt.MqttError as exc:
                 self.metrics.inc("rules_mqtt_disconnects")
-                log.warning("mqtt connection lost", error=str(exc), host=self.mqtt_host, port=self.mqtt_port)
+                log.warning("mqtt connection lost", error=str(exc), host=self.broker.host, port=self.broker.port)
             finally:
                 self.subscribed.clear()
             await asyncio.sleep(self._backoff(attempt))

@@ -81,12 +81,7 @@ class MqttCollector:
         rng: random.Random | None = None,
     ) -> None:
         self.site = site
-        self.host = broker.host
-        self.port = broker.port
-        self.topic_prefix = broker.topic_prefix
-        self.username = broker.username
-        self.password = broker.password
-        self.backoff_max_s = broker.backoff_max_s
+        self.broker = broker
         self._emit = emit
         self._reject = reject
         self._clock = clock
@@ -111,7 +106,7 @@ class MqttCollector:
 
     @property
     def subscriptions(self) -> list[str]:
-        return [driver.subscription(self.topic_prefix) for driver in self._patterns.values()]
+        return [driver.subscription(self.broker.topic_prefix) for driver in self._patterns.values()]
 
     async def run(self) -> NoReturn:
         """Collect until cancelled; broker and device problems are logged, counted and retried, never raised."""
@@ -121,12 +116,18 @@ class MqttCollector:
             await self._listen()
 
     async def _listen(self) -> NoReturn:
-        delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
+        delays = backoff_delays(min(0.1, self.broker.backoff_max_s), self.broker.backoff_max_s, self._rng)
         # A unique id per connection: a clean session, and two gateways of one site never kick each other off.
         identifier = f"facmon-mqtt-{self.site}-{uuid.uuid4().hex[:8]}"
         while True:
             client = mqtt_client(
-                MqttSettings(self.host, self.port, username=self.username, password=self.password, client_id=identifier)
+                MqttSettings(
+                    self.broker.host,
+                    self.broker.port,
+                    username=self.broker.username,
+                    password=self.broker.password,
+                    client_id=identifier,
+                )
             )
             try:
                 async with client:
@@ -134,8 +135,10 @@ class MqttCollector:
                         await client.subscribe(topic, qos=1)
                     self.connected.set()
                     self._metrics.inc("mqtt_connects", site=self.site)
-                    log.info("listening to devices", host=self.host, port=self.port, topics=self.subscriptions)
-                    delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
+                    log.info(
+                        "listening to devices", host=self.broker.host, port=self.broker.port, topics=self.subscriptions
+                    )
+                    delays = backoff_delays(min(0.1, self.broker.backoff_max_s), self.broker.backoff_max_s, self._rng)
                     async for message in client.messages:
                         payload = message.payload
                         data = payload if isinstance(payload, bytes) else str(payload).encode()
@@ -171,7 +174,7 @@ class MqttCollector:
     def _route(self, topic: str) -> tuple[str | None, str, _Device | None]:
         """(vendor id, message, device) of a topic; the device is None when the site has none by that id."""
         for pattern, driver in self._patterns.items():
-            found = driver.match(topic, self.topic_prefix)
+            found = driver.match(topic, self.broker.topic_prefix)
             if found is not None:
                 vendor_id, message = found
                 return vendor_id, message, self._routes.get((pattern, vendor_id))

@@ -74,7 +74,7 @@ async def test_barrier_and_camera_reach_the_topic_tree(
     )
     (collector,) = _mqtt_collectors(gateway)
     if vendor is not None:
-        assert collector.port == vendor["port"] != mosquitto.port
+        assert collector.broker.port == vendor["port"] != mosquitto.port
         assert collector.subscriptions[0].startswith(f"{topic_prefix}/in/vendor/")
     tree = Subscriber(mosquitto.port, f"{ROOT}/{topic_prefix}/#", f"tree-{topic_prefix}")
     dead = Subscriber(mosquitto.port, f"{DEAD_LETTER}/{topic_prefix}/#", f"dead-{topic_prefix}")
