@@ -29,11 +29,11 @@ test: deps venv
 # Everything CI holds a change to: lint, format, types, then the suite under coverage.
 check: lint types coverage
 
-# The suite with coverage (the Python processes it starts included), failing under 90 % overall, then under 100 %
+# `make test` (the README's test command) with coverage (the Python processes it starts included), failing under 90 % overall, then under 100 %
 # for each pure decision module (over a set of files 100 % in total is 100 % in each).
 coverage: deps venv
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest -n auto --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+	$(MAKE) test PYTEST_ARGS="--cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)"
 	$(BIN)/coverage report --fail-under=100 --include="$$(echo $(PURE_MODULES) | tr ' ' ',')"
 
 lint: venv
