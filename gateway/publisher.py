@@ -57,6 +57,9 @@ class Publisher:
         self._acks: list[int] = []  # delivered outbox ids, deleted from the outbox soon after
         self._rng = random.Random()
         self.connected = asyncio.Event()
+        # Set while connected with every message of the outbox sent (PUBACKs may be on their way), waiting for a
+        # put; clear while there is something to send or no connection.
+        self.idle = asyncio.Event()
         outbox.on_put(self._wakeup.set)
 
     async def emit(self, message: Reading | Event) -> None:
@@ -127,9 +130,13 @@ class Publisher:
                         # No await between the empty peek and clear(), so a put cannot slip in unnoticed. The
                         # timeout is only a safety net; puts wake us up at once.
                         self._wakeup.clear()
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(self.idle_wait_s):  # not wait_for: it can swallow a cancel
-                                await self._wakeup.wait()
+                        self.idle.set()
+                        try:
+                            with contextlib.suppress(TimeoutError):
+                                async with asyncio.timeout(self.idle_wait_s):  # not wait_for: it can swallow a cancel
+                                    await self._wakeup.wait()
+                        finally:
+                            self.idle.clear()
                         continue
                     for message in batch:
                         await window.acquire()

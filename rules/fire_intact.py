@@ -32,6 +32,7 @@ import structlog
 from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
+from facmon.kernel.clock import Clock, SystemClock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, Reading, decode_message
 from facmon.kernel.topics import STATE, subscription
@@ -122,10 +123,13 @@ class FireIntactWriter:
         *,
         on_new_panel: NewPanel | None = None,
         metrics: Counters | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.sink = sink
         self.on_new_panel = on_new_panel
         self.metrics = metrics or Counters()
+        # The flusher's period runs on it (tests drive it); the reconnect pause is a network wait on real time.
+        self.clock = clock or SystemClock()
         self.rates = SiteIntactRates()
         self._pending: deque[str] = deque(maxlen=MAX_PENDING)
         self.subscribed = asyncio.Event()
@@ -158,8 +162,11 @@ class FireIntactWriter:
         return len(lines)
 
     async def run_flusher(self, interval_s: float = 1.0) -> NoReturn:
+        """Flush every `interval_s` of the clock's time until cancelled (what the sink refused goes next time)."""
+        next_at = self.clock.monotonic() + interval_s
         while True:
-            await asyncio.sleep(interval_s)
+            await self.clock.sleep_until(next_at)
+            next_at = self.clock.monotonic() + interval_s
             await self.flush()
 
     async def consume(self, client_factory: Callable[[], aiomqtt.Client], backoff_s: float = 1.0) -> NoReturn:

@@ -92,7 +92,9 @@ class RulesMonitors:
         self.fire_intact: FireIntactWriter | None = None
         if lifecycle_sink is not None:
             self.exporter = LifecycleExporter(engine, lifecycle_sink, clock, metrics=metrics)
-            self.fire_intact = FireIntactWriter(lifecycle_sink, on_new_panel=self._register_panel, metrics=metrics)
+            self.fire_intact = FireIntactWriter(
+                lifecycle_sink, on_new_panel=self._register_panel, metrics=metrics, clock=clock
+            )
 
     def services(self) -> list[Monitor]:
         t = self.timing

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from collectors.registry import fire_panel_driver, modbus_driver, mqtt_driver
 from facmon.estate.entries import Building, Device
 from facmon.estate.site import Site
+from facmon.kernel.clock import Clock
 from facmon.kernel.model import DeviceKind
 from simulators.camera import CameraSimulator
 from simulators.elevator import ElevatorSimulator
@@ -44,6 +45,8 @@ class BuildContext:
     # The broker MQTT devices publish to (None: MQTT devices are not simulated).
     mqtt_host: str | None
     mqtt_port: int
+    # The simulated time the devices' timers wait on (None: each device runs `speed` times the wall clock).
+    clock: Clock | None = None
 
 
 Builder = Callable[[Device, BuildContext], SimulatedDevice]
@@ -59,6 +62,7 @@ def _elevator(device: Device, ctx: BuildContext) -> SimulatedDevice:
         seed=device_seed(ctx.seed, device.id),
         speed=ctx.speed,
         device_id=device.id,
+        clock=ctx.clock,
     )
 
 
@@ -87,6 +91,7 @@ def _mqtt_options(device: Device, ctx: BuildContext) -> SimOptions:
         vendor_id=device.mqtt_id,
         seed=device_seed(ctx.seed, device.id),
         speed=ctx.speed,
+        clock=ctx.clock,
     )
 
 

@@ -3,7 +3,8 @@
 The register layout and encoding come from the same driver file the collector reads with, so the two cannot drift,
 and one simulator serves every elevator model: one value per holding register (elev-gb-a) or packed status bits
 in input registers (elev-st-b), GB fault codes or vendor E-codes and fault bit words, with or without an
-entrapment flag. A task advances the car (`simulators.car`) in simulated time; scenario steps and runtime
+entrapment flag. A task advances the car (`simulators.car`) in simulated time, on the simulator's clock (default:
+`speed` times the wall clock, standing still at speed 0; tests hand it a FakeClock); scenario steps and runtime
 commands (`simulators.steps`) inject faults, entrapments, power loss, service modes and garbage.
 """
 
@@ -15,8 +16,10 @@ from types import TracebackType
 
 from collectors.modbus.driver import ModbusDriver
 from collectors.modbus.registers import Table
+from facmon.kernel.clock import Clock
 from facmon.kernel.model import Value
 from simulators.car import Car
+from simulators.clock import simulated_clock
 from simulators.endpoint import ModbusEndpoint
 from simulators.register_image import RegisterImage
 from simulators.steps import (
@@ -54,7 +57,7 @@ REQUIRED_POINTS = (
     "door_cycles",
 )
 ENTRAPMENT_FLAG = "entrapment"
-# Real seconds between model updates.
+# Wall-clock seconds between model updates at the default clock: TICK_S * speed seconds of simulated time.
 TICK_S = 0.1
 
 # GB/T 24476 door close fault and door open fault: they happen at a landing, with the door not shut.
@@ -89,6 +92,7 @@ class ElevatorSimulator:
         seed: int = 0,
         speed: float = 1.0,
         device_id: str = "",
+        clock: Clock | None = None,
     ) -> None:
         missing = [name for name in REQUIRED_POINTS if name not in driver.by_name]
         if missing:
@@ -106,6 +110,7 @@ class ElevatorSimulator:
         self.unit = unit
         self.floors = floors
         self.speed = speed
+        self.clock = clock or simulated_clock(speed)
         self._faults = driver.faults
         self._flag = ENTRAPMENT_FLAG if ENTRAPMENT_FLAG in self._faults.flags else None
         self._rng = random.Random(seed)
@@ -153,9 +158,13 @@ class ElevatorSimulator:
         await self.stop()
 
     async def _run(self) -> None:
+        # The car moves by the clock's time since the last update (one wake-up for a fake clock's long advance).
+        interval, last = TICK_S * (self.speed or 1.0), self.clock.monotonic()
         while True:
-            await asyncio.sleep(TICK_S)
-            self.step(TICK_S * self.speed)
+            await self.clock.sleep_until(last + interval)
+            now = self.clock.monotonic()
+            self.step(now - last)
+            last = now
 
     # -- scenario steps and runtime commands --------------------------------------------------------------------
 
@@ -293,6 +302,11 @@ class ElevatorSimulator:
     @property
     def trapped(self) -> bool:
         return self._trapped
+
+    @property
+    def endpoint(self) -> ModbusEndpoint | None:
+        """The listener this unit answers through (None before start or attach)."""
+        return self._endpoint
 
     @property
     def answering(self) -> bool:

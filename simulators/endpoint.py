@@ -61,6 +61,11 @@ class ModbusEndpoint:
     def serving(self) -> bool:
         return self._server is not None
 
+    @property
+    def inflight(self) -> int:
+        """How many requests are being answered right now (waiting out a response delay, say)."""
+        return len(self._inflight)
+
     def answering(self, unit: int) -> bool:
         return self.serving and unit not in self._down
 

@@ -4,7 +4,8 @@ A granted card sends the arm up (opening -> raised), a vehicle drives onto the l
 comes down (closing -> lowered); now and then the vehicle never comes and the arm closes on its timer. A stuck arm
 (`barrier_stuck`) stops midway on its next move, or at once if it is moving, and the controller reports
 `limit_timeout` when the arm has not reached its limit LIMIT_TIMEOUT_S after it set off; freed, the arm finishes its
-move and the fault clears. Times are simulated seconds, run `speed` times faster.
+move and the fault clears. Times are simulated seconds, on the device's clock (by default `speed` times faster than
+the wall clock).
 
 Optional routine traffic (cards of residents, now and then a stranger's) comes from a seeded stream: the same seed
 gives the same cards in the same order.
@@ -140,7 +141,7 @@ class BarrierSimulator(MqttDeviceSimulator):
             await self.card_read(step.card, step.granted, step.direction)
 
     async def _sleep(self, simulated_s: float) -> None:
-        await asyncio.sleep(simulated_s / self.speed)
+        await self.clock.sleep(simulated_s)
 
     async def _state(self, **values: Value) -> None:
         self._values.update(values)

@@ -22,8 +22,10 @@ import structlog
 from collectors.mqtt.codec import check_value, encode
 from collectors.mqtt.driver import MqttDriver
 from facmon.kernel.backoff import backoff_delays
+from facmon.kernel.clock import Clock
 from facmon.kernel.model import Value
 from facmon.kernel.mqtt import MqttSettings, mqtt_client
+from simulators.clock import simulated_clock
 from simulators.mqtt_garbage import garbage_payloads
 from simulators.steps import (
     GarbageStep,
@@ -52,6 +54,7 @@ class SimOptions(TypedDict, total=False):
     speed: float
     topic_prefix: str
     backoff_max_s: float
+    clock: Clock | None  # simulated time; default: `speed` times the wall clock
 
 
 class MqttDeviceSimulator:
@@ -72,6 +75,7 @@ class MqttDeviceSimulator:
         speed: float = 1.0,
         topic_prefix: str = "",
         backoff_max_s: float = 5.0,
+        clock: Clock | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
@@ -83,6 +87,8 @@ class MqttDeviceSimulator:
         self.device_id = device_id
         self.vendor_id = vendor_id or device_id
         self.speed = speed
+        # Heartbeats and the device's own timers wait on it; reconnecting to the broker waits in real time.
+        self.clock = clock or simulated_clock(speed)
         self.topic_prefix = topic_prefix
         self.backoff_max_s = backoff_max_s
         self.seed = seed
@@ -112,7 +118,7 @@ class MqttDeviceSimulator:
         if self.host is None:
             log.warning("no MQTT broker: device not simulated", device=self.device_id)
             return
-        self._started_at = asyncio.get_running_loop().time()
+        self._started_at = self.clock.monotonic()
         self._task = asyncio.create_task(self._run(), name=f"{self.driver.model}-sim {self.device_id}")
 
     async def stop(self) -> None:
@@ -164,13 +170,13 @@ class MqttDeviceSimulator:
 
     async def _heartbeats(self) -> None:
         while True:
-            await asyncio.sleep(self.driver.heartbeat.interval_s / self.speed)
+            await self.clock.sleep(self.driver.heartbeat.interval_s)
             await self.send_heartbeat()
 
     # -- sending ------------------------------------------------------------------------------------------------
 
     def uptime_s(self) -> int:
-        return int((asyncio.get_running_loop().time() - self._started_at) * self.speed)
+        return int(self.clock.monotonic() - self._started_at)
 
     def message_values(self, message: str) -> dict[str, Value]:
         """The current payload of a state message."""

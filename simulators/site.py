@@ -5,6 +5,7 @@ Modbus devices are real pymodbus servers at their address, MQTT devices publish 
 Devices that share a host:port (controllers behind one Modbus TCP gateway) share one listener and answer by unit
 id. At run time a command on `facmon-sim/v1/<site>/<device>/command` with a JSON action, the same actions as
 scenario steps (`{"action": "fault", "code": 2}`), acts on that device at once; timing fields are ignored there.
+Every device and the scenario share one simulated clock: `speed` times the wall clock unless one is given.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from pydantic import ValidationError
 
 from facmon.estate.site import Site
 from facmon.kernel.backoff import backoff_delays
+from facmon.kernel.clock import Clock
 from facmon.kernel.mqtt import MqttSettings, mqtt_client
 from simulators.builders import BUILDERS, BuildContext
+from simulators.clock import simulated_clock
 from simulators.endpoint import ModbusEndpoint, RegisterSource
 from simulators.scenario import Scenario, perform, play
 from simulators.steps import STEP, SimulatedDevice, Step
@@ -45,12 +48,14 @@ class SiteSimulator:
         mqtt_host: str | None = None,
         mqtt_port: int = 1883,
         backoff_max_s: float = 30.0,
+        clock: Clock | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.site = site
         self.scenario = scenario
         self.speed = speed
+        self.clock = clock or simulated_clock(speed)
         self.mqtt_host = mqtt_host
         self.mqtt_port = mqtt_port
         self.backoff_max_s = backoff_max_s
@@ -61,7 +66,7 @@ class SiteSimulator:
             if builder is None:
                 log.warning("no simulator for this kind of device", device=device.id, kind=device.kind.value)
                 continue
-            ctx = BuildContext(site, building, seed, speed, mqtt_host, mqtt_port)
+            ctx = BuildContext(site, building, seed, speed, mqtt_host, mqtt_port, self.clock)
             sim = builder(device, ctx)
             self.sims[device.id] = sim
             if isinstance(sim, RegisterSource) and device.address is not None:
@@ -92,7 +97,7 @@ class SiteSimulator:
             log.info("simulators up", site=self.site.id, devices=len(self.sims), listeners=len(self.endpoints))
             async with asyncio.TaskGroup() as tg:
                 if self.scenario is not None:
-                    tg.create_task(play(self.scenario, self.sims, speed=self.speed), name="scenario")
+                    tg.create_task(play(self.scenario, self.sims, sleep=self.clock.sleep), name="scenario")
                 if self.mqtt_host is not None:
                     tg.create_task(self._control(tg, self.mqtt_host), name="simulator-control")
                 await asyncio.Event().wait()
@@ -144,6 +149,6 @@ class SiteSimulator:
 
     async def _perform(self, device: str, action: Step, sim: SimulatedDevice) -> None:
         try:
-            await perform(action, sim, speed=self.speed)
+            await perform(action, sim, sleep=self.clock.sleep)
         except (ValueError, KeyError, RuntimeError) as exc:
             log.warning("simulator command failed", device=device, action=action.action, reason=str(exc))

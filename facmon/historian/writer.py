@@ -70,6 +70,9 @@ class InfluxWriter:
         self._clock = clock or SystemClock()
         self._rng = random.Random()
         self._wakeup = asyncio.Event()
+        # Set while `run` waits for lines (nothing pending, or a batch not yet full nor old enough); clear while it
+        # writes, backs off or is not running.
+        self.idle = asyncio.Event()
         self._delays = self._fresh_delays()
         # The sizes of the latest successful writes, for benchmarks and the curious; bounded.
         self.recent_batch_sizes: deque[int] = deque(maxlen=1000)
@@ -104,9 +107,13 @@ class InfluxWriter:
                 if timeout <= 0:
                     return
             self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancel
-                    await self._wakeup.wait()
+            self.idle.set()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancel
+                        await self._wakeup.wait()
+            finally:
+                self.idle.clear()
 
     async def _write(self, influx: InfluxClient, batch: list[BufferedLine]) -> None:
         refusal = await self._post_until_answered(influx, batch)

@@ -126,11 +126,36 @@ async def test_cancel_is_not_lost_when_a_put_lands_in_the_same_tick(
         publisher = _publisher(outbox, mosquitto.port, metrics)
         for n in range(10):
             task = asyncio.create_task(publisher.run())
-            await eventually(publisher.connected.is_set, what="the publisher's connection")
-            await asyncio.sleep(0.1)  # idle, waiting for a put
+            await asyncio.wait_for(publisher.idle.wait(), 10)  # connected, parked waiting for a put
+            assert publisher.connected.is_set()
             await publisher.emit(_event(topic_prefix, n))
             await asyncio.sleep(0)  # the wake-up completes; the publisher has not resumed yet
             task.cancel()
             done, _ = await asyncio.wait({task}, timeout=5)
             assert done, "the publisher did not stop after a cancel that met a put"
+            assert not publisher.idle.is_set()
             publisher.connected.clear()
+
+
+async def test_idle_is_set_only_while_connected_with_nothing_to_send(
+    mosquitto: Mosquitto, topic_prefix: str, tmp_path: Path
+) -> None:
+    subscriber = Subscriber(mosquitto.port, f"{ROOT}/{topic_prefix}/#", f"sub-{topic_prefix}")
+    with Outbox(tmp_path / "outbox.sqlite", metrics=Counters()) as outbox:
+        nowhere = _publisher(outbox, free_port(), Counters())
+        async with running(nowhere.run(), "publisher-without-broker"):
+            await nowhere.emit(_event(topic_prefix, 0))
+            await eventually(lambda: outbox.size() == 1, what="the message in the outbox")
+            assert not nowhere.idle.is_set(), "no broker: not waiting for a put"
+        publisher = _publisher(outbox, mosquitto.port, Counters())
+        assert not publisher.idle.is_set()
+        async with running(subscriber.run(), "subscriber"):
+            await eventually(subscriber.subscribed.is_set, what="the subscription")
+            async with running(publisher.run(), "publisher"):
+                await asyncio.wait_for(publisher.idle.wait(), 10)  # the backlog sent, waiting for a put
+                await eventually(lambda: outbox.size() == 0, what="the backlog acknowledged")
+                assert publisher.idle.is_set()
+                await publisher.emit(_event(topic_prefix, 1))
+                await eventually(lambda: len(subscriber.received) == 2, what="both messages at the subscriber")
+                await asyncio.wait_for(publisher.idle.wait(), 10)
+        assert not publisher.idle.is_set()

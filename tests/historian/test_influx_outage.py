@@ -21,7 +21,8 @@ from tests.conftest import influxql
 from tests.gateway.conftest import eventually, reading, running
 
 DEVICES = 20
-TICK_S = 0.2
+# Ticks of load, 200 ms apart in the readings' time: a quarter before the outage, half during it, a quarter after.
+TICKS = 40
 
 
 def _historian(mosquitto: Mosquitto, url: str, db: str, site: str, state_dir: Path, metrics: Counters) -> Historian:
@@ -71,8 +72,8 @@ async def test_every_point_survives_an_influxdb_outage_under_load(
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     sent: list[Reading] = []
 
-    async def load(ticks: int) -> None:
-        for tick in range(ticks):
+    def load(ticks: range) -> None:
+        for tick in ticks:
             ts = start + timedelta(milliseconds=tick * 200 + 7, microseconds=tick)
             batch = [
                 reading(topic_prefix, f"e{d}", ts=ts, seq=tick, load_pct=tick / 3, door_open=tick % 2 == 0)
@@ -80,28 +81,30 @@ async def test_every_point_survives_an_influxdb_outage_under_load(
             ]
             outbox.put_many(batch)
             sent.extend(batch)
-            await asyncio.sleep(TICK_S)
+
+    async def a_failed_write() -> None:
+        failed = metrics.get("historian_write_errors", reason="unreachable")
+        await eventually(
+            lambda: metrics.get("historian_write_errors", reason="unreachable") > failed,
+            what="a failed write during the outage",
+            timeout_s=15,
+        )
 
     with Outbox(tmp_path / "outbox.sqlite", metrics=Counters()) as outbox:
         publisher = _publisher(outbox, mosquitto)
         async with running(historian.run(), "historian"), running(publisher.run(), "publisher"):
             await eventually(historian.subscribed.is_set, what="the historian's subscription")
-            async with running(load(ticks=40), "load") as load_task:
-                await eventually(lambda: metrics.get("historian_points_written") >= 100, what="points before outage")
-                await asyncio.to_thread(influx.stop)
-                # An outage long enough for a few failed writes while the load keeps arriving.
-                await eventually(
-                    lambda: (
-                        metrics.get("historian_write_errors", reason="unreachable") >= 3
-                        and historian.buffer.pending() > 0
-                    ),
-                    what="failed writes during the outage",
-                    timeout_s=15,
-                )
-                written_during_outage = metrics.get("historian_points_written")
-                assert historian.buffer.pending() > 0, "the load kept arriving while InfluxDB was away"
-                await asyncio.to_thread(influx.start)
-                await load_task
+            load(range(0, TICKS // 4))
+            await eventually(lambda: metrics.get("historian_points_written") >= 100, what="points before outage")
+            await asyncio.to_thread(influx.stop)
+            # The load keeps arriving through an outage long enough for a few failed writes: a share before each.
+            for part in range(4):
+                load(range(TICKS // 4 + part * TICKS // 8, TICKS // 4 + (part + 1) * TICKS // 8))
+                await a_failed_write()
+            assert historian.buffer.pending() > 0, "the load kept arriving while InfluxDB was away"
+            written_during_outage = metrics.get("historian_points_written")
+            await asyncio.to_thread(influx.start)
+            load(range(3 * TICKS // 4, TICKS))  # and on while InfluxDB comes back
 
             expected = _expected(sent)
             await eventually(
@@ -110,7 +113,7 @@ async def test_every_point_survives_an_influxdb_outage_under_load(
                 timeout_s=20,
             )
 
-    assert len(sent) == 40 * DEVICES
+    assert len(sent) == TICKS * DEVICES
     assert _stored(influx.url, "facmon", topic_prefix) == expected
     count = influxql(influx.url, "facmon", f"SELECT count(seq) FROM elevator WHERE site = '{topic_prefix}'")
     assert count[0]["values"][0][1] == len(sent)  # type: ignore[index]

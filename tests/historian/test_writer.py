@@ -131,16 +131,36 @@ async def test_cancel_is_not_lost_when_a_wakeup_lands_in_the_same_tick(
     # drops the cancel, and the writer never stops. Shutting down must not depend on that timing.
     writer = _writer(influxd.url, influx_db, buffer, Counters(), flush_interval_s=30.0)
     task = asyncio.create_task(writer.run())
-    await eventually(lambda: bool(influxql(influxd.url, influx_db, "SHOW DATABASES")), what="the writer started")
-    await asyncio.sleep(0.2)  # the writer is now idle, waiting for lines
     for _ in range(20):
+        await asyncio.wait_for(writer.idle.wait(), 10)  # the writer is parked, waiting for lines
         writer.notify()
         await asyncio.sleep(0)  # the wake-up completes; the writer has not resumed yet
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=2)
         assert done, "the writer did not stop after a cancel that met a wake-up"
         assert task.cancelled()
+        assert not writer.idle.is_set()
         task = asyncio.create_task(writer.run())
-        await asyncio.sleep(0.2)
     task.cancel()
     await asyncio.wait({task}, timeout=2)
+
+
+async def test_idle_is_set_only_while_the_writer_waits_for_lines(
+    influxd: Influxd, influx_db: str, buffer: LineBuffer
+) -> None:
+    metrics = Counters()
+    writer = _writer(influxd.url, influx_db, buffer, metrics, batch_size=10, flush_interval_s=30.0)
+    assert not writer.idle.is_set(), "not running"
+    async with running(writer.run(), "writer"):
+        await asyncio.wait_for(writer.idle.wait(), 10)
+        buffer.append(_lines("s1", 4))
+        writer.notify()
+        await asyncio.sleep(0)
+        # Woken, it found less than a batch, none of it old: it waits again, for more lines.
+        await asyncio.wait_for(writer.idle.wait(), 10)
+        assert buffer.pending() == 4
+        buffer.append(_lines("s1", 6, start=4))
+        writer.notify()
+        await eventually(lambda: buffer.pending() == 0 and writer.idle.is_set(), what="the batch written, idle again")
+        assert metrics.get("historian_points_written") == 10
+    assert not writer.idle.is_set(), "stopped"

@@ -52,6 +52,15 @@ async def _next(client: MqttClient) -> aiomqtt.Message:
         return await anext(aiter(client.messages))
 
 
+async def _broker_has_read_all_sent(client: MqttClient, topic: str) -> None:
+    """Return once the broker has read every packet `client` sent so far (a PUBACK it owes the broker included).
+
+    A QoS 1 publish of the client's own: its packets leave in order on one connection and the broker reads them in
+    order, so when this publish's PUBACK comes back, everything queued before it has been read."""
+    async with asyncio.timeout(5):
+        await client.publish(topic, b"", qos=1)
+
+
 @pytest.mark.parametrize("protocol", [aiomqtt.ProtocolVersion.V311, aiomqtt.ProtocolVersion.V5])
 async def test_only_an_unacknowledged_message_is_delivered_again(
     mosquitto: Mosquitto, topic_prefix: str, protocol: aiomqtt.ProtocolVersion
@@ -70,7 +79,7 @@ async def test_only_an_unacknowledged_message_is_delivered_again(
         assert first.payload == b"acked"
         consumer.ack(first)
         assert (await _next(consumer)).payload == b"not acked"
-        await asyncio.sleep(0.2)  # the PUBACK of the first is on its way before we leave
+        await _broker_has_read_all_sent(consumer, f"{topic_prefix}/barrier")  # the PUBACK of the first
     # The same persistent session again: the broker still owes the message that was never acknowledged.
     again = mqtt_client(settings, manual_ack=True)
     async with again:
@@ -91,7 +100,7 @@ async def test_without_manual_ack_paho_acknowledges_on_receipt(mosquitto: Mosqui
             await publisher.publish(topic, b"once", qos=1)
         message = await _next(consumer)
         consumer.ack(message)  # nothing to do: already acknowledged
-        await asyncio.sleep(0.2)
+        await _broker_has_read_all_sent(consumer, f"{topic_prefix}/barrier")  # the PUBACK paho sent on receipt
     async with mqtt_client(settings) as again:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.5):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import aiomqtt
 import pytest
 
+from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Influxd, Mosquitto
 from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
@@ -98,14 +99,39 @@ async def test_the_site_point_is_queryable_in_influxdb(influxd: Influxd, influx_
         await reader.aclose()
 
 
+class Lines:
+    """A sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    async def write(self, lines: Sequence[str]) -> None:
+        self.lines.extend(lines)
+
+
+async def test_the_flusher_writes_on_the_clock_it_is_given() -> None:
+    sink, clock = Lines(), FakeClock(T0)
+    writer = FireIntactWriter(sink, clock=clock)
+    task = asyncio.create_task(writer.run_flusher(interval_s=5.0))
+    try:
+        await writer.take(reading("fp1", 10, 9, T0))
+        await clock.settle()
+        assert clock.sleeping == [5.0]
+        await clock.advance_and_settle(4.9)
+        assert sink.lines == [], "not before its period"
+        await clock.advance_and_settle(0.1)
+        assert len(sink.lines) == 1
+        await writer.take(reading("fp1", 10, 10, T0 + timedelta(seconds=5)))
+        await clock.advance_and_settle(5.0)
+        assert len(sink.lines) == 2
+        assert clock.sleeping == [15.0]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_panel_readings_from_the_backbone_reach_the_writer(mosquitto: Mosquitto, topic_prefix: str) -> None:
-    class Lines:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-
-        async def write(self, lines: Sequence[str]) -> None:
-            self.lines.extend(lines)
-
     sink = Lines()
     writer = FireIntactWriter(sink)
 

@@ -11,12 +11,14 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from collectors.modbus.driver import ModbusDriver
 from collectors.registry import modbus_driver
+from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import free_port
 from facmon.kernel.model import Value
 from simulators.car import RATED_SPEED_MPS
 from simulators.elevator import ElevatorSimulator
 from simulators.steps import STEP, Step
 from tests.simulators.support import assert_no_leaked_tasks, read_point_values, wait_until
+from tests.support import eventually
 
 
 @pytest.fixture(autouse=True)
@@ -163,6 +165,22 @@ async def test_serves_its_state_over_modbus(driver: ModbusDriver, client_for: li
         assert (await client.write_register(0, 2, device_id=1)).isError()
 
 
+async def test_the_car_moves_on_the_clock_it_is_given(driver: ModbusDriver) -> None:
+    clock = FakeClock()
+    # The same ride stepped by hand: the clock's time, not the wall clock's, moves the car.
+    twin = ElevatorSimulator(driver, port=1, seed=8)
+    async with ElevatorSimulator(driver, port=free_port(), seed=8, clock=clock) as sim:
+        await clock.settle()
+        before = sim.snapshot()
+        await clock.advance_and_settle(0.05)
+        assert sim.snapshot() == before, "no update before a tick is due"
+        await clock.advance_and_settle(300)
+        twin.step(0.05 + 300)
+        assert sim.snapshot() == twin.snapshot()
+        assert sim.snapshot() != before
+        assert clock.sleeping == [pytest.approx(300.15)], "the next tick"
+
+
 async def test_live_updates_reach_the_wire(driver: ModbusDriver, client_for: list[AsyncModbusTcpClient]) -> None:
     port = free_port()
     async with ElevatorSimulator(driver, port=port, seed=11, speed=40) as sim:
@@ -217,8 +235,11 @@ async def test_stop_frees_the_port_even_with_a_request_in_flight(
     client = await _client(port, client_for, timeout_s=0.2)
     sim.set_response_delay(30)
     pending = asyncio.ensure_future(client.read_holding_registers(0, count=1, device_id=1))
-    await asyncio.sleep(0.05)
+    assert sim.endpoint is not None
+    endpoint = sim.endpoint
+    await eventually(lambda: endpoint.inflight == 1, what="the request waiting out the delay")
     await sim.stop()
+    assert endpoint.inflight == 0
     with pytest.raises(Exception):  # noqa: B017, PT011 - whatever pymodbus makes of a dropped connection
         await pending
     with socket.socket() as s:

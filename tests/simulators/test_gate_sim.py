@@ -12,6 +12,7 @@ import pytest
 
 from collectors.mqtt.codec import Problem
 from collectors.registry import mqtt_driver
+from facmon.kernel.clock import Clock, FakeClock
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event, EventType
@@ -68,15 +69,15 @@ Start = Callable[..., Awaitable[Gate]]
 async def gate(mosquitto: Mosquitto, topic_prefix: str) -> AsyncIterator[Start]:
     stack = contextlib.AsyncExitStack()
 
-    async def start(seed: int = 0, grace_s: float = 60.0, **options: Any) -> Gate:
+    async def start(seed: int = 0, grace_s: float = 60.0, clock: Clock | None = None, **options: Any) -> Gate:
+        """The barrier and its collector; a `clock` given is shared by both (default: each its own time)."""
         rec, metrics = Recorder(), Counters()
-        collector = make_collector(
-            mosquitto.port, topic_prefix, [mqtt_device("g1", "barrier-a", "G01", grace_s)], rec, metrics=metrics
-        )
+        device = mqtt_device("g1", "barrier-a", "G01", grace_s)
+        collector = make_collector(mosquitto.port, topic_prefix, [device], rec, clock=clock, metrics=metrics)
         await stack.enter_async_context(collecting(collector))
         sim = BarrierSimulator(
             mqtt_driver("barrier-a"), host="127.0.0.1", port=mosquitto.port, device_id="g1", vendor_id="G01",
-            seed=seed, speed=SPEED, topic_prefix=topic_prefix, **options,
+            seed=seed, speed=SPEED, topic_prefix=topic_prefix, clock=clock, **options,
         )  # fmt: skip
         stack.push_async_callback(sim.stop)
         await sim.start()
@@ -117,10 +118,12 @@ async def test_a_vehicle_that_never_comes_lets_the_arm_close_on_its_timer(gate: 
 
 
 async def test_a_denied_card_leaves_the_arm_down(gate: Start) -> None:
-    g = await gate()
+    clock = FakeClock()
+    g = await gate(clock=clock)
     await g.sim.perform(CardReadStep(action="card_read", card="99F00D", granted=False, direction="out"))
     await wait_until(lambda: bool(g.rec.events("g1", EventType.CARD_READ)), what="the card read")
-    await asyncio.sleep(3 * TRAVEL_S / SPEED)
+    # Long enough for an arm sent up to be up and on its way (a passage takes at least 2 travels and 3 s more).
+    await clock.advance_and_settle(3 * TRAVEL_S)
     assert g.positions() == ["lowered"]
     assert not g.sim.busy
 
@@ -151,10 +154,24 @@ def _restored_after_loss(events: list[Event]) -> bool:
 
 
 async def test_heartbeat_stop_is_comm_lost_and_start_is_restored(gate: Start) -> None:
-    g = await gate(grace_s=1.0)  # a heartbeat every 0.5 s
-    await asyncio.sleep(1.2)
+    clock = FakeClock()
+    interval_s = mqtt_driver("barrier-a").heartbeat.interval_s
+    g = await gate(grace_s=2 * interval_s, clock=clock)
+
+    def heartbeats() -> int:
+        return sum("cycles" in r.values for r in g.rec.readings("g1"))
+
+    async def next_heartbeat() -> None:
+        heard = heartbeats()
+        await clock.advance_and_settle(interval_s)
+        await wait_until(lambda: heartbeats() > heard, what="the next heartbeat")
+
+    # Three intervals, longer than the grace: only the heartbeats keep it alive.
+    for _ in range(3):
+        await next_heartbeat()
     assert not g.rec.events("g1", EventType.COMM_LOST), "heartbeats keep it alive"
     await g.sim.perform(HeartbeatStopStep(action="heartbeat_stop"))
+    await clock.advance_and_settle(2 * interval_s)
     await wait_until(lambda: bool(g.rec.events("g1", EventType.COMM_LOST)), what="comm_lost")
     assert g.sim.answering, "the link stays up; the device is only quiet"
     await g.sim.perform(HeartbeatStartStep(action="heartbeat_start"))

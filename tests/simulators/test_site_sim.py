@@ -13,6 +13,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from collectors.registry import modbus_driver
 from facmon.estate.site import Site
+from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Mosquitto, free_port
 from simulators.scenario import ScenarioError, parse_scenario
 from simulators.site import SiteSimulator, command_topic
@@ -86,6 +87,21 @@ async def test_every_device_answers_at_its_address(start: Start) -> None:
         assert problems == []
         assert values["fault_code"] == (4 if device == "b1-e2" else 0), device
         assert values["floors_served"] == (30 if device == "b1-e2" else 18), device
+
+
+async def test_devices_and_scenario_share_the_clock_given(start: Start) -> None:
+    clock = FakeClock()
+    scenario = parse_scenario({"steps": [{"at_s": 30, "device": "b1-e2", "action": "entrapment"}]}, "s.yaml")
+    running = await start(clock=clock, scenario=scenario)
+    sims = running.sims
+    assert all(sim.clock is clock for sim in sims.values())
+    await clock.settle()
+    before = sims["b1-e1"].snapshot()
+    await clock.advance_and_settle(29.9)
+    assert not sims["b1-e2"].trapped, "not before its time on the clock"
+    assert sims["b1-e1"].snapshot() != before, "the cars ride on the clock"
+    await clock.advance_and_settle(0.1)
+    assert sims["b1-e2"].trapped
 
 
 async def test_devices_of_one_seed_ride_differently() -> None:
