@@ -5,9 +5,8 @@ the principal as actor and an audit entry; listed newest first; a recorded visit
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,8 +22,6 @@ from api.deps import get_clock
 from api.routes import maintenance
 from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
-from facmon.kernel.db import make_engine
-from facmon.shell.migrations.schema import create_schema
 from facmon.workorders.tables import WorkOrder
 from rules.maintenance_visits import MaintenanceMonitor
 from tests.api.accounts import bearer
@@ -58,14 +55,6 @@ def site(site_id: str, technician: str) -> Site:
 
 S1 = site("s1", "li")
 S2 = site("s2", "zhao")
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,9 +15,7 @@ from api import create_app
 from api.accounts.models import Role
 from api.deps import get_clock
 from facmon.kernel.clock import FakeClock
-from facmon.kernel.db import make_engine
 from facmon.kernel.model import Event, EventType
-from facmon.shell.migrations.schema import create_schema
 from facmon.workorders.breaches import record_breaches
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
@@ -32,14 +29,6 @@ PROBLEM = "application/problem+json"
 
 def at(minutes: float) -> str:
     return (START + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

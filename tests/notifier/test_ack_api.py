@@ -3,9 +3,8 @@ bad or expired tokens are refused."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,22 +14,12 @@ from sqlalchemy import Engine
 from api import create_app
 from api.deps import get_clock
 from facmon.kernel.clock import FakeClock
-from facmon.kernel.db import make_engine
 from facmon.notifier.tokens import InsecureSecret, issue
-from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
 from tests.api.test_work_order_actions import START, fault
 
 KEY = b"a-test-key-of-at-least-32-bytes!!"
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -15,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from api.accounts.models import Role as UserRole
 from facmon.kernel.clock import FakeClock
-from facmon.kernel.db import make_engine
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
 from facmon.notifier.base import DeliveryError, Notification, Recipient
 from facmon.notifier.dispatcher import Dispatcher
@@ -23,7 +21,6 @@ from facmon.notifier.policy import Role
 from facmon.notifier.queue import Sender, deliveries_of, delivery_backoff
 from facmon.notifier.recipients import Target
 from facmon.notifier.storm import MaintenanceWindow, StormLimits
-from facmon.shell.migrations.schema import create_schema
 from facmon.workorders.breaches import SlaMonitor
 from facmon.workorders.tables import WorkOrderEvent, WorkOrderStatus
 from facmon.workorders.workflow import transition
@@ -37,19 +34,6 @@ SEC = timedelta(seconds=1)
 TECH = Recipient("li-ming", "Li Ming", "+86 138 0000 0001")
 SUPERVISOR = Recipient("zhao-lei", "Zhao Lei", "+86 138 0000 0002")
 MANAGER = Recipient("contact:8613800000009", "Chen Jing", "+86 138 0000 0009")
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def resolver(site: str, kind: str, at: datetime) -> Sequence[Target]:

@@ -4,16 +4,13 @@ manager, is never silenced, and is sent once, also across a restart."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from facmon.kernel.clock import FakeClock
-from facmon.kernel.db import make_engine
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType
 from facmon.notifier.base import Notification, Recipient
 from facmon.notifier.dispatcher import Dispatcher
@@ -23,7 +20,6 @@ from facmon.notifier.queue import Sender, delivery_backoff
 from facmon.notifier.recipients import Target
 from facmon.notifier.storm import MaintenanceWindow
 from facmon.notifier.tables import Delivery
-from facmon.shell.migrations.schema import create_schema
 from rules.engine import FireAlarmSignal, evaluate, load_rules
 from rules.fire import record_fire_signals
 from rules.tables import FireAlarm
@@ -47,14 +43,6 @@ class Phone:
 
     async def send(self, notification: Notification, recipient: Recipient) -> None:
         self.received.append((recipient, notification))
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def raise_fire(engine: Engine, clock: FakeClock, point: str = "1-004") -> int:
