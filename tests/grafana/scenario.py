@@ -136,13 +136,14 @@ async def play(url: str, db: str, mqtt_port: int, site_id: str, state_dir: Path)
                 return bool(influxql(url, db, q))
 
             await wait_for(arrived, 15, "the technician's card read to put work orders on site")
+            end = clock.now() + timedelta(seconds=1)
 
             async def recorded() -> bool:  # the historian's path is not the rules': wait for the read itself too
                 q = f"SELECT count(card) FROM events WHERE site = '{site_id}' AND type = 'card_read'"
                 return bool(influxql(url, db, f"{q} AND card = '{CARD}'"))
 
-            await wait_for(recorded, 15, "the technician's card read in InfluxDB")
-            end = clock.now() + timedelta(seconds=1)
+            # On a busy machine the historian may be well behind the rules; what the dashboards show is its work.
+            await wait_for(recorded, 90, "the technician's card read in InfluxDB")
     finally:
         sim_task.cancel()
         await asyncio.gather(sim_task, return_exceptions=True)
