@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import coverage
 import httpx
 import pytest
 
@@ -29,12 +28,6 @@ def _played(
     db = f"grafana_{uuid.uuid4().hex[:8]}"
     create_database(influxd.url, db)
     site = f"t{uuid.uuid4().hex[:10]}"
-    # The whole system and its simulators share this process's one event loop at 60 times speed; traced line by line
-    # (make check's coverage) it falls minutes behind the scenario. The dashboards are what this module tests, and
-    # every line the scenario runs is covered by the tests of its package, so tracing pauses while it plays.
-    tracing = coverage.Coverage.current()
-    if tracing is not None:
-        tracing.stop()
     try:
         try:
             result: Played | BaseException = asyncio.run(
@@ -42,9 +35,6 @@ def _played(
             )
         except Exception as exc:
             result = exc
-        finally:
-            if tracing is not None:
-                tracing.start()
         yield result
     finally:
         httpx.post(f"{influxd.url}/query", data={"q": f'DROP DATABASE "{db}"'})
