@@ -18,7 +18,12 @@ Written once for the gateway's outbox (MQTT messages until the broker's PUBACK) 
   earlier version keeps its items.
 - Ownership: one process owns the file, and the size is kept in memory after one count at open. One queue object may
   be shared by threads (a lock serialises its calls). Another connection holding the file's write lock past
-  `busy_timeout_s` raises `QueueLocked`; a file that is not a SQLite database raises `QueueCorrupt`.
+  `busy_timeout_s` raises `QueueLocked`.
+- Damage: at open, a file that is not a SQLite database, or fails SQLite's `quick_check` (garbage pages, truncated
+  in the middle), is moved aside to `<name>.damaged-<UTC timestamp>` (with its `-wal` and `-shm` files), logged
+  with one line naming both paths, and a fresh queue is started in its place: a service that restarts after a
+  damaged disk runs on instead of exiting on every start, and the damaged file stays for whoever wants to salvage
+  it. Damage found later, while running, raises `QueueCorrupt`.
 """
 
 from __future__ import annotations
@@ -29,10 +34,17 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+import structlog
+
+from facmon.kernel.clock import SystemClock
+
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -91,8 +103,12 @@ class SqliteQueue(Generic[T]):
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         schema: str = "",
         busy_timeout_s: float = 5.0,
+        damaged_at: Callable[[], datetime] = SystemClock().now,
     ) -> None:
-        """Open (or create) the queue in `table` of the file at `path`; `schema` is extra DDL of its user."""
+        """Open (or create) the queue in `table` of the file at `path`; `schema` is extra DDL of its user.
+
+        `damaged_at` gives the time a damaged file is moved aside with.
+        """
         names = [table, *(c.name for c in columns), *([capacity.keep] if capacity and capacity.keep else [])]
         if bad := [n for n in names if not _IDENTIFIER.fullmatch(n)]:
             raise ValueError(f"not SQL identifiers: {bad}")
@@ -109,19 +125,37 @@ class SqliteQueue(Generic[T]):
         )
         self._select = f"SELECT id, {', '.join(c.name for c in columns)} FROM {table} WHERE id > ? ORDER BY id LIMIT ?"
         path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we open transactions ourselves, so a put and its drops commit together.
-        # check_same_thread=False: the lock, not the thread, keeps calls apart.
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False)
+        self._db = self._connect(busy_timeout_s)
         try:
             with self._errors():
                 self._size = self._open(synchronous, schema)
+        except QueueCorrupt as exc:
+            self._db.close()
+            aside = _set_aside(path, damaged_at())
+            log.error(f"damaged queue file {path} moved aside to {aside}; starting a fresh one", error=str(exc))
+            self._db = self._connect(busy_timeout_s)
+            try:
+                with self._errors():
+                    self._size = self._open(synchronous, schema)
+            except BaseException:
+                self._db.close()
+                raise
         except BaseException:
             self._db.close()
             raise
 
+    def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
+        # isolation_level=None: we open transactions ourselves, so a put and its drops commit together.
+        # check_same_thread=False: the lock, not the thread, keeps calls apart.
+        return sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False)
+
     def _open(self, synchronous: str, schema: str) -> int:
         db, table = self._db, self.table
         db.execute("PRAGMA journal_mode=WAL")
+        # Reads every page once (a second per ~GB); damage found now is set aside instead of failing a later put.
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"malformed: {'; '.join(problems)}")
         db.execute(f"PRAGMA synchronous={synchronous}")
         declared = ",\n".join(f"    {c.name} {c.decl}" for c in self._columns)
         db.executescript(
@@ -223,3 +257,14 @@ class SqliteQueue(Generic[T]):
             if "not a database" in str(exc) or "malformed" in str(exc):
                 raise QueueCorrupt(f"{self.path}: not a usable SQLite queue ({exc})") from exc
             raise
+
+
+def _set_aside(path: Path, at: datetime) -> Path:
+    """Rename a damaged file (and its WAL and shared-memory files) to `<name>.damaged-<UTC timestamp>`."""
+    suffix = f".damaged-{at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}"
+    aside = path.with_name(path.name + suffix)
+    for part in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + part)
+        if source.exists():
+            source.rename(path.with_name(path.name + part + suffix))
+    return aside

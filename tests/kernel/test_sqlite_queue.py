@@ -1,22 +1,24 @@
 """The durable queue's contract, tested once on the queue itself and on each of its users (the gateway outbox and the
 historian's line buffer): FIFO order, batches taken and acked, survival of a reopen and of a SIGKILL mid-write, the
-capacity, a producer and a consumer at once, and clear errors for a locked or corrupt file. What only one user does
+capacity, a producer and a consumer at once, a clear error for a locked file, and a damaged file moved aside. What only one user does
 (the outbox's events and metrics, the buffer's rejected lines) is tested beside that user."""
 
 from __future__ import annotations
 
+import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from facmon.kernel.sqlite_queue import Capacity, Column, QueueCorrupt, QueueLocked, SqliteQueue
+from facmon.kernel.sqlite_queue import Capacity, Column, QueueLocked, SqliteQueue
 from tests.kernel.queue_subjects import SUBJECTS, Opener, Subject
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,10 +197,43 @@ def test_a_locked_file_gives_a_clear_error(opener: Opener, path: Path) -> None:
     subject.close()
 
 
-def test_a_corrupt_file_gives_a_clear_error(opener: Opener, path: Path) -> None:
+def _garbage_pages(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    assert len(data) > 8 * 4096, "enough pages to damage the middle"
+    data[2 * 4096 : 6 * 4096] = random.Random(7).randbytes(4 * 4096)
+    path.write_bytes(bytes(data))
+
+
+def _truncated(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 + 100])
+
+
+def _not_a_database(path: Path) -> None:
     path.write_bytes(b"these are not the pages of a SQLite database\n" * 200)
-    with pytest.raises(QueueCorrupt, match=f"{path}: not a usable SQLite queue"):
-        opener(path, None, 5.0)
+
+
+@pytest.mark.parametrize("damage", [_garbage_pages, _truncated, _not_a_database])
+def test_a_damaged_file_is_moved_aside_and_a_fresh_queue_started(
+    opener: Opener, path: Path, damage: Callable[[Path], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    subject = opener(path, None, 5.0)
+    subject.put(range(3000))
+    subject.close()
+    damage(path)
+    damaged = path.read_bytes()
+    subject = opener(path, None, 5.0)  # no exception: a fresh queue
+    try:
+        assert subject.size() == 0
+        subject.put([1, 2])
+        assert _ns(subject) == [1, 2]
+    finally:
+        subject.close()
+    [aside] = path.parent.glob(f"{path.name}.damaged-*")
+    assert re.fullmatch(rf"{re.escape(path.name)}\.damaged-\d{{8}}T\d{{12}}Z", aside.name)
+    assert aside.read_bytes() == damaged  # kept as it was, for whoever wants to salvage it
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "damaged" in line]
+    assert str(path) in line and str(aside) in line
 
 
 # The queue's own parts that its users reach through their own API.
