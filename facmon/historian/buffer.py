@@ -8,6 +8,10 @@ two, so a crash between a write and its ack only means the same points are writt
 The lines are kept by `facmon.kernel.sqlite_queue` (order, ids never reused, WAL, crash safety); the `rejected`
 table is the buffer's own. Unbounded by default: an InfluxDB outage only makes the file grow. With `max_lines`, a
 full buffer drops its oldest lines (logged), as a gateway outbox drops its oldest readings.
+
+The historian's dead letters (messages it refused, on their way to the dead-letter topic) wait in the same file, in
+their own queue (`dead_letters`, at most `DEAD_LETTER_BACKLOG`, the oldest dropped first), until the broker has
+acknowledged their publish: a refused message is acknowledged to the broker only once its dead letter is here.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ import structlog
 from facmon.kernel.sqlite_queue import Capacity, Column, SqliteQueue
 
 log = structlog.get_logger(__name__)
+
+# Dead letters waiting for the broker; beyond that the oldest go, counted.
+DEAD_LETTER_BACKLOG = 10_000
 
 _REJECTED = """
 CREATE TABLE IF NOT EXISTS rejected (
@@ -62,6 +69,14 @@ class LineBuffer:
             schema=_REJECTED,
             busy_timeout_s=busy_timeout_s,
         )
+        self._dead_letters = SqliteQueue(
+            path,
+            table="dead_letters",
+            columns=(Column("record", "BLOB NOT NULL"),),
+            item=_dead_letter,
+            capacity=Capacity(DEAD_LETTER_BACKLOG),
+            busy_timeout_s=busy_timeout_s,
+        )
 
     def append(self, lines: Sequence[str]) -> None:
         """Store lines in one transaction (one commit per call, so callers batch what arrives together)."""
@@ -88,6 +103,20 @@ class LineBuffer:
 
         self._queue.ack([line.id], also=park)
 
+    def keep_dead_letters(self, records: Sequence[bytes]) -> int:
+        """Store dead letters until they are published; returns how many old ones the bound dropped."""
+        return self._dead_letters.put_many([(record,) for record in records]).dropped
+
+    def dead_letters(self, n: int) -> list[tuple[int, bytes]]:
+        """The `n` oldest dead letters waiting to be published, as (id, record)."""
+        return self._dead_letters.peek(n)
+
+    def dead_letters_sent(self, ids: Iterable[int]) -> None:
+        self._dead_letters.ack(ids)
+
+    def dead_letters_waiting(self) -> int:
+        return self._dead_letters.size()
+
     def pending(self) -> int:
         return self._queue.size()
 
@@ -98,6 +127,7 @@ class LineBuffer:
 
     def close(self) -> None:
         self._queue.close()
+        self._dead_letters.close()
 
     def __enter__(self) -> LineBuffer:
         return self
@@ -108,3 +138,7 @@ class LineBuffer:
 
 def _buffered(id_: int, row: tuple[Any, ...]) -> BufferedLine:
     return BufferedLine(id=id_, line=row[0])
+
+
+def _dead_letter(id_: int, row: tuple[Any, ...]) -> tuple[int, bytes]:
+    return (id_, bytes(row[0]))

@@ -103,11 +103,11 @@ class SqliteQueue(Generic[T]):
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         schema: str = "",
         busy_timeout_s: float = 5.0,
-        damaged_at: Callable[[], datetime] = SystemClock().now,
+        damaged_at: Callable[[], datetime] | None = None,
     ) -> None:
         """Open (or create) the queue in `table` of the file at `path`; `schema` is extra DDL of its user.
 
-        `damaged_at` gives the time a damaged file is moved aside with.
+        `damaged_at` gives the time a damaged file is moved aside with (default: the system clock's).
         """
         names = [table, *(c.name for c in columns), *([capacity.keep] if capacity and capacity.keep else [])]
         if bad := [n for n in names if not _IDENTIFIER.fullmatch(n)]:
@@ -131,7 +131,7 @@ class SqliteQueue(Generic[T]):
                 self._size = self._open(synchronous, schema)
         except QueueCorrupt as exc:
             self._db.close()
-            aside = _set_aside(path, damaged_at())
+            aside = _set_aside(path, (damaged_at or SystemClock().now)())
             log.error(f"damaged queue file {path} moved aside to {aside}; starting a fresh one", error=str(exc))
             self._db = self._connect(busy_timeout_s)
             try:

@@ -1,7 +1,7 @@
 """The durable queue's contract, tested once on the queue itself and on each of its users (the gateway outbox and the
 historian's line buffer): FIFO order, batches taken and acked, survival of a reopen and of a SIGKILL mid-write, the
-capacity, a producer and a consumer at once, a clear error for a locked file, and a damaged file moved aside. What only one user does
-(the outbox's events and metrics, the buffer's rejected lines) is tested beside that user."""
+capacity, a producer and a consumer at once, a clear error for a locked file, and a damaged file moved aside. What
+only one user does (the outbox's events and metrics, the buffer's rejected lines) is tested beside that user."""
 
 from __future__ import annotations
 
@@ -233,7 +233,8 @@ def test_a_damaged_file_is_moved_aside_and_a_fresh_queue_started(
     assert re.fullmatch(rf"{re.escape(path.name)}\.damaged-\d{{8}}T\d{{12}}Z", aside.name)
     assert aside.read_bytes() == damaged  # kept as it was, for whoever wants to salvage it
     [line] = [line for line in capsys.readouterr().out.splitlines() if "damaged" in line]
-    assert str(path) in line and str(aside) in line
+    assert str(path) in line
+    assert str(aside) in line
 
 
 # The queue's own parts that its users reach through their own API.
