@@ -46,6 +46,7 @@ class SiteGateway:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(state_dir / f"outbox-{site.id}.sqlite", metrics=metrics)
         metrics.gauge("outbox_pending", self.outbox.size, "messages in the outbox not yet taken by the broker")
+        metrics.gauge("outbox_memory", self.outbox.memory_size, "messages held in memory while the disk is full")
         self.publisher = Publisher(
             self.outbox,
             host=mqtt_host,
@@ -76,6 +77,12 @@ class SiteGateway:
             self.name,
             (
                 Check("broker", connected, "" if connected else f"not connected; {backlog} message(s) kept"),
-                Check("outbox", True, f"{backlog} message(s) waiting"),
+                self._outbox_check(backlog),
             ),
         )
+
+    def _outbox_check(self, backlog: int) -> Check:
+        full = self.outbox.full
+        if full is None:
+            return Check("outbox", True, f"{backlog} message(s) waiting")
+        return Check("outbox", False, f"disk full ({full}); {self.outbox.memory_size()} message(s) held in memory")

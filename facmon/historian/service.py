@@ -88,6 +88,9 @@ class Historian:
             clock=self._clock,
         )
         metrics.gauge("historian_buffer_pending", self.buffer.pending, "points in the buffer not yet in InfluxDB")
+        metrics.gauge(
+            "historian_buffer_memory", self.buffer.memory_size, "points held in memory while the disk is full"
+        )
         # Set while subscribed: from then on the broker keeps what we miss, even across our own restarts.
         self.subscribed = asyncio.Event()
 
@@ -108,7 +111,7 @@ class Historian:
             (
                 Check("broker", subscribed, "" if subscribed else "not subscribed"),
                 Check("influxdb", error is None, error or ""),
-                Check("buffer", True, f"{self.buffer.pending()} point(s) waiting"),
+                _buffer_check(self.buffer),
             ),
         )
 
@@ -158,7 +161,8 @@ class Historian:
 
     def _store(self, lines: list[str], letters: list[bytes]) -> None:
         if lines:
-            self.buffer.append(lines)
+            if dropped := self.buffer.append(lines):
+                self._metrics.inc("historian_buffer_memory_dropped", dropped)
             self.writer.notify()
         if letters and (dropped := self.buffer.keep_dead_letters(letters)):
             self._metrics.inc("historian_dead_letters_dropped", dropped)
@@ -195,6 +199,13 @@ class Historian:
                 await client.publish(DEAD_LETTER, record, qos=1)
                 self.buffer.dead_letters_sent([id_])
                 self._metrics.inc("historian_dead_lettered")
+
+
+def _buffer_check(buffer: LineBuffer) -> Check:
+    full = buffer.full
+    if full is None:
+        return Check("buffer", True, f"{buffer.pending()} point(s) waiting")
+    return Check("buffer", False, f"disk full ({full}); {buffer.memory_size()} point(s) held in memory")
 
 
 def _reason_label(reason: str) -> str:

@@ -3,7 +3,9 @@ two gateways do not evict each other from the broker."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +93,38 @@ async def test_two_gateways_of_one_site_keep_their_own_sessions(
     for metrics in (metrics_a, metrics_b):
         assert metrics.get("gateway_connects") == 1
         assert metrics.get("mqtt_connects", site=topic_prefix) == 1
+
+
+async def test_a_full_disk_keeps_the_gateway_running_and_loses_nothing_within_the_memory_bound(
+    mosquitto_factory: Callable[[], Mosquitto], topic_prefix: str, tmp_path: Path
+) -> None:
+    vendor, backbone = mosquitto_factory(), mosquitto_factory()
+    site = _site(topic_prefix, {"host": "127.0.0.1", "port": vendor.port})
+    events = f"{ROOT}/{topic_prefix}/gate/gate-1/event"
+    tree = Subscriber(backbone.port, events, f"tree-{topic_prefix}")
+    metrics = Counters()
+    gateway = _gateway(site, backbone, tmp_path, "edge-a", metrics)
+    # The outbox's file may not grow: SQLite answers "database or disk is full", as on a full disk.
+    gateway.outbox.limit_size(gateway.outbox.path.stat().st_size)
+    async with running(tree.run(), "tree"):
+        await tree.subscribed.wait()
+        await asyncio.to_thread(backbone.stop)  # nothing drains the outbox: it fills
+        async with running(gateway.run(), "gateway"), aiomqtt.Client("127.0.0.1", vendor.port) as device:
+            await eventually(_mqtt_collectors(gateway)[0].connected.is_set, what="the vendor session")
+            for n in range(300):
+                await device.publish(f"vendor/barrier/{topic_prefix}-G1/card", _card(n), qos=1)
+            await eventually(
+                lambda: metrics.get("mqtt_messages", device="gate-1", message="card") == 300, what="all cards heard"
+            )
+            assert gateway.outbox.memory_size() > 0
+            check = next(c for c in gateway.health().checks if c.name == "outbox")
+            assert not check.ok
+            assert "disk full" in check.detail
+            assert "held in memory" in check.detail
+            assert metrics.get("outbox_memory_dropped") == 0
+            await asyncio.to_thread(backbone.start)
+            await eventually(lambda: len(set(_cards(tree, events))) == 300, what="all 300 cards", timeout_s=20)
+            assert gateway.outbox.memory_size() == 0
+            assert next(c for c in gateway.health().checks if c.name == "outbox").ok
+    cards = list(dict.fromkeys(_cards(tree, events)))
+    assert cards == list(range(300)), "in the order the device sent them"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from facmon.kernel.sqlite_queue import Capacity, Column, QueueLocked, SqliteQueue
+from facmon.kernel.sqlite_queue import Capacity, Column, QueueFull, QueueLocked, SqliteQueue
 from tests.kernel.queue_subjects import SUBJECTS, Opener, Subject
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,6 +235,54 @@ def test_a_damaged_file_is_moved_aside_and_a_fresh_queue_started(
     [line] = [line for line in capsys.readouterr().out.splitlines() if "damaged" in line]
     assert str(path) in line
     assert str(aside) in line
+
+
+def test_a_full_disk_holds_items_in_memory_in_order_until_acks_free_room(opener: Opener, path: Path) -> None:
+    subject = opener(path, None, 5.0)
+    try:
+        subject.put(range(500))
+        # SQLITE_FULL as a full disk gives it: the file may not grow past the pages it has.
+        subject.limit_size(path.stat().st_size)
+        n = 500
+        while subject.memory_size() == 0:  # the next pages' worth of puts do not fit
+            subject.put(range(n, n + 50))
+            n += 50
+            assert n < 20_000, "the file never filled"
+        on_disk = subject.size()
+        subject.put(range(n, n + 50))  # behind what waits in memory, never before it
+        n += 50
+        assert subject.size() == on_disk
+        assert subject.memory_size() > 50
+        assert _ns(subject) == list(range(on_disk))
+        # Acks delete rows, their pages are free, and what waited in memory goes to the file at once, in order.
+        subject.ack(i for i, _ in subject.peek(400))
+        assert subject.memory_size() == 0
+        assert _ns(subject) == list(range(400, n))
+        subject.put([n])  # and the file takes new items again
+        assert _ns(subject)[-1] == n
+    finally:
+        subject.close()
+
+
+def test_the_memory_bound_drops_the_oldest_held_items(path: Path) -> None:
+    columns = (Column("n", "INTEGER NOT NULL"),)
+    queue = SqliteQueue(path, table="items", columns=columns, item=lambda i, row: (i, *row), memory_max_items=5)
+    with queue:
+        queue.put_many([(n,) for n in range(200)])
+        queue.limit_size(path.stat().st_size)
+        n, dropped = 200, 0
+        while queue.memory_size() == 0:
+            dropped += queue.put_many([(n,)]).memory_dropped
+            n += 1
+        put = queue.put_many([(m,) for m in range(n, n + 7)])
+        assert queue.full is not None
+        assert "full" in queue.full
+        assert (put.in_memory, put.memory_dropped) == (5, 3)
+    # Without a memory, a full disk is the caller's to handle.
+    with SqliteQueue(path, table="items", columns=columns, item=lambda i, row: row) as plain:
+        plain.limit_size(path.stat().st_size)
+        with pytest.raises(QueueFull, match="full"):
+            plain.put_many([(n,) for n in range(10_000)])
 
 
 # The queue's own parts that its users reach through their own API.
