@@ -42,13 +42,15 @@ class Collector(Protocol):
 @dataclass(frozen=True)
 class Wiring:
     """What every collector of one gateway is given: where its messages and dead letters go, the clock, the
-    metrics, and the backbone broker (MQTT devices are heard there when the site file names no vendor broker)."""
+    metrics, the backbone broker (MQTT devices are heard there when the site file names no vendor broker), and the
+    gateway's instance name (in the MQTT client ids, so two gateways of one site never evict each other)."""
 
     emit: Emit
     reject: Reject
     clock: Clock
     metrics: Counters
     backbone: BrokerSettings
+    instance: str = ""
 
 
 # The collectors of a site's devices of one family (in site file order), given the gateway's wiring.
@@ -89,7 +91,14 @@ def heard(site: Site, devices: Sequence[Device], wiring: Wiring) -> list[Collect
     broker = BrokerSettings(vendor.host, vendor.port, vendor.topic_prefix) if vendor else wiring.backbone
     specs = [mqtt_device(site, device) for device in devices]
     collector = MqttCollector(
-        site.id, specs, broker, emit=wiring.emit, reject=wiring.reject, clock=wiring.clock, metrics=wiring.metrics
+        site.id,
+        specs,
+        broker,
+        emit=wiring.emit,
+        reject=wiring.reject,
+        clock=wiring.clock,
+        metrics=wiring.metrics,
+        client_id=f"facmon-vendor-{site.id}-{wiring.instance}" if wiring.instance else None,
     )
     return [collector]
 

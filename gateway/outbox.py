@@ -10,6 +10,12 @@ Events (faults raised and cleared, comm lost and restored) are never dropped: th
 missing "cleared" would keep a work order open forever, while an old reading is superseded by the next poll. So the
 bound is hard for readings and soft for events: an outbox holding only events may grow past `max_size`. A dropped
 reading may still reach the broker if it was already in flight; dropping only means it will not be retried.
+
+Full disk. When the disk (or a quota, `limit_size`) has no room, the gateway keeps running and polling: messages
+wait in memory, in order, at most `memory_max` (then the oldest go, counted as `outbox_memory_dropped`), and are
+written to the file as soon as it has room again (after the publisher's acks free pages, or a second after the last
+try). `memory_size()` is the `outbox_memory` gauge and `full` says why the disk refused (the gateway's health).
+Messages held in memory are lost if the process dies before the disk has room.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class Outbox:
         metrics: Counters | None = None,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout_s: float = 5.0,
+        memory_max: int = 100_000,
     ) -> None:
         """Open (or create) the outbox at `path`.
 
@@ -87,20 +94,25 @@ class Outbox:
             capacity=Capacity(max_size, keep="is_event"),  # events are never dropped
             synchronous=synchronous,
             busy_timeout_s=busy_timeout_s,
+            memory_max_items=memory_max,
         )
 
     def on_put(self, listener: Callable[[], None]) -> None:
         """Call `listener` after every put (from the event loop's thread): the publisher wakes up on it."""
         self._listeners.append(listener)
 
-    def put(self, message: Reading | Event | DeadLetter) -> int:
-        return self.put_many([message])[-1]
+    def put(self, message: Reading | Event | DeadLetter) -> int | None:
+        """Store one message; its id, or None while it waits in memory for room on the disk."""
+        ids = self.put_many([message])
+        return ids[-1] if ids else None
 
     def put_many(self, messages: Sequence[Reading | Event | DeadLetter]) -> list[int]:
-        """Store messages in order, in one transaction; returns their ids."""
+        """Store messages in order, in one transaction; returns the ids of those written to the file."""
         put = self._queue.put_many([_row(message) for message in messages])
         for message in messages:
             self._metrics.inc("outbox_put", kind=_kind(message))
+        if put.memory_dropped:
+            self._metrics.inc("outbox_memory_dropped", put.memory_dropped)
         if put.dropped:
             self._metrics.inc("outbox_dropped", put.dropped, kind="reading")
             log.warning(
@@ -110,13 +122,30 @@ class Outbox:
             listener()
         return put.ids
 
+    @property
+    def full(self) -> str | None:
+        """Why the disk refused the last write, while messages wait in memory; None when the file takes them."""
+        return self._queue.full
+
+    def memory_size(self) -> int:
+        return self._queue.memory_size()
+
+    def limit_size(self, max_bytes: int) -> None:
+        """Cap the file at about `max_bytes`, a quota past which puts act as on a full disk."""
+        self._queue.limit_size(max_bytes)
+
     def peek(self, n: int, *, after: int = 0) -> list[OutboxMessage]:
         """The `n` oldest messages with an id above `after`, oldest first; they stay in the outbox until acked."""
         return self._queue.peek(n, after=after)
 
     def ack(self, ids: Iterable[int]) -> None:
         """Remove delivered messages. Unknown ids (already dropped or acked) are ignored."""
+        held = self._queue.memory_size()
         self._queue.ack(ids)
+        if self._queue.memory_size() < held:
+            # Room freed on the disk took messages held in memory: they are in the file now, to be published.
+            for listener in self._listeners:
+                listener()
 
     def size(self) -> int:
         return self._queue.size()

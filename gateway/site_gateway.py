@@ -5,6 +5,7 @@ Which collectors a device family needs is the family's business (`gateway.famili
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import structlog
@@ -35,16 +36,22 @@ class SiteGateway:
         metrics: Counters,
         mqtt_username: str | None = None,
         mqtt_password: str | None = None,
+        instance: str | None = None,
     ) -> None:
+        """`instance` names this gateway in its MQTT client ids (`facmon-gateway-<site>-<instance>` on the backbone,
+        `facmon-vendor-<site>-<instance>` at the vendor broker; default: the host name): stable across restarts, so
+        the broker keeps its sessions, and different for two gateways of one site, so they never evict each other."""
         self.site = site
+        self.instance = instance or socket.gethostname()
         state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(state_dir / f"outbox-{site.id}.sqlite", metrics=metrics)
         metrics.gauge("outbox_pending", self.outbox.size, "messages in the outbox not yet taken by the broker")
+        metrics.gauge("outbox_memory", self.outbox.memory_size, "messages held in memory while the disk is full")
         self.publisher = Publisher(
             self.outbox,
             host=mqtt_host,
             port=mqtt_port,
-            client_id=f"facmon-gateway-{site.id}",
+            client_id=f"facmon-gateway-{site.id}-{self.instance}",
             metrics=metrics,
             username=mqtt_username,
             password=mqtt_password,
@@ -53,7 +60,7 @@ class SiteGateway:
         # its own poller over the shared links; MQTT devices are heard on the site's vendor broker or, when the site
         # file names none, on this backbone broker.
         backbone = BrokerSettings(mqtt_host, mqtt_port, username=mqtt_username, password=mqtt_password)
-        wiring = Wiring(self.publisher.emit, self.publisher.reject, clock, metrics, backbone)
+        wiring = Wiring(self.publisher.emit, self.publisher.reject, clock, metrics, backbone, self.instance)
         self.collectors: list[Collector] = site_collectors(site, wiring)
 
     async def run(self) -> None:
@@ -70,6 +77,12 @@ class SiteGateway:
             self.name,
             (
                 Check("broker", connected, "" if connected else f"not connected; {backlog} message(s) kept"),
-                Check("outbox", True, f"{backlog} message(s) waiting"),
+                self._outbox_check(backlog),
             ),
         )
+
+    def _outbox_check(self, backlog: int) -> Check:
+        full = self.outbox.full
+        if full is None:
+            return Check("outbox", True, f"{backlog} message(s) waiting")
+        return Check("outbox", False, f"disk full ({full}); {self.outbox.memory_size()} message(s) held in memory")

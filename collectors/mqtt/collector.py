@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -79,8 +78,12 @@ class MqttCollector:
         clock: Clock,
         metrics: Counters,
         rng: random.Random | None = None,
+        client_id: str | None = None,
     ) -> None:
+        """`client_id` names the collector's persistent session at the vendor broker (default
+        `facmon-vendor-<site>`): stable across restarts, different for each gateway of one site."""
         self.site = site
+        self.client_id = client_id or f"facmon-vendor-{site}"
         self.broker = broker
         self._emit = emit
         self._reject = reject
@@ -116,9 +119,10 @@ class MqttCollector:
             await self._listen()
 
     async def _listen(self) -> NoReturn:
+        """A persistent session under a stable client id, QoS 1, and manual acknowledgement: while the gateway is
+        away the vendor broker keeps what the devices send, and a message is acknowledged only once what it became
+        (readings, events or its dead letter) is in the outbox, so a crash or restart loses no vendor message."""
         delays = backoff_delays(min(0.1, self.broker.backoff_max_s), self.broker.backoff_max_s, self._rng)
-        # A unique id per connection: a clean session, and two gateways of one site never kick each other off.
-        identifier = f"facmon-mqtt-{self.site}-{uuid.uuid4().hex[:8]}"
         while True:
             client = mqtt_client(
                 MqttSettings(
@@ -126,8 +130,11 @@ class MqttCollector:
                     self.broker.port,
                     username=self.broker.username,
                     password=self.broker.password,
-                    client_id=identifier,
-                )
+                    client_id=self.client_id,
+                    clean=False,
+                    tcp_nodelay=True,  # our PUBACKs hold the broker's window of messages in flight to us
+                ),
+                manual_ack=True,
             )
             try:
                 async with client:
@@ -136,13 +143,18 @@ class MqttCollector:
                     self.connected.set()
                     self._metrics.inc("mqtt_connects", site=self.site)
                     log.info(
-                        "listening to devices", host=self.broker.host, port=self.broker.port, topics=self.subscriptions
+                        "listening to devices",
+                        host=self.broker.host,
+                        port=self.broker.port,
+                        topics=self.subscriptions,
+                        client_id=self.client_id,
                     )
                     delays = backoff_delays(min(0.1, self.broker.backoff_max_s), self.broker.backoff_max_s, self._rng)
                     async for message in client.messages:
                         payload = message.payload
                         data = payload if isinstance(payload, bytes) else str(payload).encode()
                         await self.handle(message.topic.value, data, retained=message.retain)
+                        client.ack(message)
             except aiomqtt.MqttError as exc:
                 self._metrics.inc("mqtt_disconnects", site=self.site)
                 delay = next(delays)

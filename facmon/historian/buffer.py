@@ -8,6 +8,15 @@ two, so a crash between a write and its ack only means the same points are writt
 The lines are kept by `facmon.kernel.sqlite_queue` (order, ids never reused, WAL, crash safety); the `rejected`
 table is the buffer's own. Unbounded by default: an InfluxDB outage only makes the file grow. With `max_lines`, a
 full buffer drops its oldest lines (logged), as a gateway outbox drops its oldest readings.
+
+Full disk: lines the disk has no room for wait in memory, in order (at most `memory_max`, the oldest dropped and
+counted), and go to the file as soon as it has room again (the writer's acks free pages); `full` says why meanwhile
+(the historian's health). The historian acknowledges such lines to the broker like stored ones: a crash while the
+disk is full loses what is in memory.
+
+The historian's dead letters (messages it refused, on their way to the dead-letter topic) wait in the same file, in
+their own queue (`dead_letters`, at most `DEAD_LETTER_BACKLOG`, the oldest dropped first), until the broker has
+acknowledged their publish: a refused message is acknowledged to the broker only once its dead letter is here.
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ import structlog
 from facmon.kernel.sqlite_queue import Capacity, Column, SqliteQueue
 
 log = structlog.get_logger(__name__)
+
+# Dead letters waiting for the broker; beyond that the oldest go, counted.
+DEAD_LETTER_BACKLOG = 10_000
 
 _REJECTED = """
 CREATE TABLE IF NOT EXISTS rejected (
@@ -51,7 +63,9 @@ class RejectedLine:
 class LineBuffer:
     """Owned by one process; `synchronous=NORMAL` in WAL mode survives a crash of the process, not a power cut."""
 
-    def __init__(self, path: Path, *, max_lines: int | None = None, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, path: Path, *, max_lines: int | None = None, busy_timeout_s: float = 5.0, memory_max: int = 100_000
+    ) -> None:
         self.path = path
         self._queue = SqliteQueue(
             path,
@@ -61,13 +75,37 @@ class LineBuffer:
             capacity=Capacity(max_lines) if max_lines is not None else None,
             schema=_REJECTED,
             busy_timeout_s=busy_timeout_s,
+            memory_max_items=memory_max,
+        )
+        self._dead_letters = SqliteQueue(
+            path,
+            table="dead_letters",
+            columns=(Column("record", "BLOB NOT NULL"),),
+            item=_dead_letter,
+            capacity=Capacity(DEAD_LETTER_BACKLOG),
+            busy_timeout_s=busy_timeout_s,
+            memory_max_items=DEAD_LETTER_BACKLOG,
         )
 
-    def append(self, lines: Sequence[str]) -> None:
-        """Store lines in one transaction (one commit per call, so callers batch what arrives together)."""
-        dropped = self._queue.put_many([(line,) for line in lines]).dropped
-        if dropped:
-            log.warning("buffer full: dropped oldest lines", dropped=dropped, pending=self.pending())
+    def append(self, lines: Sequence[str]) -> int:
+        """Store lines in one transaction (one commit per call, so callers batch what arrives together); returns
+        how many lines held in memory (the disk being full) the memory bound dropped."""
+        put = self._queue.put_many([(line,) for line in lines])
+        if put.dropped:
+            log.warning("buffer full: dropped oldest lines", dropped=put.dropped, pending=self.pending())
+        return put.memory_dropped
+
+    @property
+    def full(self) -> str | None:
+        """Why the disk refused the last write, while lines wait in memory; None when the file takes them."""
+        return self._queue.full
+
+    def memory_size(self) -> int:
+        return self._queue.memory_size()
+
+    def limit_size(self, max_bytes: int) -> None:
+        """Cap the file at about `max_bytes`, a quota past which appends act as on a full disk."""
+        self._queue.limit_size(max_bytes)
 
     def take(self, n: int) -> list[BufferedLine]:
         """The `n` oldest lines, oldest first; they stay until acked or rejected."""
@@ -88,6 +126,20 @@ class LineBuffer:
 
         self._queue.ack([line.id], also=park)
 
+    def keep_dead_letters(self, records: Sequence[bytes]) -> int:
+        """Store dead letters until they are published; returns how many old ones the bound dropped."""
+        return self._dead_letters.put_many([(record,) for record in records]).dropped
+
+    def dead_letters(self, n: int) -> list[tuple[int, bytes]]:
+        """The `n` oldest dead letters waiting to be published, as (id, record)."""
+        return self._dead_letters.peek(n)
+
+    def dead_letters_sent(self, ids: Iterable[int]) -> None:
+        self._dead_letters.ack(ids)
+
+    def dead_letters_waiting(self) -> int:
+        return self._dead_letters.size()
+
     def pending(self) -> int:
         return self._queue.size()
 
@@ -98,6 +150,7 @@ class LineBuffer:
 
     def close(self) -> None:
         self._queue.close()
+        self._dead_letters.close()
 
     def __enter__(self) -> LineBuffer:
         return self
@@ -108,3 +161,7 @@ class LineBuffer:
 
 def _buffered(id_: int, row: tuple[Any, ...]) -> BufferedLine:
     return BufferedLine(id=id_, line=row[0])
+
+
+def _dead_letter(id_: int, row: tuple[Any, ...]) -> tuple[int, bytes]:
+    return (id_, bytes(row[0]))

@@ -1,8 +1,8 @@
 """The historian: everything on the MQTT backbone, into InfluxDB, through outages of either.
 
 MQTT side: a persistent session (fixed client id, clean_session=False, QoS 1), so while the historian is away the
-broker queues what it misses. One aiomqtt client is reused across reconnects, so messages it already took from the
-broker but had not handed over yet are kept for the next connection instead of thrown away with the client.
+broker queues what it misses. A fresh client per connection: messages one connection delivered but
+we had not stored were never acknowledged, so the broker delivers them again.
 
 In between: each payload is decoded; what does not decode (or is about another topic than the one it came on) is
 logged, counted as `historian_rejected{reason}` and republished to the dead-letter topic with the reason. The rest
@@ -11,18 +11,16 @@ becomes line protocol in the durable buffer.
 InfluxDB side: the writer (see writer.py) drains the buffer in batches, on its own task, so an InfluxDB outage only
 makes the buffer grow.
 
-Known limit: the MQTT library acknowledges a message to the broker as soon as it is received, before it reaches the
-buffer; a crash of the process loses what was received in the last few milliseconds. A broker or InfluxDB outage
-loses nothing.
+Acknowledgement: manual. A message is acknowledged to the broker only once its line, or its dead letter, is
+committed to the buffer's file; what was received but not yet stored when the process dies is delivered again by
+the broker. Dead letters wait in the buffer's file too (at most 10,000, the oldest dropped and counted) until the
+broker acknowledges their publish. A crash, a broker outage or an InfluxDB outage loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import random
-from collections import deque
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
@@ -31,6 +29,7 @@ import aiomqtt
 import structlog
 
 from facmon.historian.buffer import LineBuffer
+from facmon.historian.dead_letters import REASON_MAX_CHARS, dead_letter_record, safe_text
 from facmon.historian.lines import to_line
 from facmon.historian.writer import InfluxWriter
 from facmon.kernel.backoff import backoff_delays
@@ -39,15 +38,13 @@ from facmon.kernel.health import Check, Health
 from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import decode_message
-from facmon.kernel.mqtt import MqttSettings, mqtt_client
+from facmon.kernel.mqtt import MqttClient, MqttSettings, mqtt_client
 from facmon.kernel.topics import DEAD_LETTER, EVENT, STATE, subscription, topic_for
 
 log = structlog.get_logger(__name__)
 
 # Messages handed to the buffer in one transaction at most; a commit per message would cap the throughput.
 _APPEND_BATCH = 1000
-# Dead letters waiting for the broker to come back; beyond that the oldest go, counted.
-_DEAD_LETTER_BACKLOG = 10_000
 
 
 class Historian:
@@ -91,7 +88,9 @@ class Historian:
             clock=self._clock,
         )
         metrics.gauge("historian_buffer_pending", self.buffer.pending, "points in the buffer not yet in InfluxDB")
-        self._dead_letters: deque[bytes] = deque()
+        metrics.gauge(
+            "historian_buffer_memory", self.buffer.memory_size, "points held in memory while the disk is full"
+        )
         # Set while subscribed: from then on the broker keeps what we miss, even across our own restarts.
         self.subscribed = asyncio.Event()
 
@@ -112,14 +111,16 @@ class Historian:
             (
                 Check("broker", subscribed, "" if subscribed else "not subscribed"),
                 Check("influxdb", error is None, error or ""),
-                Check("buffer", True, f"{self.buffer.pending()} point(s) waiting"),
+                _buffer_check(self.buffer),
             ),
         )
 
     async def _consume(self) -> NoReturn:
-        client = mqtt_client(self.mqtt)
         delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
         while True:
+            # A fresh client per connection: a message is acknowledged on the connection it came on, and what an
+            # earlier connection delivered but we had not stored is delivered again by the broker.
+            client = mqtt_client(self.mqtt, manual_ack=True)
             try:
                 async with client:
                     await client.subscribe(
@@ -137,67 +138,74 @@ class Historian:
                 log.warning("broker unreachable, retrying", error=str(exc), retry_in_s=round(delay, 2))
                 await asyncio.sleep(delay)
 
-    async def _ingest(self, client: aiomqtt.Client) -> None:
+    async def _ingest(self, client: MqttClient) -> None:
+        """Store what arrives, then acknowledge it: a message is acked only once its line (or its dead letter) is
+        committed to the buffer's file, so a crash at any point loses nothing the broker let go of. What was
+        received but not stored when the connection or the process ends is not acked, and comes again."""
         lines: list[str] = []
-        try:
-            async for message in client.messages:
-                line = self._accept(message.topic.value, message.payload)
-                if line is not None:
-                    lines.append(line)
-                # Hand over whenever the burst ends (nothing more queued) or the batch is full.
-                if len(lines) >= _APPEND_BATCH or len(client.messages) == 0:
-                    self._append(lines)
-                    lines = []
-                    if self._dead_letters:
-                        await self._publish_dead_letters(client)
-        finally:
-            self._append(lines)
+        letters: list[bytes] = []
+        received: list[aiomqtt.Message] = []
+        async for message in client.messages:
+            received.append(message)
+            line = self._accept(message.topic.value, message.payload, letters)
+            if line is not None:
+                lines.append(line)
+            # Hand over whenever the burst ends (nothing more queued) or the batch is full.
+            if len(received) >= _APPEND_BATCH or len(client.messages) == 0:
+                self._store(lines, letters)
+                for done in received:
+                    client.ack(done)
+                lines, letters, received = [], [], []
+                if self.buffer.dead_letters_waiting():
+                    await self._publish_dead_letters(client)
 
-    def _append(self, lines: list[str]) -> None:
+    def _store(self, lines: list[str], letters: list[bytes]) -> None:
         if lines:
-            self.buffer.append(lines)
+            if dropped := self.buffer.append(lines):
+                self._metrics.inc("historian_buffer_memory_dropped", dropped)
             self.writer.notify()
+        if letters and (dropped := self.buffer.keep_dead_letters(letters)):
+            self._metrics.inc("historian_dead_letters_dropped", dropped)
 
-    def _accept(self, topic: str, payload: bytes) -> str | None:
-        """The line to store for a message, or None when it was rejected."""
+    def _accept(self, topic: str, payload: object, letters: list[bytes]) -> str | None:
+        """The line to store for a message, or None when it was rejected (its dead letter added to `letters`)."""
         self._metrics.inc("historian_received")
+        data = payload if isinstance(payload, bytes) else str(payload).encode("utf-8", "surrogatepass")
         try:
-            message = decode_message(payload)
+            message = decode_message(data)
         except ValueError as exc:
-            self._reject(topic, payload, _reason_label(str(exc)), str(exc))
+            letters.append(self._reject(topic, data, _reason_label(str(exc)), str(exc)))
             return None
         expected = topic_for(message)
         if expected != topic:
-            self._reject(topic, payload, "topic_mismatch", f"payload belongs on {expected}")
+            letters.append(self._reject(topic, data, "topic_mismatch", f"payload belongs on {expected}"))
             return None
         line = to_line(message)
         if line is None:
-            self._reject(topic, payload, "no_fields", "reading has no value InfluxDB can store")
+            letters.append(self._reject(topic, data, "no_fields", "reading has no value InfluxDB can store"))
         return line
 
-    def _reject(self, topic: str, payload: bytes, label: str, reason: str) -> None:
+    def _reject(self, topic: str, payload: bytes, label: str, reason: str) -> bytes:
+        """Count and log a refused message; its dead letter, ready to publish."""
         self._metrics.inc("historian_rejected", reason=label)
+        reason = safe_text(reason, REASON_MAX_CHARS)
         log.warning("rejected payload", topic=topic, reason=reason)
-        record: dict[str, str] = {
-            "topic": topic,
-            "reason": reason,
-            "reason_code": label,
-            "received_at": self._clock.now().isoformat(),
-        }
-        try:
-            record["payload"] = payload.decode()
-        except UnicodeDecodeError:
-            record["payload_base64"] = base64.b64encode(payload).decode()
-        if len(self._dead_letters) >= _DEAD_LETTER_BACKLOG:
-            self._dead_letters.popleft()
-            self._metrics.inc("historian_dead_letters_dropped")
-        self._dead_letters.append(json.dumps(record).encode())
+        return dead_letter_record(topic, payload, label, reason, self._clock.now())
 
     async def _publish_dead_letters(self, client: aiomqtt.Client) -> None:
-        while self._dead_letters:
-            await client.publish(DEAD_LETTER, self._dead_letters[0], qos=1)
-            self._dead_letters.popleft()
-            self._metrics.inc("historian_dead_lettered")
+        """Publish the kept dead letters, oldest first; each leaves the file only after the broker's PUBACK."""
+        while batch := self.buffer.dead_letters(100):
+            for id_, record in batch:
+                await client.publish(DEAD_LETTER, record, qos=1)
+                self.buffer.dead_letters_sent([id_])
+                self._metrics.inc("historian_dead_lettered")
+
+
+def _buffer_check(buffer: LineBuffer) -> Check:
+    full = buffer.full
+    if full is None:
+        return Check("buffer", True, f"{buffer.pending()} point(s) waiting")
+    return Check("buffer", False, f"disk full ({full}); {buffer.memory_size()} point(s) held in memory")
 
 
 def _reason_label(reason: str) -> str:

@@ -14,25 +14,48 @@ Written once for the gateway's outbox (MQTT messages until the broker's PUBACK) 
   oldest items until it fits, in the same transaction, and reports how many went. With `Capacity(max_items, keep=c)`
   items whose column `c` is non-zero are never deleted, so the bound is hard for the others and soft for them (the
   outbox keeps its events that way).
+- Full disk: a put the disk has no room for ("database or disk is full") raises `QueueFull`, unless the queue has
+  a `memory_max_items`: then the items wait in memory, in order (at most that many, the oldest dropped and
+  counted), every later put joins them behind, and they are written to the file, in order, as soon as it takes
+  them again: at the next put or ack after a second since the last failed try, or at once after an ack freed
+  room. `memory_size()` and `full` tell how it stands. Items in memory are lost if the process dies.
 - Schema: a declared column missing from an existing file is added (with its DEFAULT), so a queue written by an
   earlier version keeps its items.
 - Ownership: one process owns the file, and the size is kept in memory after one count at open. One queue object may
   be shared by threads (a lock serialises its calls). Another connection holding the file's write lock past
-  `busy_timeout_s` raises `QueueLocked`; a file that is not a SQLite database raises `QueueCorrupt`.
+  `busy_timeout_s` raises `QueueLocked`.
+- Damage: at open, a file that is not a SQLite database, or fails SQLite's `quick_check` (garbage pages, truncated
+  in the middle), is moved aside to `<name>.damaged-<UTC timestamp>` (with its `-wal` and `-shm` files), logged
+  with one line naming both paths, and a fresh queue is started in its place: a service that restarts after a
+  damaged disk runs on instead of exiting on every start, and the damaged file stays for whoever wants to salvage
+  it. Damage found later, while running, raises `QueueCorrupt`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import sqlite3
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+import structlog
+
+from facmon.kernel.clock import SystemClock
+
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+# While the disk is full, a put tries the file again at most this often (an ack that freed room tries at once).
+_FULL_RETRY_S = 1.0
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -47,6 +70,10 @@ class QueueLocked(QueueError):
 
 class QueueCorrupt(QueueError):
     """The file is not a SQLite database, or is damaged."""
+
+
+class QueueFull(QueueError):
+    """The file's disk has no room for the put (SQLITE_FULL: the disk, a quota, or `max_page_count`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +98,13 @@ class Capacity:
 
 @dataclass(frozen=True, slots=True)
 class Put:
-    """What a `put_many` did: the new items' ids, in order, and how many old items the capacity deleted."""
+    """What a `put_many` did: the ids of the items it wrote to the file, in order, how many old items the capacity
+    deleted, how many items wait in memory for room on the disk, and how many of those the memory bound dropped."""
 
     ids: list[int]
     dropped: int
+    in_memory: int = 0
+    memory_dropped: int = 0
 
 
 class SqliteQueue(Generic[T]):
@@ -91,8 +121,13 @@ class SqliteQueue(Generic[T]):
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         schema: str = "",
         busy_timeout_s: float = 5.0,
+        damaged_at: Callable[[], datetime] | None = None,
+        memory_max_items: int = 0,
     ) -> None:
-        """Open (or create) the queue in `table` of the file at `path`; `schema` is extra DDL of its user."""
+        """Open (or create) the queue in `table` of the file at `path`; `schema` is extra DDL of its user.
+
+        `damaged_at` gives the time a damaged file is moved aside with (default: the system clock's).
+        """
         names = [table, *(c.name for c in columns), *([capacity.keep] if capacity and capacity.keep else [])]
         if bad := [n for n in names if not _IDENTIFIER.fullmatch(n)]:
             raise ValueError(f"not SQL identifiers: {bad}")
@@ -104,24 +139,47 @@ class SqliteQueue(Generic[T]):
         self._columns = tuple(columns)
         self._item = item
         self._lock = threading.Lock()
+        self.memory_max_items = memory_max_items
+        # Items waiting for room on the disk, in order, and why the disk refused them (None: it takes items).
+        self._memory: deque[tuple[object, ...]] = deque()
+        self.full: str | None = None
+        self._full_since = 0.0
         self._insert = (
             f"INSERT INTO {table} ({', '.join(c.name for c in columns)}) VALUES ({', '.join('?' for _ in columns)})"
         )
         self._select = f"SELECT id, {', '.join(c.name for c in columns)} FROM {table} WHERE id > ? ORDER BY id LIMIT ?"
         path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we open transactions ourselves, so a put and its drops commit together.
-        # check_same_thread=False: the lock, not the thread, keeps calls apart.
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False)
+        self._db = self._connect(busy_timeout_s)
         try:
             with self._errors():
                 self._size = self._open(synchronous, schema)
+        except QueueCorrupt as exc:
+            self._db.close()
+            aside = _set_aside(path, (damaged_at or SystemClock().now)())
+            log.error(f"damaged queue file {path} moved aside to {aside}; starting a fresh one", error=str(exc))
+            self._db = self._connect(busy_timeout_s)
+            try:
+                with self._errors():
+                    self._size = self._open(synchronous, schema)
+            except BaseException:
+                self._db.close()
+                raise
         except BaseException:
             self._db.close()
             raise
 
+    def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
+        # isolation_level=None: we open transactions ourselves, so a put and its drops commit together.
+        # check_same_thread=False: the lock, not the thread, keeps calls apart.
+        return sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False)
+
     def _open(self, synchronous: str, schema: str) -> int:
         db, table = self._db, self.table
         db.execute("PRAGMA journal_mode=WAL")
+        # Reads every page once (a second per ~GB); damage found now is set aside instead of failing a later put.
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"malformed: {'; '.join(problems)}")
         db.execute(f"PRAGMA synchronous={synchronous}")
         declared = ",\n".join(f"    {c.name} {c.decl}" for c in self._columns)
         db.executescript(
@@ -138,22 +196,90 @@ class SqliteQueue(Generic[T]):
         return count
 
     def put_many(self, rows: Sequence[Sequence[object]]) -> Put:
-        """Store items in order, in one transaction, and apply the capacity."""
+        """Store items in order, in one transaction, and apply the capacity (see the module's full disk)."""
         if not rows:
-            return Put([], 0)
+            return Put([], 0, len(self._memory))
+        with self._lock:
+            if not self._memory:
+                try:
+                    ids, dropped = self._insert_rows([tuple(row) for row in rows])
+                except QueueFull as exc:
+                    if not self.memory_max_items:
+                        raise
+                    self._now_full(exc)
+                    memory_dropped = self._hold([tuple(row) for row in rows])
+                    return Put([], 0, len(self._memory), memory_dropped)
+                return Put(ids, dropped)
+            # Nothing overtakes what waits in memory: the new items join it, and all go to the file together.
+            memory_dropped = self._hold([tuple(row) for row in rows])
+            ids, dropped = self._write_memory(force=False)
+            return Put(ids, dropped, len(self._memory), memory_dropped)
+
+    def _insert_rows(self, rows: Sequence[tuple[object, ...]]) -> tuple[list[int], int]:
         ids: list[int] = []
         dropped = 0
-        with self._lock, self._errors():
+        with self._errors():
             with self._transaction():
                 for row in rows:
-                    cursor = self._db.execute(self._insert, tuple(row))
+                    cursor = self._db.execute(self._insert, row)
                     assert cursor.lastrowid is not None
                     ids.append(cursor.lastrowid)
                 excess = self._size + len(ids) - self.capacity.max_items if self.capacity else 0
                 if excess > 0:
                     dropped = self._drop_oldest(excess)
             self._size += len(ids) - dropped
-        return Put(ids, dropped)
+        return ids, dropped
+
+    def _hold(self, rows: Sequence[tuple[object, ...]]) -> int:
+        self._memory.extend(rows)
+        over = max(0, len(self._memory) - self.memory_max_items)
+        for _ in range(over):
+            self._memory.popleft()
+        return over
+
+    def _now_full(self, exc: QueueFull) -> None:
+        if self.full is None:
+            log.error("disk full: keeping items in memory until it has room", path=str(self.path), error=str(exc))
+        self.full = str(exc)
+        self._full_since = time.monotonic()
+
+    def _write_memory(self, *, force: bool) -> tuple[list[int], int]:
+        """Write what waits in memory to the file, oldest first, as much as fits (in ever smaller transactions when
+        all of it does not); tried at most once a second unless `force` (an ack freed room)."""
+        if not self._memory or (not force and time.monotonic() - self._full_since < _FULL_RETRY_S):
+            return [], 0
+        ids: list[int] = []
+        dropped = 0
+        chunk = len(self._memory)
+        while self._memory:
+            rows = list(itertools.islice(self._memory, chunk))
+            try:
+                written, gone = self._insert_rows(rows)
+            except QueueFull as exc:
+                if chunk == 1:
+                    self._now_full(exc)
+                    break
+                chunk //= 2
+                continue
+            for _ in rows:
+                self._memory.popleft()
+            ids += written
+            dropped += gone
+        if not self._memory:
+            log.info("disk has room again: items held in memory written", path=str(self.path))
+            self.full = None
+        return ids, dropped
+
+    def limit_size(self, max_bytes: int) -> None:
+        """Cap the file at about `max_bytes` (SQLite's `max_page_count`; never below what it holds now): a quota,
+        past which puts act as on a full disk."""
+        with self._lock, self._errors():
+            page_size: int = self._db.execute("PRAGMA page_size").fetchone()[0]
+            self._db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
+
+    def memory_size(self) -> int:
+        """Items waiting in memory for room on the disk."""
+        return len(self._memory)
 
     def _drop_oldest(self, n: int) -> int:
         assert self.capacity is not None
@@ -179,6 +305,8 @@ class SqliteQueue(Generic[T]):
                 if also is not None:
                     also(self._db)
             self._size -= removed
+            if removed:
+                self._write_memory(force=True)  # the deleted rows' pages are free for what waits in memory
         return removed
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
@@ -205,10 +333,12 @@ class SqliteQueue(Generic[T]):
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # A COMMIT that failed (a full disk) may leave the transaction open; end it so the next one can begin.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -218,8 +348,21 @@ class SqliteQueue(Generic[T]):
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise QueueLocked(f"{self.path}: locked by another connection ({exc})") from exc
+            if "full" in str(exc):
+                raise QueueFull(f"{self.path}: {exc}") from exc
             raise
         except sqlite3.DatabaseError as exc:
             if "not a database" in str(exc) or "malformed" in str(exc):
                 raise QueueCorrupt(f"{self.path}: not a usable SQLite queue ({exc})") from exc
             raise
+
+
+def _set_aside(path: Path, at: datetime) -> Path:
+    """Rename a damaged file (and its WAL and shared-memory files) to `<name>.damaged-<UTC timestamp>`."""
+    suffix = f".damaged-{at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}"
+    aside = path.with_name(path.name + suffix)
+    for part in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + part)
+        if source.exists():
+            source.rename(path.with_name(path.name + part + suffix))
+    return aside

@@ -255,6 +255,7 @@ class Composer:
             metrics=self.metrics,
             mqtt_username=e.mqtt_username,
             mqtt_password=e.mqtt_password,
+            instance=self.settings.instance or None,  # none set: the host name
         )
 
     def client_id(self, service: str, instance: str | None = None) -> str:

@@ -66,6 +66,8 @@ def make_collector(
         reject=recorder.reject,
         clock=clock or SystemClock(),
         metrics=metrics or Counters(),
+        # A persistent session each: one test's subscriptions and queued messages never reach another's.
+        client_id=f"facmon-vendor-{SITE}-{prefix}",
     )
 
 

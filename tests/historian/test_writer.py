@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from facmon.historian.buffer import LineBuffer
-from facmon.historian.writer import InfluxWriter
+from facmon.historian.writer import RETRY_WAIT_MAX_S, InfluxWriter
+from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Influxd
 from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
@@ -26,8 +27,8 @@ def buffer(tmp_path: Path) -> Iterator[LineBuffer]:
         yield buf
 
 
-def _writer(url: str, db: str, buffer: LineBuffer, metrics: Counters, **options: float) -> InfluxWriter:
-    settings: dict[str, float] = {"flush_interval_s": 0.1, "backoff_max_s": 0.3, **options}
+def _writer(url: str, db: str, buffer: LineBuffer, metrics: Counters, **options: object) -> InfluxWriter:
+    settings: dict[str, object] = {"flush_interval_s": 0.1, "backoff_max_s": 0.3, **options}
     return InfluxWriter(InfluxSettings(url, db), buffer=buffer, metrics=metrics, **settings)  # type: ignore[arg-type]
 
 
@@ -164,3 +165,40 @@ async def test_idle_is_set_only_while_the_writer_waits_for_lines(
         await eventually(lambda: buffer.pending() == 0 and writer.idle.is_set(), what="the batch written, idle again")
         assert metrics.get("historian_points_written") == 10
     assert not writer.idle.is_set(), "stopped"
+
+
+async def test_retries_are_at_most_4_s_apart_so_a_returning_influxdb_is_written_within_5_s(
+    influxd_factory: Callable[[], Influxd], buffer: LineBuffer
+) -> None:
+    # A cap of 30 s asked for: the writer still tries every 4 s at most, on its clock, not wall time.
+    server = influxd_factory()
+    await asyncio.to_thread(server.stop)
+    clock = FakeClock()
+    metrics = Counters()
+    buffer.append(_lines("s1", 50))
+    writer = _writer(server.url, "db1", buffer, metrics, backoff_max_s=30.0, clock=clock)
+    assert writer.backoff_max_s == RETRY_WAIT_MAX_S <= 4.0
+
+    async def next_wait() -> float:
+        deadlines = await eventually(
+            lambda: [d for d in clock.sleeping if d > clock.monotonic()], what="the writer backing off"
+        )
+        return deadlines[0] - clock.monotonic()
+
+    async with running(writer.run(), "writer"):
+        waits = []
+        for _ in range(10):  # uncapped, 0.1 s doubling would reach 51 s by the 10th try
+            waits.append(await next_wait())
+            clock.advance(waits[-1])
+        assert metrics.get("historian_write_errors") >= 10
+        assert max(waits) <= RETRY_WAIT_MAX_S
+        assert waits[-1] >= RETRY_WAIT_MAX_S / 2  # the cap is reached, with its jitter
+        await asyncio.to_thread(server.start)
+        # InfluxDB is back: the next try, at most 4 s of the writer's clock away, creates the database and writes.
+        wait = await next_wait()
+        assert wait <= RETRY_WAIT_MAX_S
+        clock.advance(wait)
+        await eventually(lambda: metrics.get("historian_write_batches") == 0 and writer.idle.is_set(), what="ready")
+        clock.advance(0.1)  # the flush interval, on the writer's clock too
+        await eventually(lambda: buffer.pending() == 0, what="an empty buffer", timeout_s=15)
+    assert _count(server.url, "db1", "SELECT count(floor) FROM elevator") == 50

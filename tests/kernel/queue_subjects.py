@@ -36,6 +36,12 @@ class Subject(Protocol):
 
     def size(self) -> int: ...
 
+    def memory_size(self) -> int:
+        """Items waiting in memory for room on the disk."""
+        ...
+
+    def limit_size(self, max_bytes: int) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -52,6 +58,7 @@ class QueueSubject:
             item=_pair,
             capacity=Capacity(capacity) if capacity is not None else None,
             busy_timeout_s=busy_timeout_s,
+            memory_max_items=100_000,
         )
 
     def put(self, ns: Sequence[int]) -> None:
@@ -65,6 +72,12 @@ class QueueSubject:
 
     def size(self) -> int:
         return self.queue.size()
+
+    def memory_size(self) -> int:
+        return self.queue.memory_size()
+
+    def limit_size(self, max_bytes: int) -> None:
+        self.queue.limit_size(max_bytes)
 
     def close(self) -> None:
         self.queue.close()
@@ -92,6 +105,12 @@ class OutboxSubject:
     def size(self) -> int:
         return self.outbox.size()
 
+    def memory_size(self) -> int:
+        return self.outbox.memory_size()
+
+    def limit_size(self, max_bytes: int) -> None:
+        self.outbox.limit_size(max_bytes)
+
     def close(self) -> None:
         self.outbox.close()
 
@@ -118,6 +137,12 @@ class BufferSubject:
 
     def size(self) -> int:
         return self.buffer.pending()
+
+    def memory_size(self) -> int:
+        return self.buffer.memory_size()
+
+    def limit_size(self, max_bytes: int) -> None:
+        self.buffer.limit_size(max_bytes)
 
     def close(self) -> None:
         self.buffer.close()

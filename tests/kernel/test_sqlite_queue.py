@@ -1,22 +1,24 @@
 """The durable queue's contract, tested once on the queue itself and on each of its users (the gateway outbox and the
 historian's line buffer): FIFO order, batches taken and acked, survival of a reopen and of a SIGKILL mid-write, the
-capacity, a producer and a consumer at once, and clear errors for a locked or corrupt file. What only one user does
-(the outbox's events and metrics, the buffer's rejected lines) is tested beside that user."""
+capacity, a producer and a consumer at once, a clear error for a locked file, and a damaged file moved aside. What
+only one user does (the outbox's events and metrics, the buffer's rejected lines) is tested beside that user."""
 
 from __future__ import annotations
 
+import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from facmon.kernel.sqlite_queue import Capacity, Column, QueueCorrupt, QueueLocked, SqliteQueue
+from facmon.kernel.sqlite_queue import Capacity, Column, QueueFull, QueueLocked, SqliteQueue
 from tests.kernel.queue_subjects import SUBJECTS, Opener, Subject
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,10 +197,92 @@ def test_a_locked_file_gives_a_clear_error(opener: Opener, path: Path) -> None:
     subject.close()
 
 
-def test_a_corrupt_file_gives_a_clear_error(opener: Opener, path: Path) -> None:
+def _garbage_pages(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    assert len(data) > 8 * 4096, "enough pages to damage the middle"
+    data[2 * 4096 : 6 * 4096] = random.Random(7).randbytes(4 * 4096)
+    path.write_bytes(bytes(data))
+
+
+def _truncated(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 + 100])
+
+
+def _not_a_database(path: Path) -> None:
     path.write_bytes(b"these are not the pages of a SQLite database\n" * 200)
-    with pytest.raises(QueueCorrupt, match=f"{path}: not a usable SQLite queue"):
-        opener(path, None, 5.0)
+
+
+@pytest.mark.parametrize("damage", [_garbage_pages, _truncated, _not_a_database])
+def test_a_damaged_file_is_moved_aside_and_a_fresh_queue_started(
+    opener: Opener, path: Path, damage: Callable[[Path], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    subject = opener(path, None, 5.0)
+    subject.put(range(3000))
+    subject.close()
+    damage(path)
+    damaged = path.read_bytes()
+    subject = opener(path, None, 5.0)  # no exception: a fresh queue
+    try:
+        assert subject.size() == 0
+        subject.put([1, 2])
+        assert _ns(subject) == [1, 2]
+    finally:
+        subject.close()
+    [aside] = path.parent.glob(f"{path.name}.damaged-*")
+    assert re.fullmatch(rf"{re.escape(path.name)}\.damaged-\d{{8}}T\d{{12}}Z", aside.name)
+    assert aside.read_bytes() == damaged  # kept as it was, for whoever wants to salvage it
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "damaged" in line]
+    assert str(path) in line
+    assert str(aside) in line
+
+
+def test_a_full_disk_holds_items_in_memory_in_order_until_acks_free_room(opener: Opener, path: Path) -> None:
+    subject = opener(path, None, 5.0)
+    try:
+        subject.put(range(500))
+        # SQLITE_FULL as a full disk gives it: the file may not grow past the pages it has.
+        subject.limit_size(path.stat().st_size)
+        n = 500
+        while subject.memory_size() == 0:  # the next pages' worth of puts do not fit
+            subject.put(range(n, n + 50))
+            n += 50
+            assert n < 20_000, "the file never filled"
+        on_disk = subject.size()
+        subject.put(range(n, n + 50))  # behind what waits in memory, never before it
+        n += 50
+        assert subject.size() == on_disk
+        assert subject.memory_size() > 50
+        assert _ns(subject) == list(range(on_disk))
+        # Acks delete rows, their pages are free, and what waited in memory goes to the file at once, in order.
+        subject.ack(i for i, _ in subject.peek(400))
+        assert subject.memory_size() == 0
+        assert _ns(subject) == list(range(400, n))
+        subject.put([n])  # and the file takes new items again
+        assert _ns(subject)[-1] == n
+    finally:
+        subject.close()
+
+
+def test_the_memory_bound_drops_the_oldest_held_items(path: Path) -> None:
+    columns = (Column("n", "INTEGER NOT NULL"),)
+    queue = SqliteQueue(path, table="items", columns=columns, item=lambda i, row: (i, *row), memory_max_items=5)
+    with queue:
+        queue.put_many([(n,) for n in range(200)])
+        queue.limit_size(path.stat().st_size)
+        n, dropped = 200, 0
+        while queue.memory_size() == 0:
+            dropped += queue.put_many([(n,)]).memory_dropped
+            n += 1
+        put = queue.put_many([(m,) for m in range(n, n + 7)])
+        assert queue.full is not None
+        assert "full" in queue.full
+        assert (put.in_memory, put.memory_dropped) == (5, 3)
+    # Without a memory, a full disk is the caller's to handle.
+    with SqliteQueue(path, table="items", columns=columns, item=lambda i, row: row) as plain:
+        plain.limit_size(path.stat().st_size)
+        with pytest.raises(QueueFull, match="full"):
+            plain.put_many([(n,) for n in range(10_000)])
 
 
 # The queue's own parts that its users reach through their own API.

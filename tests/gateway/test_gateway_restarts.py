@@ -1,0 +1,130 @@
+"""A gateway that is stopped or killed, and a second gateway of the same site: no vendor message is lost, and the
+two gateways do not evict each other from the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from facmon.estate.site import Site
+from facmon.kernel.clock import SystemClock
+from facmon.kernel.daemons import Mosquitto
+from facmon.kernel.metrics import Counters
+from facmon.kernel.topics import ROOT
+from gateway.site_gateway import SiteGateway
+from tests.gateway.conftest import Subscriber, eventually, running
+from tests.gateway.test_site_gateway_mqtt import _mqtt_collectors, _site
+
+
+def _gateway(site: Site, broker: Mosquitto, state_dir: Path, instance: str, metrics: Counters) -> SiteGateway:
+    return SiteGateway(
+        site,
+        mqtt_host="127.0.0.1",
+        mqtt_port=broker.port,
+        state_dir=state_dir,
+        clock=SystemClock(),
+        metrics=metrics,
+        instance=instance,
+    )
+
+
+def _card(n: int) -> bytes:
+    return json.dumps({"card": f"{n:08X}", "granted": True, "direction": "in"}).encode()
+
+
+def _cards(subscriber: Subscriber, topic: str) -> list[int]:
+    events: list[dict[str, Any]] = [json.loads(p) for t, p in subscriber.received if t == topic]
+    return [int(e["data"]["card"], 16) for e in events if e["type"] == "card_read"]
+
+
+async def test_vendor_messages_sent_while_the_gateway_is_stopped_or_killed_all_arrive(
+    mosquitto: Mosquitto, topic_prefix: str, tmp_path: Path
+) -> None:
+    site = _site(topic_prefix, None)
+    vendor_topic = f"vendor/barrier/{topic_prefix}-G1/card"
+    events = f"{ROOT}/{topic_prefix}/gate/gate-1/event"
+    tree = Subscriber(mosquitto.port, events, f"tree-{topic_prefix}")
+    async with running(tree.run(), "tree"), aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
+        await tree.subscribed.wait()
+        first = _gateway(site, mosquitto, tmp_path, "edge-a", Counters())
+        async with running(first.run(), "gateway"):
+            await eventually(_mqtt_collectors(first)[0].connected.is_set, what="the vendor session")
+            for n in range(0, 100):
+                await device.publish(vendor_topic, _card(n), qos=1)
+            # Stopped while the cards arrive: some handled, the rest waiting in the broker or half way.
+            await eventually(lambda: _cards(tree, events), what="the first cards on the backbone")
+        for n in range(100, 200):  # while no gateway runs
+            await device.publish(vendor_topic, _card(n), qos=1)
+        again = _gateway(site, mosquitto, tmp_path, "edge-a", Counters())
+        async with running(again.run(), "gateway-again"):
+            await eventually(lambda: set(_cards(tree, events)) >= set(range(200)), what="all 200 cards")
+    cards = _cards(tree, events)
+    assert sorted(set(cards)) == list(range(200))
+
+
+async def test_two_gateways_of_one_site_keep_their_own_sessions(
+    mosquitto: Mosquitto, topic_prefix: str, tmp_path: Path
+) -> None:
+    site = _site(topic_prefix, None)
+    metrics_a, metrics_b = Counters(), Counters()
+    a = _gateway(site, mosquitto, tmp_path / "a", "edge-a", metrics_a)
+    b = _gateway(site, mosquitto, tmp_path / "b", "edge-b", metrics_b)
+    assert a.publisher.client_id != b.publisher.client_id
+    assert _mqtt_collectors(a)[0].client_id != _mqtt_collectors(b)[0].client_id
+    async with running(a.run(), "gateway-a"), running(b.run(), "gateway-b"):
+        await eventually(_mqtt_collectors(a)[0].connected.is_set, what="a's vendor session")
+        await eventually(_mqtt_collectors(b)[0].connected.is_set, what="b's vendor session")
+        await eventually(a.publisher.connected.is_set, what="a's publisher")
+        await eventually(b.publisher.connected.is_set, what="b's publisher")
+        # Both hear the device on their own sessions and publish what it sent; meanwhile an eviction would have
+        # shown as a reconnect.
+        events = f"{ROOT}/{topic_prefix}/gate/gate-1/event"
+        tree = Subscriber(mosquitto.port, events, f"tree-{topic_prefix}")
+        async with running(tree.run(), "tree"), aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
+            await tree.subscribed.wait()
+            for n in range(20):
+                await device.publish(f"vendor/barrier/{topic_prefix}-G1/card", _card(n), qos=1)
+            await eventually(lambda: len(_cards(tree, events)) >= 40, what="every card from both gateways")
+    for metrics in (metrics_a, metrics_b):
+        assert metrics.get("gateway_connects") == 1
+        assert metrics.get("mqtt_connects", site=topic_prefix) == 1
+
+
+async def test_a_full_disk_keeps_the_gateway_running_and_loses_nothing_within_the_memory_bound(
+    mosquitto_factory: Callable[[], Mosquitto], topic_prefix: str, tmp_path: Path
+) -> None:
+    vendor, backbone = mosquitto_factory(), mosquitto_factory()
+    site = _site(topic_prefix, {"host": "127.0.0.1", "port": vendor.port})
+    events = f"{ROOT}/{topic_prefix}/gate/gate-1/event"
+    tree = Subscriber(backbone.port, events, f"tree-{topic_prefix}")
+    metrics = Counters()
+    gateway = _gateway(site, backbone, tmp_path, "edge-a", metrics)
+    # The outbox's file may not grow: SQLite answers "database or disk is full", as on a full disk.
+    gateway.outbox.limit_size(gateway.outbox.path.stat().st_size)
+    async with running(tree.run(), "tree"):
+        await tree.subscribed.wait()
+        await asyncio.to_thread(backbone.stop)  # nothing drains the outbox: it fills
+        async with running(gateway.run(), "gateway"), aiomqtt.Client("127.0.0.1", vendor.port) as device:
+            await eventually(_mqtt_collectors(gateway)[0].connected.is_set, what="the vendor session")
+            for n in range(300):
+                await device.publish(f"vendor/barrier/{topic_prefix}-G1/card", _card(n), qos=1)
+            await eventually(
+                lambda: metrics.get("mqtt_messages", device="gate-1", message="card") == 300, what="all cards heard"
+            )
+            assert gateway.outbox.memory_size() > 0
+            check = next(c for c in gateway.health().checks if c.name == "outbox")
+            assert not check.ok
+            assert "disk full" in check.detail
+            assert "held in memory" in check.detail
+            assert metrics.get("outbox_memory_dropped") == 0
+            await asyncio.to_thread(backbone.start)
+            await eventually(lambda: len(set(_cards(tree, events))) == 300, what="all 300 cards", timeout_s=20)
+            assert gateway.outbox.memory_size() == 0
+            assert next(c for c in gateway.health().checks if c.name == "outbox").ok
+    cards = list(dict.fromkeys(_cards(tree, events)))
+    assert cards == list(range(300)), "in the order the device sent them"
