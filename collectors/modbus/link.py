@@ -47,7 +47,15 @@ class ModbusLink:
         # Loop time before which no new connection is tried; until then requests fail at once.
         self._retry_at = 0.0
         # Jitter, so the gateways of a whole estate that lost power do not all reconnect in the same instant.
-        self._backoff = Backoff(BACKOFF_BASE_S, backoff_max_s)
+        self._backoff = Backoff(min(BACKOFF_BASE_S, backoff_max_s), backoff_max_s)
+
+    def cap_backoff(self, backoff_max_s: float) -> None:
+        """Wait no longer than `backoff_max_s` between connection attempts (a link keeps the lowest cap it is given:
+        the unit polled most often behind it decides how soon a controller back on the line is read again)."""
+        if backoff_max_s < self.backoff_max_s:
+            self.backoff_max_s = backoff_max_s
+            self._backoff = Backoff(min(BACKOFF_BASE_S, backoff_max_s), backoff_max_s)
+            self._retry_at = min(self._retry_at, asyncio.get_running_loop().time() + backoff_max_s)
 
     def __repr__(self) -> str:
         return f"ModbusLink({self.host}:{self.port})"
@@ -130,6 +138,7 @@ class ModbusLinks:
         link = self._links.get((host, port))
         if link is None:
             link = self._links[(host, port)] = ModbusLink(host, port, backoff_max_s=backoff_max_s)
+        link.cap_backoff(backoff_max_s)
         link.users += 1
         return link
 

@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class PollTiming:
     """How often a device is polled, how long it may be silent before it is reported lost, how long one request may
-    take, and the longest wait before reconnecting to it."""
+    take, and the longest wait before reconnecting to it (never longer than the poll interval)."""
 
     interval_s: float
     comm_grace_s: float

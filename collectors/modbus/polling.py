@@ -37,7 +37,11 @@ async def poll_on_schedule(
     """Call `poll` every `interval_s` until cancelled. `links` None: the pool of the running event loop, so the
     pollers of one gateway share it without being told."""
     pool = links if links is not None else shared_links()
-    link = pool.acquire(address.host, address.port, backoff_max_s=backoff_max_s)
+    # Reconnecting is tried at least once per poll interval: a controller back on the line (after a power cut, a
+    # stall, a cable pulled) is read again within two polls, not after a backoff of up to `backoff_max_s`. A poll
+    # of a device that does not answer is one connection attempt per interval, which is the load the interval
+    # already allows; the backoff still spaces attempts out for a device polled less often than it.
+    link = pool.acquire(address.host, address.port, backoff_max_s=min(backoff_max_s, interval_s))
     loop = asyncio.get_running_loop()
     try:
         next_at = loop.time()
