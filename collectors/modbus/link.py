@@ -41,6 +41,8 @@ class ModbusLink:
         self.port = port
         self.backoff_max_s = backoff_max_s
         self.users = 0
+        # Seconds the last request that got an answer took, from sending it to the answer.
+        self.last_response_s = 0.0
         self._client: AsyncModbusTcpClient | None = None
         self._lock = asyncio.Lock()
         self._failures = 0
@@ -64,6 +66,8 @@ class ModbusLink:
         """`count` registers from `start` of one unit, or LinkError."""
         async with self._lock:
             client = await self._connected(timeout_s)
+            loop = asyncio.get_running_loop()
+            sent_at = loop.time()
             try:
                 async with asyncio.timeout(timeout_s):
                     if table == "holding":
@@ -82,6 +86,8 @@ class ModbusLink:
                 self._drop()
                 raise
             stop_if_cancelled()
+            # The device's own time to answer: not the wait for the lock or for a connection.
+            self.last_response_s = loop.time() - sent_at
             self._failures = 0
             if response.isError():
                 # The gateway or device answered, with a Modbus exception (e.g. 0x0B: the unit behind the gateway

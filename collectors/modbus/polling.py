@@ -114,3 +114,46 @@ class CommWatch:
             self._log.info("device answering for the first time since start")
         data: dict[str, Value] = {FIRST_CONTACT: True} if first else {}
         await self._emit(Event(ref=self.ref, ts=ts, type=EventType.COMM_RESTORED, message=message, data=data))
+
+
+# A device is slow when its slowest answer of a poll takes over this share of its timeout, SLOW_POLLS polls in a
+# row; it is no longer slow after SLOW_POLLS quick polls in a row (one quick or slow poll alone changes nothing).
+SLOW_SHARE = 0.5
+SLOW_POLLS = 3
+COMM_SLOW = "comm_slow"
+
+
+class SlowWatch:
+    """Whether a device that answers answers in time: a status event `comm_slow` (data `active` true) once its
+    answers have taken over `SLOW_SHARE` of its timeout `SLOW_POLLS` polls in a row, before it starts timing out
+    and is lost; `active` false once it answers quickly again."""
+
+    def __init__(
+        self, ref: DeviceRef, *, timeout_s: float, emit: Emit, clock: Clock, log: FilteringBoundLogger
+    ) -> None:
+        self.ref = ref
+        self.timeout_s = timeout_s
+        self._emit = emit
+        self._clock = clock
+        self._log = log
+        self.slow = False
+        # Polls in a row on the other side of the threshold from `slow`.
+        self._streak = 0
+
+    async def answered(self, slowest_s: float) -> None:
+        """One poll answered in full; `slowest_s`: its slowest request, from sending to the answer."""
+        over = slowest_s > SLOW_SHARE * self.timeout_s
+        self._streak = self._streak + 1 if over != self.slow else 0
+        if self._streak < SLOW_POLLS:
+            return
+        self.slow, self._streak = over, 0
+        if over:
+            message = f"answers in {slowest_s:.2f} s, over {SLOW_SHARE:.0%} of its {self.timeout_s:g} s timeout"
+            self._log.warning("device answering slowly", response_s=round(slowest_s, 3), timeout_s=self.timeout_s)
+        else:
+            message = f"answers in {slowest_s:.2f} s again"
+            self._log.info("device answering in time again", response_s=round(slowest_s, 3))
+        data: dict[str, Value] = {"active": over, "response_s": round(slowest_s, 3), "timeout_s": self.timeout_s}
+        await self._emit(
+            Event(ref=self.ref, ts=self._clock.now(), type=EventType.STATUS, code=COMM_SLOW, message=message, data=data)
+        )

@@ -116,3 +116,46 @@ async def test_a_controller_back_on_the_line_is_read_within_two_polls() -> None:
                 assert polls - started <= 2, f"read {polls - started} polls after the controller came back"
     finally:
         await endpoint.stop()
+
+
+async def test_a_slow_controller_is_reported_slow_before_it_is_lost_and_in_time_again() -> None:
+    port = free_port()
+    source = DelayedSource(DRIVER)
+    endpoint = ModbusEndpoint("127.0.0.1", port, [source])
+    await endpoint.start()
+    # Answers in 0.3 s against a 0.5 s timeout: in time, but over half of it.
+    timing = PollTiming(interval_s=0.05, comm_grace_s=3.0, timeout_s=0.5)
+    try:
+        async with watching("e1", port, timing, ModbusLinks()) as watched:
+            await wait_until(lambda: len(watched.readings) >= 3, what="quick readings")
+            assert not watched.of(EventType.STATUS, "comm_slow")
+            source.delay_s = 0.3
+            await wait_until(lambda: bool(watched.of(EventType.STATUS, "comm_slow")), what="comm_slow", timeout_s=10)
+            [slow] = watched.of(EventType.STATUS, "comm_slow")
+            assert slow.data["active"] is True
+            assert 0.25 < float(slow.data["response_s"]) < 0.5
+            assert slow.data["timeout_s"] == 0.5
+            # Slow, not lost: every poll still reads.
+            count = len(watched.readings)
+            await wait_until(lambda: len(watched.readings) >= count + 2, what="slow readings", timeout_s=10)
+            source.delay_s = 0.0
+            await wait_until(lambda: len(watched.of(EventType.STATUS, "comm_slow")) == 2, what="in time again")
+            assert watched.of(EventType.STATUS, "comm_slow")[1].data["active"] is False
+            assert not watched.of(EventType.COMM_LOST)
+            assert watched.metrics.get("modbus_poll_failures") == 0
+    finally:
+        await endpoint.stop()
+
+
+async def test_answers_within_half_the_timeout_are_not_slow() -> None:
+    port = free_port()
+    source = DelayedSource(DRIVER)
+    source.delay_s = 0.05
+    endpoint = ModbusEndpoint("127.0.0.1", port, [source])
+    await endpoint.start()
+    try:
+        async with watching("e1", port, PollTiming(0.05, 3.0, timeout_s=1.0), ModbusLinks()) as watched:
+            await wait_until(lambda: len(watched.readings) >= 10, what="ten readings")
+            assert not watched.of(EventType.STATUS, "comm_slow")
+    finally:
+        await endpoint.stop()
