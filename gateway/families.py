@@ -72,7 +72,7 @@ def polled(interpreter: Callable[[str], Interpreter]) -> Build:
                 site.ref(device.id),
                 interpreter(device.model),
                 device.address,
-                PollTiming(device.poll_interval_s, device.comm_grace_s),
+                PollTiming(device.poll_interval_s, device.comm_grace_s, device.request_timeout_s),
                 emit=wiring.emit,
                 reject=wiring.reject,
                 clock=wiring.clock,

@@ -8,9 +8,15 @@ redelivered event is then recognised by its id in `processed_events` and changes
 One event is handled at a time, in arrival order; the database work runs in a thread so the event loop keeps
 serving the MQTT connection (keepalives, acks) while SQLite or PostgreSQL is busy.
 
-Failures: a payload that cannot be used is logged with its topic and reason, counted, acknowledged and skipped (it
-would fail the same way on redelivery). An unreachable database is retried in place with backoff, the event held
-unacknowledged. Anything else is a bug and ends `run()`; the event is redelivered to the next run.
+Failures: a payload that cannot be used (whatever it holds: see `decode_message`) is logged with its topic and a
+bounded reason, counted, acknowledged and skipped (it would fail the same way on redelivery). An unreachable database
+is retried in place with backoff, the event held unacknowledged. An event that breaks a handler with what it holds
+(data the database refuses, a time past year 9999) is logged without its payload, counted and acknowledged too:
+redelivered, it would stop the worker on every restart and hold up every event behind it. Anything else ends `run()`;
+the event is redelivered to the next run.
+
+Time: an event stamped more than a few minutes ahead of the worker's clock (a gateway whose clock ran ahead) is taken
+as happening now, so it cannot outrank the events its device sends once its clock is right again.
 
 Each event is evaluated by the event rules (rules.engine) and applied by the handlers of rules.pipeline in one
 transaction: its fire alarms, its work orders, the site's evidence (rules.arrival) and the state rules. The periodic
@@ -29,7 +35,7 @@ from datetime import timedelta
 import aiomqtt
 import structlog
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 
 from facmon.estate.entries import Technician
 from facmon.estate.site import Site
@@ -40,6 +46,7 @@ from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event, EventType, decode_message
 from facmon.kernel.mqtt import MqttSettings, mqtt_client
 from facmon.kernel.topics import EVENT, event_topic, subscription
+from facmon.kernel.untrusted import printable
 from rules.arrival import site_evidence
 from rules.engine import FAULT_KEY_MAX, Rule, evaluate, fault_key, load_rules
 from rules.fire import FireAlarms
@@ -53,6 +60,14 @@ log = structlog.get_logger(__name__)
 EVENT_TOPICS = subscription(leaf=EVENT)  # facmon/v1/+/+/+/event
 # Column widths of the tables; longer values are refused here rather than failing in the database forever.
 _MAX_ID_LEN = 64
+# Characters of a topic, reason or error in a log line: enough to tell what happened, never a payload dump.
+_MAX_LOGGED = 300
+# How far ahead of this worker's clock an event's time may be before it is taken as now (clocks a little apart
+# are normal; a gateway a day ahead is not).
+_CLOCK_SKEW = timedelta(minutes=5)
+# What applying one event can raise because of what the event holds rather than because the database is away: data
+# the database refuses, date arithmetic past year 9999, a value a handler cannot take.
+_EVENT_FAILURES = (DataError, IntegrityError, StatementError, OverflowError, ValueError, TypeError, KeyError)
 
 
 class RejectedMessage(ValueError):
@@ -203,16 +218,36 @@ class RulesWorker:
             attempt += 1
 
     async def _handle(self, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
+        topic = printable(message.topic.value, _MAX_LOGGED)
         self.metrics.inc("rules_events_received")
         try:
             event = parse_event(topic, message.payload)
         except RejectedMessage as exc:
-            # Acked and skipped: a payload that does not decode now will not decode on redelivery either.
+            # Acked and skipped: a payload that does not decode now will not decode on redelivery either. The
+            # historian parks the same message on the dead-letter topic; here it is counted and logged, bounded.
             self.metrics.inc("rules_events_rejected", reason=exc.kind)
-            log.warning("event rejected", topic=topic, reason=str(exc))
+            log.warning("event rejected", topic=topic, reason=printable(str(exc), _MAX_LOGGED))
             return
-        await self._apply(event)
+        # The sender's clock is not ours: an event stamped in the future (a gateway whose clock ran ahead) is taken
+        # as happening now, or it would outrank every later event of its device until that future came.
+        now = self.clock.now()
+        if event.ts > now + _CLOCK_SKEW:
+            self.metrics.inc("rules_events_from_future")
+            log.warning("event from the future taken as now", event_id=event.id, ts=event.ts.isoformat())
+            event = event.model_copy(update={"ts": now})
+        try:
+            await self._apply(event)
+        except _EVENT_FAILURES as exc:
+            # This event breaks a handler. Redelivered, it would break it again on every restart and hold up every
+            # later event behind it; so it is counted, logged without its payload, and acked.
+            self.metrics.inc("rules_events_failed", error=type(exc).__name__)
+            log.error(
+                "event failed and was skipped",
+                topic=topic,
+                event_id=event.id,
+                error=type(exc).__name__,
+                detail=printable(str(exc), _MAX_LOGGED),
+            )
 
     async def _apply(self, event: Event) -> Outcome:
         """Evaluate and apply, then count; while the database is unreachable, keep retrying this event (it stays

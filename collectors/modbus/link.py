@@ -41,13 +41,23 @@ class ModbusLink:
         self.port = port
         self.backoff_max_s = backoff_max_s
         self.users = 0
+        # Seconds the last request that got an answer took, from sending it to the answer.
+        self.last_response_s = 0.0
         self._client: AsyncModbusTcpClient | None = None
         self._lock = asyncio.Lock()
         self._failures = 0
         # Loop time before which no new connection is tried; until then requests fail at once.
         self._retry_at = 0.0
         # Jitter, so the gateways of a whole estate that lost power do not all reconnect in the same instant.
-        self._backoff = Backoff(BACKOFF_BASE_S, backoff_max_s)
+        self._backoff = Backoff(min(BACKOFF_BASE_S, backoff_max_s), backoff_max_s)
+
+    def cap_backoff(self, backoff_max_s: float) -> None:
+        """Wait no longer than `backoff_max_s` between connection attempts (a link keeps the lowest cap it is given:
+        the unit polled most often behind it decides how soon a controller back on the line is read again)."""
+        if backoff_max_s < self.backoff_max_s:
+            self.backoff_max_s = backoff_max_s
+            self._backoff = Backoff(min(BACKOFF_BASE_S, backoff_max_s), backoff_max_s)
+            self._retry_at = min(self._retry_at, asyncio.get_running_loop().time() + backoff_max_s)
 
     def __repr__(self) -> str:
         return f"ModbusLink({self.host}:{self.port})"
@@ -56,6 +66,8 @@ class ModbusLink:
         """`count` registers from `start` of one unit, or LinkError."""
         async with self._lock:
             client = await self._connected(timeout_s)
+            loop = asyncio.get_running_loop()
+            sent_at = loop.time()
             try:
                 async with asyncio.timeout(timeout_s):
                     if table == "holding":
@@ -74,6 +86,8 @@ class ModbusLink:
                 self._drop()
                 raise
             stop_if_cancelled()
+            # The device's own time to answer: not the wait for the lock or for a connection.
+            self.last_response_s = loop.time() - sent_at
             self._failures = 0
             if response.isError():
                 # The gateway or device answered, with a Modbus exception (e.g. 0x0B: the unit behind the gateway
@@ -130,6 +144,7 @@ class ModbusLinks:
         link = self._links.get((host, port))
         if link is None:
             link = self._links[(host, port)] = ModbusLink(host, port, backoff_max_s=backoff_max_s)
+        link.cap_backoff(backoff_max_s)
         link.users += 1
         return link
 

@@ -6,7 +6,8 @@ are polled alike. Each poller is its own task, so a dead device never delays the
 units behind the same host:port share one `ModbusLink` (one request in flight per connection). A poll reads the
 interpreter's blocks in turn and emits what it makes of them. Its first answer since start is reported as
 comm_restored (first contact), a device that has not answered for `comm_grace_s` once as comm_lost, then once as
-comm_restored when it answers again (`collectors.modbus.polling`). A value the interpreter refuses is left out,
+comm_restored when it answers again, and a device answering in over half its timeout a few polls in a row as slow
+(status `comm_slow`, `collectors.modbus.polling`). A value the interpreter refuses is left out,
 counted every poll, and parked as a dead letter with the words it came in, once per point and reason so a stuck bad
 value cannot flood.
 """
@@ -20,7 +21,7 @@ import structlog
 
 from collectors.modbus.interpreter import Interpreter, Refusal
 from collectors.modbus.link import LinkError, ModbusLink, ModbusLinks
-from collectors.modbus.polling import CommWatch, poll_on_schedule
+from collectors.modbus.polling import CommWatch, SlowWatch, poll_on_schedule
 from collectors.modbus.registers import Block
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
@@ -32,7 +33,7 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class PollTiming:
     """How often a device is polled, how long it may be silent before it is reported lost, how long one request may
-    take, and the longest wait before reconnecting to it."""
+    take, and the longest wait before reconnecting to it (never longer than the poll interval)."""
 
     interval_s: float
     comm_grace_s: float
@@ -70,6 +71,7 @@ class ModbusPoller:
         self._links = links
         self._log = log.bind(device=ref.device, address=f"{address.host}:{address.port}/{address.unit}")
         self._comm = CommWatch(ref, comm_grace_s=timing.comm_grace_s, emit=emit, clock=clock, log=self._log)
+        self._slow = SlowWatch(ref, timeout_s=timing.timeout_s, emit=emit, clock=clock, log=self._log)
         # Values being refused, by where they belong: the reason, and how many polls in a row.
         self._rejecting: dict[str, tuple[str, int]] = {}
 
@@ -94,11 +96,13 @@ class ModbusPoller:
         """One poll: the Readings and Events it implies, or a failure counted against comm status."""
         self._metrics.inc("modbus_polls", device=self.ref.device)
         frame: list[tuple[Block, list[int]]] = []
+        slowest_s = 0.0
         try:
             for block in self.interpreter.blocks:
                 registers = await link.read(
                     block.table, block.start, block.count, unit=self.address.unit, timeout_s=self.timing.timeout_s
                 )
+                slowest_s = max(slowest_s, link.last_response_s)
                 frame.append((block, registers))
         except LinkError as exc:
             # The remaining blocks are not tried: on a shared link they would only hold up the other units, and
@@ -109,6 +113,7 @@ class ModbusPoller:
         ts = self._clock.now()
         meaning = self.interpreter.interpret(self.ref, frame, ts, self._clock.monotonic())
         await self._comm.answered(ts)
+        await self._slow.answered(slowest_s)
         for message in meaning.messages:
             if isinstance(message, Event):
                 self._log.info(

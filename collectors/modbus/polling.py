@@ -37,7 +37,11 @@ async def poll_on_schedule(
     """Call `poll` every `interval_s` until cancelled. `links` None: the pool of the running event loop, so the
     pollers of one gateway share it without being told."""
     pool = links if links is not None else shared_links()
-    link = pool.acquire(address.host, address.port, backoff_max_s=backoff_max_s)
+    # Reconnecting is tried at least once per poll interval: a controller back on the line (after a power cut, a
+    # stall, a cable pulled) is read again within two polls, not after a backoff of up to `backoff_max_s`. A poll
+    # of a device that does not answer is one connection attempt per interval, which is the load the interval
+    # already allows; the backoff still spaces attempts out for a device polled less often than it.
+    link = pool.acquire(address.host, address.port, backoff_max_s=min(backoff_max_s, interval_s))
     loop = asyncio.get_running_loop()
     try:
         next_at = loop.time()
@@ -110,3 +114,46 @@ class CommWatch:
             self._log.info("device answering for the first time since start")
         data: dict[str, Value] = {FIRST_CONTACT: True} if first else {}
         await self._emit(Event(ref=self.ref, ts=ts, type=EventType.COMM_RESTORED, message=message, data=data))
+
+
+# A device is slow when its slowest answer of a poll takes over this share of its timeout, SLOW_POLLS polls in a
+# row; it is no longer slow after SLOW_POLLS quick polls in a row (one quick or slow poll alone changes nothing).
+SLOW_SHARE = 0.5
+SLOW_POLLS = 3
+COMM_SLOW = "comm_slow"
+
+
+class SlowWatch:
+    """Whether a device that answers answers in time: a status event `comm_slow` (data `active` true) once its
+    answers have taken over `SLOW_SHARE` of its timeout `SLOW_POLLS` polls in a row, before it starts timing out
+    and is lost; `active` false once it answers quickly again."""
+
+    def __init__(
+        self, ref: DeviceRef, *, timeout_s: float, emit: Emit, clock: Clock, log: FilteringBoundLogger
+    ) -> None:
+        self.ref = ref
+        self.timeout_s = timeout_s
+        self._emit = emit
+        self._clock = clock
+        self._log = log
+        self.slow = False
+        # Polls in a row on the other side of the threshold from `slow`.
+        self._streak = 0
+
+    async def answered(self, slowest_s: float) -> None:
+        """One poll answered in full; `slowest_s`: its slowest request, from sending to the answer."""
+        over = slowest_s > SLOW_SHARE * self.timeout_s
+        self._streak = self._streak + 1 if over != self.slow else 0
+        if self._streak < SLOW_POLLS:
+            return
+        self.slow, self._streak = over, 0
+        if over:
+            message = f"answers in {slowest_s:.2f} s, over {SLOW_SHARE:.0%} of its {self.timeout_s:g} s timeout"
+            self._log.warning("device answering slowly", response_s=round(slowest_s, 3), timeout_s=self.timeout_s)
+        else:
+            message = f"answers in {slowest_s:.2f} s again"
+            self._log.info("device answering in time again", response_s=round(slowest_s, 3))
+        data: dict[str, Value] = {"active": over, "response_s": round(slowest_s, 3), "timeout_s": self.timeout_s}
+        await self._emit(
+            Event(ref=self.ref, ts=self._clock.now(), type=EventType.STATUS, code=COMM_SLOW, message=message, data=data)
+        )

@@ -14,10 +14,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from collectors.mqtt.driver import CodeSpec, FieldSpec, JsonType, MqttDriver
 from facmon.kernel.model import EventType, Value
+from facmon.kernel.untrusted import JsonRejected, parse_json
 
 
 class Problem(StrEnum):
@@ -34,6 +34,11 @@ class Problem(StrEnum):
     NOT_IN_ENUM = "not_in_enum"
     BAD_FORMAT = "bad_format"
     UNKNOWN_DEVICE = "unknown_device"
+    TOO_LARGE = "too_large"
+
+
+# Vendor messages are a few hundred bytes; anything near this is a flood, not a reading.
+MAX_PAYLOAD_BYTES = 64 * 1024
 
 
 class PayloadError(ValueError):
@@ -59,21 +64,6 @@ class Meaning:
     values: dict[str, Value] = field(default_factory=dict)
     event: tuple[EventType, str | None, str, dict[str, Value]] | None = None  # type, code, message, data
     condition: ConditionChange | None = None
-
-
-def _reject_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity, which JSON does not; a device sending them is broken.
-    raise ValueError(f"{name} is not JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Which of two equal keys wins differs between parsers; a payload that says two things says nothing.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
 
 
 def _show(raw: object) -> str:
@@ -142,12 +132,12 @@ def parse(driver: MqttDriver, message: str, payload: bytes) -> dict[str, Value]:
         known = ", ".join(sorted(driver.messages))
         raise PayloadError(Problem.UNKNOWN_MESSAGE, f"unknown message type {message!r} (known: {known})")
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(Problem.NOT_UTF8, f"{message}: not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
-    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+        obj = parse_json(payload, max_bytes=MAX_PAYLOAD_BYTES, overflow_to_inf=True)
+    except JsonRejected as exc:
+        if exc.problem == "not_utf8":
+            raise PayloadError(Problem.NOT_UTF8, f"{message}: {exc}") from exc
+        if exc.problem == "too_large":
+            raise PayloadError(Problem.TOO_LARGE, f"{message}: {exc}") from exc
         raise PayloadError(Problem.BAD_JSON, f"{message}: not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise PayloadError(Problem.NOT_OBJECT, f"{message}: payload is a JSON {_JSON_NAMES.get(type(obj), 'null')}")

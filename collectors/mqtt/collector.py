@@ -13,7 +13,6 @@ once. A clear for a condition we have not seen raised (after a restart) is passe
 from __future__ import annotations
 
 import asyncio
-import base64
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -224,20 +223,9 @@ class MqttCollector:
 
     async def _rejected(self, ref: DeviceRef | None, problem: Problem, reason: str, topic: str, payload: bytes) -> None:
         self._metrics.inc("mqtt_rejected", device=ref.device if ref else "_unknown", reason=problem.value)
-        try:
-            text: str | None = payload.decode("utf-8")
-            encoded = None
-        except UnicodeDecodeError:
-            text, encoded = None, base64.b64encode(payload).decode("ascii")
-        await self._reject(
-            DeadLetter(
-                site=self.site,
-                ref=ref,
-                ts=self._clock.now(),
-                source="mqtt",
-                reason=reason,
-                payload=text,
-                payload_base64=encoded,
-                topic=topic,
-            )
+        # DeadLetter.of keeps whatever the device sent storable: base64 for what is not text UTF-8 can carry, the
+        # reason bounded and free of lone surrogates (it may quote the payload).
+        letter = DeadLetter.of(
+            site=self.site, ref=ref, ts=self._clock.now(), source="mqtt", reason=reason, payload=payload, topic=topic
         )
+        await self._reject(letter)

@@ -61,6 +61,9 @@ class Device(_Strict):
     # How long a device may stay silent before it is reported comm_lost. MQTT kinds: default three heartbeat
     # intervals of their driver (collectors.mqtt.collector.grace_s).
     comm_grace_s: float = Field(default=3.0, ge=0, le=3600)
+    # Modbus kinds: how long one request may take before the poll counts as failed (default 1 s). A device whose
+    # answers take over half of it, a few polls in a row, is reported slow (status event `comm_slow`).
+    timeout_s: float | None = Field(default=None, gt=0, le=60)
     installed_on: date | None = None
     registration_code: RegistrationCode | None = None
     description: str = ""
@@ -86,6 +89,8 @@ class Device(_Strict):
             problems.append(((), f"a {self.kind.value} is read over Modbus TCP and needs an address"))
         if self.kind in MQTT_KINDS and self.address is not None:
             problems.append((("address",), f"a {self.kind.value} publishes over MQTT and takes no Modbus address"))
+        if self.kind in MQTT_KINDS and self.timeout_s is not None:
+            problems.append((("timeout_s",), "only for devices read over Modbus TCP (elevator, fire panel)"))
         if self.kind not in MQTT_KINDS and self.vendor_id is not None:
             problems.append((("vendor_id",), "only for devices that publish over MQTT (gate, camera)"))
         if self.kind != DeviceKind.ELEVATOR:
@@ -110,11 +115,17 @@ class Device(_Strict):
         return self.variety or (self.registration_code[:4] if self.registration_code else None)
 
     @property
+    def request_timeout_s(self) -> float:
+        """How long one Modbus request may take: `timeout_s` as given, else 1 s."""
+        return DEFAULT_TIMEOUT_S if self.timeout_s is None else self.timeout_s
+
+    @property
     def mqtt_id(self) -> str:
         """The device's id in its vendor's MQTT topics."""
         return self.vendor_id or self.id
 
 
+DEFAULT_TIMEOUT_S = 1.0
 ELEVATOR_ASSET_FIELDS = ("certificate", "variety", "usage", "maintainer", "inspection", "major_repair", "insurance")
 
 

@@ -6,15 +6,17 @@ change worth acting on: a fault raised or cleared, a device lost, found again or
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facmon.kernel.clock import utc
+from facmon.kernel.untrusted import JsonRejected, parse_json, printable, utf8_safe
 
 UtcDatetime = Annotated[datetime, AfterValidator(utc)]
 Value = bool | int | float | str
@@ -96,7 +98,13 @@ class Event(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """Input from a device that could not be used: parked on the dead-letter topic with the reason, never lost."""
+    """Input from a device that could not be used: parked on the dead-letter topic with the reason, never lost.
+
+    Whatever it is built from, it can be serialised and stored: the reason and topic are cut to a bound and their lone
+    surrogates escaped; the input is kept as text only when it is text that UTF-8 can carry (else as base64, the
+    bytes as they came, or a str's code units with its surrogates), at most `MAX_PAYLOAD_BYTES` of it, with its
+    whole size. `DeadLetter.of` takes the input as bytes or text.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -111,6 +119,68 @@ class DeadLetter(BaseModel):
     payload: str | None = None
     payload_base64: str | None = None
     topic: str | None = None
+    # The input's size in bytes when it was cut to MAX_PAYLOAD_BYTES; None when it is all there.
+    payload_size: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, limit in (("reason", MAX_REASON_CHARS), ("topic", MAX_TOPIC_CHARS), ("source", 40)):
+            if isinstance(data.get(name), str):
+                data[name] = printable(data[name], limit)
+        payload = data.get("payload")
+        if isinstance(payload, str | bytes):
+            data.update(_stored_payload(payload))
+        return data
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        site: str,
+        ref: DeviceRef | None,
+        ts: datetime,
+        source: str,
+        reason: str,
+        payload: bytes | str | None = None,
+        topic: str | None = None,
+    ) -> DeadLetter:
+        """A dead letter of `payload` as it came (bytes or text)."""
+        return cls.model_validate(
+            {"site": site, "ref": ref, "ts": ts, "source": source, "reason": reason, "payload": payload, "topic": topic}
+        )
+
+
+MAX_REASON_CHARS = 500
+MAX_TOPIC_CHARS = 300
+# A dead letter is evidence, not a copy: the first 64 KiB show what was sent, and a 5 MB flood does not fill the
+# gateway's outbox.
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+def _utf8(raw: bytes, *, cut: bool) -> str | None:
+    """`raw` as text, or None when it is not UTF-8; a `cut` may have split its last character, which then goes."""
+    for end in range(len(raw), max(len(raw) - 4, -1) if cut else len(raw) - 1, -1):
+        try:
+            return raw[:end].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < end - 3:
+                return None
+    return None
+
+
+def _stored_payload(payload: bytes | str) -> dict[str, str | int | None]:
+    """The `payload`, `payload_base64` and `payload_size` fields of a dead letter of `payload`."""
+    raw = payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogatepass")
+    size = len(raw) if len(raw) > MAX_PAYLOAD_BYTES else None
+    raw = raw[:MAX_PAYLOAD_BYTES]
+    text = _utf8(raw, cut=size is not None)
+    if text is not None and utf8_safe(text):
+        return {"payload": text, "payload_base64": None, "payload_size": size}
+    return {"payload": None, "payload_base64": base64.b64encode(raw).decode("ascii"), "payload_size": size}
 
 
 # Collectors hand what they produce to an `Emit`; they never touch storage or the network beyond the device.
@@ -119,15 +189,16 @@ Emit = Callable[[Reading | Event], Awaitable[None]]
 Reject = Callable[[DeadLetter], Awaitable[None]]
 
 
+# The largest backbone message a consumer parses: a fire panel's reading of all its points is a few kB.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
 def decode_message(payload: bytes | str) -> Reading | Event:
-    """Parse a backbone payload; raises ValueError naming what is wrong."""
-    import json
-
-    from pydantic import ValidationError
-
+    """Parse a backbone payload; raises ValueError naming what is wrong, whatever the payload is (see
+    `facmon.kernel.untrusted.parse_json` for the limits)."""
     try:
-        data = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = parse_json(payload, max_bytes=MAX_MESSAGE_BYTES)
+    except JsonRejected as exc:
         raise ValueError(f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError("payload is not a JSON object")
@@ -136,8 +207,8 @@ def decode_message(payload: bytes | str) -> Reading | Event:
         return cls.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "(payload)"
-        raise ValueError(f"invalid {cls.__name__.lower()}: {where}: {first['msg']}") from exc
+        where = printable(".".join(map(str, first["loc"])) or "(payload)", 100)
+        raise ValueError(f"invalid {cls.__name__.lower()}: {where}: {printable(first['msg'], 200)}") from exc
 
 
 # Devices read over Modbus TCP (need an address) and devices that push over MQTT (need none).

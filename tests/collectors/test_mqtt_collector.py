@@ -99,6 +99,7 @@ REJECTIONS: dict[Problem, tuple[str, bytes, str | None]] = {
     Problem.NOT_IN_ENUM: ("vendor/barrier/G01/state", b'{"position": "sideways", "loop_occupied": false}', "g1"),
     Problem.BAD_FORMAT: ("vendor/barrier/G01/card", CARD.replace(b"ABCD", b"not-hex") + b"}", "g1"),
     Problem.UNKNOWN_DEVICE: ("vendor/barrier/G77/state", b'{"position": "raised", "loop_occupied": false}', None),
+    Problem.TOO_LARGE: ("vendor/barrier/G01/card", b'{"card": "' + b"A" * 70_000 + b'"}', "g1"),
 }
 
 
@@ -132,9 +133,13 @@ async def test_rejection_is_dead_lettered_and_counted(
     if problem is Problem.NOT_UTF8:
         assert letter.payload is None
         assert base64.b64decode(letter.payload_base64 or "") == payload
+    elif problem is Problem.TOO_LARGE:
+        # Kept as evidence, not whole: the first 64 KiB and the size it had.
+        assert letter.payload == payload[: 64 * 1024].decode()
+        assert letter.payload_size == len(payload)
     else:
         assert letter.payload == payload.decode()
-        assert letter.payload_base64 is None
+        assert (letter.payload_base64, letter.payload_size) == (None, None)
     assert metrics.get("mqtt_rejected", device=device or "_unknown", reason=problem.value) == 1
     assert metrics.get("mqtt_rejected") == 1
     # A device that sends garbage is still talking: its first message is announced all the same.
