@@ -38,7 +38,7 @@ from facmon.kernel.clock import Clock
 from facmon.kernel.health import Check, Health
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event, EventType, decode_message
-from facmon.kernel.mqtt import MqttSettings, mqtt_client
+from facmon.kernel.mqtt import MqttSettings, MqttTls, mqtt_client
 from facmon.kernel.topics import EVENT, event_topic, subscription
 from rules.arrival import site_evidence
 from rules.engine import FAULT_KEY_MAX, Rule, evaluate, fault_key, load_rules
@@ -99,13 +99,14 @@ class Broker:
     password: str | None = field(default=None, repr=False)
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    tls: MqttTls | None = None
 
     def mqtt(self, *, suffix: str = "", clean: bool = True) -> MqttSettings:
         """The client settings of one of the worker's connections (`suffix` tells its client id apart)."""
         identity = self.client_id + suffix
         return MqttSettings(
             self.host, self.port, username=self.username, password=self.password, client_id=identity, clean=clean
-        )
+        ).with_tls(self.tls)
 
 
 class RulesWorker:

@@ -237,8 +237,7 @@ def simulate(
         scenario=load_scenario(scenario) if scenario else None,
         speed=speed,
         seed=seed,
-        mqtt_host=settings.mqtt_host or "127.0.0.1",
-        mqtt_port=settings.mqtt_port,
+        mqtt=settings.mqtt(),
     )
     asyncio.run(until_signalled(sim.run()))
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Self
@@ -65,31 +65,34 @@ class StartRefused(RuntimeError):
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where the backbone broker, InfluxDB and the work-order database are, with their credentials."""
+    """Where the backbone broker, InfluxDB and the work-order database are, with their credentials.
 
-    mqtt_host: str
-    mqtt_port: int
+    `mqtt` is how every service of this process reaches the broker (host, credentials, TLS); `service_mqtt` gives a
+    service its own login where the broker has one per role (`facmon up`'s generated broker configuration): keys
+    `gateway-<site>`, `historian`, `rules`, `notifier`, `devices-<site>`."""
+
+    mqtt: MqttSettings
     influx_url: str | None
     influx_db: str
     db_url: str
-    mqtt_username: str | None = None
-    mqtt_password: str | None = None
     influx_username: str | None = None
     influx_password: str | None = None
+    service_mqtt: Mapping[str, MqttSettings] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Endpoints:
         return cls(
-            mqtt_host=settings.mqtt_host or "127.0.0.1",
-            mqtt_port=settings.mqtt_port,
+            mqtt=settings.mqtt(),
             influx_url=settings.influx_url,
             influx_db=settings.influx_db,
             db_url=settings.database_url(),
-            mqtt_username=settings.mqtt_username,
-            mqtt_password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             influx_username=settings.influx_username,
             influx_password=settings.influx_password_text(),
         )
+
+    def mqtt_for(self, service: str) -> MqttSettings:
+        """The broker settings of one service: its own login when it has one, else the shared settings."""
+        return self.service_mqtt.get(service, self.mqtt)
 
     def influx(self) -> InfluxSettings | None:
         """The InfluxDB every service of this process talks to, or None when the settings name none."""
@@ -245,16 +248,12 @@ class Composer:
     # --- the services ------------------------------------------------------------------------------------------------
 
     def gateway(self, site: Site) -> SiteGateway:
-        e = self.endpoints
         return SiteGateway(
             site,
-            mqtt_host=e.mqtt_host,
-            mqtt_port=e.mqtt_port,
+            mqtt=self.endpoints.mqtt_for(f"gateway-{site.id}"),
             state_dir=self.settings.state_dir / "gateway",
             clock=self.clock,
             metrics=self.metrics,
-            mqtt_username=e.mqtt_username,
-            mqtt_password=e.mqtt_password,
         )
 
     def client_id(self, service: str, instance: str | None = None) -> str:
@@ -268,13 +267,7 @@ class Composer:
         if influx is None:
             raise StartRefused("set FACMON_INFLUX_URL to the InfluxDB to write to (e.g. http://127.0.0.1:8086)")
         return Historian(
-            mqtt=MqttSettings(
-                e.mqtt_host,
-                e.mqtt_port,
-                username=e.mqtt_username,
-                password=e.mqtt_password,
-                client_id=self.client_id("historian", instance),
-            ),
+            mqtt=replace(e.mqtt_for("historian"), client_id=self.client_id("historian", instance)),
             influx=influx,
             state_dir=self.settings.state_dir / "historian",
             metrics=self.metrics,
@@ -285,13 +278,14 @@ class Composer:
         self, sites: Sequence[Site], state_rules: StateRules | None = None, instance: str | None = None
     ) -> RulesService:
         """The rules worker and its monitors. Needs `prepare_database()` first."""
-        e = self.endpoints
+        login = self.endpoints.mqtt_for("rules")
         broker = Broker(
-            e.mqtt_host,
-            e.mqtt_port,
+            login.host,
+            login.port,
             self.client_id("rules", instance),
-            username=e.mqtt_username,
-            password=e.mqtt_password,
+            username=login.username,
+            password=login.password,
+            tls=login.tls_settings,
         )
         rules = load_state_rules() if state_rules is None else state_rules
         engine = self.engine()
@@ -312,13 +306,12 @@ class Composer:
     def channels(self) -> dict[str, Channel]:
         """The log, MQTT pushes to technicians' phones on the backbone broker, and the configured webhooks and
         e-mail (FACMON_WEBHOOKS, FACMON_SMTP)."""
-        e = self.endpoints
-        password = None if e.mqtt_password is None else SecretStr(e.mqtt_password)
+        login = self.endpoints.mqtt_for("notifier")
+        password = None if login.password is None else SecretStr(login.password)
+        config = MqttPushConfig(host=login.host, port=login.port, username=login.username, password=password)
         channels: dict[str, Channel] = {
             "log": LogChannel(),
-            "mqtt_push": MqttPushChannel(
-                MqttPushConfig(host=e.mqtt_host, port=e.mqtt_port, username=e.mqtt_username, password=password)
-            ),
+            "mqtt_push": MqttPushChannel(config, tls=login.tls_settings),
         }
         for hook in self.settings.webhooks:
             channel = WebhookChannel(hook, self.clock)
