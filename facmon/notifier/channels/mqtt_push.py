@@ -20,6 +20,9 @@ from facmon.notifier.channels.payload import notification_json
 __all__ = ["MqttPushChannel", "push_topic"]
 
 _NOT_IN_TOPIC_LEVEL = ("/", "+", "#", "\x00")
+# CONNACK: bad user name or password, not authorised. MQTT 3.1.1 says 4 and 5; paho 2 reports them as MQTT 5's 134
+# and 135 (a ReasonCode compares equal to its MQTT 5 value), so both are here.
+_REFUSED = (4, 5, 134, 135)
 
 
 def push_topic(site: str, recipient_id: str) -> str:
@@ -55,7 +58,7 @@ class MqttPushChannel:
                 await client.publish(topic, payload, qos=1, timeout=c.timeout_s)
         except aiomqtt.MqttCodeError as exc:
             # Refused for bad credentials or not authorised: retrying the same thing will not help.
-            retryable = exc.rc not in (4, 5)  # CONNACK 4 bad user name or password, 5 not authorised
+            retryable = exc.rc not in _REFUSED
             raise DeliveryError(f"{c.name}: {exc}", retryable=retryable) from exc
         except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
             raise DeliveryError(f"{c.name}: {type(exc).__name__}: {exc}") from exc
