@@ -4,7 +4,7 @@
 
 | login | may publish | may read |
 |---|---|---|
-| `gateway-<site>` | `facmon/v1/<site>/#`, `facmon/v1/_dead/<site>/#` | its estate's vendor topics |
+| `gateway-<site>` | `facmon/v1/<site>/+/+/{state,event}`, `facmon/v1/_dead/<site>/#` | its estate's vendor topics |
 | `devices-<site>` | its estate's vendor topics | the simulators' commands of its estate (`facmon up` only) |
 | `historian` | `facmon/v1/_dead/#` | `facmon/v1/+/+/+/state`, `facmon/v1/+/+/+/event` |
 | `rules` | `facmon/v1/_dead/#` | `facmon/v1/+/+/+/event`, the fire panels' states |
@@ -92,9 +92,10 @@ def roles(sites: Sequence[Site], *, simulators: bool = False) -> list[Role]:
     ]
     for site in sites:
         vendor = tuple(vendor_topics(site))
-        found.append(
-            Role(f"gateway-{site.id}", writes=(f"{ROOT}/{site.id}/#", f"{DEAD_LETTER}/{site.id}/#"), reads=vendor)
-        )
+        # Its devices' states and events, not all of facmon/v1/<site>/#: that holds the pushes to the technicians'
+        # phones too, which are the notifier's to send.
+        tree = (f"{ROOT}/{site.id}/+/+/state", f"{ROOT}/{site.id}/+/+/event", f"{DEAD_LETTER}/{site.id}/#")
+        found.append(Role(f"gateway-{site.id}", writes=tree, reads=vendor))
         commands = (f"{_SIM_COMMANDS}/{site.id}/#",) if simulators else ()
         found.append(Role(f"devices-{site.id}", writes=vendor, reads=commands))
     return found
@@ -176,6 +177,7 @@ def write_broker_config(
     as the services read it, written to their env files."""
     if any(listener.bind != "127.0.0.1" and listener.tls is None for listener in listeners):
         raise ValueError("a plain listener only on 127.0.0.1: anything else reaching the broker uses TLS")
+    out = out.absolute()
     out.mkdir(parents=True, exist_ok=True)
     env_dir = out / "env"
     env_dir.mkdir(exist_ok=True)

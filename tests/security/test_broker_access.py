@@ -118,6 +118,7 @@ async def test_each_login_publishes_only_its_own_topics(secure_broker: SecureBro
     refused = [
         (f"gateway-{a}", f"facmon/v1/{b}/elevator/e1/event"),
         (f"gateway-{a}", f"facmon/v1/_dead/{b}/e1"),
+        (f"gateway-{a}", f"facmon/v1/{a}/push/tech-a"),
         (f"gateway-{a}", f"vendor/barrier/{a}-g1/card"),
         (f"devices-{a}", f"vendor/barrier/{b}-g1/card"),
         (f"devices-{a}", f"facmon/v1/{a}/gate/g1/event"),
