@@ -258,11 +258,13 @@ def gateway(site: SiteOption) -> Build:
 
 @app.command()
 @_service_command
-def historian() -> Build:
-    """Write everything on the MQTT backbone to InfluxDB (FACMON_INFLUX_URL), buffering through outages."""
+def historian(site: SitesOption) -> Build:
+    """Write the site files' devices' readings and events from the MQTT backbone to InfluxDB (FACMON_INFLUX_URL),
+    buffering through outages; fields their drivers do not declare, and devices no site file has, are refused."""
+    sites = [_site(p) for p in site]
 
     async def build(compose: Composer) -> Sequence[Service]:
-        return [compose.historian()]
+        return [compose.historian(sites)]
 
     return build
 

@@ -5,7 +5,7 @@ them here too, so a service runs the same alone as in the sum. Nothing else cons
 
     async with Composer(settings, endpoints, clock=clock, metrics=metrics) as compose:
         await compose.prepare()            # schema, and the checks of a real start
-        historian = compose.historian()
+        historian = compose.historian(sites)
         ...
 
 The composer owns what the services share (the work-order database engine, InfluxDB clients, webhook clients) and
@@ -50,6 +50,7 @@ from facmon.notifier.service import Notifier
 from facmon.notifier.storm import maintenance_windows
 from facmon.notifier.tokens import InsecureSecret, check_secret, issue, load_or_create_secret
 from facmon.reports.kpi_data import InfluxReader
+from facmon.shell.declared import declared_fields
 from facmon.shell.migrations.schema import create_schema
 from facmon.shell.settings import Settings
 from facmon.workorders.lifecycle import InfluxLifecycleSink
@@ -261,7 +262,8 @@ class Composer:
         name = self.settings.instance if instance is None else instance
         return f"facmon-{service}-{name}" if name else f"facmon-{service}"
 
-    def historian(self, instance: str | None = None) -> Historian:
+    def historian(self, sites: Sequence[Site], instance: str | None = None) -> Historian:
+        """Stores what the drivers of the devices of `sites` declare, nothing else (facmon.shell.declared)."""
         e = self.endpoints
         influx = e.influx()
         if influx is None:
@@ -272,6 +274,7 @@ class Composer:
             state_dir=self.settings.state_dir / "historian",
             metrics=self.metrics,
             clock=self.clock,
+            declared=declared_fields(sites),
         )
 
     def rules(

@@ -84,7 +84,7 @@ async def run_system(
             services: list[Service] = [compose.gateway(site) for site in sites]
             # One machine for these sites: their MQTT sessions carry the sites' names unless FACMON_INSTANCE says.
             instance = compose.settings.instance or "-".join(site.id for site in sites)
-            services += [compose.historian(instance), compose.rules(sites, instance=instance)]
+            services += [compose.historian(sites, instance), compose.rules(sites, instance=instance)]
             services.append(compose.notifier(sites, api_url))
             others = tuple(services)
             api = compose.api(sites, api_host, api_port, health=lambda: combined([s.health() for s in others]))
