@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from facmon.kernel.mqtt import MqttSettings
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_fault_latency import DEVICES, TIMEOUT_S, arguments, percentile, site, with_services
@@ -56,7 +58,7 @@ def alerting_site(poll_interval_s: float) -> Site:
 
 async def measure(root: Path, mqtt: Mosquitto, influx: Influxd, faults: int, poll_interval_s: float) -> list[float]:
     the_site = alerting_site(poll_interval_s)
-    endpoints = Endpoints("127.0.0.1", mqtt.port, influx.url, "bench", f"sqlite:///{root / 'wo.db'}")
+    endpoints = Endpoints(MqttSettings("127.0.0.1", mqtt.port), influx.url, "bench", f"sqlite:///{root / 'wo.db'}")
     simulator = SiteSimulator(the_site, seed=1)
     sim_task = asyncio.create_task(simulator.run())
     latencies: list[float] = []

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import httpx
 
+from facmon.kernel.mqtt import MqttSettings
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facmon.estate.site import Site
@@ -69,7 +71,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def measure(root: Path, mqtt: Mosquitto, influx: Influxd, faults: int, poll_interval_s: float) -> list[float]:
     the_site = site(poll_interval_s)
-    endpoints = Endpoints("127.0.0.1", mqtt.port, influx.url, "bench", f"sqlite:///{root / 'wo.db'}")
+    endpoints = Endpoints(MqttSettings("127.0.0.1", mqtt.port), influx.url, "bench", f"sqlite:///{root / 'wo.db'}")
     simulator = SiteSimulator(the_site, seed=1)
     sim_task = asyncio.create_task(simulator.run())
     latencies: list[float] = []

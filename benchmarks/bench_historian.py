@@ -121,7 +121,7 @@ async def end_to_end(root: Path, mqtt: Mosquitto, influx: Influxd, points: int, 
     live = historian(root, mqtt, influx, "live", metrics)
     data = readings("bench", points, devices)
     with Outbox(root / "outbox.sqlite", metrics=metrics) as outbox:
-        publisher = Publisher(outbox, host="127.0.0.1", port=mqtt.port, client_id="bench-gw", metrics=metrics)
+        publisher = Publisher(outbox, mqtt=MqttSettings("127.0.0.1", mqtt.port), client_id="bench-gw", metrics=metrics)
         async with background(live.run(), publisher.run()), httpx.AsyncClient(base_url=influx.url) as http:
             await asyncio.wait_for(live.subscribed.wait(), 10)
             await asyncio.wait_for(publisher.connected.wait(), 10)

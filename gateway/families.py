@@ -88,7 +88,16 @@ def polled(interpreter: Callable[[str], Interpreter]) -> Build:
 def heard(site: Site, devices: Sequence[Device], wiring: Wiring) -> list[Collector]:
     """The MQTT family: one collector for all of the site's barriers and cameras, on the broker they publish to."""
     vendor = site.mqtt
-    broker = BrokerSettings(vendor.host, vendor.port, vendor.topic_prefix) if vendor else wiring.backbone
+    broker = wiring.backbone
+    if vendor is not None:
+        broker = BrokerSettings(
+            vendor.host,
+            vendor.port,
+            vendor.topic_prefix,
+            username=vendor.username,
+            password=vendor.password(),
+            tls=vendor.mqtt_tls(),
+        )
     specs = [mqtt_device(site, device) for device in devices]
     collector = MqttCollector(
         site.id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from dataclasses import replace
 from typing import NoReturn
 
 import aiomqtt
@@ -29,12 +30,9 @@ class Publisher:
         self,
         outbox: Outbox,
         *,
-        host: str,
-        port: int,
+        mqtt: MqttSettings,
         client_id: str,
         metrics: Counters,
-        username: str | None = None,
-        password: str | None = None,
         backoff_max_s: float = 30.0,
         max_inflight: int = 100,
         idle_wait_s: float = 1.0,
@@ -44,11 +42,8 @@ class Publisher:
         if backoff_max_s <= 0 or idle_wait_s <= 0:
             raise ValueError("backoff_max_s and idle_wait_s must be positive")
         self.outbox = outbox
-        self.host = host
-        self.port = port
+        self.mqtt = mqtt  # the broker, its login and TLS; the client id and window are the publisher's own
         self.client_id = client_id
-        self.username = username
-        self.password = password
         self.backoff_max_s = backoff_max_s
         self.max_inflight = max_inflight
         self.idle_wait_s = idle_wait_s
@@ -79,11 +74,8 @@ class Publisher:
             # A fresh client per connection: the one before may hold in-flight messages that the outbox will send
             # again anyway, and resending them from two places would only add duplicates.
             client = mqtt_client(
-                MqttSettings(
-                    self.host,
-                    self.port,
-                    username=self.username,
-                    password=self.password,
+                replace(
+                    self.mqtt,
                     client_id=self.client_id,
                     max_inflight=self.max_inflight,
                     # Small packets must not wait for Nagle's algorithm: a PUBLISH held back until the broker's
@@ -95,7 +87,9 @@ class Publisher:
                 async with client:
                     self.connected.set()
                     self._metrics.inc("gateway_connects")
-                    log.info("connected to broker", host=self.host, port=self.port, backlog=self.outbox.size())
+                    log.info(
+                        "connected to broker", host=self.mqtt.host, port=self.mqtt.port, backlog=self.outbox.size()
+                    )
                     delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(_until_disconnected(client))

@@ -15,6 +15,7 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.health import Check, Health
 from facmon.kernel.metrics import Counters
+from facmon.kernel.mqtt import MqttSettings
 from gateway.families import Collector, Wiring, site_collectors
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
@@ -29,13 +30,10 @@ class SiteGateway:
         self,
         site: Site,
         *,
-        mqtt_host: str,
-        mqtt_port: int,
+        mqtt: MqttSettings,
         state_dir: Path,
         clock: Clock,
         metrics: Counters,
-        mqtt_username: str | None = None,
-        mqtt_password: str | None = None,
         instance: str | None = None,
     ) -> None:
         """`instance` names this gateway in its MQTT client ids (`facmon-gateway-<site>-<instance>` on the backbone,
@@ -49,17 +47,16 @@ class SiteGateway:
         metrics.gauge("outbox_memory", self.outbox.memory_size, "messages held in memory while the disk is full")
         self.publisher = Publisher(
             self.outbox,
-            host=mqtt_host,
-            port=mqtt_port,
+            mqtt=mqtt,
             client_id=f"facmon-gateway-{site.id}-{self.instance}",
             metrics=metrics,
-            username=mqtt_username,
-            password=mqtt_password,
         )
         # Every device family builds its own collectors (gateway.families): Modbus devices are polled, each by
         # its own poller over the shared links; MQTT devices are heard on the site's vendor broker or, when the site
         # file names none, on this backbone broker.
-        backbone = BrokerSettings(mqtt_host, mqtt_port, username=mqtt_username, password=mqtt_password)
+        backbone = BrokerSettings(
+            mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password, tls=mqtt.tls_settings
+        )
         wiring = Wiring(self.publisher.emit, self.publisher.reject, clock, metrics, backbone, self.instance)
         self.collectors: list[Collector] = site_collectors(site, wiring)
 

@@ -12,7 +12,7 @@ back counts nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from facmon.estate.site import Site
 from facmon.kernel.db import Base
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event
@@ -29,6 +30,29 @@ from rules.engine import Action
 from rules.tables import ProcessedEvent
 
 log = structlog.get_logger(__name__)
+
+
+def refusal(sites: Mapping[str, Site], event: Event) -> tuple[str, str] | None:
+    """(reason code, reason) when an event must not be applied because the site files do not know its device: a site
+    or device they do not have, or one named with another building, kind or model than theirs; None when they do.
+
+    The broker's ACL keeps a gateway under its own site's topics; this keeps a device nobody described (a forged or
+    misconfigured publisher within that site, or a site without a site file here) from opening work orders."""
+    ref = event.ref
+    site = sites.get(ref.site)
+    if site is None:
+        return "unknown_site", f"site {ref.site!r} is in no site file"
+    try:
+        known = site.ref(ref.device)
+    except KeyError:
+        return "unknown_device", f"device {ref.device!r} is not in site {ref.site!r}'s file"
+    for name in ("building", "kind", "model"):
+        if getattr(known, name) != getattr(ref, name):
+            return (
+                "device_mismatch",
+                f"{ref.device}: {name} {getattr(ref, name)!r}, the site file says {getattr(known, name)!r}",
+            )
+    return None
 
 
 def upsert(session: Session, entity: type[Base]) -> sqlite.Insert | postgresql.Insert:

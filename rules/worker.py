@@ -43,15 +43,15 @@ from facmon.kernel.backoff import Backoff
 from facmon.kernel.clock import Clock
 from facmon.kernel.health import Check, Health
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import Event, EventType, decode_message
-from facmon.kernel.mqtt import MqttSettings, mqtt_client
-from facmon.kernel.topics import EVENT, event_topic, subscription
+from facmon.kernel.model import DeadLetter, Event, EventType, decode_message
+from facmon.kernel.mqtt import MqttSettings, MqttTls, mqtt_client
+from facmon.kernel.topics import EVENT, dead_letter_topic, event_topic, subscription
 from facmon.kernel.untrusted import printable
 from rules.arrival import site_evidence
 from rules.engine import FAULT_KEY_MAX, Rule, evaluate, fault_key, load_rules
 from rules.fire import FireAlarms
 from rules.maintenance_visits import DEFAULT_MIN_INSPECTION
-from rules.pipeline import Handler, Outcome, report, run_handlers
+from rules.pipeline import Handler, Outcome, refusal, report, run_handlers
 from rules.state_rules import StateRules, load_state_rules
 from rules.state_store import ApplyStateRules
 
@@ -114,13 +114,14 @@ class Broker:
     password: str | None = field(default=None, repr=False)
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    tls: MqttTls | None = None
 
     def mqtt(self, *, suffix: str = "", clean: bool = True) -> MqttSettings:
         """The client settings of one of the worker's connections (`suffix` tells its client id apart)."""
         identity = self.client_id + suffix
         return MqttSettings(
             self.host, self.port, username=self.username, password=self.password, client_id=identity, clean=clean
-        )
+        ).with_tls(self.tls)
 
 
 class RulesWorker:
@@ -207,7 +208,7 @@ class RulesWorker:
                     self.subscribed.set()
                     log.info("rules worker subscribed", topics=self.topics, client_id=self.broker.client_id)
                     async for message in client.messages:
-                        await self._handle(message)
+                        await self._handle(message, client)
                         client.ack(message)
             except aiomqtt.MqttError as exc:
                 self.metrics.inc("rules_mqtt_disconnects")
@@ -217,7 +218,7 @@ class RulesWorker:
             await asyncio.sleep(self._backoff(attempt))
             attempt += 1
 
-    async def _handle(self, message: aiomqtt.Message) -> None:
+    async def _handle(self, message: aiomqtt.Message, client: aiomqtt.Client) -> None:
         topic = printable(message.topic.value, _MAX_LOGGED)
         self.metrics.inc("rules_events_received")
         try:
@@ -227,6 +228,24 @@ class RulesWorker:
             # historian parks the same message on the dead-letter topic; here it is counted and logged, bounded.
             self.metrics.inc("rules_events_rejected", reason=exc.kind)
             log.warning("event rejected", topic=topic, reason=printable(str(exc), _MAX_LOGGED))
+            return
+        refused = refusal(self.sites, event) if self.sites else None
+        if refused is not None:
+            # Acked and parked: a device the site files do not have opens nothing, and it will not on redelivery.
+            code, reason = refused
+            self.metrics.inc("rules_events_refused", reason=code)
+            log.warning("event refused", topic=topic, reason=reason)
+            payload = event.model_dump_json()
+            letter = DeadLetter(
+                site=event.ref.site,
+                ref=event.ref,
+                ts=self.clock.now(),
+                source="rules",
+                reason=reason,
+                topic=topic,
+                payload=payload,
+            )
+            await client.publish(dead_letter_topic(event.ref.site, event.ref.device), letter.model_dump_json(), qos=1)
             return
         # The sender's clock is not ours: an event stamped in the future (a gateway whose clock ran ahead) is taken
         # as happening now, or it would outrank every later event of its device until that future came.

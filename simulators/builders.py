@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from collectors.registry import fire_panel_driver, modbus_driver, mqtt_driver
 from facmon.estate.entries import Building, Device
 from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.model import DeviceKind
+from facmon.kernel.mqtt import MqttSettings
 from simulators.camera import CameraSimulator
 from simulators.elevator import ElevatorSimulator
 from simulators.fire_panel import FirePanelSimulator
@@ -42,9 +43,9 @@ class BuildContext:
     building: Building
     seed: int
     speed: float
-    # The broker MQTT devices publish to (None: MQTT devices are not simulated).
-    mqtt_host: str | None
-    mqtt_port: int
+    # The broker MQTT devices publish to, with their login and TLS (None: MQTT devices are not simulated); the
+    # site file's vendor broker, when it names one, takes the place of its host and port.
+    mqtt: MqttSettings | None
     # The simulated time the devices' timers wait on (None: each device runs `speed` times the wall clock).
     clock: Clock | None = None
 
@@ -83,9 +84,11 @@ def _fire_panel(device: Device, ctx: BuildContext) -> SimulatedDevice:
 def _mqtt_options(device: Device, ctx: BuildContext) -> SimOptions:
     # MQTT devices publish where the gateway listens for them: the site's vendor broker, else the one given.
     vendor = ctx.site.mqtt
+    broker = ctx.mqtt
+    if broker is not None and vendor is not None:
+        broker = replace(broker, host=vendor.host, port=vendor.port)
     return SimOptions(
-        host=vendor.host if vendor else ctx.mqtt_host,
-        port=vendor.port if vendor else ctx.mqtt_port,
+        broker=broker,
         topic_prefix=vendor.topic_prefix if vendor else "",
         device_id=device.id,
         vendor_id=device.mqtt_id,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from dataclasses import replace
 from typing import ClassVar, Required, TypedDict
 
 import aiomqtt
@@ -46,8 +47,7 @@ _COMMON = (SetStep, LinkDropStep, LinkRestoreStep, GarbageStep, GarbageStopStep,
 class SimOptions(TypedDict, total=False):
     """The keyword arguments every MQTT device simulator takes (see MqttDeviceSimulator)."""
 
-    host: Required[str | None]  # the broker; None: the device is not simulated
-    port: Required[int]
+    broker: Required[MqttSettings | None]  # the broker, the device's login and TLS; None: not simulated
     device_id: Required[str]
     vendor_id: str | None  # the id in the vendor's topics; default: device_id
     seed: int
@@ -67,8 +67,7 @@ class MqttDeviceSimulator:
         self,
         driver: MqttDriver,
         *,
-        host: str | None,
-        port: int,
+        broker: MqttSettings | None,
         device_id: str,
         vendor_id: str | None = None,
         seed: int = 0,
@@ -82,8 +81,7 @@ class MqttDeviceSimulator:
         for message in self.STATE_MESSAGES:
             driver.fields_of(message)  # KeyError naming the message when the driver lacks it
         self.driver = driver
-        self.host = host
-        self.port = port
+        self.broker = broker
         self.device_id = device_id
         self.vendor_id = vendor_id or device_id
         self.speed = speed
@@ -115,7 +113,7 @@ class MqttDeviceSimulator:
     async def start(self) -> None:
         if self._task is not None:
             return
-        if self.host is None:
+        if self.broker is None:
             log.warning("no MQTT broker: device not simulated", device=self.device_id)
             return
         self._started_at = self.clock.monotonic()
@@ -138,7 +136,7 @@ class MqttDeviceSimulator:
         """Start the device's own activity (a subclass's traffic), stopped with the device."""
 
     async def _connection(self) -> None:
-        assert self.host is not None
+        assert self.broker is not None
         # Reconnect jitter is not part of what a seed reproduces; it has its own unseeded stream.
         jitter = random.Random()
         delays = backoff_delays(0.05, self.backoff_max_s, jitter)
@@ -146,7 +144,7 @@ class MqttDeviceSimulator:
         while True:
             await self._link_wanted.wait()
             try:
-                async with mqtt_client(MqttSettings(self.host, self.port, client_id=identifier)) as client:
+                async with mqtt_client(replace(self.broker, client_id=identifier)) as client:
                     self._client = client
                     self.connected.set()
                     delays = backoff_delays(0.05, self.backoff_max_s, jitter)

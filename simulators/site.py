@@ -6,6 +6,8 @@ Devices that share a host:port (controllers behind one Modbus TCP gateway) share
 id. At run time a command on `facmon-sim/v1/<site>/<device>/command` with a JSON action, the same actions as
 scenario steps (`{"action": "fault", "code": 2}`), acts on that device at once; timing fields are ignored there.
 Every device and the scenario share one simulated clock: `speed` times the wall clock unless one is given.
+`mqtt` is the broker with the devices' login and TLS (`facmon broker-config` gives the devices of an estate their
+own); the commands are taken there too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 
 import aiomqtt
 import structlog
@@ -45,8 +48,7 @@ class SiteSimulator:
         scenario: Scenario | None = None,
         speed: float = 1.0,
         seed: int = 0,
-        mqtt_host: str | None = None,
-        mqtt_port: int = 1883,
+        mqtt: MqttSettings | None = None,
         backoff_max_s: float = 30.0,
         clock: Clock | None = None,
     ) -> None:
@@ -56,8 +58,7 @@ class SiteSimulator:
         self.scenario = scenario
         self.speed = speed
         self.clock = clock or simulated_clock(speed)
-        self.mqtt_host = mqtt_host
-        self.mqtt_port = mqtt_port
+        self.mqtt = mqtt
         self.backoff_max_s = backoff_max_s
         self.sims: dict[str, SimulatedDevice] = {}
         groups: dict[tuple[str, int], list[RegisterSource]] = {}
@@ -66,7 +67,7 @@ class SiteSimulator:
             if builder is None:
                 log.warning("no simulator for this kind of device", device=device.id, kind=device.kind.value)
                 continue
-            ctx = BuildContext(site, building, seed, speed, mqtt_host, mqtt_port, self.clock)
+            ctx = BuildContext(site, building, seed, speed, mqtt, self.clock)
             sim = builder(device, ctx)
             self.sims[device.id] = sim
             if isinstance(sim, RegisterSource) and device.address is not None:
@@ -98,8 +99,8 @@ class SiteSimulator:
             async with asyncio.TaskGroup() as tg:
                 if self.scenario is not None:
                     tg.create_task(play(self.scenario, self.sims, sleep=self.clock.sleep), name="scenario")
-                if self.mqtt_host is not None:
-                    tg.create_task(self._control(tg, self.mqtt_host), name="simulator-control")
+                if self.mqtt is not None:
+                    tg.create_task(self._control(tg, self.mqtt), name="simulator-control")
                 await asyncio.Event().wait()
         finally:
             self.serving.clear()
@@ -108,14 +109,14 @@ class SiteSimulator:
             for endpoint in self.endpoints:
                 await endpoint.stop()
 
-    async def _control(self, tg: asyncio.TaskGroup, host: str) -> None:
+    async def _control(self, tg: asyncio.TaskGroup, broker: MqttSettings) -> None:
         """Take commands from MQTT for as long as we run, reconnecting with capped, jittered backoff."""
         delays = backoff_delays(min(0.5, self.backoff_max_s), self.backoff_max_s)
         topic = command_topic(self.site.id, "+")
         identifier = f"facmon-sim-{self.site.id}-{uuid.uuid4().hex[:8]}"
         while True:
             try:
-                async with mqtt_client(MqttSettings(host, self.mqtt_port, client_id=identifier)) as client:
+                async with mqtt_client(replace(broker, client_id=identifier)) as client:
                     await client.subscribe(topic, qos=1)
                     delays = backoff_delays(min(0.5, self.backoff_max_s), self.backoff_max_s)
                     self.control_ready.set()

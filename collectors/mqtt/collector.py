@@ -28,7 +28,7 @@ from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject
-from facmon.kernel.mqtt import MqttSettings, mqtt_client
+from facmon.kernel.mqtt import MqttSettings, MqttTls, mqtt_client
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +43,8 @@ class MqttDevice:
 
 @dataclass(frozen=True)
 class BrokerSettings:
-    """The broker the devices publish to, how to log in to it, the prefix of their topics, and the longest wait
-    before reconnecting to it."""
+    """The broker the devices publish to, how to log in to it (credentials, TLS), the prefix of their topics, and
+    the longest wait before reconnecting to it."""
 
     host: str
     port: int
@@ -52,6 +52,7 @@ class BrokerSettings:
     username: str | None = None
     password: str | None = None
     backoff_max_s: float = 30.0
+    tls: MqttTls | None = None
 
     def __post_init__(self) -> None:
         if self.backoff_max_s <= 0:
@@ -132,7 +133,7 @@ class MqttCollector:
                     client_id=self.client_id,
                     clean=False,
                     tcp_nodelay=True,  # our PUBACKs hold the broker's window of messages in flight to us
-                ),
+                ).with_tls(self.broker.tls),
                 manual_ack=True,
             )
             try:

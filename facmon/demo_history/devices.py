@@ -70,7 +70,7 @@ class Recorder:
 
 def simulator(site: Site, building: Building, device: Device, kind: type[S]) -> S:
     """The demo's simulator of `device`."""
-    context = BuildContext(site, building, DEMO_SIMULATOR_SEED, 1.0, None, 1883)
+    context = BuildContext(site, building, DEMO_SIMULATOR_SEED, 1.0, None)
     sim = BUILDERS[device.kind](device, context)
     if not isinstance(sim, kind):
         raise TypeError(f"{device.id}: the simulator is a {type(sim).__name__}, not a {kind.__name__}")

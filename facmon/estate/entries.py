@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -25,6 +26,7 @@ from facmon.kernel.datafile import (
     raise_problems,
 )
 from facmon.kernel.model import MODBUS_KINDS, MQTT_KINDS, DeviceKind, Discipline, Identifier, ModbusAddress
+from facmon.kernel.mqtt import MqttTls
 
 
 class _Strict(BaseModel):
@@ -39,6 +41,23 @@ RegistrationCode = Annotated[str, Field(pattern=r"^\d{20}$")]
 CertificateNumber = Annotated[str, Field(min_length=1, max_length=64)]
 
 
+class VendorTls(_Strict):
+    """TLS to a vendor broker: the CA of its certificate (absent: the system's CAs), the gateway's own certificate
+    and key when the broker asks for one, and `insecure: true` to skip the check that the certificate names `host`
+    (an explicit opt-out; the chain is checked all the same)."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together (the gateway's certificate and its key)")
+        return self
+
+
 class VendorBroker(_Strict):
     """The broker MQTT devices publish to, when it is not the backbone broker the gateway publishes to."""
 
@@ -47,6 +66,26 @@ class VendorBroker(_Strict):
     # Put in front of every vendor topic: where one broker carries several estates' devices (a bridge or
     # mount point per estate), the prefix keeps each estate's barriers and cameras apart.
     topic_prefix: str = Field(default="", pattern=r"^$|^[^/+#]+(/[^/+#]+)*$")
+    # The gateway's login there: a user name and a file holding its password (kept out of the site file), and TLS.
+    username: str | None = Field(default=None, min_length=1)
+    password_file: Path | None = None
+    tls: VendorTls | None = None
+
+    def password(self) -> str | None:
+        """The password from `password_file` (read when asked, so a changed password needs no new site file)."""
+        if self.password_file is None:
+            return None
+        return self.password_file.read_text().strip()
+
+    def mqtt_tls(self) -> MqttTls | None:
+        t = self.tls
+        if t is None:
+            return None
+        return MqttTls(_path(t.ca), _path(t.cert), _path(t.key), t.insecure)
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 class Device(_Strict):

@@ -30,7 +30,7 @@ import structlog
 
 from facmon.historian.buffer import LineBuffer
 from facmon.historian.dead_letters import REASON_MAX_CHARS, dead_letter_record, safe_text
-from facmon.historian.lines import to_line
+from facmon.historian.lines import DeclaredFields, to_line
 from facmon.historian.writer import InfluxWriter
 from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.clock import Clock, SystemClock
@@ -64,8 +64,10 @@ class Historian:
         flush_interval_s: float = 1.0,
         backoff_max_s: float = 30.0,
         clock: Clock | None = None,
+        declared: DeclaredFields | None = None,
     ) -> None:
-        """`mqtt` needs a fixed client id: the broker keeps the historian's persistent session under it."""
+        """`mqtt` needs a fixed client id: the broker keeps the historian's persistent session under it. `declared`:
+        the site files' devices and their drivers' fields, the only ones stored (None: everything, for tests)."""
         if mqtt.client_id is None:
             raise ValueError("the historian needs a fixed MQTT client id (its persistent session)")
         # A persistent session; and our PUBACKs must not wait for Nagle's algorithm: the broker keeps only a small
@@ -73,6 +75,7 @@ class Historian:
         self.mqtt = replace(mqtt, clean=False, tcp_nodelay=True)
         self.client_id = mqtt.client_id
         self.site = site
+        self.declared = declared
         self.backoff_max_s = backoff_max_s
         self._metrics = metrics
         self._clock = clock or SystemClock()
@@ -180,6 +183,15 @@ class Historian:
         if expected != topic:
             letters.append(self._reject(topic, data, "topic_mismatch", f"payload belongs on {expected}"))
             return None
+        if self.declared is not None:
+            screened = self.declared.screen(message)
+            if screened.label:
+                # What is declared is stored; the rest is counted (fields, and the message by reason) and parked.
+                self._metrics.inc("historian_fields_refused", screened.refused)
+                letters.append(self._reject(topic, data, screened.label, screened.reason))
+            if screened.message is None:
+                return None
+            message = screened.message
         line = to_line(message)
         if line is None:
             letters.append(self._reject(topic, data, "no_fields", "reading has no value InfluxDB can store"))

@@ -133,17 +133,27 @@ class ChildService:
 
 
 class Mosquitto(ChildService):
+    """Mosquitto on `port`. `security`: its listeners and who may do what (the text of a generated `facmon.conf`:
+    logins, ACL, TLS), with `port` one of its listeners; default one plain listener on 127.0.0.1:`port` open to
+    anyone, for tests of everything but security."""
+
     name = "mosquitto"
+
+    def __init__(self, workdir: Path, port: int | None = None, *, security: str | None = None) -> None:
+        super().__init__(workdir, port)
+        self.security = security
 
     def command(self) -> list[str]:
         conf = self.workdir / "mosquitto.conf"
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
+        security = self.security
+        if security is None:
+            security = f"listener {self.port} 127.0.0.1\nallow_anonymous true"
         conf.write_text(
             "\n".join(
                 [
-                    f"listener {self.port} 127.0.0.1",
-                    "allow_anonymous true",
+                    security,
                     "persistence true",
                     f"persistence_location {data}/",
                     "autosave_interval 1",

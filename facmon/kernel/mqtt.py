@@ -18,14 +18,14 @@ import math
 import socket
 import sys
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-__all__ = ["MqttClient", "MqttSettings", "mqtt_client"]
+__all__ = ["MqttClient", "MqttSettings", "MqttTls", "mqtt_client"]
 
 T = TypeVar("T")
 
@@ -63,14 +63,28 @@ class MqttClient(aiomqtt.Client):
 
 
 @dataclass(frozen=True)
+class MqttTls:
+    """TLS to a broker, for settings that carry it apart from the rest of a client's (`MqttSettings.with_tls`): the
+    CA file (None: the system's CAs), the client's own certificate and key, and the hostname check's opt-out."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
 class MqttSettings:
     """Where a broker is and how to talk to it.
 
     `clean=False` asks for a persistent session (the broker keeps subscriptions and queues QoS 1 messages while the
     client is away); it needs a fixed `client_id`. MQTT 3.1.1 calls it clean session, MQTT 5 clean start plus a
     session expiry, which is set to never. TLS is on when `tls` is set or any of the files is named; without
-    `tls_ca` the system's CAs are trusted. `max_inflight` is how many QoS 1/2 publishes may await their PUBACK at
-    once; `tcp_nodelay` turns Nagle's algorithm off, for clients whose acknowledgements the broker's window waits on.
+    `tls_ca` the system's CAs are trusted. The broker's certificate must name `host` unless `tls_insecure` (an
+    explicit opt-out, for a broker reached by an address its certificate does not name); the chain is checked
+    always. `tls_cert` and `tls_key` are the client's own certificate, for a broker that asks for one.
+    `max_inflight` is how many QoS 1/2 publishes may await their PUBACK at once; `tcp_nodelay` turns Nagle's
+    algorithm off, for clients whose acknowledgements the broker's window waits on.
     """
 
     host: str = "127.0.0.1"
@@ -86,13 +100,31 @@ class MqttSettings:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    tls_insecure: bool = False
     will: aiomqtt.Will | None = None
     max_inflight: int | None = None
     tcp_nodelay: bool = False
 
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("a client certificate needs its key and a key its certificate (tls_cert, tls_key)")
+
     @property
     def uses_tls(self) -> bool:
         return self.tls or any((self.tls_ca, self.tls_cert, self.tls_key))
+
+    @property
+    def tls_settings(self) -> MqttTls | None:
+        """The TLS part of these settings, or None without TLS."""
+        if not self.uses_tls:
+            return None
+        return MqttTls(self.tls_ca, self.tls_cert, self.tls_key, self.tls_insecure)
+
+    def with_tls(self, tls: MqttTls | None) -> MqttSettings:
+        """These settings with `tls` (None: unchanged)."""
+        if tls is None:
+            return self
+        return replace(self, tls=True, tls_ca=tls.ca, tls_cert=tls.cert, tls_key=tls.key, tls_insecure=tls.insecure)
 
 
 def mqtt_client(settings: MqttSettings, *, manual_ack: bool = False) -> MqttClient:
@@ -120,6 +152,7 @@ def mqtt_client(settings: MqttSettings, *, manual_ack: bool = False) -> MqttClie
         timeout=s.timeout_s,
         will=s.will,
         tls_params=tls,
+        tls_insecure=s.tls_insecure if s.uses_tls else None,
         max_inflight_messages=s.max_inflight,
         socket_options=[_TCP_NODELAY] if s.tcp_nodelay else None,
         **session,

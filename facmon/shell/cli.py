@@ -16,6 +16,7 @@ from facmon.estate.site import Site, SiteFileError, load_site
 from facmon.kernel.clock import SystemClock
 from facmon.kernel.datafile import validation_reasons
 from facmon.kernel.metrics import Counters
+from facmon.shell.broker_cli import broker_config_command
 from facmon.shell.demo_history_cli import demo_history_command
 from facmon.shell.logs import configure
 from facmon.shell.ops import backup_cli, db_cli, probe
@@ -47,6 +48,7 @@ app.add_typer(db_cli.app, name="db")  # facmon db upgrade|current
 app.add_typer(backup_cli.app)  # facmon backup FILE, facmon restore FILE
 app.command("probe")(probe.probe)
 app.command("demo-history")(demo_history_command)  # facmon demo-history --site FILE [--seed N] [--days N] [--until DAY]
+app.command("broker-config")(broker_config_command)  # facmon broker-config --site FILE... --out DIR [--tls-ca ...]
 
 SiteOption = Annotated[Path, typer.Option("--site", help="site file (YAML)", exists=False)]
 SitesOption = Annotated[list[Path], typer.Option("--site", help="site file(s) (YAML); repeat for several estates")]
@@ -237,8 +239,7 @@ def simulate(
         scenario=load_scenario(scenario) if scenario else None,
         speed=speed,
         seed=seed,
-        mqtt_host=settings.mqtt_host or "127.0.0.1",
-        mqtt_port=settings.mqtt_port,
+        mqtt=settings.mqtt(),
     )
     asyncio.run(until_signalled(sim.run()))
 
@@ -257,11 +258,13 @@ def gateway(site: SiteOption) -> Build:
 
 @app.command()
 @_service_command
-def historian() -> Build:
-    """Write everything on the MQTT backbone to InfluxDB (FACMON_INFLUX_URL), buffering through outages."""
+def historian(site: SitesOption) -> Build:
+    """Write the site files' devices' readings and events from the MQTT backbone to InfluxDB (FACMON_INFLUX_URL),
+    buffering through outages; fields their drivers do not declare, and devices no site file has, are refused."""
+    sites = [_site(p) for p in site]
 
     async def build(compose: Composer) -> Sequence[Service]:
-        return [compose.historian()]
+        return [compose.historian(sites)]
 
     return build
 

@@ -5,7 +5,7 @@ them here too, so a service runs the same alone as in the sum. Nothing else cons
 
     async with Composer(settings, endpoints, clock=clock, metrics=metrics) as compose:
         await compose.prepare()            # schema, and the checks of a real start
-        historian = compose.historian()
+        historian = compose.historian(sites)
         ...
 
 The composer owns what the services share (the work-order database engine, InfluxDB clients, webhook clients) and
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Self
@@ -50,6 +50,7 @@ from facmon.notifier.service import Notifier
 from facmon.notifier.storm import maintenance_windows
 from facmon.notifier.tokens import InsecureSecret, check_secret, issue, load_or_create_secret
 from facmon.reports.kpi_data import InfluxReader
+from facmon.shell.declared import declared_fields
 from facmon.shell.migrations.schema import create_schema
 from facmon.shell.settings import Settings
 from facmon.workorders.lifecycle import InfluxLifecycleSink
@@ -65,31 +66,34 @@ class StartRefused(RuntimeError):
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where the backbone broker, InfluxDB and the work-order database are, with their credentials."""
+    """Where the backbone broker, InfluxDB and the work-order database are, with their credentials.
 
-    mqtt_host: str
-    mqtt_port: int
+    `mqtt` is how every service of this process reaches the broker (host, credentials, TLS); `service_mqtt` gives a
+    service its own login where the broker has one per role (`facmon up`'s generated broker configuration): keys
+    `gateway-<site>`, `historian`, `rules`, `notifier`, `devices-<site>`."""
+
+    mqtt: MqttSettings
     influx_url: str | None
     influx_db: str
     db_url: str
-    mqtt_username: str | None = None
-    mqtt_password: str | None = None
     influx_username: str | None = None
     influx_password: str | None = None
+    service_mqtt: Mapping[str, MqttSettings] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Endpoints:
         return cls(
-            mqtt_host=settings.mqtt_host or "127.0.0.1",
-            mqtt_port=settings.mqtt_port,
+            mqtt=settings.mqtt(),
             influx_url=settings.influx_url,
             influx_db=settings.influx_db,
             db_url=settings.database_url(),
-            mqtt_username=settings.mqtt_username,
-            mqtt_password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             influx_username=settings.influx_username,
             influx_password=settings.influx_password_text(),
         )
+
+    def mqtt_for(self, service: str) -> MqttSettings:
+        """The broker settings of one service: its own login when it has one, else the shared settings."""
+        return self.service_mqtt.get(service, self.mqtt)
 
     def influx(self) -> InfluxSettings | None:
         """The InfluxDB every service of this process talks to, or None when the settings name none."""
@@ -245,16 +249,12 @@ class Composer:
     # --- the services ------------------------------------------------------------------------------------------------
 
     def gateway(self, site: Site) -> SiteGateway:
-        e = self.endpoints
         return SiteGateway(
             site,
-            mqtt_host=e.mqtt_host,
-            mqtt_port=e.mqtt_port,
+            mqtt=self.endpoints.mqtt_for(f"gateway-{site.id}"),
             state_dir=self.settings.state_dir / "gateway",
             clock=self.clock,
             metrics=self.metrics,
-            mqtt_username=e.mqtt_username,
-            mqtt_password=e.mqtt_password,
             instance=self.settings.instance or None,  # none set: the host name
         )
 
@@ -263,36 +263,33 @@ class Composer:
         name = self.settings.instance if instance is None else instance
         return f"facmon-{service}-{name}" if name else f"facmon-{service}"
 
-    def historian(self, instance: str | None = None) -> Historian:
+    def historian(self, sites: Sequence[Site], instance: str | None = None) -> Historian:
+        """Stores what the drivers of the devices of `sites` declare, nothing else (facmon.shell.declared)."""
         e = self.endpoints
         influx = e.influx()
         if influx is None:
             raise StartRefused("set FACMON_INFLUX_URL to the InfluxDB to write to (e.g. http://127.0.0.1:8086)")
         return Historian(
-            mqtt=MqttSettings(
-                e.mqtt_host,
-                e.mqtt_port,
-                username=e.mqtt_username,
-                password=e.mqtt_password,
-                client_id=self.client_id("historian", instance),
-            ),
+            mqtt=replace(e.mqtt_for("historian"), client_id=self.client_id("historian", instance)),
             influx=influx,
             state_dir=self.settings.state_dir / "historian",
             metrics=self.metrics,
             clock=self.clock,
+            declared=declared_fields(sites),
         )
 
     def rules(
         self, sites: Sequence[Site], state_rules: StateRules | None = None, instance: str | None = None
     ) -> RulesService:
         """The rules worker and its monitors. Needs `prepare_database()` first."""
-        e = self.endpoints
+        login = self.endpoints.mqtt_for("rules")
         broker = Broker(
-            e.mqtt_host,
-            e.mqtt_port,
+            login.host,
+            login.port,
             self.client_id("rules", instance),
-            username=e.mqtt_username,
-            password=e.mqtt_password,
+            username=login.username,
+            password=login.password,
+            tls=login.tls_settings,
         )
         rules = load_state_rules() if state_rules is None else state_rules
         engine = self.engine()
@@ -313,13 +310,12 @@ class Composer:
     def channels(self) -> dict[str, Channel]:
         """The log, MQTT pushes to technicians' phones on the backbone broker, and the configured webhooks and
         e-mail (FACMON_WEBHOOKS, FACMON_SMTP)."""
-        e = self.endpoints
-        password = None if e.mqtt_password is None else SecretStr(e.mqtt_password)
+        login = self.endpoints.mqtt_for("notifier")
+        password = None if login.password is None else SecretStr(login.password)
+        config = MqttPushConfig(host=login.host, port=login.port, username=login.username, password=password)
         channels: dict[str, Channel] = {
             "log": LogChannel(),
-            "mqtt_push": MqttPushChannel(
-                MqttPushConfig(host=e.mqtt_host, port=e.mqtt_port, username=e.mqtt_username, password=password)
-            ),
+            "mqtt_push": MqttPushChannel(config, tls=login.tls_settings),
         }
         for hook in self.settings.webhooks:
             channel = WebhookChannel(hook, self.clock)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from facmon.kernel.daemons import ChildService, Influxd, Mosquitto, ServiceError
+from facmon.kernel.mqtt import MqttSettings
 from facmon.shell.compose import Endpoints
 from facmon.shell.settings import Settings
 
@@ -82,7 +83,7 @@ def endpoints(settings: Settings) -> Endpoints:
     ends = Endpoints.from_settings(settings)
     found = discovered(settings.state_dir)
     if settings.mqtt_host is None and isinstance(found.get("mqtt_port"), int):
-        ends = replace(ends, mqtt_host="127.0.0.1", mqtt_port=int(str(found["mqtt_port"])))
+        ends = replace(ends, mqtt=replace(ends.mqtt, host="127.0.0.1", port=int(str(found["mqtt_port"]))))
     if settings.influx_url is None and isinstance(found.get("influx_url"), str):
         ends = replace(ends, influx_url=str(found["influx_url"]))
     return ends
@@ -101,7 +102,7 @@ def local_services(settings: Settings) -> Iterator[Endpoints]:
         if settings.mqtt_host is None:
             broker = _start(lambda port: Mosquitto(state_dir / "mosquitto", port=port), MQTT_PORT)
             started.append(broker)
-            ends = replace(ends, mqtt_host="127.0.0.1", mqtt_port=broker.port, mqtt_username=None, mqtt_password=None)
+            ends = replace(ends, mqtt=MqttSettings("127.0.0.1", broker.port))
             local["mqtt_port"] = broker.port
         if settings.influx_url is None:
             influx = _start(lambda port: Influxd(state_dir / "influxdb", port=port), INFLUX_PORT)

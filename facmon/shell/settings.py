@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facmon.kernel.mqtt import MqttSettings
 from facmon.notifier.channels.config import SmtpConfig, WebhookConfig
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 class Settings(BaseSettings):
@@ -18,6 +24,13 @@ class Settings(BaseSettings):
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    # TLS to the broker: on when a CA file is named (the CA that signed the broker's certificate), with the client's
+    # own certificate and key when the broker asks for one. The broker's certificate must name FACMON_MQTT_HOST
+    # unless FACMON_MQTT_TLS_INSECURE=1 (an explicit opt-out; the chain is checked all the same).
+    mqtt_tls_ca: Path | None = None
+    mqtt_tls_cert: Path | None = None
+    mqtt_tls_key: Path | None = None
+    mqtt_tls_insecure: bool = False
 
     # An external InfluxDB (v1 HTTP API: 1.x natively, 2.x via DBRP, 3.x via its v1 endpoints); when unset,
     # `facmon up` starts a local influxd.
@@ -63,6 +76,38 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().absolute()
+
+    @field_validator("mqtt_tls_ca", "mqtt_tls_cert", "mqtt_tls_key")
+    @classmethod
+    def _readable(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        # Named at start, not at the first connection: a typo would otherwise show as a broker that never answers.
+        if path is None:
+            return None
+        path = path.expanduser().absolute()
+        if not path.is_file():
+            raise ValueError(f"FACMON_{str(info.field_name).upper()}: no such file {path}")
+        return path
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.mqtt_tls_cert is None) != (self.mqtt_tls_key is None):
+            raise ValueError("FACMON_MQTT_TLS_CERT and FACMON_MQTT_TLS_KEY go together (a certificate and its key)")
+        if self.mqtt_tls_cert is not None and self.mqtt_tls_ca is None:
+            raise ValueError("FACMON_MQTT_TLS_CERT needs FACMON_MQTT_TLS_CA (the CA of the broker's certificate)")
+        return self
+
+    def mqtt(self) -> MqttSettings:
+        """The backbone broker as these settings name it (host 127.0.0.1 when unset), with credentials and TLS."""
+        return MqttSettings(
+            self.mqtt_host or "127.0.0.1",
+            self.mqtt_port,
+            username=self.mqtt_username,
+            password=self.mqtt_password.get_secret_value() if self.mqtt_password else None,
+            tls_ca=_text(self.mqtt_tls_ca),
+            tls_cert=_text(self.mqtt_tls_cert),
+            tls_key=_text(self.mqtt_tls_key),
+            tls_insecure=self.mqtt_tls_insecure,
+        )
 
     def secret_key_text(self) -> str | None:
         """The secret key from FACMON_SECRET_KEY_FILE or FACMON_SECRET_KEY; None when neither is set."""

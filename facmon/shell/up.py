@@ -46,8 +46,7 @@ async def _start_simulators(tg: asyncio.TaskGroup, site: Site, endpoints: Endpoi
         scenario=simulation.scenario,
         speed=simulation.speed,
         seed=simulation.seed,
-        mqtt_host=endpoints.mqtt_host,
-        mqtt_port=endpoints.mqtt_port,
+        mqtt=endpoints.mqtt_for(f"devices-{site.id}"),
     )
     running = tg.create_task(simulator.run(), name="simulators")
     # Collectors start once the simulated controllers listen, so the demo opens without false alarms.
@@ -85,7 +84,7 @@ async def run_system(
             services: list[Service] = [compose.gateway(site) for site in sites]
             # One machine for these sites: their MQTT sessions carry the sites' names unless FACMON_INSTANCE says.
             instance = compose.settings.instance or "-".join(site.id for site in sites)
-            services += [compose.historian(instance), compose.rules(sites, instance=instance)]
+            services += [compose.historian(sites, instance), compose.rules(sites, instance=instance)]
             services.append(compose.notifier(sites, api_url))
             others = tuple(services)
             api = compose.api(sites, api_host, api_port, health=lambda: combined([s.health() for s in others]))
@@ -104,7 +103,7 @@ def banner(site: Site, settings: Settings, endpoints: Endpoints, api: ApiService
         f"facmon is up for site {site.id!r} ({sum(1 for _ in site.devices())} devices)",
         f"  API          {api.url}/api/v1/work-orders",
         f"  API docs     {api.url}/docs",
-        f"  MQTT broker  {endpoints.mqtt_host}:{endpoints.mqtt_port}  (topics facmon/v1/#)",
+        f"  MQTT broker  {endpoints.mqtt.host}:{endpoints.mqtt.port}  (topics facmon/v1/#)",
         f"  InfluxDB     {endpoints.influx_url}  (database {endpoints.influx_db!r}, InfluxQL)",
         f"  work orders  {endpoints.db_url}",
         f"  state folder {settings.state_dir}",

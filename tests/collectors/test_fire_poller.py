@@ -30,6 +30,7 @@ from facmon.kernel.model import (
     Reading,
     Value,
 )
+from facmon.kernel.mqtt import MqttSettings
 from gateway.site_gateway import SiteGateway
 from simulators.fire_panel import FirePanelSimulator
 from simulators.steps import STEP, Step
@@ -347,7 +348,7 @@ def test_the_gateway_polls_fire_panels_with_the_fire_panel_interpreter(tmp_path:
         }
     )
     gateway = SiteGateway(
-        site, mqtt_host="127.0.0.1", mqtt_port=1, state_dir=tmp_path, clock=FakeClock(), metrics=Counters()
+        site, mqtt=MqttSettings("127.0.0.1", 1), state_dir=tmp_path, clock=FakeClock(), metrics=Counters()
     )
     pollers = [c for c in gateway.collectors if isinstance(c, ModbusPoller)]
     assert len(pollers) == len(gateway.collectors) == 2

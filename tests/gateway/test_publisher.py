@@ -9,6 +9,7 @@ from pathlib import Path
 from facmon.kernel.daemons import Mosquitto, free_port
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Reading, decode_message
+from facmon.kernel.mqtt import MqttSettings
 from facmon.kernel.topics import ROOT, topic_for
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
@@ -21,7 +22,7 @@ def _publisher(outbox: Outbox, port: int, metrics: Counters, **kwargs: float) ->
     # idle_wait_s is long on purpose: delivery within the test's deadlines proves a put wakes the publisher.
     options: dict[str, float] = {"backoff_max_s": 0.5, "idle_wait_s": 30.0, **kwargs}
     return Publisher(
-        outbox, host="127.0.0.1", port=port, client_id=f"gw-{uuid.uuid4().hex[:8]}", metrics=metrics, **options
+        outbox, mqtt=MqttSettings("127.0.0.1", port), client_id=f"gw-{uuid.uuid4().hex[:8]}", metrics=metrics, **options
     )
 
 

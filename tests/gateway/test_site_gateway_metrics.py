@@ -7,6 +7,7 @@ from pathlib import Path
 from facmon.estate.site import Site
 from facmon.kernel.clock import SystemClock
 from facmon.kernel.metrics import Counters
+from facmon.kernel.mqtt import MqttSettings
 from gateway.site_gateway import SiteGateway
 from tests.gateway.conftest import reading
 
@@ -16,7 +17,7 @@ async def test_the_outbox_counts_on_the_gateways_own_registry(tmp_path: Path) ->
     site = Site.model_validate({"site": {"id": "s"}, "buildings": [{"id": "b1", "devices": [lift]}]})
     metrics, elsewhere = Counters(), Counters()
     gateway = SiteGateway(
-        site, mqtt_host="127.0.0.1", mqtt_port=1, state_dir=tmp_path, clock=SystemClock(), metrics=metrics
+        site, mqtt=MqttSettings("127.0.0.1", 1), state_dir=tmp_path, clock=SystemClock(), metrics=metrics
     )
     try:
         await gateway.publisher.emit(reading("s", seq=1))

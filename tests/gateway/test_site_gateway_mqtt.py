@@ -16,6 +16,7 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import SystemClock
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.metrics import Counters
+from facmon.kernel.mqtt import MqttSettings
 from facmon.kernel.topics import DEAD_LETTER, ROOT
 from gateway.site_gateway import SiteGateway
 from simulators.site import SiteSimulator, command_topic
@@ -63,11 +64,10 @@ async def test_barrier_and_camera_reach_the_topic_tree(
     if vendor_broker:
         vendor = {"host": "127.0.0.1", "port": mosquitto_factory().port, "topic_prefix": f"{topic_prefix}/in"}
     site = _site(topic_prefix, vendor)
-    simulator = SiteSimulator(site, speed=20, seed=0, mqtt_host="127.0.0.1", mqtt_port=mosquitto.port)
+    simulator = SiteSimulator(site, speed=20, seed=0, mqtt=MqttSettings("127.0.0.1", mosquitto.port))
     gateway = SiteGateway(
         site,
-        mqtt_host="127.0.0.1",
-        mqtt_port=mosquitto.port,
+        mqtt=MqttSettings("127.0.0.1", mosquitto.port),
         state_dir=tmp_path,
         clock=SystemClock(),
         metrics=Counters(),
@@ -136,6 +136,6 @@ async def test_a_site_without_mqtt_devices_has_no_collector(tmp_path: Path) -> N
     lift = {"id": "e1", "kind": "elevator", "model": "elev-gb-a", "address": {"host": "127.0.0.1", "port": 1502}}
     site = Site.model_validate({"site": {"id": "s"}, "buildings": [{"id": "b1", "devices": [lift]}]})
     gateway = SiteGateway(
-        site, mqtt_host="127.0.0.1", mqtt_port=1, state_dir=tmp_path, clock=SystemClock(), metrics=Counters()
+        site, mqtt=MqttSettings("127.0.0.1", 1), state_dir=tmp_path, clock=SystemClock(), metrics=Counters()
     )
     assert _mqtt_collectors(gateway) == []

@@ -20,6 +20,7 @@ import httpx
 from facmon.estate.site import Site
 from facmon.kernel.clock import ScaledClock
 from facmon.kernel.daemons import free_port
+from facmon.kernel.mqtt import MqttSettings
 from facmon.shell.compose import Endpoints
 from facmon.shell.inprocess import system_running
 from simulators.scenario import parse_scenario
@@ -114,11 +115,11 @@ SCENARIO = {
 async def play(url: str, db: str, mqtt_port: int, site_id: str, state_dir: Path) -> Played:
     """Run simulators and the whole system, then the scenario, until everything the dashboards show is in InfluxDB."""
     site = site_file(site_id)
-    endpoints = Endpoints("127.0.0.1", mqtt_port, url, db, f"sqlite:///{state_dir / 'wo.db'}")
+    endpoints = Endpoints(MqttSettings("127.0.0.1", mqtt_port), url, db, f"sqlite:///{state_dir / 'wo.db'}")
     # 11:00 on the site: no peak window, no role rules (the cars have no roles either).
     start = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
     clock = ScaledClock(start, SPEED)
-    simulator = SiteSimulator(site, seed=5, speed=SPEED, mqtt_host="127.0.0.1", mqtt_port=mqtt_port)
+    simulator = SiteSimulator(site, seed=5, speed=SPEED, mqtt=MqttSettings("127.0.0.1", mqtt_port))
     scenario = parse_scenario(SCENARIO)
     sim_task = asyncio.create_task(simulator.run())
     try:

@@ -40,8 +40,7 @@ def _historian(mosquitto: Mosquitto, url: str, db: str, site: str, state_dir: Pa
 def _publisher(outbox: Outbox, mosquitto: Mosquitto) -> Publisher:
     return Publisher(
         outbox,
-        host="127.0.0.1",
-        port=mosquitto.port,
+        mqtt=MqttSettings("127.0.0.1", mosquitto.port),
         client_id=f"gw-{uuid.uuid4().hex[:8]}",
         metrics=Counters(),
         backoff_max_s=0.5,

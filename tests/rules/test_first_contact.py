@@ -16,6 +16,7 @@ from facmon.kernel.daemons import Mosquitto, free_port
 from facmon.kernel.db import make_engine
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import FIRST_CONTACT, DeviceKind, DeviceRef, Event, EventType
+from facmon.kernel.mqtt import MqttSettings
 from facmon.shell.migrations.schema import create_schema
 from facmon.workorders.tables import WorkOrder
 from rules.engine import SetComm, evaluate, load_rules
@@ -181,8 +182,7 @@ async def test_a_worker_started_after_the_first_contact_still_learns_it(
     gateway_metrics = Counters()
     gateway = SiteGateway(
         site,
-        mqtt_host="127.0.0.1",
-        mqtt_port=mosquitto.port,
+        mqtt=MqttSettings("127.0.0.1", mosquitto.port),
         state_dir=tmp_path,
         clock=SystemClock(),
         metrics=gateway_metrics,

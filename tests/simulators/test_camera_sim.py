@@ -13,6 +13,7 @@ from collectors.registry import mqtt_driver
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import EventType
+from facmon.kernel.mqtt import MqttSettings
 from simulators.camera import CameraSimulator
 from simulators.steps import CameraCondition, CameraStep, CardReadStep, SetStep
 from tests.collectors.mqtt_support import Recorder, collecting, make_collector, mqtt_device
@@ -42,7 +43,8 @@ async def camera(mosquitto: Mosquitto, topic_prefix: str) -> AsyncIterator[Start
         )
         await stack.enter_async_context(collecting(collector))
         sim = CameraSimulator(
-            mqtt_driver("camera-a"), host="127.0.0.1", port=mosquitto.port, device_id="c1", vendor_id="IPC-1",
+            mqtt_driver("camera-a"), broker=MqttSettings("127.0.0.1", mosquitto.port), device_id="c1",
+            vendor_id="IPC-1",
             speed=SPEED, topic_prefix=topic_prefix, **options,
         )  # fmt: skip
         stack.push_async_callback(sim.stop)
@@ -59,7 +61,7 @@ CONDITION_EVENTS = (EventType.FAULT_RAISED, EventType.FAULT_CLEARED, EventType.S
 
 
 def test_the_simulator_knows_every_condition_of_the_scenario_contract() -> None:
-    sim = CameraSimulator(mqtt_driver("camera-a"), host=None, port=1, device_id="c1")
+    sim = CameraSimulator(mqtt_driver("camera-a"), broker=None, device_id="c1")
     assert sim.supported == set(CONDITIONS)
     assert sim.problem(CardReadStep(action="card_read", card="ABCD")) == "a camera simulator cannot card_read"
     assert sim.problem(SetStep(action="set", point="recording", value="yes")) == (

@@ -16,6 +16,7 @@ from facmon.kernel.clock import Clock, FakeClock
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event, EventType
+from facmon.kernel.mqtt import MqttSettings
 from simulators.gate import LIMIT_TIMEOUT_S, TRAVEL_S, BarrierSimulator, RoutineTraffic
 from simulators.steps import (
     BarrierStuckStep,
@@ -76,7 +77,7 @@ async def gate(mosquitto: Mosquitto, topic_prefix: str) -> AsyncIterator[Start]:
         collector = make_collector(mosquitto.port, topic_prefix, [device], rec, clock=clock, metrics=metrics)
         await stack.enter_async_context(collecting(collector))
         sim = BarrierSimulator(
-            mqtt_driver("barrier-a"), host="127.0.0.1", port=mosquitto.port, device_id="g1", vendor_id="G01",
+            mqtt_driver("barrier-a"), broker=MqttSettings("127.0.0.1", mosquitto.port), device_id="g1", vendor_id="G01",
             seed=seed, speed=SPEED, topic_prefix=topic_prefix, clock=clock, **options,
         )  # fmt: skip
         stack.push_async_callback(sim.stop)

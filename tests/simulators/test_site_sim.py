@@ -15,6 +15,7 @@ from collectors.registry import modbus_driver
 from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Mosquitto, free_port
+from facmon.kernel.mqtt import MqttSettings
 from simulators.scenario import ScenarioError, parse_scenario
 from simulators.site import SiteSimulator, command_topic
 from tests.simulators.support import assert_no_leaked_tasks, read_point_values, wait_until
@@ -120,7 +121,7 @@ def test_a_scenario_for_another_site_is_refused_at_once() -> None:
 
 @pytest.mark.services
 async def test_commands_over_mqtt_bad_ones_ignored(start: Start, mosquitto: Mosquitto) -> None:
-    running = await start(mqtt_host="127.0.0.1", mqtt_port=mosquitto.port)
+    running = await start(mqtt=MqttSettings("127.0.0.1", mosquitto.port))
     await wait_until(running.control_ready.is_set, what="the control subscription")
     site = running.site.id
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
@@ -153,7 +154,7 @@ async def test_control_reconnects_after_a_broker_outage(
     # The broker fixture comes first so it is torn down last: the simulator leaves a live broker, as it does when
     # a process shuts down normally.
     broker = mosquitto_factory()
-    running = await start(mqtt_host="127.0.0.1", mqtt_port=broker.port, backoff_max_s=0.5)
+    running = await start(mqtt=MqttSettings("127.0.0.1", broker.port), backoff_max_s=0.5)
     await wait_until(running.control_ready.is_set, what="the control subscription")
     await asyncio.to_thread(broker.stop)
     await wait_until(lambda: not running.control_ready.is_set(), what="the control link to notice the outage")

@@ -15,6 +15,7 @@ import httpx
 
 from facmon.estate.site import Site
 from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.kernel.mqtt import MqttSettings
 from facmon.notifier.channels import SmtpConfig, WebhookConfig
 from facmon.notifier.channels.webhook import verify_signature
 from facmon.shell.compose import Endpoints
@@ -73,7 +74,9 @@ async def test_a_car_alarm_reaches_the_webhook_and_its_link_acknowledges(
     inbox, smtp_port = smtp_server
     smtp = SmtpConfig(host="127.0.0.1", port=smtp_port, sender="facmon@estate.example", timeout_s=5)
     site = _site(topic_prefix)
-    endpoints = Endpoints("127.0.0.1", mosquitto.port, influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}")
+    endpoints = Endpoints(
+        MqttSettings("127.0.0.1", mosquitto.port), influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}"
+    )
     simulator = SiteSimulator(site, seed=5)
     sim_task = asyncio.create_task(simulator.run())
     try:

@@ -13,6 +13,7 @@ import yaml
 
 from facmon.estate.site import Site
 from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.kernel.mqtt import MqttSettings
 from facmon.shell.inprocess import demo_headers, system_running
 from facmon.shell.up import Endpoints
 from simulators.site import SiteSimulator
@@ -43,8 +44,10 @@ async def test_every_demo_device_is_comm_ok_soon_after_start(
 ) -> None:
     site = _demo_site(topic_prefix, mosquitto.port)
     assert len(list(site.devices())) == DEMO_DEVICES
-    endpoints = Endpoints("127.0.0.1", mosquitto.port, influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}")
-    simulator = SiteSimulator(site, seed=11, speed=SPEED, mqtt_host="127.0.0.1", mqtt_port=mosquitto.port)
+    endpoints = Endpoints(
+        MqttSettings("127.0.0.1", mosquitto.port), influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}"
+    )
+    simulator = SiteSimulator(site, seed=11, speed=SPEED, mqtt=MqttSettings("127.0.0.1", mosquitto.port))
     sim_task = asyncio.create_task(simulator.run())
     try:
         await asyncio.wait_for(simulator.serving.wait(), 10)

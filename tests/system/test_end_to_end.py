@@ -10,6 +10,7 @@ import httpx
 
 from facmon.estate.site import Site
 from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.kernel.mqtt import MqttSettings
 from facmon.shell.compose import Endpoints
 from facmon.shell.inprocess import demo_headers, system_running
 from simulators.site import SiteSimulator
@@ -46,7 +47,9 @@ async def test_fault_becomes_work_order_and_readings_reach_influxdb(
     mosquitto: Mosquitto, influxd: Influxd, influx_db: str, tmp_path: Path, topic_prefix: str
 ) -> None:
     site = _site(topic_prefix)
-    endpoints = Endpoints("127.0.0.1", mosquitto.port, influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}")
+    endpoints = Endpoints(
+        MqttSettings("127.0.0.1", mosquitto.port), influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}"
+    )
     simulator = SiteSimulator(site, seed=7)
     sim_task = asyncio.create_task(simulator.run())
     try:

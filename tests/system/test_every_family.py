@@ -10,6 +10,7 @@ import httpx
 
 from facmon.estate.site import Site
 from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.kernel.mqtt import MqttSettings
 from facmon.shell.compose import Endpoints
 from facmon.shell.inprocess import demo_headers, system_running
 from simulators.site import SiteSimulator
@@ -47,9 +48,11 @@ async def test_every_family_reaches_influxdb_and_opens_work_orders(
     mosquitto: Mosquitto, influxd: Influxd, influx_db: str, tmp_path: Path, topic_prefix: str
 ) -> None:
     site = _site(topic_prefix)
-    endpoints = Endpoints("127.0.0.1", mosquitto.port, influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}")
+    endpoints = Endpoints(
+        MqttSettings("127.0.0.1", mosquitto.port), influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}"
+    )
     # speed 10: the camera heartbeats every 3 s instead of 30 s (its first one may come before the gateway listens).
-    simulator = SiteSimulator(site, seed=3, speed=10, mqtt_host="127.0.0.1", mqtt_port=mosquitto.port)
+    simulator = SiteSimulator(site, seed=3, speed=10, mqtt=MqttSettings("127.0.0.1", mosquitto.port))
     sim_task = asyncio.create_task(simulator.run())
     await asyncio.wait_for(simulator.serving.wait(), 10)
     try:

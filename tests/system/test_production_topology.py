@@ -43,7 +43,7 @@ def _site_file(path: Path, site_id: str) -> Path:
 
 def _args(service: str, site: Path, ports: dict[str, int]) -> list[str]:
     """The command line of a service as deploy/systemd runs it: its site files and its health and metrics port."""
-    return [*([] if service == "historian" else ["--site", str(site)]), "--metrics-port", str(ports[service])]
+    return ["--site", str(site), "--metrics-port", str(ports[service])]
 
 
 def _all_healthy(facmon: FacmonProcesses, services: dict[str, Started], ports: dict[str, int], api_port: int) -> None:

@@ -18,6 +18,7 @@ import httpx
 from facmon.estate.site import Site
 from facmon.kernel.clock import ScaledClock
 from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.kernel.mqtt import MqttSettings
 from facmon.shell.compose import Endpoints
 from facmon.shell.inprocess import demo_headers, system_running
 from simulators.scenario import parse_scenario
@@ -65,10 +66,12 @@ async def test_entrapment_fire_fault_peak_outage_and_card_arrival(
     mosquitto: Mosquitto, influxd: Influxd, influx_db: str, tmp_path: Path, topic_prefix: str
 ) -> None:
     site = _site(topic_prefix)
-    endpoints = Endpoints("127.0.0.1", mosquitto.port, influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}")
+    endpoints = Endpoints(
+        MqttSettings("127.0.0.1", mosquitto.port), influxd.url, influx_db, f"sqlite:///{tmp_path / 'wo.db'}"
+    )
     start = datetime(2026, 11, 25, 5, 58, tzinfo=ZoneInfo("Asia/Shanghai"))
     clock = ScaledClock(start, SPEED)
-    simulator = SiteSimulator(site, seed=11, speed=SPEED, mqtt_host="127.0.0.1", mqtt_port=mosquitto.port)
+    simulator = SiteSimulator(site, seed=11, speed=SPEED, mqtt=MqttSettings("127.0.0.1", mosquitto.port))
     fire_point = next(iter(simulator.sims["fp"].points()))  # type: ignore[attr-defined]
     # Site-time seconds after the simulators start (the system's clock starts a moment earlier: close enough).
     scenario = parse_scenario(

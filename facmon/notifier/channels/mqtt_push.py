@@ -1,7 +1,8 @@
 """MQTT push channel: QoS 1 to facmon/v1/<site>/push/<recipient id>, where the technician's phone app subscribes.
 
 One connection per message: alerts are rare, and a short-lived client cannot be left half-connected between them.
-`send` returns once the broker has acknowledged (PUBACK) the message.
+`send` returns once the broker has acknowledged (PUBACK) the message. `tls`: TLS to the broker (CA, client
+certificate, hostname check), as the other services reach it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 
 import aiomqtt
 
-from facmon.kernel.mqtt import MqttSettings, mqtt_client
+from facmon.kernel.mqtt import MqttSettings, MqttTls, mqtt_client
 from facmon.kernel.topics import ROOT
 from facmon.notifier.base import DeliveryError, Notification, Recipient
 from facmon.notifier.channels.config import MqttPushConfig
@@ -19,6 +20,9 @@ from facmon.notifier.channels.payload import notification_json
 __all__ = ["MqttPushChannel", "push_topic"]
 
 _NOT_IN_TOPIC_LEVEL = ("/", "+", "#", "\x00")
+# CONNACK: bad user name or password, not authorised. MQTT 3.1.1 says 4 and 5; paho 2 reports them as MQTT 5's 134
+# and 135 (a ReasonCode compares equal to its MQTT 5 value), so both are here.
+_REFUSED = (4, 5, 134, 135)
 
 
 def push_topic(site: str, recipient_id: str) -> str:
@@ -31,8 +35,9 @@ def push_topic(site: str, recipient_id: str) -> str:
 class MqttPushChannel:
     """A Channel."""
 
-    def __init__(self, config: MqttPushConfig) -> None:
+    def __init__(self, config: MqttPushConfig, *, tls: MqttTls | None = None) -> None:
         self.config = config
+        self.tls = tls
 
     @property
     def name(self) -> str:
@@ -48,11 +53,12 @@ class MqttPushChannel:
         try:
             password = c.password.get_secret_value() if c.password is not None else None
             settings = MqttSettings(c.host, c.port, username=c.username, password=password, timeout_s=c.timeout_s)
+            settings = settings.with_tls(self.tls)
             async with mqtt_client(settings) as client:
                 await client.publish(topic, payload, qos=1, timeout=c.timeout_s)
         except aiomqtt.MqttCodeError as exc:
             # Refused for bad credentials or not authorised: retrying the same thing will not help.
-            retryable = exc.rc not in (4, 5)  # CONNACK 4 bad user name or password, 5 not authorised
+            retryable = exc.rc not in _REFUSED
             raise DeliveryError(f"{c.name}: {exc}", retryable=retryable) from exc
         except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
             raise DeliveryError(f"{c.name}: {type(exc).__name__}: {exc}") from exc
