@@ -28,6 +28,7 @@ from facmon.kernel.clock import SystemClock
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import MAX_REASON_CHARS, DeadLetter, DeviceRef, Reading
+from facmon.kernel.mqtt import MqttSettings
 from facmon.kernel.topics import DEAD_LETTER, ROOT
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
@@ -63,7 +64,7 @@ async def gateway(port: int, site: str, prefix: str, state: Path) -> AsyncIterat
     backbone, metrics = Backbone(), Counters()
     with Outbox(state / f"outbox-{uuid.uuid4().hex[:6]}.sqlite", metrics=metrics) as outbox:
         publisher = Publisher(
-            outbox, host="127.0.0.1", port=port, client_id=f"gw-{uuid.uuid4().hex[:8]}", metrics=metrics
+            outbox, mqtt=MqttSettings("127.0.0.1", port), client_id=f"gw-{uuid.uuid4().hex[:8]}", metrics=metrics
         )
         collector = MqttCollector(
             site,

@@ -15,6 +15,7 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import SystemClock
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.metrics import Counters
+from facmon.kernel.mqtt import MqttSettings
 from facmon.kernel.topics import ROOT
 from gateway.site_gateway import SiteGateway
 from tests.gateway.conftest import Subscriber, eventually, running
@@ -24,8 +25,7 @@ from tests.gateway.test_site_gateway_mqtt import _mqtt_collectors, _site
 def _gateway(site: Site, broker: Mosquitto, state_dir: Path, instance: str, metrics: Counters) -> SiteGateway:
     return SiteGateway(
         site,
-        mqtt_host="127.0.0.1",
-        mqtt_port=broker.port,
+        mqtt=MqttSettings("127.0.0.1", broker.port),
         state_dir=state_dir,
         clock=SystemClock(),
         metrics=metrics,
