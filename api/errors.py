@@ -7,7 +7,8 @@
   every bad field in words and whose `errors` extension lists them ({"field": "body.to", "message", "type"}).
 - Starlette's `HTTPException` (404 unknown route, 405 wrong method, 401/403 from dependencies, 413 body too large):
   a problem with the exception's headers kept (WWW-Authenticate, Allow, Retry-After).
-- Anything else: 500 "Internal error" without internals in the body, logged with the request id.
+- Anything else: 500 "Internal error" without internals in the body, logged with the request id, the error and
+  its innermost frames, cut to a few KiB (`describe_error`).
 
 The middleware gives every request an id (the client's `X-Request-ID` when it is sane, else a new one), binds it to
 the structlog context for the request and echoes it in the `X-Request-ID` response header. It also turns an
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -127,6 +129,33 @@ async def _http(request: Request, exc: Exception) -> Response:
     return problem_json(http_problem(exc, request.method, request.url.path), exc.headers)
 
 
+# What an unexpected error leaves in the log. Bounded, and formatted here without locals: handed to the logger as
+# exc_info, a renderer may print every frame's locals (rich does, where structlog is not configured), which for a
+# request holding the app and its database objects took tens of seconds and megabytes, inside the event loop.
+MAX_ERROR_CHARS = 1_000
+TRACEBACK_FRAMES = 15
+MAX_TRACEBACK_CHARS = 8_000
+
+
+def _clip(text: str, limit: int, *, keep_end: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    return f"[{cut} characters cut] {text[-limit:]}" if keep_end else f"{text[:limit]} [{cut} characters cut]"
+
+
+def describe_error(exc: BaseException) -> dict[str, str]:
+    """`error` (type and message) and `traceback` (the innermost frames, the end kept), both bounded."""
+    # The message is cut before formatting, so an exception carrying megabytes costs no more than a small one.
+    message = _clip(str(exc), MAX_ERROR_CHARS)
+    innermost = list(traceback.walk_tb(exc.__traceback__))[-TRACEBACK_FRAMES:]  # a deep recursion reads 15 files
+    frames = traceback.StackSummary.extract(iter(innermost), capture_locals=False).format()
+    return {
+        "error": f"{type(exc).__qualname__}: {message}",
+        "traceback": _clip("".join(frames), MAX_TRACEBACK_CHARS, keep_end=True),
+    }
+
+
 INTERNAL_ERROR = Problem(
     title="Internal error",
     status=500,
@@ -136,7 +165,7 @@ INTERNAL_ERROR = Problem(
 
 async def _internal(request: Request, exc: Exception) -> Response:
     # Only reached when an exception escapes a middleware outside RequestContextMiddleware; that one handles the rest.
-    log.error("unhandled error", method=request.method, path=request.url.path, exc_info=exc)
+    log.error("unhandled error", method=request.method, path=request.url.path, **describe_error(exc))
     return problem_json(INTERNAL_ERROR)
 
 
@@ -175,8 +204,7 @@ class RequestContextMiddleware:
                         method=scope["method"],
                         path=scope["path"],
                         request_id=request_id,
-                        error=repr(exc),
-                        exc_info=exc,
+                        **describe_error(exc),
                     )
                     response = problem_json(INTERNAL_ERROR)
                 if started:  # too late for another answer: the server drops the connection

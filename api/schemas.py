@@ -9,11 +9,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from facmon.kernel.model import DeviceKind, Identifier
 from facmon.workorders.sla import ClockState
 from facmon.workorders.tables import Category, FollowUpOutcome, Milestone, Priority, WorkOrderStatus
+
+# Every integer a request may carry has an upper bound, so a value the database cannot hold is a 422 naming the
+# parameter, never an OverflowError in the driver: ids are signed 64-bit columns (SQLite's INTEGER, PostgreSQL's
+# bigint), and paging stops at MAX_OFFSET (a page that deep would scan every row before it; filter instead).
+MAX_ID = 2**63 - 1
+MAX_OFFSET = 1_000_000
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"rows to skip, at most {MAX_OFFSET:,}")]
 
 
 class _Public(BaseModel):

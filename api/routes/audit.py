@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.accounts.models import AuditEntry
 from api.deps import EngineDep
-from api.schemas import _Public
+from api.schemas import Offset, _Public
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -47,7 +47,7 @@ def read_audit(
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AuditPagePublic:
     query = select(AuditEntry)
     if actor is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,7 +19,7 @@ from api.accounts.store import authenticate, get_user, issue_token, revoke_token
 from api.accounts.throttle import LoginThrottle
 from api.auth import Auditor, AuditorDep, PrincipalDep, client_address, technician_sites
 from api.deps import ClockDep, EngineDep
-from api.schemas import ProblemError, _Create, _Public, problem_response
+from api.schemas import IdPath, ProblemError, _Create, _Public, problem_response
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -192,7 +192,7 @@ def delete_token(
     clock: ClockDep,
     principal: PrincipalDep,
     auditor: AuditorDep,
-    token_id: Annotated[int, Path(ge=1)],
+    token_id: IdPath,
 ) -> None:
     """Revoke a token at once: the next request with it is refused."""
     with Session(engine) as session:

@@ -11,14 +11,14 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 import structlog
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, Field
 
 from api.auth import AuditorDep
 from api.auth import PrincipalDep as CurrentUserDep
 from api.deps import ClockDep, EngineDep, SessionDep, SitesDep
-from api.schemas import Note, ProblemError, _Create, _Public, problem_response
+from api.schemas import IdPath, Note, Offset, ProblemError, _Create, _Public, problem_response
 from facmon.estate.entries import SiteInfo
 from facmon.estate.site import Site
 from rules.fire import (
@@ -100,7 +100,7 @@ def read_fire_alarms(
     from_: Annotated[AwareDatetime | None, Query(alias="from", description="raised at or after")] = None,
     to: Annotated[AwareDatetime | None, Query(description="raised before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> FireAlarmPagePublic:
     if from_ is not None and to is not None and to <= from_:
         error = {"type": "value_error", "loc": ("query", "to"), "msg": "'to' must be after 'from'", "input": str(to)}
@@ -132,7 +132,7 @@ def create_outcome(
     clock: ClockDep,
     user: CurrentUserDep,
     auditor: AuditorDep,
-    alarm_id: Annotated[int, Path(ge=1)],
+    alarm_id: IdPath,
     body: OutcomeCreate,
 ) -> OutcomePublic:
     """Record the control room's verdict: a confirmed fire or a false alarm (it may be corrected later)."""

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 from api.auth import AuditorDep
 from api.auth import PrincipalDep as CurrentUserDep
 from api.deps import ClockDep, EngineDep, SessionDep
-from api.schemas import Note, ProblemError, _Create, _Public
+from api.schemas import Note, Offset, ProblemError, _Create, _Public
 from rules.fire_checks import list_checks, record_check
 from rules.tables import FireCheckResult
 
@@ -90,7 +90,7 @@ def read_fire_checks(
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[FireCheckPublic]:
     checks = list_checks(session, site=site, within=user.sites, since=from_, until=to, limit=limit, offset=offset)
     return [FireCheckPublic.model_validate(c) for c in checks]

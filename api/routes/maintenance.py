@@ -25,7 +25,7 @@ from api.auth import FIELD_WORK, AuditorDep, Principal, PrincipalDep
 from api.deps import ClockDep, EngineDep, SitesDep
 from api.routes.devices import DeviceId, SiteId
 from api.routes.devices import _find as find_device
-from api.schemas import Note, ProblemError, _Create, _Public, problem_response
+from api.schemas import Note, Offset, ProblemError, _Create, _Public, problem_response
 from facmon.estate.entries import Building, Device
 from facmon.estate.site import Site
 from facmon.kernel.model import DeviceKind
@@ -146,7 +146,7 @@ def read_maintenance_visits(
     from_: Annotated[AwareDatetime | None, Query(alias="from", description="visits that started at or after")] = None,
     to: Annotated[AwareDatetime | None, Query(description="visits that started before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[MaintenanceVisitPublic]:
     """The elevator's maintenance visits, newest first: from inspection mode and entered by hand."""
     the_site, _, the_device = _elevator(sites, user, site, device)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,9 @@ from api.schemas import (
     ActorPublic,
     ClockPublic,
     FollowUpPublic,
+    IdPath,
     NextDeadlinePublic,
+    Offset,
     PeoplePublic,
     PersonRefPublic,
     ProblemError,
@@ -44,7 +46,7 @@ router = APIRouter(prefix="/work-orders", tags=["work orders"])
 API_SOURCE = "api"
 
 
-WorkOrderId = Annotated[int, Path(ge=1)]
+WorkOrderId = IdPath
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {status.HTTP_404_NOT_FOUND: problem_response("no such work order")}
 
@@ -209,7 +211,7 @@ def read_work_orders(
         ),
     ] = "urgency",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> WorkOrderPagePublic:
     """Work orders matching every filter; technicians only ever see those of their sites."""
     if mine and user.technician is None:

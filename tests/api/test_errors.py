@@ -7,6 +7,9 @@ validate or who may call them.
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -19,7 +22,9 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 
 from api import create_app
+from api.errors import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
 from api.schemas import ProblemError
+from facmon.shell import logs
 from tests.api.test_api import SITE
 
 PROBLEM = "application/problem+json"
@@ -58,6 +63,19 @@ def bad_range() -> None:
 @extra_routes.get("/boom")
 def boom() -> None:
     raise RuntimeError(SECRET_INTERNALS)
+
+
+@extra_routes.get("/huge")
+def huge() -> None:
+    # A big local and a deep stack: what a renderer printing locals would spend seconds and megabytes on.
+    payload = "x" * 5_000_000
+
+    def down(depth: int) -> None:
+        if depth == 0:
+            raise ValueError(payload)
+        down(depth - 1)
+
+    down(200)
 
 
 @extra_routes.get("/locked", dependencies=[Depends(_locked)])
@@ -188,6 +206,40 @@ async def test_unhandled_error_is_500_without_internals_and_logged_with_the_requ
     assert SECRET_INTERNALS in errors[0]["error"]
     # The server answers the next request as usual.
     assert (await client.get("/api/v1/health")).status_code == 200
+
+
+async def test_a_huge_error_is_logged_in_bounded_size_without_locals(client: httpx.AsyncClient) -> None:
+    with structlog.testing.capture_logs() as logs:
+        response = await client.get("/test/huge")
+    assert_problem(response, 500)
+    (entry,) = [e for e in logs if e["event"] == "unhandled error"]
+    assert "exc_info" not in entry  # formatted by api.errors, never by a renderer that may print locals
+    assert entry["error"].startswith("ValueError: xxx")
+    assert len(entry["error"]) < MAX_ERROR_CHARS + 100
+    assert entry["traceback"].endswith("raise ValueError(payload)\n")  # the innermost frames are kept
+    assert "in huge" not in entry["traceback"]  # the outer ones (200 calls up) are not
+    assert len(entry["traceback"]) <= MAX_TRACEBACK_CHARS + 100
+    assert (await client.get("/api/v1/health")).status_code == 200
+
+
+def test_configured_logging_renders_exceptions_plainly_and_bounded() -> None:
+    stream = io.StringIO()
+    try:
+        logs.configure("INFO", json_lines=True)
+        logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        secret_local = "y" * 1_000_000
+        try:
+            raise RuntimeError("z" * 1_000_000)
+        except RuntimeError:
+            structlog.get_logger("test").exception("failed", note=secret_local)
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    line = json.loads(stream.getvalue())
+    assert line["event"] == "failed"
+    assert len(line["note"]) < logs.MAX_VALUE_CHARS + 100
+    assert len(line["exception"]) < logs.MAX_VALUE_CHARS + 100
+    assert "secret_local" not in line["exception"]  # no locals
 
 
 async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
