@@ -48,6 +48,7 @@ def from_payload(payload: Mapping[str, Any]) -> tuple[Notification, Recipient]:
 def delivery_row(notification: Notification, recipient: Recipient, channel: str) -> Delivery:
     """A queued delivery of `notification` to `recipient` over `channel`, due at once."""
     return Delivery(
+        # A webhook sends this as its Idempotency-Key (facmon.notifier.channels.webhook.idempotency_key).
         key=f"{notification.key}/{channel}",
         message=notification.key,
         work_order_id=notification.work_order_id,

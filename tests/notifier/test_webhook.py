@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import free_port
 from facmon.notifier.base import DeliveryError
 from facmon.notifier.channels import WebhookChannel, WebhookConfig, verify_signature
+from facmon.notifier.dispatcher import Dispatcher
 from facmon.notifier.message import render_text
+from facmon.notifier.queue import Sender, deliveries_of
 from tests.notifier.support import LI, NOW, http_receiver, notification
+from tests.notifier.test_dispatch import open_work_order, resolver
 
 SECRET = "webhook-secret-of-this-receiver"
 TEXT = render_text(notification())
@@ -122,3 +127,38 @@ async def test_timeout_is_retryable() -> None:
             with pytest.raises(DeliveryError, match="timed out") as caught:
                 await channel.send(notification(), LI)
     assert caught.value.retryable
+
+
+async def test_idempotency_key_is_the_stored_deliverys_and_survives_a_retry_and_a_restart(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """A receiver that fails the first attempt gets the same key on the retry, from a notifier started again too."""
+    wo = open_work_order(engine, clock, "entrapment")
+    async with http_receiver(status=503) as receiver:
+        first = WebhookChannel(WebhookConfig(url=receiver.url), clock)
+        await Dispatcher(engine, clock, resolver=resolver, channels={"webhook": first}).tick()
+        assert await Sender(engine, {"webhook": first}, clock).tick() == 0
+        await first.aclose()
+        receiver.status = 200
+        clock.advance(timedelta(seconds=30))
+        # A new channel and sender over the same database, as after a restart of the notifier.
+        async with WebhookChannel(WebhookConfig(url=receiver.url), clock) as second:
+            assert await Sender(engine, {"webhook": second}, clock).tick() == 1
+    [row] = deliveries_of(engine, wo)
+    assert row.attempts == 2
+    assert row.delivered_at is not None
+    assert len(receiver.requests) == 2
+    keys = {r.headers["idempotency-key"] for r in receiver.requests}
+    assert keys == {json.loads(r.body)["idempotency_key"] for r in receiver.requests} == {row.key}
+    # Derived from what is stored: the work order, the escalation step, the recipient and the channel.
+    assert row.key == f"wo{wo}:on_call#0:li-ming/webhook"
+
+
+async def test_chat_bot_bodies_keep_their_shape_and_carry_the_key_in_the_header() -> None:
+    async with http_receiver() as receiver:
+        config = WebhookConfig(url=receiver.url, template="wecom", name="wecom-ops")
+        async with WebhookChannel(config, FakeClock(NOW)) as channel:
+            await channel.send(notification(), LI)
+    [request] = receiver.requests
+    assert request.headers["idempotency-key"] == "wo7/s0/r0/li-ming/webhook/wecom-ops"
+    assert "idempotency_key" not in json.loads(request.body)

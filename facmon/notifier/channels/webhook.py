@@ -2,7 +2,13 @@
 
 Signature: `X-Facmon-Signature: sha256=<hex HMAC-SHA256 of "<X-Facmon-Timestamp>." + raw body>`. The timestamp is
 signed with the body so a receiver that rejects old timestamps also rejects replays; `verify_signature` is the
-receiver's side. `X-Facmon-Key` is the notification's key: the same on a retry, for de-duplication.
+receiver's side.
+
+Idempotency: `Idempotency-Key` (and `idempotency_key` in the generic body) is the stored delivery's key, the
+notification's key (work order, escalation step, recipient) plus this channel's name. It is written with the queued
+row, so it is the same on every retry and after a restart of the notifier: a receiver that keeps the keys it has
+seen drops the duplicates at-least-once delivery makes. The chat-bot templates keep their vendor's body shape, so
+only the header carries it there. `X-Facmon-Key` is the notification's key, kept for receivers that use it.
 """
 
 from __future__ import annotations
@@ -22,11 +28,18 @@ from facmon.notifier.channels.config import WebhookConfig, WebhookTemplate
 from facmon.notifier.channels.payload import notification_json
 from facmon.notifier.message import render_text
 
-__all__ = ["TEMPLATES", "WebhookChannel", "sign", "verify_signature"]
+__all__ = ["TEMPLATES", "WebhookChannel", "idempotency_key", "sign", "verify_signature"]
 
 SIGNATURE_HEADER = "X-Facmon-Signature"
 TIMESTAMP_HEADER = "X-Facmon-Timestamp"
 KEY_HEADER = "X-Facmon-Key"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_FIELD = "idempotency_key"
+
+
+def idempotency_key(notification: Notification, channel: str) -> str:
+    """The key of one message over one channel: the stored delivery's key (facmon.notifier.queue.delivery_row)."""
+    return f"{notification.key}/{channel}"
 
 
 def _generic(n: Notification, r: Recipient) -> dict[str, Any]:
@@ -92,6 +105,8 @@ class WebhookChannel:
 
     def request_body(self, notification: Notification, recipient: Recipient) -> bytes:
         payload = TEMPLATES[self.config.template](notification, recipient)
+        if self.config.template == "generic":
+            payload[IDEMPOTENCY_FIELD] = idempotency_key(notification, self.name)
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     async def send(self, notification: Notification, recipient: Recipient) -> None:
@@ -99,6 +114,7 @@ class WebhookChannel:
         timestamp = str(int(self.clock.now().timestamp()))
         headers = {"content-type": "application/json; charset=utf-8", TIMESTAMP_HEADER: timestamp}
         headers[KEY_HEADER] = notification.key
+        headers[IDEMPOTENCY_HEADER] = idempotency_key(notification, self.name)
         if self.config.secret is not None:
             headers[SIGNATURE_HEADER] = sign(self.config.secret.get_secret_value().encode(), timestamp, body)
         url = str(self.config.url)
