@@ -123,6 +123,7 @@ class Publisher:
         window = asyncio.Semaphore(self.max_inflight)
         sent_up_to = 0  # the outbox id of the last message handed to the client on this connection
         try:
+            await self._replay(client)
             async with asyncio.TaskGroup() as tg:
                 while True:
                     batch = self.outbox.peek(self.max_inflight, after=sent_up_to)
@@ -146,6 +147,27 @@ class Publisher:
         finally:
             # What the broker acknowledged must not be sent again, even when the connection broke half way.
             self._flush_acks()
+
+    async def _replay(self, client: aiomqtt.Client) -> None:
+        """Send again what the broker acknowledged within the outbox's replay window, oldest first, before anything
+        newer: a broker that crashed may have lost it before delivering or saving it (see gateway.outbox)."""
+        messages = self.outbox.recently_published()
+        if not messages:
+            return
+        log.info("replaying recently published messages", count=len(messages), window_s=self.outbox.replay_window_s)
+        window = asyncio.Semaphore(self.max_inflight)
+
+        async def send(message: OutboxMessage) -> None:
+            try:
+                await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+            finally:
+                window.release()
+
+        async with asyncio.TaskGroup() as tg:
+            for message in messages:
+                await window.acquire()
+                tg.create_task(send(message))  # created in order, so paho queues them in order
+        self._metrics.inc("gateway_replayed", len(messages))
 
     async def _publish(self, client: aiomqtt.Client, message: OutboxMessage, window: asyncio.Semaphore) -> None:
         try:

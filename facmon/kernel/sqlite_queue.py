@@ -296,14 +296,15 @@ class SqliteQueue(Generic[T]):
     def ack(self, ids: Iterable[int], *, also: Callable[[sqlite3.Connection], object] | None = None) -> int:
         """Delete delivered items (unknown ids are ignored) and return how many went.
 
-        `also` runs in the same transaction, on the queue's connection: its user's own bookkeeping (the historian
-        parks a refused line in its `rejected` table as it leaves the queue).
+        `also` runs in the same transaction, on the queue's connection, before the items are deleted: its user's own
+        bookkeeping (the historian parks a refused line in its `rejected` table as it leaves the queue, the outbox
+        copies what the broker took to its replay table).
         """
         with self._lock, self._errors():
             with self._transaction():
-                removed = self._db.executemany(f"DELETE FROM {self.table} WHERE id = ?", ((i,) for i in ids)).rowcount
                 if also is not None:
-                    also(self._db)
+                    also(self._db)  # before the delete: it may read the items that leave
+                removed = self._db.executemany(f"DELETE FROM {self.table} WHERE id = ?", ((i,) for i in ids)).rowcount
             self._size -= removed
             if removed:
                 self._write_memory(force=True)  # the deleted rows' pages are free for what waits in memory

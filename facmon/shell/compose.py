@@ -256,6 +256,7 @@ class Composer:
             mqtt_username=e.mqtt_username,
             mqtt_password=e.mqtt_password,
             instance=self.settings.instance or None,  # none set: the host name
+            replay_window_s=self.settings.outbox_replay_window_s,
         )
 
     def client_id(self, service: str, instance: str | None = None) -> str:
