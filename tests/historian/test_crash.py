@@ -91,3 +91,20 @@ async def test_dead_letters_wait_in_the_buffer_file_until_the_broker_has_them(
             lambda: [p for t, p in dead.received if json.loads(p)["topic"] == topic] == records,
             what="the three dead letters, in order",
         )
+
+
+async def test_a_historian_whose_buffer_file_is_damaged_sets_it_aside_and_runs(
+    mosquitto: Mosquitto, influxd: Influxd, influx_db: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "historian"
+    state_dir.mkdir()
+    (state_dir / "buffer.sqlite").write_bytes(b"\x00garbage, not pages" * 1000)
+    historian = _historian(mosquitto, influxd.url, influx_db, topic_prefix, state_dir, Counters())
+    [aside] = state_dir.glob("buffer.sqlite.damaged-*")
+    sent = [reading(topic_prefix, "e1", ts=T0 + timedelta(seconds=n), seq=n) for n in range(20)]
+    with Outbox(tmp_path / "outbox.sqlite", metrics=Counters()) as outbox:
+        async with running(historian.run(), "historian"), running(_publisher(outbox, mosquitto).run(), "publisher"):
+            await eventually(historian.subscribed.is_set, what="the historian's subscription")
+            outbox.put_many(sent)
+            await eventually(lambda: len(_stored(influxd.url, influx_db, topic_prefix)) == 20, what="new points")
+    assert aside.read_bytes().startswith(b"\x00garbage")
