@@ -270,6 +270,12 @@ class SqliteQueue(Generic[T]):
             self.full = None
         return ids, dropped
 
+    def retry_memory(self) -> None:
+        """Try to write what waits in memory to the file (at most once a second): for a user that has no puts or
+        acks coming to do it, such as a consumer that holds back until its items are on disk."""
+        with self._lock:
+            self._write_memory(force=False)
+
     def limit_size(self, max_bytes: int) -> None:
         """Cap the file at about `max_bytes` (SQLite's `max_page_count`; never below what it holds now): a quota,
         past which puts act as on a full disk."""
