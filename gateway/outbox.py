@@ -162,13 +162,16 @@ class Outbox:
         )
         db.execute("DELETE FROM published WHERE published_at < ?", (now - self.replay_window_s,))
 
-    def recently_published(self) -> list[OutboxMessage]:
-        """What the broker acknowledged within the replay window, oldest first, to send again after a reconnect."""
+    def recently_published(self, n: int = 1_000_000, *, after: int = 0) -> list[OutboxMessage]:
+        """What the broker acknowledged within the replay window, oldest first, to send again after a reconnect:
+        the `n` oldest with an id (of the replay table, not the outbox) above `after`."""
         if not self.replay_window_s:
             return []
         since = self._clock.now().timestamp() - self.replay_window_s
         rows = self._queue.query(
-            "SELECT id, topic, payload, qos, retain FROM published WHERE published_at >= ? ORDER BY id", (since,)
+            "SELECT id, topic, payload, qos, retain FROM published WHERE published_at >= ? AND id > ?"
+            " ORDER BY id LIMIT ?",
+            (since, after, n),
         )
         return [OutboxMessage(row[0], row[1], bytes(row[2]), row[3], bool(row[4])) for row in rows]
 

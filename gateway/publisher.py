@@ -23,6 +23,9 @@ from gateway.outbox import Outbox, OutboxMessage
 
 log = structlog.get_logger(__name__)
 
+# Replayed messages read from the outbox at a time.
+_REPLAY_PAGE = 1000
+
 
 class Publisher:
     def __init__(
@@ -151,11 +154,8 @@ class Publisher:
     async def _replay(self, client: aiomqtt.Client) -> None:
         """Send again what the broker acknowledged within the outbox's replay window, oldest first, before anything
         newer: a broker that crashed may have lost it before delivering or saving it (see gateway.outbox)."""
-        messages = self.outbox.recently_published()
-        if not messages:
-            return
-        log.info("replaying recently published messages", count=len(messages), window_s=self.outbox.replay_window_s)
         window = asyncio.Semaphore(self.max_inflight)
+        replayed, after = 0, 0
 
         async def send(message: OutboxMessage) -> None:
             try:
@@ -164,10 +164,16 @@ class Publisher:
                 window.release()
 
         async with asyncio.TaskGroup() as tg:
-            for message in messages:
-                await window.acquire()
-                tg.create_task(send(message))  # created in order, so paho queues them in order
-        self._metrics.inc("gateway_replayed", len(messages))
+            # Page by page: an hour's window at a high rate is more than memory should hold at once.
+            while page := self.outbox.recently_published(_REPLAY_PAGE, after=after):
+                for message in page:
+                    await window.acquire()
+                    tg.create_task(send(message))  # created in order, so paho queues them in order
+                replayed += len(page)
+                after = page[-1].id
+        if replayed:
+            self._metrics.inc("gateway_replayed", replayed)
+            log.info("replayed recently published messages", count=replayed, window_s=self.outbox.replay_window_s)
 
     async def _publish(self, client: aiomqtt.Client, message: OutboxMessage, window: asyncio.Semaphore) -> None:
         try:
