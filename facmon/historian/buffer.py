@@ -98,14 +98,16 @@ class LineBuffer:
     @property
     def full(self) -> str | None:
         """Why the disk refused the last write, while lines wait in memory; None when the file takes them."""
-        return self._queue.full
+        return self._queue.full or self._dead_letters.full
 
     def memory_size(self) -> int:
-        return self._queue.memory_size()
+        """Lines and dead letters held in memory for room on the disk."""
+        return self._queue.memory_size() + self._dead_letters.memory_size()
 
     def retry_memory(self) -> None:
-        """Try to write the lines held in memory to the file (at most once a second)."""
+        """Try to write the lines and dead letters held in memory to the file (at most once a second)."""
         self._queue.retry_memory()
+        self._dead_letters.retry_memory()
 
     def limit_size(self, max_bytes: int) -> None:
         """Cap the file at about `max_bytes`, a quota past which appends act as on a full disk."""

@@ -1,8 +1,8 @@
 """The historian: everything on the MQTT backbone, into InfluxDB, through outages of either.
 
 MQTT side: a persistent session (fixed client id, clean_session=False, QoS 1), so while the historian is away the
-broker queues what it misses. A fresh client per connection: messages one connection delivered but
-we had not stored were never acknowledged, so the broker delivers them again.
+broker queues what it misses. A fresh client per connection: messages one connection delivered but we had not
+stored were never acknowledged, so the broker delivers them again.
 
 In between: each payload is decoded; what does not decode (or is about another topic than the one it came on) is
 logged, counted as `historian_rejected{reason}` and republished to the dead-letter topic with the reason. The rest
