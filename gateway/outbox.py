@@ -16,10 +16,19 @@ wait in memory, in order, at most `memory_max` (then the oldest go, counted as `
 written to the file as soon as it has room again (after the publisher's acks free pages, or a second after the last
 try). `memory_size()` is the `outbox_memory` gauge and `full` says why the disk refused (the gateway's health).
 Messages held in memory are lost if the process dies before the disk has room.
+
+Replay window. A broker saves its messages to disk only now and then (Mosquitto's `autosave_interval`), so a broker
+that crashes forgets messages it had acknowledged but not yet delivered or saved. The outbox therefore keeps what the
+broker acknowledged for `replay_window_s` more (60 s by default, at most an hour; 0 turns it off), in its
+`published` table, and the publisher sends those again, oldest first, each time it (re)connects, before what is
+still pending. Duplicates are harmless downstream: a point is the same series and timestamp in InfluxDB, an event
+carries its id. The window should cover the broker's autosave interval for subscribers that may be away; under a
+full disk the copies are the first thing given up.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +36,10 @@ from typing import Any, Literal
 
 import structlog
 
+from facmon.kernel.clock import Clock, SystemClock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, Event, EventType, Reading
-from facmon.kernel.sqlite_queue import Capacity, Column, SqliteQueue
+from facmon.kernel.sqlite_queue import Capacity, Column, QueueFull, SqliteQueue
 from facmon.kernel.topics import topic_for
 
 log = structlog.get_logger(__name__)
@@ -44,6 +54,21 @@ EVENT_QOS = 1
 RETAINED_EVENTS = frozenset({EventType.COMM_LOST, EventType.COMM_RESTORED})
 
 # The outbox's table, as earlier versions wrote it; `retain` came later and is added to an older file on open.
+# At most an hour of acknowledged messages kept for replay: at 500 messages a second, 1.8 million rows.
+MAX_REPLAY_WINDOW_S = 3600.0
+
+_PUBLISHED = """
+CREATE TABLE IF NOT EXISTS published (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    published_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS published_by_time ON published (published_at);
+"""
+
 _COLUMNS = (
     Column("topic", "TEXT NOT NULL"),
     Column("payload", "BLOB NOT NULL"),
@@ -74,15 +99,21 @@ class Outbox:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout_s: float = 5.0,
         memory_max: int = 100_000,
+        replay_window_s: float = 60.0,
+        clock: Clock | None = None,
     ) -> None:
-        """Open (or create) the outbox at `path`.
+        """Open (or create) the outbox at `path`; `clock` dates what the broker acknowledged, for the replay window.
 
         `synchronous="NORMAL"` survives a crash of the process; a power cut may lose the last few puts. "FULL"
         also survives power cuts at the price of an fsync per put.
         """
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
+        if not 0 <= replay_window_s <= MAX_REPLAY_WINDOW_S:
+            raise ValueError(f"replay_window_s must be between 0 and {MAX_REPLAY_WINDOW_S}")
         self.path = path
+        self.replay_window_s = replay_window_s
+        self._clock = clock or SystemClock()
         self.max_size = max_size
         self._metrics = metrics if metrics is not None else Counters()
         self._listeners: list[Callable[[], None]] = []
@@ -95,6 +126,7 @@ class Outbox:
             synchronous=synchronous,
             busy_timeout_s=busy_timeout_s,
             memory_max_items=memory_max,
+            schema=_PUBLISHED,
         )
 
     def on_put(self, listener: Callable[[], None]) -> None:
@@ -122,6 +154,27 @@ class Outbox:
             listener()
         return put.ids
 
+    def _keep_for_replay(self, db: sqlite3.Connection, ids: list[int], now: float) -> None:
+        db.executemany(
+            "INSERT INTO published (topic, payload, qos, retain, published_at)"
+            " SELECT topic, payload, qos, retain, ? FROM outbox WHERE id = ?",
+            ((now, id_) for id_ in ids),
+        )
+        db.execute("DELETE FROM published WHERE published_at < ?", (now - self.replay_window_s,))
+
+    def recently_published(self, n: int = 1_000_000, *, after: int = 0) -> list[OutboxMessage]:
+        """What the broker acknowledged within the replay window, oldest first, to send again after a reconnect:
+        the `n` oldest with an id (of the replay table, not the outbox) above `after`."""
+        if not self.replay_window_s:
+            return []
+        since = self._clock.now().timestamp() - self.replay_window_s
+        rows = self._queue.query(
+            "SELECT id, topic, payload, qos, retain FROM published WHERE published_at >= ? AND id > ?"
+            " ORDER BY id LIMIT ?",
+            (since, after, n),
+        )
+        return [OutboxMessage(row[0], row[1], bytes(row[2]), row[3], bool(row[4])) for row in rows]
+
     @property
     def full(self) -> str | None:
         """Why the disk refused the last write, while messages wait in memory; None when the file takes them."""
@@ -140,8 +193,17 @@ class Outbox:
 
     def ack(self, ids: Iterable[int]) -> None:
         """Remove delivered messages. Unknown ids (already dropped or acked) are ignored."""
+        ids = list(ids)
         held = self._queue.memory_size()
-        self._queue.ack(ids)
+        if not self.replay_window_s:
+            self._queue.ack(ids)
+        else:
+            now = self._clock.now().timestamp()
+            try:
+                self._queue.ack(ids, also=lambda db: self._keep_for_replay(db, ids, now))
+            except QueueFull:
+                # The copies are the first thing a full disk costs: the broker has the messages.
+                self._queue.ack(ids, also=lambda db: db.execute("DELETE FROM published"))
         if self._queue.memory_size() < held:
             # Room freed on the disk took messages held in memory: they are in the file now, to be published.
             for listener in self._listeners:

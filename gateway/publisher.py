@@ -24,6 +24,9 @@ from gateway.outbox import Outbox, OutboxMessage
 
 log = structlog.get_logger(__name__)
 
+# Replayed messages read from the outbox at a time.
+_REPLAY_PAGE = 1000
+
 
 class Publisher:
     def __init__(
@@ -117,6 +120,7 @@ class Publisher:
         window = asyncio.Semaphore(self.max_inflight)
         sent_up_to = 0  # the outbox id of the last message handed to the client on this connection
         try:
+            await self._replay(client)
             async with asyncio.TaskGroup() as tg:
                 while True:
                     batch = self.outbox.peek(self.max_inflight, after=sent_up_to)
@@ -140,6 +144,30 @@ class Publisher:
         finally:
             # What the broker acknowledged must not be sent again, even when the connection broke half way.
             self._flush_acks()
+
+    async def _replay(self, client: aiomqtt.Client) -> None:
+        """Send again what the broker acknowledged within the outbox's replay window, oldest first, before anything
+        newer: a broker that crashed may have lost it before delivering or saving it (see gateway.outbox)."""
+        window = asyncio.Semaphore(self.max_inflight)
+        replayed, after = 0, 0
+
+        async def send(message: OutboxMessage) -> None:
+            try:
+                await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+            finally:
+                window.release()
+
+        async with asyncio.TaskGroup() as tg:
+            # Page by page: an hour's window at a high rate is more than memory should hold at once.
+            while page := self.outbox.recently_published(_REPLAY_PAGE, after=after):
+                for message in page:
+                    await window.acquire()
+                    tg.create_task(send(message))  # created in order, so paho queues them in order
+                replayed += len(page)
+                after = page[-1].id
+        if replayed:
+            self._metrics.inc("gateway_replayed", replayed)
+            log.info("replayed recently published messages", count=replayed, window_s=self.outbox.replay_window_s)
 
     async def _publish(self, client: aiomqtt.Client, message: OutboxMessage, window: asyncio.Semaphore) -> None:
         try:

@@ -35,14 +35,18 @@ class SiteGateway:
         clock: Clock,
         metrics: Counters,
         instance: str | None = None,
+        replay_window_s: float = 60.0,
     ) -> None:
         """`instance` names this gateway in its MQTT client ids (`facmon-gateway-<site>-<instance>` on the backbone,
         `facmon-vendor-<site>-<instance>` at the vendor broker; default: the host name): stable across restarts, so
-        the broker keeps its sessions, and different for two gateways of one site, so they never evict each other."""
+        the broker keeps its sessions, and different for two gateways of one site, so they never evict each other.
+        `replay_window_s`: how long the outbox keeps what the broker took, to send again after a reconnect."""
         self.site = site
         self.instance = instance or socket.gethostname()
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(state_dir / f"outbox-{site.id}.sqlite", metrics=metrics)
+        self.outbox = Outbox(
+            state_dir / f"outbox-{site.id}.sqlite", metrics=metrics, replay_window_s=replay_window_s, clock=clock
+        )
         metrics.gauge("outbox_pending", self.outbox.size, "messages in the outbox not yet taken by the broker")
         metrics.gauge("outbox_memory", self.outbox.memory_size, "messages held in memory while the disk is full")
         self.publisher = Publisher(

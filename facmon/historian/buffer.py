@@ -11,8 +11,8 @@ full buffer drops its oldest lines (logged), as a gateway outbox drops its oldes
 
 Full disk: lines the disk has no room for wait in memory, in order (at most `memory_max`, the oldest dropped and
 counted), and go to the file as soon as it has room again (the writer's acks free pages); `full` says why meanwhile
-(the historian's health). The historian acknowledges such lines to the broker like stored ones: a crash while the
-disk is full loses what is in memory.
+(the historian's health). The historian acknowledges the messages of such lines to the broker only once they are in
+the file (`retry_memory` tries again), so a crash while the disk is full loses nothing either.
 
 The historian's dead letters (messages it refused, on their way to the dead-letter topic) wait in the same file, in
 their own queue (`dead_letters`, at most `DEAD_LETTER_BACKLOG`, the oldest dropped first), until the broker has
@@ -98,10 +98,16 @@ class LineBuffer:
     @property
     def full(self) -> str | None:
         """Why the disk refused the last write, while lines wait in memory; None when the file takes them."""
-        return self._queue.full
+        return self._queue.full or self._dead_letters.full
 
     def memory_size(self) -> int:
-        return self._queue.memory_size()
+        """Lines and dead letters held in memory for room on the disk."""
+        return self._queue.memory_size() + self._dead_letters.memory_size()
+
+    def retry_memory(self) -> None:
+        """Try to write the lines and dead letters held in memory to the file (at most once a second)."""
+        self._queue.retry_memory()
+        self._dead_letters.retry_memory()
 
     def limit_size(self, max_bytes: int) -> None:
         """Cap the file at about `max_bytes`, a quota past which appends act as on a full disk."""

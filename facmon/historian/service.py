@@ -1,8 +1,8 @@
 """The historian: everything on the MQTT backbone, into InfluxDB, through outages of either.
 
 MQTT side: a persistent session (fixed client id, clean_session=False, QoS 1), so while the historian is away the
-broker queues what it misses. A fresh client per connection: messages one connection delivered but
-we had not stored were never acknowledged, so the broker delivers them again.
+broker queues what it misses. A fresh client per connection: messages one connection delivered but we had not
+stored were never acknowledged, so the broker delivers them again.
 
 In between: each payload is decoded; what does not decode (or is about another topic than the one it came on) is
 logged, counted as `historian_rejected{reason}` and republished to the dead-letter topic with the reason. The rest
@@ -13,8 +13,10 @@ makes the buffer grow.
 
 Acknowledgement: manual. A message is acknowledged to the broker only once its line, or its dead letter, is
 committed to the buffer's file; what was received but not yet stored when the process dies is delivered again by
-the broker. Dead letters wait in the buffer's file too (at most 10,000, the oldest dropped and counted) until the
-broker acknowledges their publish. A crash, a broker outage or an InfluxDB outage loses nothing.
+the broker. While the disk is full (lines held in memory, see buffer.py) acknowledgements wait too, so the broker
+keeps the messages and slows to its in-flight window. Dead letters wait in the buffer's file too (at most 10,000,
+the oldest dropped and counted) until the broker acknowledges their publish. A crash, a broker outage, an InfluxDB
+outage or a full disk loses nothing.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class Historian:
         metrics.gauge(
             "historian_buffer_memory", self.buffer.memory_size, "points held in memory while the disk is full"
         )
+        # Messages received whose lines wait in memory for room on the disk: acknowledged once they are on it.
+        self._held: list[tuple[MqttClient, aiomqtt.Message]] = []
         # Set while subscribed: from then on the broker keeps what we miss, even across our own restarts.
         self.subscribed = asyncio.Event()
 
@@ -103,6 +107,7 @@ class Historian:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.writer.run(), name="historian-writer")
                 tg.create_task(self._consume(), name="historian-mqtt")
+                tg.create_task(self._release_when_stored(), name="historian-release")
         finally:
             self.buffer.close()
 
@@ -156,11 +161,30 @@ class Historian:
             # Hand over whenever the burst ends (nothing more queued) or the batch is full.
             if len(received) >= _APPEND_BATCH or len(client.messages) == 0:
                 self._store(lines, letters)
-                for done in received:
-                    client.ack(done)
+                self._held.extend((client, done) for done in received)
+                if not self.buffer.memory_size():
+                    self._release()
+                # Else the disk is full and lines wait in memory: their messages stay unacknowledged (the broker
+                # stops at its window of messages in flight to us) until `_release_when_stored` sees them on disk.
                 lines, letters, received = [], [], []
                 if self.buffer.dead_letters_waiting():
                     await self._publish_dead_letters(client)
+
+    def _release(self) -> None:
+        """Acknowledge the held messages, now that what they became is in the buffer's file."""
+        held, self._held = self._held, []
+        for client, message in held:
+            client.ack(message)  # on the connection it came on; a connection gone meanwhile redelivers it
+
+    async def _release_when_stored(self) -> NoReturn:
+        """While messages are held for a full disk, try the disk again every second and release them once it took
+        their lines (the writer's acks free room too)."""
+        while True:
+            await self._clock.sleep(1.0)
+            if self._held:
+                self.buffer.retry_memory()
+                if not self.buffer.memory_size():
+                    self._release()
 
     def _store(self, lines: list[str], letters: list[bytes]) -> None:
         if lines:

@@ -270,6 +270,12 @@ class SqliteQueue(Generic[T]):
             self.full = None
         return ids, dropped
 
+    def retry_memory(self) -> None:
+        """Try to write what waits in memory to the file (at most once a second): for a user that has no puts or
+        acks coming to do it, such as a consumer that holds back until its items are on disk."""
+        with self._lock:
+            self._write_memory(force=False)
+
     def limit_size(self, max_bytes: int) -> None:
         """Cap the file at about `max_bytes` (SQLite's `max_page_count`; never below what it holds now): a quota,
         past which puts act as on a full disk."""
@@ -296,14 +302,15 @@ class SqliteQueue(Generic[T]):
     def ack(self, ids: Iterable[int], *, also: Callable[[sqlite3.Connection], object] | None = None) -> int:
         """Delete delivered items (unknown ids are ignored) and return how many went.
 
-        `also` runs in the same transaction, on the queue's connection: its user's own bookkeeping (the historian
-        parks a refused line in its `rejected` table as it leaves the queue).
+        `also` runs in the same transaction, on the queue's connection, before the items are deleted: its user's own
+        bookkeeping (the historian parks a refused line in its `rejected` table as it leaves the queue, the outbox
+        copies what the broker took to its replay table).
         """
         with self._lock, self._errors():
             with self._transaction():
-                removed = self._db.executemany(f"DELETE FROM {self.table} WHERE id = ?", ((i,) for i in ids)).rowcount
                 if also is not None:
-                    also(self._db)
+                    also(self._db)  # before the delete: it may read the items that leave
+                removed = self._db.executemany(f"DELETE FROM {self.table} WHERE id = ?", ((i,) for i in ids)).rowcount
             self._size -= removed
             if removed:
                 self._write_memory(force=True)  # the deleted rows' pages are free for what waits in memory

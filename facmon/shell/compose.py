@@ -256,6 +256,7 @@ class Composer:
             clock=self.clock,
             metrics=self.metrics,
             instance=self.settings.instance or None,  # none set: the host name
+            replay_window_s=self.settings.outbox_replay_window_s,
         )
 
     def client_id(self, service: str, instance: str | None = None) -> str:

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # service misses while away under that name, so it must stay the same across restarts and differ between two
     # processes of one service. Default: none, for one of each.
     instance: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
+    # The gateway keeps what the broker acknowledged this long more and sends it again after a reconnect: a broker
+    # that crashed may have lost it before delivering or saving it (gateway/outbox.py). 0 turns it off.
+    outbox_replay_window_s: float = Field(default=60.0, ge=0.0, le=3600.0)
 
     # Demo mode: documented demo accounts are created and printed, and a missing secret key is generated into the
     # state folder. Outside it, facmon refuses to start without a good secret key and an admin, or while a demo

@@ -18,7 +18,7 @@ from facmon.kernel.metrics import Counters
 from facmon.kernel.mqtt import MqttSettings
 from facmon.kernel.topics import ROOT
 from gateway.site_gateway import SiteGateway
-from tests.gateway.conftest import Subscriber, eventually, running
+from tests.gateway.conftest import Subscriber, eventually, reading, running
 from tests.gateway.test_site_gateway_mqtt import _mqtt_collectors, _site
 
 
@@ -128,3 +128,26 @@ async def test_a_full_disk_keeps_the_gateway_running_and_loses_nothing_within_th
             assert next(c for c in gateway.health().checks if c.name == "outbox").ok
     cards = list(dict.fromkeys(_cards(tree, events)))
     assert cards == list(range(300)), "in the order the device sent them"
+
+
+async def test_a_gateway_whose_outbox_file_is_truncated_sets_it_aside_and_runs(
+    mosquitto: Mosquitto, topic_prefix: str, tmp_path: Path
+) -> None:
+    site = _site(topic_prefix, None)
+    outbox_file = tmp_path / f"outbox-{topic_prefix}.sqlite"
+    first = _gateway(site, mosquitto, tmp_path, "edge-a", Counters())
+    first.outbox.put_many([reading(topic_prefix, f"e{n}", seq=n) for n in range(2000)])
+    first.outbox.close()
+    outbox_file.write_bytes(outbox_file.read_bytes()[: outbox_file.stat().st_size // 2])  # cut in the middle
+    events = f"{ROOT}/{topic_prefix}/gate/gate-1/event"
+    tree = Subscriber(mosquitto.port, events, f"tree-{topic_prefix}")
+    gateway = _gateway(site, mosquitto, tmp_path, "edge-a", Counters())
+    assert gateway.outbox.size() == 0  # a fresh outbox; the damaged one is kept beside it
+    files = await asyncio.to_thread(lambda: [p.name for p in tmp_path.iterdir()])
+    assert [name.split(".damaged-")[0] for name in files if ".damaged-" in name] == [outbox_file.name]
+    async with running(tree.run(), "tree"), running(gateway.run(), "gateway"):
+        await tree.subscribed.wait()
+        await eventually(_mqtt_collectors(gateway)[0].connected.is_set, what="the vendor session")
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
+            await device.publish(f"vendor/barrier/{topic_prefix}-G1/card", _card(7), qos=1)
+        await eventually(lambda: _cards(tree, events) == [7], what="a new card on the backbone")

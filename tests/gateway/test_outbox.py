@@ -4,6 +4,9 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from facmon.kernel.clock import FakeClock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Reading, decode_message
 from facmon.kernel.topics import topic_for
@@ -103,3 +106,24 @@ def test_an_outbox_of_an_earlier_version_keeps_its_messages(tmp_path: Path) -> N
     box = Outbox(path)
     [kept] = box.peek(10)
     assert (kept.topic, kept.payload, kept.retain) == ("facmon/v1/s1/elevator/e1/state", b"{}", False)
+
+
+def test_acknowledged_messages_are_kept_for_the_replay_window_and_no_longer(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    with Outbox(tmp_path / "outbox.sqlite", replay_window_s=60, clock=clock) as outbox:
+        outbox.put_many([_reading(n) for n in range(3)])
+        outbox.ack([m.id for m in outbox.peek(2)])
+        clock.advance(30)
+        outbox.ack([m.id for m in outbox.peek(1)])
+        assert outbox.size() == 0
+        assert [decode_message(m.payload) for m in outbox.recently_published()] == [_reading(n) for n in range(3)]
+        clock.advance(31)  # the first two are past the window now
+        assert [decode_message(m.payload) for m in outbox.recently_published()] == [_reading(2)]
+    with Outbox(tmp_path / "outbox.sqlite", replay_window_s=60, clock=clock) as reopened:
+        assert [decode_message(m.payload) for m in reopened.recently_published()] == [_reading(2)]
+    with Outbox(tmp_path / "off.sqlite", replay_window_s=0, clock=clock) as off:
+        off.put(_reading(1))
+        off.ack([m.id for m in off.peek(1)])
+        assert off.recently_published() == []
+    with pytest.raises(ValueError, match="replay_window_s"):
+        Outbox(tmp_path / "x.sqlite", replay_window_s=3601)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from facmon.historian.buffer import LineBuffer
 from facmon.historian.dead_letters import REASON_MAX_CHARS, dead_letter_record
-from facmon.kernel.daemons import Influxd, Mosquitto
+from facmon.kernel.daemons import Influxd, Mosquitto, free_port
 from facmon.kernel.metrics import Counters
 from facmon.kernel.topics import DEAD_LETTER
 from gateway.outbox import Outbox
@@ -91,3 +91,51 @@ async def test_dead_letters_wait_in_the_buffer_file_until_the_broker_has_them(
             lambda: [p for t, p in dead.received if json.loads(p)["topic"] == topic] == records,
             what="the three dead letters, in order",
         )
+
+
+async def test_a_historian_whose_buffer_file_is_damaged_sets_it_aside_and_runs(
+    mosquitto: Mosquitto, influxd: Influxd, influx_db: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "historian"
+    state_dir.mkdir()
+    (state_dir / "buffer.sqlite").write_bytes(b"\x00garbage, not pages" * 1000)
+    historian = _historian(mosquitto, influxd.url, influx_db, topic_prefix, state_dir, Counters())
+    [aside] = state_dir.glob("buffer.sqlite.damaged-*")
+    sent = [reading(topic_prefix, "e1", ts=T0 + timedelta(seconds=n), seq=n) for n in range(20)]
+    with Outbox(tmp_path / "outbox.sqlite", metrics=Counters()) as outbox:
+        async with running(historian.run(), "historian"), running(_publisher(outbox, mosquitto).run(), "publisher"):
+            await eventually(historian.subscribed.is_set, what="the historian's subscription")
+            outbox.put_many(sent)
+            await eventually(lambda: len(_stored(influxd.url, influx_db, topic_prefix)) == 20, what="new points")
+    assert aside.read_bytes().startswith(b"\x00garbage")
+
+
+async def test_a_full_disk_holds_the_acknowledgements_so_a_crash_meanwhile_loses_nothing(
+    mosquitto: Mosquitto, influxd: Influxd, influx_db: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "historian"
+    sent = [reading(topic_prefix, f"e{n % 5}", ts=T0 + timedelta(seconds=n), seq=n) for n in range(1000)]
+    no_influx = f"http://127.0.0.1:{free_port()}"
+    metrics = Counters()
+    first = _historian(mosquitto, no_influx, influx_db, topic_prefix, state_dir, metrics)
+    # The buffer's file may not grow: SQLite answers "database or disk is full", as on a full disk.
+    first.buffer.limit_size(first.buffer.path.stat().st_size)
+    with Outbox(tmp_path / "outbox.sqlite", metrics=Counters()) as outbox:
+        async with running(_publisher(outbox, mosquitto).run(), "publisher"):
+            async with running(first.run(), "historian"):
+                await eventually(first.subscribed.is_set, what="the historian's subscription")
+                outbox.put_many(sent)
+                await eventually(lambda: first.buffer.memory_size() > 0, what="lines held in memory")
+                check = next(c for c in first.health().checks if c.name == "buffer")
+                assert not check.ok
+                assert "disk full" in check.detail
+                assert metrics.get("historian_received") < len(sent), "the broker waits for the held acks"
+            # Stopped while the disk was full: what was in memory was never acknowledged.
+            again = _historian(mosquitto, influxd.url, influx_db, topic_prefix, state_dir, Counters())
+            async with running(again.run(), "historian-again"):
+                await eventually(
+                    lambda: len(_stored(influxd.url, influx_db, topic_prefix)) == len(sent),
+                    what="every point in InfluxDB",
+                    timeout_s=30,
+                )
+    assert _stored(influxd.url, influx_db, topic_prefix) == _expected(sent)
