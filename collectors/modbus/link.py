@@ -11,12 +11,16 @@ import asyncio
 import weakref
 
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusException
 
+from collectors.modbus.frames import MAX_ADU, diagnose
 from collectors.modbus.registers import Table
 from facmon.kernel.backoff import Backoff
+from facmon.kernel.untrusted import printable
 
 BACKOFF_BASE_S = 0.5
+_FUNCTION: dict[Table, int] = {"holding": 3, "input": 4}
 
 
 def stop_if_cancelled() -> None:
@@ -32,7 +36,32 @@ def stop_if_cancelled() -> None:
 
 
 class LinkError(Exception):
-    """A request that got no usable answer: not connected, timed out, or answered with a Modbus exception."""
+    """A request that got no usable answer: not connected, timed out, or answered with a Modbus exception.
+
+    `kind` labels what went wrong (`collectors.modbus.frames`: "no_answer", "wrong_transaction", "exception_code",
+    ...; "no_connection" when no request went out); `frame` holds the bytes the device sent that were no answer
+    (empty when none came)."""
+
+    def __init__(self, message: str, *, kind: str = "no_connection", frame: bytes = b"") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.frame = frame
+
+
+# What a device answered with, when it answered wrongly (not only stayed silent): a dead letter's worth.
+BAD_ANSWERS = frozenset(
+    {
+        "closed",
+        "incomplete",
+        "bad_frame",
+        "bad_length",
+        "wrong_transaction",
+        "wrong_unit",
+        "wrong_function",
+        "exception_code",
+        "short_answer",
+    }
+)
 
 
 class ModbusLink:
@@ -44,6 +73,11 @@ class ModbusLink:
         # Seconds the last request that got an answer took, from sending it to the answer.
         self.last_response_s = 0.0
         self._client: AsyncModbusTcpClient | None = None
+        # The last request sent, what came back for it (as pymodbus's trace saw it), and whether the device closed
+        # the connection since: what `frames.diagnose` reads when no answer was made of it.
+        self._sent = b""
+        self._received = b""
+        self._closed = False
         self._lock = asyncio.Lock()
         self._failures = 0
         # Loop time before which no new connection is tried; until then requests fail at once.
@@ -80,7 +114,7 @@ class ModbusLink:
                 self._drop()
                 self._failed()
                 stop_if_cancelled()
-                raise LinkError(f"{table} {start}+{count} unit {unit}: {exc or type(exc).__name__}") from exc
+                raise self._no_answer(f"{table} {start}+{count} unit {unit}", exc, timeout_s) from exc
             except asyncio.CancelledError:
                 # Same reason: the request is still out there, and the next poller must not get its answer.
                 self._drop()
@@ -92,11 +126,47 @@ class ModbusLink:
             if response.isError():
                 # The gateway or device answered, with a Modbus exception (e.g. 0x0B: the unit behind the gateway
                 # is silent). The connection itself is fine.
-                raise LinkError(f"{table} {start}+{count} unit {unit}: exception code {response.exception_code}")
+                code = response.exception_code
+                raise LinkError(
+                    f"{table} {start}+{count} unit {unit}: exception code {code} ({_exception_name(code)})",
+                    kind="exception_code",
+                    frame=self._received,
+                )
+            if response.function_code != _FUNCTION[table]:
+                # pymodbus decodes any known function's answer, whichever the request was.
+                raise self._no_answer(f"{table} {start}+{count} unit {unit}", LinkError(""), timeout_s)
             registers: list[int] = list(response.registers)
             if len(registers) < count:
-                raise LinkError(f"{table} {start}+{count} unit {unit}: got {len(registers)} registers")
+                raise LinkError(
+                    f"{table} {start}+{count} unit {unit}: got {len(registers)} registers",
+                    kind="short_answer",
+                    frame=self._received,
+                )
             return registers[:count]
+
+    def _no_answer(self, request: str, exc: Exception, timeout_s: float) -> LinkError:
+        """The LinkError of a request that got no answer pymodbus could match to it, saying why."""
+        found = diagnose(self._sent, self._received, closed=self._closed)
+        detail = f"no answer within {timeout_s:g} s" if found.kind == "no_answer" else found.detail
+        said = str(exc)
+        if said and not isinstance(exc, TimeoutError):
+            detail = f"{detail}: {printable(said, 200)}"
+        return LinkError(f"{request}: {detail}", kind=found.kind, frame=self._received)
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        # pymodbus hands every packet sent and every read of its receive buffer here (its unread bytes, so a frame
+        # still arriving grows from one call to the next; a frame it dropped is gone from the next call).
+        if sending:
+            self._sent, self._received, self._closed = data, b"", False
+        elif data.startswith(self._received):
+            self._received = data[: 2 * MAX_ADU]
+        else:
+            self._received = (self._received + data)[: 2 * MAX_ADU]
+        return data
+
+    def _trace_connect(self, connected: bool) -> None:
+        if not connected:
+            self._closed = True
 
     def close(self) -> None:
         self._drop()
@@ -109,7 +179,15 @@ class ModbusLink:
         if wait > 0:
             raise LinkError(f"{self.host}:{self.port}: next connection attempt in {wait:.1f} s")
         # reconnect_delay=0: pymodbus must not reconnect on its own; the backoff here decides when to try again.
-        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=timeout_s, retries=0, reconnect_delay=0)
+        client = AsyncModbusTcpClient(
+            self.host,
+            port=self.port,
+            timeout=timeout_s,
+            retries=0,
+            reconnect_delay=0,
+            trace_packet=self._trace_packet,
+            trace_connect=self._trace_connect,
+        )
         try:
             async with asyncio.timeout(timeout_s):
                 connected = await client.connect()
@@ -132,6 +210,13 @@ class ModbusLink:
     def _failed(self) -> None:
         self._failures += 1
         self._retry_at = asyncio.get_running_loop().time() + self._backoff.delay(self._failures)
+
+
+def _exception_name(code: int) -> str:
+    try:
+        return ExcCodes(code).name.lower().replace("_", " ")
+    except ValueError:
+        return "not a standard exception code"
 
 
 class ModbusLinks:

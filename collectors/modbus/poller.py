@@ -9,7 +9,9 @@ comm_restored (first contact), a device that has not answered for `comm_grace_s`
 comm_restored when it answers again, and a device answering in over half its timeout a few polls in a row as slow
 (status `comm_slow`, `collectors.modbus.polling`). A value the interpreter refuses is left out,
 counted every poll, and parked as a dead letter with the words it came in, once per point and reason so a stuck bad
-value cannot flood.
+value cannot flood. A device that answers wrongly (garbage, another transaction or unit, a Modbus exception, half a
+frame: `collectors.modbus.frames`) is parked likewise, with the bytes it sent and what was wrong with them, and its
+comm_lost says why (`data["reason"]`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from datetime import datetime
 
 import structlog
 
+from collectors.modbus.frames import hex_frame
 from collectors.modbus.interpreter import Interpreter, Refusal
-from collectors.modbus.link import LinkError, ModbusLink, ModbusLinks
+from collectors.modbus.link import BAD_ANSWERS, LinkError, ModbusLink, ModbusLinks
 from collectors.modbus.polling import CommWatch, SlowWatch, poll_on_schedule
 from collectors.modbus.registers import Block
 from facmon.kernel.clock import Clock
@@ -74,6 +77,8 @@ class ModbusPoller:
         self._slow = SlowWatch(ref, timeout_s=timing.timeout_s, emit=emit, clock=clock, log=self._log)
         # Values being refused, by where they belong: the reason, and how many polls in a row.
         self._rejecting: dict[str, tuple[str, int]] = {}
+        # The kind of wrong answer the device gives poll after poll (LinkError.kind); None while it answers well.
+        self._answering_wrongly: str | None = None
 
     @property
     def name(self) -> str:
@@ -108,8 +113,10 @@ class ModbusPoller:
             # The remaining blocks are not tried: on a shared link they would only hold up the other units, and
             # half a frame is not a frame (a fire panel's counts would be wrong).
             self._metrics.inc("modbus_poll_failures", device=self.ref.device)
-            await self._comm.silent(str(exc))
+            await self._bad_answer(exc)
+            await self._comm.silent(str(exc), exc.kind)
             return
+        self._answering_wrongly = None
         ts = self._clock.now()
         meaning = self.interpreter.interpret(self.ref, frame, ts, self._clock.monotonic())
         await self._comm.answered(ts)
@@ -127,6 +134,28 @@ class ModbusPoller:
         for letter in self._refused(meaning.refused, ts):
             if self._reject is not None:
                 await self._reject(letter)
+
+    async def _bad_answer(self, exc: LinkError) -> None:
+        """A wrong answer (not silence) is counted every poll, and parked as a dead letter with the bytes that came
+        and what was wrong with them when it starts or changes its kind, so a device answering garbage every poll
+        cannot flood."""
+        if exc.kind not in BAD_ANSWERS:
+            return
+        self._metrics.inc("modbus_bad_answers", device=self.ref.device, reason=exc.kind)
+        if self._answering_wrongly == exc.kind:
+            return
+        self._answering_wrongly = exc.kind
+        self._log.warning("modbus answer refused", reason=str(exc), frame=hex_frame(exc.frame[:32]))
+        if self._reject is not None:
+            letter = DeadLetter.of(
+                site=self.ref.site,
+                ref=self.ref,
+                ts=self._clock.now(),
+                source="modbus",
+                reason=str(exc),
+                payload=hex_frame(exc.frame) if exc.frame else None,
+            )
+            await self._reject(letter)
 
     def _refused(self, refused: list[Refusal], ts: datetime) -> list[DeadLetter]:
         """Count this poll's refusals; dead letters for those that start or change their reason."""

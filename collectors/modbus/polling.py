@@ -83,7 +83,8 @@ class CommWatch:
         self._last_answer_s = self._clock.monotonic()
         self._answered_once = False
 
-    async def silent(self, reason: str) -> None:
+    async def silent(self, reason: str, kind: str = "no_answer") -> None:
+        """A poll without an answer; `reason` says why, `kind` labels it (LinkError.kind), both in the comm_lost."""
         if not self._failing:
             self._failing = True
             self._log.warning("device not answering", reason=reason)
@@ -97,6 +98,7 @@ class CommWatch:
                     ts=self._clock.now(),
                     type=EventType.COMM_LOST,
                     message=f"no answer for {silent_s:.1f} s: {reason}",
+                    data={"reason": kind},
                 )
             )
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facmon.kernel.clock import utc
-from facmon.kernel.untrusted import JsonRejected, parse_json, printable, utf8_safe
+from facmon.kernel.untrusted import JsonRejected, finite_value, parse_json, printable, utf8_safe
 
 UtcDatetime = Annotated[datetime, AfterValidator(utc)]
 Value = bool | int | float | str
@@ -204,11 +204,19 @@ def decode_message(payload: bytes | str) -> Reading | Event:
         raise ValueError("payload is not a JSON object")
     cls: type[Reading] | type[Event] = Event if "type" in data else Reading
     try:
-        return cls.model_validate(data)
+        message = cls.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = printable(".".join(map(str, first["loc"])) or "(payload)", 100)
         raise ValueError(f"invalid {cls.__name__.lower()}: {where}: {printable(first['msg'], 200)}") from exc
+    # 1e400 parses as infinity and 10**30 as itself; neither can be stored (InfluxDB: finite floats, 64-bit ints).
+    values = message.values if isinstance(message, Reading) else message.data
+    for name, value in values.items():
+        if not finite_value(value):
+            field = "values" if isinstance(message, Reading) else "data"
+            shown = printable(str(value), 40)
+            raise ValueError(f"invalid {cls.__name__.lower()}: {field}.{printable(name, 60)}: {shown} is out of range")
+    return message
 
 
 # Devices read over Modbus TCP (need an address) and devices that push over MQTT (need none).

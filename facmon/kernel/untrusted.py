@@ -2,10 +2,11 @@
 
 `parse_json` is `json.loads` with the limits a service needs to survive whatever arrives: a size bound checked before
 parsing; nesting bounded (the C scanner's RecursionError, which is not a ValueError, is caught); no NaN or
-Infinity, and no number that overflows to infinity (1e400) or takes quadratic time to convert (10**5000); no
-duplicate keys; no lone surrogate escapes ("\\ud800"), which decode to a Python str that cannot be encoded as
-UTF-8 again and so would break every later write of it (a dead letter, a log line, an SQLite row). Every refusal is
-a `JsonRejected`, a ValueError whose `problem` is a short label for metrics and whose text says what is wrong.
+Infinity; no integer of more than 4,300 digits (Python's own limit; the numbers' ranges are the caller's to check,
+see `finite_value`); no duplicate keys; no lone surrogate escapes ("\\ud800"), which decode to a Python str that
+cannot be encoded as UTF-8 again and so would break every later write of it (a dead letter, a log line, an SQLite
+row). Every refusal is a `JsonRejected`, a ValueError whose `problem` is a short label for metrics and whose text
+says what is wrong.
 
 `printable` bounds text and escapes lone surrogates, so a reason built from bad input can always be logged and stored.
 """
@@ -16,9 +17,8 @@ import json
 import math
 from typing import Any
 
-# Digits a JSON integer may have. Python refuses more than 4,300 on its own, but converting a few thousand still
-# costs quadratic time; 40 digits hold every 128-bit integer, and a consumer checks its own tighter range.
-MAX_INT_DIGITS = 40
+# The range of an InfluxDB integer field: a bigger one would be refused far from its cause.
+INT64 = (-(2**63), 2**63 - 1)
 
 
 class JsonRejected(ValueError):
@@ -49,52 +49,63 @@ def utf8_safe(text: str) -> bool:
     return True
 
 
+def finite_value(value: object) -> bool:
+    """Whether a parsed number is one a consumer can store: a finite float (1e400 parses as infinity) or a 64-bit
+    integer. True for anything that is not a number."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return INT64[0] <= value <= INT64[1]
+    return True
+
+
 def _constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity, which JSON does not; a sender that writes them is broken.
     raise JsonRejected("not_finite", f"{name} is not JSON")
 
 
-def _float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise JsonRejected("not_finite", f"number {printable(text, 40)} is too large for a 64-bit float")
-    return value
-
-
-def _int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise JsonRejected("too_long", f"integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
-    return int(text)
-
-
-def _string(where: str, text: str) -> str:
+def _string(where: str, text: str) -> None:
     if not utf8_safe(text):
         raise JsonRejected("surrogate", f"{where} holds a lone surrogate escape: {printable(text, 40)}")
-    return text
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Which of two equal keys wins differs between parsers; a payload that says two things says nothing.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        _string("a key", key)
-        if key in out:
-            raise JsonRejected("duplicate_key", f"duplicate key {printable(key, 40)!r}")
-        if isinstance(value, str):
-            _string(f"the value of {printable(key, 40)!r}", value)
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, str):
-                    _string(f"an item of {printable(key, 40)!r}", item)
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise JsonRejected("duplicate_key", f"duplicate key {printable(key, 40)!r}")
+            seen.add(key)
     return out
 
 
-def parse_json(payload: bytes | str, *, max_bytes: int, overflow_to_inf: bool = False) -> Any:
-    """The JSON value in `payload`, or JsonRejected (a ValueError) naming what is wrong with it.
+def _checked(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of a text that holds escapes: its keys and string values checked for lone surrogates too."""
+    for key, value in pairs:
+        _string("a key", key)
+        if isinstance(value, str):
+            _string(f"the value of {printable(key, 40)!r}", value)
+    return _unique(pairs)
 
-    `overflow_to_inf`: a number too large for a float (1e400) parses as infinity, for a caller that refuses it
-    itself with a better message (naming the field); NaN and Infinity written out are refused either way."""
+
+def _strings_in_arrays(value: Any) -> None:
+    """Check the strings outside objects: the top level and the items of arrays at any depth."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            _string("a string", item)
+        elif isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            # Its own strings were checked as it was parsed; the arrays in it (at any depth) were not.
+            todo.extend(v for v in item.values() if isinstance(v, list | dict))
+
+
+def parse_json(payload: bytes | str, *, max_bytes: int) -> Any:
+    """The JSON value in `payload`, or JsonRejected (a ValueError) naming what is wrong with it."""
     if len(payload) > max_bytes:
         raise JsonRejected("too_large", f"{len(payload)} bytes, more than {max_bytes}")
     if isinstance(payload, bytes):
@@ -102,27 +113,26 @@ def parse_json(payload: bytes | str, *, max_bytes: int, overflow_to_inf: bool = 
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise JsonRejected("not_utf8", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
-    else:
+    elif utf8_safe(payload):
         text = payload
+    else:
+        # A str handed in may hold raw surrogates, not only escapes of them.
+        raise JsonRejected("surrogate", "the text holds a lone surrogate")
+    # Text that was valid UTF-8 can bring in a lone surrogate only by an escape: text without "\u" (nearly every
+    # message) skips the check of every string and parses at nearly the C scanner's own speed.
+    escaped = "\\u" in text
     try:
-        value = json.loads(
-            text,
-            parse_constant=_constant,
-            parse_float=float if overflow_to_inf else _float,
-            parse_int=_int,
-            object_pairs_hook=_object,
-        )
+        value = json.loads(text, parse_constant=_constant, object_pairs_hook=_checked if escaped else _unique)
     except JsonRejected:
         raise
     except json.JSONDecodeError as exc:
         raise JsonRejected("bad_json", str(exc)) from exc
+    except ValueError as exc:
+        # int() of a number of more than 4,300 digits, refused by Python before its quadratic conversion.
+        raise JsonRejected("too_long", f"a number too long to read ({printable(str(exc), 80)})") from exc
     except RecursionError as exc:
         # The scanner recurses once per level; Python's recursion limit ends a 10,000-deep array cleanly.
         raise JsonRejected("too_deep", "nested too deep") from exc
-    if isinstance(value, str):
-        _string("the text", value)
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, str):
-                _string("an item", item)
+    if escaped:
+        _strings_in_arrays(value)
     return value

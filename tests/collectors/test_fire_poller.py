@@ -305,7 +305,7 @@ async def test_comm_lost_once_after_the_grace_then_restored(harness: Harness, pa
     await harness.settle()
     assert [(t, m.split(" for ")[0], d) for t, m, d in _comm(harness)] == [
         FIRST,
-        (EventType.COMM_LOST, "no answer", {}),
+        (EventType.COMM_LOST, "no answer", {"reason": "no_connection"}),
         (EventType.COMM_RESTORED, "answering again", {}),
     ]
     # Nothing changed on the panel meanwhile: no point events from the outage.

@@ -50,10 +50,10 @@ def test_decode_message_refuses_poison_with_a_value_error(case: tuple[str, bytes
         (b'["\\ud800"]', "surrogate"),
         (b'{"a": ["\\udc00"]}', "surrogate"),
         (b"\xff", "not_utf8"),
-        (b'{"a": 1e400}', "not_finite"),
         (b'{"a": NaN}', "not_finite"),
         (b'{"a": -Infinity}', "not_finite"),
         (b'{"a": 1' + b"0" * 5000 + b"}", "too_long"),
+        (b'{"a": {"b": [["\\udbff"]]}}', "surrogate"),
         (b'{"a": 1, "a": 2}', "duplicate_key"),
         (b"x" * 101, "too_large"),
         (b"{", "bad_json"),
@@ -70,8 +70,15 @@ def test_parse_json_keeps_good_json_and_valid_surrogate_pairs() -> None:
         "a": "\U0001f600",
         "b": [1, 2.5, None, True],
     }
-    # A caller that names the field itself may take an overflowing number as infinity and refuse it there.
-    assert parse_json(b"[1e400]", max_bytes=100, overflow_to_inf=True) == [float("inf")]
+    # Numbers' ranges are the caller's: 1e400 parses as infinity, for it to refuse naming its field.
+    assert parse_json(b"[1e400, 100000000000000000000]", max_bytes=100) == [float("inf"), 10**20]
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "9" * 30, "-9" + "9" * 20])
+def test_decode_message_refuses_a_number_no_store_can_hold(number: str) -> None:
+    payload = json.dumps({**EVENT, "type": "card_read", "data": {"card": "x"}}).replace('"x"', number)
+    with pytest.raises(ValueError, match=r"^invalid event: data\.card: .* is out of range$"):
+        decode_message(payload)
 
 
 def test_a_good_event_still_decodes() -> None:
