@@ -14,6 +14,7 @@ import aiomqtt
 
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.metrics import Counters
+from facmon.kernel.mqtt import MqttSettings
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 from tests.gateway.conftest import eventually, reading, running
@@ -61,7 +62,7 @@ async def test_a_broker_killed_under_a_steady_flow_loses_nothing_the_gateway_pub
     total = 0
     with Outbox(tmp_path / "outbox.sqlite", metrics=Counters(), replay_window_s=60.0) as outbox:
         publisher = Publisher(
-            outbox, host="127.0.0.1", port=broker.port, client_id="gw", metrics=metrics, backoff_max_s=0.2
+            outbox, mqtt=MqttSettings("127.0.0.1", broker.port), client_id="gw", metrics=metrics, backoff_max_s=0.2
         )
 
         def flow(n: int) -> None:
