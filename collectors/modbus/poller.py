@@ -26,6 +26,7 @@ from collectors.modbus.interpreter import Interpreter, Refusal
 from collectors.modbus.link import BAD_ANSWERS, LinkError, ModbusLink, ModbusLinks
 from collectors.modbus.polling import CommWatch, SlowWatch, poll_on_schedule
 from collectors.modbus.registers import Block
+from collectors.modbus.slots import phase_s, slot_start, until_next_slot_s, with_slot_id
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, ModbusAddress, Reject
@@ -74,6 +75,9 @@ class ModbusPoller:
         self._links = links
         self._log = log.bind(device=ref.device, address=f"{address.host}:{address.port}/{address.unit}")
         self._comm = CommWatch(ref, comm_grace_s=timing.comm_grace_s, emit=emit, clock=clock, log=self._log)
+        # The device's place in each poll interval: its polls start there and its readings carry the slot's start,
+        # so two gateways polling it store each poll once (collectors.modbus.slots).
+        self._phase_s = phase_s(ref, timing.interval_s)
         self._slow = SlowWatch(ref, timeout_s=timing.timeout_s, emit=emit, clock=clock, log=self._log)
         # Values being refused, by where they belong: the reason, and how many polls in a row.
         self._rejecting: dict[str, tuple[str, int]] = {}
@@ -95,11 +99,18 @@ class ModbusPoller:
             metrics=self._metrics,
             backoff_max_s=self.timing.backoff_max_s,
             links=self._links,
+            first_delay_s=until_next_slot_s(self._clock.now(), self.timing.interval_s, self._phase_s),
         )
+
+    def stamp(self) -> datetime:
+        """The time a poll now stamps on what it reads: the start of the device's current slot."""
+        return slot_start(self._clock.now(), self.timing.interval_s, self._phase_s)
 
     async def poll(self, link: ModbusLink) -> None:
         """One poll: the Readings and Events it implies, or a failure counted against comm status."""
         self._metrics.inc("modbus_polls", device=self.ref.device)
+        # The slot the poll starts in: its answer, however late, belongs to it.
+        ts = self.stamp()
         frame: list[tuple[Block, list[int]]] = []
         slowest_s = 0.0
         try:
@@ -117,12 +128,12 @@ class ModbusPoller:
             await self._comm.silent(str(exc), exc.kind)
             return
         self._answering_wrongly = None
-        ts = self._clock.now()
         meaning = self.interpreter.interpret(self.ref, frame, ts, self._clock.monotonic())
         await self._comm.answered(ts)
         await self._slow.answered(slowest_s)
         for message in meaning.messages:
             if isinstance(message, Event):
+                message = with_slot_id(message)
                 self._log.info(
                     "device event",
                     type=message.type.value,

@@ -33,9 +33,11 @@ async def poll_on_schedule(
     metrics: Counters,
     backoff_max_s: float,
     links: ModbusLinks | None = None,
+    first_delay_s: float = 0.0,
 ) -> None:
-    """Call `poll` every `interval_s` until cancelled. `links` None: the pool of the running event loop, so the
-    pollers of one gateway share it without being told."""
+    """Call `poll` every `interval_s`, the first time after `first_delay_s` (the start of the device's next slot,
+    `collectors.modbus.slots`), until cancelled. `links` None: the pool of the running event loop, so the pollers
+    of one gateway share it without being told."""
     pool = links if links is not None else shared_links()
     # Reconnecting is tried at least once per poll interval: a controller back on the line (after a power cut, a
     # stall, a cable pulled) is read again within two polls, not after a backoff of up to `backoff_max_s`. A poll
@@ -44,7 +46,9 @@ async def poll_on_schedule(
     link = pool.acquire(address.host, address.port, backoff_max_s=min(backoff_max_s, interval_s))
     loop = asyncio.get_running_loop()
     try:
-        next_at = loop.time()
+        next_at = loop.time() + first_delay_s
+        if first_delay_s > 0:
+            await asyncio.sleep(first_delay_s)
         while True:
             await poll(link)
             # A fixed-rate schedule: slow polls do not push later ones back, and a poll that overran its slot skips

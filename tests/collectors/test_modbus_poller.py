@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 
 import pytest
 
@@ -118,25 +119,27 @@ async def sim() -> AsyncIterator[ElevatorSimulator]:
 
 
 async def test_each_poll_emits_one_reading_with_every_point(harness: Harness, sim: ElevatorSimulator) -> None:
-    harness.poll("e1", sim.port)
+    poller = harness.poll("e1", sim.port)
     await wait_until(lambda: len(harness.readings("e1")) >= 3, what="three readings")
     reading = harness.readings("e1")[-1]
     assert set(reading.values) == set(harness.driver.by_name)
-    assert reading.ts == harness.clock.now()
+    # Stamped with the start of the device's slot, at most one interval before now.
+    assert reading.ts == poller.stamp()
+    assert harness.clock.now() - timedelta(seconds=INTERVAL_S) < reading.ts <= harness.clock.now()
     assert reading.values["floors_served"] == 18
     assert harness.metrics.get("modbus_polls", device="e1") >= 3
     assert harness.metrics.get("modbus_poll_failures") == 0
 
 
 async def test_fault_raised_and_cleared_within_a_few_polls(harness: Harness, sim: ElevatorSimulator) -> None:
-    harness.poll("e1", sim.port)
+    poller = harness.poll("e1", sim.port)
     await wait_until(lambda: len(harness.readings("e1")) >= 1, what="a first reading")
     sim.inject_fault(2)
     before = len(harness.readings("e1"))
     await wait_until(lambda: bool(harness.events("e1", EventType.FAULT_RAISED)), what="fault_raised")
     assert len(harness.readings("e1")) - before <= 3
     (raised,) = harness.events("e1", EventType.FAULT_RAISED)
-    assert (raised.code, raised.message, raised.ts) == ("2", "door close fault", harness.clock.now())
+    assert (raised.code, raised.message, raised.ts) == ("2", "door close fault", poller.stamp())
     sim.clear_fault()
     await wait_until(lambda: bool(harness.events("e1", EventType.FAULT_CLEARED)), what="fault_cleared")
     (cleared,) = harness.events("e1", EventType.FAULT_CLEARED)
