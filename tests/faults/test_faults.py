@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.counts import check, count, stored_numbers, warm_ups_heard
+from tests.faults.counts import Figures, check, count, stored_numbers, warm_ups_heard
 from tests.faults.estate import BARRIERS, Estate
 from tests.faults.load import Load
 from tests.support import wait_for
@@ -46,7 +46,7 @@ async def _warm_up(estate: Estate, load: Load) -> None:
     await wait_for(heard, 60, "the gateway to hear every barrier", every_s=0.5)
 
 
-async def _play(case: str, tmp_path: Path, inject: Inject, *, total: int = 600) -> None:
+async def _play(case: str, tmp_path: Path, inject: Inject, *, total: int = 600) -> Figures:
     async with Estate(tmp_path, f"f{os.getpid()}{time.monotonic_ns() % 10**6}") as estate:
         load = Load(estate.mosquitto.port, estate.site_id, total=total)
         await _warm_up(estate, load)
@@ -59,6 +59,7 @@ async def _play(case: str, tmp_path: Path, inject: Inject, *, total: int = 600) 
         # Cleared once counted: a fault raised and cleared while the gateway is down is never seen by polling.
         await load.clear_all()
         check(figures, estate, load)
+        return figures
 
 
 def _kill_and_restart(service: str, at: int, back_at: int) -> Inject:
@@ -109,8 +110,22 @@ async def test_rules_worker_killed_and_restarted(tmp_path: Path) -> None:
     await _play("rules SIGKILL", tmp_path, _kill_and_restart("rules", 100, 250))
 
 
-async def test_notifier_killed_and_restarted(tmp_path: Path) -> None:
-    await _play("notifier SIGKILL", tmp_path, _kill_and_restart("notifier", 160, 350))
+async def _notifier_killed_mid_request(estate: Estate, load: Load) -> None:
+    receiver = estate.webhook.receiver
+    # The receiver takes the first alert and holds its answer: the notifier is killed with the request in flight,
+    # between the receiver accepting the alert and the notifier marking it delivered.
+    receiver.delay_s = 4.0
+    await receiver.arrived.wait()
+    await estate.kill("notifier")
+    receiver.delay_s = 0.0
+    await load.reached(350)
+    await estate.start("notifier")
+
+
+async def test_notifier_killed_with_an_alert_in_flight(tmp_path: Path) -> None:
+    figures = await _play("notifier SIGKILL", tmp_path, _notifier_killed_mid_request)
+    # Delivered again after the restart, under the same key: the duplicate a receiver drops.
+    assert figures.duplicates >= 1, figures.line()
 
 
 async def _broker_killed(estate: Estate, load: Load) -> None:
