@@ -193,7 +193,7 @@ async def _damaged_buffer(estate: Estate, load: Load) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the gateway does not start on a damaged outbox file (sqlite3.DatabaseError: file is not a database), "
+    reason="the gateway does not start on a damaged outbox file (QueueCorrupt: not a usable SQLite queue), "
     "so every vendor message after it is lost until someone removes the file (fix: set a damaged file aside)",
 )
 async def test_damaged_outbox_file(tmp_path: Path) -> None:
@@ -202,8 +202,8 @@ async def test_damaged_outbox_file(tmp_path: Path) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the historian does not start on a damaged buffer file (sqlite3.DatabaseError), so nothing reaches "
-    "InfluxDB after it until someone removes the file (fix: set a damaged file aside)",
+    reason="the historian does not start on a damaged buffer file (QueueCorrupt: not a usable SQLite queue), so "
+    "nothing reaches InfluxDB after it until someone removes the file (fix: set a damaged file aside)",
 )
 async def test_damaged_historian_buffer_file(tmp_path: Path) -> None:
     await _play("damaged historian buffer", tmp_path, _damaged_buffer)
