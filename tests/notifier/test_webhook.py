@@ -1,4 +1,5 @@
-"""The webhook channel against a real HTTP receiver on a free port: body per template, signature, status mapping."""
+"""The webhook channel against a real HTTP receiver on a free port: body per template, signature, status mapping, and
+the idempotency key that stays the same on a retry and after a restart."""
 
 from __future__ import annotations
 

@@ -85,6 +85,20 @@ class FacmonProcesses:
             time.sleep(0.2)
         raise AssertionError(f"{started.name} not healthy at {url} after {timeout_s} s ({last}):\n{started.output()}")
 
+    def kill(self, started: Started) -> int:
+        """SIGKILL, as a crash or the OOM killer ends a process: no clean-up runs. Its exit status."""
+        started.proc.kill()
+        return started.proc.wait()
+
+    def stop(self, started: Started) -> int | None:
+        """SIGTERM, as systemd stops a service; its exit status, None if it had to be killed after STOP_TIMEOUT_S."""
+        started.proc.send_signal(signal.SIGTERM)
+        try:
+            return started.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.kill(started)
+            return None
+
     def stop_all(self) -> dict[str, int | None]:
         """SIGTERM to every process still running; their exit statuses (None: did not stop in time, then killed)."""
         for started in self.started:

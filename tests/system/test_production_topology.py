@@ -26,34 +26,21 @@ from tests.conftest import influxql
 from tests.notifier.support import Inbox, http_receiver
 from tests.support import one_elevator_site, wait_for
 from tests.system.processes import FacmonProcesses, Started
+from tests.system.topology import PROBED, on_call_elevator_technician, service_args, wait_healthy
 
 HOOK_SECRET = "w" * 40
 ADMIN_PASSWORD = "a-long-admin-password"
 
 
 def _site_file(path: Path, site_id: str) -> Path:
-    technician = {"id": "li", "name": "Li Ming", "phone": "13800000001", "email": "li.ming@estate.example"}
-    rota = {"technicians": ["li"], "every": "1w", "handoff": "08:30", "start": "2026-01-05"}
-    site = one_elevator_site(
-        site_id, free_port(), technicians=[technician | {"disciplines": ["elevator"]}], on_call={"elevator": rota}
-    )
+    site = one_elevator_site(site_id, free_port(), **on_call_elevator_technician())
     path.write_text(yaml.safe_dump(site, sort_keys=False))
     return path
 
 
-def _args(service: str, site: Path, ports: dict[str, int]) -> list[str]:
-    """The command line of a service as deploy/systemd runs it: its site files and its health and metrics port."""
-    return ["--site", str(site), "--metrics-port", str(ports[service])]
-
-
 def _all_healthy(facmon: FacmonProcesses, services: dict[str, Started], ports: dict[str, int], api_port: int) -> None:
     for name, port in ports.items():
-        health = facmon.wait_healthy(services[name], f"http://127.0.0.1:{port}/health")
-        assert (health["service"], health["status"]) == (name, "ok"), health
-        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-        assert scraped.status_code == 200
-        # Every service's own gauge of its health, for an alert rule in Prometheus.
-        assert f"facmon_{name}_healthy 1.0" in scraped.text.splitlines(), scraped.text
+        wait_healthy(facmon, services[name], name, port)
     assert facmon.wait_healthy(services["api"], f"http://127.0.0.1:{api_port}/api/v1/health")["status"] == "ok"
 
 
@@ -85,9 +72,9 @@ async def test_a_fault_reaches_api_webhook_email_and_influxdb_through_separate_p
         with FacmonProcesses(tmp_path, env) as facmon:
             made = facmon.run("users", "add", "ops", "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD)
             assert made.returncode == 0, made.stderr
-            ports = {name: free_port() for name in ("gateway", "historian", "rules", "notifier")}
+            ports = {name: free_port() for name in PROBED}
             facmon.start("simulate", "simulate", "--site", str(site))
-            services = {name: facmon.start(name, name, *_args(name, site, ports)) for name in ports}
+            services = {name: facmon.start(name, name, *service_args(name, site, ports)) for name in ports}
             services["api"] = facmon.start("api", "api", "--site", str(site), "--port", str(api_port))
             await asyncio.to_thread(_all_healthy, facmon, services, ports, api_port)
 
