@@ -32,7 +32,7 @@ import structlog
 from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
-from facmon.kernel.clock import Clock, SystemClock
+from facmon.kernel.clock import Clock, SystemClock, not_ahead
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, Reading, decode_message
 from facmon.kernel.topics import STATE, subscription
@@ -136,6 +136,11 @@ class FireIntactWriter:
 
     async def take(self, reading: Reading) -> SiteIntact | None:
         ref = reading.ref
+        # A panel's gateway with its clock ahead must not hide the readings after it until that time comes.
+        now = self.clock.now()
+        if not_ahead(reading.ts, now) != reading.ts:
+            self.metrics.inc("rules_fire_intact_from_future")
+            reading = reading.model_copy(update={"ts": now})
         new = reading.ref.kind == DeviceKind.FIRE_PANEL and not self.rates.knows(ref.site, ref.device)
         figures = self.rates.update(reading)
         if figures is None:

@@ -40,7 +40,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError, Statemen
 from facmon.estate.entries import Technician
 from facmon.estate.site import Site
 from facmon.kernel.backoff import Backoff
-from facmon.kernel.clock import Clock
+from facmon.kernel.clock import Clock, not_ahead
 from facmon.kernel.health import Check, Health
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, Event, EventType, decode_message
@@ -62,9 +62,6 @@ EVENT_TOPICS = subscription(leaf=EVENT)  # facmon/v1/+/+/+/event
 _MAX_ID_LEN = 64
 # Characters of a topic, reason or error in a log line: enough to tell what happened, never a payload dump.
 _MAX_LOGGED = 300
-# How far ahead of this worker's clock an event's time may be before it is taken as now (clocks a little apart
-# are normal; a gateway a day ahead is not).
-_CLOCK_SKEW = timedelta(minutes=5)
 # What applying one event can raise because of what the event holds rather than because the database is away: data
 # the database refuses, date arithmetic past year 9999, a value a handler cannot take.
 _EVENT_FAILURES = (DataError, IntegrityError, StatementError, OverflowError, ValueError, TypeError, KeyError)
@@ -250,7 +247,7 @@ class RulesWorker:
         # The sender's clock is not ours: an event stamped in the future (a gateway whose clock ran ahead) is taken
         # as happening now, or it would outrank every later event of its device until that future came.
         now = self.clock.now()
-        if event.ts > now + _CLOCK_SKEW:
+        if not_ahead(event.ts, now) != event.ts:
             self.metrics.inc("rules_events_from_future")
             log.warning("event from the future taken as now", event_id=event.id, ts=event.ts.isoformat())
             event = event.model_copy(update={"ts": now})

@@ -182,3 +182,13 @@ def utc(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         raise ValueError(f"naive datetime {dt.isoformat()} (facmon stores UTC with a zone)")
     return dt.astimezone(UTC)
+
+
+# How far ahead of a receiver's clock a sender's stamp may be before the receiver takes it as now: clocks a little
+# apart are normal, a gateway a day ahead is not, and its stamps must not outrank everything after them.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def not_ahead(ts: datetime, now: datetime) -> datetime:
+    """`ts`, or `now` when `ts` is more than CLOCK_SKEW ahead of it."""
+    return now if ts > now + CLOCK_SKEW else ts

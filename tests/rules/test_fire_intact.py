@@ -131,6 +131,20 @@ async def test_the_flusher_writes_on_the_clock_it_is_given() -> None:
             await task
 
 
+async def test_a_panel_reading_stamped_a_day_ahead_does_not_hide_the_readings_after_it() -> None:
+    clock, metrics = FakeClock(T0), Counters()
+    writer = FireIntactWriter(Lines(), metrics=metrics, clock=clock)
+    ahead = await writer.take(reading("fp1", 10, 4, T0 + timedelta(days=1)))
+    assert ahead is not None
+    assert ahead.ts == T0, "taken as now"
+    assert metrics.get("rules_fire_intact_from_future") == 1
+    # The gateway's clock set right: the next reading counts at once, not a day later.
+    await clock.advance_and_settle(1.0)
+    corrected = await writer.take(reading("fp1", 10, 10, T0 + timedelta(seconds=1)))
+    assert corrected is not None
+    assert corrected.points_intact == 10
+
+
 async def test_panel_readings_from_the_backbone_reach_the_writer(mosquitto: Mosquitto, topic_prefix: str) -> None:
     sink = Lines()
     writer = FireIntactWriter(sink)
