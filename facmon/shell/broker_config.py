@@ -9,6 +9,7 @@
 | `historian` | `facmon/v1/_dead/#` | `facmon/v1/+/+/+/state`, `facmon/v1/+/+/+/event` |
 | `rules` | `facmon/v1/_dead/#` | `facmon/v1/+/+/+/event`, the fire panels' states |
 | `notifier` | `facmon/v1/+/push/#` | nothing |
+| `console` | the simulators' commands (`facmon up` only) | `facmon/v1/#`: people watching the backbone |
 
 So a gateway's login cannot file an event under another estate, and a barrier's cannot speak for an elevator.
 Passwords are random (`secrets`), kept in one env file per login (mode 0600, the settings the service reads:
@@ -89,6 +90,8 @@ def roles(sites: Sequence[Site], *, simulators: bool = False) -> list[Role]:
         Role("historian", writes=(f"{DEAD_LETTER}/#",), reads=(f"{ROOT}/+/+/+/state", events)),
         Role("rules", writes=(f"{DEAD_LETTER}/#",), reads=(events, f"{ROOT}/+/{DeviceKind.FIRE_PANEL.value}/+/state")),
         Role("notifier", writes=(f"{ROOT}/+/push/#",)),
+        # People watching the backbone (mosquitto_sub): reading forges nothing.
+        Role("console", writes=(f"{_SIM_COMMANDS}/#",) if simulators else (), reads=(f"{ROOT}/#",)),
     ]
     for site in sites:
         vendor = tuple(vendor_topics(site))
