@@ -6,7 +6,9 @@ FROM python:3.11-slim
 WORKDIR /opt/facmon
 # Everything the package needs (.dockerignore leaves out the virtualenv, state, caches and local secrets).
 COPY . .
-RUN pip install --no-cache-dir . \
+# Mosquitto for the demo (docker-compose.yml): `facmon up` runs it beside the services with generated logins.
+RUN apt-get update && apt-get install -y --no-install-recommends mosquitto && rm -rf /var/lib/apt/lists/* \
+    && pip install --no-cache-dir . \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/facmon --no-create-home \
        --shell /usr/sbin/nologin facmon \
     && install -d -o facmon -g facmon -m 0750 /var/lib/facmon

@@ -51,6 +51,11 @@ class VendorTls(_Strict):
     key: Path | None = None
     insecure: bool = False
 
+    @field_validator("ca", "cert", "key")
+    @classmethod
+    def _exists(cls, path: Path | None) -> Path | None:
+        return _existing(path)
+
     @model_validator(mode="after")
     def _pair(self) -> Self:
         if (self.cert is None) != (self.key is None):
@@ -71,6 +76,11 @@ class VendorBroker(_Strict):
     password_file: Path | None = None
     tls: VendorTls | None = None
 
+    @field_validator("password_file")
+    @classmethod
+    def _exists(cls, path: Path | None) -> Path | None:
+        return _existing(path)
+
     def password(self) -> str | None:
         """The password from `password_file` (read when asked, so a changed password needs no new site file)."""
         if self.password_file is None:
@@ -86,6 +96,13 @@ class VendorBroker(_Strict):
 
 def _path(path: Path | None) -> str | None:
     return None if path is None else str(path)
+
+
+def _existing(path: Path | None) -> Path | None:
+    # Checked when the site file is loaded (and by check-config), not when the gateway first connects.
+    if path is not None and not path.is_file():
+        raise ValueError(f"no such file {path}")
+    return path
 
 
 class Device(_Strict):

@@ -9,10 +9,12 @@
 | `historian` | `facmon/v1/_dead/#` | `facmon/v1/+/+/+/state`, `facmon/v1/+/+/+/event` |
 | `rules` | `facmon/v1/_dead/#` | `facmon/v1/+/+/+/event`, the fire panels' states |
 | `notifier` | `facmon/v1/+/push/#` | nothing |
+| `console` | the simulators' commands (`facmon up` only) | `facmon/v1/#`: people watching the backbone |
 
 So a gateway's login cannot file an event under another estate, and a barrier's cannot speak for an elevator.
 Passwords are random (`secrets`), kept in one env file per login (mode 0600, the settings the service reads:
-FACMON_MQTT_USERNAME, FACMON_MQTT_PASSWORD, FACMON_MQTT_TLS_CA) and, as Mosquitto's PBKDF2-SHA512 hash (the `$7$`
+FACMON_MQTT_USERNAME, FACMON_MQTT_PASSWORD, FACMON_MQTT_TLS_CA; and alone in `<login>.password`, for a secret) and,
+as Mosquitto's PBKDF2-SHA512 hash (the `$7$`
 format of `mosquitto_passwd`, written here so no password ever appears on a command line), in the password file.
 Run again, it keeps the passwords of the env files it finds, so running services keep working.
 """
@@ -89,6 +91,8 @@ def roles(sites: Sequence[Site], *, simulators: bool = False) -> list[Role]:
         Role("historian", writes=(f"{DEAD_LETTER}/#",), reads=(f"{ROOT}/+/+/+/state", events)),
         Role("rules", writes=(f"{DEAD_LETTER}/#",), reads=(events, f"{ROOT}/+/{DeviceKind.FIRE_PANEL.value}/+/state")),
         Role("notifier", writes=(f"{ROOT}/+/push/#",)),
+        # People watching the backbone (mosquitto_sub): reading forges nothing.
+        Role("console", writes=(f"{_SIM_COMMANDS}/#",) if simulators else (), reads=(f"{ROOT}/#",)),
     ]
     for site in sites:
         vendor = tuple(vendor_topics(site))
@@ -187,6 +191,8 @@ def write_broker_config(
         env_file = env_dir / f"{role.user}.env"
         password = _kept_password(env_file) or secrets.token_urlsafe(24)
         _write_private(env_file, _env_text(role.user, password, client_ca))
+        # The password alone too, for a Docker or systemd secret (FACMON_MQTT_PASSWORD_FILE).
+        _write_private(env_dir / f"{role.user}.password", password + "\n")
         logins[role.user] = Login(role.user, password, env_file)
     password_file, acl_file, conf = out / "passwd", out / "acl", out / "facmon.conf"
     _write_private(password_file, "".join(f"{u}:{password_hash(login.password)}\n" for u, login in logins.items()))

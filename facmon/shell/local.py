@@ -12,19 +12,23 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-from facmon.kernel.daemons import ChildService, Influxd, Mosquitto, ServiceError
+from facmon.estate.site import Site
+from facmon.kernel.daemons import ChildService, Influxd, Mosquitto, ServiceError, free_port
 from facmon.kernel.mqtt import MqttSettings
+from facmon.shell.broker_config import Listener, write_broker_config
 from facmon.shell.compose import Endpoints
 from facmon.shell.settings import Settings
 
 S = TypeVar("S", bound=ChildService)
 
 FILE_NAME = "local-services.json"
+# The local broker's generated configuration, with an env file per login (env/<login>.env, mode 0600).
+BROKER_FOLDER = "broker"
 # The ports the local broker and InfluxDB take when they are free, so that the README's commands work as written;
 # not 1883 and 8086, which Debian's own mosquitto and influxdb services take when those are installed and running.
 MQTT_PORT = 18830
@@ -78,20 +82,50 @@ def discovered(state_dir: Path) -> dict[str, object]:
     return found
 
 
+def _logins(folder: Path, port: int) -> dict[str, MqttSettings]:
+    """The logins of the local broker's generated configuration (its env files), by service."""
+    found: dict[str, MqttSettings] = {}
+    for env_file in sorted((folder / "env").glob("*.env")):
+        values = dict(line.partition("=")[::2] for line in env_file.read_text().splitlines() if "=" in line)
+        user, password = values.get("FACMON_MQTT_USERNAME"), values.get("FACMON_MQTT_PASSWORD")
+        if user and password:
+            found[user] = MqttSettings("127.0.0.1", port, username=user, password=password)
+    return found
+
+
 def endpoints(settings: Settings) -> Endpoints:
-    """The settings' endpoints; a broker or InfluxDB they leave unset is the local one of a running `facmon up`."""
+    """The settings' endpoints; a broker or InfluxDB they leave unset is the local one of a running `facmon up`
+    (with each service's login of its generated configuration)."""
     ends = Endpoints.from_settings(settings)
     found = discovered(settings.state_dir)
     if settings.mqtt_host is None and isinstance(found.get("mqtt_port"), int):
-        ends = replace(ends, mqtt=replace(ends.mqtt, host="127.0.0.1", port=int(str(found["mqtt_port"]))))
+        port = int(str(found["mqtt_port"]))
+        logins = _logins(settings.state_dir / BROKER_FOLDER, port)
+        ends = replace(ends, mqtt=replace(ends.mqtt, host="127.0.0.1", port=port), service_mqtt=logins)
     if settings.influx_url is None and isinstance(found.get("influx_url"), str):
         ends = replace(ends, influx_url=str(found["influx_url"]))
     return ends
 
 
+def _broker(state_dir: Path, sites: Sequence[Site], simulators: bool) -> Callable[[int | None], Mosquitto]:
+    """Makes the local Mosquitto on a port: the configuration `facmon broker-config` would write for `sites`, with
+    one plain listener on 127.0.0.1 (the services run beside it), a login per service and nothing anonymous."""
+
+    def make(port: int | None) -> Mosquitto:
+        port = port or free_port()
+        files = write_broker_config(
+            sites, state_dir / BROKER_FOLDER, [Listener(port, "127.0.0.1")], simulators=simulators
+        )
+        return Mosquitto(state_dir / "mosquitto", port=port, security=files.conf.read_text())
+
+    return make
+
+
 @contextlib.contextmanager
-def local_services(settings: Settings) -> Iterator[Endpoints]:
-    """The settings' endpoints, starting a local Mosquitto / influxd for whichever they do not name."""
+def local_services(settings: Settings, sites: Sequence[Site] = (), *, simulators: bool = False) -> Iterator[Endpoints]:
+    """The settings' endpoints, starting a local Mosquitto / influxd for whichever they do not name. The local
+    Mosquitto lets in only the services of `sites` (and with `simulators`, their simulated devices), each with its own
+    login (facmon.shell.broker_config), which the endpoints carry."""
     state_dir = settings.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     started: list[ChildService] = []
@@ -100,9 +134,10 @@ def local_services(settings: Settings) -> Iterator[Endpoints]:
     try:
         local: dict[str, object] = {"pid": os.getpid()}
         if settings.mqtt_host is None:
-            broker = _start(lambda port: Mosquitto(state_dir / "mosquitto", port=port), MQTT_PORT)
+            broker = _start(_broker(state_dir, sites, simulators), MQTT_PORT)
             started.append(broker)
-            ends = replace(ends, mqtt=MqttSettings("127.0.0.1", broker.port))
+            logins = _logins(state_dir / BROKER_FOLDER, broker.port)
+            ends = replace(ends, mqtt=MqttSettings("127.0.0.1", broker.port), service_mqtt=logins)
             local["mqtt_port"] = broker.port
         if settings.influx_url is None:
             influx = _start(lambda port: Influxd(state_dir / "influxdb", port=port), INFLUX_PORT)

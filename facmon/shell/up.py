@@ -127,7 +127,7 @@ async def up(
     announce: Callable[[str], None],
 ) -> None:
     """`facmon up`: local services if needed, then the system, until SIGINT/SIGTERM."""
-    with local_services(settings) as endpoints:
+    with local_services(settings, [site], simulators=simulation is not None) as endpoints:
         async with Composer(settings, endpoints, clock=clock, metrics=metrics) as compose:
 
             def ready(api: ApiService) -> None:

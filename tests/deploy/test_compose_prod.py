@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from facmon.shell.cli import app
 from facmon.shell.settings import Settings
 from tests.deploy.cli_lines import cli_problems
 
@@ -98,17 +100,46 @@ def test_secrets_come_from_files(name: str) -> None:
         assert declared[secret]["file"].startswith("./secrets/")
 
 
-def test_mosquitto_wants_a_password() -> None:
+def test_mosquitto_takes_the_generated_configuration(tmp_path: Path) -> None:
+    """The broker's files are what `facmon broker-config` writes (README's arguments) where facmon.conf says."""
     mosquitto = SERVICES["mosquitto"]
     mounts = dict(reversed(v.split(":")[:2]) for v in mosquitto["volumes"] if v.startswith("./"))
-    conf = HERE / mounts["/mosquitto/config/mosquitto.conf"]
-    lines = [line.split() for line in conf.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    settings = {words[0]: words[1:] for words in lines}
-    assert settings["allow_anonymous"] == ["false"]
-    assert settings["password_file"] == ["/run/secrets/mosquitto_passwd"]
-    assert "mosquitto_passwd" in mosquitto["secrets"]
+    conf = (HERE / mounts["/mosquitto/config/mosquitto.conf"]).read_text()
+    assert "include_dir /mosquitto/config/facmon" in conf.splitlines()
+    assert "allow_anonymous" not in conf, "who may connect is the generated configuration's"
+    assert mosquitto["ports"] == ["8883:8883"], "TLS only"
+    out = tmp_path / "secrets" / "broker"
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not read")
+    ran = CliRunner().invoke(
+        app,
+        [
+            "broker-config", "--site", "examples/demo-site.yaml", "--out", str(out),
+            "--conf-dir", "/mosquitto/config/facmon", "--tls-ca", str(ca), "--tls-cert", str(ca), "--tls-key", str(ca),
+        ],
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    generated = (out / "facmon.conf").read_text().splitlines()
+    assert "allow_anonymous false" in generated
+    broker_files = {inside: host for inside, host in mounts.items() if inside.startswith("/mosquitto/config/facmon/")}
+    assert set(broker_files) == {f"/mosquitto/config/facmon/{n}" for n in ("facmon.conf", "passwd", "acl", "tls")}
+    for inside, host in broker_files.items():
+        name = inside.removeprefix("/mosquitto/config/facmon/")
+        assert host == f"./secrets/broker/{name}"
+        assert (out / name).exists(), f"broker-config writes {name}"
+    for named in ("password_file /mosquitto/config/facmon/passwd", "acl_file /mosquitto/config/facmon/acl"):
+        assert named in generated
+    assert "cafile /mosquitto/config/facmon/tls/ca.crt" in generated
+    for name in LONG_RUNNING:
+        if name == "api":
+            continue
+        env = SERVICES[name]["environment"]
+        assert env["FACMON_MQTT_TLS_CA"] == "/run/secrets/mqtt_ca"
+        assert env["FACMON_MQTT_PORT"] == "8883"
     users = {SERVICES[n]["environment"]["FACMON_MQTT_USERNAME"] for n in LONG_RUNNING if n != "api"}
-    assert len(users) == 4, "one broker account per service"
+    assert len(users) == 4, "one broker login per service"
+    passwords = {COMPOSE["secrets"][f"mqtt_{n}_password"]["file"] for n in ("historian", "rules", "notifier")}
+    assert passwords == {f"./secrets/broker/env/{n}.password" for n in ("historian", "rules", "notifier")}
 
 
 def test_influxdb_has_authentication_and_a_facmon_user() -> None:

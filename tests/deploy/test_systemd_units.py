@@ -82,7 +82,6 @@ def test_a_unit_runs_facmon_as_a_service(name: str) -> None:
     expected = {
         "User": "facmon",
         "Group": "facmon",
-        "EnvironmentFile": "/etc/facmon/facmon.env",
         "StateDirectory": "facmon",
         "Restart": "on-failure",
         "KillSignal": "SIGTERM",
@@ -93,6 +92,9 @@ def test_a_unit_runs_facmon_as_a_service(name: str) -> None:
         "ReadWritePaths": "/var/lib/facmon",
     }
     assert {key: one(unit, "Service", key) for key in expected} == expected
+    # The settings, then (optional, later wins) the service's own broker login of `facmon broker-config`.
+    login = [f"-/etc/facmon/mqtt-{name}.env"] if name in METRICS_PORTS else []
+    assert unit["Service"]["EnvironmentFile"] == ["/etc/facmon/facmon.env", *login]
     assert 5 <= int(one(unit, "Service", "TimeoutStopSec")) <= 90
     env = environment(unit)
     assert env["FACMON_STATE_DIR"] == "/var/lib/facmon"

@@ -38,13 +38,10 @@ def _site(site_id: str) -> Site:
 
 
 async def test_undeclared_fields_and_unknown_devices_are_not_stored(
-    mosquitto_factory: Callable[[], Mosquitto],
-    influxd: Influxd,
-    influx_db: str,
-    topic_prefix: str,
-    tmp_path: Path,
+    mosquitto_factory: Callable[[], Mosquitto], influxd: Influxd, influx_db: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    # A broker of its own: the historian counts every refusal it meets, and the shared broker carries other tests'.
+    # A broker of its own: the historian hears every site here, and the shared broker keeps other tests' retained
+    # events, which this test would count.
     mosquitto = mosquitto_factory()
     site = _site(topic_prefix)
     ref = site.ref("e1")

@@ -7,6 +7,7 @@ check; a second CA signs nothing the broker shows, so a client trusting only it 
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -133,21 +134,29 @@ class SecureBroker:
         return replace(settings, host="127.0.0.1", port=self.plain_port, tls=False, tls_ca=None)
 
 
-@pytest.fixture
-def secure_broker(tmp_path: Path, pki: Pki, topic_prefix: str) -> Iterator[SecureBroker]:
+@contextlib.contextmanager
+def secure_broker_for(folder: Path, pki: Pki, sites: list[Site], *, simulators: bool = False) -> Iterator[SecureBroker]:
+    """Mosquitto with the generated configuration of `sites` (TLS on a free port, a plain one on 127.0.0.1), plus
+    the tests' observer."""
     tls_port, plain_port = free_port(), free_port()
     listeners = [
         Listener(tls_port, "0.0.0.0", tls=(pki.ca, pki.server_cert, pki.server_key)),
         Listener(plain_port, "127.0.0.1"),
     ]
-    files = write_broker_config(two_sites(topic_prefix), tmp_path / "broker", listeners, client_ca=pki.ca)
+    files = write_broker_config(sites, folder / "broker", listeners, client_ca=pki.ca, simulators=simulators)
     with files.password_file.open("a") as passwd:
         passwd.write(f"{OBSERVER}:{password_hash(OBSERVER_PASSWORD)}\n")
     with files.acl_file.open("a") as acl:
         acl.write(f"user {OBSERVER}\ntopic read #\n")
-    broker = Mosquitto(tmp_path / "mosquitto", port=tls_port, security=files.conf.read_text())
+    broker = Mosquitto(folder / "mosquitto", port=tls_port, security=files.conf.read_text())
     broker.start()
     try:
         yield SecureBroker(broker, files, pki, plain_port)
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path, pki: Pki, topic_prefix: str) -> Iterator[SecureBroker]:
+    with secure_broker_for(tmp_path, pki, two_sites(topic_prefix)) as broker:
+        yield broker

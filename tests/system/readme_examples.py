@@ -1,8 +1,8 @@
 """The README's shell examples, read from the README itself, run on a live demo, each checked against what the
 README says it shows.
 
-Every command of the `sh` blocks of the sections below is run, in order, in one bash (so `TOKEN`, `fc` and `WO` carry
-from one to the next, as in a reader's terminal), with only the demo's ports put in. Each command must match one
+Every command of the `sh` blocks of the sections below is run, in order, in one bash (so `TOKEN`, `fc`, `mq` and `WO`
+carry from one to the next, as in a reader's terminal), with only the demo's ports put in. Each command must match one
 expectation here: a new example in the README without one fails the test, so the README cannot drift from what runs.
 """
 
@@ -173,10 +173,11 @@ _AN_OPEN_WORK_ORDER = (
 EXPECTATIONS = (
     Expectation(r"^TOKEN=\$\(curl .*/auth/login", _ok),
     Expectation(r"^fc\(\) \{", _ok),
+    Expectation(r"^mq\(\) \{", _ok),
     Expectation(r"^fc localhost:8080/api/v1/work-orders \|", _work_orders),
     Expectation(r"^fc 'localhost:8080/api/v1/devices\?state=fault'", _fault_devices),
     Expectation(r"^fc localhost:8080/api/v1/metrics", _metrics),
-    Expectation(r"^mosquitto_sub -p 18830 -t 'facmon/v1/#'", _backbone),
+    Expectation(r"^mosquitto_sub -p 18830 \$\(mq console\) -t 'facmon/v1/#'", _backbone),
     Expectation(r"^curl -sG http://127\.0\.0\.1:18086/query", _last_elevator_values),
     Expectation(r"^WO=\$\(", _ok, before=_AN_OPEN_WORK_ORDER),
     Expectation(r"/work-orders/\$WO/transitions", _status("acknowledged")),
@@ -187,7 +188,7 @@ EXPECTATIONS = (
     Expectation(r"/on-call\?site=sunrise-garden&discipline=elevator", _on_call),
     Expectation(r"/work-orders/\$WO/on-call", _work_order_on_call),
     Expectation(r"/work-orders/\$WO/deliveries", _deliveries),
-    Expectation(r"^mosquitto_sub -p 18830 -t 'facmon/v1/\+/push/#'", _push),
+    Expectation(r"^mosquitto_sub -p 18830 \$\(mq console\) -t 'facmon/v1/\+/push/#'", _push),
     Expectation(r"^fc 'localhost:8080/api/v1/fire-alarms\?site=sunrise-garden' ", _fire_alarms),
     Expectation(r"^ALARM=\$\(", _ok),
     Expectation(r"/fire-alarms/\$ALARM/outcome", _outcome),
