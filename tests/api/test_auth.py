@@ -30,7 +30,7 @@ from tests.api.accounts import bearer
 
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 PROBLEM = "application/problem+json"
-KEY = b"k" * 40
+KEY = b"3b7e0a9d4c61f28e5a0b3d7c9e14f6a28b5d0c3e7f1a9b46d2e8c05f7a3b1d96"
 PASSWORD = "a long enough password"
 RULES = load_rules()
 

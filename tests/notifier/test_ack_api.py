@@ -18,7 +18,7 @@ from facmon.notifier.tokens import InsecureSecret, issue
 from tests.api.accounts import bearer
 from tests.api.test_work_order_actions import START, fault
 
-KEY = b"a-test-key-of-at-least-32-bytes!!"
+KEY = b"9f2c4e71b8a05d3e6c17f4a29b80d5e3c6a1f7042be95d8c03a6f1e7b42d9c58"
 PROBLEM = "application/problem+json"
 
 
@@ -134,7 +134,7 @@ async def test_without_a_key_the_route_is_unavailable(engine: Engine, clock: Fak
     assert (answer.status_code, answer.headers["content-type"]) == (503, PROBLEM)
 
 
-@pytest.mark.parametrize("secret", [b"", b"changeme", b"too-short"])
+@pytest.mark.parametrize("secret", [b"", b"changeme", b"too-short", b"changeme" * 4, b"a" * 32])
 def test_the_app_refuses_a_default_or_short_key(engine: Engine, secret: bytes) -> None:
     with pytest.raises(InsecureSecret):
         create_app(sites=[], engine=engine, ack_secret=secret)
