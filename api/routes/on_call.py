@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from api.auth import PrincipalDep
 from api.deps import ClockDep, SessionDep, SitesDep
 from api.routes.work_orders import WorkOrderId, visible
-from api.schemas import ProblemError, _Public, problem_response
+from api.schemas import Moment, ProblemError, _Public, problem_response
 from facmon.estate.on_call import OnCall, Person, escalation_chain, on_call_for_work_order
 from facmon.estate.site import Site
 from facmon.kernel.clock import utc
@@ -95,7 +95,7 @@ def read_on_call(
     clock: ClockDep,
     site: Annotated[str, Query(min_length=1, max_length=64)],
     discipline: Discipline,
-    at: Annotated[AwareDatetime | None, Query(description="with its UTC offset; default now")] = None,
+    at: Annotated[Moment | None, Query(description="with its UTC offset; default now")] = None,
 ) -> OnCallAnswerPublic:
     """Who is on call for `discipline` at `site` at `at`, and the supervisor and manager behind them."""
     the_site = _site(sites, site)

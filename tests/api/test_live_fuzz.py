@@ -176,3 +176,36 @@ def test_an_integer_out_of_range_is_a_422_naming_it(live_http: httpx.Client, liv
         assert response.status_code == 422, (method, path, name, response.status_code, response.text)
         assert f"{where}.{name}" in [e["field"] for e in response.json()["errors"]], (method, path, response.text)
     assert live_http.get("/api/v1/health").status_code == 200
+
+
+def _is_time(schema: dict[str, Any]) -> bool:
+    return schema.get("format") == "date-time" or any(_is_time(s) for s in schema.get("anyOf", []))
+
+
+# Values for the other parameters an operation requires, so that only the time is wrong.
+REQUIRED = {"site": "north", "discipline": "elevator", "field": "speed"}
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "1899-12-31T23:59:59Z"])
+def test_a_time_out_of_range_is_a_422_naming_it(live_http: httpx.Client, live_engine: Engine, value: str) -> None:
+    """Year 1 or 9999 with a UTC offset cannot be turned into UTC; such a time ended in a 500 before."""
+    headers = bearer(live_engine, Role.ADMIN)
+    spec = live_http.get("/openapi.json").json()
+    checked = 0
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            parameters = operation.get("parameters", [])
+            for parameter in (p for p in parameters if p["in"] == "query" and _is_time(p["schema"])):
+                params = {
+                    p["name"]: REQUIRED[p["name"]] for p in parameters if p.get("required") and p["in"] == "query"
+                }
+                url = path.replace("{site}", "north").replace("{device}", "e1")
+                response = live_http.request(method, url, params=params | {parameter["name"]: value}, headers=headers)
+                assert response.status_code == 422, (method, path, parameter["name"], response.text)
+                fields = [e["field"] for e in response.json()["errors"]]
+                assert f"query.{parameter['name']}" in fields, (method, path, response.text)
+                checked += 1
+    assert checked >= 10  # from and to of work orders' neighbours: audit, fire alarms and checks, KPIs, history, ...
+    visit = {"started_at": value, "ended_at": "2026-03-02T00:45:00Z"}
+    response = live_http.post("/api/v1/devices/north/e1/maintenance-visits", json=visit, headers=headers)
+    assert (response.status_code, response.json()["errors"][0]["field"]) == (422, "body.started_at")
