@@ -6,11 +6,20 @@ API's shape is documented in OpenAPI from these classes alone.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from facmon.kernel.model import DeviceKind, Identifier
 from facmon.workorders.sla import ClockState
@@ -23,6 +32,19 @@ MAX_ID = 2**63 - 1
 MAX_OFFSET = 1_000_000
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"rows to skip, at most {MAX_OFFSET:,}")]
+# Times too: year 1 or 9999 with a UTC offset cannot be turned into UTC (OverflowError), and InfluxDB's nanosecond
+# timestamps end in 2262. Every time a request carries lies between these.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _within_bounds(value: datetime) -> datetime:
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError(f"must be between {EARLIEST.date()} and {LATEST.date()}")
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_within_bounds)]
 
 
 class _Public(BaseModel):
@@ -265,7 +287,7 @@ class TransitionCreate(_Create):
 class FollowUpCreate(_Create):
     outcome: FollowUpOutcome
     note: Note | None = None
-    visited_at: AwareDatetime | None = Field(default=None, description="when the visit or call was; default now")
+    visited_at: Moment | None = Field(default=None, description="when the visit or call was; default now")
 
 
 class AssignCreate(_Create):

@@ -18,7 +18,7 @@ from api.accounts.models import Role, User
 from api.accounts.passwords import verify_password
 from api.accounts.store import create_user, get_user
 from facmon.estate.site import Site
-from facmon.notifier.tokens import InsecureSecret, check_secret
+from facmon.notifier.tokens import HOW_TO_MAKE_ONE, InsecureSecret, check_secret
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def check_real_start(engine: Engine, secret_key: str | None, sites: Sequence[Sit
     passwords (an Argon2 check costs a third of a second), so start-up does not grow with the number of users."""
     problems: list[str] = []
     if secret_key is None:
-        problems.append("no secret key: set FACMON_SECRET_KEY or FACMON_SECRET_KEY_FILE (at least 32 random bytes)")
+        problems.append(f"no secret key: set FACMON_SECRET_KEY or FACMON_SECRET_KEY_FILE; {HOW_TO_MAKE_ONE}")
     else:
         try:
             check_secret(secret_key.encode())

@@ -10,25 +10,35 @@ recipient
 with source "alert_link". Repeating the tap is harmless: a work order that is already acknowledged, or further
 along, answers 200 "already acknowledged". A browser gets a tiny page, anything else JSON.
 
+The link acts for its recipient only while they still may: a technician's link needs an active account of the
+technician (`facmon users add NAME --role technician --technician ID`) with a role that changes work orders, and the
+technician still in the site file of the work order's site; a supervisor's or manager's (a contact without a
+technician id), that they are still the site's supervisor or manager. Otherwise 403 (account disabled, role
+changed) or 410 (account or person gone), with the reason, whether the link is tapped or only previewed.
+
 The key is handed to create_app as `ack_secret`; without one the route answers 503 (links are not configured).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from api.auth import Auditor, AuditorDep
+from api.accounts.models import Role, User
+from api.auth import FIELD_WORK, Auditor, AuditorDep
 from api.deps import ClockDep, EngineDep, SitesDep
 from api.schemas import ProblemError, problem_response
+from facmon.estate.on_call import escalation_chain
 from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
+from facmon.kernel.model import Discipline
 from facmon.notifier.tokens import AckClaim, TokenInvalid, verify
 from facmon.workorders.tables import WorkOrder, WorkOrderStatus
 from facmon.workorders.transitions import IllegalTransition
@@ -106,8 +116,12 @@ def _answer(body: AckPublic, accept: str | None) -> Response:
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     status.HTTP_200_OK: {"model": AckPublic, "description": "acknowledged, or already acknowledged"},
-    status.HTTP_403_FORBIDDEN: problem_response("the token is malformed, altered or expired"),
+    status.HTTP_403_FORBIDDEN: problem_response(
+        "the token is malformed, altered or expired, or its recipient's account is disabled or may not change work "
+        "orders"
+    ),
     status.HTTP_404_NOT_FOUND: problem_response("no such work order"),
+    status.HTTP_410_GONE: problem_response("the recipient has no account, or is no longer at the work order's site"),
     status.HTTP_409_CONFLICT: problem_response("the work order was cancelled"),
     status.HTTP_503_SERVICE_UNAVAILABLE: problem_response("no secret key configured"),
 }
@@ -130,6 +144,7 @@ def open_link(
 ) -> Response:
     """A person's tap acknowledges; a preview or any other fetch gets the button and changes nothing."""
     claim = _claim(secret, token, clock)
+    _recipient_may_act(engine, sites, claim, clock.now())
     if sec_fetch_user == "?1":
         return _answer(_acknowledge(engine, sites, clock, auditor, claim), accept)
     with Session(engine) as session:
@@ -156,7 +171,9 @@ def acknowledge_by_link(
     token: Token,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
-    return _answer(_acknowledge(engine, sites, clock, auditor, _claim(secret, token, clock)), accept)
+    claim = _claim(secret, token, clock)
+    _recipient_may_act(engine, sites, claim, clock.now())
+    return _answer(_acknowledge(engine, sites, clock, auditor, claim), accept)
 
 
 def _claim(secret: bytes, token: str, clock: Clock) -> AckClaim:
@@ -164,6 +181,52 @@ def _claim(secret: bytes, token: str, clock: Clock) -> AckClaim:
         return verify(secret, token, now=clock.now())
     except TokenInvalid as exc:
         raise ProblemError(status.HTTP_403_FORBIDDEN, "Acknowledge link refused", str(exc), reason=exc.reason) from exc
+
+
+CONTACT_PREFIX = "contact:"  # a supervisor or manager without a technician id (facmon.notifier.recipients)
+
+
+def _refused(status_code: int, reason: str, detail: str) -> ProblemError:
+    return ProblemError(status_code, "Acknowledge link refused", detail, reason=reason)
+
+
+def _recipient_may_act(engine: Engine, sites: tuple[Site, ...], claim: AckClaim, now: datetime) -> None:
+    """Raise 403/410 unless the link's recipient still may act on the work order (see the module's docstring)."""
+    with Session(engine) as session:
+        work_order = session.get(WorkOrder, claim.work_order_id)
+        if work_order is None:
+            raise ProblemError(
+                status.HTTP_404_NOT_FOUND, "Work order not found", f"no work order {claim.work_order_id}"
+            )
+        site = next((s for s in sites if s.id == work_order.site), None)
+        recipient = claim.recipient_id
+        if recipient.startswith(CONTACT_PREFIX):
+            _contact_still_there(site, work_order.site, recipient, now)
+            return
+        if site is None or not any(t.id == recipient for t in site.technicians):
+            detail = f"{recipient} is no longer a technician of site {work_order.site}"
+            raise _refused(status.HTTP_410_GONE, "recipient_gone", detail)
+        accounts = list(session.scalars(select(User).where(User.technician == recipient)))
+    if not accounts:
+        raise _refused(status.HTTP_410_GONE, "no_account", f"{recipient} has no account (it was removed)")
+    active = [u for u in accounts if u.active]
+    if not active:
+        raise _refused(status.HTTP_403_FORBIDDEN, "account_disabled", f"the account of {recipient} is disabled")
+    if not any(Role(u.role) in FIELD_WORK for u in active):
+        roles = ", ".join(sorted({u.role for u in active}))
+        detail = f"{recipient} is now {roles}, which does not change work orders"
+        raise _refused(status.HTTP_403_FORBIDDEN, "role_changed", detail)
+
+
+def _contact_still_there(site: Site | None, site_id: str, recipient: str, now: datetime) -> None:
+    digits = recipient.removeprefix(CONTACT_PREFIX)
+    if site is not None:
+        chain = escalation_chain(site, next(iter(Discipline)), now)  # supervisor and manager: any discipline
+        for person in (chain.supervisor, chain.manager):
+            if person is not None and "".join(ch for ch in person.phone if ch.isdigit()) == digits:
+                return
+    detail = f"{recipient} is no longer the supervisor or manager of site {site_id}"
+    raise _refused(status.HTTP_410_GONE, "recipient_gone", detail)
 
 
 def _acknowledge(engine: Engine, sites: tuple[Site, ...], clock: Clock, auditor: Auditor, claim: AckClaim) -> AckPublic:

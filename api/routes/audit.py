@@ -6,13 +6,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.accounts.models import AuditEntry
 from api.deps import EngineDep
-from api.schemas import Offset, _Public
+from api.schemas import Moment, Offset, _Public
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -44,8 +44,8 @@ def read_audit(
     action: Annotated[str | None, Query(max_length=64, description="exact, or a prefix ending in '.'")] = None,
     target_type: Annotated[str | None, Query(max_length=32)] = None,
     target_id: Annotated[str | None, Query(max_length=128)] = None,
-    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    to: AwareDatetime | None = None,
+    from_: Annotated[Moment | None, Query(alias="from")] = None,
+    to: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Offset = 0,
 ) -> AuditPagePublic:

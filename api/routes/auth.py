@@ -84,19 +84,19 @@ def _throttle(request: Request) -> LoginThrottle:
 def login(request: Request, engine: EngineDep, clock: ClockDep, body: LoginCreate) -> LoginPublic:
     throttle = _throttle(request)
     keys = (f"user:{body.username.lower()}", f"client:{client_address(request)}")
-    monotonic = clock.monotonic()
-    wait_s = throttle.wait_s(keys, monotonic)
-    if wait_s > 0:
+    # Counted before the password is checked, in one step with the check of the wait: concurrent guesses cannot all
+    # pass the check while the first ones are still hashing.
+    attempt = throttle.attempt(keys, clock.monotonic())
+    if attempt.wait_s > 0:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"too many failed logins; try again in {wait_s:.0f} s",
-            headers={"Retry-After": str(max(1, round(wait_s)))},
+            detail=f"too many failed logins; try again in {attempt.wait_s:.0f} s",
+            headers={"Retry-After": str(max(1, round(attempt.wait_s)))},
         )
     now = clock.now()
     with Session(engine) as session:
         user = authenticate(session, body.username, body.password, now)
         if user is None:
-            throttle.failed(keys, monotonic)
             Auditor(None, client_address(request), clock.now).record(
                 session, "auth.login_failed", "user", body.username, actor=body.username
             )
@@ -106,7 +106,7 @@ def login(request: Request, engine: EngineDep, clock: ClockDep, body: LoginCreat
                 detail="wrong username or password",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        throttle.succeeded(keys[0])
+        throttle.succeeded(attempt)
         issued = issue_token(session, user, kind=TokenKind.SESSION, now=now, name="login")
         Auditor(None, client_address(request), clock.now).record(
             session, "auth.login", "user", user.username, actor=user.username

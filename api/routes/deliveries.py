@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter
 from sqlalchemy import select
 
+from api.auth import PrincipalDep
 from api.deps import SessionDep
-from api.routes.work_orders import WorkOrderId
-from api.schemas import ProblemError, _Public, problem_response
+from api.routes.work_orders import NOT_FOUND_OR_NOT_YOURS, WorkOrderId, visible
+from api.schemas import _Public
 from facmon.notifier.tables import Delivery
-from facmon.workorders.tables import WorkOrder
 
 router = APIRouter(tags=["work orders"])
 
@@ -54,10 +54,10 @@ def _public(row: Delivery) -> DeliveryPublic:
 @router.get(
     "/work-orders/{work_order_id}/deliveries",
     response_model=list[DeliveryPublic],
-    responses={404: problem_response("no such work order")},
+    responses=NOT_FOUND_OR_NOT_YOURS,
 )
-def list_deliveries(work_order_id: WorkOrderId, session: SessionDep) -> list[DeliveryPublic]:
-    if session.get(WorkOrder, work_order_id) is None:
-        raise ProblemError(status.HTTP_404_NOT_FOUND, "Work order not found", f"no work order with id {work_order_id}")
+def list_deliveries(work_order_id: WorkOrderId, session: SessionDep, user: PrincipalDep) -> list[DeliveryPublic]:
+    """Every message queued for the work order; technicians only for work orders of their sites."""
+    visible(session, user, work_order_id)
     rows = session.execute(select(Delivery).where(Delivery.work_order_id == work_order_id).order_by(Delivery.id))
     return [_public(row) for row in rows.scalars()]

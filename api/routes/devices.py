@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 
 from api.auth import Principal, PrincipalDep
@@ -36,6 +35,7 @@ from api.schemas import (
     HistoryPublic,
     LatestPublic,
     LatestValuePublic,
+    Moment,
     ProblemError,
     WorkOrderSummaryPublic,
     problem_response,
@@ -251,8 +251,8 @@ async def read_device_history(
     site: SiteId,
     device: DeviceId,
     field: Annotated[str, Query(min_length=1, max_length=64, description="a field of the device kind's readings")],
-    from_: Annotated[AwareDatetime | None, Query(alias="from", description="default: 24 h before `to`")] = None,
-    to: Annotated[AwareDatetime | None, Query(description="default: now")] = None,
+    from_: Annotated[Moment | None, Query(alias="from", description="default: 24 h before `to`")] = None,
+    to: Annotated[Moment | None, Query(description="default: now")] = None,
     points: Annotated[int, Query(ge=1, le=2000, description="at most this many values")] = 300,
 ) -> HistoryPublic:
     """One field of the device over [from, to) (at most 90 days), downsampled to at most `points` buckets of

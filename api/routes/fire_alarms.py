@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 import structlog
 from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from api.auth import AuditorDep
 from api.auth import PrincipalDep as CurrentUserDep
 from api.deps import ClockDep, EngineDep, SessionDep, SitesDep
-from api.schemas import IdPath, Note, Offset, ProblemError, _Create, _Public, problem_response
+from api.schemas import IdPath, Moment, Note, Offset, ProblemError, _Create, _Public, problem_response
 from facmon.estate.entries import SiteInfo
 from facmon.estate.site import Site
 from rules.fire import (
@@ -97,8 +97,8 @@ def read_fire_alarms(
     sites: SitesDep,
     user: CurrentUserDep,
     site: Annotated[str | None, Query(max_length=64)] = None,
-    from_: Annotated[AwareDatetime | None, Query(alias="from", description="raised at or after")] = None,
-    to: Annotated[AwareDatetime | None, Query(description="raised before")] = None,
+    from_: Annotated[Moment | None, Query(alias="from", description="raised at or after")] = None,
+    to: Annotated[Moment | None, Query(description="raised before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Offset = 0,
 ) -> FireAlarmPagePublic:

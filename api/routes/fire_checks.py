@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from api.auth import AuditorDep
 from api.auth import PrincipalDep as CurrentUserDep
 from api.deps import ClockDep, EngineDep, SessionDep
-from api.schemas import Note, Offset, ProblemError, _Create, _Public
+from api.schemas import Moment, Note, Offset, ProblemError, _Create, _Public
 from rules.fire_checks import list_checks, record_check
 from rules.tables import FireCheckResult
 
@@ -32,7 +32,7 @@ class FireCheckCreate(_Create):
     item: Item = Field(description="what was checked, e.g. 'smoke detector function test, loop 1'")
     result: FireCheckResult
     note: Note | None = None
-    at: AwareDatetime | None = Field(default=None, description="when the check was done; default now")
+    at: Moment | None = Field(default=None, description="when the check was done; default now")
 
     @model_validator(mode="after")
     def _one_subject(self) -> FireCheckCreate:
@@ -87,8 +87,8 @@ def read_fire_checks(
     session: SessionDep,
     user: CurrentUserDep,
     site: Annotated[str | None, Query(max_length=64)] = None,
-    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    to: AwareDatetime | None = None,
+    from_: Annotated[Moment | None, Query(alias="from")] = None,
+    to: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Offset = 0,
 ) -> list[FireCheckPublic]:

@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from api.deps import ClockDep, SessionDep, SitesDep
-from api.schemas import _Public
+from api.schemas import Moment, _Public
 from facmon.estate.site import Site
 from facmon.reports.common import month_bounds, parse_month, previous_month
 from facmon.reports.kpi import KpiTargets, Ratio, arrival_compliance, follow_up_rate, repair_timeliness
@@ -180,8 +180,8 @@ async def read_kpis(
     targets: Annotated[KpiTargets, Depends(get_kpi_targets)],
     influx: Annotated[InfluxReader | None, Depends(get_influx)],
     site: Annotated[str, Query(min_length=1, max_length=64)],
-    from_: Annotated[AwareDatetime | None, Query(alias="from", description="default: the last complete month")] = None,
-    to: Annotated[AwareDatetime | None, Query(description="given with 'from'")] = None,
+    from_: Annotated[Moment | None, Query(alias="from", description="default: the last complete month")] = None,
+    to: Annotated[Moment | None, Query(description="given with 'from'")] = None,
 ) -> KpisPublic:
     known = next((s for s in sites if s.id == site), None)
     if from_ is None and to is None:

@@ -18,14 +18,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from api.auth import FIELD_WORK, AuditorDep, Principal, PrincipalDep
 from api.deps import ClockDep, EngineDep, SitesDep
 from api.routes.devices import DeviceId, SiteId
 from api.routes.devices import _find as find_device
-from api.schemas import Note, Offset, ProblemError, _Create, _Public, problem_response
+from api.schemas import Moment, Note, Offset, ProblemError, _Create, _Public, problem_response
 from facmon.estate.entries import Building, Device
 from facmon.estate.site import Site
 from facmon.kernel.model import DeviceKind
@@ -46,8 +46,8 @@ TechnicianId = Annotated[str, StringConstraints(strip_whitespace=True, min_lengt
 
 
 class MaintenanceVisitCreate(_Create):
-    started_at: AwareDatetime = Field(description="when the maintenance began (the car put in inspection)")
-    ended_at: AwareDatetime | None = Field(default=None, description="when it ended; default now")
+    started_at: Moment = Field(description="when the maintenance began (the car put in inspection)")
+    ended_at: Moment | None = Field(default=None, description="when it ended; default now")
     technician: TechnicianId | None = Field(
         default=None, description="the technician (id in the site file) who did it; default: the caller, if one"
     )
@@ -143,8 +143,8 @@ def read_maintenance_visits(
     user: PrincipalDep,
     site: SiteId,
     device: DeviceId,
-    from_: Annotated[AwareDatetime | None, Query(alias="from", description="visits that started at or after")] = None,
-    to: Annotated[AwareDatetime | None, Query(description="visits that started before")] = None,
+    from_: Annotated[Moment | None, Query(alias="from", description="visits that started at or after")] = None,
+    to: Annotated[Moment | None, Query(description="visits that started before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Offset = 0,
 ) -> list[MaintenanceVisitPublic]:

@@ -10,16 +10,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
+from api.auth import PrincipalDep
 from api.deps import ClockDep, SessionDep, SitesDep
-from api.routes.work_orders import WorkOrderId
-from api.schemas import ProblemError, _Public, problem_response
+from api.routes.work_orders import WorkOrderId, visible
+from api.schemas import Moment, ProblemError, _Public, problem_response
 from facmon.estate.on_call import OnCall, Person, escalation_chain, on_call_for_work_order
 from facmon.estate.site import Site
 from facmon.kernel.clock import utc
 from facmon.kernel.model import Discipline
-from facmon.workorders.queries import get_work_order
 
 router = APIRouter(tags=["on call"])
 
@@ -95,7 +95,7 @@ def read_on_call(
     clock: ClockDep,
     site: Annotated[str, Query(min_length=1, max_length=64)],
     discipline: Discipline,
-    at: Annotated[AwareDatetime | None, Query(description="with its UTC offset; default now")] = None,
+    at: Annotated[Moment | None, Query(description="with its UTC offset; default now")] = None,
 ) -> OnCallAnswerPublic:
     """Who is on call for `discipline` at `site` at `at`, and the supervisor and manager behind them."""
     the_site = _site(sites, site)
@@ -114,17 +114,17 @@ def read_on_call(
 @router.get(
     "/work-orders/{work_order_id}/on-call",
     responses={
+        status.HTTP_403_FORBIDDEN: problem_response("a technician asking about another site's work order"),
         status.HTTP_404_NOT_FOUND: problem_response("no such work order, or no site file for its site"),
         status.HTTP_409_CONFLICT: problem_response("no discipline covers the work order's kind"),
     },
 )
 def read_work_order_on_call(
-    session: SessionDep, sites: SitesDep, clock: ClockDep, work_order_id: WorkOrderId
+    session: SessionDep, sites: SitesDep, clock: ClockDep, user: PrincipalDep, work_order_id: WorkOrderId
 ) -> WorkOrderOnCallPublic:
-    """Who is on call now for the work order's discipline at its site, and the supervisor and manager."""
-    work_order = get_work_order(session, work_order_id)
-    if work_order is None:
-        raise ProblemError(status.HTTP_404_NOT_FOUND, "Work order not found", f"no work order with id {work_order_id}")
+    """Who is on call now for the work order's discipline at its site, and the supervisor and manager; technicians
+    only for work orders of their sites."""
+    work_order = visible(session, user, work_order_id)
     site = _site(sites, work_order.site)
     now = clock.now()
     try:

@@ -49,6 +49,10 @@ API_SOURCE = "api"
 WorkOrderId = IdPath
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {status.HTTP_404_NOT_FOUND: problem_response("no such work order")}
+NOT_FOUND_OR_NOT_YOURS: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    status.HTTP_403_FORBIDDEN: problem_response("a technician asking about another site's work order"),
+}
 
 
 def not_found(work_order_id: int) -> ProblemError:
@@ -63,7 +67,7 @@ def snapshot(work_order: WorkOrder) -> dict[str, object]:
     return {name: getattr(work_order, name) for name in _AUDITED}
 
 
-def _visible(session: Session, user: Principal, work_order_id: int) -> WorkOrder:
+def visible(session: Session, user: Principal, work_order_id: int) -> WorkOrder:
     """The work order, if `user` may see it: everyone but technicians any, technicians those of their sites."""
     work_order = get_work_order(session, work_order_id)
     if work_order is None:
@@ -240,9 +244,9 @@ def read_work_orders(
     return WorkOrderPagePublic(items=items, total=page.total, limit=limit, offset=offset)
 
 
-@router.get("/{work_order_id}", responses=NOT_FOUND)
+@router.get("/{work_order_id}", responses=NOT_FOUND_OR_NOT_YOURS)
 def read_work_order(
     session: SessionDep, sites: SitesDep, clock: ClockDep, user: CurrentUserDep, work_order_id: WorkOrderId
 ) -> WorkOrderDetailPublic:
     """One work order with its SLA clocks, timeline, follow-ups and the people on it."""
-    return detail_of(_visible(session, user, work_order_id), clock.now(), sites)
+    return detail_of(visible(session, user, work_order_id), clock.now(), sites)

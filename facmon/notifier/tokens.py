@@ -12,7 +12,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
+import math
 import secrets
+import string
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,10 +24,12 @@ from typing import Literal
 
 __all__ = [
     "DEFAULT_TTL",
+    "HOW_TO_MAKE_ONE",
     "AckClaim",
     "InsecureSecret",
     "TokenInvalid",
     "check_secret",
+    "estimate_secret_bits",
     "issue",
     "load_or_create_secret",
     "verify",
@@ -32,8 +38,10 @@ __all__ = [
 # Long enough to cover an escalation ladder and a shift; short enough that an old message is not a standing key.
 DEFAULT_TTL = timedelta(hours=12)
 MIN_SECRET_BYTES = 32
-# Values seen in sample configs; a deployment that kept one is as good as unprotected.
-_KNOWN_DEFAULTS = frozenset({"", "changeme", "change-me", "changethis", "secret", "secret-key", "facmon"})
+# What a key must be estimated to hold: as much as HMAC-SHA256 can use against a guesser with every computer there is.
+MIN_SECRET_BITS = 128
+HOW_TO_MAKE_ONE = "make one with `openssl rand -hex 32` (or `head -c 48 /dev/urandom | base64`)"
+_CHARACTER_CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digits, string.punctuation)
 
 Reason = Literal["malformed", "bad_signature", "expired", "wrong_work_order"]
 
@@ -57,11 +65,55 @@ class AckClaim:
     expires_at: datetime
 
 
+def _shortest_period(text: str) -> str:
+    """The shortest unit the text repeats ("changemechangeme" -> "changeme"; "abcab" -> "abc"): the rest is no news."""
+    for size in range(1, len(text) // 2 + 1):
+        if all(text[i] == text[i - size] for i in range(size, len(text))):
+            return text[:size]
+    return text
+
+
+def _alphabet_bits(unit: str) -> float:
+    """Bits per character if each were drawn at random from the classes the unit uses (hex: 16; base64: 64)."""
+    hex_digits = (string.hexdigits.lower(), string.hexdigits.upper())
+    if any(all(c in digits for c in unit) for digits in hex_digits):
+        size = 16
+    else:
+        size = sum(len(chars) for chars in _CHARACTER_CLASSES if any(c in chars for c in unit))
+        size += len({c for c in unit if not any(c in chars for chars in _CHARACTER_CLASSES)})
+    return math.log2(size) if size > 1 else 0.0
+
+
+def estimate_secret_bits(secret: bytes) -> float:
+    """A cautious estimate of the bits of chance in a key: the shortest unit it repeats, each character worth the
+    lesser of its alphabet's bits and the unit's measured (Shannon) entropy per character, and characters that
+    continue a run or a constant step ("aaaa", "abcd", "1234") worth nothing.
+
+    Made by hand rather than with a password meter (zxcvbn): a key is made by a machine, so what matters is whether
+    it looks random, which this decides, and a meter tuned to words people choose would add a dependency for that."""
+    unit = _shortest_period(secret.decode("latin-1"))
+    if not unit:
+        return 0.0
+    counts = Counter(unit)
+    shannon = -sum(n / len(unit) * math.log2(n / len(unit)) for n in counts.values())
+    per_char = min(shannon, _alphabet_bits(unit))
+    steps = [ord(b) - ord(a) for a, b in itertools.pairwise(unit)]
+    news = 1 + sum(1 for i, step in enumerate(steps) if i == 0 or step != steps[i - 1])
+    return max(0.0, news * per_char)
+
+
 def check_secret(secret: bytes) -> bytes:
-    if secret.decode(errors="replace").strip().lower() in _KNOWN_DEFAULTS:
-        raise InsecureSecret("the secret key is empty or a well-known default; set FACMON_SECRET_KEY")
+    """The key, if it is long and random enough to sign with; else InsecureSecret saying why and how to make one."""
     if len(secret) < MIN_SECRET_BYTES:
-        raise InsecureSecret(f"the secret key must be at least {MIN_SECRET_BYTES} bytes, got {len(secret)}")
+        raise InsecureSecret(
+            f"the secret key must be at least {MIN_SECRET_BYTES} bytes, got {len(secret)}; {HOW_TO_MAKE_ONE}"
+        )
+    bits = estimate_secret_bits(secret)
+    if bits < MIN_SECRET_BITS:
+        raise InsecureSecret(
+            f"the secret key is too predictable: about {bits:.0f} bits of chance, at least {MIN_SECRET_BITS} needed "
+            f"(repeated patterns, runs or few different characters); {HOW_TO_MAKE_ONE}"
+        )
     return secret
 
 

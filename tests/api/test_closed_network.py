@@ -29,7 +29,7 @@ from facmon.notifier.tokens import issue
 from tests.api.accounts import bearer
 from tests.api.test_tech_page import CHROMIUM, DEMO, OTHER, TECHNICIAN, launch, seed, serve, sign_in
 
-KEY = b"a-test-key-of-at-least-32-bytes!!"
+KEY = b"9f2c4e71b8a05d3e6c17f4a29b80d5e3c6a1f7042be95d8c03a6f1e7b42d9c58"
 LOOPBACK = frozenset({"127.0.0.1", "localhost"})
 # A src or href that names a host (http://, https:// or protocol-relative //): an HTML attribute or a script's property
 # (src="...", .src = "...", {src: "..."}), setAttribute("src", "..."), and CSS url(...) and @import.

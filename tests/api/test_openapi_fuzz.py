@@ -38,6 +38,7 @@ from facmon.kernel.db import make_engine
 from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
 from tests.api.test_api import NOW, OTHER, SITE, seed
+from tests.api.test_auth import KEY
 
 PROBLEM = "application/problem+json"
 BASE_URL = "http://facmon.test"
@@ -63,7 +64,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def app(engine: Engine) -> FastAPI:
-    app = create_app(sites=[SITE, OTHER], engine=engine, ack_secret=b"fuzzing-key-" + b"k" * 32)
+    app = create_app(sites=[SITE, OTHER], engine=engine, ack_secret=KEY)
     app.dependency_overrides[get_clock] = lambda: FakeClock(NOW)
     return app
 

@@ -12,13 +12,30 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api import create_app
+from api.accounts.models import Role
 from api.deps import get_clock
+from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
 from facmon.notifier.tokens import InsecureSecret, issue
 from tests.api.accounts import bearer
 from tests.api.test_work_order_actions import START, fault
 
-KEY = b"a-test-key-of-at-least-32-bytes!!"
+KEY = b"9f2c4e71b8a05d3e6c17f4a29b80d5e3c6a1f7042be95d8c03a6f1e7b42d9c58"
+# The site of tests.api.test_work_order_actions.fault's work orders, with the links' recipients as its technicians
+# (named as their ids, so the timeline's actor is the id) and a manager who is a contact.
+RECIPIENTS = ("li-ming", "li")
+SITE = Site.model_validate(
+    {
+        "site": {"id": "s1"},
+        "buildings": [
+            {"id": "b1", "devices": [{"id": "e1", "kind": "elevator", "model": "elev-gb-a", "address": {"host": "h"}}]}
+        ],
+        "technicians": [
+            {"id": name, "name": name, "phone": "+86 138 0000 0001", "disciplines": ["elevator"]} for name in RECIPIENTS
+        ],
+        "manager": {"name": "Chen Jing", "phone": "+86 138 0000 0009"},
+    }
+)
 PROBLEM = "application/problem+json"
 
 
@@ -29,7 +46,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def app(engine: Engine, clock: FakeClock) -> FastAPI:
-    app = create_app(sites=[], engine=engine, ack_secret=KEY)
+    for name in RECIPIENTS:  # a link acts only for a technician with an active account
+        bearer(engine, Role.TECHNICIAN, technician=name)
+    app = create_app(sites=[SITE], engine=engine, ack_secret=KEY)
     app.dependency_overrides[get_clock] = lambda: clock
     return app
 
@@ -134,7 +153,7 @@ async def test_without_a_key_the_route_is_unavailable(engine: Engine, clock: Fak
     assert (answer.status_code, answer.headers["content-type"]) == (503, PROBLEM)
 
 
-@pytest.mark.parametrize("secret", [b"", b"changeme", b"too-short"])
+@pytest.mark.parametrize("secret", [b"", b"changeme", b"too-short", b"changeme" * 4, b"a" * 32])
 def test_the_app_refuses_a_default_or_short_key(engine: Engine, secret: bytes) -> None:
     with pytest.raises(InsecureSecret):
         create_app(sites=[], engine=engine, ack_secret=secret)

@@ -21,7 +21,7 @@ from facmon.kernel.db import make_engine
 from facmon.shell.migrations.schema import create_schema
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-GOOD_KEY = "k" * 10 + "0123456789abcdefghijklmnopqrstuvwxyz"
+GOOD_KEY = "9f2c4e71b8a05d3e6c17f4a29b80d5e3c6a1f7042be95d8c03a6f1e7b42d9c58"
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -52,9 +52,10 @@ def test_a_real_start_names_every_problem_then_runs_once_they_are_fixed(tmp_path
     assert "no active admin" in refused.stderr
     assert "--demo" in refused.stderr
 
-    weak = _facmon(*api, env={"FACMON_SECRET_KEY": "changeme"})
+    weak = _facmon(*api, env={"FACMON_SECRET_KEY": "changeme" * 4})
     assert weak.returncode == 2
-    assert "well-known default" in weak.stderr
+    assert "too predictable" in weak.stderr
+    assert "openssl rand -hex 32" in weak.stderr
 
     key_file = tmp_path / "secret"
     key_file.write_text(GOOD_KEY + "\n")
