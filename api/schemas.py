@@ -40,7 +40,7 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 def _within_bounds(value: datetime) -> datetime:
     if not EARLIEST <= value <= LATEST:
-        raise ValueError(f"must be between {EARLIEST.date()} and {LATEST.date()}")
+        raise ValueError(f"must be between {EARLIEST.year} and {LATEST.year}")
     return value
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, status
@@ -28,6 +28,8 @@ from api.influx_history import field_types, history, latest
 from api.routes.kpis import get_influx
 from api.routes.work_orders import next_deadline
 from api.schemas import (
+    EARLIEST,
+    LATEST,
     DeviceDetailPublic,
     DevicePublic,
     DeviceState,
@@ -59,9 +61,6 @@ DeviceId = Annotated[str, Path(min_length=1, max_length=64)]
 # History: the range asked for when none is given, and the longest one answered.
 DEFAULT_RANGE = timedelta(hours=24)
 MAX_RANGE = timedelta(days=90)
-# Times InfluxDB can hold (signed 64-bit nanoseconds since 1970) with room to spare.
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {status.HTTP_404_NOT_FOUND: problem_response("no such site or device")}
 
