@@ -37,12 +37,15 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class PollTiming:
     """How often a device is polled, how long it may be silent before it is reported lost, how long one request may
-    take, and the longest wait before reconnecting to it (never longer than the poll interval)."""
+    take, and the longest wait before reconnecting to it (never longer than the poll interval). `slotted`: polls
+    carry the start of the device's slot (`collectors.modbus.slots`); off for a poller asked to poll at chosen
+    moments (the demo's past year), whose polls carry the moment itself."""
 
     interval_s: float
     comm_grace_s: float
     timeout_s: float = 1.0
     backoff_max_s: float = 30.0
+    slotted: bool = True
 
     def __post_init__(self) -> None:
         if self.interval_s <= 0 or self.timeout_s <= 0:
@@ -103,7 +106,9 @@ class ModbusPoller:
         )
 
     def stamp(self) -> datetime:
-        """The time a poll now stamps on what it reads: the start of the device's current slot."""
+        """The time a poll now stamps on what it reads: the start of the device's current slot (or now, unslotted)."""
+        if not self.timing.slotted:
+            return self._clock.now()
         return slot_start(self._clock.now(), self.timing.interval_s, self._phase_s)
 
     async def poll(self, link: ModbusLink) -> None:
@@ -132,7 +137,7 @@ class ModbusPoller:
         await self._comm.answered(ts)
         await self._slow.answered(slowest_s)
         for message in meaning.messages:
-            if isinstance(message, Event):
+            if isinstance(message, Event) and self.timing.slotted:
                 message = with_slot_id(message)
                 self._log.info(
                     "device event",

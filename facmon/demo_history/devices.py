@@ -91,7 +91,8 @@ class _Polled:
             site.ref(device.id),
             interpreter,
             device.address,
-            PollTiming(device.poll_interval_s, device.comm_grace_s),
+            # Polled at the moments something changes, stamped with those moments.
+            PollTiming(device.poll_interval_s, device.comm_grace_s, slotted=False),
             emit=self.recorder,
             clock=self.clock,
             metrics=Counters(),
