@@ -42,15 +42,13 @@ class Collector(Protocol):
 @dataclass(frozen=True)
 class Wiring:
     """What every collector of one gateway is given: where its messages and dead letters go, the clock, the
-    metrics, the backbone broker (MQTT devices are heard there when the site file names no vendor broker), and the
-    gateway's instance name (in the MQTT client ids, so two gateways of one site never evict each other)."""
+    metrics, and the backbone broker (MQTT devices are heard there when the site file names no vendor broker)."""
 
     emit: Emit
     reject: Reject
     clock: Clock
     metrics: Counters
     backbone: BrokerSettings
-    instance: str = ""
 
 
 # The collectors of a site's devices of one family (in site file order), given the gateway's wiring.
@@ -107,7 +105,6 @@ def heard(site: Site, devices: Sequence[Device], wiring: Wiring) -> list[Collect
         reject=wiring.reject,
         clock=wiring.clock,
         metrics=wiring.metrics,
-        client_id=f"facmon-vendor-{site.id}-{wiring.instance}" if wiring.instance else None,
     )
     return [collector]
 

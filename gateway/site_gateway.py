@@ -37,9 +37,10 @@ class SiteGateway:
         instance: str | None = None,
         replay_window_s: float = 60.0,
     ) -> None:
-        """`instance` names this gateway in its MQTT client ids (`facmon-gateway-<site>-<instance>` on the backbone,
-        `facmon-vendor-<site>-<instance>` at the vendor broker; default: the host name): stable across restarts, so
-        the broker keeps its sessions, and different for two gateways of one site, so they never evict each other.
+        """`instance` names this gateway in its backbone client id (`facmon-gateway-<site>-<instance>`; default: the
+        host name): stable across restarts, so the broker keeps its session, and different for two gateways of one
+        site, so they never evict each other. At the vendor broker the session is the site's (`facmon-vendor-<site>`,
+        held by one gateway of the site at a time: collectors.mqtt.collector).
         `replay_window_s`: how long the outbox keeps what the broker took, to send again after a reconnect."""
         self.site = site
         self.instance = instance or socket.gethostname()
@@ -61,7 +62,7 @@ class SiteGateway:
         backbone = BrokerSettings(
             mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password, tls=mqtt.tls_settings
         )
-        wiring = Wiring(self.publisher.emit, self.publisher.reject, clock, metrics, backbone, self.instance)
+        wiring = Wiring(self.publisher.emit, self.publisher.reject, clock, metrics, backbone)
         self.collectors: list[Collector] = site_collectors(site, wiring)
 
     async def run(self) -> None:

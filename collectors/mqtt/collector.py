@@ -6,6 +6,15 @@ fields, wrong types, values out of range, unknown message types, a device the si
 `Reject` as a dead letter with a reason naming the device and field, and is counted per device and reason. Nothing
 a device sends can stop the collector.
 
+The vendor session is the site's, not the gateway's: one persistent session (client id `facmon-vendor-<site>`, QoS 1,
+MQTT 5) that whichever gateway of the site is connected holds, so a message is heard by one gateway and stored once
+even when two gateways run for the site. The broker gives the session to the gateway that connected last and
+closes the other's connection. A gateway that loses its connection TAKEOVER_DROPS times within TAKEOVER_WINDOW_S,
+each time just after connecting (two gateways evicting each other), or that the broker tells so (MQTT 5 reason
+"session taken over", which Mosquitto 2.0.11 does not send), stands by for `standby_s` with its heartbeat watchdog
+quiet (it hears nothing) and then takes the session back. So two gateways take turns, a gateway that dies is stood
+in for within `standby_s`, and nothing sent meanwhile is lost (the broker queues it in the session).
+
 Conditions (faults) are reported on their edges: a camera that repeats an active alarm every heartbeat raises it
 once. A clear for a condition we have not seen raised (after a restart) is passed on, so its work order can close.
 """
@@ -14,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -53,10 +63,12 @@ class BrokerSettings:
     password: str | None = None
     backoff_max_s: float = 30.0
     tls: MqttTls | None = None
+    # How long a gateway whose session another gateway of the site took waits before taking it back.
+    standby_s: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.backoff_max_s <= 0:
-            raise ValueError("backoff_max_s must be positive")
+        if self.backoff_max_s <= 0 or self.standby_s <= 0:
+            raise ValueError("backoff_max_s and standby_s must be positive")
 
 
 @dataclass
@@ -80,8 +92,8 @@ class MqttCollector:
         rng: random.Random | None = None,
         client_id: str | None = None,
     ) -> None:
-        """`client_id` names the collector's persistent session at the vendor broker (default
-        `facmon-vendor-<site>`): stable across restarts, different for each gateway of one site."""
+        """`client_id` names the site's persistent session at the vendor broker (default `facmon-vendor-<site>`):
+        stable across restarts, and the same for every gateway of the site (one of them holds it at a time)."""
         self.site = site
         self.client_id = client_id or f"facmon-vendor-{site}"
         self.broker = broker
@@ -123,7 +135,9 @@ class MqttCollector:
         away the vendor broker keeps what the devices send, and a message is acknowledged only once what it became
         (readings, events or its dead letter) is in the outbox, so a crash or restart loses no vendor message."""
         delays = backoff_delays(min(0.1, self.broker.backoff_max_s), self.broker.backoff_max_s, self._rng)
+        drops: deque[float] = deque()  # when recent connections ended, each after it had been made (loop time)
         while True:
+            held = False
             client = mqtt_client(
                 MqttSettings(
                     self.broker.host,
@@ -132,6 +146,8 @@ class MqttCollector:
                     password=self.broker.password,
                     client_id=self.client_id,
                     clean=False,
+                    # MQTT 5: the broker says when another gateway of the site took the session.
+                    protocol=aiomqtt.ProtocolVersion.V5,
                     tcp_nodelay=True,  # our PUBACKs hold the broker's window of messages in flight to us
                 ).with_tls(self.broker.tls),
                 manual_ack=True,
@@ -140,6 +156,9 @@ class MqttCollector:
                 async with client:
                     for topic in self.subscriptions:
                         await client.subscribe(topic, qos=1)
+                    if self.watchdog.standing_by:
+                        self.watchdog.resume()
+                    held = True
                     self.connected.set()
                     self._metrics.inc("mqtt_connects", site=self.site)
                     log.info(
@@ -156,6 +175,18 @@ class MqttCollector:
                         await self.handle(message.topic.value, data, retained=message.retain)
                         client.ack(message)
             except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                if held and _taken_over(exc, drops, asyncio.get_running_loop().time()):
+                    drops.clear()
+                    self._metrics.inc("mqtt_session_taken_over", site=self.site)
+                    log.info(
+                        "another gateway of the site took the vendor session; standing by",
+                        client_id=self.client_id,
+                        retry_in_s=self.broker.standby_s,
+                    )
+                    self.watchdog.stand_by()
+                    await asyncio.sleep(self.broker.standby_s)
+                    continue
                 self._metrics.inc("mqtt_disconnects", site=self.site)
                 delay = next(delays)
                 log.warning("vendor broker unreachable, retrying", error=str(exc), retry_in_s=round(delay, 2))
@@ -230,3 +261,24 @@ class MqttCollector:
             site=self.site, ref=ref, ts=self._clock.now(), source="mqtt", reason=reason, payload=payload, topic=topic
         )
         await self._reject(letter)
+
+
+# MQTT 5's reason code for a session another connection with the same client id took over.
+_SESSION_TAKEN_OVER = 142
+# A held connection ended this many times within this window: another gateway of the site is taking the session.
+TAKEOVER_DROPS = 3
+TAKEOVER_WINDOW_S = 10.0
+
+
+def _taken_over(exc: BaseException, drops: deque[float], now: float) -> bool:
+    """Whether another gateway of the site took the session: the broker says so, or the connection ended
+    TAKEOVER_DROPS times within TAKEOVER_WINDOW_S (`drops`, updated here) each time after it had been made."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, aiomqtt.MqttCodeError) and cause.rc == _SESSION_TAKEN_OVER:
+            return True
+        cause = cause.__cause__
+    drops.append(now)
+    while drops and drops[0] < now - TAKEOVER_WINDOW_S:
+        drops.popleft()
+    return len(drops) >= TAKEOVER_DROPS

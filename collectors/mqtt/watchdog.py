@@ -39,6 +39,8 @@ class HeartbeatWatchdog:
         self._clock = clock
         now = clock.monotonic()
         self._watches = {ref.device: _Watch(ref, grace_s, now) for ref, grace_s in devices}
+        # While another gateway of the site holds the vendor session, its devices' silence here says nothing.
+        self.standing_by = False
 
     def restart(self) -> None:
         """Start every grace period afresh (a collector starting): a device that never speaks is reported too, and
@@ -47,6 +49,17 @@ class HeartbeatWatchdog:
         for watch in self._watches.values():
             watch.last_heard_s = now
             watch.heard = False
+
+    def stand_by(self) -> None:
+        """Stop judging silence: this gateway no longer hears the devices (another one holds the session)."""
+        self.standing_by = True
+
+    def resume(self) -> None:
+        """Judge silence again, every grace period from now; what is known of each device is kept."""
+        now = self._clock.monotonic()
+        for watch in self._watches.values():
+            watch.last_heard_s = now
+        self.standing_by = False
 
     def lost(self, device: str) -> bool:
         return self._watches[device].lost
@@ -66,7 +79,9 @@ class HeartbeatWatchdog:
         await self._emit(event)
 
     async def check(self) -> None:
-        """Report every device silent for its grace period, once until it is heard again."""
+        """Report every device silent for its grace period, once until it is heard again (not while standing by)."""
+        if self.standing_by:
+            return
         now = self._clock.monotonic()
         for watch in self._watches.values():
             silent_s = now - watch.last_heard_s

@@ -149,7 +149,9 @@ class Mosquitto(ChildService):
         data.mkdir(parents=True, exist_ok=True)
         security = self.security
         if security is None:
-            security = f"listener {self.port} 127.0.0.1\nallow_anonymous true"
+            # Persistent sessions keep every QoS 1 message queued while a subscriber is away (a generated
+            # configuration sets its own bound).
+            security = f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0"
         conf.write_text(
             "\n".join(
                 [
@@ -157,8 +159,6 @@ class Mosquitto(ChildService):
                     "persistence true",
                     f"persistence_location {data}/",
                     "autosave_interval 1",
-                    # Persistent sessions keep their queued QoS 1 messages while a subscriber is away.
-                    "max_queued_messages 0",
                     "log_dest stdout",
                     "log_type error",
                     "log_type warning",

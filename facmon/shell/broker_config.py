@@ -156,6 +156,11 @@ def conf_text(listeners: Sequence[Listener], conf_dir: Path) -> str:
         "allow_anonymous false",
         f"password_file {conf_dir / 'passwd'}",
         f"acl_file {conf_dir / 'acl'}",
+        # A persistent session (the historian's, the rules worker's, a gateway's at the vendor side) keeps what
+        # arrives while its client is away; Mosquitto's default of 1,000 queued messages is under 10 s of an estate
+        # at full rate, so a restart of a few seconds would lose messages. Bounded, so a client gone for good cannot
+        # take the broker's memory.
+        "max_queued_messages 1000000",
     ]
     for listener in listeners:
         lines += ["", f"listener {listener.port} {listener.bind}"]

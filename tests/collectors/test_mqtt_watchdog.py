@@ -76,6 +76,19 @@ async def test_lost_once_after_the_grace_and_restored_on_the_next_message() -> N
     assert await h.after(1) == [("cam", EventType.COMM_LOST)]
 
 
+async def test_standing_by_judges_no_silence_and_resuming_gives_every_grace_afresh() -> None:
+    h = Harness(cam=90.0)
+    await h.dog.heard("cam")
+    h.out.clear()
+    h.dog.stand_by()  # another gateway of the site holds the vendor session: this one hears nothing
+    assert await h.after(1000) == []
+    h.dog.resume()
+    assert await h.after(89.9) == [], "the grace runs from the resumption"
+    assert await h.after(0.1) == [("cam", EventType.COMM_LOST)]
+    await h.dog.heard("cam")
+    assert [(e.type, e.data) for e in h.out] == [(EventType.COMM_RESTORED, {})], "known before: no first contact"
+
+
 async def test_a_device_that_never_speaks_is_reported_too() -> None:
     h = Harness(cam=30.0)
     h.clock.advance(500)

@@ -153,3 +153,27 @@ async def test_a_gateway_reads_only_its_own_estates_vendor_topics(
         async with asyncio.timeout(DEADLINE_S):
             message = await anext(aiter(gateway.messages))
     assert message.topic.value == f"vendor/barrier/{a}-g1/card", "estate B's card read reached A's gateway"
+
+
+async def test_a_persistent_session_keeps_more_than_mosquittos_default_queue_while_its_client_is_away(
+    secure_broker: SecureBroker, topic_prefix: str
+) -> None:
+    """A historian away for a few seconds at an estate's full rate misses more than Mosquitto's default 1,000
+    queued messages: the generated configuration keeps them all."""
+    a = f"{topic_prefix}-a"
+    topic, sent = f"facmon/v1/{a}/elevator/e1/state", 2500
+    historian = replace(secure_broker.login("historian"), client_id=f"historian-{a}", clean=False)
+    async with mqtt_client(historian) as client:
+        await client.subscribe(f"facmon/v1/{a}/+/+/state", qos=1)
+    async with mqtt_client(secure_broker.login(f"gateway-{a}")) as gateway:
+        for n in range(sent):
+            await gateway.publish(topic, str(n).encode(), qos=1)
+    received: set[bytes] = set()
+    async with mqtt_client(historian) as client:
+        async with asyncio.timeout(DEADLINE_S):
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                received.add(message.payload)
+                if len(received) == sent:
+                    break
+    assert received == {str(n).encode() for n in range(sent)}
