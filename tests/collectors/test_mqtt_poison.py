@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 
 from collectors.mqtt.collector import BrokerSettings, MqttCollector, MqttDevice
 from collectors.registry import mqtt_driver
@@ -33,7 +33,7 @@ from facmon.kernel.topics import DEAD_LETTER, ROOT
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 from tests.collectors.mqtt_support import wait_for_event
-from tests.kernel.poison import poison
+from tests.kernel.poison import live, poison
 from tests.simulators.support import wait_until
 
 HEARTBEAT = {"uptime_s": 1, "cycles": 1, "temperature_c": 20.0}
@@ -129,13 +129,7 @@ def test_poison_is_dead_lettered_and_the_next_message_still_arrives(
     kinds: set[str] = set()
     runs = itertools.count()
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @live(EXAMPLES)
     @given(case=poison(HEARTBEAT))
     def check(case: tuple[str, bytes]) -> None:
         kind, payload = case

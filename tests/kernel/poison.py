@@ -10,9 +10,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 # One shared 5 MB payload: drawing a fresh one for every example would make the tests slow, not stronger.
+
+
+def live(examples: int) -> settings:
+    """Hypothesis settings for poison sent through real services: `examples` cases, no deadline (each goes through a
+    broker), no example database, and no shrinking (a failing case says what it was; shrinking would replay it
+    through the services for minutes)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
 FIVE_MB = b'{"blob": "' + b"A" * (5 * 1024 * 1024) + b'"}'
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -27,7 +27,7 @@ from facmon.kernel.model import Event, EventType
 from facmon.kernel.topics import event_topic
 from facmon.shell.migrations.schema import create_schema
 from rules.tables import DeviceStatus
-from tests.kernel.poison import poison
+from tests.kernel.poison import live, poison
 from tests.rules.support import elevator
 from tests.rules.test_worker import as_message, eventually, make_worker, publish, running, work_orders
 
@@ -59,13 +59,7 @@ def test_poison_is_refused_and_the_next_event_still_opens_its_work_order(
     create_schema(engine)
     around = _event("s", T0, EventType.FAULT_RAISED, "2").model_dump(mode="json")
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @live(EXAMPLES)
     @given(case=poison(around))
     def check(case: tuple[str, bytes]) -> None:
         kind, payload = case
