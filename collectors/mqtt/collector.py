@@ -38,7 +38,7 @@ from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject
-from facmon.kernel.mqtt import MqttSettings, MqttTls, mqtt_client
+from facmon.kernel.mqtt import MqttClient, MqttSettings, MqttTls, mqtt_client
 
 log = structlog.get_logger(__name__)
 
@@ -138,20 +138,7 @@ class MqttCollector:
         drops: deque[float] = deque()  # when recent connections ended, each after it had been made (loop time)
         while True:
             held = False
-            client = mqtt_client(
-                MqttSettings(
-                    self.broker.host,
-                    self.broker.port,
-                    username=self.broker.username,
-                    password=self.broker.password,
-                    client_id=self.client_id,
-                    clean=False,
-                    # MQTT 5: the broker says when another gateway of the site took the session.
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    tcp_nodelay=True,  # our PUBACKs hold the broker's window of messages in flight to us
-                ).with_tls(self.broker.tls),
-                manual_ack=True,
-            )
+            client = self._client()
             try:
                 async with client:
                     for topic in self.subscriptions:
@@ -178,22 +165,41 @@ class MqttCollector:
                 self.connected.clear()
                 if held and _taken_over(exc, drops, asyncio.get_running_loop().time()):
                     drops.clear()
-                    self._metrics.inc("mqtt_session_taken_over", site=self.site)
-                    log.info(
-                        "another gateway of the site took the vendor session; standing by",
-                        client_id=self.client_id,
-                        retry_in_s=self.broker.standby_s,
-                    )
-                    self.watchdog.stand_by()
-                    await asyncio.sleep(self.broker.standby_s)
+                    await self._stand_by()
                     continue
                 self._metrics.inc("mqtt_disconnects", site=self.site)
                 delay = next(delays)
                 log.warning("vendor broker unreachable, retrying", error=str(exc), retry_in_s=round(delay, 2))
-                self.connected.clear()
                 await asyncio.sleep(delay)
             finally:
                 self.connected.clear()
+
+    def _client(self) -> MqttClient:
+        return mqtt_client(
+            MqttSettings(
+                self.broker.host,
+                self.broker.port,
+                username=self.broker.username,
+                password=self.broker.password,
+                client_id=self.client_id,
+                clean=False,
+                # MQTT 5: a broker that says so tells when another gateway of the site took the session.
+                protocol=aiomqtt.ProtocolVersion.V5,
+                tcp_nodelay=True,  # our PUBACKs hold the broker's window of messages in flight to us
+            ).with_tls(self.broker.tls),
+            manual_ack=True,
+        )
+
+    async def _stand_by(self) -> None:
+        """Another gateway of the site holds the vendor session: leave it to it for `standby_s`, judging no silence."""
+        self._metrics.inc("mqtt_session_taken_over", site=self.site)
+        log.info(
+            "another gateway of the site took the vendor session; standing by",
+            client_id=self.client_id,
+            retry_in_s=self.broker.standby_s,
+        )
+        self.watchdog.stand_by()
+        await asyncio.sleep(self.broker.standby_s)
 
     async def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         """One vendor message: emitted as readings and events, or rejected with the reason."""
