@@ -274,6 +274,10 @@ class _Create(BaseModel):
 class TransitionCreate(_Create):
     to: TransitionTarget
     note: Note | None = Field(default=None, validate_default=True)
+    on_behalf_of: Identifier | None = Field(
+        default=None,
+        description="on_site entered by an engineer or admin: the site-file id of the qualified technician who arrived",
+    )
 
     @field_validator("note")
     @classmethod

@@ -94,18 +94,22 @@ def create_transition(
 
     A technician who acknowledges or arrives at an unassigned work order is assigned it (an `assigned` entry)."""
     to = WorkOrderStatus(body.to)
-    before = snapshot(changeable(session, user, work_order_id))
+    work_order = changeable(session, user, work_order_id)
+    before = snapshot(work_order)
+    arrived = _who_arrived(sites, user, work_order, body.on_behalf_of) if to is WorkOrderStatus.ON_SITE else None
     takes = user.role is Role.TECHNICIAN and to in (WorkOrderStatus.ACKNOWLEDGED, WorkOrderStatus.ON_SITE)
+    actor = arrived or user.actor
     try:
         transition(
             engine,
             work_order_id,
             to,
-            actor=user.actor,
+            actor=actor,
             source=API_SOURCE,
             at=clock.now(),
             note=body.note,
             take=user.technician if takes else None,
+            recorded_by=user.username if actor != user.actor else None,
         )
     except WorkOrderNotFound as exc:
         raise not_found(work_order_id) from exc
@@ -171,6 +175,42 @@ def _refused(title: str, work_order_id: int, exc: FollowUpRefused | AssignRefuse
     return ProblemError(
         status.HTTP_409_CONFLICT, title, f"work order {work_order_id}: {exc}", current_status=exc.current.value
     )
+
+
+def _who_arrived(sites: Sequence[Site], user: Principal, work_order: WorkOrder, on_behalf_of: str | None) -> str:
+    """The technician an `on_site` proves on site: the caller when a technician, else the named one; refused (403)
+    unless that technician is one of the site's and covers the work order's discipline."""
+    if user.role is Role.TECHNICIAN:
+        if on_behalf_of not in (None, user.technician):
+            raise ProblemError(
+                status.HTTP_403_FORBIDDEN, "Not yours to record", "a technician records only their own arrival"
+            )
+        technician = user.technician
+    elif user.role in ENGINEERING:
+        if on_behalf_of is None:
+            raise ProblemError(
+                status.HTTP_403_FORBIDDEN,
+                "Arrival needs the technician",
+                f"{user.username} is {user.role.value}: record on site on behalf of the qualified technician who "
+                "arrived (on_behalf_of)",
+            )
+        technician = on_behalf_of
+    else:
+        raise ProblemError(
+            status.HTTP_403_FORBIDDEN, "Not allowed", f"{user.username} is {user.role.value}; arrival is not theirs"
+        )
+    known = technician_of(find_site(sites, work_order.site), technician) if technician else None
+    discipline = DISCIPLINE_OF_WORK_ORDER_KIND.get(work_order.kind)
+    if known is None or discipline is None or discipline not in known.disciplines:
+        what = discipline.value if discipline else "no discipline"
+        who = technician or user.username
+        raise ProblemError(
+            status.HTTP_403_FORBIDDEN,
+            "Not qualified",
+            f"{who} is not a technician of {work_order.site} covering {what} work (the work order is on a "
+            f"{work_order.kind}): arrival is proved only by someone qualified",
+        )
+    return known.id
 
 
 def _may_assign(user: Principal, work_order: WorkOrder, technician: str | None) -> None:

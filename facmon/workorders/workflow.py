@@ -175,8 +175,10 @@ def _try(
     note: str | None,
     at: datetime,
     take: str | None = None,
+    recorded_by: str | None = None,
 ) -> bool:
-    """Carry out a planned transition; False if the status was no longer `current` (nothing written)."""
+    """Carry out a planned transition; False if the status was no longer `current` (nothing written). `recorded_by`:
+    who entered it for `actor` (an engineer recording a technician's arrival), kept in the timeline's detail."""
     if not _set_status(session, work_order_id, current, steps, at):
         return False
     _move_clocks(session, work_order_id, steps, at)
@@ -192,7 +194,8 @@ def _try(
                 source=source,
                 # The note is the person's words about the step they asked for, not about the implied one.
                 note=note if step is to else None,
-                detail={"from": before.value, "implied": step is not to},
+                detail={"from": before.value, "implied": step is not to}
+                | ({"recorded_by": recorded_by} if recorded_by is not None else {}),
             )
         )
     if take is not None:
@@ -210,18 +213,31 @@ def transition(
     at: datetime,
     note: str | None = None,
     take: str | None = None,
+    recorded_by: str | None = None,
 ) -> TransitionResult:
     """Move a work order to `to`. Raises WorkOrderNotFound, or facmon.workorders.transitions.IllegalTransition (with the
     current status and the allowed next ones).
 
     `take`: a technician id that becomes the assignee when the work order has none (an `assigned` entry says so).
+    `recorded_by`: who entered the transition for `actor`, when that is someone else (the timeline says so).
     """
     for _ in range(_MAX_ATTEMPTS):
         with Session(engine) as session:
             current = current_status(session, work_order_id)
         steps = plan(current, to)
         with Session(engine) as session, session.begin():
-            done = _try(session, work_order_id, current, steps, actor=actor, source=source, note=note, at=at, take=take)
+            done = _try(
+                session,
+                work_order_id,
+                current,
+                steps,
+                actor=actor,
+                source=source,
+                note=note,
+                at=at,
+                take=take,
+                recorded_by=recorded_by,
+            )
         if done:
             return TransitionResult(work_order_id=work_order_id, previous=current, steps=steps, at=at)
     raise RuntimeError(f"work order {work_order_id}: status kept changing during {_MAX_ATTEMPTS} attempts")

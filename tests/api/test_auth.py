@@ -320,7 +320,8 @@ async def test_technicians_change_only_their_own_or_unassigned_work_orders_at_th
         session.commit()
     taken = await client.post(f"/work-orders/{north}/transitions", json={"to": "on_site"}, headers=li)
     assert (taken.status_code, taken.json()["detail"]) == (403, f"work order {north} is assigned to wang-fang")
-    assert (await client.post(f"/work-orders/{north}/transitions", json={"to": "on_site"}, headers=engineer)).is_success
+    on_behalf = {"to": "on_site", "on_behalf_of": "li-ming"}
+    assert (await client.post(f"/work-orders/{north}/transitions", json=on_behalf, headers=engineer)).is_success
 
 
 # --- audit -----------------------------------------------------------------------------------------------------------
@@ -346,7 +347,7 @@ async def test_every_change_is_in_the_audit_log_with_who_what_when_where_before_
         ),
         ("POST", f"/work-orders/{wo}/assign", {"technician": "li-ming"}, "work_order.assign"),
         ("POST", f"/work-orders/{wo}/notes", {"note": "parts ordered"}, "work_order.note"),
-        ("POST", f"/work-orders/{wo}/transitions", {"to": "on_site"}, "work_order.on_site"),
+        ("POST", f"/work-orders/{wo}/transitions", {"to": "on_site", "on_behalf_of": "li-ming"}, "work_order.on_site"),
         ("POST", f"/work-orders/{wo}/transitions", {"to": "resolved", "note": "fixed"}, "work_order.resolved"),
         ("POST", f"/work-orders/{wo}/follow-ups", {"outcome": "satisfied"}, "work_order.follow_up"),
         (

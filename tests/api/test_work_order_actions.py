@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from api import create_app
 from api.accounts.models import Role
 from api.deps import get_clock
+from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.model import Event, EventType
 from facmon.workorders.breaches import record_breaches
@@ -36,9 +37,30 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
+# The site of the tests' faults, with "li" as its elevator technician and "zhao" as its fire technician.
+SITE = Site.model_validate(
+    {
+        "site": {"id": "s1"},
+        "buildings": [
+            {
+                "id": "b1",
+                "devices": [
+                    {"id": d, "kind": "elevator", "model": "elev-gb-a", "address": {"host": "127.0.0.1"}}
+                    for d in ("e1", "e2")
+                ],
+            }
+        ],
+        "technicians": [
+            {"id": "li", "name": "Li", "phone": "+86 138 0000 0000", "disciplines": ["elevator"]},
+            {"id": "zhao", "name": "Zhao", "phone": "+86 138 0000 0001", "disciplines": ["fire"]},
+        ],
+    }
+)
+
+
 @pytest.fixture
 def app(engine: Engine, clock: FakeClock) -> FastAPI:
-    app = create_app(sites=[], engine=engine)
+    app = create_app(sites=[SITE], engine=engine)
     app.dependency_overrides[get_clock] = lambda: clock
     return app
 
@@ -62,6 +84,8 @@ def fault(engine: Engine, clock: FakeClock, code: str = "entrapment", device: st
 async def move(
     client: httpx.AsyncClient, wo_id: int, to: str, headers: dict[str, str] | None = None, **body: Any
 ) -> httpx.Response:
+    if to == "on_site" and headers is None:
+        body.setdefault("on_behalf_of", "li")  # the engineer records the arrival of the site's technician
     return await client.post(f"/work-orders/{wo_id}/transitions", json={"to": to, **body}, headers=headers)
 
 
@@ -317,3 +341,32 @@ async def test_openapi_documents_the_conflict_problem(client: httpx.AsyncClient)
     assert set(spec["components"]["schemas"]["TransitionProblem"]["properties"]) >= {"current_status", "allowed"}
     body = spec["components"]["schemas"]["TransitionCreate"]["properties"]["to"]
     assert body["enum"] == ["acknowledged", "on_site", "resolved", "closed", "cancelled"]
+
+
+async def test_arrival_is_proved_only_by_a_qualified_technician(
+    client: httpx.AsyncClient, engine: Engine, clock: FakeClock
+) -> None:
+    wo_id = fault(engine, clock)
+    fire_technician = bearer(engine, Role.TECHNICIAN, technician="zhao")
+    refused = await move(client, wo_id, "on_site", headers=fire_technician)
+    assert refused.status_code == 403
+    assert refused.json()["title"] == "Not qualified"
+    assert "zhao is not a technician of s1 covering elevator work" in refused.json()["detail"]
+    # An engineer records it only on behalf of the technician who arrived, and only a qualified one.
+    unnamed = await client.post(f"/work-orders/{wo_id}/transitions", json={"to": "on_site"})
+    assert (unnamed.status_code, unnamed.json()["title"]) == (403, "Arrival needs the technician")
+    unqualified = await move(client, wo_id, "on_site", on_behalf_of="zhao")
+    assert (unqualified.status_code, unqualified.json()["title"]) == (403, "Not qualified")
+    stranger = await move(client, wo_id, "on_site", on_behalf_of="nobody")
+    assert stranger.status_code == 403
+    boss = bearer(engine, Role.ENGINEER, username="boss")
+    recorded = await move(client, wo_id, "on_site", headers=boss, on_behalf_of="li")
+    assert recorded.status_code == 200
+    entry = recorded.json()["timeline"][-1]
+    assert (entry["status"], entry["actor"], entry["detail"]["recorded_by"]) == ("on_site", "li", "boss")
+    # A technician records only their own arrival.
+    other = fault(engine, clock, device="e2")
+    li = bearer(engine, Role.TECHNICIAN, username="li-phone", technician="li")
+    assert (await move(client, other, "on_site", headers=li, on_behalf_of="zhao")).status_code == 403
+    mine = await move(client, other, "on_site", headers=li)
+    assert mine.status_code == 200, mine.json()

@@ -98,7 +98,8 @@ async def test_further_along_is_already_acknowledged(
     client: httpx.AsyncClient, engine: Engine, clock: FakeClock
 ) -> None:
     wo_id = fault(engine, clock)
-    on_site = await client.post(f"/work-orders/{wo_id}/transitions", json={"to": "on_site"}, headers=bearer(engine))
+    arrived = {"to": "on_site", "on_behalf_of": "li"}
+    on_site = await client.post(f"/work-orders/{wo_id}/transitions", json=arrived, headers=bearer(engine))
     assert on_site.status_code == 200
     answer = await client.get(f"/ack/{issue(KEY, wo_id, 'li', now=clock.now())}")
     assert (answer.status_code, answer.json()["outcome"], answer.json()["status"]) == (
