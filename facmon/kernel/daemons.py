@@ -117,6 +117,18 @@ class ChildService:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        self._wait_port_free(timeout_s)
+
+    def kill(self, timeout_s: float = 10.0) -> None:
+        """SIGKILL, as a crash: nothing is saved on the way out (a fault test's broker crash)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.kill()
+        proc.wait()
+        self._wait_port_free(timeout_s)
+
+    def _wait_port_free(self, timeout_s: float) -> None:
         # The port must be free before a restart can bind it again.
         deadline = time.monotonic() + timeout_s
         while _port_open(self.port) and time.monotonic() < deadline:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -80,11 +79,6 @@ def _site(site_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     site = {"site": {"id": site_id}, **on_call_elevator_technician()}
     full = site | {"buildings": [*buildings[:-1], buildings[-1] | {"devices": [elevators[-1], *barriers]}]}
     return full, site | {"buildings": buildings}
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 class Estate:
@@ -208,17 +202,7 @@ class Estate:
 
     async def kill_broker(self) -> None:
         """SIGKILL Mosquitto: what it had not saved yet (autosave every second) is gone."""
-        await asyncio.to_thread(self._kill_broker)
-
-    def _kill_broker(self) -> None:
-        proc, self.mosquitto.proc = self.mosquitto.proc, None
-        assert proc is not None
-        proc.kill()
-        proc.wait()
-        # Polling a real process: the port must be free before the broker can bind it again.
-        deadline = time.monotonic() + 10
-        while not _port_free(self.mosquitto.port) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        await asyncio.to_thread(self.mosquitto.kill)
 
     async def start_broker(self) -> None:
         await asyncio.to_thread(self.mosquitto.start)
