@@ -22,6 +22,8 @@ from types import TracebackType
 
 import httpx
 
+from facmon.kernel.ports import free_port as free_port
+
 
 class ServiceError(RuntimeError):
     pass
@@ -36,13 +38,6 @@ def _die_with_parent() -> None:
     timeout, `facmon up` killed -9), so no broker or database outlives us. Linux only; elsewhere stop() does it."""
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _port_open(port: int) -> bool:

@@ -140,7 +140,9 @@ async def count(case: str, estate: Estate, load: Load, recovered_at: float) -> F
 def check(figures: Figures, estate: Estate, load: Load) -> None:
     """What every case asserts: nothing lost, one work order per fault, every alert delivered under a stable key."""
     assert not figures.lost, f"{len(figures.lost)} messages lost: {figures.line()}\n{estate.outputs()}"
-    assert sorted(figures.orders) == load.elevators, f"a fault without a work order: {figures.line()}"
+    assert sorted(figures.orders) == load.elevators, (
+        f"a fault without a work order: {figures.line()}\n{estate.outputs()}"
+    )
     assert all(len(ids) == 1 for ids in figures.orders.values()), f"a fault with two work orders: {figures.line()}"
     queued = queued_webhooks(estate)
     for ids in figures.orders.values():
