@@ -39,7 +39,7 @@ from facmon.reports.kpi import (
     follow_up_decisions,
     repair_decisions,
 )
-from facmon.reports.kpi_data import InfluxReader, kpi_rows
+from facmon.reports.kpi_data import Entrapments, InfluxReader, entrapment_intervals, kpi_rows
 from facmon.reports.kpi_period import (
     AVAILABILITY_NOTE,
     AvailabilityFigure,
@@ -226,7 +226,12 @@ def _availability_line(figure: AvailabilityFigure, behind: list[WorkOrder]) -> K
 
 
 async def _influx_figures(
-    influx: InfluxReader | None, site: Site, start: datetime, until: datetime, targets: KpiTargets
+    influx: InfluxReader | None,
+    site: Site,
+    start: datetime,
+    until: datetime,
+    targets: KpiTargets,
+    entrapments: Entrapments,
 ) -> tuple[IntactFigure, AvailabilityFigure]:
     """The fire intact rate and elevator availability of [start, until), from InfluxDB's readings."""
     if influx is None:
@@ -235,7 +240,7 @@ async def _influx_figures(
         reason = "the month has not started yet"
     else:
         intact = await period_intact(influx, site.id, start, until, targets.fire_intact_rate)
-        availability = await period_availability(influx, site, start, until, targets.elevator_availability)
+        availability = await period_availability(influx, site, start, until, targets.elevator_availability, entrapments)
         return intact, availability
     return (
         IntactFigure(available=False, reason=reason, target=targets.fire_intact_rate),
@@ -294,7 +299,8 @@ async def kpi_monthly_report(
     start, end = month_bounds(year, number, site.tz)
     rows = kpi_rows(session, site.id, start, end)
     active = _active(session, site.id, start, end)
-    intact, availability = await _influx_figures(influx, site, start, min(end, now), targets)
+    entrapments = entrapment_intervals(session, site.id, start, min(end, now))
+    intact, availability = await _influx_figures(influx, site, start, min(end, now), targets, entrapments)
     return KpiMonthlyReport(
         site=site.id,
         site_name=site.site.name or site.id,
