@@ -59,7 +59,10 @@ class WorkOrderMiss(BaseModel):
     device: str
     title: str
     detected_at: datetime
-    late_min: float | None = Field(description="minutes past the deadline; null when lateness does not apply")
+    late_min: float | None = Field(
+        description="minutes past the deadline (while still open: up to the month's end or now, the earlier); null "
+        "when lateness does not apply"
+    )
     detail: str
 
 
@@ -108,7 +111,9 @@ def _arrival_line(
         if r.on_site_at is not None:
             late, detail = _late(r.on_site_at, deadline), f"on site {_late(r.on_site_at, r.detected_at)} min after"
         else:
-            late, detail = _late(now, deadline), "no technician on site yet"
+            # Still open: late up to `now`, here the month's end or now, the earlier (not below 0 when the
+            # deadline falls after the month).
+            late, detail = _late(max(now, deadline), deadline), "no technician on site yet"
         misses.append(_miss(r, late, detail))
     return _ratio_line(key, name, ratio, misses)
 
@@ -261,7 +266,7 @@ def _arrival_lines(
             arrival_decisions(rows, start, end, now, targets),
             targets.arrival_within,
             targets.arrival_compliance,
-            now,
+            min(end, now),
         ),
         _arrival_line(
             "arrival_compliance_statutory",
@@ -269,7 +274,7 @@ def _arrival_lines(
             arrival_decisions(rows, start, end, now, statutory),
             STATUTORY_ARRIVAL,
             targets.arrival_compliance,
-            now,
+            min(end, now),
         ),
     ]
 
@@ -312,7 +317,7 @@ async def kpi_monthly_report(
         kpis=[
             *_arrival_lines(rows, start, end, now, targets),
             _intact_line(intact, active),
-            _repair_line(repair_decisions(rows, start, end, now, targets), targets.repair_timeliness, now),
+            _repair_line(repair_decisions(rows, start, end, now, targets), targets.repair_timeliness, min(end, now)),
             _follow_up_line(follow_up_decisions(rows, start, end), targets.follow_up_rate),
             _availability_line(availability, active),
         ],
