@@ -18,6 +18,7 @@ from facmon.kernel.clock import FakeClock
 from facmon.reports.insurance import insurance_report
 from facmon.reports.insurance_models import ElevatorEntry, InsuranceReport
 from facmon.reports.kpi_data import entrapment_intervals
+from facmon.reports.kpi_monthly import kpi_monthly_report
 from facmon.workorders.tables import WorkOrderStatus
 from tests.api.accounts import bearer
 from tests.reports.support import SITE, Seeder, at
@@ -114,3 +115,15 @@ def test_entrapment_intervals(engine: Engine, seeder: Seeder) -> None:
     }
     assert elsewhere == {}
     assert all(lo.tzinfo is UTC or lo.utcoffset() == timedelta(0) for spans in found.values() for lo, _ in spans)
+
+
+async def test_monthly_lateness_ends_at_the_month_end(engine: Engine, seeder: Seeder) -> None:
+    # Detected at 23:50 on 31 October (site time), nobody yet on 5 November: the 20-min deadline (00:10) and the
+    # statutory 30 min (00:20) fall in November, so October's report shows the miss 0 min late; the entrapment of
+    # 11:57 UTC, due at 12:17 (12:27 statutory), is 223 (213) min late at the month's end (16:00 UTC), not 5 days.
+    seeder.fault("midnight", "old2", "3", at("2026-10-31 15:50"))
+    with Session(engine) as session:
+        report = await kpi_monthly_report(session, SITE, "2026-10", LATER, None)
+    twenty, thirty = report.kpis[0], report.kpis[1]
+    assert {m.id: m.late_min for m in twenty.misses} == {seeder.ids["trapped"]: 223.0, seeder.ids["midnight"]: 0.0}
+    assert {m.id: m.late_min for m in thirty.misses} == {seeder.ids["trapped"]: 213.0, seeder.ids["midnight"]: 0.0}
