@@ -27,7 +27,7 @@ from api.schemas import Moment, _Public
 from facmon.estate.site import Site
 from facmon.reports.common import month_bounds, parse_month, previous_month
 from facmon.reports.kpi import KpiTargets, Ratio, arrival_compliance, follow_up_rate, repair_timeliness
-from facmon.reports.kpi_data import InfluxReader, kpi_rows
+from facmon.reports.kpi_data import Entrapments, InfluxReader, entrapment_intervals, kpi_rows
 from facmon.reports.kpi_period import AVAILABILITY_NOTE, availability_value, period_availability, period_intact
 
 router = APIRouter(prefix="/kpis", tags=["kpis"])
@@ -134,7 +134,12 @@ def _hours(seconds: float) -> float:
 
 
 async def _availability(
-    influx: InfluxReader | None, site: Site | None, start: datetime, end: datetime, target: float
+    influx: InfluxReader | None,
+    site: Site | None,
+    start: datetime,
+    end: datetime,
+    target: float,
+    entrapments: Entrapments,
 ) -> AvailabilityPublic:
     def unavailable(reason: str) -> AvailabilityPublic:
         return AvailabilityPublic(available=False, reason=f"not computed: {reason}", target=target)
@@ -143,7 +148,7 @@ async def _availability(
         return unavailable("fault downtime comes from the cars' readings, and the API is not connected to InfluxDB")
     if site is None:
         return unavailable("no site file for this site, so no elevator roles to schedule")
-    figure = await period_availability(influx, site, start, end, target)
+    figure = await period_availability(influx, site, start, end, target, entrapments)
     if not figure.available:
         return unavailable(figure.reason or "")
     scheduled_s, down_s, value = figure.scheduled_s, figure.down_s, figure.value
@@ -204,7 +209,8 @@ async def read_kpis(
         if end > from_
         else IntactPublic(available=False, reason="the period has not started yet", target=targets.fire_intact_rate)
     )
-    availability = await _availability(influx, known, from_, end, targets.elevator_availability)
+    entrapments = await asyncio.to_thread(entrapment_intervals, session, site, from_, end)
+    availability = await _availability(influx, known, from_, end, targets.elevator_availability, entrapments)
     return KpisPublic.model_validate(
         {
             "site": site,

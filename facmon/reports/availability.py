@@ -10,11 +10,16 @@ Scheduled time, by the elevator's role in the site file (DOMAIN.md service plan)
   is under repair; that hand-over is not modelled, so backups are left out of the figure.
 
 Fault downtime: the scheduled time in which the car was not available. A reading says the car is down when its
-service mode is anything but `normal` (out of service, inspection, fire return, emergency power, ...) or it reports
-a non-zero fault: `fault_code` (elev-gb-a), `e_code` or `fault_bits` (elev-st-b). A reading's state holds until the
-next reading, but for at most `max_gap` (the collector writes a reading every poll, 1 s by default): time after that
-without a reading is unknown, reported as such and not counted as down, so a monitoring outage does not count
-against the maintenance contractor. The period's end is exclusive.
+service mode is anything but `normal` (out of service, inspection, fire return, emergency power, ...), it reports
+a non-zero fault (`fault_code` (elev-gb-a), `e_code` or `fault_bits` (elev-st-b)), or a trapped passenger (the
+`entrapment` flag of elev-gb-a), whatever the service mode says. A reading's state holds until the next reading, but
+for at most `max_gap` (the collector writes a reading every poll, 1 s by default): time after that without a reading
+is unknown, reported as such and not counted as down, so a monitoring outage does not count against the maintenance
+contractor. The period's end is exclusive.
+
+Besides the readings, the caller may give intervals the car is known to be down (an entrapment work order open, from
+its detection to its resolution): they are unioned with the readings' down spans, so a time both say is down counts
+once, and they count as known even where no reading covers them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ PEAK_WINDOWS = (
 SCHEDULED_ROLES = ("main", "peak")
 # Readings' fields that carry a fault code (0 = none), across the elevator models.
 FAULT_FIELDS = ("fault_code", "e_code", "fault_bits")
+# The reading's field that flags a trapped passenger (elev-gb-a; elev-st-b has none, its entrapment is derived and
+# reaches availability as an entrapment work order).
+ENTRAPMENT_FIELD = "entrapment"
 DEFAULT_MAX_GAP = timedelta(seconds=60)
 
 
@@ -104,8 +112,11 @@ def scheduled_intervals(role: str | None, start: datetime, end: datetime, tz: Zo
     return []
 
 
-def is_down(service_mode: str | None, faults: Mapping[str, int | float | None]) -> bool:
-    """Whether one reading says the car is not available: service mode not normal, or a non-zero fault code."""
+def is_down(service_mode: str | None, faults: Mapping[str, int | float | None], entrapment: object = None) -> bool:
+    """Whether one reading says the car is not available: service mode not normal, a non-zero fault code, or a
+    passenger trapped (`entrapment` true), even with the car in normal service and no fault code."""
+    if entrapment is True:
+        return True
     if service_mode is not None and service_mode != "normal":
         return True
     return any(value not in (None, 0) for name, value in faults.items() if name in FAULT_FIELDS)
@@ -142,7 +153,7 @@ class ElevatorAvailability:
     role: str
     scheduled_s: float
     down_s: float
-    # Scheduled time without a reading: neither down nor known to be up.
+    # Scheduled time without a reading (nor a known down interval): neither down nor known to be up.
     unknown_s: float
 
 
@@ -153,9 +164,14 @@ def elevator_availability(
     readings: Sequence[tuple[datetime, bool]],
     end: datetime,
     max_gap: timedelta = DEFAULT_MAX_GAP,
+    down: Sequence[Interval] = (),
 ) -> ElevatorAvailability:
+    """The car's figure over `scheduled` (up to `end`): the readings' down spans and the intervals `down` (known to be
+    down, e.g. an entrapment work order open), unioned; `down` is known time even where no reading covers it."""
     spans = state_spans(readings, end, max_gap)
+    # Nothing after `end` (the period's end, or now) is counted.
+    extra = merge((lo, min(_utc(hi), _utc(end))) for lo, hi in down)
     scheduled_s = seconds(scheduled)
-    down_s = seconds(intersect(spans.down, scheduled))
-    known_s = seconds(intersect(spans.known, scheduled))
+    down_s = seconds(intersect([*spans.down, *extra], scheduled))
+    known_s = seconds(intersect([*spans.known, *extra], scheduled))
     return ElevatorAvailability(device, role, scheduled_s, down_s, scheduled_s - known_s)

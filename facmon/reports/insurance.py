@@ -10,15 +10,15 @@ The "last 12 months" are the twelve months that end with the as-of day (site tim
 - faults: the elevator's repair work orders detected in the 12 months, not cancelled (a cancellation is a false
   alarm), without `comm_lost` and `main_power_lost` (our link and the building's supply, not the lift);
   entrapments are those of fault `entrapment`. Response = acknowledged - detected, arrival = on site - detected;
-- downtime: the time those work orders were open (detection to resolution, or to the end of the period when still
-  open), overlaps counted once. The availability KPI's reading-based downtime needs a year of 1 s readings per car
-  from InfluxDB, too heavy for this report;
+- downtime: the time those work orders were open (detection to resolution, or, while still open, to the end of the
+  period or now, whichever is earlier: a report only counts the past), overlaps counted once. The availability
+  KPI's reading-based downtime needs a year of 1 s readings per car from InfluxDB, too heavy for this report;
 - maintenance visits: the visits facmon records (rules.maintenance_visits: the car in inspection mode for long
   enough, or entered through the API) that started in the 12 months. The gaps run from the last visit before the 12
-  months (else from their start) through each visit to the end of the as-of day; the longest is held against the
-  15-day cycle (a gap of exactly 15 days is in time), and the cycles missed are the visits lacking for every gap to
-  be at most 15 days;
-- open defects: the elevator's work orders (any category) detected by the end of the as-of day and neither
+  months (else from their start) through each visit to the end of the as-of day (or now, when that is earlier); the
+  longest is held against the 15-day cycle (a gap of exactly 15 days is in time), and the cycles missed are the
+  visits lacking for every gap to be at most 15 days;
+- open defects: the elevator's work orders (any category) detected by the end of the as-of day (or now) and neither
   resolved nor cancelled by then.
 
 Elevators without a policy in force on the as-of date come first (no policy, then an expired one), then the oldest.
@@ -67,10 +67,13 @@ NOT_LIFT_FAULTS = frozenset({"comm_lost", "main_power_lost"})
 VISITS_BASIS = (
     "maintenance visits: those recorded by facmon (the car in inspection mode for long enough, 10 min by default, "
     "or entered through the API) that started in the 12 months; gaps run from the last visit before them (else their "
-    f"start) to the end of the as-of day; cycles missed: visits lacking for no gap to exceed {MAINTENANCE_CYCLE_DAYS} "
-    "days"
+    "start) to the end of the as-of day, or now when earlier; cycles missed: visits lacking for no gap to exceed "
+    f"{MAINTENANCE_CYCLE_DAYS} days"
 )
-DOWNTIME_BASIS = "downtime: time the elevator's fault work orders were open (detection to resolution)"
+DOWNTIME_BASIS = (
+    "downtime: time the elevator's fault work orders were open (detection to resolution; one still open counts up "
+    "to the end of the as-of day or now, whichever is earlier)"
+)
 
 
 def _insurance(device: Device, as_of: date) -> InsuranceStatus:
@@ -220,17 +223,18 @@ def _entry(
     device: Device,
     installed_on: date,
     as_of: date,
-    start: datetime,
-    end: datetime,
+    period: tuple[datetime, datetime, datetime],
     orders: Sequence[WorkOrder],
     visits: VisitFigures,
     tz: ZoneInfo,
 ) -> ElevatorEntry:
+    """`period`: the 12 months' start and end, and `until`, the earlier of their end and now."""
+    start, end, until = period
     return ElevatorEntry(
         **_asset_fields(building, device, installed_on, as_of),
         **_visit_fields(visits, start, end, tz),
-        **_fault_fields(orders, start, end),
-        open_defects=_open_defects(orders, end),
+        **_fault_fields(orders, start, until),
+        open_defects=_open_defects(orders, until),
     )
 
 
@@ -350,10 +354,13 @@ def insurance_report(
         if d.installed_on is not None and completed_years(d.installed_on, as_of) >= threshold_years
     ]
     ids = [d.id for _, d, _ in chosen]
-    by_device = _orders(session, site.id, ids, start, end)
-    visits = _visits(session, site.id, ids, start, end)
+    # A report only counts the past: what is still open is counted up to now when the as-of day has not ended.
+    until = max(start, min(end, now))
+    by_device = _orders(session, site.id, ids, start, until)
+    visits = _visits(session, site.id, ids, start, until)
     entries = [
-        _entry(b, d, installed, as_of, start, end, by_device[d.id], visits[d.id], tz) for b, d, installed in chosen
+        _entry(b, d, installed, as_of, (start, end, until), by_device[d.id], visits[d.id], tz)
+        for b, d, installed in chosen
     ]
     entries.sort(key=lambda e: (_ORDER[e.insurance_status], -e.age_years, e.device))
     return InsuranceReport(

@@ -66,7 +66,10 @@ class ElevatorEntry(BaseModel):
     arrival_max_min: float | None
     arrivals_within_20_min: int
     arrivals_within_30_min: int
-    downtime_hours: float
+    downtime_hours: float = Field(
+        description="hours the fault work orders were open in the 12 months; one still open counts up to the end of "
+        "the as-of day or now, whichever is earlier"
+    )
     open_defects: list[OpenDefect]
     major_repair_on: date | None
     major_repair: str | None

@@ -7,9 +7,10 @@ a step function by facmon.reports.kpi.time_weighted_mean; one-minute resolution 
 keeps a
 month at 43,200 rows.
 
-Elevator availability reads each car's raw readings (`elevator`: service mode and fault codes) in the period, as
-(time, down) pairs for facmon.reports.availability. At a 1 s poll that is 86,400 rows per car and day: fine for days and
-weeks, heavy for a quarter.
+Elevator availability reads each car's raw readings (`elevator`: service mode, fault codes and the entrapment flag) in
+the period, as (time, down) pairs for facmon.reports.availability. At a 1 s poll that is 86,400 rows per car and day:
+fine for days and weeks, heavy for a quarter. The cars' entrapment work orders, down from detection to resolution,
+come from the database (`entrapment_intervals`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from facmon.kernel.influx import InfluxClient, InfluxError, InfluxSettings
-from facmon.reports.availability import FAULT_FIELDS, is_down
+from facmon.kernel.model import DeviceKind
+from facmon.reports.availability import ENTRAPMENT_FIELD, FAULT_FIELDS, Interval, is_down
 from facmon.reports.kpi import KpiRow
-from facmon.workorders.tables import FollowUp, Milestone, WorkOrder, WorkOrderClock
+from facmon.workorders.tables import FollowUp, Milestone, WorkOrder, WorkOrderClock, WorkOrderStatus
 
 # Repair deadlines are at most days after detection (facmon/workorders/library/sla.yaml, holds included), so work orders
 # detected this long before a period cannot have one inside it.
@@ -63,6 +65,33 @@ def kpi_rows(session: Session, site: str, start: datetime, end: datetime) -> lis
             )
         )
     return rows
+
+
+# The fault of an entrapment work order: the controller's entrapment flag and the collector's detector both raise it
+# (collectors/modbus/drivers/*/driver.yaml); the car alarm button (15, 90) runs the same SLA profile as a possible
+# entrapment, but the button pressed does not stop the car, and its readings say down while the code is raised.
+ENTRAPMENT_FAULT = "entrapment"
+# Each car's intervals known to be down, keyed by device.
+Entrapments = dict[str, list[Interval]]
+
+
+def entrapment_intervals(session: Session, site: str, start: datetime, end: datetime) -> Entrapments:
+    """Each elevator's entrapment work orders as down intervals meeting [start, end), keyed by device: from detection
+    to resolution, or to `end` (the period's end or now, the earlier) while not resolved by then. Cancelled ones (a
+    false alarm, a duplicate) are left out."""
+    query = select(WorkOrder.device, WorkOrder.detected_at, WorkOrder.resolved_at).where(
+        WorkOrder.site == site,
+        WorkOrder.kind == DeviceKind.ELEVATOR.value,
+        WorkOrder.fault == ENTRAPMENT_FAULT,
+        WorkOrder.status != WorkOrderStatus.CANCELLED.value,
+        WorkOrder.detected_at < end,
+        or_(WorkOrder.resolved_at.is_(None), WorkOrder.resolved_at > start),
+    )
+    found: Entrapments = {}
+    for device, detected_at, resolved_at in session.execute(query):
+        until = end if resolved_at is None else min(_utc(resolved_at), end)
+        found.setdefault(device, []).append((_utc(detected_at), until))
+    return found
 
 
 def _utc(value: object) -> datetime:
@@ -176,7 +205,7 @@ class InfluxReader:
 
         A reading without one of the fields (a value the collector rejected) keeps that field's previous value.
         """
-        fields = ", ".join(("service_mode", *FAULT_FIELDS))
+        fields = ", ".join(("service_mode", *FAULT_FIELDS, ENTRAPMENT_FIELD))
         query = (
             f"SELECT {fields} FROM elevator WHERE site = {_literal(site)} AND time >= {_time(start)}"
             f" AND time < {_time(end)} GROUP BY device"
@@ -190,7 +219,8 @@ class InfluxReader:
                 row = dict(zip(columns, values, strict=True))
                 last.update({k: v for k, v in row.items() if v is not None})
                 faults = {name: last.get(name) for name in FAULT_FIELDS}
-                rows.append((_from_ns(row["time"]), is_down(last.get("service_mode"), faults)))
+                down = is_down(last.get("service_mode"), faults, last.get(ENTRAPMENT_FIELD))
+                rows.append((_from_ns(row["time"]), down))
         return states
 
 

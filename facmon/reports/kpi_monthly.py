@@ -39,7 +39,7 @@ from facmon.reports.kpi import (
     follow_up_decisions,
     repair_decisions,
 )
-from facmon.reports.kpi_data import InfluxReader, kpi_rows
+from facmon.reports.kpi_data import Entrapments, InfluxReader, entrapment_intervals, kpi_rows
 from facmon.reports.kpi_period import (
     AVAILABILITY_NOTE,
     AvailabilityFigure,
@@ -59,7 +59,10 @@ class WorkOrderMiss(BaseModel):
     device: str
     title: str
     detected_at: datetime
-    late_min: float | None = Field(description="minutes past the deadline; null when lateness does not apply")
+    late_min: float | None = Field(
+        description="minutes past the deadline (while still open: up to the month's end or now, the earlier); null "
+        "when lateness does not apply"
+    )
     detail: str
 
 
@@ -108,7 +111,9 @@ def _arrival_line(
         if r.on_site_at is not None:
             late, detail = _late(r.on_site_at, deadline), f"on site {_late(r.on_site_at, r.detected_at)} min after"
         else:
-            late, detail = _late(now, deadline), "no technician on site yet"
+            # Still open: late up to `now`, here the month's end or now, the earlier (not below 0 when the
+            # deadline falls after the month).
+            late, detail = _late(max(now, deadline), deadline), "no technician on site yet"
         misses.append(_miss(r, late, detail))
     return _ratio_line(key, name, ratio, misses)
 
@@ -226,7 +231,12 @@ def _availability_line(figure: AvailabilityFigure, behind: list[WorkOrder]) -> K
 
 
 async def _influx_figures(
-    influx: InfluxReader | None, site: Site, start: datetime, until: datetime, targets: KpiTargets
+    influx: InfluxReader | None,
+    site: Site,
+    start: datetime,
+    until: datetime,
+    targets: KpiTargets,
+    entrapments: Entrapments,
 ) -> tuple[IntactFigure, AvailabilityFigure]:
     """The fire intact rate and elevator availability of [start, until), from InfluxDB's readings."""
     if influx is None:
@@ -235,7 +245,7 @@ async def _influx_figures(
         reason = "the month has not started yet"
     else:
         intact = await period_intact(influx, site.id, start, until, targets.fire_intact_rate)
-        availability = await period_availability(influx, site, start, until, targets.elevator_availability)
+        availability = await period_availability(influx, site, start, until, targets.elevator_availability, entrapments)
         return intact, availability
     return (
         IntactFigure(available=False, reason=reason, target=targets.fire_intact_rate),
@@ -256,7 +266,7 @@ def _arrival_lines(
             arrival_decisions(rows, start, end, now, targets),
             targets.arrival_within,
             targets.arrival_compliance,
-            now,
+            min(end, now),
         ),
         _arrival_line(
             "arrival_compliance_statutory",
@@ -264,7 +274,7 @@ def _arrival_lines(
             arrival_decisions(rows, start, end, now, statutory),
             STATUTORY_ARRIVAL,
             targets.arrival_compliance,
-            now,
+            min(end, now),
         ),
     ]
 
@@ -294,7 +304,8 @@ async def kpi_monthly_report(
     start, end = month_bounds(year, number, site.tz)
     rows = kpi_rows(session, site.id, start, end)
     active = _active(session, site.id, start, end)
-    intact, availability = await _influx_figures(influx, site, start, min(end, now), targets)
+    entrapments = entrapment_intervals(session, site.id, start, min(end, now))
+    intact, availability = await _influx_figures(influx, site, start, min(end, now), targets, entrapments)
     return KpiMonthlyReport(
         site=site.id,
         site_name=site.site.name or site.id,
@@ -306,7 +317,7 @@ async def kpi_monthly_report(
         kpis=[
             *_arrival_lines(rows, start, end, now, targets),
             _intact_line(intact, active),
-            _repair_line(repair_decisions(rows, start, end, now, targets), targets.repair_timeliness, now),
+            _repair_line(repair_decisions(rows, start, end, now, targets), targets.repair_timeliness, min(end, now)),
             _follow_up_line(follow_up_decisions(rows, start, end), targets.follow_up_rate),
             _availability_line(availability, active),
         ],

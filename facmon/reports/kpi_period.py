@@ -6,6 +6,7 @@ own ways; InfluxDB not answering is a figure that says so (`available=False` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,6 +16,7 @@ from facmon.reports.availability import (
     DEFAULT_MAX_GAP,
     SCHEDULED_ROLES,
     ElevatorAvailability,
+    Interval,
     elevator_availability,
     scheduled_intervals,
 )
@@ -24,9 +26,11 @@ from facmon.reports.kpi_data import InfluxReader, InfluxUnavailable, PanelIntact
 AVAILABILITY_NOTE = (
     "scheduled: main elevators 24 h a day, peak elevators 06:00-08:00 and 17:00-19:00 site time; backup elevators "
     "and elevators without a role are left out (the hand-over to a backup while the main car is under repair is not "
-    "modelled). Down: a reading with a service mode other than normal or a non-zero fault code (fault_code, e_code, "
-    "fault_bits); a reading holds until the next one, for at most max(60 s, 3 poll intervals). Time without a "
-    "reading is unknown and not counted as down; comm_lost events are not read separately (a silent car is unknown)."
+    "modelled). Down: a reading with a service mode other than normal, a non-zero fault code (fault_code, e_code, "
+    "fault_bits) or a trapped passenger (entrapment), and an entrapment work order open (from detection until "
+    "resolved, or now), counted once where they overlap; a reading holds until the next one, for at most max(60 s, 3 "
+    "poll intervals). Time without a reading (and no entrapment work order open) is unknown and not counted as down; "
+    "comm_lost events are not read separately (a silent car is unknown)."
 )
 
 
@@ -103,8 +107,17 @@ class AvailabilityFigure:
 
 
 async def period_availability(
-    influx: InfluxReader, site: Site, start: datetime, end: datetime, target: float
+    influx: InfluxReader,
+    site: Site,
+    start: datetime,
+    end: datetime,
+    target: float,
+    entrapments: Mapping[str, Sequence[Interval]] | None = None,
 ) -> AvailabilityFigure:
+    """The availability of the site's scheduled cars over [start, end), `end` being at most now. `entrapments`: each
+    car's entrapment work orders as down intervals (facmon.reports.kpi_data.entrapment_intervals), down even where
+    the readings say the car is fine or there is no reading."""
+    entrapments = entrapments or {}
     if end <= start:
         return AvailabilityFigure(available=False, reason="the period has not started yet", target=target)
     cars = [d for _, d in site.devices() if d.kind == DeviceKind.ELEVATOR and d.role in SCHEDULED_ROLES]
@@ -118,5 +131,6 @@ async def period_availability(
     for car in cars:
         role = car.role or ""
         scheduled = scheduled_intervals(role, start, end, site.tz)
-        figures.append(elevator_availability(car.id, role, scheduled, states.get(car.id, []), end, gaps[car.id]))
+        readings, down = states.get(car.id, []), entrapments.get(car.id, ())
+        figures.append(elevator_availability(car.id, role, scheduled, readings, end, gaps[car.id], down))
     return AvailabilityFigure(available=True, target=target, elevators=tuple(figures))

@@ -206,8 +206,8 @@ def _intact_points(year: Year, start: datetime, end: datetime) -> list[tuple[dat
 
 
 def test_kpi_availability_matches_the_cars_events(year: Year, kpis: KpiMonthlyReport) -> None:
-    """Down while an elevator's events say it is out of normal service or has a coded fault; every scheduled
-    minute read, so nothing is unknown."""
+    """Down while an elevator's events say it is out of normal service, has a coded fault or a trapped passenger, and
+    while an entrapment work order of the car is open; every scheduled minute read, so nothing is unknown."""
     line = _kpi(kpis, "elevator_availability")
     assert line.status in ("met", "missed")
     assert line.reason is not None
@@ -219,7 +219,8 @@ def test_kpi_availability_matches_the_cars_events(year: Year, kpis: KpiMonthlyRe
             continue
         scheduled = scheduled_intervals(car.role, start, end, year.site.tz)
         scheduled_s += seconds(scheduled)
-        down_s += seconds(intersect(list(_down(year, car.id, start - timedelta(days=30), end)), scheduled))
+        down = [*_down(year, car.id, start - timedelta(days=30), end), *_entrapments(year, car.id, end)]
+        down_s += seconds(intersect(down, scheduled))
     assert line.denominator == pytest.approx(round(scheduled_s / 3600, 3))
     assert line.value == pytest.approx((scheduled_s - down_s) / scheduled_s, abs=2e-6)
     assert 0.99 < (line.value or 0) < 1.0
@@ -238,7 +239,7 @@ def _down(year: Year, device: str, start: datetime, end: datetime) -> Iterator[t
         at = datetime.fromtimestamp(ns / 1e9, start.tzinfo)
         if type_ == "status" and point == "service_mode":
             mode = value
-        elif type_ in ("fault_raised", "fault_cleared") and str(code).isdigit():
+        elif type_ in ("fault_raised", "fault_cleared") and (str(code).isdigit() or code == "entrapment"):
             (faults.add if type_ == "fault_raised" else faults.discard)(code)
         down = mode != "normal" or bool(faults)
         if down and since is None:
@@ -248,3 +249,14 @@ def _down(year: Year, device: str, start: datetime, end: datetime) -> Iterator[t
             since = None
     if since is not None:
         yield since, end
+
+
+def _entrapments(year: Year, device: str, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The car's entrapment work orders, not cancelled, from detection to resolution (or `end`)."""
+    with Session(year.engine) as session:
+        orders = session.execute(
+            select(WorkOrder).where(
+                WorkOrder.device == device, WorkOrder.fault == "entrapment", WorkOrder.status != "cancelled"
+            )
+        ).scalars()
+        return [(wo.detected_at, min(wo.resolved_at or end, end)) for wo in orders]

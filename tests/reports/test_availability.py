@@ -111,6 +111,23 @@ def test_is_down(mode: str | None, faults: dict[str, int | None], down: bool) ->
     assert is_down(mode, faults) is down
 
 
+@pytest.mark.parametrize(
+    ("mode", "faults", "entrapment", "down"),
+    [
+        ("normal", {"fault_code": 0}, True, True),  # a trapped passenger, whatever the controller says otherwise
+        (None, {}, True, True),
+        ("normal", {"fault_code": 0}, False, False),
+        ("normal", {"fault_code": 0}, None, False),  # elev-st-b: no flag
+        ("inspection", {"fault_code": 0}, False, True),
+        ("normal", {"fault_code": 2}, False, True),
+    ],
+)
+def test_a_trapped_passenger_is_down(
+    mode: str | None, faults: dict[str, int], entrapment: bool | None, down: bool
+) -> None:
+    assert is_down(mode, faults, entrapment) is down
+
+
 T0 = sh(2, 10)
 GAP = timedelta(seconds=60)
 
@@ -158,3 +175,66 @@ def test_time_without_readings_is_unknown_not_down() -> None:
     got = elevator_availability("e1", "main", scheduled_intervals("main", start, end, SH), readings, end)
     # Known: 00:00-00:01 and 01:00-01:01:30, of which 01:00-01:01:30 down.
     assert (got.scheduled_s, got.down_s, got.unknown_s) == (4 * 3600, 90, 4 * 3600 - 150)
+
+
+def every(
+    start: datetime, end: datetime, down: Interval | None = None, step: timedelta = 30 * S
+) -> list[tuple[datetime, bool]]:
+    """A reading every `step` in [start, end), down inside `down`."""
+    readings = []
+    t = start
+    while t < end:
+        readings.append((t, down is not None and down[0] <= t < down[1]))
+        t += step
+    return readings
+
+
+def main_car(
+    readings: list[tuple[datetime, bool]], down: list[Interval], start: datetime, end: datetime
+) -> tuple[float, float, float]:
+    got = elevator_availability("e1", "main", scheduled_intervals("main", start, end, SH), readings, end, GAP, down)
+    return got.scheduled_s, got.down_s, got.unknown_s
+
+
+def test_an_entrapment_work_order_is_down_while_the_readings_say_normal() -> None:
+    start, end = sh(2, 0), sh(2, 4)
+    # Every reading normal; an entrapment work order from 01:00 to 01:30.
+    assert main_car(every(start, end), [(sh(2, 1), sh(2, 1, 30))], start, end) == (4 * 3600, 1800, 0)
+
+
+def test_a_fault_and_an_entrapment_that_overlap_count_once() -> None:
+    start, end = sh(2, 0), sh(2, 4)
+    # The readings say down 01:00-02:00 (a fault code), the entrapment work order is open 01:30-02:30: 90 min.
+    readings = every(start, end, (sh(2, 1), sh(2, 2)))
+    assert main_car(readings, [(sh(2, 1, 30), sh(2, 2, 30))], start, end) == (4 * 3600, 5400, 0)
+    # Two work orders over the same time (a duplicate), and one inside the fault: still 90 min.
+    twice = [(sh(2, 1, 30), sh(2, 2, 30)), (sh(2, 1, 30), sh(2, 2, 30)), (sh(2, 1, 10), sh(2, 1, 20))]
+    assert main_car(readings, twice, start, end) == (4 * 3600, 5400, 0)
+
+
+def test_an_open_entrapment_ends_at_now() -> None:
+    # The period so far: 00:00 to now, 02:00. The work order opened at 01:57 is still open; the caller gives it up to
+    # the period's end (or further): only the 3 minutes up to now count.
+    start, now = sh(2, 0), sh(2, 2)
+    readings = every(start, now)
+    for until in (now, sh(2, 4), sh(3, 0)):
+        assert main_car(readings, [(sh(2, 1, 57), until)], start, now) == (2 * 3600, 180, 0)
+
+
+def test_an_entrapment_without_readings_is_down_and_known() -> None:
+    start, end = sh(2, 0), sh(2, 4)
+    # Readings up to 01:00, then silence; the entrapment work order 02:00-03:00 covers part of the silence.
+    readings = every(start, sh(2, 1))
+    scheduled, down, unknown = main_car(readings, [(sh(2, 2), sh(2, 3))], start, end)
+    # Known: 00:00-01:00:30 (the last reading, at 00:59:30, holds 60 s) and 02:00-03:00.
+    assert (scheduled, down, unknown) == (4 * 3600, 3600, 4 * 3600 - 3630 - 3600)
+
+
+def test_an_entrapment_outside_the_schedule_is_not_counted() -> None:
+    start, end = sh(2, 0), sh(3, 0)
+    readings = every(start, end)
+    # A peak car trapped 07:30-09:00: 30 min of it in the 06:00-08:00 window.
+    got = elevator_availability(
+        "e2", "peak", scheduled_intervals("peak", start, end, SH), readings, end, GAP, [(sh(2, 7, 30), sh(2, 9))]
+    )
+    assert (got.scheduled_s, got.down_s, got.unknown_s) == (4 * 3600, 1800, 0)

@@ -62,11 +62,12 @@ def test_arrival_compliance_and_the_late_work_orders(
     assert (twenty.numerator, twenty.denominator, twenty.value, twenty.status) == (4, 6, 4 / 6, "missed")
     assert [(m.id, m.late_min, m.detail) for m in twenty.misses] == [
         (ids["fault-5"], 5.0, "on site 25.0 min after"),
-        # Due 2026-10-31 15:20, still nobody on 2026-11-05 02:00: 4 d 10 h 40 min.
-        (ids["unattended"], 6400.0, "no technician on site yet"),
+        # Due 2026-10-31 15:20, still nobody on 2026-11-05 02:00: late counts to the month's end (16:00), not to
+        # the report's making.
+        (ids["unattended"], 40.0, "no technician on site yet"),
     ]
     assert (thirty.numerator, thirty.denominator, thirty.status) == (5, 6, "missed")
-    assert [(m.id, m.late_min) for m in thirty.misses] == [(ids["unattended"], 6390.0)]
+    assert [(m.id, m.late_min) for m in thirty.misses] == [(ids["unattended"], 30.0)]
     assert twenty.target == thirty.target == 1.0
 
 
@@ -110,7 +111,7 @@ def test_csv_and_json(report: KpiMonthlyReport, seeded: tuple[Engine, dict[str, 
     rows = {r["kpi"]: r for r in csv.DictReader(io.StringIO(kpi_csv(report)))}
     assert (rows["arrival_compliance"]["value"], rows["arrival_compliance"]["status"]) == (str(4 / 6), "missed")
     assert rows["arrival_compliance"]["work_orders_behind_miss"] == (
-        f"#{ids['fault-5']} old1 +5.0 min; #{ids['unattended']} old1 +6400.0 min"
+        f"#{ids['fault-5']} old1 +5.0 min; #{ids['unattended']} old1 +40.0 min"
     )
     assert rows["fire_intact_rate"]["status"] == "unavailable"
     assert KpiMonthlyReport.model_validate_json(report.model_dump_json()) == report
