@@ -206,13 +206,15 @@ def _small_filesystem(folder: Path, size: str) -> Iterator[Path]:
 def _fill(folder: Path) -> Path:
     """Write zeros into `folder` until its filesystem is full; the filler file."""
     filler = folder / "filler"
-    with filler.open("wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    # Unbuffered: a buffered file would try to write its remainder again on close, and fail there.
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     return filler
 
 
