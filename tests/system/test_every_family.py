@@ -94,7 +94,7 @@ async def _exercise(
             return not missing
 
         try:
-            await wait_for(every_measurement, 20, "readings of every family in InfluxDB")
+            await wait_for(every_measurement, 60, "readings of every family in InfluxDB")
         except AssertionError as exc:
             raise AssertionError(f"{exc}: none of {missing}") from None
         elevators = influxql(
@@ -107,7 +107,7 @@ async def _exercise(
             rows = influxql(influxd.url, influx_db, q)
             return bool(rows) and rows[0]["values"][0][1:] == ["A1B2C3D4", True]  # type: ignore[index]
 
-        await wait_for(card_read, 10, "the card read in InfluxDB's events")
+        await wait_for(card_read, 30, "the card read in InfluxDB's events")
 
         async with httpx.AsyncClient(base_url=api, timeout=5, headers=await demo_headers(api)) as client:
 
@@ -116,5 +116,5 @@ async def _exercise(
                 found = {(wo["device"], wo["fault"]) for wo in items}
                 return found if len(found) >= 4 else None
 
-            found = await wait_for(work_orders, 15, "a work order for each faulted device")
+            found = await wait_for(work_orders, 45, "a work order for each faulted device")
         assert found >= {("ea", "3"), ("eb", "11"), ("fp", f"{fire_point}/fault"), ("c1", "tamper")}
