@@ -1,29 +1,36 @@
-"""Contract KPIs (DOMAIN.md "KPI formulas") as pure functions over work-order rows and intact-rate samples.
+"""Contract KPIs (docs/kpis.md) as pure functions over work-order rows and intact-rate samples.
 
 Every figure comes with its numerator, denominator and target, so a report can show "97 of 98" and not only 99%.
-Which work orders count:
+The work-order figures judge each work order by its own stored clocks (the deadlines it got from its SLA profile
+when it opened), as facmon.workorders.sla.clock_compliance does for the work order's page:
 
-- cancelled work orders count nowhere (a cancellation records why, e.g. a false alarm: there was nothing to repair);
-- arrival compliance: elevator work orders detected in the period, except periodic checks (an overdue maintenance
-  visit owes no 20-minute arrival); one still waiting for a technician and still inside its window is not decided
-  yet and is left out until it is;
-- repair timeliness: work orders whose repair deadline falls in the period and has passed; the repair deadline is
-  the profile's `resolved` clock when it has one, else the work order's main deadline (`due_at`);
-- follow-up visit rate: work orders resolved in the period, and whether any follow-up was recorded for them.
+- a clock is met when its milestone was reached at or before its deadline, missed when the deadline passed without
+  it, and pending while the deadline is ahead: pending clocks are in no figure, they are counted beside it;
+- a cancellation stops only the clocks still running: one whose deadline had not passed at the cancellation leaves
+  the figure, one already met or missed keeps its outcome (a work order cancelled after its deadline keeps the miss);
+- arrival compliance: elevator work orders detected in the period, periodic checks excepted, by their contract
+  on-site clock (`contract_clock`) and, apart, by their statutory one (`statutory_clock`, when they have one);
+- repair timeliness: work orders whose repair clock (`repair_clock`) falls due in the period;
+- follow-up visit rate: work orders resolved in the period, not cancelled, and whether any follow-up was recorded.
 
-The `*_decisions` functions give the work orders each figure counts, so a report can list the ones behind a miss.
+`Judged.decided` lists the work orders a figure counts, so a report can name the ones behind a miss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from facmon.workorders.tables import Category, WorkOrderStatus
+from facmon.workorders.sla import ClockState, clock_compliance
+from facmon.workorders.tables import Category, Milestone, WorkOrderStatus
+
+# The clock of the elevator profiles that carries the regulator's ceiling (sla.yaml: elevator.entrapment).
+STATUTORY_CLOCK = "statutory_on_site"
 
 
 class KpiTargets(BaseSettings):
@@ -31,13 +38,25 @@ class KpiTargets(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FACMON_KPI_", extra="ignore", frozen=True)
 
-    arrival_within: timedelta = timedelta(minutes=20)
     arrival_compliance: float = Field(default=1.0, ge=0, le=1)
     repair_timeliness: float = Field(default=0.99, ge=0, le=1)
     follow_up_rate: float = Field(default=0.30, ge=0, le=1)
     fire_intact_rate: float = Field(default=1.0, ge=0, le=1)
     # Elevator fault downtime at most 0.5 % a quarter: availability at least 99.5 %.
     elevator_availability: float = Field(default=0.995, ge=0, le=1)
+    # Below this share of the period with data, a figure's verdict is "insufficient data", never "met".
+    min_coverage: float = Field(default=0.95, ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class ClockFacts:
+    """One stored SLA clock of a work order (facmon.workorders.tables.WorkOrderClock), as the KPIs read it."""
+
+    name: str
+    milestone: str
+    due_at: datetime
+    met_at: datetime | None = None
+    cancelled_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -47,15 +66,57 @@ class KpiRow:
     kind: str
     status: str
     detected_at: datetime
-    on_site_at: datetime | None
-    resolved_at: datetime | None
-    repair_due_at: datetime
-    follow_ups: int
+    # The work order's main deadline: the deadline of its profile's `main` clock.
+    due_at: datetime
+    on_site_at: datetime | None = None
+    resolved_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    follow_ups: int = 0
+    clocks: tuple[ClockFacts, ...] = ()
     # Which work order, so a report can name the ones behind a missed target.
     id: int = 0
     device: str = ""
     title: str = ""
     category: str = Category.REPAIR.value
+
+
+def _without_clocks(row: KpiRow, milestone: Milestone) -> ClockFacts:
+    """A work order opened before SLA profiles has only its main deadline; judge the milestone against it."""
+    met = row.on_site_at if milestone is Milestone.ON_SITE else row.resolved_at
+    # As the workflow does for stored clocks: a cancellation stops the clock only while it still runs.
+    cancelled = row.cancelled_at if met is None else None
+    return ClockFacts("due", milestone.value, row.due_at, met, cancelled)
+
+
+def _on_site_clocks(row: KpiRow) -> list[ClockFacts]:
+    return sorted((c for c in row.clocks if c.milestone == Milestone.ON_SITE), key=lambda c: (c.due_at, c.name))
+
+
+def contract_clock(row: KpiRow) -> ClockFacts | None:
+    """The work order's contract on-site clock: the one its profile names as `main` (whose deadline is the work
+    order's `due_at`), else its earliest on-site clock; never the statutory clock. None when it has no on-site clock.
+    """
+    if not row.clocks:
+        return _without_clocks(row, Milestone.ON_SITE)
+    candidates = [c for c in _on_site_clocks(row) if c.name != STATUTORY_CLOCK]
+    main = [c for c in candidates if c.due_at == row.due_at]
+    return next(iter(main or candidates), None)
+
+
+def statutory_clock(row: KpiRow) -> ClockFacts | None:
+    return next((c for c in row.clocks if c.name == STATUTORY_CLOCK), None)
+
+
+def repair_clock(row: KpiRow) -> ClockFacts:
+    """The clock waiting for `resolved` (the earliest, should a profile have two); the main deadline without one."""
+    resolved = sorted((c for c in row.clocks if c.milestone == Milestone.RESOLVED), key=lambda c: (c.due_at, c.name))
+    return resolved[0] if resolved else _without_clocks(row, Milestone.RESOLVED)
+
+
+def figure_minutes(row: KpiRow, clock: ClockFacts) -> int | float:
+    """A clock's figure: its deadline minus the detection time, in minutes (whole when it is whole)."""
+    minutes = (clock.due_at - row.detected_at) / timedelta(minutes=1)
+    return int(minutes) if minutes == int(minutes) else round(minutes, 2)
 
 
 @dataclass(frozen=True)
@@ -70,74 +131,94 @@ class Ratio:
 
     @property
     def met(self) -> bool | None:
+        """The value against the target alone; a figure's verdict also weighs its coverage."""
         value = self.value
         return None if value is None else value >= self.target
 
 
-def _counted(rows: Iterable[KpiRow]) -> list[KpiRow]:
-    return [r for r in rows if r.status != WorkOrderStatus.CANCELLED]
-
-
 @dataclass(frozen=True)
 class Decided:
-    """A work order a KPI counts, and whether it counts in the numerator (in time, followed up)."""
+    """A work order a KPI counts, whether it counts in the numerator (in time, followed up), and the clock that
+    decided it (None for the follow-up rate)."""
 
     row: KpiRow
     ok: bool
+    clock: ClockFacts | None = None
 
 
-def arrival_decisions(
-    rows: Iterable[KpiRow], start: datetime, end: datetime, now: datetime, targets: KpiTargets
-) -> list[Decided]:
-    decided = []
-    for r in _counted(rows):
+@dataclass(frozen=True)
+class ClockFigure:
+    """How many of a figure's work orders were judged by a clock of this many minutes."""
+
+    minutes: int | float
+    work_orders: int
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The work orders a figure counts, and how many it leaves out for now because their clock is still running."""
+
+    decided: tuple[Decided, ...] = ()
+    pending: int = 0
+
+    def ratio(self, target: float) -> Ratio:
+        return Ratio(sum(d.ok for d in self.decided), len(self.decided), target)
+
+    @property
+    def clocks(self) -> tuple[ClockFigure, ...]:
+        counted = Counter(figure_minutes(d.row, d.clock) for d in self.decided if d.clock is not None)
+        return tuple(ClockFigure(minutes, n) for minutes, n in sorted(counted.items()))
+
+
+def judge(
+    pairs: Iterable[tuple[KpiRow, ClockFacts]],
+    now: datetime,
+) -> Judged:
+    """Each work order by its clock at `now`: met and missed are decided, pending is counted, cancelled in time
+    (the clock stopped before its deadline) is left out."""
+    decided: list[Decided] = []
+    pending = 0
+    for row, clock in pairs:
+        state = clock_compliance(clock, now).state
+        if state is ClockState.PENDING:
+            pending += 1
+        elif state is not ClockState.CANCELLED:
+            decided.append(Decided(row, state is ClockState.MET, clock))
+    return Judged(tuple(decided), pending)
+
+
+def arrival(
+    rows: Iterable[KpiRow],
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    clock_of: Callable[[KpiRow], ClockFacts | None] = contract_clock,
+) -> Judged:
+    """Elevator work orders detected in [start, end), periodic checks excepted (an overdue maintenance visit owes no
+    arrival), each by the clock `clock_of` picks; those without one are not in the figure."""
+    pairs = []
+    for r in rows:
         if r.kind != "elevator" or r.category == Category.CHECK or not start <= r.detected_at < end:
             continue
-        deadline = r.detected_at + targets.arrival_within
-        in_time = r.on_site_at is not None and r.on_site_at <= deadline
-        if not in_time and r.on_site_at is None and now <= deadline:
-            continue  # still inside its window: not decided yet
-        decided.append(Decided(r, in_time))
-    return decided
+        clock = clock_of(r)
+        if clock is not None:
+            pairs.append((r, clock))
+    return judge(pairs, now)
 
 
-def repair_decisions(
-    rows: Iterable[KpiRow], start: datetime, end: datetime, now: datetime, targets: KpiTargets
-) -> list[Decided]:
-    decided = []
-    for r in _counted(rows):
-        if not start <= r.repair_due_at < end:
-            continue
-        in_time = r.resolved_at is not None and r.resolved_at <= r.repair_due_at
-        if not in_time and now <= r.repair_due_at:
-            continue  # due later today, say: not decided yet
-        decided.append(Decided(r, in_time))
-    return decided
+def repair(rows: Iterable[KpiRow], start: datetime, end: datetime, now: datetime) -> Judged:
+    """Work orders of every kind whose repair clock falls due in [start, end)."""
+    pairs = [(r, clock) for r in rows if start <= (clock := repair_clock(r)).due_at < end]
+    return judge(pairs, now)
 
 
-def follow_up_decisions(rows: Iterable[KpiRow], start: datetime, end: datetime) -> list[Decided]:
-    resolved = [r for r in _counted(rows) if r.resolved_at is not None and start <= r.resolved_at < end]
-    return [Decided(r, r.follow_ups > 0) for r in resolved]
-
-
-def _ratio(decided: Sequence[Decided], target: float) -> Ratio:
-    return Ratio(sum(d.ok for d in decided), len(decided), target)
-
-
-def arrival_compliance(
-    rows: Iterable[KpiRow], start: datetime, end: datetime, now: datetime, targets: KpiTargets
-) -> Ratio:
-    return _ratio(arrival_decisions(rows, start, end, now, targets), targets.arrival_compliance)
-
-
-def repair_timeliness(
-    rows: Iterable[KpiRow], start: datetime, end: datetime, now: datetime, targets: KpiTargets
-) -> Ratio:
-    return _ratio(repair_decisions(rows, start, end, now, targets), targets.repair_timeliness)
-
-
-def follow_up_rate(rows: Iterable[KpiRow], start: datetime, end: datetime, targets: KpiTargets) -> Ratio:
-    return _ratio(follow_up_decisions(rows, start, end), targets.follow_up_rate)
+def follow_up(rows: Iterable[KpiRow], start: datetime, end: datetime) -> Judged:
+    resolved = [
+        r
+        for r in rows
+        if r.status != WorkOrderStatus.CANCELLED and r.resolved_at is not None and start <= r.resolved_at < end
+    ]
+    return Judged(tuple(Decided(r, r.follow_ups > 0) for r in resolved))
 
 
 @dataclass(frozen=True)

@@ -17,54 +17,61 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, selectinload
 
 from facmon.kernel.influx import InfluxClient, InfluxError, InfluxSettings
 from facmon.kernel.model import DeviceKind
 from facmon.reports.availability import ENTRAPMENT_FIELD, FAULT_FIELDS, Interval, is_down
-from facmon.reports.kpi import KpiRow
-from facmon.workorders.tables import FollowUp, Milestone, WorkOrder, WorkOrderClock, WorkOrderStatus
+from facmon.reports.kpi import ClockFacts, KpiRow
+from facmon.workorders.sla import MAX_HOLD, MAX_WITHIN
+from facmon.workorders.tables import FollowUp, WorkOrder, WorkOrderStatus
 
-# Repair deadlines are at most days after detection (facmon/workorders/library/sla.yaml, holds included), so work orders
-# detected this long before a period cannot have one inside it.
-LOOKBACK = timedelta(days=30)
+# A deadline falls at most the longest hold plus the longest clock after its work order's detection (the limits
+# facmon.workorders.sla enforces), so work orders detected this long before a period cannot have one inside it.
+LOOKBACK = MAX_WITHIN + MAX_HOLD
 
 
 def kpi_rows(session: Session, site: str, start: datetime, end: datetime) -> list[KpiRow]:
-    repair_due = (
-        select(func.min(WorkOrderClock.due_at))
-        .where(WorkOrderClock.work_order_id == WorkOrder.id, WorkOrderClock.milestone == Milestone.RESOLVED.value)
-        .scalar_subquery()
-    )
+    """The site's work orders any figure of [start, end) may count: those with a deadline that can fall in it,
+    and those resolved in it (the follow-up visit rate), with their stored clocks."""
     follow_ups = select(func.count(FollowUp.id)).where(FollowUp.work_order_id == WorkOrder.id).scalar_subquery()
-    query = select(WorkOrder, repair_due, follow_ups).where(
-        WorkOrder.site == site, WorkOrder.detected_at < end, WorkOrder.detected_at >= start - LOOKBACK
-    )
-    rows = []
-    for wo, due, visits in session.execute(query):
-        # The subquery's value comes back as the database's own type; on SQLite naive UTC text.
-        repair_due_at = wo.due_at if due is None else _utc(due)
-        rows.append(
-            KpiRow(
-                kind=wo.kind,
-                status=wo.status,
-                detected_at=wo.detected_at,
-                on_site_at=wo.on_site_at,
-                resolved_at=wo.resolved_at,
-                repair_due_at=repair_due_at,
-                follow_ups=int(visits or 0),
-                id=wo.id,
-                device=wo.device,
-                title=wo.title,
-                category=wo.category,
-            )
+    query = (
+        select(WorkOrder, follow_ups)
+        .where(
+            WorkOrder.site == site,
+            WorkOrder.detected_at < end,
+            or_(
+                WorkOrder.detected_at >= start - LOOKBACK,
+                and_(WorkOrder.resolved_at >= start, WorkOrder.resolved_at < end),
+            ),
         )
-    return rows
+        .options(selectinload(WorkOrder.clocks))
+        .order_by(WorkOrder.detected_at, WorkOrder.id)
+    )
+    return [_row(wo, int(visits or 0)) for wo, visits in session.execute(query)]
+
+
+def _row(wo: WorkOrder, follow_ups: int) -> KpiRow:
+    return KpiRow(
+        kind=wo.kind,
+        status=wo.status,
+        detected_at=wo.detected_at,
+        due_at=wo.due_at,
+        on_site_at=wo.on_site_at,
+        resolved_at=wo.resolved_at,
+        cancelled_at=wo.cancelled_at,
+        follow_ups=follow_ups,
+        clocks=tuple(ClockFacts(c.name, c.milestone, c.due_at, c.met_at, c.cancelled_at) for c in wo.clocks),
+        id=wo.id,
+        device=wo.device,
+        title=wo.title,
+        category=wo.category,
+    )
 
 
 # The fault of an entrapment work order: the controller's entrapment flag and the collector's detector both raise it

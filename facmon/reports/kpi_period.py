@@ -46,10 +46,19 @@ class IntactFigure:
     period_mean: float | None = None
     period_covered_s: float | None = None
     panels: tuple[PanelIntact, ...] = ()
+    # Seconds of the period judged (its start to the earlier of its end and now).
+    period_s: float | None = None
 
     @property
     def met(self) -> bool | None:
         return None if self.period_mean is None else self.period_mean >= self.target
+
+    @property
+    def coverage(self) -> float | None:
+        """The share of the period the intact figures cover."""
+        if not self.available or self.period_covered_s is None or not self.period_s:
+            return None
+        return self.period_covered_s / self.period_s
 
 
 async def period_intact(influx: InfluxReader, site: str, start: datetime, end: datetime, target: float) -> IntactFigure:
@@ -70,6 +79,7 @@ async def period_intact(influx: InfluxReader, site: str, start: datetime, end: d
         period_mean=None if mean.mean is None else round(mean.mean / 100.0, 6),
         period_covered_s=mean.covered_s,
         panels=tuple(panels),
+        period_s=(end - start).total_seconds(),
     )
 
 
@@ -104,6 +114,14 @@ class AvailabilityFigure:
     def met(self) -> bool | None:
         value = self.value
         return None if value is None else value >= self.target
+
+    @property
+    def coverage(self) -> float | None:
+        """Scheduled time with a reading in force / scheduled time; None when nothing is scheduled."""
+        scheduled = self.scheduled_s
+        if not self.available or scheduled == 0:
+            return None
+        return (scheduled - self.unknown_s) / scheduled
 
 
 async def period_availability(

@@ -25,6 +25,11 @@ from facmon.workorders.tables import Milestone
 
 DEFAULT_SLA_FILE = Path(__file__).parent / "library" / "sla.yaml"
 
+# The longest a clock may run from its start, and the longest its start may wait after detection: together the
+# longest a deadline can fall after its work order's detection (facmon.reports.kpi_data looks that far back).
+MAX_WITHIN = timedelta(days=60)
+MAX_HOLD = timedelta(days=7)
+
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|min|h|d)\s*$")
 _UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
 
@@ -55,8 +60,8 @@ class ClockDef(_Strict):
 
     @model_validator(mode="after")
     def _positive(self) -> ClockDef:
-        if not timedelta(0) < self.within <= timedelta(days=60):
-            raise ValueError(f"within must be more than 0 and at most 60 days, not {self.within}")
+        if not timedelta(0) < self.within <= MAX_WITHIN:
+            raise ValueError(f"within must be more than 0 and at most {MAX_WITHIN.days} days, not {self.within}")
         return self
 
 
@@ -81,8 +86,8 @@ class SlaProfile(_Strict):
             raise ValueError(f"main clock {self.main!r} is not one of the clocks {names}")
         if self.main is None and not any(c.milestone is Milestone.ON_SITE for c in self.clocks):
             raise ValueError("no on_site clock, so name the clock that sets due_at with `main`")
-        if self.hold < timedelta(0) or self.hold > timedelta(days=7):
-            raise ValueError("hold must be between 0 and 7 days")
+        if self.hold < timedelta(0) or self.hold > MAX_HOLD:
+            raise ValueError(f"hold must be between 0 and {MAX_HOLD.days} days")
         return self
 
     @property

@@ -126,19 +126,22 @@ async def test_entrapment_is_downtime_in_the_api_and_the_report(
     # e2, 06:00-08:00 so far: 20 min.
     assert availability["elevators"] == [
         {"device": "e1", "role": "main", "scheduled_hours": 12.0, "downtime_hours": 2.05,
-         "unknown_hours": 0.466667, "value": 0.829167, "met": False},
+         "unknown_hours": 0.466667, "value": 0.829167, "coverage": 0.9611, "verdict": "missed", "met": False},
         {"device": "e2", "role": "peak", "scheduled_hours": 2.0, "downtime_hours": 0.333333, "unknown_hours": 0.0,
-         "value": 0.833333, "met": False},
+         "value": 0.833333, "coverage": 1.0, "verdict": "missed", "met": False},
     ]  # fmt: skip
     assert (availability["denominator_hours"], availability["downtime_hours"], availability["unknown_hours"]) == (
         14.0,
         2.383333,
         0.466667,
     )
+    assert (availability["coverage"], availability["verdict"]) == (round(1 - 0.466667 / 14, 4), "missed")
     assert "entrapment work order open" in availability["note"]
 
     # The monthly report so far: 1 March has 28 h scheduled and readings only from 23:50 (27 h 50 min unknown), 2 March
     # as above.
     line = next(k for k in report.kpis if k.key == "elevator_availability")
     assert (line.denominator, line.numerator) == (42.0, round(42.0 - 143 / 60, 3))
-    assert line.reason == "downtime 2.38 h, unknown 28.30 h"
+    # Most of 1 March unknown: too little data for a verdict.
+    assert (line.coverage, line.verdict) == (0.3262, "insufficient data")
+    assert line.reason == "coverage 32.62% is below 95%; downtime 2.38 h, unknown 28.30 h"

@@ -241,13 +241,25 @@ async def test_kpis_from_work_orders(client: httpx.AsyncClient, engine: Engine, 
         "2026-04-01T00:00:00Z",
         z(START),
     )
+    # Without InfluxDB the coverage is unknown: the ratios stand, the verdict is "insufficient data", never "met".
+    unknown = {"coverage": None, "verdict": "insufficient data", "reason": "coverage unknown: InfluxDB not configured",
+               "met": None, "pending": 0}  # fmt: skip
     assert body["elevator_arrival_compliance"] == {
-        "numerator": 1, "denominator": 2, "value": 0.5, "target": 1.0, "met": False
+        "numerator": 1, "denominator": 2, "value": 0.5, "target": 1.0, "clocks": [{"minutes": 20, "work_orders": 2}]
+    } | unknown  # fmt: skip
+    assert body["elevator_arrival_compliance_statutory"] == {
+        "numerator": 0, "denominator": 0, "value": None, "target": 1.0, "clocks": [], "coverage": None,
+        "verdict": "no data", "reason": None, "met": None, "pending": 0,
     }  # fmt: skip
     # Elevator work orders' repair deadline is their 24 h repair clock, not the 20 min arrival: the slow one arrived
     # late (35 min) but was repaired at +50 min, so both count in time (due 2026-03-02 01:00, decided at that moment).
-    assert body["repair_timeliness"] == {"numerator": 2, "denominator": 2, "value": 1.0, "target": 0.99, "met": True}
-    assert body["follow_up_visit_rate"] == {"numerator": 1, "denominator": 2, "value": 0.5, "target": 0.3, "met": True}
+    assert body["repair_timeliness"] == {
+        "numerator": 2, "denominator": 2, "value": 1.0, "target": 0.99, "clocks": [{"minutes": 1440, "work_orders": 2}]
+    } | unknown  # fmt: skip
+    assert body["follow_up_visit_rate"] == {
+        "numerator": 1, "denominator": 2, "value": 0.5, "target": 0.3, "clocks": []
+    } | unknown  # fmt: skip
+    assert body["cancellations"] == []
     assert body["fire_equipment_intact_rate"]["available"] is False
     assert body["fire_equipment_intact_rate"]["reason"] == "the API is not connected to InfluxDB"
     assert body["elevator_availability"]["available"] is False
@@ -309,6 +321,7 @@ async def test_kpis_fire_intact_rate_from_influxdb(
     # The period ends now (the clock), not at `to`: 5 h at 100 %, 5 h at 95 %.
     assert intact["period_covered_s"] == 10 * 3600
     assert intact["period_mean"] == pytest.approx(0.975)
+    assert (intact["coverage"], intact["verdict"]) == (1.0, "missed")
     assert intact["panels"] == [
         {"device": "fp1", "at": z(begin + timedelta(hours=5)), "intact_pct": 95.0, "points_present": 200,
          "points_intact": 190}
@@ -394,13 +407,14 @@ async def test_kpis_elevator_availability_from_influxdb(engine: Engine, influxd:
     assert {k: v for k, v in availability.items() if k not in ("elevators", "note")} == {
         "available": True, "reason": None, "target": 0.995, "numerator_hours": 27.3, "denominator_hours": 28.0,
         "value": 0.975, "met": False, "downtime_hours": 0.7, "unknown_hours": 0.966667,
+        "coverage": round(1 - 0.966667 / 28, 4), "verdict": "missed",
     }  # fmt: skip
     assert availability["elevators"] == [
         # Silent 03:00-04:00: the 02:59 reading holds to 03:02, then 58 min unknown, not down.
         {"device": "e1", "role": "main", "scheduled_hours": 24.0, "downtime_hours": 0.583333,
-         "unknown_hours": 0.966667, "value": 0.975694, "met": False},
+         "unknown_hours": 0.966667, "value": 0.975694, "coverage": 0.9597, "verdict": "missed", "met": False},
         {"device": "e2", "role": "peak", "scheduled_hours": 4.0, "downtime_hours": 0.116667, "unknown_hours": 0.0,
-         "value": 0.970833, "met": False},
+         "value": 0.970833, "coverage": 1.0, "verdict": "missed", "met": False},
     ]  # fmt: skip
     assert "backup elevators" in availability["note"]
     assert elsewhere["available"] is False

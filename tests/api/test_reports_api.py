@@ -83,7 +83,7 @@ async def test_kpi_report_in_every_format(client: httpx.AsyncClient, reporter: d
     assert (answer.status_code, answer.headers["content-type"]) == (200, "application/json")
     body = answer.json()
     assert (body["site"], body["month"]) == ("maple", "2026-10")
-    assert {k["key"]: k["status"] for k in body["kpis"]}["fire_intact_rate"] == "unavailable"
+    assert {k["key"]: k["verdict"] for k in body["kpis"]}["fire_intact_rate"] == "unavailable"
     table = await client.get("/kpi", params=KPI | {"format": "csv"}, headers=reporter)
     assert (table.status_code, table.headers["content-type"]) == (200, "text/csv; charset=utf-8")
     assert table.text.strip()

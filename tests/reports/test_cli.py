@@ -56,7 +56,7 @@ def test_insurance_pdf_and_kpi_json_to_files(site_file: Path, tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text("utf-8"))
     assert report["month"] == "2026-10"
-    assert {k["key"]: k["status"] for k in report["kpis"]}["fire_intact_rate"] == "unavailable"
+    assert {k["key"]: k["verdict"] for k in report["kpis"]}["fire_intact_rate"] == "unavailable"
 
 
 def test_clear_errors(site_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
