@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facmon.workorders.sla import ClockState, clock_compliance
@@ -46,6 +46,18 @@ class KpiTargets(BaseSettings):
     elevator_availability: float = Field(default=0.995, ge=0, le=1)
     # Below this share of the period with data, a figure's verdict is "insufficient data", never "met".
     min_coverage: float = Field(default=0.95, ge=0, le=1)
+    # Retired: arrival is judged by each work order's own SLA clocks. Read only to refuse it with the reason, so a
+    # deployment that set it does not believe it still applies.
+    arrival_within: str | None = None
+
+    @model_validator(mode="after")
+    def _retired(self) -> KpiTargets:
+        if self.arrival_within is not None:
+            raise ValueError(
+                "FACMON_KPI_ARRIVAL_WITHIN is no longer read: arrival is judged by each work order's own SLA clocks "
+                "(the profiles of sla.yaml, or the file given to facmon rules --sla); remove the variable"
+            )
+        return self
 
 
 @dataclass(frozen=True)

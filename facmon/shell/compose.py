@@ -49,6 +49,7 @@ from facmon.notifier.recipients import SiteResolver
 from facmon.notifier.service import Notifier
 from facmon.notifier.storm import maintenance_windows
 from facmon.notifier.tokens import InsecureSecret, check_secret, issue, load_or_create_secret
+from facmon.reports.kpi import KpiTargets
 from facmon.reports.kpi_data import InfluxReader
 from facmon.shell.declared import declared_fields
 from facmon.shell.migrations.schema import create_schema
@@ -346,6 +347,10 @@ class Composer:
         self, sites: Sequence[Site], host: str, port: int, *, health: Callable[[], Health] | None = None
     ) -> ApiService:
         """Needs `check_start(sites)` first. `health`: more services to report at /api/v1/health (`facmon up`)."""
+        try:
+            KpiTargets()  # FACMON_KPI_* read at start, so a bad or retired one stops it here, not each request
+        except ValueError as exc:
+            raise StartRefused(f"FACMON_KPI_*: {exc}") from exc
         app = create_app(
             sites=sites,
             engine=self.engine(),

@@ -104,3 +104,15 @@ def test_an_admin_and_a_good_key_are_enough(tmp_path: Path) -> None:
         check_real_start(engine, "short-key-1234")
     assert DEMO_PASSWORD[Role.ADMIN] != "correct horse battery"
     engine.dispose()
+
+
+def test_the_api_refuses_to_start_with_the_retired_arrival_window_or_a_bad_kpi_target(tmp_path: Path) -> None:
+    """Arrival is judged by each work order's own clocks: a deployment still setting FACMON_KPI_ARRIVAL_WITHIN is told
+    so at start, not left believing 20 min still applies; an impossible target is named too."""
+    api = ("api", "--site", str(EXAMPLES / "demo-site.yaml"), "--state-dir", str(tmp_path / "s"), "--demo")
+    retired = _facmon(*api, "--port", "1", env={"FACMON_KPI_ARRIVAL_WITHIN": "PT20M"})
+    assert retired.returncode == 2, retired.stderr
+    assert "FACMON_KPI_ARRIVAL_WITHIN is no longer read" in retired.stderr
+    impossible = _facmon(*api, "--port", "1", env={"FACMON_KPI_MIN_COVERAGE": "1.5"})
+    assert impossible.returncode == 2, impossible.stderr
+    assert "min_coverage" in impossible.stderr
