@@ -5,10 +5,10 @@ The denominator is every commissioned point of the site's panels: the points the
 every point a panel has ever reported (the table `fire_points`, rules.fire_point_store), less those a person has
 decommissioned. The numerator is those of them that are present and neither in fault nor disabled, as far as is
 known now. Not intact therefore: a point reported absent (removed from the panel's table, or gone from its loop), a
-listed point the panel never reports, a point whose panel does not answer (no panel reading for `silent_after`, or
-none at all since the worker started), and a point not heard of for `point_hold` while its panel answers (the
-gateway reports every point it knows at least once a minute, so that is a point its gateway has forgotten: one
-absent when the gateway started).
+listed point the panel never reports, a point whose panel does not answer (no panel reading for its `silent_after`,
+or none at all since the worker started), and a point not heard of for its panel's `point_hold` while the panel
+answers (the gateway reports every point it knows at least once a minute, so that is a point its gateway has
+forgotten: one absent when the gateway started).
 
 `FirePointBook` holds what the readings said, pure apart from that memory: a panel reading (`Reading.point` None)
 says the panel answers; a point reading (`Reading.point = "1-023"`) gives the point's state (`state`, `fault`,
@@ -30,11 +30,12 @@ from influxdb_client.domain.write_precision import WritePrecision
 from facmon.kernel.model import DeviceKind, Reading
 
 MEASUREMENT = "fire_intact"
-# A panel reading holds this long at least (three poll intervals when they are longer): a panel not heard of for that
-# long does not answer, and none of its points counts as intact.
+# A panel reading holds this long at least (longer: three poll intervals, or the panel's comm grace): a panel not
+# heard of for that long does not answer, and none of its points counts as intact.
 MIN_SILENT_AFTER = timedelta(seconds=60)
-# A point's state holds this long after its reading: the gateway repeats every point it knows once a minute.
-POINT_HOLD = timedelta(seconds=150)
+# A point's reading holds for the panel's silent_after and this much more: the gateway repeats every point it knows
+# once a minute (collectors.modbus.fire_interpreter), so a point missing from a snapshot and a half is not known.
+POINT_SNAPSHOTS = timedelta(seconds=90)
 ABSENT = "absent"
 
 PanelKey = tuple[str, str]  # site, device
@@ -43,13 +44,23 @@ PointKey = tuple[str, str, str]  # site, device, point
 
 @dataclass(frozen=True)
 class PanelSpec:
-    """A fire panel of a site file, as the intact rate needs it."""
+    """A fire panel of a site file, as the intact rate needs it: how long its reading and its points' readings hold."""
 
     site: str
     building: str
     device: str
     model: str
     silent_after: timedelta = MIN_SILENT_AFTER
+
+    @property
+    def point_hold(self) -> timedelta:
+        return self.silent_after + POINT_SNAPSHOTS
+
+
+def silent_after(poll_interval_s: float, comm_grace_s: float) -> timedelta:
+    """How long a panel's reading holds: at least a minute, three poll intervals, and its comm grace (a panel is not
+    taken as silent here before its gateway would report it lost)."""
+    return max(MIN_SILENT_AFTER, timedelta(seconds=max(3 * poll_interval_s, comm_grace_s)))
 
 
 @dataclass(frozen=True)
@@ -139,15 +150,28 @@ class FirePointBook:
     """The commissioned points of the panels, what their readings said, and each site's figures from that.
 
     `panels`: the fire panels of the site files; a reading of another panel is not taken. None: every panel heard of
-    (a worker without site files)."""
+    (a worker without site files). A site's figure only changes with a reading that changes something, a change of
+    the table, or the time when a panel or point lapses; `due` says whether one of those happened since the last
+    `figure`, so that a worker of many sites does not count every point every second."""
 
-    def __init__(self, panels: Iterable[PanelSpec] | None = None, *, point_hold: timedelta = POINT_HOLD) -> None:
-        self.point_hold = point_hold
+    def __init__(self, panels: Iterable[PanelSpec] | None = None) -> None:
         self._open = panels is None
-        self._panels: dict[PanelKey, PanelSpec] = {(p.site, p.device): p for p in panels or ()}
-        self._points: dict[PanelKey, dict[str, PointLive]] = {key: {} for key in self._panels}
+        self._panels: dict[PanelKey, PanelSpec] = {}
+        self._by_site: dict[str, list[PanelSpec]] = {}
+        self._points: dict[PanelKey, dict[str, PointLive]] = {}
         self._heard: dict[PanelKey, datetime] = {}
+        # Sites whose figure may have changed since it was last made, and when a lapse changes it next.
+        self._dirty: set[str] = set()
+        self._lapses_at: dict[str, datetime | None] = {}
         self.pending = Pending()
+        for panel in panels or ():
+            self._add(panel)
+
+    def _add(self, panel: PanelSpec) -> None:
+        self._panels[(panel.site, panel.device)] = panel
+        self._by_site.setdefault(panel.site, []).append(panel)
+        self._points.setdefault((panel.site, panel.device), {})
+        self._dirty.add(panel.site)
 
     def panel(self, site: str, device: str) -> PanelSpec | None:
         return self._panels.get((site, device))
@@ -156,38 +180,45 @@ class FirePointBook:
         return self._open or (site, device) in self._panels
 
     def sites(self) -> list[str]:
-        return sorted({site for site, _ in self._panels})
+        return sorted(self._by_site)
 
     def heard_panel(self, site: str, building: str, device: str, model: str, at: datetime) -> bool:
         """A panel reading at `at`; True when the panel is heard of for the first time since start."""
         key = (site, device)
-        if key not in self._panels:
+        panel = self._panels.get(key)
+        if panel is None:
             if not self._open:
                 return False
-            self._panels[key] = PanelSpec(site, building, device, model)
-        self._points.setdefault(key, {})
-        first = key not in self._heard
-        if first or self._heard[key] < at:
+            panel = PanelSpec(site, building, device, model)
+            self._add(panel)
+        last = self._heard.get(key)
+        if last is None or at - last > panel.silent_after:
+            self._dirty.add(site)  # heard of again after a silence (or for the first time)
+        if last is None or last < at:
             self._heard[key] = at
-        return first
+        return last is None
 
     def take_point(self, report: PointReport) -> bool:
         """A point reading; False when it is older than what the point last said (nothing changes then)."""
         site, device, point = report.key
         if not self.takes(site, device):
             return False
-        points = self._points.setdefault((site, device), {})
         if (site, device) not in self._panels:
-            self._panels[(site, device)] = PanelSpec(site, "", device, "")
+            self._add(PanelSpec(site, "", device, ""))
+        hold = self._panels[(site, device)].point_hold
+        points = self._points[(site, device)]
         live = points.get(point)
         if live is None:
             live = points[point] = PointLive()
             self.pending.new[report.key] = report.at
         elif live.heard_at is not None and report.at < live.heard_at:
             return False
+        if live.heard_at is None or report.at - live.heard_at > hold:
+            self._dirty.add(site)  # new, or current again after it lapsed
         if (live.state, live.intact) != (report.state, report.intact) or live.since is None:
             live.state, live.intact, live.since = report.state, report.intact, report.at
             self.pending.states[report.key] = report
+            self._dirty.add(site)
         live.heard_at = report.at
         self.pending.heard[report.key] = report.at
         return True
@@ -198,47 +229,65 @@ class FirePointBook:
 
     def load(self, rows: Iterable[StoredPoint], *, full: bool) -> None:
         """The point table as stored: which points exist and which are commissioned; with `full`, also what the
-        panels last said of them (at start; afterwards memory is newer). Points heard of but not yet stored stay."""
+        panels last said of them (at start, under what readings taught since if they are newer). Points heard of but
+        not stored yet stay."""
         for row in rows:
             site, device, point = row.key
             if not self.takes(site, device):
                 continue
-            points = self._points.setdefault((site, device), {})
+            if (site, device) not in self._panels:
+                self._add(PanelSpec(site, "", device, ""))
+            points = self._points[(site, device)]
             live = points.get(point)
             if live is None:
-                live = points[point] = PointLive()
-                full_row = True
+                live = points[point] = PointLive(commissioned=row.commissioned)
+                self._dirty.add(site)
+                stored = True
             else:
-                full_row = full and (
-                    live.heard_at is None or (row.heard_at is not None and row.heard_at > live.heard_at)
-                )
-            live.commissioned = row.commissioned
-            if full_row and row.state is not None:
+                stored = full and (live.heard_at is None or (row.heard_at is not None and row.heard_at > live.heard_at))
+            if live.commissioned != row.commissioned:
+                live.commissioned = row.commissioned
+                self._dirty.add(site)
+            if stored and row.state is not None:
                 live.state, live.intact, live.since = row.state, bool(row.intact), row.since
                 live.heard_at = row.heard_at
+                self._dirty.add(site)
 
     def ready(self, site: str, started: datetime, now: datetime) -> bool:
         """Whether a figure of `site` can be made: every panel of it heard of since `started`, or long enough since
         then that a panel not heard of does not answer."""
-        panels = [p for p in self._panels.values() if p.site == site]
-        return all((p.site, p.device) in self._heard or now - started >= p.silent_after for p in panels)
+        return all(
+            (p.site, p.device) in self._heard or now - started >= p.silent_after for p in self._by_site.get(site, ())
+        )
+
+    def due(self, site: str, now: datetime) -> bool:
+        """Whether the site's figure may differ from the one last made."""
+        lapses = self._lapses_at.get(site)
+        return site in self._dirty or (lapses is not None and now > lapses)
 
     def figure(self, site: str, now: datetime) -> SiteIntact:
         commissioned = present = intact = answering = 0
-        panels = [p for p in self._panels.values() if p.site == site]
+        lapses: list[datetime] = []
+        panels = self._by_site.get(site, [])
         for panel in panels:
-            key = (panel.site, panel.device)
-            heard = self._heard.get(key)
+            heard = self._heard.get((panel.site, panel.device))
             answers = heard is not None and now - heard <= panel.silent_after
-            answering += answers
-            for live in self._points.get(key, {}).values():
+            if answers:
+                assert heard is not None
+                answering += 1
+                lapses.append(heard + panel.silent_after)
+            for live in self._points[(panel.site, panel.device)].values():
                 if not live.commissioned:
                     continue
                 commissioned += 1
-                current = answers and live.heard_at is not None and now - live.heard_at <= self.point_hold
-                if current and live.state != ABSENT:
+                current = live.heard_at is not None and now - live.heard_at <= panel.point_hold
+                if answers and current and live.state != ABSENT:
+                    assert live.heard_at is not None
                     present += 1
                     intact += live.intact
+                    lapses.append(live.heard_at + panel.point_hold)
+        self._dirty.discard(site)
+        self._lapses_at[site] = min(lapses) if lapses else None
         return SiteIntact(site, now, commissioned, present, intact, len(panels), answering)
 
     def heard(self, site: str, device: str) -> datetime | None:

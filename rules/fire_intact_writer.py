@@ -11,7 +11,7 @@ last figure; the period's figure lets each one hold for at most five minutes (fa
 Start: no figure before the table is loaded (the site files' points added to it first), and none of a site until
 each of its panels has been heard of or has been silent for its `silent_after` since the start; then the figure
 uses the stored table and the states stored with it at once (a point absent before the restart is still counted,
-and one the panel reported within `point_hold` keeps its state), so a restart neither forgets a point nor dips.
+and one the panel reported within its point hold keeps its state), so a restart neither forgets a point nor dips.
 
 Why a component of its own beside the event consumer rather than more topics on the consumer's session: the
 consumer's persistent session and manual acks exist so that no event is lost; panel readings come every second and
@@ -44,7 +44,7 @@ from facmon.kernel.ticking import tick_forever
 from facmon.kernel.topics import STATE, subscription
 from facmon.workorders.lifecycle import LifecycleSink, LifecycleSinkError
 from rules import fire_point_store as store
-from rules.fire_intact import MIN_SILENT_AFTER, POINT_HOLD, FirePointBook, PanelSpec, intact_line, point_report
+from rules.fire_intact import FirePointBook, PanelSpec, intact_line, point_report, silent_after
 
 log = structlog.get_logger(__name__)
 
@@ -61,18 +61,13 @@ class IntactTiming:
     tick_s: float = 1.0
     heartbeat_s: float = 60.0
     reload_s: float = 5.0
-    point_hold: timedelta = POINT_HOLD
 
 
 def panel_specs(sites: Sequence[Site]) -> list[PanelSpec]:
-    """The fire panels of the site files; a reading holds for max(60 s, three poll intervals)."""
+    """The fire panels of the site files; a reading holds for max(60 s, three poll intervals, the comm grace)."""
     return [
         PanelSpec(
-            site.id,
-            building.id,
-            device.id,
-            device.model,
-            max(MIN_SILENT_AFTER, timedelta(seconds=3 * device.poll_interval_s)),
+            site.id, building.id, device.id, device.model, silent_after(device.poll_interval_s, device.comm_grace_s)
         )
         for site in sites
         for building, device in site.devices()
@@ -100,7 +95,7 @@ class FireIntactWriter:
         # Ticks run on it (tests drive it); the reconnect pause is a network wait on real time.
         self.clock = clock or SystemClock()
         self.timing = timing
-        self.book = FirePointBook(None if sites is None else panel_specs(sites), point_hold=timing.point_hold)
+        self.book = FirePointBook(None if sites is None else panel_specs(sites))
         self._site_ids = None if sites is None else [s.id for s in sites]
         self._lines: deque[str] = deque(maxlen=MAX_PENDING)
         self._started: datetime | None = None
@@ -200,13 +195,16 @@ class FireIntactWriter:
 
     def _figures(self, now: datetime) -> None:
         assert self._started is not None
+        heartbeat = timedelta(seconds=self.timing.heartbeat_s)
         for site in self.book.sites():
             if not self.book.ready(site, self._started, now):
                 continue
-            figure = self.book.figure(site, now)
             last = self._written.get(site)
-            heartbeat = timedelta(seconds=self.timing.heartbeat_s)
-            if last is None or last[0] != figure.counts() or now - last[1] >= heartbeat:
+            due = last is None or now - last[1] >= heartbeat
+            if not (due or self.book.due(site, now)):
+                continue
+            figure = self.book.figure(site, now)
+            if due or last is None or last[0] != figure.counts():
                 self._lines.append(intact_line(figure))
                 self._written[site] = (figure.counts(), now)
 

@@ -94,16 +94,43 @@ def test_an_absent_point_stays_in_the_denominator() -> None:
 
 
 def test_a_silent_panel_counts_none_of_its_points_and_a_forgotten_point_lapses() -> None:
-    book = FirePointBook([spec("fp1"), spec("fp2", silent_after_s=180)], point_hold=timedelta(seconds=150))
+    # fp2 is polled once a minute: its reading holds for 3 minutes; a point's for 90 s more.
+    book = FirePointBook([spec("fp1"), spec("fp2", silent_after_s=180)])
     feed(book, T0, dict.fromkeys(POINTS, "normal"))
     feed(book, T0, {"1-001": "normal"}, device="fp2")
     assert book.figure("s1", T0).counts() == (11, 11, 11, 2, 2)
     # fp1 stays silent for more than its 60 s; fp2 keeps answering but stops reporting its point (its gateway
-    # forgot it): after 150 s that point is no longer known to be there.
+    # forgot it): after 270 s that point is no longer known to be there.
     book.heard_panel("s1", "b1", "fp2", "fire-gb-a", T0 + timedelta(seconds=120))
     assert book.figure("s1", T0 + timedelta(seconds=61)).counts() == (11, 1, 1, 2, 1)
-    book.heard_panel("s1", "b1", "fp2", "fire-gb-a", T0 + timedelta(seconds=151))
-    assert book.figure("s1", T0 + timedelta(seconds=151)).counts() == (11, 0, 0, 2, 1)
+    book.heard_panel("s1", "b1", "fp2", "fire-gb-a", T0 + timedelta(seconds=240))
+    assert book.figure("s1", T0 + timedelta(seconds=270)).counts() == (11, 1, 1, 2, 1)
+    assert book.figure("s1", T0 + timedelta(seconds=271)).counts() == (11, 0, 0, 2, 1)
+
+
+def test_a_figure_is_due_only_after_a_change_or_a_lapse() -> None:
+    book = FirePointBook([spec("fp1")])
+    assert book.due("s1", T0), "never made"
+    feed(book, T0, dict.fromkeys(POINTS, "normal"))
+    book.figure("s1", T0)
+    # Readings that change nothing: the panel every second, every point again at the next snapshot.
+    for second in range(1, 61):
+        book.heard_panel("s1", "b1", "fp1", "fire-gb-a", T0 + timedelta(seconds=second))
+    feed(book, T0 + timedelta(seconds=60), dict.fromkeys(POINTS, "normal"))
+    assert not book.due("s1", T0 + timedelta(seconds=60))
+    feed(book, T0 + timedelta(seconds=61), {"1-001": "fault"})
+    assert book.due("s1", T0 + timedelta(seconds=61))
+    assert book.figure("s1", T0 + timedelta(seconds=61)).points_intact == 9
+    # The panel's 60 s since 08:01:01 run out after 08:02:01; nothing is heard of in between.
+    book.heard_panel("s1", "b1", "fp1", "fire-gb-a", T0 + timedelta(seconds=61))
+    assert not book.due("s1", T0 + timedelta(seconds=121))
+    assert book.due("s1", T0 + timedelta(seconds=122))
+    assert book.figure("s1", T0 + timedelta(seconds=122)).counts() == (10, 0, 0, 1, 0)
+    # Heard of again after the silence.
+    assert not book.due("s1", T0 + timedelta(seconds=220))
+    book.heard_panel("s1", "b1", "fp1", "fire-gb-a", T0 + timedelta(seconds=220))
+    assert book.due("s1", T0 + timedelta(seconds=220))
+    assert book.figure("s1", T0 + timedelta(seconds=220)).counts() == (10, 0, 0, 1, 1), "every point has lapsed"
 
 
 def test_stored_points_count_at_once_and_decommissioned_ones_not_at_all() -> None:
