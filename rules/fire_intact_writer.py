@@ -1,9 +1,10 @@
 """The rules worker's fire intact rate: panel readings from the backbone in, the point table kept, each site's figure
 written to InfluxDB (`fire_intact`, rules.fire_intact) on the injected clock.
 
-Every `tick_s` (one second by default) the writer stores what the readings taught it about the point table (points
-first heard of, state changes, the time of each point's latest reading: rules.fire_point_store), reads back every
-`reload_s` which points are decommissioned (the API changes that), and makes each site's figure at that instant. A
+Every `tick_s` (one second by default) the writer makes each site's figure at that instant and stores what the
+readings taught it about the point table (rules.fire_point_store): points first heard of and state changes at once,
+the mere time of each point's latest reading every `save_s`; every `reload_s` it reads back which points are
+decommissioned (the API changes that). A
 figure is written when it differs from the last one written and at least every `heartbeat_s` (a minute) even when
 nothing changed, so a panel that falls silent lowers the rate within its `silent_after` rather than freezing the
 last figure; the period's figure lets each one hold for at most five minutes (facmon.reports.kpi_period).
@@ -60,6 +61,7 @@ NewPanel = Callable[[str, str, str, datetime], Awaitable[None]]
 class IntactTiming:
     tick_s: float = 1.0
     heartbeat_s: float = 60.0
+    save_s: float = 5.0
     reload_s: float = 5.0
 
 
@@ -100,6 +102,7 @@ class FireIntactWriter:
         self._lines: deque[str] = deque(maxlen=MAX_PENDING)
         self._started: datetime | None = None
         self._reload_at = 0.0
+        self._save_at = 0.0
         self._written: dict[str, tuple[tuple[int, ...], datetime]] = {}
         self.subscribed = asyncio.Event()
 
@@ -155,7 +158,10 @@ class FireIntactWriter:
                 return 0
             self._started = now
             self._reload_at = self.clock.monotonic() + self.timing.reload_s
-        await self._save()
+        pending = self.book.pending
+        if pending.new or pending.states or (pending and self.clock.monotonic() >= self._save_at):
+            self._save_at = self.clock.monotonic() + self.timing.save_s
+            await self._save()
         if self.clock.monotonic() >= self._reload_at:
             await self._reload()
         self._figures(now)
