@@ -5,7 +5,8 @@ the composition root starts next to the worker.
   each new breach handed to `on_breach` (breaches are not published on MQTT: a subscriber, the notifier, takes
   `on_breach` or reads the durable timeline);
 - with a lifecycle sink: the exporter of lifecycle points (facmon.workorders.lifecycle) to InfluxDB, and the fire
-  intact rate of the sites' panels (rules.fire_intact), which puts every panel it hears of on the check schedule;
+  intact rate of the sites' panels over their commissioned points (rules.fire_intact_writer), which keeps the point
+  table and puts every panel it hears of on the check schedule;
 - the timers of the fire checks (rules.fire_checks), the elevator maintenance visits (rules.maintenance_visits) and
   the state rules (rules.state_store).
 """
@@ -29,7 +30,7 @@ from facmon.workorders.breaches import BreachHandler, SlaMonitor
 from facmon.workorders.lifecycle import LifecycleExporter, LifecycleSink
 from rules.fire_checks import DEFAULT_PERIOD as DEFAULT_CHECK_PERIOD
 from rules.fire_checks import FireCheckMonitor, register_panel
-from rules.fire_intact import FireIntactWriter
+from rules.fire_intact_writer import FireIntactWriter, IntactTiming
 from rules.maintenance_visits import DEFAULT_CYCLE as DEFAULT_MAINTENANCE_CYCLE
 from rules.maintenance_visits import MaintenanceMonitor
 from rules.state_rules import StateRules
@@ -93,7 +94,13 @@ class RulesMonitors:
         if lifecycle_sink is not None:
             self.exporter = LifecycleExporter(engine, lifecycle_sink, clock, metrics=metrics)
             self.fire_intact = FireIntactWriter(
-                lifecycle_sink, on_new_panel=self._register_panel, metrics=metrics, clock=clock
+                lifecycle_sink,
+                engine,
+                sites=sites,
+                on_new_panel=self._register_panel,
+                metrics=metrics,
+                clock=clock,
+                timing=IntactTiming(tick_s=timing.tick_interval_s),
             )
 
     def services(self) -> list[Monitor]:
@@ -115,7 +122,7 @@ class RulesMonitors:
         assert self.fire_intact is not None
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.fire_intact.consume(self._panel_client), name="rules-fire-intact")
-            tg.create_task(self.fire_intact.run_flusher(self.timing.tick_interval_s), name="rules-fire-intact-write")
+            tg.create_task(self.fire_intact.run_ticks(), name="rules-fire-intact-write")
 
     def _panel_client(self) -> aiomqtt.Client:
         # A clean session of its own at QoS 0: readings supersede each other, unlike events (see rules.fire_intact).

@@ -1,5 +1,5 @@
 """The rules worker's own tables: events already processed, each device's status and state, state-rule holds and
-watermarks, fire alarms and the single-item checks of fire systems."""
+watermarks, fire alarms, the single-item checks of fire systems and the fire panels' commissioned points."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Index,
     String,
@@ -182,3 +183,37 @@ class RuleWatermark(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[datetime]
+
+
+class FirePointSource(StrEnum):
+    SITE_FILE = "site_file"
+    REPORTED = "reported"
+
+
+class FirePoint(Base):
+    """A point of a fire panel's point table as commissioned: listed in the site file, or reported by the panel at
+    least once. It counts in the intact rate (rules.fire_intact) from `first_seen_at` until a person decommissions
+    it (`decommissioned_at`, by whom and why; the audit log keeps the same); recommissioning clears those again.
+
+    `state`, `intact` and `state_since` are what the panel last said of the point (its `state` word: normal, fault,
+    disabled, fire, ..., absent) and since when; `heard_at` is the time of its latest reading (the gateway reports
+    every point it knows at least once a minute), so a worker that starts knows which of them are still current.
+    """
+
+    __tablename__ = "fire_points"
+    __table_args__ = (CheckConstraint(f"source IN ({sql_list(tuple(FirePointSource))})", name="source"),)
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    point: Mapped[str] = mapped_column(String(16), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    first_seen_at: Mapped[datetime]
+    # The first reading of the point from its panel; NULL: never reported.
+    reported_at: Mapped[datetime | None]
+    state: Mapped[str | None] = mapped_column(String(32))
+    intact: Mapped[bool | None] = mapped_column(Boolean)
+    state_since: Mapped[datetime | None]
+    heard_at: Mapped[datetime | None]
+    decommissioned_at: Mapped[datetime | None]
+    decommissioned_by: Mapped[str | None] = mapped_column(String(128))
+    decommission_reason: Mapped[str | None] = mapped_column(String(500))

@@ -51,6 +51,8 @@ class HistoryProfile:
     full_reading_every: timedelta = timedelta(minutes=15)
     covered_reading_every: timedelta = timedelta(minutes=1)
     panel_reading_every: timedelta = timedelta(minutes=30)
+    # The site's fire intact figure: the period's rate lets one hold for at most five minutes (docs/kpis.md).
+    intact_every: timedelta = timedelta(minutes=5)
     heartbeat_every: timedelta = timedelta(hours=6)
 
 

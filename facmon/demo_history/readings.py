@@ -8,7 +8,8 @@
   moves between readings (floor, door, load vary; the counters rise); one held by a fault, an entrapment or
   inspection stands as the change left it.
 - Fire panels: the collector's readings at each change, and the panel's reading repeated every
-  `panel_reading_every` in between; the site's `fire_intact` figure with them (rules.fire_intact).
+  `panel_reading_every` in between; the site's `fire_intact` figure after each of them and every `intact_every`
+  (rules.fire_intact: a figure holds for at most five minutes in the period's figure).
 - Cameras and barriers: a heartbeat every `heartbeat_every`.
 
 Times are whole nanoseconds here, as on the wire; a year is a few million of them.
@@ -29,7 +30,7 @@ from facmon.estate.site import Site
 from facmon.historian.lines import reading_line
 from facmon.kernel.model import DeviceKind, DeviceRef, Reading, Value
 from facmon.reports.availability import SCHEDULED_ROLES, scheduled_intervals
-from rules.fire_intact import SiteIntact, SiteIntactRates, intact_line
+from rules.fire_intact import SiteIntact, intact_line
 
 # Fields of an elevator reading that availability reads; the covered-hours readings carry these.
 AVAILABILITY_FIELDS = ("service_mode", "fault_code", "e_code", "fault_bits")
@@ -199,9 +200,9 @@ def car_lines(car: CarHistory, site: Site, period: Period, profile: HistoryProfi
 
 
 def panel_lines(panels: list[PanelHistory], site: Site, period: Period, profile: HistoryProfile) -> Iterator[str]:
-    """Each panel's readings and heartbeats, then the site's intact figure at each of those times."""
+    """Each panel's readings and heartbeats, then the site's intact figure after each reading and every
+    `intact_every`."""
     changes: list[Reading] = []
-    beats: set[int] = set()
     for panel in panels:
         ref = site.ref(panel.device)
         encoder = _reference(ref)
@@ -221,14 +222,14 @@ def panel_lines(panels: list[PanelHistory], site: Site, period: Period, profile:
                 if index not in texts:
                     texts[index] = encoder.fields(own[index].values, own[index].ts)
                 yield f"{encoder.key} {texts[index]} {ns}"
-                beats.add(ns)
-    yield from _intact(changes, sorted(beats))
+    yield from _intact(changes, len(panels), list(_grid(period.start, period.until, profile.intact_every)))
 
 
-def _intact(changes: list[Reading], beats: list[int]) -> Iterator[str]:
-    """The site's figure after every panel reading (rules.fire_intact), repeated at the panels' heartbeats; one
+def _intact(changes: list[Reading], panels: int, beats: list[int]) -> Iterator[str]:
+    """The site's figure after every panel reading, as the rules worker counts it (rules.fire_intact; no point of
+    this history is ever absent, so every point a panel has is commissioned and present), repeated at `beats`; one
     point per time (panels read at the same moment make one figure, the last)."""
-    rates = SiteIntactRates()
+    latest: dict[str, tuple[int, int]] = {}
     at_time: dict[int, str] = {}
     key, text = "", ""
     beat = 0
@@ -238,12 +239,24 @@ def _intact(changes: list[Reading], beats: list[int]) -> Iterator[str]:
             if text:
                 at_time[beats[beat]] = text
             beat += 1
-        figures = rates.update(reading)
-        if figures is not None:
-            encoder = SeriesEncoder(_intact_reference(figures))
-            text = encoder.fields(_intact_fields(figures), figures.ts)
-            key = encoder.key
-            at_time[ns] = text
+        present, intact = reading.values.get("points_total"), reading.values.get("points_intact")
+        if type(present) is not int or type(intact) is not int:
+            continue
+        latest[reading.ref.device] = (present, intact)
+        commissioned = sum(p for p, _ in latest.values())
+        figures = SiteIntact(
+            site=reading.ref.site,
+            ts=reading.ts,
+            points_commissioned=commissioned,
+            points_present=commissioned,
+            points_intact=sum(i for _, i in latest.values()),
+            panels=panels,
+            panels_answering=len(latest),
+        )
+        encoder = SeriesEncoder(_intact_reference(figures))
+        text = encoder.fields(_intact_fields(figures), figures.ts)
+        key = encoder.key
+        at_time[ns] = text
     for ns in beats[beat:]:
         if text:
             at_time[ns] = text
@@ -259,9 +272,11 @@ def _intact_reference(figures: SiteIntact) -> Callable[[Mapping[str, Value], dat
 
 def _intact_fields(figures: SiteIntact) -> dict[str, Value]:
     fields: dict[str, Value] = {
+        "points_commissioned": figures.points_commissioned,
         "points_present": figures.points_present,
         "points_intact": figures.points_intact,
         "panels": figures.panels,
+        "panels_answering": figures.panels_answering,
     }
     if figures.intact_pct is not None:
         fields["intact_pct"] = figures.intact_pct

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from facmon.estate.assets import Inspection, Insurance, Maintainer, MajorRepair, Usage, VarietyCode, check_variety
+from facmon.estate.fire_points import PointSpec, expand_all, point_list_problems
 from facmon.kernel.datafile import (
     Problem,
     checks_deferred,
@@ -120,6 +121,9 @@ class Device(_Strict):
     # Modbus kinds: how long one request may take before the poll counts as failed (default 1 s). A device whose
     # answers take over half of it, a few polls in a row, is reported slow (status event `comm_slow`).
     timeout_s: float | None = Field(default=None, gt=0, le=60)
+    # Fire panels: the commissioned points ("1-001..1-120", "3-007"): they count in the intact rate even while the
+    # panel does not report them (facmon.estate.fire_points). Optional: without it, the points the panel reports.
+    points: list[PointSpec] = Field(default_factory=list, max_length=256)
     installed_on: date | None = None
     registration_code: RegistrationCode | None = None
     description: str = ""
@@ -149,6 +153,9 @@ class Device(_Strict):
             problems.append((("timeout_s",), "only for devices read over Modbus TCP (elevator, fire panel)"))
         if self.kind not in MQTT_KINDS and self.vendor_id is not None:
             problems.append((("vendor_id",), "only for devices that publish over MQTT (gate, camera)"))
+        if self.points and self.kind != DeviceKind.FIRE_PANEL:
+            problems.append((("points",), "only for fire panels"))
+        problems += [(("points", *where), what) for where, what in point_list_problems(self.points)]
         if self.kind != DeviceKind.ELEVATOR:
             given = [name for name in ELEVATOR_ASSET_FIELDS if getattr(self, name) is not None]
             problems += [((name,), "only for elevators") for name in given]
@@ -169,6 +176,11 @@ class Device(_Strict):
     def variety_code(self) -> str | None:
         """The variety as given, else the one the registration code starts with."""
         return self.variety or (self.registration_code[:4] if self.registration_code else None)
+
+    @property
+    def fire_points(self) -> list[str]:
+        """The points `points` lists, each once, in the order given."""
+        return expand_all(self.points)
 
     @property
     def request_timeout_s(self) -> float:

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from collectors.registry import FIRE_PANEL_DRIVERS, MODBUS_DRIVERS, MQTT_DRIVERS, mqtt_driver
+from collectors.registry import FIRE_PANEL_DRIVERS, MODBUS_DRIVERS, MQTT_DRIVERS, fire_panel_driver, mqtt_driver
+from facmon.estate.fire_points import points_beyond
 from facmon.estate.rota import Contact, Override, Rotation, check_on_call, overlapping
 from facmon.kernel.datafile import Problem
 from facmon.kernel.model import MODBUS_KINDS, MQTT_KINDS, DeviceKind
@@ -118,9 +119,21 @@ def check_models(devices: Iterable[tuple[Loc, Device]]) -> list[Problem]:
         if device.kind in MODBUS_KINDS and device.model not in drivers:
             what = "fire panel" if fire else "Modbus"
             problems.append(((*loc, "model"), f"no {what} driver for model {device.model!r}; known: {sorted(drivers)}"))
+        elif fire and device.points:
+            problems += [((*loc, "points"), what) for what in _points_on_panel(device)]
         if device.kind in MQTT_KINDS:
             problems += [((*loc, *where), what) for where, what in _check_mqtt(device, vendor_ids)]
     return problems
+
+
+def _points_on_panel(device: Device) -> list[str]:
+    """A fire panel's listed points that its model's point table does not have."""
+    table = fire_panel_driver(device.model).point_table
+    beyond = points_beyond(device.fire_points, table.loops, table.addresses)
+    if not beyond:
+        return []
+    shown = ", ".join(beyond[:5]) + (f" and {len(beyond) - 5} more" if len(beyond) > 5 else "")
+    return [f"{shown}: not on a {device.model} panel (loops 1..{table.loops}, addresses 1..{table.addresses})"]
 
 
 def _check_mqtt(device: Device, vendor_ids: dict[tuple[str, str], str]) -> list[Problem]:

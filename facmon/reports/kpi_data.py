@@ -1,11 +1,9 @@
 """Where the KPIs' inputs come from: work-order rows from the database, fire intact figures from InfluxDB.
 
 `InfluxReader` queries InfluxDB's v1 `/query` with InfluxQL (the path 1.x, 2.x and 3.x serve). The period's intact
-rate is the time-weighted mean of the site's `fire_intact` series (rules.fire_intact): one value per minute (the last
-of the minute, minutes without a point carry the previous value) plus the last value before the period, averaged as
-a step function by facmon.reports.kpi.time_weighted_mean; one-minute resolution is plenty for a monthly figure and
-keeps a
-month at 43,200 rows.
+rate is the time-weighted mean of the site's `fire_intact` figures (rules.fire_intact), each holding until the next
+for at most five minutes (facmon.reports.kpi_period): every figure of the period and the one in force at its start,
+as written (the rules worker writes one a minute and at each change, so a month is some 45,000 rows).
 
 Elevator availability reads each car's raw readings (`elevator`: service mode, fault codes and the entrapment flag) in
 the period, as (time, down) pairs for facmon.reports.availability. At a 1 s poll that is 86,400 rows per car and day:
@@ -17,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -130,6 +128,8 @@ class IntactNow:
     intact_pct: float | None
     points_present: int
     points_intact: int
+    # The denominator: commissioned points (a figure written before they were counted: its present points).
+    points_commissioned: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,12 +168,13 @@ class InfluxReader:
 
     async def site_intact(self, site: str, at: datetime) -> IntactNow | None:
         query = (
-            "SELECT intact_pct, points_present, points_intact FROM fire_intact"
+            "SELECT intact_pct, points_present, points_intact, points_commissioned FROM fire_intact"
             f" WHERE site = {_literal(site)} AND time <= {_time(at)} ORDER BY time DESC LIMIT 1"
         )
         for s in await self.series(query):
-            for ts, pct, present, intact in s["values"]:
-                return IntactNow(_from_ns(ts), pct, int(present or 0), int(intact or 0))
+            for ts, pct, present, intact, commissioned in s["values"]:
+                total = int(present or 0) if commissioned is None else int(commissioned)
+                return IntactNow(_from_ns(ts), pct, int(present or 0), int(intact or 0), total)
         return None
 
     async def panels_intact(self, site: str, at: datetime) -> list[PanelIntact]:
@@ -187,22 +188,24 @@ class InfluxReader:
                 panels.append(PanelIntact(s["tags"]["device"], _from_ns(ts), pct, int(present or 0), int(intact or 0)))
         return sorted(panels, key=lambda p: p.device)
 
-    async def site_intact_samples(self, site: str, start: datetime, end: datetime) -> list[tuple[datetime, float]]:
-        """The value in force at `start` (when there is one) and the last value of each minute up to `end`."""
+    async def site_intact_samples(
+        self, site: str, start: datetime, end: datetime, hold: timedelta
+    ) -> list[tuple[datetime, float | None]]:
+        """Every figure in (start, end), and the last one at or before `start` when it is at most `hold` old, as
+        (time, intact_pct): None for a figure without a rate (no commissioned point), which ends the one before."""
         where = f"site = {_literal(site)}"
         before = (
-            f"SELECT intact_pct FROM fire_intact WHERE {where} AND time <= {_time(start)} ORDER BY time DESC LIMIT 1"
+            f"SELECT intact_pct, points_commissioned FROM fire_intact WHERE {where} AND time <= {_time(start)}"
+            f" AND time > {_time(start - hold)} ORDER BY time DESC LIMIT 1"
         )
-        minutes = (
-            f"SELECT last(intact_pct) FROM fire_intact WHERE {where} AND time > {_time(start)}"
-            f" AND time < {_time(end)} GROUP BY time(1m)"
+        within = (
+            f"SELECT intact_pct, points_commissioned FROM fire_intact WHERE {where} AND time > {_time(start)}"
+            f" AND time < {_time(end)}"
         )
-        samples: list[tuple[datetime, float]] = []
-        for s in await self.series(before):
-            samples += [(_from_ns(ts), float(v)) for ts, v in s["values"] if v is not None]
-        for s in await self.series(minutes):
-            # A bucket is labelled with its start, which may be before `start`; the value is in force from then on.
-            samples += [(max(_from_ns(ts), start), float(v)) for ts, v in s["values"] if v is not None]
+        samples: list[tuple[datetime, float | None]] = []
+        for query in (before, within):
+            for s in await self.series(query):
+                samples += [(_from_ns(row[0]), None if row[1] is None else float(row[1])) for row in s["values"]]
         return samples
 
     async def elevator_states(

@@ -20,7 +20,7 @@ from facmon.reports.availability import (
     elevator_availability,
     scheduled_intervals,
 )
-from facmon.reports.kpi import Ratio, time_weighted_mean
+from facmon.reports.kpi import Ratio, WeightedMean
 from facmon.reports.kpi_data import InfluxReader, InfluxUnavailable, PanelIntact
 
 AVAILABILITY_NOTE = (
@@ -34,15 +34,40 @@ AVAILABILITY_NOTE = (
 )
 
 
+# How long one `fire_intact` figure holds in the period's mean when no other follows it sooner (docs/kpis.md): the
+# rules worker writes one at least every minute while it runs, so a longer gap is time it did not know the rate.
+INTACT_HOLD = timedelta(minutes=5)
+
+
+def held_mean(
+    samples: Sequence[tuple[datetime, float | None]], start: datetime, end: datetime, hold: timedelta = INTACT_HOLD
+) -> WeightedMean:
+    """Mean of a step function over [start, end): each sample's value holds until the next sample, for at most
+    `hold`; a None value holds nothing. `covered_s` is the time the values cover. Samples in time order."""
+    if end <= start:
+        raise ValueError("the period must end after it starts")
+    total = covered = 0.0
+    for i, (t, value) in enumerate(samples):
+        following = samples[i + 1][0] if i + 1 < len(samples) else end
+        lo, hi = max(t, start), min(following, t + hold, end)
+        if value is None or hi <= lo:
+            continue
+        seconds = (hi - lo).total_seconds()
+        total += value * seconds
+        covered += seconds
+    return WeightedMean(None if covered == 0 else total / covered, covered)
+
+
 @dataclass(frozen=True)
 class IntactFigure:
     available: bool
     target: float
     reason: str | None = None
-    # Intact points / present points, the latest figure at the period's end.
+    # Intact points / commissioned points, the latest figure at the period's end.
     current: Ratio | None = None
     current_at: datetime | None = None
-    # The time-weighted mean over the period, as a ratio, and how many seconds of the period it covers.
+    # The time-weighted mean over the period (each figure holding for at most INTACT_HOLD), as a ratio, and how
+    # many seconds of the period the figures cover.
     period_mean: float | None = None
     period_covered_s: float | None = None
     panels: tuple[PanelIntact, ...] = ()
@@ -65,16 +90,16 @@ async def period_intact(influx: InfluxReader, site: str, start: datetime, end: d
     try:
         now_figure = await influx.site_intact(site, end)
         panels = await influx.panels_intact(site, end)
-        samples = await influx.site_intact_samples(site, start, end)
+        samples = await influx.site_intact_samples(site, start, end, INTACT_HOLD)
     except InfluxUnavailable as exc:
         return IntactFigure(available=False, reason=str(exc), target=target)
     if now_figure is None:
         return IntactFigure(available=False, reason="no fire panel figures for this site yet", target=target)
-    mean = time_weighted_mean(samples, start, end)
+    mean = held_mean(samples, start, end, INTACT_HOLD)
     return IntactFigure(
         available=True,
         target=target,
-        current=Ratio(now_figure.points_intact, now_figure.points_present, target),
+        current=Ratio(now_figure.points_intact, now_figure.points_commissioned, target),
         current_at=now_figure.at,
         period_mean=None if mean.mean is None else round(mean.mean / 100.0, 6),
         period_covered_s=mean.covered_s,

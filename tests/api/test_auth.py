@@ -44,7 +44,13 @@ def _site(site_id: str, technician: str) -> Site:
                     "id": "b1",
                     "devices": [
                         {"id": "e1", "kind": "elevator", "model": "elev-gb-a", "address": {"host": "127.0.0.1"}},
-                        {"id": "fp1", "kind": "fire_panel", "model": "fire-gb-a", "address": {"host": "127.0.0.1"}},
+                        {
+                            "id": "fp1",
+                            "kind": "fire_panel",
+                            "model": "fire-gb-a",
+                            "address": {"host": "127.0.0.1"},
+                            "points": ["1-001..1-010"],
+                        },
                     ],
                 }
             ],
@@ -118,7 +124,7 @@ OPEN = {
 
 def concrete(path: str) -> str:
     """A request path for a route: every path parameter filled with something well-formed."""
-    values = {"{site}": "north", "{device}": "e1", "{username}": "nobody", "{token}": "x" * 20}
+    values = {"{site}": "north", "{device}": "e1", "{point}": "1-001", "{username}": "nobody", "{token}": "x" * 20}
     for name, value in values.items():
         path = path.replace(name, value)
     while "{" in path:
@@ -366,6 +372,8 @@ async def test_every_change_is_in_the_audit_log_with_who_what_when_where_before_
             {"started_at": "2026-03-02T00:00:00Z", "ended_at": "2026-03-02T00:45:00Z"},
             "maintenance_visit.create",
         ),
+        ("POST", "/fire-points/north/fp1/1-001/decommission", {"reason": "removed"}, "fire_point.decommission"),
+        ("POST", "/fire-points/north/fp1/1-001/recommission", {"reason": "wrong point"}, "fire_point.recommission"),
     ]
     for method, path, body, _ in calls:
         response = await client.request(method, path, json=body, headers=admin)
@@ -398,6 +406,8 @@ async def test_every_change_is_in_the_audit_log_with_who_what_when_where_before_
         ("POST", "/api/v1/ack/{token}"),
         ("PATCH", "/api/v1/devices/{site}/{device}/assets"),
         ("POST", "/api/v1/devices/{site}/{device}/maintenance-visits"),
+        ("POST", "/api/v1/fire-points/{site}/{device}/{point}/decommission"),
+        ("POST", "/api/v1/fire-points/{site}/{device}/{point}/recommission"),
     }
     changing = {(m, p) for m, p in routes(app) if m not in {"GET", "HEAD"}}
     # Sign-in and sign-out are recorded too, but as auth.* entries (see the login tests).

@@ -21,12 +21,10 @@ from facmon.kernel.daemons import Influxd
 from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Reading
 from facmon.reports.kpi_data import InfluxReader
-from facmon.workorders.lifecycle import InfluxLifecycleSink
 from facmon.workorders.tables import FollowUpOutcome, WorkOrderStatus
 from facmon.workorders.workflow import add_follow_up, transition
 from rules.engine import FireAlarmSignal, evaluate, load_rules
 from rules.fire import record_fire_signals
-from rules.fire_intact import FireIntactWriter
 from rules.store import apply_event
 from tests.api.accounts import bearer
 from tests.rules.support import elevator
@@ -286,23 +284,26 @@ async def test_bad_kpi_parameters_are_422(client: httpx.AsyncClient, params: dic
 async def test_kpis_fire_intact_rate_from_influxdb(
     engine: Engine, clock: FakeClock, influxd: Influxd, influx_db: str
 ) -> None:
-    sink = InfluxLifecycleSink(InfluxSettings(influxd.url, influx_db))
-    writer = FireIntactWriter(sink)
     begin = START - timedelta(hours=10)
-
-    def panel_reading(at: datetime, intact: int) -> Reading:
-        values = {"points_total": 200, "points_intact": intact, "intact_pct": intact / 2}
-        return Reading(ref=PANEL, ts=at, values=values)
-
-    await writer.take(panel_reading(begin - timedelta(hours=1), 200))
-    await writer.take(panel_reading(begin + timedelta(hours=5), 190))  # 95 % for the last 5 of 10 hours
-    await writer.flush()
-    await sink.aclose()
+    # The rules worker's figures, one a minute: 200 commissioned points, all intact for 5 hours, then one absent and
+    # nine in fault (190 of 200) for 5 hours; no figure from 02:00 to 02:30 into the period (the worker was away).
+    # A figure an hour before the period is not in force at its start: one holds for at most 5 minutes.
+    lines = ["fire_intact,site=s1 intact_pct=100,points_commissioned=200i,points_present=200i,points_intact=200i"
+             f" {int((begin - timedelta(hours=1)).timestamp()) * 10**9}"]  # fmt: skip
+    for minute in range(600):
+        if 120 <= minute < 150:
+            continue
+        present, intact = (200, 200) if minute < 300 else (199, 190)
+        at = int((begin + timedelta(minutes=minute)).timestamp()) * 10**9
+        lines.append(
+            f"fire_intact,site=s1 intact_pct={intact / 2},points_commissioned=200i,points_present={present}i,"
+            f"points_intact={intact}i,panels=1i,panels_answering=1i {at}"
+        )
     # The per-panel point as the historian writes it.
-    line = "fire_panel,device=fp1,site=s1 intact_pct=95.0,points_total=200i,points_intact=190i"
     stamp = int((begin + timedelta(hours=5)).timestamp()) * 10**9
+    lines.append(f"fire_panel,device=fp1,site=s1 intact_pct=95.0,points_total=200i,points_intact=190i {stamp}")
     async with httpx.AsyncClient() as raw:
-        written = await raw.post(f"{influxd.url}/write", params={"db": influx_db}, content=f"{line} {stamp}")
+        written = await raw.post(f"{influxd.url}/write", params={"db": influx_db}, content="\n".join(lines))
         written.raise_for_status()
 
     reader = InfluxReader(InfluxSettings(influxd.url, influx_db))
@@ -316,12 +317,15 @@ async def test_kpis_fire_intact_rate_from_influxdb(
     finally:
         await reader.aclose()
     assert intact["available"] is True
+    # Intact over commissioned points, not over the 199 present.
     assert intact["current"] == {"numerator": 190, "denominator": 200, "value": 0.95, "target": 1.0, "met": False}
-    assert intact["current_at"] == z(begin + timedelta(hours=5))
-    # The period ends now (the clock), not at `to`: 5 h at 100 %, 5 h at 95 %.
-    assert intact["period_covered_s"] == 10 * 3600
-    assert intact["period_mean"] == pytest.approx(0.975)
-    assert (intact["coverage"], intact["verdict"]) == (1.0, "missed")
+    assert intact["current_at"] == z(begin + timedelta(minutes=599))
+    # The period ends now (the clock), not at `to`: 10 h less the 26 minutes no figure held (01:59's holds 5 of the
+    # 31 minutes until 02:30's); 4 h 34 min at 100 %, 5 h at 95 %.
+    assert intact["period_covered_s"] == 10 * 3600 - 26 * 60
+    assert intact["period_mean"] == pytest.approx((274 * 1.0 + 300 * 0.95) / 574, abs=1e-6)
+    # 95.7 % of the period covered, above the 95 % threshold: a verdict.
+    assert (intact["coverage"], intact["verdict"]) == (round(1 - 26 / 600, 4), "missed")
     assert intact["panels"] == [
         {"device": "fp1", "at": z(begin + timedelta(hours=5)), "intact_pct": 95.0, "points_present": 200,
          "points_intact": 190}

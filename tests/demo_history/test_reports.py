@@ -196,14 +196,17 @@ def test_kpi_fire_intact_rate_comes_from_the_history(year: Year, kpis: KpiMonthl
     assert line.value is not None
     start, end = kpis.period_start, kpis.period_end
     points = _intact_points(year, start - timedelta(days=1), end)
-    # The time-weighted mean of the raw points (the report averages them minute by minute).
-    before = [(t, v) for t, v in points if t <= start][-1:]
+    # The time-weighted mean of the raw points, each holding until the next for at most 5 minutes (docs/kpis.md);
+    # the history writes one every 5 minutes, so the whole month is covered.
+    hold = timedelta(minutes=5)
+    before = [(t, v) for t, v in points if start - hold < t <= start][-1:]
     steps = [*before, *((t, v) for t, v in points if start < t < end)]
-    total = sum(
-        v * ((steps[i + 1][0] if i + 1 < len(steps) else end) - max(t, start)).total_seconds()
+    spans = [
+        (v, (min(steps[i + 1][0] if i + 1 < len(steps) else end, t + hold) - max(t, start)).total_seconds())
         for i, (t, v) in enumerate(steps)
-    )
-    assert line.value == pytest.approx(total / (end - start).total_seconds() / 100, abs=1e-5)
+    ]
+    assert sum(s for _, s in spans) == (end - start).total_seconds()
+    assert line.value == pytest.approx(sum(v * s for v, s in spans) / (end - start).total_seconds() / 100, abs=1e-5)
     assert 0.98 < line.value <= 1.0
 
 
