@@ -9,7 +9,8 @@ in time. Three things follow, each in the caller's transaction:
   `breach_withdrawn` timeline entry naming the clock, the breach and the evidence (source, time, who). Every
   transition that meets clocks calls it (facmon.workorders.workflow), so an arrival through the API and one proved
   by the site take the same path. From the timeline the lifecycle exporter writes the correction to InfluxDB
-  (facmon.workorders.lifecycle).
+  (facmon.workorders.lifecycle), and the notifier cancels what it still had queued for the breach and tells those
+  it had told (facmon.notifier.withdrawn).
 - `backdate_arrival`: a work order already on site (or resolved, or closed) whose recorded arrival is later than the
   evidence gets the earlier time: `on_site_at` (and `acknowledged_at`, when later: an arrival implies the
   acknowledgement) moved back, the clocks of those milestones met then, breaches withdrawn, and a `late_evidence`

@@ -220,7 +220,7 @@ class WorkOrderClock(Base):
             sqlite_where=text("breached_at IS NULL"),
             postgresql_where=text("breached_at IS NULL"),
         ),
-        # Breaches withdrawn (few: only late evidence withdraws one), for whoever acted on the breach.
+        # The notifier's question every second: breaches withdrawn (few: only late evidence withdraws one).
         Index(
             "ix_work_order_clocks_withdrawn",
             "work_order_id",
