@@ -13,6 +13,8 @@ fault at 10:00. Denied reads and unknown cards move nothing. A work order alread
 it is unless the evidence is earlier than the arrival it has: evidence processed late (a gateway's outbox replayed
 after an outage) is applied at its own time, moving the arrival back (facmon.workorders.late_arrival), and a breach
 it disproves is withdrawn, whether the work order was still waiting or someone had recorded a later arrival since.
+The evidence is also kept for a window (rules.evidence), for work orders that open after it for faults detected
+before it.
 
 An elevator that leaves inspection after long enough in it has had a maintenance visit (rules.maintenance_visits);
 a granted read of a technician's card is kept so the visit can name who was on the estate when it began.
@@ -44,6 +46,7 @@ from facmon.workorders.tables import WorkOrder, WorkOrderStatus
 from facmon.workorders.transitions import IllegalTransition
 from facmon.workorders.workflow import transition_in
 from rules.engine import Action, OpenWorkOrder
+from rules.evidence import CARD_READ_SOURCE, DEFAULT_WINDOW, INSPECTION_SOURCE, keep_evidence
 from rules.maintenance_models import VisitSource
 from rules.maintenance_settle import settle_overdue_in
 from rules.maintenance_visits import (
@@ -59,8 +62,6 @@ from rules.tables import DeviceStatus
 
 log = structlog.get_logger(__name__)
 
-CARD_READ_SOURCE = "card_read"
-INSPECTION_SOURCE = "inspection_mode"
 # What the elevator collectors put in a status event's data (collectors.modbus.conditions), and the GB/T 24476
 # event code of inspection for publishers that send the code alone.
 SERVICE_MODE_POINT = "service_mode"
@@ -325,12 +326,13 @@ class RememberCardRead:
 
 class ProveArrival:
     """Handler: the work orders a card read or an inspection proves a technician arrived for, moved to on_site (or
-    their arrival moved back to it)."""
+    their arrival moved back to it); the evidence kept for `window`, for work orders that open after it."""
 
     name = "arrival"
 
-    def __init__(self, technicians: Mapping[str, Sequence[Technician]]) -> None:
+    def __init__(self, technicians: Mapping[str, Sequence[Technician]], window: timedelta = DEFAULT_WINDOW) -> None:
         self.technicians = technicians
+        self.window = window
 
     def __call__(self, step: Step) -> None:
         event, ref = step.event, step.event.ref
@@ -342,16 +344,21 @@ class ProveArrival:
         planned = arrivals(event, open_orders(step.session, ref.site, by_device, at=at), technicians, step.now)
         moved = set(move_on_site(step.session, planned, step.now, event.id))
         step.outcome.arrivals += [(a.work_order_id, a.source) for a in planned if a.work_order_id in moved]
+        holder = card_holder(event, technicians)
+        keep_evidence(step.session, event, holder, at=at, now=step.now, window=self.window)
 
 
-def site_evidence(technicians: Mapping[str, Sequence[Technician]], min_inspection: timedelta) -> list[Handler]:
-    """The handlers of this module around `rules.store.ApplyActions`, in their order."""
+def site_evidence(
+    technicians: Mapping[str, Sequence[Technician]], min_inspection: timedelta, window: timedelta = DEFAULT_WINDOW
+) -> list[Handler]:
+    """The handlers of this module around `rules.store.ApplyActions`, in their order; `window`: how long evidence
+    is kept for work orders that open after it."""
     return [
         SuppressInInspection(),
         ApplyActions(),
         KeepServiceMode(min_inspection),
         RememberCardRead(technicians),
-        ProveArrival(technicians),
+        ProveArrival(technicians, window),
     ]
 
 
@@ -364,10 +371,11 @@ def apply_with_site_evidence(
     technicians: Sequence[Technician],
     metrics: Counters,
     min_inspection: timedelta = DEFAULT_MIN_INSPECTION,
+    window: timedelta = DEFAULT_WINDOW,
 ) -> ApplyResult:
     """`apply_event`, with faults suppressed during inspection, the service mode kept, maintenance visits and
     technicians' card reads recorded and arrivals carried out, all in the event's one transaction."""
-    handlers = site_evidence({event.ref.site: technicians}, min_inspection)
+    handlers = site_evidence({event.ref.site: technicians}, min_inspection, window)
     outcome = run_handlers(engine, event, actions, now, handlers)
     report_evidence(outcome, event, metrics)
     return ApplyResult.of(outcome)
