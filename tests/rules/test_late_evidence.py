@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from facmon.estate.entries import Technician
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Value
+from facmon.reports.kpi import arrival
+from facmon.reports.kpi_data import kpi_rows
 from facmon.workorders.breaches import record_breaches
 from facmon.workorders.queries import get_work_order
 from facmon.workorders.sla import ClockState, compliance
@@ -84,6 +86,10 @@ def test_a_card_read_replayed_after_the_deadline_but_stamped_before_it_withdraws
     assert (on_site.met_at, on_site.breached_at, on_site.breach_withdrawn_at) == (read_at, None, processed)
     states = {c.name: c.state for c in compliance(wo.clocks, processed)}
     assert states == {"on_site": ClockState.MET, "repair": ClockState.PENDING}, "the KPI's rule: met by the deadline"
+    with Session(engine) as session:
+        rows = kpi_rows(session, "s1", T0 - MIN, T0 + MIN)
+    judged = arrival(rows, T0 - MIN, T0 + MIN, processed)
+    assert (judged.ratio(1.0).numerator, judged.ratio(1.0).denominator, judged.pending) == (1, 1, 0), "the KPI: met"
     [(at, status, source, detail)] = entries(wo, "breach_withdrawn")
     assert (at, status, source) == (processed, "on_site", "card_read")
     assert detail["clock"] == "on_site"
