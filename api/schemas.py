@@ -154,8 +154,10 @@ class WorkOrderPublic(_Public):
 class TimelineEntryPublic(_Public):
     at: datetime
     type: str = Field(
-        description="opened, recurred, fault_cleared, transition, sla_breached, follow_up, notified, escalated, "
-        "silenced, assigned (detail: from, to) or note"
+        description="opened, recurred, fault_cleared, transition, sla_breached, breach_withdrawn (late evidence "
+        "proved the clock met in time; detail: clock, due_at, met_at, breached_at, evidence), late_evidence (arrival "
+        "evidence applied at its own, earlier time; detail: evidence), follow_up, notified, escalated, silenced, "
+        "assigned (detail: from, to) or note"
     )
     status: WorkOrderStatus | None = Field(description="the work order's status after this entry")
     actor: str | None

@@ -10,7 +10,11 @@ A technician is on site when they say so (the API, source "api"), and also when 
 
 A work order detected after the evidence is not moved by it: a card read at 09:58 does not prove anyone came for a
 fault at 10:00. Denied reads and unknown cards move nothing. A work order already on site, or further on, stays as
-it is: the evidence is then news to nobody.
+it is unless the evidence is earlier than the arrival it has: evidence processed late (a gateway's outbox replayed
+after an outage) is applied at its own time, moving the arrival back (facmon.workorders.late_arrival), and a breach
+it disproves is withdrawn, whether the work order was still waiting or someone had recorded a later arrival since.
+The evidence is also kept for a window (rules.evidence), for work orders that open after it for faults detected
+before it.
 
 An elevator that leaves inspection after long enough in it has had a maintenance visit (rules.maintenance_visits);
 a granted read of a technician's card is kept so the visit can name who was on the estate when it began.
@@ -37,10 +41,12 @@ from sqlalchemy.orm import Session
 from facmon.estate.entries import Technician
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, Event, EventType
+from facmon.workorders.late_arrival import Evidence, backdate_arrival, note_late
 from facmon.workorders.tables import WorkOrder, WorkOrderStatus
 from facmon.workorders.transitions import IllegalTransition
 from facmon.workorders.workflow import transition_in
 from rules.engine import Action, OpenWorkOrder
+from rules.evidence import CARD_READ_SOURCE, DEFAULT_WINDOW, INSPECTION_SOURCE, keep_evidence
 from rules.maintenance_models import VisitSource
 from rules.maintenance_settle import settle_overdue_in
 from rules.maintenance_visits import (
@@ -56,8 +62,6 @@ from rules.tables import DeviceStatus
 
 log = structlog.get_logger(__name__)
 
-CARD_READ_SOURCE = "card_read"
-INSPECTION_SOURCE = "inspection_mode"
 # What the elevator collectors put in a status event's data (collectors.modbus.conditions), and the GB/T 24476
 # event code of inspection for publishers that send the code alone.
 SERVICE_MODE_POINT = "service_mode"
@@ -65,6 +69,8 @@ INSPECTION = "inspection"
 INSPECTION_CODE = "43"
 # Statuses an arrival moves on from; on_site and later already have their technician.
 AWAITING_ARRIVAL = (WorkOrderStatus.OPEN, WorkOrderStatus.ACKNOWLEDGED)
+# Statuses whose recorded arrival earlier evidence moves back.
+ARRIVED = (WorkOrderStatus.ON_SITE, WorkOrderStatus.RESOLVED, WorkOrderStatus.CLOSED)
 
 
 @dataclass(frozen=True)
@@ -77,17 +83,28 @@ class OpenOrder:
     kind: DeviceKind
     status: WorkOrderStatus
     detected_at: datetime
+    on_site_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Arrival:
-    """Move `work_order_id` to on_site."""
+    """Move `work_order_id` to on_site; `backdate`: it is there already, since later than `at`."""
 
     work_order_id: int
     source: str
     actor: str
     at: datetime
     note: str
+    backdate: bool = False
+
+
+def _proved(order: OpenOrder, at: datetime) -> bool:
+    """Whether evidence at `at` moves `order`: waiting for an arrival, or arrived later than `at`; detected by then."""
+    if order.detected_at > at:
+        return False
+    if order.status in AWAITING_ARRIVAL:
+        return True
+    return order.status in ARRIVED and order.on_site_at is not None and order.on_site_at > at
 
 
 def service_mode_of(event: Event) -> str | None:
@@ -142,9 +159,9 @@ def arrivals(
     else:
         return []
     return [
-        Arrival(work_order_id=o.id, source=source, actor=actor, at=at, note=note)
+        Arrival(o.id, source, actor, at, note, backdate=o.status not in AWAITING_ARRIVAL)
         for o in wanted
-        if o.status in AWAITING_ARRIVAL and o.detected_at <= at
+        if _proved(o, at)
     ]
 
 
@@ -156,20 +173,28 @@ def may_prove_arrival(event: Event, technicians: Sequence[Technician]) -> bool:
     return card_holder(event, technicians) is not None or service_mode_of(event) == INSPECTION
 
 
-def open_orders(session: Session, site: str, device: str | None = None) -> list[OpenOrder]:
-    query = select(
-        WorkOrder.id, WorkOrder.site, WorkOrder.device, WorkOrder.kind, WorkOrder.status, WorkOrder.detected_at
-    ).where(
-        WorkOrder.site == site,
-        WorkOrder.status.in_([s.value for s in AWAITING_ARRIVAL]),
+def open_orders(
+    session: Session, site: str, device: str | None = None, *, at: datetime | None = None
+) -> list[OpenOrder]:
+    """The work orders of `site` evidence may move: waiting for an arrival; with `at`, those detected by then, and
+    also those arrived later than `at`."""
+    wo = WorkOrder
+    waiting = wo.status.in_([s.value for s in AWAITING_ARRIVAL])
+    query = select(wo.id, wo.site, wo.device, wo.kind, wo.status, wo.detected_at, wo.on_site_at).where(
+        wo.site == site,
         # Only devices' work orders: a whole fire system's overdue check (kind fire_system) has no device to reach.
-        WorkOrder.kind.in_([k.value for k in DeviceKind]),
+        wo.kind.in_([k.value for k in DeviceKind]),
     )
+    if at is None:
+        query = query.where(waiting)
+    else:
+        arrived_later = wo.status.in_([s.value for s in ARRIVED]) & (wo.on_site_at > at)
+        query = query.where(wo.detected_at <= at, or_(waiting, arrived_later))
     if device is not None:
-        query = query.where(WorkOrder.device == device)
+        query = query.where(wo.device == device)
     return [
-        OpenOrder(id=i, site=s, device=d, kind=DeviceKind(k), status=WorkOrderStatus(st), detected_at=at)
-        for i, s, d, k, st, at in session.execute(query.order_by(WorkOrder.id))
+        OpenOrder(i, s, d, DeviceKind(k), WorkOrderStatus(st), detected, on_site)
+        for i, s, d, k, st, detected, on_site in session.execute(query.order_by(wo.id))
     ]
 
 
@@ -198,25 +223,36 @@ def record_service_mode(session: Session, event: Event, mode: str) -> None:
     )
 
 
-def move_on_site(session: Session, planned: Iterable[Arrival]) -> list[int]:
-    """Carry out arrivals; the ids of the work orders moved. One that got to on_site (or further) since is skipped."""
+def move_on_site(session: Session, planned: Iterable[Arrival], now: datetime, event_id: str | None = None) -> list[int]:
+    """Carry out arrivals, at their evidence's time (`now`: when it is processed); the ids of the work orders moved.
+    One that got to on_site (or further) since, at or before the evidence, is skipped."""
     moved = []
     for arrival in planned:
+        wo_id = arrival.work_order_id
+        evidence = Evidence(arrival.source, arrival.actor, arrival.at, arrival.note, event_id=event_id)
+        if arrival.backdate:
+            if backdate_arrival(session, wo_id, evidence, now):
+                moved.append(wo_id)
+            continue
         try:
             transition_in(
                 session,
-                arrival.work_order_id,
+                wo_id,
                 WorkOrderStatus.ON_SITE,
                 actor=arrival.actor,
                 source=arrival.source,
                 at=arrival.at,
                 note=arrival.note,
+                now=now,
             )
         except IllegalTransition as exc:
-            # Only on_site and later refuse on_site: someone proved the arrival first.
-            log.debug("arrival already recorded", work_order_id=arrival.work_order_id, status=exc.current.value)
+            # Only on_site and later refuse on_site: someone proved an arrival first; the earlier one counts.
+            log.debug("arrival already recorded", work_order_id=wo_id, status=exc.current.value)
+            if backdate_arrival(session, wo_id, evidence, now):
+                moved.append(wo_id)
             continue
-        moved.append(arrival.work_order_id)
+        note_late(session, wo_id, evidence, now)
+        moved.append(wo_id)
     return moved
 
 
@@ -289,32 +325,40 @@ class RememberCardRead:
 
 
 class ProveArrival:
-    """Handler: the work orders a card read or an inspection proves a technician arrived for, moved to on_site."""
+    """Handler: the work orders a card read or an inspection proves a technician arrived for, moved to on_site (or
+    their arrival moved back to it); the evidence kept for `window`, for work orders that open after it."""
 
     name = "arrival"
 
-    def __init__(self, technicians: Mapping[str, Sequence[Technician]]) -> None:
+    def __init__(self, technicians: Mapping[str, Sequence[Technician]], window: timedelta = DEFAULT_WINDOW) -> None:
         self.technicians = technicians
+        self.window = window
 
     def __call__(self, step: Step) -> None:
         event, ref = step.event, step.event.ref
         technicians = self.technicians.get(ref.site, ())
         if not may_prove_arrival(event, technicians):
             return
+        at = min(event.ts, step.now)
         by_device = ref.device if service_mode_of(event) == INSPECTION else None
-        planned = arrivals(event, open_orders(step.session, ref.site, by_device), technicians, step.now)
-        moved = set(move_on_site(step.session, planned))
+        planned = arrivals(event, open_orders(step.session, ref.site, by_device, at=at), technicians, step.now)
+        moved = set(move_on_site(step.session, planned, step.now, event.id))
         step.outcome.arrivals += [(a.work_order_id, a.source) for a in planned if a.work_order_id in moved]
+        holder = card_holder(event, technicians)
+        keep_evidence(step.session, event, holder, at=at, now=step.now, window=self.window)
 
 
-def site_evidence(technicians: Mapping[str, Sequence[Technician]], min_inspection: timedelta) -> list[Handler]:
-    """The handlers of this module around `rules.store.ApplyActions`, in their order."""
+def site_evidence(
+    technicians: Mapping[str, Sequence[Technician]], min_inspection: timedelta, window: timedelta = DEFAULT_WINDOW
+) -> list[Handler]:
+    """The handlers of this module around `rules.store.ApplyActions`, in their order; `window`: how long evidence
+    is kept for work orders that open after it."""
     return [
         SuppressInInspection(),
         ApplyActions(),
         KeepServiceMode(min_inspection),
         RememberCardRead(technicians),
-        ProveArrival(technicians),
+        ProveArrival(technicians, window),
     ]
 
 
@@ -327,10 +371,11 @@ def apply_with_site_evidence(
     technicians: Sequence[Technician],
     metrics: Counters,
     min_inspection: timedelta = DEFAULT_MIN_INSPECTION,
+    window: timedelta = DEFAULT_WINDOW,
 ) -> ApplyResult:
     """`apply_event`, with faults suppressed during inspection, the service mode kept, maintenance visits and
     technicians' card reads recorded and arrivals carried out, all in the event's one transaction."""
-    handlers = site_evidence({event.ref.site: technicians}, min_inspection)
+    handlers = site_evidence({event.ref.site: technicians}, min_inspection, window)
     outcome = run_handlers(engine, event, actions, now, handlers)
     report_evidence(outcome, event, metrics)
     return ApplyResult.of(outcome)

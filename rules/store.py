@@ -8,7 +8,8 @@ see the same fault at the same moment end with one work order counting two occur
 not a read-then-write in Python that could race.
 
 A work order opens with its SLA clocks (the deadlines of its profile) and, when the same device and fault had a work
-order before (resolved, closed or cancelled), a link to the latest one (`previous_id`).
+order before (resolved, closed or cancelled), a link to the latest one (`previous_id`); arrival evidence kept from
+before the opening (rules.evidence) moves it on site at once.
 Status transitions and follow-ups are in `facmon.workorders.workflow`.
 """
 
@@ -35,6 +36,7 @@ from facmon.workorders.tables import (
     WorkOrderStatus,
 )
 from rules.engine import Action, FaultCleared, OpenWorkOrder, SetComm
+from rules.evidence import apply_kept
 from rules.pipeline import Outcome, Step, run_handlers, upsert
 from rules.tables import Comm, DeviceStatus
 
@@ -176,6 +178,10 @@ def open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: da
             detail=detail,
         )
     )
+    if opened:
+        # A technician's card read or an inspection kept from before the opening, at or after the detection.
+        place = {"site": action.site, "device": action.device, "kind": action.kind}
+        apply_kept(session, work_order_id, **place, detected_at=action.detected_at, now=now)
     return work_order_id, opened
 
 

@@ -217,3 +217,28 @@ class FirePoint(Base):
     decommissioned_at: Mapped[datetime | None]
     decommissioned_by: Mapped[str | None] = mapped_column(String(128))
     decommission_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class ArrivalEvidence(Base):
+    """A technician's granted card read or an elevator switched to inspection, kept for a bounded window
+    (rules.evidence) so a work order that opens later, for a fault detected before the evidence, gets it too."""
+
+    __tablename__ = "arrival_evidence"
+    __table_args__ = (Index("ix_arrival_evidence_site_at", "site", "at"), Index("ix_arrival_evidence_at", "at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    # The event that carried it; unique, so a redelivered event keeps nothing twice.
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    site: Mapped[str] = mapped_column(String(64))
+    # The reader of a card read, the elevator of an inspection.
+    device: Mapped[str] = mapped_column(String(64))
+    # card_read or inspection_mode (the timeline's sources).
+    source: Mapped[str] = mapped_column(String(32))
+    # Who the timeline names: the card holder's name, or the elevator.
+    actor: Mapped[str] = mapped_column(String(128))
+    # The device kinds the card holder's disciplines covered when the card was read; empty for an inspection,
+    # which proves arrival at its own elevator only.
+    kinds: Mapped[list[str]] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime]
+    recorded_at: Mapped[datetime]

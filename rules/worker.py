@@ -49,6 +49,7 @@ from facmon.kernel.topics import EVENT, dead_letter_topic, event_topic, subscrip
 from facmon.kernel.untrusted import printable
 from rules.arrival import site_evidence
 from rules.engine import FAULT_KEY_MAX, Rule, evaluate, fault_key, load_rules
+from rules.evidence import DEFAULT_WINDOW
 from rules.fire import FireAlarms
 from rules.maintenance_visits import DEFAULT_MIN_INSPECTION
 from rules.pipeline import Handler, Outcome, refusal, report, run_handlers
@@ -135,6 +136,7 @@ class RulesWorker:
         sites: Sequence[Site] | None = None,
         state_rules: StateRules | None = None,
         min_inspection: timedelta = DEFAULT_MIN_INSPECTION,
+        evidence_window: timedelta = DEFAULT_WINDOW,
     ) -> None:
         if not broker.client_id:
             # The broker keeps the persistent session under this id; a random one would lose it on restart.
@@ -156,17 +158,17 @@ class RulesWorker:
         # (retained), and a worker learns those of its own sites when it subscribes.
         self.topics = [subscription(site, leaf=EVENT) for site in self.sites] or [EVENT_TOPICS]
         self.state_rules = load_state_rules() if state_rules is None else state_rules
-        self.handlers = self._handlers(min_inspection)
+        self.handlers = self._handlers(min_inspection, evidence_window)
         # Why the last event could not be applied to the database; None once one was (the worker's health).
         self._db_error: str | None = None
 
-    def _handlers(self, min_inspection: timedelta) -> list[Handler]:
+    def _handlers(self, min_inspection: timedelta, evidence_window: timedelta) -> list[Handler]:
         """What an event goes through, in order: fire alarms first, then its work orders with the site's evidence
         (card reads prove arrival with the sites' technicians), then the state rules."""
         technicians: dict[str, Sequence[Technician]] = {s.id: tuple(s.technicians) for s in self.sites.values()}
         return [
             FireAlarms(),
-            *site_evidence(technicians, min_inspection),
+            *site_evidence(technicians, min_inspection, evidence_window),
             ApplyStateRules(self.state_rules, self.sites),
         ]
 

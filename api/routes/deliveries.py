@@ -28,12 +28,21 @@ class DeliveryPublic(_Public):
     last_error: str | None
     delivered_at: datetime | None
     failed_at: datetime | None
+    cancelled_at: datetime | None
     latency_s: float | None
-    result: str  # delivered, failed or pending
+    result: str  # delivered, failed, cancelled (the breach it escalated was withdrawn) or pending
 
 
 def _public(row: Delivery) -> DeliveryPublic:
-    result = "delivered" if row.delivered_at else "failed" if row.failed_at else "pending"
+    result = (
+        "delivered"
+        if row.delivered_at
+        else "failed"
+        if row.failed_at
+        else "cancelled"
+        if row.cancelled_at
+        else "pending"
+    )
     return DeliveryPublic(
         key=row.key,
         recipient_id=row.recipient_id,
@@ -46,6 +55,7 @@ def _public(row: Delivery) -> DeliveryPublic:
         last_error=row.last_error,
         delivered_at=row.delivered_at,
         failed_at=row.failed_at,
+        cancelled_at=row.cancelled_at,
         latency_s=row.latency_s,
         result=result,
     )

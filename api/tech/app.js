@@ -29,6 +29,8 @@ const EVENT = {
   fault_cleared: "Fault cleared by the device",
   transition: "Status",
   sla_breached: "Deadline missed",
+  breach_withdrawn: "Deadline met after all (missed withdrawn)",
+  late_evidence: "Arrival evidence received late",
   follow_up: "Follow-up",
   note: "Note",
   assigned: "Assigned",

@@ -40,7 +40,8 @@ class Notification:
     sla_left_s: float | None
     # A one-tap acknowledge link (a signed, expiring token), when the API's public address is known.
     ack_url: str | None
-    # Why this message: "opened", "reminder", "escalation", "breach", "digest", "fire_alarm".
+    # Why this message: "opened", "reminder", "escalation", "breach", "digest", "fire_alarm", or "withdrawn" (an all
+    # clear: late evidence proved the deadline met, so the breach this person was told of is withdrawn).
     reason: str
     created_at: datetime
     fire_alarm_id: int | None = None

@@ -1,6 +1,7 @@
 """The dispatcher: every tick, which work orders owe someone a message, and queue those messages.
 
-One tick (`Dispatcher.tick`, every second on the injected clock) reads the open work orders with their SLA breaches
+One tick (`Dispatcher.tick`, every second on the injected clock) first stops what withdrawn breaches had started
+(facmon.notifier.withdrawn), then reads the open work orders with their SLA breaches
 and the escalation steps already carried out, asks each one's policy what is due (facmon.notifier.policy), applies storm
 control (facmon.notifier.storm: maintenance windows, grouping by building, the per-recipient rate limit and digest),
 resolves who is to be told (a `Resolver`, facmon.notifier.recipients: the on-call rota, the supervisor, the manager),
@@ -36,6 +37,7 @@ from facmon.notifier.recipients import Resolver
 from facmon.notifier.records import record_silenced, record_steps
 from facmon.notifier.storm import MaintenanceWindow, StormLimits, group_alerts, rate_limit, silenced_by
 from facmon.notifier.tables import Delivery
+from facmon.notifier.withdrawn import reconcile as reconcile_withdrawn
 from facmon.workorders.tables import WorkOrder
 
 log = structlog.get_logger(__name__)
@@ -52,6 +54,8 @@ class TickResult:
     silenced: int = 0
     unrouted: int = 0
     deferred: int = 0
+    # Escalation stages of withdrawn breaches reconciled (queued messages cancelled, an all clear to those told).
+    withdrawn: int = 0
 
 
 class Dispatcher:
@@ -96,6 +100,7 @@ class Dispatcher:
         """One tick at `now` (synchronous; `tick()` runs it in a thread)."""
         result = TickResult()
         result.fire_alarms = alert_fire_alarms(self.engine, self.resolver, self.channels, self.metrics, now)
+        result.withdrawn = reconcile_withdrawn(self.engine, self.policies, now)
         loaded = load_open(self.engine)
         due, upcoming = due_items(self.policies, loaded, now, self.limits.group_window)
         # Maintenance windows first: a silenced alert is recorded and takes no part in grouping.
@@ -103,7 +108,13 @@ class Dispatcher:
         upcoming = [i for i in upcoming if self._window(i, now) is None]
         for recipient, messages in self._route(live, upcoming, now, result).values():
             self._send(recipient, messages, loaded, now, result)
-        for name, count in (("sent", result.sent), ("digests", result.digests), ("silenced", result.silenced)):
+        counts = {
+            "sent": result.sent,
+            "digests": result.digests,
+            "silenced": result.silenced,
+            "withdrawn": result.withdrawn,
+        }
+        for name, count in counts.items():
             if count:
                 self.metrics.inc(f"notifier_{name}", count)
         if result.unrouted:

@@ -45,6 +45,7 @@ EN = Templates(
         "escalation": "escalated",
         "breach": "deadline missed",
         "digest": "digest",
+        "withdrawn": "all clear: the deadline was met after all, the missed-deadline alert is withdrawn",
     },
     clocks={
         "acknowledge": "to acknowledge",

@@ -4,7 +4,8 @@ The dispatcher only inserts rows, in the transaction that records the escalation
 never waits on a channel. `Sender` takes rows that are due, hands them to their channels concurrently, and records
 each outcome: delivered (with the latency from queueing), retried later with capped exponential backoff and jitter,
 or given up when the channel says retrying cannot help. A channel that is down keeps its rows queued, in the
-database, until it is back; a restart picks them up where they were.
+database, until it is back; a restart picks them up where they were. A row cancelled while queued (the breach it
+escalated was withdrawn, facmon.notifier.withdrawn) is not sent.
 
 At least once: a crash between a channel accepting a message and the row being marked delivers it again, under the
 same Notification.key, so a receiver can drop the duplicate.
@@ -95,7 +96,12 @@ class Sender:
     def _due(self, now: datetime) -> list[Delivery]:
         query = (
             select(Delivery)
-            .where(Delivery.delivered_at.is_(None), Delivery.failed_at.is_(None), Delivery.next_attempt_at <= now)
+            .where(
+                Delivery.delivered_at.is_(None),
+                Delivery.failed_at.is_(None),
+                Delivery.cancelled_at.is_(None),
+                Delivery.next_attempt_at <= now,
+            )
             .order_by(Delivery.next_attempt_at, Delivery.id)
             .limit(self.batch)
         )

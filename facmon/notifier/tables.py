@@ -68,5 +68,7 @@ class Delivery(Base):
     delivered_at: Mapped[datetime | None]
     # Given up: the channel said trying again would not help.
     failed_at: Mapped[datetime | None]
+    # Not sent after all: the breach it escalated was withdrawn before it went out (facmon.notifier.withdrawn).
+    cancelled_at: Mapped[datetime | None]
     # Seconds from queueing to the channel accepting it.
     latency_s: Mapped[float | None] = mapped_column(Float)

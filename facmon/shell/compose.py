@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -296,7 +296,13 @@ class Composer:
         rules = load_state_rules() if state_rules is None else state_rules
         engine = self.engine()
         worker = RulesWorker(
-            broker, engine=engine, clock=self.clock, metrics=self.metrics, sites=sites, state_rules=rules
+            broker,
+            engine=engine,
+            clock=self.clock,
+            metrics=self.metrics,
+            sites=sites,
+            state_rules=rules,
+            evidence_window=timedelta(seconds=self.settings.arrival_evidence_window_s),
         )
         monitors = RulesMonitors(
             engine,

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # The gateway keeps what the broker acknowledged this long more and sends it again after a reconnect: a broker
     # that crashed may have lost it before delivering or saving it (gateway/outbox.py). 0 turns it off.
     outbox_replay_window_s: float = Field(default=60.0, ge=0.0, le=3600.0)
+    # The rules worker keeps technicians' card reads and elevators' inspections this long, for work orders that open
+    # after them for faults detected before them (rules/evidence.py): a week covers a gateway cut off over the longest
+    # holiday. Between an hour and 90 days.
+    arrival_evidence_window_s: float = Field(default=7 * 86400.0, ge=3600.0, le=90 * 86400.0)
 
     # Demo mode: documented demo accounts are created and printed, and a missing secret key is generated into the
     # state folder. Outside it, facmon refuses to start without a good secret key and an admin, or while a demo

@@ -16,6 +16,10 @@ is handed
 to the `on_breach` callback: the notifier and escalation subscribe there. The callback hears of a breach at most
 once (a crash between the commit and the call loses the call, never the record); a subscriber that must not miss
 one reads the durable `sla_breached` timeline entries, as the lifecycle exporter does.
+
+A breach is not always the last word: arrival evidence processed after it but stamped before the deadline (a
+gateway's outbox replayed after an outage) withdraws it (facmon.workorders.late_arrival), and a clock met in time is
+never recorded again.
 """
 
 from __future__ import annotations

@@ -1,10 +1,16 @@
 """Work-order lifecycle points for the dashboards: every timeline entry as a line of InfluxDB line protocol.
 
 Measurement `work_orders`; tags site, building, device, kind, fault, priority, status (after the entry), event
-(opened, recurred, fault_cleared, sla_breached, follow_up, notified, escalated, silenced, assigned, note, or the
-status a transition went to: acknowledged, on_site, ...), source (api, card_read, rules, ...) and, for a breach,
-clock; fields work_order_id, entry_id, title, and actor, note, outcome, assignee (of an assignment; left out when it
-took the work order back from someone) where there are any. The time is the entry's own, in nanoseconds.
+(opened, recurred, fault_cleared, sla_breached, breach_withdrawn, late_evidence, follow_up, notified, escalated,
+silenced, assigned, note, or the status a transition went to: acknowledged, on_site, ...), source (api, card_read,
+rules, ...) and, for a breach and its withdrawal, clock; fields work_order_id, entry_id, title, and actor, note,
+outcome, assignee (of an assignment; left out when it took the work order back from someone) where there are any.
+The time is the entry's own, in nanoseconds.
+
+A breach withdrawn by late arrival evidence (facmon.workorders.late_arrival) gives two points: the `breach_withdrawn`
+entry's own, and the withdrawn breach's point written again with one more field, `withdrawn=true`: the same series
+and time, so InfluxDB keeps one point, now marked. A breach point carries the field only once withdrawn; the
+dashboards count breaches as all `sla_breached` points less those with a `withdrawn` field.
 
 The timeline is the outbox: `LifecycleExporter` takes entries not exported yet, hands their lines to a
 `LifecycleSink`, and marks them exported only after the sink took them. A sink that is down gets everything later;
@@ -38,8 +44,13 @@ log = structlog.get_logger(__name__)
 MEASUREMENT = "work_orders"
 
 
-def lifecycle_line(entry: WorkOrderEvent, work_order: WorkOrder) -> str:
-    """The line protocol point of one timeline entry of `work_order`."""
+# Entries whose point names the SLA clock they are about.
+_CLOCK_ENTRIES = (TimelineType.SLA_BREACHED, TimelineType.BREACH_WITHDRAWN)
+
+
+def lifecycle_line(entry: WorkOrderEvent, work_order: WorkOrder, *, withdrawn: bool = False) -> str:
+    """The line protocol point of one timeline entry of `work_order`; `withdrawn`: the point of a breach entry
+    written again, with `withdrawn=true`, once the breach was withdrawn (same series and time: the same point)."""
     detail = entry.detail or {}
     event = entry.status if entry.type == TimelineType.TRANSITION else entry.type
     tags: dict[str, str | None] = {
@@ -52,7 +63,7 @@ def lifecycle_line(entry: WorkOrderEvent, work_order: WorkOrder) -> str:
         "status": entry.status,
         "event": event,
         "source": entry.source,
-        "clock": detail.get("clock") if entry.type == TimelineType.SLA_BREACHED else None,
+        "clock": detail.get("clock") if entry.type in _CLOCK_ENTRIES else None,
     }
     fields: dict[str, str | int | bool] = {
         "work_order_id": work_order.id,
@@ -70,6 +81,8 @@ def lifecycle_line(entry: WorkOrderEvent, work_order: WorkOrder) -> str:
             fields[name] = value
     if entry.type == TimelineType.TRANSITION:
         fields["implied"] = bool(detail.get("implied", False))
+    if withdrawn:
+        fields["withdrawn"] = True
     # Point leaves out None tags; the fields are never empty (work_order_id).
     point = Point.from_dict({"measurement": MEASUREMENT, "tags": tags, "fields": fields, "time": entry.at})
     line: str = point.to_line_protocol(WritePrecision.NS)
@@ -108,8 +121,23 @@ class InfluxLifecycleSink:
         await self._influx.aclose()
 
 
+def _withdrawn_breaches(session: Session, entries: Sequence[WorkOrderEvent]) -> dict[int, WorkOrderEvent]:
+    """The `sla_breached` entries the `breach_withdrawn` entries among `entries` withdraw, by the withdrawal's id."""
+    wanted = {
+        e.id: int(e.detail["breach_entry_id"])
+        for e in entries
+        if e.type == TimelineType.BREACH_WITHDRAWN and isinstance((e.detail or {}).get("breach_entry_id"), int)
+    }
+    if not wanted:
+        return {}
+    found = session.execute(select(WorkOrderEvent).where(WorkOrderEvent.id.in_(set(wanted.values())))).scalars()
+    breaches = {breach.id: breach for breach in found}
+    return {entry_id: breaches[breach_id] for entry_id, breach_id in wanted.items() if breach_id in breaches}
+
+
 def pending_lines(engine: Engine, limit: int) -> list[tuple[int, str]]:
-    """(entry id, line) of the oldest entries not exported yet."""
+    """(entry id, line) of the oldest entries not exported yet. A breach withdrawal brings a second line: the point
+    of the breach it withdraws, written again with `withdrawn=true` (dashboards count breaches without those)."""
     query = (
         select(WorkOrderEvent, WorkOrder)
         .join(WorkOrder, WorkOrder.id == WorkOrderEvent.work_order_id)
@@ -118,7 +146,14 @@ def pending_lines(engine: Engine, limit: int) -> list[tuple[int, str]]:
         .limit(limit)
     )
     with Session(engine) as session:
-        return [(entry.id, lifecycle_line(entry, wo)) for entry, wo in session.execute(query)]
+        rows = session.execute(query).all()
+        corrected = _withdrawn_breaches(session, [entry for entry, _ in rows])
+        lines: list[tuple[int, str]] = []
+        for entry, wo in rows:
+            lines.append((entry.id, lifecycle_line(entry, wo)))
+            if entry.id in corrected:
+                lines.append((entry.id, lifecycle_line(corrected[entry.id], wo, withdrawn=True)))
+        return lines
 
 
 def mark_exported(engine: Engine, ids: Sequence[int], at: datetime) -> None:
@@ -155,9 +190,10 @@ class LifecycleExporter:
         if not pending:
             return 0
         await self.sink.write([line for _, line in pending])
-        await asyncio.to_thread(mark_exported, self.engine, [entry_id for entry_id, _ in pending], self.clock.now())
+        ids = sorted({entry_id for entry_id, _ in pending})
+        await asyncio.to_thread(mark_exported, self.engine, ids, self.clock.now())
         self.metrics.inc("rules_lifecycle_points", len(pending))
-        return len(pending)
+        return len(ids)
 
     async def run(self, interval_s: float = 1.0, backoff_max_s: float = 30.0) -> NoReturn:
         """Export until cancelled, on the injected clock: a full batch is followed at once by the next, a failure

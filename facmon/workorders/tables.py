@@ -157,6 +157,11 @@ class TimelineType(StrEnum):
     # remark.
     ASSIGNED = "assigned"
     NOTE = "note"
+    # Arrival evidence processed late (facmon.workorders.late_arrival): a recorded breach it disproves is withdrawn;
+    # evidence applied before entries already on the timeline (or earlier than the arrival recorded) is noted when
+    # it was processed.
+    BREACH_WITHDRAWN = "breach_withdrawn"
+    LATE_EVIDENCE = "late_evidence"
 
 
 class WorkOrderEvent(Base):
@@ -198,6 +203,11 @@ class WorkOrderClock(Base):
     `breached_at` is written by one conditional UPDATE (`WHERE breached_at IS NULL`), so a breach is recorded once
     however many monitors run and however often they restart. A clock the work order was cancelled under before
     its deadline (`cancelled_at`) can no longer be breached.
+
+    Evidence processed after the breach was recorded may prove the milestone reached in time (a card read replayed
+    from a gateway's outbox): the clock is then met at the evidence's time, its `breached_at` cleared and
+    `breach_withdrawn_at` set to when that was found (facmon.workorders.late_arrival). A clock met in time is never
+    breached again, so `breached_at IS NOT NULL` stays the one test for "breach recorded".
     """
 
     __tablename__ = "work_order_clocks"
@@ -210,6 +220,13 @@ class WorkOrderClock(Base):
             sqlite_where=text("breached_at IS NULL"),
             postgresql_where=text("breached_at IS NULL"),
         ),
+        # The notifier's question every second: breaches withdrawn (few: only late evidence withdraws one).
+        Index(
+            "ix_work_order_clocks_withdrawn",
+            "work_order_id",
+            sqlite_where=text("breach_withdrawn_at IS NOT NULL"),
+            postgresql_where=text("breach_withdrawn_at IS NOT NULL"),
+        ),
     )
 
     work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id", ondelete="CASCADE"), primary_key=True)
@@ -219,6 +236,7 @@ class WorkOrderClock(Base):
     met_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
     breached_at: Mapped[datetime | None]
+    breach_withdrawn_at: Mapped[datetime | None]
 
 
 class FollowUp(Base):

@@ -3,8 +3,9 @@
 `transition(...)` is the one way a work order changes status, whoever proves the change: a technician through the
 API (source "api"), a card read at the site or the car switched to inspection mode (sources "card_read",
 "inspection_mode", from the rules worker), the rules themselves ("rules"). Each records when, who, through what and
-an optional note, meets the SLA clocks the new status reaches, and writes one timeline entry per status recorded.
-A technician who acknowledges or arrives at an unassigned work order takes it (`take=`), in the same transaction.
+an optional note, meets the SLA clocks the new status reaches (withdrawing a breach recorded for one it meets in
+time: facmon.workorders.late_arrival), and writes one timeline entry per status recorded. A technician who
+acknowledges or arrives at an unassigned work order takes it (`take=`), in the same transaction.
 
 `assign(...)` gives a work order to a technician (or takes it back), `add_note(...)` adds a remark; both write a
 timeline entry (types `assigned`, `note`). Who may do either is the API's decision (api.auth.Principal), not this
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from facmon.workorders.late_arrival import Evidence, withdraw_disproved
 from facmon.workorders.tables import (
     TERMINAL_STATUSES,
     FollowUp,
@@ -176,12 +178,17 @@ def _try(
     at: datetime,
     take: str | None = None,
     recorded_by: str | None = None,
+    now: datetime | None = None,
 ) -> bool:
     """Carry out a planned transition; False if the status was no longer `current` (nothing written). `recorded_by`:
-    who entered it for `actor` (an engineer recording a technician's arrival), kept in the timeline's detail."""
+    who entered it for `actor` (an engineer recording a technician's arrival), kept in the timeline's detail. A
+    breach recorded for a clock the transition meets in time is withdrawn (at `now`, when it was processed)."""
     if not _set_status(session, work_order_id, current, steps, at):
         return False
     _move_clocks(session, work_order_id, steps, at)
+    if milestones_reached(steps):
+        evidence = Evidence(source, actor, at, note, recorded_by=recorded_by)
+        withdraw_disproved(session, work_order_id, evidence, at if now is None else now)
     to = steps[-1]
     for before, step in zip((current, *steps[:-1]), steps, strict=True):
         session.add(
@@ -214,13 +221,12 @@ def transition(
     note: str | None = None,
     take: str | None = None,
     recorded_by: str | None = None,
+    now: datetime | None = None,
 ) -> TransitionResult:
     """Move a work order to `to`. Raises WorkOrderNotFound, or facmon.workorders.transitions.IllegalTransition (with the
-    current status and the allowed next ones).
-
-    `take`: a technician id that becomes the assignee when the work order has none (an `assigned` entry says so).
-    `recorded_by`: who entered the transition for `actor`, when that is someone else (the timeline says so).
-    """
+    current status and the allowed next ones). `take`: a technician id that becomes the assignee when the work order
+    has none (an `assigned` entry says so). `recorded_by`: who entered the transition for `actor`, when that is
+    someone else (the timeline says so). `now`: when it is entered, when later than `at`."""
     for _ in range(_MAX_ATTEMPTS):
         with Session(engine) as session:
             current = current_status(session, work_order_id)
@@ -237,6 +243,7 @@ def transition(
                 at=at,
                 take=take,
                 recorded_by=recorded_by,
+                now=now,
             )
         if done:
             return TransitionResult(work_order_id=work_order_id, previous=current, steps=steps, at=at)
@@ -252,12 +259,14 @@ def transition_in(
     source: str,
     at: datetime,
     note: str | None = None,
+    now: datetime | None = None,
 ) -> TransitionResult:
-    """`transition` in the caller's transaction (the rules worker's, for one event): the same checks and records."""
+    """`transition` in the caller's transaction (the rules worker's, for one event): the same checks and records.
+    `now`: when it is processed, when that is later than `at` (evidence applied at its own time)."""
     for _ in range(_MAX_ATTEMPTS):
         current = current_status(session, work_order_id)
         steps = plan(current, to)
-        if _try(session, work_order_id, current, steps, actor=actor, source=source, note=note, at=at):
+        if _try(session, work_order_id, current, steps, actor=actor, source=source, note=note, at=at, now=now):
             return TransitionResult(work_order_id=work_order_id, previous=current, steps=steps, at=at)
     raise RuntimeError(f"work order {work_order_id}: status kept changing during {_MAX_ATTEMPTS} attempts")
 

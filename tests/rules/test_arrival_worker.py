@@ -115,3 +115,44 @@ async def test_inspection_mode_puts_the_work_order_on_site_and_silences_the_cars
     [entry] = arrival_entries(engine, wo.id)
     assert (entry.source, entry.actor) == ("inspection_mode", "e1")
     assert metrics.get("rules_work_orders_opened") == 1
+
+
+async def test_a_card_read_replayed_late_withdraws_the_breach_and_one_before_the_fault_is_applied_at_opening(
+    mosquitto: Mosquitto, engine: Engine, clock: FakeClock, topic_prefix: str
+) -> None:
+    site = demo_site(topic_prefix)
+    metrics = Counters()
+    t0 = clock.now()
+    async with running(worker(mosquitto.port, engine, clock, metrics, site)):
+        await publish(mosquitto.port, as_message(fault(topic_prefix, clock, "2")))
+        await eventually(lambda: metrics.get("rules_work_orders_opened") == 1, "a work order opened")
+        clock.advance(timedelta(minutes=21))
+        await eventually(lambda: metrics.get("rules_sla_breaches", clock="on_site", kind="elevator") == 1, "breached")
+        # The gateway was cut off; its outbox now delivers a read stamped 15 minutes after the fault.
+        read = card_read(topic_prefix, clock, CARD).model_copy(update={"ts": t0 + timedelta(minutes=15)})
+        await publish(mosquitto.port, as_message(read))
+        await eventually(lambda: metrics.get("rules_arrivals", source="card_read") == 1, "the arrival recorded")
+
+        # A read first, then a fault stamped before it (its event delayed): the work order opens on site.
+        second = card_read(topic_prefix, clock, CARD)
+        await publish(mosquitto.port, as_message(second))
+        await eventually(lambda: metrics.get("rules_events_applied") == 3, "the read kept")
+        clock.advance(timedelta(minutes=5))
+        earlier = fault(topic_prefix, clock, "3").model_copy(update={"ts": second.ts - timedelta(minutes=1)})
+        await publish(mosquitto.port, as_message(earlier))
+        await eventually(lambda: metrics.get("rules_work_orders_opened") == 2, "the second work order opened")
+    first, opened_late = work_orders(engine, topic_prefix)
+    assert (first.status, first.on_site_at) == ("on_site", read.ts)
+    with Session(engine) as session:
+        wo = get_work_order(session, first.id)
+        assert wo is not None
+        on_site = next(c for c in wo.clocks if c.name == "on_site")
+        assert (on_site.met_at, on_site.breached_at, on_site.breach_withdrawn_at) == (
+            read.ts,
+            None,
+            clock.now() - timedelta(minutes=5),
+        )
+        [breach] = [e for e in wo.timeline if e.type == "sla_breached"]
+        [withdrawn] = [e for e in wo.timeline if e.type == "breach_withdrawn"]
+        assert (withdrawn.detail["breached_at"], withdrawn.actor) == (breach.at.isoformat(), "Li Ming")
+    assert (opened_late.status, opened_late.on_site_at) == ("on_site", second.ts)
