@@ -270,7 +270,7 @@ EXPECT: dict[tuple[str, str], Callable[[Results], None]] = {
     ("elevators", "Entrapments"): entrapments,
     ("elevators", "Trips"): trips,
     ("elevators", "Availability (share of readings in normal service without a fault)"): availability,
-    ("elevators", "Arrival compliance (20 min)"): arrival_compliance,
+    ("elevators", "On site within the contract clock"): arrival_compliance,
     ("fire-systems", "Fire equipment intact rate"): intact_over_time,
     ("fire-systems", "Fire alarms"): fire_alarms,
     ("fire-systems", "Points not intact"): points_not_intact,

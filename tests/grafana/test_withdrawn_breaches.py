@@ -87,7 +87,7 @@ async def test_a_withdrawn_breach_leaves_every_panel_that_counts_breaches(
     played = Played(influxd.url, influx_db, "s1", T0 - MIN, T0 + 60 * MIN)
     by_clock: Results = run_panel(played, panel("site-overview", "SLA clocks breached"))
     assert {row["clock"]: row["count"] for row in rows(by_clock["A"])} == {"on_site": 1}
-    (arrival,) = merged(run_panel(played, panel("elevators", "Arrival compliance (20 min)")), "A", "B")
+    (arrival,) = merged(run_panel(played, panel("elevators", "On site within the contract clock")), "A", "B")
     assert (arrival["opened"], arrival["late"]) == (2, 1)
     listed = rows(run_panel(played, panel("work-orders", "SLA breaches (overdue)"))["A"])
     assert {row["device"] for row in listed} == {"e1", "e2"}
