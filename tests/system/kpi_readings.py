@@ -1,0 +1,192 @@
+"""The two KPIs of docs/kpis.md made from readings, recomputed without facmon (see kpi_recompute.py): the fire
+equipment intact rate (the commissioned points of the site's panels at an instant; the time-weighted mean of the
+`fire_intact` figures over the period) and elevator availability (scheduled hours, downtime, unknown time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+Interval = tuple[datetime, datetime]
+
+FIGURE_HOLDS = timedelta(minutes=5)
+PEAK_WINDOWS = ((6, 8), (17, 19))
+READING_HOLDS_AT_LEAST = timedelta(seconds=60)
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    out: list[Interval] = []
+    for lo, hi in sorted(i for i in intervals if i[1] > i[0]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def overlap(a: Iterable[Interval], b: Iterable[Interval]) -> list[Interval]:
+    return merge((max(x[0], y[0]), min(x[1], y[1])) for x in merge(a) for y in merge(b))
+
+
+def seconds(intervals: Iterable[Interval]) -> float:
+    return sum((hi - lo).total_seconds() for lo, hi in merge(intervals))
+
+
+# --- fire equipment intact rate ----------------------------------------------------------------------------------
+
+
+# A point whose latest reading is older than this is one its gateway no longer reports (it repeats every point it
+# knows once a minute); a panel is not answering when not heard of for max(60 s, 3 poll intervals).
+POINT_HOLDS = timedelta(seconds=150)
+
+
+def listed_points(site: dict[str, Any]) -> list[str]:
+    """`<panel>:<point>` of the points the site file lists for its fire panels ("1-001..1-120" is a range)."""
+    out = []
+    for building in site.get("buildings", []):
+        for panel in building.get("devices", []):
+            if panel["kind"] != "fire_panel":
+                continue
+            for entry in panel.get("points", []):
+                first, _, last = str(entry).partition("..")
+                loop, _, address = first.partition("-")
+                end = int(last.partition("-")[2]) if last else int(address)
+                out += [f"{panel['id']}:{loop}-{n:03d}" for n in range(int(address), end + 1)]
+    return out
+
+
+@dataclass(frozen=True)
+class IntactNow:
+    intact: int
+    commissioned: int
+
+
+def _intact_point(row: dict[str, Any], at: datetime) -> bool:
+    current = at - row["time"] <= POINT_HOLDS
+    return current and row.get("state") != "absent" and not row.get("fault") and not row.get("disabled")
+
+
+def intact_at(
+    commissioned: set[str], readings: Sequence[dict[str, Any]], answering: set[str], at: datetime
+) -> IntactNow:
+    """Commissioned points (`<panel>:<point>`: listed or reported by `at`, less those decommissioned) and those
+    intact at `at`: the panel answering, the point's latest reading current, present, neither in fault nor disabled."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in readings:
+        if row["time"] <= at:
+            latest[f"{row['device']}:{row['point']}"] = row
+    intact = sum(
+        1 for p in commissioned if p in latest and p.partition(":")[0] in answering and _intact_point(latest[p], at)
+    )
+    return IntactNow(intact, len(commissioned))
+
+
+def answering(panels: Sequence[dict[str, Any]], poll_s: dict[str, float], at: datetime) -> set[str]:
+    """The panels heard of within max(60 s, 3 poll intervals) before `at`."""
+    heard: dict[str, datetime] = {}
+    for row in panels:
+        if row["time"] <= at:
+            heard[row["device"]] = row["time"]
+    return {
+        panel
+        for panel, last in heard.items()
+        if at - last <= max(READING_HOLDS_AT_LEAST, timedelta(seconds=3 * poll_s.get(panel, 1.0)))
+    }
+
+
+@dataclass(frozen=True)
+class IntactMean:
+    mean: float | None
+    coverage: float | None
+
+
+def _share(row: dict[str, Any]) -> float | None:
+    """The figure: intact / commissioned points (intact / present in figures written before there were commissioned
+    points)."""
+    intact, out_of = row.get("points_intact"), row.get("points_commissioned") or row.get("points_present")
+    return None if not out_of or intact is None else float(intact) / float(out_of)
+
+
+def intact_mean(figures: Sequence[dict[str, Any]], start: datetime, until: datetime) -> IntactMean:
+    """The time-weighted mean of the figures, each holding until the next for at most 5 minutes, over
+    [start, until); coverage: the share of that time some figure holds."""
+    if until <= start:
+        return IntactMean(None, None)
+    total = covered = 0.0
+    for i, row in enumerate(figures):
+        following = figures[i + 1]["time"] if i + 1 < len(figures) else until
+        lo, hi = max(row["time"], start), min(following, row["time"] + FIGURE_HOLDS, until)
+        value = _share(row)
+        if hi <= lo or value is None:
+            continue
+        total += value * (hi - lo).total_seconds()
+        covered += (hi - lo).total_seconds()
+    span = (until - start).total_seconds()
+    return IntactMean(None if covered == 0 else total / covered, covered / span)
+
+
+# --- elevator availability ---------------------------------------------------------------------------------------
+
+
+def scheduled(role: str | None, start: datetime, until: datetime, tz: ZoneInfo) -> list[Interval]:
+    """Main cars 24 h a day, peak cars 06:00-08:00 and 17:00-19:00 on the site's wall clock, backups never."""
+    if until <= start:
+        return []
+    if role == "main":
+        return [(start, until)]
+    if role != "peak":
+        return []
+    windows = []
+    day = start.astimezone(tz).date() - timedelta(days=1)
+    while day <= until.astimezone(tz).date():
+        for lo, hi in PEAK_WINDOWS:
+            opens = datetime(day.year, day.month, day.day, lo, tzinfo=tz).astimezone(UTC)
+            closes = datetime(day.year, day.month, day.day, hi, tzinfo=tz).astimezone(UTC)
+            windows.append((opens, closes))
+        day += timedelta(days=1)
+    return overlap(windows, [(start, until)])
+
+
+def _down(row: dict[str, Any]) -> bool:
+    mode = row.get("service_mode")
+    return (
+        (mode is not None and mode != "normal")
+        or row.get("fault_code") not in (None, 0)
+        or row.get("entrapment") is True
+    )
+
+
+@dataclass(frozen=True)
+class CarTime:
+    scheduled_s: float
+    down_s: float
+    known_s: float
+
+
+def car_time(
+    readings: Sequence[dict[str, Any]],
+    entrapments: Sequence[Interval],
+    plan: Sequence[Interval],
+    until: datetime,
+    poll_s: float,
+) -> CarTime:
+    """A car's scheduled, down and known seconds: a reading holds until the next, for at most max(60 s, 3 polls);
+    a car is down while a reading says so and while an entrapment work order of it is open."""
+    holds = max(READING_HOLDS_AT_LEAST, timedelta(seconds=3 * poll_s))
+    known: list[Interval] = []
+    down: list[Interval] = list(entrapments)
+    last: dict[str, Any] = {}
+    for i, row in enumerate(readings):
+        # A reading without a field (a value the collector refused) keeps that field's previous value.
+        last.update({k: v for k, v in row.items() if v is not None})
+        following = readings[i + 1]["time"] if i + 1 < len(readings) else until
+        span = (row["time"], min(following, row["time"] + holds, until))
+        known.append(span)
+        if _down(last):
+            down.append(span)
+    known_or_down = merge([*known, *entrapments])
+    return CarTime(seconds(plan), seconds(overlap(down, plan)), seconds(overlap(known_or_down, plan)))
