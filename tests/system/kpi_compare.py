@@ -43,8 +43,15 @@ def _verdict(figure: Mapping[str, Any]) -> str | None:
     return None if "met" not in figure else "no data" if met is None else "met" if met else "missed"
 
 
-def _figure(numerator: Any, denominator: Any, coverage: Any, verdict: str | None) -> dict[str, Any]:
-    return {"numerator": numerator, "denominator": denominator, "coverage": coverage, "verdict": verdict}
+def _figure(
+    numerator: Any, denominator: Any, coverage: Any, verdict: str | None, source: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    figure = {"numerator": numerator, "denominator": denominator, "coverage": coverage, "verdict": verdict}
+    if source is not None and "pending" in source:
+        # The work-order figures: the clocks still running, and the clock figures counted (minutes: work orders).
+        figure["pending"] = source["pending"]
+        figure["clocks"] = {float(c["minutes"]): c["work_orders"] for c in source.get("clocks", [])}
+    return figure
 
 
 def from_api(api: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
@@ -58,9 +65,8 @@ def from_api(api: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
                 found.get("numerator_hours"), found.get("denominator_hours"), found.get("coverage"), _verdict(found)
             )
         else:
-            out[name] = _figure(
-                found.get("numerator"), found.get("denominator"), found.get("coverage"), _verdict(found)
-            )
+            numbers = found.get("numerator"), found.get("denominator"), found.get("coverage")
+            out[name] = _figure(*numbers, _verdict(found), found)
     fire = api.get("fire_equipment_intact_rate") or {}
     current = fire.get("current") or {}
     out["fire_intact_now"] = _figure(current.get("numerator"), current.get("denominator"), None, "")
@@ -103,6 +109,8 @@ def differences(where: str, mine: Recomputed, theirs: Mapping[str, dict[str, Any
         if got is None:
             found.append(f"{where}: {name}: facmon gives no such figure (recomputed {_show(figure)})")
             continue
+        if figure.denominator == 0 and got["numerator"] is None and got["denominator"] is None:
+            got = got | {"numerator": 0, "denominator": 0}  # nothing to count: shown as no figure
         hours = name == "availability"
         exact = HOURS_TOLERANCE[source] if hours else MEAN_TOLERANCE if name == "fire_intact" else 0.0
         wrong = [
@@ -114,9 +122,22 @@ def differences(where: str, mine: Recomputed, theirs: Mapping[str, dict[str, Any
             wrong.append(f"coverage {got['coverage']!r} != {figure.coverage!r}")
         if figure.verdict and got["verdict"] != figure.verdict:
             wrong.append(f"verdict {got['verdict']!r} != {figure.verdict!r}")
+        wrong += _clock_differences(figure, got)
         if wrong:
             found.append(f"{where}: {name}: " + "; ".join(wrong) + f" (recomputed {_show(figure)})")
     return found
+
+
+def _clock_differences(figure: Figure, got: Mapping[str, Any]) -> list[str]:
+    if "pending" not in got:
+        return []
+    wrong = []
+    if got["pending"] != figure.pending:
+        wrong.append(f"pending {got['pending']!r} != {figure.pending!r}")
+    mine = {round(seconds / 60.0, 2): n for seconds, n in figure.clock_figures.items()}
+    if got["clocks"] != mine:
+        wrong.append(f"clock figures (minutes: work orders) {got['clocks']!r} != {mine!r}")
+    return wrong
 
 
 def _show(figure: Figure) -> str:
@@ -145,6 +166,18 @@ def cancellation_differences(where: str, mine: list[Cancellation], listed: Any) 
     if theirs != wanted:
         return [f"{where}: cancellations: facmon {theirs} != recomputed {wanted}"]
     return []
+
+
+def milestone_differences(
+    where: str, mine: Recomputed, theirs: Mapping[int, tuple[datetime | None, datetime | None]]
+) -> list[str]:
+    """Work orders whose on-site or resolved time in facmon (`on_site_at`, `resolved_at`) is not the evidence's."""
+    found = []
+    for wo_id, (on_site, resolved) in sorted(mine.milestones.items()):
+        if wo_id in theirs and theirs[wo_id] != (on_site, resolved):
+            said = f"facmon {theirs[wo_id]}, evidence {(on_site, resolved)}"
+            found.append(f"{where}: work order {wo_id}: (on site, resolved) {said}")
+    return found
 
 
 def when(text: str) -> datetime:

@@ -92,6 +92,8 @@ class Recomputed:
     inconsistencies: list[str]
     # Each work order's clocks at `now`: met, missed, pending or None (cancelled while pending).
     outcomes: dict[int, dict[str, str | None]] = field(default_factory=dict)
+    # Each work order's (on site, resolved) as the evidence has them.
+    milestones: dict[int, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
 
 
 def shown(share: float | None) -> float | None:
@@ -233,9 +235,9 @@ def recompute(records: Records, p: Period) -> Recomputed:
         "availability": _availability(records, stories, p),
     }
     outcomes = {s.wo.id: {name: outcome(s, name, p.now) for name in s.wo.clocks} for s in stories}
-    return Recomputed(
-        figures, cancellations(stories, p), _inconsistencies(stories, records.profiles, site_events), outcomes
-    )
+    milestones = {s.wo.id: (s.on_site, s.resolved) for s in stories}
+    found = _inconsistencies(stories, records.profiles, site_events)
+    return Recomputed(figures, cancellations(stories, p), found, outcomes, milestones)
 
 
 def _fire(records: Records, p: Period) -> dict[str, Figure]:

@@ -35,7 +35,14 @@ from facmon.kernel.daemons import Influxd, Mosquitto
 from tests.conftest import influxql
 from tests.support import wait_for
 from tests.system import kpi_raw, kpi_readings, kpi_recompute, kpi_story
-from tests.system.kpi_compare import cancellation_differences, differences, from_api, from_report, when
+from tests.system.kpi_compare import (
+    cancellation_differences,
+    differences,
+    from_api,
+    from_report,
+    milestone_differences,
+    when,
+)
 from tests.system.kpi_estate import KpiEstate, add_users, signed_in
 from tests.system.kpi_raw import Influx, site_zone
 from tests.system.kpi_recompute import Period, Recomputed, Records, month_bounds, recompute
@@ -121,7 +128,18 @@ async def _reports(estate: KpiEstate) -> list[Any]:
     return [(label, site, month, report) for (label, site, month), report in zip(wanted, made, strict=True)]
 
 
-def _compare(estate: KpiEstate, asked: list[Any], reports: list[Any]) -> tuple[list[str], dict[str, Recomputed]]:
+async def _milestones(eng: httpx.AsyncClient, estate: KpiEstate) -> dict[int, Any]:
+    """facmon's on-site and resolved time of every work order of both estates."""
+    found = {}
+    for site in (estate.site_a, estate.site_b):
+        for wo in (await eng.get("/work-orders", params={"site": site, "limit": 500})).json()["items"]:
+            found[wo["id"]] = tuple(None if wo[k] is None else when(wo[k]) for k in ("on_site_at", "resolved_at"))
+    return found
+
+
+def _compare(
+    estate: KpiEstate, asked: list[Any], reports: list[Any], milestones: dict[int, Any]
+) -> tuple[list[str], dict[str, Recomputed]]:
     problems: list[str] = []
     done: dict[str, Recomputed] = {}
     for label, site, start, end, answer in asked:
@@ -138,6 +156,8 @@ def _compare(estate: KpiEstate, asked: list[Any], reports: list[Any]) -> tuple[l
         problems += cancellation_differences(label, mine.cancellations, report.get("cancellations"))
     for label, mine in done.items():
         problems += [f"{label}: raw records: {what}" for what in mine.inconsistencies]
+    for label in ("api whole run, estate A", "api around 00:00, estate B"):
+        problems += milestone_differences(label, done[label], milestones)
     return problems, done
 
 
@@ -200,10 +220,11 @@ async def test_every_kpi_recomputed_from_raw_records_equals_the_api_and_the_repo
                     script.save(tmp_path / "actions.json")
             asked = await _api_periods(estate, people["eng"], script, began)
             reports = await _reports(estate)
+            milestones = await _milestones(people["eng"], estate)
         finally:
             for client in (admin, *people.values()):
                 await client.aclose()
-        problems, done = await asyncio.to_thread(_compare, estate, asked, reports)
+        problems, done = await asyncio.to_thread(_compare, estate, asked, reports, milestones)
         await asyncio.to_thread(estate.keep_records)
         (tmp_path / "recomputed.json").write_text(json.dumps({k: asdict(v) for k, v in done.items()}, default=str))
         _as_scripted(script, done["api whole run, estate A"])
