@@ -47,7 +47,7 @@ def _figure(
     numerator: Any, denominator: Any, coverage: Any, verdict: str | None, source: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     figure = {"numerator": numerator, "denominator": denominator, "coverage": coverage, "verdict": verdict}
-    if source is not None and "pending" in source:
+    if source is not None and source.get("pending") is not None:
         # The work-order figures: the clocks still running, and the clock figures counted (minutes: work orders).
         figure["pending"] = source["pending"]
         figure["clocks"] = {float(c["minutes"]): c["work_orders"] for c in source.get("clocks", [])}
@@ -90,7 +90,8 @@ def from_report(report: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
                 value if value is not None else 0.0, 0 if value is None else 1, line.get("coverage"), _verdict(line)
             )
         else:
-            out[name] = _figure(line.get("numerator"), line.get("denominator"), line.get("coverage"), _verdict(line))
+            numbers = line.get("numerator"), line.get("denominator"), line.get("coverage")
+            out[name] = _figure(*numbers, _verdict(line), line)
     return out
 
 

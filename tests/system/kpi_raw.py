@@ -5,6 +5,7 @@ their modules (tests/system/test_kpi_recomputed.py checks the imports of this mo
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ def devices(site: dict[str, Any]) -> list[dict[str, Any]]:
     return [device for building in site.get("buildings", []) for device in building.get("devices", [])]
 
 
+Entry = tuple[datetime, str, str | None, str | None, str | None, str | None, dict[str, Any]]
+
+
 @dataclass
 class WorkOrder:
     id: int
@@ -52,8 +56,8 @@ class WorkOrder:
     status: str
     # name -> (milestone, due_at), as stored when it opened.
     clocks: dict[str, tuple[str, datetime]] = field(default_factory=dict)
-    # (at, type, status, actor, source, note) in order.
-    timeline: list[tuple[datetime, str, str | None, str | None, str | None, str | None]] = field(default_factory=list)
+    # (at, type, status, actor, source, note, detail) in order.
+    timeline: list[Entry] = field(default_factory=list)
     follow_ups: list[datetime] = field(default_factory=list)
 
 
@@ -73,11 +77,12 @@ def work_orders(database: Path, site: str) -> list[WorkOrder]:
         ):
             if wo_id in orders:
                 orders[wo_id].clocks[name] = (milestone, _at(due))
-        for wo_id, at, type_, status, actor, source, note in conn.execute(
-            "SELECT work_order_id, at, type, status, actor, source, note FROM work_order_events ORDER BY id"
+        for wo_id, at, type_, status, actor, source, note, detail in conn.execute(
+            "SELECT work_order_id, at, type, status, actor, source, note, detail FROM work_order_events ORDER BY id"
         ):
             if wo_id in orders:
-                orders[wo_id].timeline.append((_at(at), type_, status, actor, source, note))
+                entry = (_at(at), type_, status, actor, source, note, json.loads(detail) if detail else {})
+                orders[wo_id].timeline.append(entry)
         for wo_id, recorded in conn.execute("SELECT work_order_id, recorded_at FROM follow_ups"):
             if wo_id in orders:
                 orders[wo_id].follow_ups.append(_at(recorded))

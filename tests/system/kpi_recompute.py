@@ -28,7 +28,7 @@ from tests.system.kpi_raw import (
     work_orders,
 )
 from tests.system.kpi_readings import answering, car_time, intact_at, intact_mean, listed_points, scheduled
-from tests.system.kpi_story import Story, outcome, story
+from tests.system.kpi_story import Story, outcome, standing_breaches, story
 
 # DOMAIN.md's targets; the verdict threshold of coverage (FACMON_KPI_MIN_COVERAGE's default).
 TARGETS = {
@@ -236,7 +236,7 @@ def recompute(records: Records, p: Period) -> Recomputed:
     }
     outcomes = {s.wo.id: {name: outcome(s, name, p.now) for name in s.wo.clocks} for s in stories}
     milestones = {s.wo.id: (s.on_site, s.resolved) for s in stories}
-    found = _inconsistencies(stories, records.profiles, site_events)
+    found = _inconsistencies(stories, records.profiles, site_events) + _breaches(stories, p.now)
     return Recomputed(figures, cancellations(stories, p), found, outcomes, milestones)
 
 
@@ -299,6 +299,26 @@ def _inconsistencies(
         point, _, code = wo.fault.rpartition("/")
         if wo.category == "repair" and (wo.device, code, point, wo.detected_at) not in raised:
             found.append(f"work order {wo.id}: no {wo.fault} raised at {wo.device} at {wo.detected_at}")
+    return found
+
+
+# The SLA monitor records a breach within a tick (1 s) of the deadline; a clock due this close to now is not judged.
+BREACH_SETTLES = timedelta(seconds=5)
+
+
+def _breaches(stories: Sequence[Story], now: datetime) -> list[str]:
+    """The timeline, and with it the alerts and the dashboards, must say breached exactly where the clock is missed:
+    a breach standing (recorded, not withdrawn) for every missed clock and for no other."""
+    found = []
+    for s in stories:
+        standing = standing_breaches(s.wo)
+        for name, (_, due) in s.wo.clocks.items():
+            if due >= now - BREACH_SETTLES:
+                continue
+            missed = outcome(s, name, now) == "missed"
+            if missed != (name in standing):
+                said = "a breach standing" if name in standing else "no breach"
+                found.append(f"work order {s.wo.id} clock {name}: {outcome(s, name, now)}, the timeline has {said}")
     return found
 
 

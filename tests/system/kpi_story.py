@@ -41,10 +41,11 @@ class Story:
     cancelled: datetime | None
     cancelled_by: str | None
     cancel_reason: str | None
+    acknowledged: datetime | None = None
 
 
 def _api_moment(wo: WorkOrder, status: str) -> tuple[datetime, str | None, str | None] | None:
-    for at, type_, to, actor, source, note in wo.timeline:
+    for at, type_, to, actor, source, note, _ in wo.timeline:
         if type_ == "transition" and to == status and source == API_SOURCE:
             return at, actor, note
     return None
@@ -93,22 +94,33 @@ def story(wo: WorkOrder, site: dict[str, Any], site_events: Sequence[dict[str, A
     on_api = _api_moment(wo, "on_site")
     if on_api is not None and on_api[0] <= ended:
         arrived.append(on_api[0])
-    on_site = min(arrived, default=None)
+    # A fault that went away before anyone came: the work order is resolved at the clear, and what comes after
+    # finds it resolved.
     clear = _own_clear(wo, site_events)
-    resolved = resolved_api[0] if resolved_api else None
-    if clear is not None and (on_site is None or clear < on_site) and clear <= ended:
-        resolved = clear if resolved is None else min(resolved, clear)
+    cleared = clear is not None and clear <= ended and all(clear < at for at in arrived)
+    on_site = None if cleared else min(arrived, default=None)
+    resolved = clear if cleared else resolved_api[0] if resolved_api else None
+    acked = _api_moment(wo, "acknowledged")
+    acknowledged = min([t for t in (on_site, acked[0] if acked else None) if t is not None], default=None)
     if cancelled is None:
-        return Story(wo, on_site, resolved, None, None, None)
-    return Story(wo, on_site, resolved, *cancelled)
+        return Story(wo, on_site, resolved, None, None, None, acknowledged)
+    return Story(wo, on_site, resolved, *cancelled, acknowledged)
 
 
 def reached(s: Story, milestone: str) -> datetime | None:
-    if milestone == "on_site":
-        return s.on_site
-    if milestone == "resolved":
-        return s.resolved
-    return None  # acknowledged: in no figure
+    return {"on_site": s.on_site, "resolved": s.resolved, "acknowledged": s.acknowledged}.get(milestone)
+
+
+def standing_breaches(wo: WorkOrder) -> set[str]:
+    """The clocks whose breach the timeline records and has not withdrawn."""
+    standing: set[str] = set()
+    for _, type_, _, _, _, _, detail in wo.timeline:
+        clock = str(detail.get("clock"))
+        if type_ == "sla_breached":
+            standing.add(clock)
+        elif type_ == "breach_withdrawn":
+            standing.discard(clock)
+    return standing
 
 
 def outcome(s: Story, clock: str, now: datetime) -> str | None:

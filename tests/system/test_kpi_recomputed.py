@@ -180,6 +180,11 @@ def _as_scripted(script: Script, mine: Recomputed) -> None:
         for label, clocks in expected.items()
     }
     assert got == expected, f"the run did not go as scripted: {got}"
+    # The card reads that must change nothing are on record, so that their having changed nothing is shown.
+    estate = script.estate
+    for site, card in ((estate.site_a, "F2001"), (estate.site_b, "A1001")):
+        query = f"SELECT card FROM events WHERE site = '{site}' AND type = 'card_read' AND card = '{card}'"
+        assert influxql(estate.influxd.url, estate.influx_db, query), f"no card read of {card} at {site}"
 
 
 def test_the_recomputation_imports_nothing_of_facmon() -> None:
