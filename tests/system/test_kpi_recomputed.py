@@ -184,6 +184,9 @@ def _as_scripted(script: Script, mine: Recomputed) -> None:
         for label, clocks in expected.items()
     }
     assert got == expected, f"the run did not go as scripted: {got}"
+    # W5's technician is on site by the replayed card read, stamped with the deadline itself (nothing earlier).
+    replayed = next(a for a in script.log if a.what == "replayed" and a.detail["type"] == "card_read")
+    assert mine.milestones[script.work_orders["W5"]][0] == when(replayed.detail["ts"]), mine.milestones
     # The card reads that must change nothing are on record, so that their having changed nothing is shown.
     estate = script.estate
     for site, card in ((estate.site_a, "F2001"), (estate.site_b, "A1001")):
