@@ -164,9 +164,9 @@ def point_readings(influx: Influx, site: str, until: datetime) -> list[dict[str,
     return influx.rows(f"SELECT state, fault, disabled FROM fire_panel_point WHERE {where} GROUP BY device, point")
 
 
-def panel_readings(influx: Influx, site: str, until: datetime) -> list[dict[str, Any]]:
-    """When each fire panel of `site` answered (its every poll carries `points_total`), up to `until`."""
-    where = between(site, until - timedelta(minutes=10), until)
+def panel_readings(influx: Influx, site: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """When each fire panel of `site` answered (its every poll carries `points_total`) in [since, until]."""
+    where = between(site, since, until)
     return influx.rows(f"SELECT points_total FROM fire_panel WHERE {where} GROUP BY device")
 
 

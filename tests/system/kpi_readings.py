@@ -39,9 +39,15 @@ def seconds(intervals: Iterable[Interval]) -> float:
 # --- fire equipment intact rate ----------------------------------------------------------------------------------
 
 
-# A point whose latest reading is older than this is one its gateway no longer reports (it repeats every point it
-# knows once a minute); a panel is not answering when not heard of for max(60 s, 3 poll intervals).
-POINT_HOLDS = timedelta(seconds=150)
+# A panel is not answering when not heard of for max(60 s, 3 poll intervals, its comm grace); a point whose latest
+# reading is older than that and 90 s more is one its gateway no longer reports (it repeats every point it knows once
+# a minute).
+POINT_HOLDS_MORE = timedelta(seconds=90)
+
+
+def silent_after(panel: dict[str, Any]) -> timedelta:
+    poll_s, grace_s = float(panel.get("poll_interval_s", 1.0)), float(panel.get("comm_grace_s", 3.0))
+    return max(READING_HOLDS_AT_LEAST, timedelta(seconds=3 * poll_s), timedelta(seconds=grace_s))
 
 
 def listed_points(site: dict[str, Any]) -> list[str]:
@@ -65,37 +71,36 @@ class IntactNow:
     commissioned: int
 
 
-def _intact_point(row: dict[str, Any], at: datetime) -> bool:
-    current = at - row["time"] <= POINT_HOLDS
+def _intact_point(row: dict[str, Any], at: datetime, holds: timedelta) -> bool:
+    current = at - row["time"] <= holds
     return current and row.get("state") != "absent" and not row.get("fault") and not row.get("disabled")
 
 
 def intact_at(
-    commissioned: set[str], readings: Sequence[dict[str, Any]], answering: set[str], at: datetime
+    commissioned: set[str], readings: Sequence[dict[str, Any]], silent: dict[str, timedelta], at: datetime
 ) -> IntactNow:
     """Commissioned points (`<panel>:<point>`: listed or reported by `at`, less those decommissioned) and those
-    intact at `at`: the panel answering, the point's latest reading current, present, neither in fault nor disabled."""
+    intact at `at`: the panel answering (`silent`: panels answering, with how long their silence may last), the
+    point's latest reading current, present, neither in fault nor disabled."""
     latest: dict[str, dict[str, Any]] = {}
     for row in readings:
         if row["time"] <= at:
             latest[f"{row['device']}:{row['point']}"] = row
-    intact = sum(
-        1 for p in commissioned if p in latest and p.partition(":")[0] in answering and _intact_point(latest[p], at)
-    )
+    intact = 0
+    for point in commissioned:
+        panel = point.partition(":")[0]
+        if point in latest and panel in silent and _intact_point(latest[point], at, silent[panel] + POINT_HOLDS_MORE):
+            intact += 1
     return IntactNow(intact, len(commissioned))
 
 
-def answering(panels: Sequence[dict[str, Any]], poll_s: dict[str, float], at: datetime) -> set[str]:
-    """The panels heard of within max(60 s, 3 poll intervals) before `at`."""
+def answering(panels: Sequence[dict[str, Any]], silent: dict[str, timedelta], at: datetime) -> dict[str, timedelta]:
+    """The panels heard of before `at` within their `silent` time, with that time."""
     heard: dict[str, datetime] = {}
     for row in panels:
         if row["time"] <= at:
             heard[row["device"]] = row["time"]
-    return {
-        panel
-        for panel, last in heard.items()
-        if at - last <= max(READING_HOLDS_AT_LEAST, timedelta(seconds=3 * poll_s.get(panel, 1.0)))
-    }
+    return {panel: silent[panel] for panel, last in heard.items() if panel in silent and at - last <= silent[panel]}
 
 
 @dataclass(frozen=True)

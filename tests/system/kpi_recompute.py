@@ -27,7 +27,15 @@ from tests.system.kpi_raw import (
     site_zone,
     work_orders,
 )
-from tests.system.kpi_readings import answering, car_time, intact_at, intact_mean, listed_points, scheduled
+from tests.system.kpi_readings import (
+    answering,
+    car_time,
+    intact_at,
+    intact_mean,
+    listed_points,
+    scheduled,
+    silent_after,
+)
 from tests.system.kpi_story import Story, outcome, standing_breaches, story
 
 # DOMAIN.md's targets; the verdict threshold of coverage (FACMON_KPI_MIN_COVERAGE's default).
@@ -242,11 +250,12 @@ def recompute(records: Records, p: Period) -> Recomputed:
 
 def _fire(records: Records, p: Period) -> dict[str, Figure]:
     """The intact rate at the period's end (or now) from the points' own readings, and the period's mean."""
-    panels = {d["id"]: float(d.get("poll_interval_s", 1.0)) for d in devices(records.site) if d["kind"] == "fire_panel"}
+    panels = {d["id"]: silent_after(d) for d in devices(records.site) if d["kind"] == "fire_panel"}
     readings = point_readings(records.influx, records.id, p.until)
     reported = {f"{r['device']}:{r['point']}" for r in readings if r["device"] in panels}
     commissioned = (set(listed_points(records.site)) | reported) - decommissioned(records.database, records.id, p.until)
-    heard = answering(panel_readings(records.influx, records.id, p.until), panels, p.until)
+    since = p.until - max(panels.values(), default=timedelta(0))
+    heard = answering(panel_readings(records.influx, records.id, since, p.until), panels, p.until)
     now = intact_at(commissioned, readings, heard, p.until)
     mean = intact_mean(intact_figures(records.influx, records.id, p.start, p.until), p.start, p.until)
     value, has, coverage = (0.0, 0, shown(mean.coverage)) if mean.mean is None else (mean.mean, 1, shown(mean.coverage))
