@@ -170,17 +170,17 @@ def panel_readings(influx: Influx, site: str, since: datetime, until: datetime) 
     return influx.rows(f"SELECT points_total FROM fire_panel WHERE {where} GROUP BY device")
 
 
-def decommissioned(database: Path, site: str, until: datetime) -> set[str]:
-    """`<panel>:<point>` of the points a person decommissioned by `until` (table fire_points, where it exists)."""
+def decommissioned(database: Path, site: str) -> dict[str, datetime]:
+    """When a person decommissioned each point so taken out, by `<panel>:<point>` (table fire_points)."""
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "fire_points" not in tables:
-            return set()
+            return {}
         rows = conn.execute(
             "SELECT device, point, decommissioned_at FROM fire_points WHERE site = ? AND decommissioned_at IS NOT NULL",
             (site,),
         ).fetchall()
-    return {f"{device}:{point}" for device, point, at in rows if _at(at) <= until}
+    return {f"{device}:{point}": _at(at) for device, point, at in rows}
 
 
 def intact_figures(influx: Influx, site: str, start: datetime, end: datetime) -> list[dict[str, Any]]:

@@ -104,6 +104,28 @@ def answering(panels: Sequence[dict[str, Any]], silent: dict[str, timedelta], at
 
 
 @dataclass(frozen=True)
+class FirePoints:
+    """What the fire intact rate is made of: the points the site file lists, the points' and panels' readings, how
+    long each panel may be silent, and the points decommissioned (with when)."""
+
+    listed: frozenset[str]
+    readings: Sequence[dict[str, Any]]
+    panels: Sequence[dict[str, Any]]
+    silent: dict[str, timedelta]
+    decommissioned: dict[str, datetime]
+
+    def at(self, at: datetime) -> IntactNow:
+        """The figure at `at`: the commissioned points (listed, or reported by then, less those decommissioned by
+        then) and those of them intact."""
+        reported = {
+            f"{r['device']}:{r['point']}" for r in self.readings if r["time"] <= at and r["device"] in self.silent
+        }
+        out = {p for p, when in self.decommissioned.items() if when <= at}
+        commissioned = (self.listed | reported) - out
+        return intact_at(commissioned, self.readings, answering(self.panels, self.silent, at), at)
+
+
+@dataclass(frozen=True)
 class IntactMean:
     mean: float | None
     coverage: float | None

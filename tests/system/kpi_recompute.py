@@ -28,9 +28,9 @@ from tests.system.kpi_raw import (
     work_orders,
 )
 from tests.system.kpi_readings import (
-    answering,
+    FIGURE_HOLDS,
+    FirePoints,
     car_time,
-    intact_at,
     intact_mean,
     listed_points,
     scheduled,
@@ -234,35 +234,52 @@ def recompute(records: Records, p: Period) -> Recomputed:
     car_coverage = slot_coverage(times, cars, p)
     device_coverage = slot_coverage(times, [d["id"] for d in all_devices], p)
     arrival, statutory = _arrival(stories, records.profiles, p, car_coverage)
+    fire, fire_problems = _fire(records, p)
     figures = {
         "arrival": arrival,
         "arrival_statutory": statutory,
         "repair": _repair(stories, records.profiles, p, device_coverage),
         "follow_up": _follow_up(stories, p, device_coverage),
-        **_fire(records, p),
+        **fire,
         "availability": _availability(records, stories, p),
     }
     outcomes = {s.wo.id: {name: outcome(s, name, p.now) for name in s.wo.clocks} for s in stories}
     milestones = {s.wo.id: (s.on_site, s.resolved) for s in stories}
-    found = _inconsistencies(stories, records.profiles, site_events) + _breaches(stories, p.now)
+    found = _inconsistencies(stories, records.profiles, site_events) + _breaches(stories, p.now) + fire_problems
     return Recomputed(figures, cancellations(stories, p), found, outcomes, milestones)
 
 
-def _fire(records: Records, p: Period) -> dict[str, Figure]:
-    """The intact rate at the period's end (or now) from the points' own readings, and the period's mean."""
-    panels = {d["id"]: silent_after(d) for d in devices(records.site) if d["kind"] == "fire_panel"}
-    readings = point_readings(records.influx, records.id, p.until)
-    reported = {f"{r['device']}:{r['point']}" for r in readings if r["device"] in panels}
-    commissioned = (set(listed_points(records.site)) | reported) - decommissioned(records.database, records.id, p.until)
-    since = p.until - max(panels.values(), default=timedelta(0))
-    heard = answering(panel_readings(records.influx, records.id, since, p.until), panels, p.until)
-    now = intact_at(commissioned, readings, heard, p.until)
-    mean = intact_mean(intact_figures(records.influx, records.id, p.start, p.until), p.start, p.until)
+# A figure is made from the readings processed by its time: one made a moment before a reading was taken in counts.
+FIGURE_LAGS = timedelta(seconds=2)
+
+
+def _fire(records: Records, p: Period) -> tuple[dict[str, Figure], list[str]]:
+    """The intact rate at the period's end (or now) from the points' own readings, the period's mean of the
+    `fire_intact` figures, and each of those figures checked against the points' readings at its time."""
+    silent = {d["id"]: silent_after(d) for d in devices(records.site) if d["kind"] == "fire_panel"}
+    since = p.start - max(silent.values(), default=timedelta(0)) - FIGURE_HOLDS
+    fire = FirePoints(
+        frozenset(listed_points(records.site)),
+        point_readings(records.influx, records.id, p.until),
+        panel_readings(records.influx, records.id, since, p.until),
+        silent,
+        decommissioned(records.database, records.id),
+    )
+    now = fire.at(p.until)
+    figures = intact_figures(records.influx, records.id, p.start, p.until)
+    mean = intact_mean(figures, p.start, p.until)
     value, has, coverage = (0.0, 0, shown(mean.coverage)) if mean.mean is None else (mean.mean, 1, shown(mean.coverage))
+    problems = []
+    for row in figures:
+        said = (row.get("points_intact"), row.get("points_commissioned"))
+        counted = [fire.at(row["time"]), fire.at(row["time"] - FIGURE_LAGS)]
+        if p.start <= row["time"] <= p.until and said not in [(c.intact, c.commissioned) for c in counted]:
+            facts = f"{counted[0].intact}/{counted[0].commissioned}"
+            problems.append(f"fire_intact figure at {row['time']}: {said[0]}/{said[1]}, the points' readings: {facts}")
     return {
         "fire_intact_now": Figure(now.intact, now.commissioned, None, ""),
         "fire_intact": Figure(value, has, coverage, verdict(value, has, coverage, TARGETS["fire_intact"])),
-    }
+    }, problems
 
 
 def _availability(records: Records, stories: Sequence[Story], p: Period) -> Figure:
