@@ -5,7 +5,7 @@ equipment intact rate (the commissioned points of the site's panels at an instan
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +69,10 @@ def listed_points(site: dict[str, Any]) -> list[str]:
 class IntactNow:
     intact: int
     commissioned: int
+
+    @property
+    def share(self) -> float | None:
+        return None if self.commissioned == 0 else self.intact / self.commissioned
 
 
 def _intact_point(row: dict[str, Any], at: datetime, holds: timedelta) -> bool:
@@ -138,16 +142,22 @@ def _share(row: dict[str, Any]) -> float | None:
     return None if not out_of or intact is None else float(intact) / float(out_of)
 
 
-def intact_mean(figures: Sequence[dict[str, Any]], start: datetime, until: datetime) -> IntactMean:
+def intact_mean(
+    figures: Sequence[dict[str, Any]],
+    start: datetime,
+    until: datetime,
+    value_of: Callable[[dict[str, Any]], float | None] = _share,
+) -> IntactMean:
     """The time-weighted mean of the figures, each holding until the next for at most 5 minutes, over
-    [start, until); coverage: the share of that time some figure holds."""
+    [start, until); coverage: the share of that time some figure holds. `value_of`: a figure's value (default: as
+    written; None: no point commissioned, in no mean)."""
     if until <= start:
         return IntactMean(None, None)
     total = covered = 0.0
     for i, row in enumerate(figures):
         following = figures[i + 1]["time"] if i + 1 < len(figures) else until
         lo, hi = max(row["time"], start), min(following, row["time"] + FIGURE_HOLDS, until)
-        value = _share(row)
+        value = value_of(row)
         if hi <= lo or value is None:
             continue
         total += value * (hi - lo).total_seconds()

@@ -254,8 +254,9 @@ FIGURE_LAGS = timedelta(seconds=2)
 
 
 def _fire(records: Records, p: Period) -> tuple[dict[str, Figure], list[str]]:
-    """The intact rate at the period's end (or now) from the points' own readings, the period's mean of the
-    `fire_intact` figures, and each of those figures checked against the points' readings at its time."""
+    """The intact rate at the period's end (or now) from the points' own readings; over the period, the mean of the
+    `fire_intact` figures' times with the values those readings give then; and each figure as written checked
+    against them."""
     silent = {d["id"]: silent_after(d) for d in devices(records.site) if d["kind"] == "fire_panel"}
     since = p.start - max(silent.values(), default=timedelta(0)) - FIGURE_HOLDS
     fire = FirePoints(
@@ -267,7 +268,8 @@ def _fire(records: Records, p: Period) -> tuple[dict[str, Figure], list[str]]:
     )
     now = fire.at(p.until)
     figures = intact_figures(records.influx, records.id, p.start, p.until)
-    mean = intact_mean(figures, p.start, p.until)
+    # Each figure holds from when it was written, with the value the points' readings give at that time.
+    mean = intact_mean(figures, p.start, p.until, lambda row: fire.at(row["time"]).share)
     value, has, coverage = (0.0, 0, shown(mean.coverage)) if mean.mean is None else (mean.mean, 1, shown(mean.coverage))
     problems = []
     for row in figures:
