@@ -227,7 +227,8 @@ class Records:
 def recompute(records: Records, p: Period) -> Recomputed:
     site_events = events(records.influx, records.id, p.now)
     orders = work_orders(records.database, records.id)
-    stories = [story(wo, records.site, site_events, p.now) for wo in orders]
+    # A work order detected after now did not exist yet.
+    stories = [story(wo, records.site, site_events, p.now) for wo in orders if wo.detected_at <= p.now]
     all_devices = devices(records.site)
     times = reading_times(records.influx, records.id, p.start, p.until)
     cars = [d["id"] for d in all_devices if d["kind"] == "elevator"]
@@ -339,7 +340,7 @@ def _breaches(stories: Sequence[Story], now: datetime) -> list[str]:
     a breach standing (recorded, not withdrawn) for every missed clock and for no other."""
     found = []
     for s in stories:
-        standing = standing_breaches(s.wo)
+        standing = standing_breaches(s.wo, now)
         for name, (_, due) in s.wo.clocks.items():
             if due >= now - BREACH_SETTLES:
                 continue

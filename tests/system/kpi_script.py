@@ -21,6 +21,7 @@ to on site, so the work orders come in phases, each card read finding only the o
 | 9   | the engineer cancels W4, a false alarm, before its first deadline                     |                     |
 | 31  | zhao badges at ga: W2 late, W3 late on the contract clock, in time on the statutory   |                     |
 | 33  | e1 door open fault; zhao resolves W2 and W3                                           | W5                  |
+| 45  | the engineer asks GET /kpis of the run so far: W5's, WF's clocks still running        |                     |
 | 53  | (W5's deadline passes; the breach is recorded)                                        |                     |
 | 55  | e2, e3, e4 door faults                                                                | W6, W7, W8          |
 | 56  | li's card read at W5's deadline, replayed: on site exactly at the deadline            |                     |
@@ -69,6 +70,8 @@ class Script:
     # A point of fp1 that is there and intact at the start; it goes absent.
     fire_point: str
     log: list[Action] = field(default_factory=list)
+    # GET /kpis of the run so far, asked half way: work orders still inside their clocks, and a period ending later.
+    midway: dict[str, Any] = field(default_factory=dict)
     work_orders: dict[str, int] = field(default_factory=dict)
     _t0: float = 0.0
 
@@ -130,6 +133,19 @@ class Script:
         answer = await self.people["eng"].post(f"/work-orders/{self.work_orders[label]}/follow-ups", json=body)
         self.note("follow_up", label=label, status=answer.status_code)
 
+    async def _ask_midway(self) -> None:
+        site = self.estate.sites[0]
+        tz = ZoneInfo(site["site"]["timezone"])
+        began = self.log[0].at
+        bounds = {
+            "from": began.astimezone(tz).isoformat(),
+            "to": (began + timedelta(hours=2)).astimezone(tz).isoformat(),
+        }
+        answer = await self.people["eng"].get("/kpis", params={"site": self.estate.site_a, **bounds})
+        assert answer.status_code == 200, answer.text
+        self.midway = answer.json()
+        self.note("kpis asked", generated_at=self.midway["generated_at"])
+
     # --- the period --------------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -189,6 +205,8 @@ class Script:
     async def _at_the_deadline(self) -> None:
         w5 = await self.opened("W5", "e1", "3")
         due = datetime.fromisoformat(w5["due_at"])  # the main clock's: on site
+        await self.at(45)
+        await self._ask_midway()
         await self.at(55)
         await self.command("e2", action="fault", code=2)
         await self.command("e3", action="fault", code=3)

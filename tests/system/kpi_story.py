@@ -111,10 +111,12 @@ def reached(s: Story, milestone: str) -> datetime | None:
     return {"on_site": s.on_site, "resolved": s.resolved, "acknowledged": s.acknowledged}.get(milestone)
 
 
-def standing_breaches(wo: WorkOrder) -> set[str]:
-    """The clocks whose breach the timeline records and has not withdrawn."""
+def standing_breaches(wo: WorkOrder, now: datetime) -> set[str]:
+    """The clocks whose breach the timeline records by `now` and has not withdrawn by then."""
     standing: set[str] = set()
-    for _, type_, _, _, _, _, detail in wo.timeline:
+    for at, type_, _, _, _, _, detail in wo.timeline:
+        if at > now:
+            continue
         clock = str(detail.get("clock"))
         if type_ == "sla_breached":
             standing.add(clock)

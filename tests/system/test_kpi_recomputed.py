@@ -108,6 +108,9 @@ async def _api_periods(estate: KpiEstate, eng: httpx.AsyncClient, script: Script
         answer = await eng.get("/kpis", params=query)
         assert answer.status_code == 200, answer.text
         asked.append((label, site, start, end, answer.json()))
+    # Asked half way through the run, of the run so far: judged as things stood then.
+    midway = script.midway
+    asked.append(("api half way, estate A", a, when(midway["from"]), when(midway["to"]), midway))
     return asked
 
 
