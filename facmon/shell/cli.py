@@ -277,19 +277,34 @@ def rules(
         list[Path] | None,
         typer.Option("--rules-overrides", help="per-site overrides of state rules (peak windows, holds, SLA)"),
     ] = None,
+    sla: Annotated[
+        Path | None,
+        typer.Option(
+            "--sla",
+            envvar="FACMON_SLA_FILE",
+            help="SLA profiles (YAML) instead of the shipped sla.yaml: the deadlines new work orders get",
+        ),
+    ] = None,
 ) -> Build:
     """Turn backbone events into work orders (FACMON_DB_URL); their lifecycle goes to FACMON_INFLUX_URL."""
-    from rules.state_rules import StateRuleFileError, load_state_rules
+    from facmon.kernel.datafile import DataFileError
+    from facmon.workorders.sla import load_sla_profiles
+    from rules.engine import load_rules
+    from rules.state_rules import load_state_rules
 
     sites = [_site(p) for p in site]
     try:
-        state_rules = load_state_rules(overrides=rules_overrides or ())
-    except StateRuleFileError as exc:
-        _fail(f"{len(exc.problems)} problem(s) in the rules:\n" + "\n".join(f"  {p}" for p in exc.problems))
+        # Every rule's profile must be in the file: a profile missing is named at start, with the file's problems.
+        profiles = load_sla_profiles() if sla is None else load_sla_profiles(sla)
+        event_rules = load_rules(sla_profiles=profiles)
+        state_rules = load_state_rules(overrides=rules_overrides or (), sla_profiles=profiles)
+    except DataFileError as exc:
+        where = "" if sla is None else f" (SLA profiles from {sla})"
+        _fail(f"{len(exc.problems)} problem(s) in the rules{where}:\n" + "\n".join(f"  {p}" for p in exc.problems))
 
     async def build(compose: Composer) -> Sequence[Service]:
         await compose.prepare_database()
-        return [compose.rules(sites, state_rules)]
+        return [compose.rules(sites, state_rules, event_rules=event_rules)]
 
     return build
 

@@ -56,6 +56,7 @@ from facmon.shell.migrations.schema import create_schema
 from facmon.shell.settings import Settings
 from facmon.workorders.lifecycle import InfluxLifecycleSink
 from gateway.site_gateway import SiteGateway
+from rules.engine import Rule
 from rules.monitors import RulesMonitors
 from rules.state_rules import StateRules, load_state_rules
 from rules.worker import Broker, RulesWorker
@@ -281,9 +282,15 @@ class Composer:
         )
 
     def rules(
-        self, sites: Sequence[Site], state_rules: StateRules | None = None, instance: str | None = None
+        self,
+        sites: Sequence[Site],
+        state_rules: StateRules | None = None,
+        instance: str | None = None,
+        *,
+        event_rules: Sequence[Rule] | None = None,
     ) -> RulesService:
-        """The rules worker and its monitors. Needs `prepare_database()` first."""
+        """The rules worker and its monitors. Needs `prepare_database()` first. `event_rules` and `state_rules`
+        default to the library's, with the shipped SLA profiles."""
         login = self.endpoints.mqtt_for("rules")
         broker = Broker(
             login.host,
@@ -300,6 +307,7 @@ class Composer:
             engine=engine,
             clock=self.clock,
             metrics=self.metrics,
+            rules=event_rules,
             sites=sites,
             state_rules=rules,
             evidence_window=timedelta(seconds=self.settings.arrival_evidence_window_s),

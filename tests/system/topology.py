@@ -55,9 +55,9 @@ def service_args(service: str, site: Path, ports: dict[str, int]) -> list[str]:
     return ["--site", str(site), "--metrics-port", str(ports[service])]
 
 
-def wait_healthy(facmon: FacmonProcesses, started: Started, service: str, port: int) -> None:
+def wait_healthy(facmon: FacmonProcesses, started: Started, service: str, port: int, timeout_s: float = 60.0) -> None:
     """Until the service answers its health check `ok`, with its own `facmon_<service>_healthy 1.0` gauge."""
-    health = facmon.wait_healthy(started, f"http://127.0.0.1:{port}/health")
+    health = facmon.wait_healthy(started, f"http://127.0.0.1:{port}/health", timeout_s)
     assert (health["service"], health["status"]) == (service, "ok"), health
     scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
     assert scraped.status_code == 200
