@@ -160,6 +160,8 @@ class FirePointBook:
         self._by_site: dict[str, list[PanelSpec]] = {}
         self._points: dict[PanelKey, dict[str, PointLive]] = {}
         self._heard: dict[PanelKey, datetime] = {}
+        # The present points each panel's latest reading counts: until as many are known, its point table is not.
+        self._present: dict[PanelKey, int] = {}
         # Sites whose figure may have changed since it was last made, and when a lapse changes it next.
         self._dirty: set[str] = set()
         self._lapses_at: dict[str, datetime | None] = {}
@@ -182,9 +184,14 @@ class FirePointBook:
     def sites(self) -> list[str]:
         return sorted(self._by_site)
 
-    def heard_panel(self, site: str, building: str, device: str, model: str, at: datetime) -> bool:
-        """A panel reading at `at`; True when the panel is heard of for the first time since start."""
+    def heard_panel(
+        self, site: str, building: str, device: str, model: str, at: datetime, present: int | None = None
+    ) -> bool:
+        """A panel reading at `at` (`present`: the points it says are present, `points_total`); True when the panel is
+        heard of for the first time since start."""
         key = (site, device)
+        if present is not None:
+            self._present[key] = present
         panel = self._panels.get(key)
         if panel is None:
             if not self._open:
@@ -254,11 +261,24 @@ class FirePointBook:
                 self._dirty.add(site)
 
     def ready(self, site: str, started: datetime, now: datetime) -> bool:
-        """Whether a figure of `site` can be made: every panel of it heard of since `started`, or long enough since
-        then that a panel not heard of does not answer."""
-        return all(
-            (p.site, p.device) in self._heard or now - started >= p.silent_after for p in self._by_site.get(site, ())
+        """Whether a figure of `site` can be made: every panel of it heard of since `started` with as many present
+        points known as its reading counts, or long enough since then that a panel not heard of does not answer and a
+        point not heard of is not reported (a first start, with an empty table, hears the points within a minute of
+        the panel: a figure before then would count only the points heard so far)."""
+        return all(self._panel_ready(p, started, now) for p in self._by_site.get(site, ()))
+
+    def _panel_ready(self, panel: PanelSpec, started: datetime, now: datetime) -> bool:
+        key = (panel.site, panel.device)
+        if key not in self._heard:
+            return now - started >= panel.silent_after
+        if now - started >= panel.point_hold:
+            return True
+        known = sum(
+            1
+            for live in self._points[key].values()
+            if live.heard_at is not None and now - live.heard_at <= panel.point_hold and live.state != ABSENT
         )
+        return known >= self._present.get(key, 0)
 
     def due(self, site: str, now: datetime) -> bool:
         """Whether the site's figure may differ from the one last made."""

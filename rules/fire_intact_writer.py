@@ -124,7 +124,9 @@ class FireIntactWriter:
                 self.metrics.inc("rules_fire_intact_refused")
                 return
         if reading.point is None:
-            if self.book.heard_panel(ref.site, ref.building, ref.device, ref.model, at) and self.on_new_panel:
+            total = reading.values.get("points_total")
+            present = total if isinstance(total, int) and not isinstance(total, bool) else None
+            if self.book.heard_panel(ref.site, ref.building, ref.device, ref.model, at, present) and self.on_new_panel:
                 await self.on_new_panel(ref.site, ref.building, ref.device, at)
             return
         report = point_report(reading, at) if self._on_panel(ref.model, reading.point) else None

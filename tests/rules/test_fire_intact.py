@@ -56,8 +56,11 @@ def ref(device: str = "fp1", site_id: str = "s1") -> DeviceRef:
     return DeviceRef(site=site_id, building="b1", device=device, kind=DeviceKind.FIRE_PANEL, model="fire-gb-a")
 
 
-def panel_reading(at: datetime, device: str = "fp1", site_id: str = "s1") -> Reading:
-    return Reading(ref=ref(device, site_id), ts=at, values={"points_total": 10, "points_intact": 10})
+def panel_reading(at: datetime, device: str = "fp1", site_id: str = "s1", present: int | None = None) -> Reading:
+    """A panel's own reading; `present`: the points it counts as present (left out: the figure does not wait for
+    them)."""
+    values: dict[str, Value] = {} if present is None else {"points_total": present, "points_intact": present}
+    return Reading(ref=ref(device, site_id), ts=at, values=values)
 
 
 def point_reading(point: str, at: datetime, state: str = "normal", device: str = "fp1", site_id: str = "s1") -> Reading:
@@ -360,7 +363,10 @@ async def test_panel_readings_from_the_backbone_reach_the_writer(
     try:
         await asyncio.wait_for(writer.subscribed.wait(), 5)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as publisher:
-            for message in (panel_reading(T0, site_id=topic_prefix), point_reading("1-002", T0, site_id=topic_prefix)):
+            for message in (
+                panel_reading(T0, site_id=topic_prefix, present=1),
+                point_reading("1-002", T0, site_id=topic_prefix),
+            ):
                 await publisher.publish(state_topic(message.ref), message.model_dump_json(), qos=1)
         for _ in range(100):
             if "1-002" in writer.book.states(topic_prefix, "fp1"):
@@ -372,3 +378,23 @@ async def test_panel_readings_from_the_backbone_reach_the_writer(
             await task
     assert writer.book.states(topic_prefix, "fp1")["1-002"].state == "normal"
     assert writer.book.ready(topic_prefix, started=T0, now=T0 + timedelta(seconds=60))
+
+
+def test_a_first_start_makes_no_figure_until_the_points_the_panel_counts_are_known() -> None:
+    """With an empty table, the panel's reading (3 present points) comes before its points' readings: a figure then
+    would be 0 of 0, or 0 of the one absent point heard first. It waits for the points, at most until a point not
+    heard of would count as not reported anyway."""
+    book = FirePointBook([spec("fp1")])
+    book.heard_panel("s1", "b1", "fp1", "fire-gb-a", T0, present=3)
+    assert not book.ready("s1", started=T0, now=T0)
+    feed(book, T0 + timedelta(seconds=1), {"1-004": "absent", "1-001": "normal", "1-002": "fault"})
+    assert not book.ready("s1", started=T0, now=T0 + timedelta(seconds=1)), "2 of 3 present points known"
+    feed(book, T0 + timedelta(seconds=2), {"1-003": "normal"})
+    assert book.ready("s1", started=T0, now=T0 + timedelta(seconds=2))
+    assert book.figure("s1", T0 + timedelta(seconds=2)).counts() == (4, 3, 2, 1, 1)
+    # Points never reported: the figure is made once a point would have lapsed anyway, and counts what it knows.
+    late = FirePointBook([spec("fp1")])
+    late.heard_panel("s1", "b1", "fp1", "fire-gb-a", T0, present=3)
+    hold = spec("fp1").point_hold
+    assert not late.ready("s1", started=T0, now=T0 + hold - timedelta(seconds=1))
+    assert late.ready("s1", started=T0, now=T0 + hold)
