@@ -195,11 +195,11 @@ async def _intact(
     judged = judge_figure(figure, targets.min_coverage)
     if not figure.available:
         return IntactPublic(available=False, reason=figure.reason, target=target, verdict=judged.verdict)
-    assert figure.current is not None  # available figures have one
     return IntactPublic(
         available=True,
+        reason=figure.reason,
         target=target,
-        current=_ratio(figure.current),
+        current=None if figure.current is None else _ratio(figure.current),
         current_at=figure.current_at,
         period_mean=figure.period_mean,
         period_covered_s=figure.period_covered_s,

@@ -95,6 +95,8 @@ def _intact_line(figure: IntactFigure, judged: Judgement, behind: list[WorkOrder
         return _unavailable("fire_intact_rate", name, figure, "ratio")
     met = figure.met
     covered = None if figure.period_covered_s is None else f"time-weighted mean over {figure.period_covered_s:.0f} s"
+    if figure.period_mean is None and figure.reason:
+        covered = figure.reason  # InfluxDB holds no figure: nothing to count
     return KpiLine(
         key="fire_intact_rate",
         name=name,

@@ -94,7 +94,14 @@ async def period_intact(influx: InfluxReader, site: str, start: datetime, end: d
     except InfluxUnavailable as exc:
         return IntactFigure(available=False, reason=str(exc), target=target)
     if now_figure is None:
-        return IntactFigure(available=False, reason="no fire panel figures for this site yet", target=target)
+        # InfluxDB answered and holds no figure: nothing to count (a site without fire panels, or none heard yet).
+        return IntactFigure(
+            available=True,
+            target=target,
+            reason="no fire panel figures for this site",
+            period_covered_s=0.0,
+            period_s=(end - start).total_seconds(),
+        )
     mean = held_mean(samples, start, end, INTACT_HOLD)
     return IntactFigure(
         available=True,
