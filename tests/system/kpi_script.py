@@ -25,7 +25,7 @@ to on site, so the work orders come in phases, each card read finding only the o
 | 53  | (W5's deadline passes; the breach is recorded)                                        |                     |
 | 55  | e2, e3, e4 door faults                                                                | W6, W7, W8          |
 | 56  | li's card read at W5's deadline, replayed: on site exactly at the deadline            |                     |
-| 59  | e4's fault clears before anyone came: W8 resolved by the rules; a follow-up on it     |                     |
+| 59  | e4's fault clears before anyone came: W8 stays open (only a person resolves it)      |                     |
 | 78  | the engineer cancels W6, after its on-site deadline passed                            |                     |
 | 102 | end: W7 never attended (on site and repair missed)                                    |                     |
 """
@@ -225,7 +225,5 @@ class Script:
         await self.command("e1", action="clear")
         await self.at(59)
         await self.command("e4", action="clear")
-        await self.at(64)
-        await self.follow_up("W8")
         await self.at(78)
         await self.move("eng", "W6", "cancelled", "duplicate: the same door fault is worked on under another order")

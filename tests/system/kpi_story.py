@@ -9,8 +9,8 @@ columns (`on_site_at`, `resolved_at`, a clock's `met_at` or `breached_at`):
 - when a technician was on site: the first of a granted card read at a reader of the work order's own estate by a
   technician of that estate whose disciplines cover it, the car switched to inspection mode, and an `on_site` the
   API recorded; evidence counts at its own time, from the detection to the end of the work order;
-- when it was resolved: a `resolved` the API recorded, or the fault's own clear (InfluxDB `fault_cleared`) when it
-  came before anyone was on site (a work order that clears by itself);
+- when it was resolved: a `resolved` the API recorded; a fault that clears by itself leaves its work order open
+  (only a person resolves one), so its clear resolves nothing;
 - each clock at `now`: met (milestone at or before the deadline), missed (deadline passed without it), pending, or
   out of the figures (cancelled while still pending).
 """
@@ -75,17 +75,6 @@ def _evidence(wo: WorkOrder, site: dict[str, Any], site_events: Sequence[dict[st
     return [at for at in found if at >= wo.detected_at]
 
 
-def _own_clear(wo: WorkOrder, site_events: Sequence[dict[str, Any]]) -> datetime | None:
-    """The first clear of the work order's own fault at its device after the detection."""
-    point, _, code = wo.fault.rpartition("/")
-    for e in site_events:
-        if e["type"] != "fault_cleared" or e["device"] != wo.device or e.get("code") != code:
-            continue
-        if (e.get("point") or "") == point and e["time"] >= wo.detected_at:
-            return e["time"]  # type: ignore[no-any-return]
-    return None
-
-
 def story(wo: WorkOrder, site: dict[str, Any], site_events: Sequence[dict[str, Any]], now: datetime) -> Story:
     cancelled = _api_moment(wo, "cancelled")
     resolved_api = _api_moment(wo, "resolved")
@@ -94,12 +83,9 @@ def story(wo: WorkOrder, site: dict[str, Any], site_events: Sequence[dict[str, A
     on_api = _api_moment(wo, "on_site")
     if on_api is not None and on_api[0] <= ended:
         arrived.append(on_api[0])
-    # A fault that went away before anyone came: the work order is resolved at the clear, and what comes after
-    # finds it resolved.
-    clear = _own_clear(wo, site_events)
-    cleared = clear is not None and clear <= ended and all(clear < at for at in arrived)
-    on_site = None if cleared else min(arrived, default=None)
-    resolved = clear if cleared else resolved_api[0] if resolved_api else None
+    # A fault that went away before anyone came leaves its work order open: only a person resolves it (docs/kpis.md).
+    on_site = min(arrived, default=None)
+    resolved = resolved_api[0] if resolved_api else None
     acked = _api_moment(wo, "acknowledged")
     acknowledged = min([t for t in (on_site, acked[0] if acked else None) if t is not None], default=None)
     if cancelled is None:

@@ -179,7 +179,7 @@ def _as_scripted(script: Script, mine: Recomputed) -> None:
         "W5": {"on_site": "met", "repair": "met"},
         "W6": {"on_site": "missed", "repair": None},
         "W7": {"on_site": "missed", "repair": "missed"},
-        "W8": {"repair": "met"},
+        "W8": {"on_site": "missed", "repair": "missed"},
         "WF": {"on_site": "missed", "repair": "missed"},
     }
     got = {
