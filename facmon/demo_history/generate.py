@@ -12,7 +12,6 @@ import asyncio
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
-from itertools import chain
 
 import structlog
 from sqlalchemy import Engine
@@ -22,11 +21,11 @@ from facmon.demo_history.influx import InfluxWriter
 from facmon.demo_history.model import HistoryPlan
 from facmon.demo_history.planner import plan_history
 from facmon.demo_history.profile import DEFAULT_PROFILE, HistoryProfile, Period
-from facmon.demo_history.readings import reading_lines
+from facmon.demo_history.readings import reading_streams
 from facmon.demo_history.replay import Replay
 from facmon.demo_history.summary import HistorySummary, count_rows
 from facmon.estate.site import Site
-from facmon.historian.lines import event_line
+from facmon.historian.lines import EVENTS_MEASUREMENT, event_line
 from facmon.kernel.clock import Clock, FakeClock, SystemClock, utc
 from facmon.kernel.influx import InfluxError
 from facmon.workorders.lifecycle import LifecycleExporter
@@ -135,7 +134,9 @@ def _write_and_replay(
 
     def write() -> None:
         try:
-            writer.write(chain(reading_lines(plan, site, period, profile, seed), _event_lines(plan)))
+            for measurement, lines in reading_streams(plan, site, period, profile, seed):
+                writer.write(lines, measurement)
+            writer.write(_event_lines(plan), EVENTS_MEASUREMENT)
         except BaseException as exc:  # handed to the caller below
             failed.append(exc)
 

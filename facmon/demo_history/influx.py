@@ -1,17 +1,18 @@
 """Writing the history to InfluxDB: line protocol in batches to the v1 `/write`, with the original timestamps.
 
-A year of readings is a million and a half points, too many for influxdb_client's `Point` at tens of microseconds
-each. `SeriesEncoder` writes the points of one series with the series key the project's own encoder made
+A year of readings is millions of points, too many for influxdb_client's `Point` at tens of microseconds each.
+`SeriesEncoder` writes the points of one series with the series key the project's own encoder made
 (facmon.historian.lines, rules.fire_intact) and the fields formatted the way `Point` formats them; the first point of
-every
-series is made both ways and must come out the same, so the two cannot drift apart unnoticed.
+every series is made both ways and must come out the same, so the two cannot drift apart unnoticed.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 
 from facmon.kernel.influx import BlockingInfluxClient, InfluxSettings
 from facmon.kernel.model import Value
@@ -114,39 +115,48 @@ class SeriesEncoder:
 
 class InfluxWriter:
     """Batches of lines to `/write` (precision ns), and a SHA-256 of everything written, in order. A request InfluxDB
-    does not carry out raises facmon.kernel.influx's `InfluxError`."""
+    does not carry out raises facmon.kernel.influx's `InfluxError`.
+
+    One request at a time, in order, sent from a thread of its own: the next batch is made while InfluxDB takes
+    the one before (on a 2-core machine making a year's lines and InfluxDB parsing them take about as long)."""
 
     def __init__(self, url: str, db: str, *, username: str | None = None, password: str | None = None) -> None:
         self.db = db
         settings = InfluxSettings(url, db, username=username, password=password, timeout_s=60.0)
         self._influx = BlockingInfluxClient(settings)
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-write")
         self._digest = hashlib.sha256()
         self.points: dict[str, int] = {}
 
     def ensure_database(self) -> None:
         self._influx.create_database()
 
-    def write(self, lines: Iterable[str]) -> None:
-        batch: list[str] = []
-        for line in lines:
-            batch.append(line)
-            if len(batch) >= BATCH:
-                self._send(batch)
-                batch = []
-        if batch:
-            self._send(batch)
+    def write(self, lines: Iterable[str], measurement: str | None = None) -> None:
+        """`measurement`: the one all `lines` are points of, counted by batch; without it each line is looked at."""
+        sending: Future[None] | None = None
+        it = iter(lines)
+        while batch := list(islice(it, BATCH)):
+            body = "\n".join(batch).encode()
+            if sending is not None:
+                sending.result()
+            sending = self._sender.submit(self._influx.write, body)
+            self._count(batch, body, measurement)
+        if sending is not None:
+            sending.result()
 
-    def _send(self, batch: list[str]) -> None:
-        body = "\n".join(batch).encode()
-        self._influx.write(body)
+    def _count(self, batch: Sequence[str], body: bytes, measurement: str | None) -> None:
         self._digest.update(body + b"\n")
+        if measurement is not None:
+            self.points[measurement] = self.points.get(measurement, 0) + len(batch)
+            return
         for line in batch:
-            measurement = line[: line.index(",")]
-            self.points[measurement] = self.points.get(measurement, 0) + 1
+            name = line[: line.index(",")]
+            self.points[name] = self.points.get(name, 0) + 1
 
     @property
     def digest(self) -> str:
         return self._digest.hexdigest()
 
     def close(self) -> None:
+        self._sender.shutdown()
         self._influx.close()

@@ -166,6 +166,8 @@ class HistoryPlan:
     panels: list[PanelHistory] = field(default_factory=list)
     # Peak windows that open while a peak car is out of normal service: the state rules' timer looks then.
     window_checks: list[datetime] = field(default_factory=list)
+    # Devices not heard from: (last heard, heard again) by device; nothing of theirs is written in between.
+    silences: dict[str, list[tuple[datetime, datetime]]] = field(default_factory=dict)
 
     def add(self, incident: Incident, events: list[TimedEvent]) -> None:
         self.incidents[incident.key] = incident
@@ -179,3 +181,5 @@ class HistoryPlan:
         self.cars.extend(other.cars)
         self.panels.extend(other.panels)
         self.window_checks.extend(other.window_checks)
+        for device, silent in other.silences.items():
+            self.silences.setdefault(device, []).extend(silent)

@@ -53,7 +53,16 @@ class HistoryProfile:
     panel_reading_every: timedelta = timedelta(minutes=30)
     # The site's fire intact figure: the period's rate lets one hold for at most five minutes (docs/kpis.md).
     intact_every: timedelta = timedelta(minutes=5)
-    heartbeat_every: timedelta = timedelta(hours=6)
+    # Every device is heard at least this often, except while the plan has it silent (docs/kpis.md counts a
+    # work-order figure's coverage in 5-minute slots): cars and panels between their full readings by a reading of
+    # the values the KPIs read, cameras and barriers by their heartbeats. Times are whole multiples of it since the
+    # epoch, so a period that starts at a whole 5 minutes (a month start in any time zone in use: their offsets are
+    # whole quarter hours) has one in every slot.
+    heard_every: timedelta = timedelta(minutes=5)
+
+    def __post_init__(self) -> None:
+        if self.panel_reading_every % self.heard_every:
+            raise ValueError("panel_reading_every must be a whole multiple of heard_every")
 
 
 DEFAULT_PROFILE = HistoryProfile()

@@ -1,18 +1,22 @@
 """The history's readings, as line protocol: what the historian would have written, at a coarser interval.
 
 - Elevators: every reading the collector made at a change (facmon.demo_history.elevators), a full reading of every
-  car every `full_reading_every`, and in each car's scheduled hours (main: all day; peak: the peak windows) a
-  reading every minute of the values availability reads (service mode and fault codes): facmon.reports.availability
-  holds a
-  reading for at most 60 s, so that is what makes those hours known rather than unknown. A car in normal service
-  moves between readings (floor, door, load vary; the counters rise); one held by a fault, an entrapment or
-  inspection stands as the change left it.
-- Fire panels: the collector's readings at each change, and the panel's reading repeated every
-  `panel_reading_every` in between; the site's `fire_intact` figure after each of them and every `intact_every`
-  (rules.fire_intact: a figure holds for at most five minutes in the period's figure).
-- Cameras and barriers: a heartbeat every `heartbeat_every`.
+  car every `full_reading_every`, and in between a reading of the values availability reads (service mode and fault
+  codes): every minute of each car's scheduled hours (main: all day; peak: the peak windows), since
+  facmon.reports.availability holds a reading for at most 60 s, and every `heard_every` outside them, so that every
+  car is heard in every 5-minute slot of the KPIs' coverage (docs/kpis.md). A car in normal service moves between
+  full readings (floor, door, load vary; the counters rise); one held by a fault, an entrapment or inspection stands
+  as the change left it.
+- Fire panels: the collector's readings at each change, and the panel's reading repeated every `heard_every` in
+  between (in full every `panel_reading_every`, else its point counts and intact rate); the site's `fire_intact`
+  figure after each change and every `intact_every` (rules.fire_intact: a figure holds for at most five minutes in
+  the period's figure).
+- Cameras and barriers: a heartbeat every `heard_every`, none while the plan has the device silent
+  (facmon.demo_history.heartbeats).
 
-Times are whole nanoseconds here, as on the wire; a year is a few million of them.
+Full readings carry some twenty fields, the others two to five: InfluxDB takes the short ones about four times as
+fast, which is what keeps a year of a reading in every 5 minutes of every device cheap to load. Times are whole
+nanoseconds here, as on the wire; a year is a few million of them.
 """
 
 from __future__ import annotations
@@ -23,26 +27,36 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from collectors.registry import modbus_driver
+from facmon.demo_history.heartbeats import heartbeat_streams
 from facmon.demo_history.influx import EPOCH, EncoderMismatch, SeriesEncoder, fields_text, nanoseconds, value_text
 from facmon.demo_history.model import CarHistory, HistoryPlan, PanelHistory
 from facmon.demo_history.profile import HistoryProfile, Period, stream
 from facmon.estate.site import Site
 from facmon.historian.lines import reading_line
 from facmon.kernel.model import DeviceKind, DeviceRef, Reading, Value
-from facmon.reports.availability import SCHEDULED_ROLES, scheduled_intervals
+from facmon.reports.availability import scheduled_intervals
 from rules.fire_intact import SiteIntact, intact_line
 
-# Fields of an elevator reading that availability reads; the covered-hours readings carry these.
+# Fields of an elevator reading that availability reads; the readings between a car's full ones carry these.
 AVAILABILITY_FIELDS = ("service_mode", "fault_code", "e_code", "fault_bits")
+# Fields of a fire panel's reading that the KPIs read (coverage: points_total; the panels' intact figures); the
+# readings between its full ones carry these.
+PANEL_FIGURES = ("intact_pct", "points_disabled", "points_fault", "points_intact", "points_total")
 RATED_SPEED = 1.75
 DOORS = ("closed", "closed", "closed", "open", "opening", "closing")
 
 
-def reading_lines(plan: HistoryPlan, site: Site, period: Period, profile: HistoryProfile, seed: int) -> Iterator[str]:
+# Lines of one measurement (named) or of several (None), for the writer to count the points of each.
+Stream = tuple[str | None, Iterator[str]]
+
+
+def reading_streams(
+    plan: HistoryPlan, site: Site, period: Period, profile: HistoryProfile, seed: int
+) -> Iterator[Stream]:
     for car in plan.cars:
-        yield from car_lines(car, site, period, profile, seed)
-    yield from panel_lines(plan.panels, site, period, profile)
-    yield from heartbeat_lines(site, period, profile, seed)
+        yield DeviceKind.ELEVATOR.value, car_lines(car, site, period, profile, seed)
+    yield None, panel_lines(plan.panels, site, period, profile)
+    yield from heartbeat_streams(site, period, profile, seed, plan.silences)
 
 
 def _ns(span: timedelta) -> int:
@@ -187,16 +201,26 @@ def car_lines(car: CarHistory, site: Site, period: Period, profile: HistoryProfi
         else:
             text = ours.halted(index)
             yield from (f"{ours.full.key} {text} {ns}" for ns in _grid_ns(lo, hi, full) if ns not in polled)
-    role = car.role or ""
-    if role not in SCHEDULED_ROLES:
-        return
-    minute = _ns(profile.covered_reading_every)
-    for start, until in scheduled_intervals(role, period.start, period.until, period.tz):
+    for start, until, every in _slim_spans(car.role or "", period, profile):
+        step = _ns(every)
         for index, lo, hi in ours.segments(start, until):
             text = ours.covered(index)
             yield from (
-                f"{ours.slim.key} {text} {ns}" for ns in _grid_ns(lo, hi, minute) if ns % full and ns not in polled
+                f"{ours.slim.key} {text} {ns}" for ns in _grid_ns(lo, hi, step) if ns % full and ns not in polled
             )
+
+
+def _slim_spans(role: str, period: Period, profile: HistoryProfile) -> Iterator[tuple[datetime, datetime, timedelta]]:
+    """The period cut into a car's scheduled hours, read every `covered_reading_every`, and the rest, read every
+    `heard_every`: (from, to, interval), in time order."""
+    at = period.start
+    for start, until in scheduled_intervals(role, period.start, period.until, period.tz):
+        if at < start:
+            yield at, start, profile.heard_every
+        yield start, until, profile.covered_reading_every
+        at = until
+    if at < period.until:
+        yield at, period.until, profile.heard_every
 
 
 def panel_lines(panels: list[PanelHistory], site: Site, period: Period, profile: HistoryProfile) -> Iterator[str]:
@@ -215,14 +239,33 @@ def panel_lines(panels: list[PanelHistory], site: Site, period: Period, profile:
                 yield points.setdefault(reading.point, _reference(ref, reading.point)).line(reading.values, reading.ts)
         changes += own
         times = [nanoseconds(r.ts) for r in own]
-        texts: dict[int, str] = {}
-        for ns in _grid(period.start, period.until, profile.panel_reading_every):
+        texts, slim = _Repeated(ref), _Repeated(ref, PANEL_FIGURES)
+        full = _ns(profile.panel_reading_every)
+        # Every `heard_every`, in full every `panel_reading_every` (a multiple of it: HistoryProfile checks).
+        for ns in _grid(period.start, period.until, profile.heard_every):
             index = bisect_right(times, ns) - 1
             if index >= 0 and times[index] != ns:
-                if index not in texts:
-                    texts[index] = encoder.fields(own[index].values, own[index].ts)
-                yield f"{encoder.key} {texts[index]} {ns}"
+                yield (texts if ns % full == 0 else slim).line(index, own[index], ns)
     yield from _intact(changes, len(panels), list(_grid(period.start, period.until, profile.intact_every)))
+
+
+class _Repeated:
+    """A device's reading repeated at later times: its fields text (only `names` when given) made once per reading
+    and checked against the project's encoder."""
+
+    def __init__(self, ref: DeviceRef, names: tuple[str, ...] | None = None) -> None:
+        self.encoder = _reference(ref)
+        self.names = names
+        self._texts: dict[int, str] = {}
+
+    def line(self, index: int, reading: Reading, ns: int) -> str:
+        text = self._texts.get(index)
+        if text is None:
+            values = reading.values
+            if self.names is not None:
+                values = {k: values[k] for k in self.names if k in values}
+            text = self._texts[index] = self.encoder.fields(values, reading.ts)
+        return f"{self.encoder.key} {text} {ns}"
 
 
 def _intact(changes: list[Reading], panels: int, beats: list[int]) -> Iterator[str]:
@@ -281,25 +324,3 @@ def _intact_fields(figures: SiteIntact) -> dict[str, Value]:
     if figures.intact_pct is not None:
         fields["intact_pct"] = figures.intact_pct
     return fields
-
-
-def heartbeat_lines(site: Site, period: Period, profile: HistoryProfile, seed: int) -> Iterator[str]:
-    """Cameras' (recording, storage) and barriers' (arm cycles, cabinet temperature) heartbeats."""
-    for _, device in site.devices():
-        if device.kind not in (DeviceKind.CAMERA, DeviceKind.GATE):
-            continue
-        rng = stream(seed, "heartbeat", device.id)
-        encoder = _reference(site.ref(device.id))
-        storage, cycles = rng.uniform(35.0, 60.0), rng.randint(20_000, 90_000)
-        for ns in _grid(period.start, period.until, profile.heartbeat_every):
-            at = _time(ns)
-            values: dict[str, Value]
-            if device.kind == DeviceKind.CAMERA:
-                # Recordings fill the disk until the oldest are overwritten: a slow saw-tooth.
-                storage = storage + rng.uniform(0.0, 0.3) if storage < 92.0 else rng.uniform(55.0, 60.0)
-                values = {"recording": True, "storage_used_pct": round(storage, 1)}
-            else:
-                cycles += rng.randint(10, 120)
-                day = 6 <= at.astimezone(period.tz).hour <= 18
-                values = {"cycles": cycles, "temperature_c": round(18.0 + 8.0 * day + rng.gauss(0, 1.5), 1)}
-            yield encoder.line(values, at)

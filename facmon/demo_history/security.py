@@ -154,6 +154,7 @@ async def _outage(
         return
     busy.setdefault(device.id, []).append((at - timedelta(hours=1), resolve + timedelta(hours=1)))
     events += [TimedEvent(e, key) for e in await _silence(ctx, device, at, back)]
+    plan.silences.setdefault(device.id, []).append((at, back))
     close_at, _ = office(rng, resolve, ctx.period, ctx.profile)
     plan.add(replace(incident, resolve_at=resolve, resolve_note=REPAIRS["comm_lost"], close_at=close_at), events)
 

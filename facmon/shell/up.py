@@ -136,7 +136,7 @@ async def up(
             if settings.demo and endpoints.influx_url is not None:
                 # The demo estate's past year, on its first start only (facmon.demo_history): its reports,
                 # dashboards and KPIs show what a real estate's would from the first minute.
-                announce("facmon is starting (the demo's past year is written on the first start, about 20 s) ...")
+                announce("facmon is starting (the demo's past year is written on the first start, about 30 s) ...")
                 engine = await compose.prepare_database()
                 await ensure_demo_history(
                     site, engine, endpoints.influx_url, endpoints.influx_db, now=clock.now(), demo=True

@@ -11,13 +11,16 @@ from statistics import mean
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from collectors.registry import mqtt_driver
 from facmon.demo_history.generate import ensure_demo_history, generate_history
 from facmon.demo_history.guard import generated_until
 from facmon.kernel.model import DeviceKind
 from facmon.notifier.tables import Delivery
+from facmon.reports.kpi_coverage import PRESENCE_FIELDS
 from facmon.workorders.lifecycle import lifecycle_line
 from facmon.workorders.tables import OPEN_STATUSES, TimelineType, WorkOrder, WorkOrderEvent, WorkOrderStatus
 from facmon.workorders.transitions import NEXT
+from gateway.mqtt_devices import grace_s
 from rules.tables import FireAlarm
 from tests.demo_history.conftest import Year
 from tests.demo_history.support import UNTIL, count, digest, dump, query
@@ -117,6 +120,82 @@ def test_the_points_in_influxdb(year: Year) -> None:
     assert 365 * 24 * 4 <= trips < 365 * 24 * 4 + 1000
     series = year.summary.points
     assert series["elevator"] > 2 * 365 * 24 * 60
+
+
+FIVE = timedelta(minutes=5)
+
+
+def test_every_device_is_heard_in_every_five_minutes_but_a_silent_camera(year: Year) -> None:
+    """InfluxDB holds a reading of every device in every 5-minute slot (the slots docs/kpis.md counts coverage in;
+    counted over the history's last quarter, which has three camera outages, to keep the test quick), but for the
+    slots a camera's silence spans whole: from when it was last heard (its comm_lost a grace later) to when it is
+    heard again (its comm_restored), nothing of it is written, all year."""
+    start = UNTIL - timedelta(days=92)
+    silences = _silences(year)
+    assert sum(lo >= start for spans in silences.values() for lo, _ in spans) >= 2
+    for kind, field in PRESENCE_FIELDS.items():
+        heard = query(
+            year.influx_url,
+            year.influx_db,
+            f'SELECT count(c) FROM (SELECT count("{field}") AS c FROM "{kind.value}" WHERE time >= {_at(start)}'
+            f" AND time < {_at(UNTIL)} GROUP BY time(5m), device fill(none)) GROUP BY device",
+        )
+        slots = {s["tags"]["device"]: s["values"][0][1] for s in heard}
+        expected = {
+            d.id: (UNTIL - start) // FIVE - sum(_silent_slots(*s) for s in silences.get(d.id, []) if s[0] >= start)
+            for _, d in year.site.devices()
+            if d.kind == kind
+        }
+        assert slots == expected, kind
+    for device, spans in silences.items():
+        for lo, hi in spans:
+            during = query(
+                year.influx_url,
+                year.influx_db,
+                f"SELECT recording FROM camera WHERE device = '{device}' AND time >= {_at(lo)} AND time <= {_at(hi)}",
+            )
+            assert [row[0] for row in during[0]["values"]] == [_ns(lo), _ns(hi)], device
+
+
+def _silences(year: Year) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Each camera's silences as its comm_lost and comm_restored events tell them: (last heard, heard again)."""
+    found = query(
+        year.influx_url,
+        year.influx_db,
+        "SELECT event_id, device, type FROM events WHERE kind = 'camera'"
+        " AND (type = 'comm_lost' OR type = 'comm_restored')",
+    )
+    cameras = {d.id: d for _, d in year.site.devices() if d.kind == DeviceKind.CAMERA}
+    lost: dict[str, datetime] = {}
+    silences: dict[str, list[tuple[datetime, datetime]]] = {}
+    for ns, _, device, type_ in found[0]["values"] if found else []:
+        at = datetime.fromtimestamp(ns / 1e9, UTC)
+        if type_ == "comm_lost":
+            grace = grace_s(cameras[device], mqtt_driver(cameras[device].model))
+            lost[device] = at - timedelta(seconds=grace)
+        else:
+            silences.setdefault(device, []).append((lost.pop(device), at))
+    assert lost == {}
+    return silences
+
+
+def _silent_slots(lo: datetime, hi: datetime) -> int:
+    """The 5-minute slots (from whole multiples of 5 minutes) wholly inside (lo, hi): those without a reading."""
+    first = -(-_ns(lo) // _ns_of(FIVE)) * _ns_of(FIVE)
+    first += _ns_of(FIVE) if first == _ns(lo) else 0
+    return len(range(first, _ns(hi - FIVE) + 1, _ns_of(FIVE)))
+
+
+def _ns(at: datetime) -> int:
+    return _ns_of(at - datetime(1970, 1, 1, tzinfo=UTC))
+
+
+def _ns_of(span: timedelta) -> int:
+    return span // timedelta(microseconds=1) * 1000
+
+
+def _at(at: datetime) -> str:
+    return f"'{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}'"
 
 
 def test_a_second_run_changes_nothing(year: Year) -> None:

@@ -42,7 +42,7 @@ def test_the_quick_start_and_every_demo_example_from_a_fresh_clone(tmp_path: Pat
     api_port = free_port()
     demo = make_demo(clone, api_port)
     try:
-        # First start: the past year is written first (about 20 s), then the services start.
+        # First start: the past year is written first (about 30 s), then the services start.
         demo.wait_for_line(r"Press Ctrl-C to stop\.", timeout_s=180)
         banner = demo.output()
         api = f"http://127.0.0.1:{api_port}/api/v1"
