@@ -5,7 +5,7 @@ resolution (or now), unioned with the readings' down time, over real influxd rea
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 from sqlalchemy import Engine
@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from api import create_app
 from api.accounts.models import Role
 from api.deps import get_clock
-from facmon.estate.site import Site
 from facmon.historian.lines import reading_line
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Influxd
@@ -24,29 +23,10 @@ from facmon.reports.kpi_data import InfluxReader
 from facmon.reports.kpi_monthly import kpi_monthly_report
 from facmon.workorders.tables import WorkOrderStatus
 from tests.api.accounts import bearer
+from tests.api.lift_site import lift_site, local
 from tests.reports.support import Seeder
 
-SITE = Site.model_validate(
-    {
-        "site": {"id": "s3", "timezone": "Asia/Shanghai"},
-        "buildings": [
-            {
-                "id": "b1",
-                "devices": [
-                    {"id": f"e{n}", "kind": "elevator", "model": model, "role": role, "poll_interval_s": 60,
-                     "address": {"host": "127.0.0.1", "port": 1500 + n}}
-                    for n, model, role in [(1, "elev-gb-a", "main"), (2, "elev-st-b", "peak"),
-                                           (3, "elev-gb-a", "backup")]
-                ],
-            }
-        ],
-    }
-)  # fmt: skip
-
-
-def local(hour: int, minute: int = 0, day: int = 2) -> datetime:
-    """A time on the Shanghai wall clock (UTC+8) in March 2026, in UTC."""
-    return datetime(2026, 3, day, hour, minute, tzinfo=UTC) - timedelta(hours=8)
+SITE = lift_site("s3")
 
 
 NOW = local(12)

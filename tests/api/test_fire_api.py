@@ -27,6 +27,7 @@ from rules.engine import FireAlarmSignal, evaluate, load_rules
 from rules.fire import record_fire_signals
 from rules.store import apply_event
 from tests.api.accounts import bearer
+from tests.api.lift_site import lift_site, local
 from tests.rules.support import elevator
 
 # 2026-03-02 09:00 in Shanghai; that local day runs from 2026-03-01T16:00Z to 2026-03-02T16:00Z.
@@ -333,27 +334,7 @@ async def test_kpis_fire_intact_rate_from_influxdb(
 
 
 # Elevators polled once a minute, so a reading holds for at most 3 minutes.
-LIFT_SITE = Site.model_validate(
-    {
-        "site": {"id": "s2", "timezone": "Asia/Shanghai"},
-        "buildings": [
-            {
-                "id": "b1",
-                "devices": [
-                    {"id": f"e{n}", "kind": "elevator", "model": model, "role": role, "poll_interval_s": 60,
-                     "address": {"host": "127.0.0.1", "port": 1500 + n}}
-                    for n, model, role in [(1, "elev-gb-a", "main"), (2, "elev-st-b", "peak"),
-                                           (3, "elev-gb-a", "backup")]
-                ],
-            }
-        ],
-    }
-)  # fmt: skip
-
-
-def local(hour: int, minute: int = 0, day: int = 2) -> datetime:
-    """A time on the Shanghai wall clock (UTC+8) in March 2026, in UTC."""
-    return datetime(2026, 3, day, hour, minute, tzinfo=UTC) - timedelta(hours=8)
+LIFT_SITE = lift_site("s2")
 
 
 def lift_lines() -> list[str]:
