@@ -30,10 +30,11 @@ from facmon.estate.site import Site
 from facmon.reports.availability import ElevatorAvailability
 from facmon.reports.common import month_bounds, parse_month, previous_month
 from facmon.reports.kpi import KpiTargets, Ratio
-from facmon.reports.kpi_cancellations import Cancellation, cancellations
+from facmon.reports.kpi_cancellations import cancellations
 from facmon.reports.kpi_coverage import work_order_coverage
 from facmon.reports.kpi_data import Entrapments, InfluxReader, entrapment_intervals, kpi_rows
 from facmon.reports.kpi_figures import Figure, judge_figure, work_order_figures
+from facmon.reports.kpi_models import CancelledWorkOrder
 from facmon.reports.kpi_period import (
     AVAILABILITY_NOTE,
     AvailabilityFigure,
@@ -81,18 +82,6 @@ class FigurePublic(RatioPublic):
     reason: str | None = Field(default=None, description="why the verdict is insufficient data")
     pending: int = Field(description="work orders left out because their clock is still running")
     clocks: list[ClockFigurePublic] = Field(default_factory=list, description="the clocks counted, by length")
-
-
-class CancellationPublic(_Public):
-    id: int
-    kind: str
-    device: str
-    title: str
-    detected_at: datetime
-    cancelled_at: datetime
-    cancelled_by: str | None = Field(description="who cancelled it (the timeline's actor)")
-    reason: str | None = Field(description="the note given with the cancellation")
-    missed_clocks: list[str] = Field(description="clocks already missed when it was cancelled: they stay missed")
 
 
 class PanelIntactPublic(_Public):
@@ -155,7 +144,7 @@ class KpisPublic(_Public):
     follow_up_visit_rate: FigurePublic
     fire_equipment_intact_rate: IntactPublic
     elevator_availability: AvailabilityPublic
-    cancellations: list[CancellationPublic] = Field(description="work orders cancelled in the period")
+    cancellations: list[CancelledWorkOrder] = Field(description="work orders cancelled in the period")
 
 
 def _ratio(r: Ratio) -> RatioPublic:
@@ -176,10 +165,6 @@ def _figure(f: Figure) -> FigurePublic:
         pending=f.judged.pending,
         clocks=[ClockFigurePublic(minutes=c.minutes, work_orders=c.work_orders) for c in f.judged.clocks],
     )
-
-
-def _cancellation(c: Cancellation) -> CancellationPublic:
-    return CancellationPublic.model_validate(c, from_attributes=True)
 
 
 async def _intact(
@@ -323,6 +308,6 @@ async def read_kpis(
             "follow_up_visit_rate": _figure(figures.follow_up),
             "fire_equipment_intact_rate": await _intact(influx, site, start, end, targets),
             "elevator_availability": _availability(availability, targets),
-            "cancellations": [_cancellation(c) for c in cancelled],
+            "cancellations": [CancelledWorkOrder.of(c) for c in cancelled],
         }
     )

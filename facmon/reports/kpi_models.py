@@ -54,8 +54,8 @@ class CancelledWorkOrder(BaseModel):
     title: str
     detected_at: datetime
     cancelled_at: datetime
-    cancelled_by: str | None
-    reason: str | None
+    cancelled_by: str | None = Field(description="who cancelled it (the timeline's actor)")
+    reason: str | None = Field(description="the note given with the cancellation")
     missed_clocks: list[str] = Field(description="clocks already missed when it was cancelled: they stay missed")
 
     @staticmethod
