@@ -75,8 +75,8 @@ class Script:
     work_orders: dict[str, int] = field(default_factory=dict)
     _t0: float = 0.0
 
-    def note(self, what: str, **detail: Any) -> Action:
-        action = Action(datetime.now(UTC), what, detail)
+    def note(self, what: str, at: datetime | None = None, **detail: Any) -> Action:
+        action = Action(at or datetime.now(UTC), what, detail)
         self.log.append(action)
         return action
 
@@ -94,8 +94,10 @@ class Script:
 
     async def badge(self, gate_vendor_id: str, card: str, site: str) -> None:
         payload = {"card": card, "granted": True, "direction": "in"}
+        # Noted as sent before the publish: the gateway may receive and stamp it before the broker's PUBACK is back.
+        sent = datetime.now(UTC)
         await self.mqtt.publish(f"vendor/barrier/{gate_vendor_id}/card", json.dumps(payload), qos=1)
-        self.note("card_read", site=site, gate=gate_vendor_id, card=card)
+        self.note("card_read", at=sent, site=site, gate=gate_vendor_id, card=card)
 
     async def replay(self, site: str, building: str, device: str, kind: str, model: str, **event: Any) -> None:
         """An event on the backbone with its own time, as a gateway replaying its outbox sends it."""
