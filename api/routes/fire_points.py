@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Query, status
 from pydantic import Field, StringConstraints
 from sqlalchemy.orm import Session
 
-from api.auth import ENGINEERING, AuditorDep, Principal, PrincipalDep
+from api.auth import ENGINEERING, Auditor, AuditorDep, Principal, PrincipalDep
 from api.deps import ClockDep, EngineDep, SitesDep
 from api.routes.devices import DeviceId, SiteId
 from api.schemas import ProblemError, _Create, _Public, problem_response
@@ -188,17 +188,9 @@ def decommission_point(
             row, change = decommission(
                 session, the_site.id, device, point, actor=user.actor, reason=body.reason, now=now
             )
-        except PointNotFound as exc:
-            raise ProblemError(status.HTTP_404_NOT_FOUND, "Point not found", str(exc)) from exc
-        except PointConflict as exc:
-            raise ProblemError(status.HTTP_409_CONFLICT, "Decommissioned already", str(exc)) from exc
-        target = f"{the_site.id}/{device}/{point}"
-        auditor.record(
-            session, "fire_point.decommission", "fire_point", target, before=change.before, after=change.after
-        )
-        public = _public(row)
-        session.commit()
-    return public
+        except (PointNotFound, PointConflict) as exc:
+            raise _refused(exc, "Decommissioned already") from exc
+        return _recorded(session, auditor, "fire_point.decommission", row, change.before, change.after)
 
 
 @router.post("/{site}/{device}/{point}/recommission", responses=_CHANGE_RESPONSES)
@@ -219,13 +211,25 @@ def recommission_point(
     with Session(engine) as session:
         try:
             row, change = recommission(session, the_site.id, device, point)
-        except PointNotFound as exc:
-            raise ProblemError(status.HTTP_404_NOT_FOUND, "Point not found", str(exc)) from exc
-        except PointConflict as exc:
-            raise ProblemError(status.HTTP_409_CONFLICT, "Commissioned already", str(exc)) from exc
-        target = f"{the_site.id}/{device}/{point}"
+        except (PointNotFound, PointConflict) as exc:
+            raise _refused(exc, "Commissioned already") from exc
         after = {**change.after, "reason": body.reason}
-        auditor.record(session, "fire_point.recommission", "fire_point", target, before=change.before, after=after)
-        public = _public(row)
-        session.commit()
+        return _recorded(session, auditor, "fire_point.recommission", row, change.before, after)
+
+
+def _refused(exc: PointNotFound | PointConflict, conflict: str) -> ProblemError:
+    """A change the point table refused: 404 for a point it does not have, 409 (titled `conflict`) for one already
+    in the state asked for."""
+    if isinstance(exc, PointNotFound):
+        return ProblemError(status.HTTP_404_NOT_FOUND, "Point not found", str(exc))
+    return ProblemError(status.HTTP_409_CONFLICT, conflict, str(exc))
+
+
+def _recorded(
+    session: Session, auditor: Auditor, action: str, row: FirePoint, before: dict[str, Any], after: dict[str, Any]
+) -> FirePointPublic:
+    """The change committed with its audit entry (one transaction), and the point as it now stands."""
+    auditor.record(session, action, "fire_point", f"{row.site}/{row.device}/{row.point}", before=before, after=after)
+    public = _public(row)
+    session.commit()
     return public
