@@ -1,5 +1,5 @@
 # facmon: `make demo` runs the demo estate, `make test` runs the tests. Both install what is missing first:
-# Debian packages (mosquitto, influxdb, mbpoll) through apt-get, a virtualenv in .venv, and the project.
+# Debian packages (mosquitto, influxdb, mbpoll, postgresql) through apt-get, a virtualenv in .venv, and the project.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -65,6 +65,7 @@ deps:
 	  bin=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; \
 	done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

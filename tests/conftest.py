@@ -28,7 +28,7 @@ from pytest_asyncio import is_async_test
 from sqlalchemy import Engine
 
 from facmon.kernel.clock import FakeClock
-from facmon.kernel.daemons import ChildService, Influxd, Mosquitto, free_port
+from facmon.kernel.daemons import ChildService, Influxd, Mosquitto, Postgres, free_port
 from facmon.kernel.db import make_engine
 from facmon.kernel.model import Event, EventType
 from facmon.shell.migrations.schema import create_schema
@@ -157,6 +157,35 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
     service.start()
     yield service
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One PostgreSQL server per test worker; each test that wants a database gets its own (`postgres_engine`)."""
+    service = Postgres(tmp_path_factory.mktemp("postgres"))
+    service.start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres: Postgres) -> str:
+    """A database at the newest schema, copied for each test (a copy takes a tenth of a second, migrating more)."""
+    name = "facmon_template"
+    engine = make_engine(postgres.create_database(name))
+    create_schema(engine)
+    engine.dispose()
+    return name
+
+
+@pytest.fixture
+def postgres_engine(postgres: Postgres, postgres_template: str) -> Iterator[Engine]:
+    """A database of its own on the shared server, at the newest schema, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = make_engine(postgres.create_database(name, template=postgres_template))
+    yield engine
+    engine.dispose()
+    postgres.drop_database(name)
 
 
 @pytest.fixture

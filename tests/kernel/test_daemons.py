@@ -3,8 +3,9 @@ from __future__ import annotations
 import socket
 
 import httpx
+from sqlalchemy import Engine, text
 
-from facmon.kernel.daemons import Influxd, Mosquitto
+from facmon.kernel.daemons import Influxd, Mosquitto, Postgres
 
 
 def test_mosquitto_accepts_connections(mosquitto: Mosquitto) -> None:
@@ -30,3 +31,12 @@ def test_restart_on_same_port_keeps_data(influxd_factory) -> None:  # type: igno
     assert service.port == port
     body = httpx.get(f"{service.url}/query", params={"db": "keep", "q": "SELECT count(v) FROM m"}).json()
     assert body["results"][0]["series"][0]["values"][0][1] == 1
+
+
+def test_postgres_serves_a_migrated_database_of_its_own(postgres_engine: Engine, postgres: Postgres) -> None:
+    with postgres_engine.connect() as connection:
+        assert connection.dialect.name == "postgresql"
+        assert connection.execute(text("SELECT current_user")).scalar() == Postgres.user
+        tables = set(connection.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+    assert {"work_orders", "alembic_version"} <= tables
+    assert postgres_engine.url.port == postgres.port
