@@ -13,6 +13,11 @@ from pathlib import Path
 
 def main() -> int:
     here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here))
+    from machine import describe
+
+    print(describe(), flush=True)
+    print(flush=True)
     failed = []
     for script in sorted(here.glob("bench_*.py")):
         print(f"== {script.stem}", flush=True)
