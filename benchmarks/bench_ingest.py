@@ -7,7 +7,8 @@ process, through the CLI, with a non-demo site file of `--devices` gate barriers
 generator process that writes pre-encoded MQTT PUBLISH packets (QoS 1, as the barriers' controllers send them) to a
 raw socket at a fixed rate. For each offered rate it prints: the rate achieved by the generator, how many points
 InfluxDB holds (stored %), how long after the generator stopped the last point was stored (drain), and the CPU
-time per message of every process (utime + stime from /proc, over the step and its drain) with its peak RSS.
+time per message of every process (utime + stime from /proc, over the step and its drain, divided by the points
+stored in it when it did not drain) with its peak RSS.
 A step gives up waiting for its drain after DRAIN_LIMIT_S; the whole run stays within a few minutes.
 """
 
@@ -176,7 +177,9 @@ def step(
         time.sleep(0.1)
         points = stored(http) - before_points
     drain = time.monotonic() - stopped
-    cpu = {p.name: (p.cpu_s() - before[p.name]) / sent * 1e6 for p in procs}
+    # Per message handled: a step that did not drain handled only what it stored (its backlog is the next step's).
+    handled = max(1, min(points, sent))
+    cpu = {p.name: (p.cpu_s() - before[p.name]) / handled * 1e6 for p in procs}
     cpu["generator"] = gen_cpu / sent * 1e6
     rss = {p.name: p.peak_rss_mb() for p in procs}
     rss["generator"] = gen_rss
