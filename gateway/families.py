@@ -24,7 +24,7 @@ from facmon.estate.entries import Device
 from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import MQTT_KINDS, DeviceKind, Emit, Reject
+from facmon.kernel.model import MQTT_KINDS, DeviceKind, Emit, Reject, Store
 from gateway.mqtt_devices import mqtt_device
 
 
@@ -49,6 +49,8 @@ class Wiring:
     clock: Clock
     metrics: Counters
     backbone: BrokerSettings
+    # Where collectors that handle input in bursts store what a burst became, in one transaction.
+    store: Store | None = None
 
 
 # The collectors of a site's devices of one family (in site file order), given the gateway's wiring.
@@ -105,6 +107,7 @@ def heard(site: Site, devices: Sequence[Device], wiring: Wiring) -> list[Collect
         reject=wiring.reject,
         clock=wiring.clock,
         metrics=wiring.metrics,
+        store=wiring.store,
     )
     return [collector]
 

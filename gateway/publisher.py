@@ -1,5 +1,8 @@
 """Drains the outbox to the MQTT broker; a message leaves the outbox only after the broker's PUBACK.
 
+Readings go in batches (`gateway.batching`): one publish, and one PUBACK, for many readings of a site and kind; the
+PUBACK of a batch acknowledges every reading in it, in one outbox transaction with the others of its loop turn.
+
 Delivery is at least once: a message whose PUBACK was lost with the connection is sent again after reconnecting.
 Downstream this is harmless: the historian writes the same point (same series, same timestamp) twice, which
 InfluxDB stores once, and events carry an id.
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import NoReturn
 
@@ -20,12 +24,15 @@ from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, Event, Reading
 from facmon.kernel.mqtt import MqttSettings, mqtt_client
-from gateway.outbox import Outbox, OutboxMessage
+from gateway.batching import Outgoing, outgoing
+from gateway.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
 # Replayed messages read from the outbox at a time.
 _REPLAY_PAGE = 1000
+# Outbox rows read at a time to be packed into publishes: several full batches.
+_PAGE = 5000
 
 
 class Publisher:
@@ -66,10 +73,21 @@ class Publisher:
 
     async def reject(self, letter: DeadLetter) -> None:
         """A `Reject` for collectors: the unusable input is counted, logged and parked on the dead-letter topic."""
+        self._count_rejected(letter)
+        self.outbox.put(letter)
+
+    async def store(self, messages: Sequence[Reading | Event | DeadLetter]) -> None:
+        """A `Store` for collectors: what a burst of input became, readings, events and dead letters (counted and
+        logged as `reject` does), on disk in one transaction when this returns, and the publisher woken."""
+        for message in messages:
+            if isinstance(message, DeadLetter):
+                self._count_rejected(message)
+        self.outbox.put_many(messages)
+
+    def _count_rejected(self, letter: DeadLetter) -> None:
         device = letter.ref.device if letter.ref else "_unknown"
         self._metrics.inc("gateway_rejected", device=device, source=letter.source)
         log.warning("input rejected", device=device, source=letter.source, topic=letter.topic, reason=letter.reason)
-        self.outbox.put(letter)
 
     async def run(self) -> NoReturn:
         delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
@@ -112,7 +130,7 @@ class Publisher:
                 self.connected.clear()
 
     async def _drain(self, client: aiomqtt.Client) -> NoReturn:
-        """Keep up to `max_inflight` messages in flight, oldest first, topping the window up as PUBACKs arrive.
+        """Keep up to `max_inflight` publishes in flight, oldest first, topping the window up as PUBACKs arrive.
 
         A sliding window rather than batch after batch: the link never idles waiting for the slowest message of a
         batch, and a steady stream of PUBLISH packets carries the TCP ACKs a broker's Nagle algorithm waits for.
@@ -123,8 +141,8 @@ class Publisher:
             await self._replay(client)
             async with asyncio.TaskGroup() as tg:
                 while True:
-                    batch = self.outbox.peek(self.max_inflight, after=sent_up_to)
-                    if not batch:
+                    page = self.outbox.peek(_PAGE, after=sent_up_to)
+                    if not page:
                         # No await between the empty peek and clear(), so a put cannot slip in unnoticed. The
                         # timeout is only a safety net; puts wake us up at once.
                         self._wakeup.clear()
@@ -136,11 +154,11 @@ class Publisher:
                         finally:
                             self.idle.clear()
                         continue
-                    for message in batch:
+                    for publish in outgoing(page):
                         await window.acquire()
                         # Tasks start in creation order, so paho queues the PUBLISH packets in outbox order.
-                        tg.create_task(self._publish(client, message, window))
-                        sent_up_to = message.id
+                        tg.create_task(self._publish(client, publish, window))
+                    sent_up_to = page[-1].id
         finally:
             # What the broker acknowledged must not be sent again, even when the connection broke half way.
             self._flush_acks()
@@ -151,33 +169,33 @@ class Publisher:
         window = asyncio.Semaphore(self.max_inflight)
         replayed, after = 0, 0
 
-        async def send(message: OutboxMessage) -> None:
+        async def send(publish: Outgoing) -> None:
             try:
-                await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+                await client.publish(publish.topic, publish.payload, qos=publish.qos, retain=publish.retain)
             finally:
                 window.release()
 
         async with asyncio.TaskGroup() as tg:
             # Page by page: an hour's window at a high rate is more than memory should hold at once.
             while page := self.outbox.recently_published(_REPLAY_PAGE, after=after):
-                for message in page:
+                for publish in outgoing(page):
                     await window.acquire()
-                    tg.create_task(send(message))  # created in order, so paho queues them in order
+                    tg.create_task(send(publish))  # created in order, so paho queues them in order
                 replayed += len(page)
                 after = page[-1].id
         if replayed:
             self._metrics.inc("gateway_replayed", replayed)
             log.info("replayed recently published messages", count=replayed, window_s=self.outbox.replay_window_s)
 
-    async def _publish(self, client: aiomqtt.Client, message: OutboxMessage, window: asyncio.Semaphore) -> None:
+    async def _publish(self, client: aiomqtt.Client, publish: Outgoing, window: asyncio.Semaphore) -> None:
         try:
-            await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+            await client.publish(publish.topic, publish.payload, qos=publish.qos, retain=publish.retain)
         finally:
             window.release()
         if not self._acks:
             # Every PUBACK that arrives in this turn of the event loop is deleted in one transaction.
             asyncio.get_running_loop().call_soon(self._flush_acks)
-        self._acks.append(message.id)
+        self._acks.extend(publish.ids)
 
     def _flush_acks(self) -> None:
         acks, self._acks = self._acks, []

@@ -62,7 +62,7 @@ class SiteGateway:
         backbone = BrokerSettings(
             mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password, tls=mqtt.tls_settings
         )
-        wiring = Wiring(self.publisher.emit, self.publisher.reject, clock, metrics, backbone)
+        wiring = Wiring(self.publisher.emit, self.publisher.reject, clock, metrics, backbone, self.publisher.store)
         self.collectors: list[Collector] = site_collectors(site, wiring)
 
     async def run(self) -> None:

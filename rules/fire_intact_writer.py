@@ -38,9 +38,10 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from collectors.modbus.fire_panel import parse_point
 from collectors.registry import fire_panel_driver
 from facmon.estate.site import Site
+from facmon.kernel.batches import decode_state
 from facmon.kernel.clock import CLOCK_SKEW, Clock, SystemClock
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import DeviceKind, Reading, decode_message
+from facmon.kernel.model import DeviceKind, Reading
 from facmon.kernel.ticking import tick_forever
 from facmon.kernel.topics import STATE, subscription
 from facmon.workorders.lifecycle import LifecycleSink, LifecycleSinkError
@@ -253,20 +254,23 @@ class FireIntactWriter:
                     await client.subscribe([(topic, 0) for topic in topics])
                     self.subscribed.set()
                     async for message in client.messages:
-                        await self._message(message.payload)
+                        await self._message(message.topic.value, message.payload)
             except aiomqtt.MqttError as exc:
                 log.warning("fire intact: mqtt connection lost", error=str(exc))
             finally:
                 self.subscribed.clear()
             await asyncio.sleep(backoff_s)
 
-    async def _message(self, payload: object) -> None:
+    async def _message(self, topic: str, payload: object) -> None:
+        """A panel's state message: one reading, or a batch of them (facmon.kernel.batches)."""
         if not isinstance(payload, bytes | str):
             return
         try:
-            message = decode_message(payload)
+            decoded = decode_state(topic, payload)
         except ValueError:
             self.metrics.inc("rules_fire_intact_rejected")
             return
-        if isinstance(message, Reading):
-            await self.take(message)
+        if decoded.refused:
+            self.metrics.inc("rules_fire_intact_rejected", len(decoded.refused))
+        for reading in decoded.readings:
+            await self.take(reading)

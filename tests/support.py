@@ -95,3 +95,18 @@ def one_elevator_site(site_id: str, port: int, **sections: Any) -> dict[str, Any
     device = {"id": "e1", "kind": "elevator", "model": "elev-gb-a", "role": "main"}
     device["address"] = {"host": "127.0.0.1", "port": port, "unit": 1}
     return {"site": {"id": site_id}, "buildings": [{"id": "b1", "devices": [device]}], **sections}
+
+
+def unbatched(topic: str, payload: bytes | bytearray | str | Any) -> list[tuple[str, bytes]]:
+    """A backbone message as the messages it carries: a batch of readings (facmon.kernel.batches) as each reading on
+    its device's state topic, anything else as it came; for tests that look at messages one by one."""
+    from facmon.kernel.batches import batch_of, decode_batch
+    from facmon.kernel.topics import state_topic
+
+    data = payload if isinstance(payload, bytes) else str(payload).encode() if isinstance(payload, str) else payload
+    where = batch_of(topic)
+    if where is None:
+        return [(topic, bytes(data))]
+    decoded = decode_batch(bytes(data), *where)
+    assert not decoded.refused, decoded.refused
+    return [(state_topic(r.ref), r.model_dump_json().encode()) for r in decoded.readings]

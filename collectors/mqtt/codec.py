@@ -81,15 +81,19 @@ def _listing(values: list[str] | list[int]) -> str:
 
 def check_value(where: str, spec: FieldSpec, raw: object) -> Value:
     """The value of one field, or PayloadError naming `where` (message.field) and what is wrong."""
-    got = "null" if raw is None else f"{_JSON_NAMES.get(type(raw), type(raw).__name__)} {_show(raw)}"
-    wrong = PayloadError(Problem.WRONG_TYPE, f"{where}: expected {spec.type.value}, got {got}")
+
+    def wrong() -> PayloadError:
+        # Built only when raised: text for every valid value would cost more than checking it.
+        got = "null" if raw is None else f"{_JSON_NAMES.get(type(raw), type(raw).__name__)} {_show(raw)}"
+        return PayloadError(Problem.WRONG_TYPE, f"{where}: expected {spec.type.value}, got {got}")
+
     if spec.type is JsonType.BOOLEAN:
         if not isinstance(raw, bool):
-            raise wrong
+            raise wrong()
         return raw
     if spec.type is JsonType.STRING:
         if not isinstance(raw, str):
-            raise wrong
+            raise wrong()
         if len(raw) > spec.max_length:
             raise PayloadError(Problem.BAD_FORMAT, f"{where}: longer than {spec.max_length} characters")
         if spec.pattern is not None and not re.fullmatch(spec.pattern, raw):
@@ -99,11 +103,11 @@ def check_value(where: str, spec: FieldSpec, raw: object) -> Value:
         return raw
     # JSON has one number type; "integer" means no fraction, and true/false are never numbers.
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise wrong
+        raise wrong()
     value: int | float
     if spec.type is JsonType.INTEGER:
         if not isinstance(raw, int):
-            raise wrong
+            raise wrong()
         if not _INT64[0] <= raw <= _INT64[1]:
             # InfluxDB integers are 64-bit; a bigger one would be refused at the historian, far from its cause.
             raise PayloadError(Problem.OUT_OF_RANGE, f"{where}: {_show(raw)} does not fit a 64-bit integer")

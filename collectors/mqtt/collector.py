@@ -37,7 +37,7 @@ from collectors.mqtt.watchdog import HeartbeatWatchdog
 from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject
+from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject, Store
 from facmon.kernel.mqtt import MqttClient, MqttSettings, MqttTls, mqtt_client
 
 log = structlog.get_logger(__name__)
@@ -91,14 +91,20 @@ class MqttCollector:
         metrics: Counters,
         rng: random.Random | None = None,
         client_id: str | None = None,
+        store: Store | None = None,
     ) -> None:
         """`client_id` names the site's persistent session at the vendor broker (default `facmon-vendor-<site>`):
-        stable across restarts, and the same for every gateway of the site (one of them holds it at a time)."""
+        stable across restarts, and the same for every gateway of the site (one of them holds it at a time).
+        `store`: where what a burst of messages became goes at once, in one transaction (default: to `emit` and
+        `reject` one by one)."""
         self.site = site
         self.client_id = client_id or f"facmon-vendor-{site}"
         self.broker = broker
         self._emit = emit
         self._reject = reject
+        self._store = store
+        # While a burst is handled: what its messages became, stored together before they are acknowledged.
+        self._staged: list[Reading | Event | DeadLetter] | None = None
         self._clock = clock
         self._metrics = metrics
         self._rng = rng or random.Random()
@@ -133,7 +139,9 @@ class MqttCollector:
     async def _listen(self) -> NoReturn:
         """A persistent session under a stable client id, QoS 1, and manual acknowledgement: while the gateway is
         away the vendor broker keeps what the devices send, and a message is acknowledged only once what it became
-        (readings, events or its dead letter) is in the outbox, so a crash or restart loses no vendor message."""
+        (readings, events or its dead letter) is in the outbox, so a crash or restart loses no vendor message.
+        Messages that arrived together (up to _BURST) are handled together: one outbox transaction, then their
+        acknowledgements."""
         delays = backoff_delays(min(0.1, self.broker.backoff_max_s), self.broker.backoff_max_s, self._rng)
         drops: deque[float] = deque()  # when recent connections ended, each after it had been made (loop time)
         while True:
@@ -157,10 +165,7 @@ class MqttCollector:
                     )
                     delays = backoff_delays(min(0.1, self.broker.backoff_max_s), self.broker.backoff_max_s, self._rng)
                     async for message in client.messages:
-                        payload = message.payload
-                        data = payload if isinstance(payload, bytes) else str(payload).encode()
-                        await self.handle(message.topic.value, data, retained=message.retain)
-                        client.ack(message)
+                        await self._burst(client, [message, *client.ready(_BURST - 1)])
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 if held and _taken_over(exc, drops, asyncio.get_running_loop().time()):
@@ -173,6 +178,34 @@ class MqttCollector:
                 await asyncio.sleep(delay)
             finally:
                 self.connected.clear()
+
+    async def _burst(self, client: MqttClient, messages: list[aiomqtt.Message]) -> None:
+        """Handle messages that arrived together, store all they became in one transaction, then acknowledge them."""
+        staged: list[Reading | Event | DeadLetter] = []
+        self._staged = staged
+        try:
+            for message in messages:
+                payload = message.payload
+                data = payload if isinstance(payload, bytes) else str(payload).encode()
+                await self.handle(message.topic.value, data, retained=message.retain)
+        finally:
+            self._staged = None
+        if self._store is not None:
+            await self._store(staged)
+        else:
+            for out in staged:
+                await (self._reject(out) if isinstance(out, DeadLetter) else self._emit(out))
+        for message in messages:
+            client.ack(message)
+
+    async def _out(self, message: Reading | Event | DeadLetter) -> None:
+        """Emit (or reject) `message`, or stage it while a burst is handled."""
+        if self._staged is not None:
+            self._staged.append(message)
+        elif isinstance(message, DeadLetter):
+            await self._reject(message)
+        else:
+            await self._emit(message)
 
     def _client(self) -> MqttClient:
         return mqtt_client(
@@ -232,10 +265,10 @@ class MqttCollector:
     async def _act(self, device: _Device, meaning: Meaning) -> None:
         ref, ts = device.spec.ref, self._clock.now()
         if meaning.values:
-            await self._emit(Reading(ref=ref, ts=ts, values=meaning.values))
+            await self._out(Reading(ref=ref, ts=ts, values=meaning.values))
         if meaning.event is not None:
             type_, code, text, data = meaning.event
-            await self._emit(Event(ref=ref, ts=ts, type=type_, code=code, message=text, data=data))
+            await self._out(Event(ref=ref, ts=ts, type=type_, code=code, message=text, data=data))
         change = meaning.condition
         if change is None:
             return
@@ -257,7 +290,7 @@ class MqttCollector:
             type_ = EventType.FAULT_RAISED if change.active else EventType.FAULT_CLEARED
             event = Event(ref=ref, ts=ts, type=type_, code=change.code, message=change.meaning.message)
         log.info("device condition", device=ref.device, type=event.type.value, code=change.code)
-        await self._emit(event)
+        await self._out(event)
 
     async def _rejected(self, ref: DeviceRef | None, problem: Problem, reason: str, topic: str, payload: bytes) -> None:
         self._metrics.inc("mqtt_rejected", device=ref.device if ref else "_unknown", reason=problem.value)
@@ -266,9 +299,11 @@ class MqttCollector:
         letter = DeadLetter.of(
             site=self.site, ref=ref, ts=self._clock.now(), source="mqtt", reason=reason, payload=payload, topic=topic
         )
-        await self._reject(letter)
+        await self._out(letter)
 
 
+# Vendor messages handled, stored and acknowledged together at most.
+_BURST = 1000
 # MQTT 5's reason code for a session another connection with the same client id took over.
 _SESSION_TAKEN_OVER = 142
 # A held connection ended this many times within this window: another gateway of the site is taking the session.

@@ -22,6 +22,7 @@ outage or a full disk loses nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -35,18 +36,20 @@ from facmon.historian.dead_letters import REASON_MAX_CHARS, dead_letter_record, 
 from facmon.historian.lines import DeclaredFields, to_line
 from facmon.historian.writer import InfluxWriter
 from facmon.kernel.backoff import backoff_delays
+from facmon.kernel.batches import batch_of, decode_batch
 from facmon.kernel.clock import Clock, SystemClock
 from facmon.kernel.health import Check, Health
 from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import decode_message
+from facmon.kernel.model import Event, Reading, decode_message
 from facmon.kernel.mqtt import MqttClient, MqttSettings, mqtt_client
 from facmon.kernel.topics import DEAD_LETTER, EVENT, STATE, subscription, topic_for
 
 log = structlog.get_logger(__name__)
 
-# Messages handed to the buffer in one transaction at most; a commit per message would cap the throughput.
-_APPEND_BATCH = 1000
+# Messages, and lines, handed to the buffer in one transaction at most (a commit per message would cap the
+# throughput; a bigger burst would hold up the event loop).
+_APPEND_BATCH = 5000
 
 
 class Historian:
@@ -147,28 +150,29 @@ class Historian:
                 await asyncio.sleep(delay)
 
     async def _ingest(self, client: MqttClient) -> None:
-        """Store what arrives, then acknowledge it: a message is acked only once its line (or its dead letter) is
+        """Store what arrives, then acknowledge it: a message is acked only once its lines (or its dead letters) are
         committed to the buffer's file, so a crash at any point loses nothing the broker let go of. What was
-        received but not stored when the connection or the process ends is not acked, and comes again."""
-        lines: list[str] = []
-        letters: list[bytes] = []
-        received: list[aiomqtt.Message] = []
-        async for message in client.messages:
-            received.append(message)
-            line = self._accept(message.topic.value, message.payload, letters)
-            if line is not None:
-                lines.append(line)
-            # Hand over whenever the burst ends (nothing more queued) or the batch is full.
-            if len(received) >= _APPEND_BATCH or len(client.messages) == 0:
-                self._store(lines, letters)
-                self._held.extend((client, done) for done in received)
-                if not self.buffer.memory_size():
-                    self._release()
-                # Else the disk is full and lines wait in memory: their messages stay unacknowledged (the broker
-                # stops at its window of messages in flight to us) until `_release_when_stored` sees them on disk.
-                lines, letters, received = [], [], []
-                if self.buffer.dead_letters_waiting():
-                    await self._publish_dead_letters(client)
+        received but not stored when the connection or the process ends is not acked, and comes again. Messages
+        that arrived together (a burst, up to _APPEND_BATCH) share one transaction, and their acks go together."""
+        async for first in client.messages:
+            received = [first]
+            lines: list[str] = []
+            letters: list[bytes] = []
+            while True:
+                lines += self._accept(received[-1].topic.value, received[-1].payload, letters)
+                # Up to a burst's worth of points: the loop's other tasks (the writer) get their turn between two.
+                more = client.ready(1) if len(lines) < _APPEND_BATCH and len(received) < _APPEND_BATCH else []
+                if not more:
+                    break
+                received += more
+            self._store(lines, letters)
+            self._held.extend((client, done) for done in received)
+            if not self.buffer.memory_size():
+                self._release()
+            # Else the disk is full and lines wait in memory: their messages stay unacknowledged (the broker
+            # stops at its window of messages in flight to us) until `_release_when_stored` sees them on disk.
+            if self.buffer.dead_letters_waiting():
+                await self._publish_dead_letters(client)
 
     def _release(self) -> None:
         """Acknowledge the held messages, now that what they became is in the buffer's file."""
@@ -194,31 +198,63 @@ class Historian:
         if letters and (dropped := self.buffer.keep_dead_letters(letters)):
             self._metrics.inc("historian_dead_letters_dropped", dropped)
 
-    def _accept(self, topic: str, payload: object, letters: list[bytes]) -> str | None:
-        """The line to store for a message, or None when it was rejected (its dead letter added to `letters`)."""
+    def _accept(self, topic: str, payload: object, letters: list[bytes]) -> list[str]:
+        """The lines to store for a message (none when it was rejected), its dead letters added to `letters`."""
         self._metrics.inc("historian_received")
         data = payload if isinstance(payload, bytes) else str(payload).encode("utf-8", "surrogatepass")
+        where = batch_of(topic)
+        if where is not None:
+            return self._accept_batch(topic, data, where, letters)
         try:
             message = decode_message(data)
         except ValueError as exc:
             letters.append(self._reject(topic, data, _reason_label(str(exc)), str(exc)))
-            return None
+            return []
         expected = topic_for(message)
         if expected != topic:
             letters.append(self._reject(topic, data, "topic_mismatch", f"payload belongs on {expected}"))
-            return None
+            return []
+        self._metrics.inc(
+            "historian_readings_received" if isinstance(message, Reading) else "historian_events_received"
+        )
+        line = self._line(topic, message, data, letters)
+        return [] if line is None else [line]
+
+    def _accept_batch(self, topic: str, data: bytes, where: tuple[str, str], letters: list[bytes]) -> list[str]:
+        """The lines of a batch's readings; the batch, or each reading of it that cannot be used, dead-lettered."""
+        try:
+            decoded = decode_batch(data, *where)
+        except ValueError as exc:
+            letters.append(self._reject(topic, data, _reason_label(str(exc)), str(exc)))
+            return []
+        for item, reason in decoded.refused:
+            letters.append(self._reject(topic, json.dumps(item).encode(), _reason_label(reason), reason))
+        self._metrics.inc("historian_readings_received", len(decoded.readings))
+        lines = []
+        for reading in decoded.readings:
+            line = self._line(topic, reading, None, letters)
+            if line is not None:
+                lines.append(line)
+        return lines
+
+    def _line(self, topic: str, message: Reading | Event, data: bytes | None, letters: list[bytes]) -> str | None:
+        """The line of a decoded message (`data`: its payload, None for a reading of a batch), or None."""
+
+        def raw() -> bytes:
+            return data if data is not None else message.model_dump_json().encode()
+
         if self.declared is not None:
             screened = self.declared.screen(message)
             if screened.label:
                 # What is declared is stored; the rest is counted (fields, and the message by reason) and parked.
                 self._metrics.inc("historian_fields_refused", screened.refused)
-                letters.append(self._reject(topic, data, screened.label, screened.reason))
+                letters.append(self._reject(topic, raw(), screened.label, screened.reason))
             if screened.message is None:
                 return None
             message = screened.message
         line = to_line(message)
         if line is None:
-            letters.append(self._reject(topic, data, "no_fields", "reading has no value InfluxDB can store"))
+            letters.append(self._reject(topic, raw(), "no_fields", "reading has no value InfluxDB can store"))
         return line
 
     def _reject(self, topic: str, payload: bytes, label: str, reason: str) -> bytes:
@@ -252,4 +288,8 @@ def _reason_label(reason: str) -> str:
         return "not_object"
     if reason.startswith("invalid event"):
         return "invalid_event"
+    if reason.startswith("invalid batch"):
+        return "invalid_batch"
+    if reason.startswith("topic_mismatch"):
+        return "topic_mismatch"
     return "invalid_reading"

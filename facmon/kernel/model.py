@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -187,6 +187,8 @@ def _stored_payload(payload: bytes | str) -> dict[str, str | int | None]:
 Emit = Callable[[Reading | Event], Awaitable[None]]
 # ... and what they could not use to a `Reject`.
 Reject = Callable[[DeadLetter], Awaitable[None]]
+# ... or all a burst of input became, at once, to a `Store` (one transaction; durable when it returns).
+Store = Callable[[Sequence[Reading | Event | DeadLetter]], Awaitable[None]]
 
 
 # The largest backbone message a consumer parses: a fire panel's reading of all its points is a few kB.
@@ -200,22 +202,29 @@ def decode_message(payload: bytes | str) -> Reading | Event:
         data = parse_json(payload, max_bytes=MAX_MESSAGE_BYTES)
     except JsonRejected as exc:
         raise ValueError(f"not JSON: {exc}") from exc
+    return validate_message(data)
+
+
+def validate_message(data: object, *, where: str = "") -> Reading | Event:
+    """A parsed JSON value as a reading or an event; raises ValueError naming what is wrong (`where` is put before
+    the field's path, e.g. "readings.3.")."""
     if not isinstance(data, dict):
-        raise ValueError("payload is not a JSON object")
+        raise ValueError(f"{where.rstrip('.') or 'payload'} is not a JSON object")
     cls: type[Reading] | type[Event] = Event if "type" in data else Reading
     try:
         message = cls.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = printable(".".join(map(str, first["loc"])) or "(payload)", 100)
-        raise ValueError(f"invalid {cls.__name__.lower()}: {where}: {printable(first['msg'], 200)}") from exc
+        at = printable(where + (".".join(map(str, first["loc"])) or "(payload)"), 100)
+        raise ValueError(f"invalid {cls.__name__.lower()}: {at}: {printable(first['msg'], 200)}") from exc
     # 1e400 parses as infinity and 10**30 as itself; neither can be stored (InfluxDB: finite floats, 64-bit ints).
     values = message.values if isinstance(message, Reading) else message.data
     for name, value in values.items():
         if not finite_value(value):
             field = "values" if isinstance(message, Reading) else "data"
             shown = printable(str(value), 40)
-            raise ValueError(f"invalid {cls.__name__.lower()}: {field}.{printable(name, 60)}: {shown} is out of range")
+            at = printable(f"{where}{field}.{name}", 100)
+            raise ValueError(f"invalid {cls.__name__.lower()}: {at}: {shown} is out of range")
     return message
 
 

@@ -6,6 +6,8 @@
   same loop turn as the acknowledgement (fixed in 3.12, where wait_for is built on asyncio.timeout). A task that
   publishes in a loop (a simulated device's heartbeat, the gateway's publisher) then never stops, and whatever waits
   for it hangs. On 3.11 the client waits on asyncio.timeout instead, which keeps the cancel.
+- `ready(n)`: the messages already received, without a loop turn and a task each, for a consumer that handles a
+  burst at once (the `messages` iterator creates a task and waits on it for every message).
 - `manual_ack=True`: a received QoS 1/2 message is acknowledged to the broker only when `ack(message)` is called, so
   a message handled half-way when the process dies is delivered again to a persistent session. aiomqtt 2.x has no
   such option (empicano/aiomqtt#345), so this is the one place that reaches into its paho client.
@@ -48,6 +50,14 @@ class MqttClient(aiomqtt.Client):
         """Acknowledge a received message to the broker (with `manual_ack`; without it paho already has)."""
         if self.manual_ack:
             self._client.ack(message.mid, message.qos)
+
+    def ready(self, limit: int) -> list[aiomqtt.Message]:
+        """Up to `limit` messages received and not yet taken, oldest first, without waiting (empty when none)."""
+        taken: list[aiomqtt.Message] = []
+        queue = self._queue
+        while len(taken) < limit and not queue.empty():
+            taken.append(queue.get_nowait())
+        return taken
 
     if sys.version_info < (3, 12):
 

@@ -24,6 +24,7 @@ from hypothesis import given
 
 from collectors.mqtt.collector import BrokerSettings, MqttCollector, MqttDevice
 from collectors.registry import mqtt_driver
+from facmon.kernel.batches import decode_state
 from facmon.kernel.clock import SystemClock
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.metrics import Counters
@@ -74,6 +75,7 @@ async def gateway(port: int, site: str, prefix: str, state: Path) -> AsyncIterat
             reject=publisher.reject,
             clock=SystemClock(),
             metrics=metrics,
+            store=publisher.store,
         )
         async with aiomqtt.Client("127.0.0.1", port) as listener:
             await listener.subscribe([(f"{DEAD_LETTER}/{site}/#", 1), (f"{ROOT}/{site}/+/+/state", 1)])
@@ -100,7 +102,7 @@ async def _listen(client: aiomqtt.Client, backbone: Backbone) -> None:
         if message.topic.value.startswith(DEAD_LETTER):
             backbone.letters.append(DeadLetter.model_validate_json(message.payload))
         else:
-            backbone.readings.append(Reading.model_validate_json(message.payload))
+            backbone.readings += decode_state(message.topic.value, message.payload).readings
 
 
 def _check_letter(letter: DeadLetter, topic: str) -> None:

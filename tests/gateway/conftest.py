@@ -16,6 +16,7 @@ import pytest
 
 from facmon.kernel.daemons import Mosquitto
 from facmon.kernel.model import DeviceKind, DeviceRef, Reading, Value
+from tests.support import unbatched
 
 T = TypeVar("T")
 
@@ -61,7 +62,8 @@ def reading(site: str, device: str = "e1", *, ts: datetime | None = None, **valu
 
 
 class Subscriber:
-    """A real MQTT client with a persistent session (so it misses nothing across a broker restart) and reconnects."""
+    """A real MQTT client with a persistent session (so it misses nothing across a broker restart) and reconnects; a
+    batch of readings is recorded as each of its readings on its device's topic."""
 
     def __init__(self, port: int, topic: str, client_id: str) -> None:
         self.port = port
@@ -78,7 +80,7 @@ class Subscriber:
                     await client.subscribe(self.topic, qos=1)
                     self.subscribed.set()
                     async for message in client.messages:
-                        self.received.append((message.topic.value, message.payload))
+                        self.received += unbatched(message.topic.value, message.payload)
             except aiomqtt.MqttError:
                 self.subscribed.clear()
                 await asyncio.sleep(0.1)

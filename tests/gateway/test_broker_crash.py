@@ -18,6 +18,7 @@ from facmon.kernel.mqtt import MqttSettings
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
 from tests.gateway.conftest import eventually, reading, running
+from tests.support import unbatched
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -39,7 +40,8 @@ async def _collect(port: int, client_id: str, want: int) -> set[int]:
             except TimeoutError:
                 break
             assert isinstance(message.payload, bytes)
-            seen.add(json.loads(message.payload)["values"]["seq"])
+            for _, payload in unbatched(message.topic.value, message.payload):
+                seen.add(json.loads(payload)["values"]["seq"])
     return seen
 
 

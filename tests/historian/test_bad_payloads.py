@@ -8,6 +8,7 @@ from pathlib import Path
 import aiomqtt
 
 from facmon.historian.service import Historian
+from facmon.kernel.batches import batch_topic
 from facmon.kernel.daemons import Influxd, Mosquitto
 from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.metrics import Counters
@@ -86,3 +87,42 @@ async def test_bad_payloads_are_counted_and_dead_lettered_and_the_good_ones_land
         assert metrics.get("historian_rejected", reason=label) == sum(1 for *_, b in bad if b == label)
     assert metrics.get("historian_rejected") == len(bad)
     assert metrics.get("historian_received") == good_count + 1 + len(bad)
+
+
+async def test_a_batch_stores_its_good_readings_and_parks_each_bad_one_and_a_broken_batch_whole(
+    mosquitto: Mosquitto, influxd: Influxd, influx_db: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    topic = batch_topic(topic_prefix, "elevator")
+    good = [reading(topic_prefix, f"e{n}", ts=T0 + timedelta(seconds=n), seq=n) for n in range(3)]
+    items = [json.loads(r.model_dump_json()) for r in good]
+    items.insert(1, {**items[0], "values": {"seq": [1]}})
+    metrics = Counters()
+    historian = Historian(
+        mqtt=MqttSettings("127.0.0.1", mosquitto.port, client_id=f"historian-{topic_prefix}"),
+        influx=InfluxSettings(influxd.url, influx_db),
+        state_dir=tmp_path,
+        metrics=metrics,
+        site=topic_prefix,
+        flush_interval_s=0.1,
+    )
+    dead = Subscriber(mosquitto.port, DEAD_LETTER, f"dead-{uuid.uuid4().hex[:8]}")
+    async with running(historian.run(), "historian"), running(dead.run(), "dead-letters"):
+        await eventually(historian.subscribed.is_set, what="the historian's subscription")
+        await eventually(dead.subscribed.is_set, what="the dead-letter subscription")
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.publish(topic, json.dumps({"v": 1, "readings": items}), qos=1)
+            await client.publish(topic, json.dumps({"v": 9, "readings": items}), qos=1)
+
+        def stored() -> bool:
+            rows = influxql(influxd.url, influx_db, "SELECT count(seq) FROM elevator")
+            return bool(rows) and rows[0]["values"][0][1] == len(good)  # type: ignore[index]
+
+        await eventually(stored, what="the batch's good readings in InfluxDB")
+        await eventually(lambda: len(dead.received) == 2, what="two dead letters")
+    records = [json.loads(payload) for _, payload in dead.received]
+    assert [(r["topic"], r["reason_code"]) for r in records] == [(topic, "invalid_reading"), (topic, "invalid_batch")]
+    assert records[0]["reason"].startswith("invalid reading: readings.1.values.seq")
+    assert json.loads(records[0]["payload"])["values"] == {"seq": [1]}
+    assert "version '9', this consumer reads 1" in records[1]["reason"]
+    assert metrics.get("historian_rejected") == 2
+    assert metrics.get("historian_readings_received") == len(good)

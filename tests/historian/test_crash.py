@@ -18,7 +18,9 @@ from tests.gateway.conftest import Subscriber, eventually, reading, running
 from tests.historian.test_influx_outage import _expected, _historian, _publisher, _stored
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-BACKLOG = 3000
+# Readings travel in batches of up to 1,000, and a burst of them is stored at once: enough of them that the
+# historian is stopped in the middle.
+BACKLOG = 30_000
 
 
 async def test_stopped_right_after_resubscribing_to_a_backlog_three_times_it_loses_nothing(
@@ -40,8 +42,8 @@ async def test_stopped_right_after_resubscribing_to_a_backlog_three_times_it_los
         again = _historian(mosquitto, influxd.url, influx_db, topic_prefix, state_dir, metrics)
         async with running(again.run(), f"historian-{attempt}"):
             # Stopped (cancelled, nothing flushed on the way out) as soon as the burst has begun.
-            await eventually(lambda m=metrics: m.get("historian_received") >= 50, what="the burst beginning")
-        received.append(metrics.get("historian_received"))
+            await eventually(lambda m=metrics: m.get("historian_readings_received") >= 50, what="the burst beginning")
+        received.append(metrics.get("historian_readings_received"))
     assert all(n < BACKLOG for n in received), "each was stopped in the middle of the backlog"
     last = _historian(mosquitto, influxd.url, influx_db, topic_prefix, state_dir, Counters())
     async with running(last.run(), "historian-last"):
