@@ -113,13 +113,28 @@ class Broker:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     tls: MqttTls | None = None
+    # Several workers side by side: the MQTT 5 shared subscription group they take the events in (each event to one
+    # of them); None: one worker, a plain subscription.
+    share_group: str | None = None
 
     def mqtt(self, *, suffix: str = "", clean: bool = True) -> MqttSettings:
-        """The client settings of one of the worker's connections (`suffix` tells its client id apart)."""
+        """The client settings of one of the worker's connections (`suffix` tells its client id apart); MQTT 5 when
+        the worker is one of a share group."""
         identity = self.client_id + suffix
+        protocol = aiomqtt.ProtocolVersion.V5 if self.share_group else aiomqtt.ProtocolVersion.V311
         return MqttSettings(
-            self.host, self.port, username=self.username, password=self.password, client_id=identity, clean=clean
+            self.host,
+            self.port,
+            username=self.username,
+            password=self.password,
+            client_id=identity,
+            clean=clean,
+            protocol=protocol,
         ).with_tls(self.tls)
+
+    def shared(self, topic: str) -> str:
+        """`topic` as the worker subscribes to it: `$share/<group>/<topic>` in a share group, else itself."""
+        return f"$share/{self.share_group}/{topic}" if self.share_group else topic
 
 
 class RulesWorker:
@@ -156,7 +171,8 @@ class RulesWorker:
         self.sites: dict[str, Site] = {s.id: s for s in sites or ()}
         # The events of its sites only, when it has site files; the broker keeps each device's last comm event
         # (retained), and a worker learns those of its own sites when it subscribes.
-        self.topics = [subscription(site, leaf=EVENT) for site in self.sites] or [EVENT_TOPICS]
+        topics = [subscription(site, leaf=EVENT) for site in self.sites] or [EVENT_TOPICS]
+        self.topics = [broker.shared(topic) for topic in topics]
         self.state_rules = load_state_rules() if state_rules is None else state_rules
         self.handlers = self._handlers(min_inspection, evidence_window)
         # Why the last event could not be applied to the database; None once one was (the worker's health).
