@@ -21,7 +21,7 @@ from typing import NoReturn
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from facmon.estate.site import Site
@@ -228,9 +228,13 @@ def _group_open(session: Session, site: str, building: str, fault: str) -> bool:
 
 
 def _fire_due_holds(session: Session, rules: StateRules, now: datetime, result: StateResult) -> None:
+    # Locked as read, skipping holds another worker's tick has locked (it fires them): no two ticks wait on each
+    # other, and the DELETE makes each hold fire once.
+    key = (RuleHold.site, RuleHold.device, RuleHold.rule_id)
+    locked = select(*key).where(RuleHold.due_at <= now).with_for_update(skip_locked=True)
     due = session.execute(
         delete(RuleHold)
-        .where(RuleHold.due_at <= now)
+        .where(tuple_(*key).in_(locked))
         .returning(RuleHold.site, RuleHold.device, RuleHold.rule_id, RuleHold.building, RuleHold.detected_at)
     ).all()
     for site, device, rule_id, building_id, detected_at in sorted(due, key=lambda r: (r.detected_at, r.device)):
@@ -251,8 +255,10 @@ def _check_windows(
 ) -> None:
     last = session.get(RuleWatermark, WINDOWS_WATERMARK)
     if last is None:
-        # First tick on this database: nothing to catch up on; from now on every opening is seen.
-        session.add(RuleWatermark(name=WINDOWS_WATERMARK, at=now))
+        # First tick on this database: nothing to catch up on; from now on every opening is seen. Of several
+        # workers' first ticks, one inserts it; the others change nothing (a plain INSERT would fail their tick).
+        first = upsert(session, RuleWatermark).values(name=WINDOWS_WATERMARK, at=now)
+        session.execute(first.on_conflict_do_nothing(index_elements=[RuleWatermark.name]))
         return
     after = last.at
     if now <= after:
