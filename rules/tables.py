@@ -157,6 +157,9 @@ class DeviceStateRow(Base):
     # The codes of the device's own faults that are raised and not cleared (points of many-point devices are not).
     faults: Mapped[list[str]] = mapped_column(JSON)
     updated_at: Mapped[datetime | None]
+    # Per aspect of the state ("comm", "fault:<code>", "service_mode", "power_source"), the ISO time of the newest
+    # event that decided it (rules.state_engine.next_state); NULL in rows stored before it was kept.
+    seen: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class RuleHold(Base):

@@ -1,5 +1,6 @@
 """Several rules workers side by side: the latest clear of each fault of a device (a raise processed after a newer
-clear records its fault as cleared), and leases of the tasks one worker of many does.
+clear records its fault as cleared), the time of each aspect of a device's state (the newest event about it decides
+it, in whatever order events are applied), and leases of the tasks one worker of many does.
 
 Revision ID: 0016
 Revises: 0015
@@ -20,6 +21,8 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("device_state") as batch:
+        batch.add_column(sa.Column("seen", sa.JSON(), nullable=True))
     op.create_table(
         "fault_clears",
         sa.Column("site", sa.String(64), nullable=False),
@@ -40,3 +43,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("leases")
     op.drop_table("fault_clears")
+    with op.batch_alter_table("device_state") as batch:
+        batch.drop_column("seen")
