@@ -11,6 +11,13 @@ A work order opens with its SLA clocks (the deadlines of its profile) and, when 
 order before (resolved, closed or cancelled), a link to the latest one (`previous_id`); arrival evidence kept from
 before the opening (rules.evidence) moves it on site at once.
 Status transitions and follow-ups are in `facmon.workorders.workflow`.
+
+Arrival order does not decide, the events' times do (several workers take one device's events, a gateway replays
+its outbox late): the device's last event and comm state are those of its newest events; a clear older than the
+work order's last occurrence changes nothing; and the latest clear of each fault is kept (`fault_clears`), so a
+raise processed after a newer clear opens (or counts) its work order with the fault cleared at once, as had the
+clear come second. The work order stays open either way: a fault that went away may come back, a person resolves
+it.
 """
 
 from __future__ import annotations

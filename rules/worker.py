@@ -18,6 +18,14 @@ the event is redelivered to the next run.
 Time: an event stamped more than a few minutes ahead of the worker's clock (a gateway whose clock ran ahead) is taken
 as happening now, so it cannot outrank the events its device sends once its clock is right again.
 
+Several workers side by side (`Broker.share_group`, FACMON_RULES_SHARE_GROUP): the worker subscribes on an MQTT 5
+shared subscription, `$share/<group>/facmon/v1/...`, still with its persistent session and manual acks, and the
+broker gives each event to one worker of the group. Everything an event needs is in the database: its claim, its
+device's lock and the events' own times decide what it changes (rules.pipeline), so any worker can take any event,
+in any order. Mosquitto 2 goes on queueing a share of the events to a member's persistent session while it is away
+and delivers them (and those it had not acknowledged) when it returns, so a worker that dies is started again under
+its own client id. A shared subscription gets no retained messages.
+
 Each event is evaluated by the event rules (rules.engine) and applied by the handlers of rules.pipeline in one
 transaction: its fire alarms, its work orders, the site's evidence (rules.arrival) and the state rules. The periodic
 parts (SLA breaches, lifecycle export, fire checks, maintenance visits, the state rules' timer) are monitors of their

@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import NoReturn
 
 import structlog
-from sqlalchemy import Engine, or_, select, tuple_, update
+from sqlalchemy import Engine, Select, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from facmon.kernel.clock import Clock
@@ -66,26 +66,31 @@ class SlaBreach:
 BreachHandler = Callable[[SlaBreach], Awaitable[None]]
 
 
+def _breached(now: datetime) -> Select[int, str]:
+    """The clocks breached by `now` and not recorded yet, locked as read, skipping those another monitor has locked:
+    it records them, and two monitors never wait on each other's rows (nor deadlock on them taken in another order).
+    """
+    clock = WorkOrderClock
+    return (
+        select(clock.work_order_id, clock.name)
+        .where(
+            clock.breached_at.is_(None),
+            # The deadline itself still counts as in time ("on site within 20 min").
+            clock.due_at < now,
+            or_(clock.met_at.is_(None), clock.met_at > clock.due_at),
+            or_(clock.cancelled_at.is_(None), clock.cancelled_at > clock.due_at),
+        )
+        .with_for_update(skip_locked=True)
+    )
+
+
 def record_breaches(engine: Engine, now: datetime) -> list[SlaBreach]:
     """Record every clock breached by `now` and not recorded before; the breaches recorded by this call."""
     clock = WorkOrderClock
     with Session(engine) as session, session.begin():
-        # Locked as read, skipping clocks another monitor has locked: it records those, and two monitors never wait
-        # on each other's rows (nor deadlock on them taken in another order).
-        breached = (
-            select(clock.work_order_id, clock.name)
-            .where(
-                clock.breached_at.is_(None),
-                # The deadline itself still counts as in time ("on site within 20 min").
-                clock.due_at < now,
-                or_(clock.met_at.is_(None), clock.met_at > clock.due_at),
-                or_(clock.cancelled_at.is_(None), clock.cancelled_at > clock.due_at),
-            )
-            .with_for_update(skip_locked=True)
-        )
         rows = session.execute(
             update(clock)
-            .where(tuple_(clock.work_order_id, clock.name).in_(breached), clock.breached_at.is_(None))
+            .where(tuple_(clock.work_order_id, clock.name).in_(_breached(now)), clock.breached_at.is_(None))
             .values(breached_at=now)
             .returning(clock.work_order_id, clock.name, clock.milestone, clock.due_at, clock.met_at)
             .execution_options(synchronize_session=False)
