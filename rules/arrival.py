@@ -23,6 +23,11 @@ While an elevator is in inspection its faults open no work order (a technician i
 they are counted and logged as suppressed. The service mode is kept on the device's row (`device_status`), so a
 restarted worker still knows.
 
+Several workers (rules.worker): a card read and a work order's opening are events of different devices, so two
+workers may apply them at the same moment, each under its own device's lock; neither then sees the other's
+uncommitted row, and the work order is not moved on site by that read (known limit: it is by the next evidence, or
+by hand).
+
 `arrivals` and `suppressed` are pure: events, open work orders and technicians in, decisions out. The handlers
 (rules.pipeline) carry them out in the event's transaction, around `rules.store.ApplyActions` (`site_evidence`);
 `apply_with_site_evidence` runs them without the fire alarms and the state rules.

@@ -19,6 +19,10 @@ consumer's persistent session and manual acks exist so that no event is lost; pa
 each supersedes the last, so a clean session at QoS 0 is right for them, and queueing a day of readings in the
 broker for a worker that was away would be wrong. A panel heard of for the first time is also put on the single-item
 check schedule (`on_new_panel`, rules.fire_checks).
+
+Several workers side by side: with a `lease` (rules.leases) every writer hears the readings, and only the lease's
+holder saves the point table and writes figures; the others drop what they learnt (the holder heard it too). One that
+takes the lease over loads the stored table first, under what its own readings taught it, as at a start.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from facmon.kernel.topics import STATE, subscription
 from facmon.workorders.lifecycle import LifecycleSink, LifecycleSinkError
 from rules import fire_point_store as store
 from rules.fire_intact import FirePointBook, PanelSpec, intact_line, point_report, silent_after
+from rules.leases import Lease
 
 log = structlog.get_logger(__name__)
 
@@ -89,8 +94,10 @@ class FireIntactWriter:
         metrics: Counters | None = None,
         clock: Clock | None = None,
         timing: IntactTiming = IntactTiming(),
+        lease: Lease | None = None,
     ) -> None:
         self.sink = sink
+        self.lease = lease
         self.engine = engine
         self.sites = None if sites is None else tuple(sites)
         self.on_new_panel = on_new_panel
@@ -152,6 +159,8 @@ class FireIntactWriter:
     async def tick(self) -> int:
         """Keep the table, make the figures of this instant and write those due; how many were written."""
         now = self.clock.now()
+        if not await self._leading(now):
+            return 0
         if self._started is None:
             try:
                 await asyncio.to_thread(self._load, now)
@@ -169,6 +178,25 @@ class FireIntactWriter:
             await self._reload()
         self._figures(now)
         return await self.flush()
+
+    async def _leading(self, now: datetime) -> bool:
+        """Whether this writer holds the lease (or has none): else it drops what it learnt and starts afresh when it
+        takes the lease."""
+        if self.lease is None:
+            return True
+        try:
+            held = await asyncio.to_thread(self.lease.hold, now)
+        except OperationalError as exc:
+            self.metrics.inc("rules_fire_intact_db_errors")
+            log.warning("fire intact lease not renewed: no figures until it is", error=str(exc.orig))
+            held = False
+        if not held:
+            if self._started is not None:
+                log.info("fire intact figures: another worker holds the lease", holder=self.lease.holder)
+            self.book.take_pending()
+            self._started = None
+            self._written.clear()
+        return held
 
     def _load(self, now: datetime) -> None:
         if self.sites:

@@ -6,7 +6,8 @@ the composition root starts next to the worker.
   `on_breach` or reads the durable timeline);
 - with a lifecycle sink: the exporter of lifecycle points (facmon.workorders.lifecycle) to InfluxDB, and the fire
   intact rate of the sites' panels over their commissioned points (rules.fire_intact_writer), which keeps the point
-  table and puts every panel it hears of on the check schedule;
+  table and puts every panel it hears of on the check schedule (of several workers, the holder of a lease in the
+  database does: rules.leases);
 - the timers of the fire checks (rules.fire_checks), the elevator maintenance visits (rules.maintenance_visits) and
   the state rules (rules.state_store).
 """
@@ -31,6 +32,7 @@ from facmon.workorders.lifecycle import LifecycleExporter, LifecycleSink
 from rules.fire_checks import DEFAULT_PERIOD as DEFAULT_CHECK_PERIOD
 from rules.fire_checks import FireCheckMonitor, register_panel
 from rules.fire_intact_writer import FireIntactWriter, IntactTiming
+from rules.leases import Lease
 from rules.maintenance_visits import DEFAULT_CYCLE as DEFAULT_MAINTENANCE_CYCLE
 from rules.maintenance_visits import MaintenanceMonitor
 from rules.state_rules import StateRules
@@ -47,6 +49,9 @@ class Timing:
     fire_check_interval_s: float = 60.0
     maintenance_cycle: timedelta = DEFAULT_MAINTENANCE_CYCLE
     maintenance_interval_s: float = 60.0
+
+
+FIRE_INTACT_LEASE = "fire_intact"
 
 
 class Monitor:
@@ -101,6 +106,8 @@ class RulesMonitors:
                 metrics=metrics,
                 clock=clock,
                 timing=IntactTiming(tick_s=timing.tick_interval_s),
+                # One writer of the figures however many workers run; the worker's client id names the holder.
+                lease=Lease(engine, FIRE_INTACT_LEASE, broker.client_id),
             )
 
     def services(self) -> list[Monitor]:

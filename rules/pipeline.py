@@ -4,6 +4,12 @@ The transaction's first statement claims the event's id in `processed_events` (o
 at once, so a concurrent worker waits there instead of failing later). A redelivered event finds its id taken and
 changes nothing; a crash before the commit leaves nothing behind, and the redelivery does it all.
 
+Then it locks the event's device: its row in `device_status` (inserted first if the device is new), held until the
+commit, so two workers never apply events of one device at once. On PostgreSQL the second waits for the first's
+commit and then reads what it wrote; SQLite has one writer at a time anyway. With the lock, arrival order does not
+matter within a device: what an event changes is decided by the events' own times (rules.store, rules.state_engine),
+so a fault cleared on one worker before its raise is processed on another ends as it would in order.
+
 Each handler is one step of what an event means (fire alarms, work orders, the site's evidence, the state rules):
 it reads and writes in the shared session, may narrow the actions the steps after it see, and notes what it did in
 the `Outcome`. The metrics and logs of an outcome are written after the commit (`report`), so a transaction rolled
@@ -18,7 +24,7 @@ from datetime import datetime
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,7 +33,7 @@ from facmon.kernel.db import Base
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event
 from rules.engine import Action
-from rules.tables import ProcessedEvent
+from rules.tables import Comm, DeviceStatus, ProcessedEvent
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +80,18 @@ def claim(session: Session, key: str, now: datetime) -> bool:
         .returning(ProcessedEvent.id)
     )
     return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def lock_device(session: Session, event: Event) -> None:
+    """Hold the row of the event's device in `device_status` until the transaction ends (a new device's row is
+    inserted as the event's; the handlers then write it as usual)."""
+    ref = event.ref
+    key = (DeviceStatus.site == ref.site, DeviceStatus.device == ref.device)
+    new = upsert(session, DeviceStatus).values(
+        site=ref.site, device=ref.device, comm=Comm.OK.value, last_event_at=event.ts, last_event_type=event.type.value
+    )
+    session.execute(new.on_conflict_do_nothing(index_elements=[DeviceStatus.site, DeviceStatus.device]))
+    session.execute(select(DeviceStatus.site).where(*key).with_for_update())
 
 
 @dataclass
@@ -133,6 +151,7 @@ def run_handlers(
         if not claim(session, event.id if key is None else key, now):
             outcome.duplicate = True
             return outcome
+        lock_device(session, event)
         step = Step(session, event, list(actions), now, outcome)
         for handler in handlers:
             handler(step)

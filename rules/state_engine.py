@@ -51,38 +51,54 @@ class DeviceState:
     power_source: str | None = None
     comm: Comm = Comm.OK
     faults: frozenset[str] = field(default_factory=frozenset)
+    # The time of the newest event folded in.
     updated_at: datetime | None = None
+    # Per aspect ("comm", "fault:<code>", "service_mode", "power_source"), the time of the newest event that decided
+    # it (`next_state`). Not part of equality: two states that say the same of the device are equal.
+    seen: Mapping[str, datetime] = field(default_factory=dict, compare=False)
 
 
 def next_state(state: DeviceState, event: Event) -> DeviceState:
-    """`state` after `event`; an event older than what the state already knows changes nothing."""
-    if state.updated_at is not None and event.ts < state.updated_at:
+    """`state` after `event`. Each aspect of a device's state (its comm, each of its faults, its service mode, its
+    power source) is decided by the newest event about it, whatever order the events come in: an event older than
+    what the state knows of an aspect changes nothing of that aspect (a late replay, or an event another worker took
+    and applied after a newer one), and still changes the aspects it is the newest news of. A fault or status event
+    says the device answers, but loses a tie with a comm event of the same time."""
+    new = replace(state, updated_at=event.ts if state.updated_at is None else max(state.updated_at, event.ts))
+    if event.type in (EventType.COMM_LOST, EventType.COMM_RESTORED):
+        return _aspect(new, "comm", event.ts, comm=Comm.LOST if event.type is EventType.COMM_LOST else Comm.OK)
+    if event.type not in (EventType.FAULT_RAISED, EventType.FAULT_CLEARED, EventType.STATUS):
+        return new
+    new = _aspect(new, "comm", event.ts, strict=True, comm=Comm.OK)
+    if event.type is EventType.STATUS:
+        return _status(new, event)
+    if not event.code or event.point is not None:
+        return new
+    raised = event.type is EventType.FAULT_RAISED
+    faults = new.faults | {event.code} if raised else new.faults - {event.code}
+    return _aspect(new, f"fault:{event.code}", event.ts, faults=faults)
+
+
+def _aspect(state: DeviceState, aspect: str, at: datetime, *, strict: bool = False, **changes: object) -> DeviceState:
+    """`state` with `changes` made by news of `aspect` at `at`, unless it knows newer news of it (or as new, with
+    `strict`)."""
+    last = state.seen.get(aspect)
+    if last is not None and (at < last or (strict and at == last)):
         return state
-    new = replace(state, updated_at=event.ts)
-    match event.type:
-        case EventType.COMM_LOST:
-            return replace(new, comm=Comm.LOST)
-        case EventType.COMM_RESTORED:
-            return replace(new, comm=Comm.OK)
-        case EventType.FAULT_RAISED if event.code and event.point is None:
-            return replace(new, comm=Comm.OK, faults=state.faults | {event.code})
-        case EventType.FAULT_CLEARED if event.code and event.point is None:
-            return replace(new, comm=Comm.OK, faults=state.faults - {event.code})
-        case EventType.STATUS:
-            return _status(replace(new, comm=Comm.OK), event)
-    return new
+    return replace(state, seen={**state.seen, aspect: at}, **changes)  # type: ignore[arg-type]
 
 
 def _status(state: DeviceState, event: Event) -> DeviceState:
     point, value = event.data.get("status_point"), event.data.get("status_value")
+    at = event.ts
     if point == "service_mode" and value is not None:
-        return replace(state, service_mode=str(value))
+        return _aspect(state, "service_mode", at, service_mode=str(value))
     if point == "power_source" and value is not None:
-        return replace(state, power_source=str(value))
+        return _aspect(state, "power_source", at, power_source=str(value))
     if event.code == "41":
-        return replace(state, power_source="backup")
+        return _aspect(state, "power_source", at, power_source="backup")
     if event.code in _SERVICE_BY_CODE:
-        return replace(state, service_mode=_SERVICE_BY_CODE[event.code])
+        return _aspect(state, "service_mode", at, service_mode=_SERVICE_BY_CODE[event.code])
     return state
 
 

@@ -7,8 +7,13 @@
 once, across restarts and workers), and window openings since the last tick (`rule_watermarks`) are checked for
 conditions already true. A worker that was down over a hold's due time fires it on its first tick.
 
-Known limit: two workers on PostgreSQL that change devices of the same building at the same moment read the
-building's states without a lock; the device rows themselves are written by one upsert each.
+Several workers: an event's transaction holds its device's lock (rules.pipeline), and folding it locks the stored
+states of the device's building (in the order of their devices, so two folds never deadlock), since the state
+rules decide on the whole building: two workers changing devices of one building at the same moment take turns, the
+second deciding on what the first wrote. Each aspect of a state is decided by the newest event about it
+(`next_state`), so the order the workers apply a device's events in does not change the state they leave. Known
+limit: a device's first event creates its row, so the first events of two new devices of one building, applied at
+the same moment, do not see each other.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import NoReturn
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from facmon.estate.site import Site
@@ -77,13 +82,27 @@ def _state(row: DeviceStateRow) -> DeviceState:
         comm=Comm(row.comm),
         faults=frozenset(row.faults),
         updated_at=row.updated_at,
+        seen=_seen(row),
     )
 
 
-def _building(session: Session, site: str, building: str) -> dict[str, DeviceState]:
-    rows = session.execute(
-        select(DeviceStateRow).where(DeviceStateRow.site == site, DeviceStateRow.building == building)
-    ).scalars()
+def _seen(row: DeviceStateRow) -> dict[str, datetime]:
+    """The times of the row's aspects; a row stored before they were kept knows its latest event's time only, which
+    then stands for each aspect it holds."""
+    if row.seen:
+        return {aspect: datetime.fromisoformat(at) for aspect, at in row.seen.items()}
+    if row.updated_at is None:
+        return {}
+    aspects = ["comm", "service_mode", "power_source", *(f"fault:{code}" for code in row.faults)]
+    return dict.fromkeys(aspects, row.updated_at)
+
+
+def _building(session: Session, site: str, building: str, *, lock: bool = False) -> dict[str, DeviceState]:
+    """The stored states of a building's devices; with `lock`, held until the transaction ends."""
+    query = select(DeviceStateRow).where(DeviceStateRow.site == site, DeviceStateRow.building == building)
+    if lock:
+        query = query.order_by(DeviceStateRow.device).with_for_update()
+    rows = session.execute(query).scalars()
     return {row.device: _state(row) for row in rows}
 
 
@@ -97,6 +116,7 @@ def _save(session: Session, state: DeviceState) -> None:
         "comm": state.comm.value,
         "faults": sorted(state.faults),
         "updated_at": state.updated_at,
+        "seen": {aspect: at.isoformat() for aspect, at in sorted(state.seen.items())},
     }
     stmt = upsert(session, DeviceStateRow).values(site=state.site, device=state.device, **values)
     session.execute(stmt.on_conflict_do_update(index_elements=["site", "device"], set_=values))
@@ -170,11 +190,11 @@ def _fold(session: Session, event: Event, rules: StateRules, sites: Mapping[str,
     """Fold `event` into its device's state and carry out what the state rules make of the change."""
     result = StateResult(opened=[], recurred=[])
     ref = event.ref
-    before = _building(session, ref.site, ref.building)
+    before = _building(session, ref.site, ref.building, lock=True)
     known = before.get(ref.device) or DeviceState(ref.site, ref.building, ref.device, ref.kind.value)
     current = replace(known, role=_role(sites, ref))
     after_state = next_state(current, event)
-    if after_state == known:
+    if after_state == known and after_state.seen == known.seen:
         return result
     _save(session, after_state)
     after = {**before, ref.device: after_state}
@@ -228,9 +248,13 @@ def _group_open(session: Session, site: str, building: str, fault: str) -> bool:
 
 
 def _fire_due_holds(session: Session, rules: StateRules, now: datetime, result: StateResult) -> None:
+    # Locked as read, skipping holds another worker's tick has locked (it fires them): no two ticks wait on each
+    # other, and the DELETE makes each hold fire once.
+    key = (RuleHold.site, RuleHold.device, RuleHold.rule_id)
+    locked = select(*key).where(RuleHold.due_at <= now).with_for_update(skip_locked=True)
     due = session.execute(
         delete(RuleHold)
-        .where(RuleHold.due_at <= now)
+        .where(tuple_(*key).in_(locked))
         .returning(RuleHold.site, RuleHold.device, RuleHold.rule_id, RuleHold.building, RuleHold.detected_at)
     ).all()
     for site, device, rule_id, building_id, detected_at in sorted(due, key=lambda r: (r.detected_at, r.device)):
@@ -251,8 +275,10 @@ def _check_windows(
 ) -> None:
     last = session.get(RuleWatermark, WINDOWS_WATERMARK)
     if last is None:
-        # First tick on this database: nothing to catch up on; from now on every opening is seen.
-        session.add(RuleWatermark(name=WINDOWS_WATERMARK, at=now))
+        # First tick on this database: nothing to catch up on; from now on every opening is seen. Of several
+        # workers' first ticks, one inserts it; the others change nothing (a plain INSERT would fail their tick).
+        first = upsert(session, RuleWatermark).values(name=WINDOWS_WATERMARK, at=now)
+        session.execute(first.on_conflict_do_nothing(index_elements=[RuleWatermark.name]))
         return
     after = last.at
     if now <= after:

@@ -11,6 +11,13 @@ A work order opens with its SLA clocks (the deadlines of its profile) and, when 
 order before (resolved, closed or cancelled), a link to the latest one (`previous_id`); arrival evidence kept from
 before the opening (rules.evidence) moves it on site at once.
 Status transitions and follow-ups are in `facmon.workorders.workflow`.
+
+Arrival order does not decide, the events' times do (several workers take one device's events, a gateway replays
+its outbox late): the device's last event and comm state are those of its newest events; a clear older than the
+work order's last occurrence changes nothing; and the latest clear of each fault is kept (`fault_clears`), so a
+raise processed after a newer clear opens (or counts) its work order with the fault cleared at once, as had the
+clear come second. The work order stays open either way: a fault that went away may come back, a person resolves
+it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select, text, update
+from sqlalchemy import ColumnElement, Engine, case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,7 +45,7 @@ from facmon.workorders.tables import (
 from rules.engine import Action, FaultCleared, OpenWorkOrder, SetComm
 from rules.evidence import apply_kept
 from rules.pipeline import Outcome, Step, run_handlers, upsert
-from rules.tables import Comm, DeviceStatus
+from rules.tables import Comm, DeviceStatus, FaultClear
 
 _OPEN_FAULT_KEY = (WorkOrder.site, WorkOrder.device, WorkOrder.fault)
 
@@ -79,21 +86,20 @@ def _touch_device(session: Session, event: Event, comm: Comm | None) -> None:
         last_event_type=event.type.value,
         comm_since=None if comm is None else event.ts,
     )
+    new = stmt.excluded
+    # An event replayed late (gateway outbox after an outage, or taken by another worker and applied after a newer
+    # one) must not overwrite what a newer one said: the last event is the newest event, the comm state that of the
+    # newest comm event, each decided by the events' times.
+    newer = DeviceStatus.last_event_at <= new.last_event_at
     changes: dict[str, Any] = {
-        "last_event_at": stmt.excluded.last_event_at,
-        "last_event_type": stmt.excluded.last_event_type,
+        "last_event_at": case((newer, new.last_event_at), else_=DeviceStatus.last_event_at),
+        "last_event_type": case((newer, new.last_event_type), else_=DeviceStatus.last_event_type),
     }
     if comm is not None:
-        changes["comm"] = stmt.excluded.comm
-        changes["comm_since"] = stmt.excluded.comm_since
-    # An event replayed late (gateway outbox after an outage) must not overwrite what a newer one said.
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[DeviceStatus.site, DeviceStatus.device],
-            set_=changes,
-            where=DeviceStatus.last_event_at <= stmt.excluded.last_event_at,
-        )
-    )
+        newer_comm = or_(DeviceStatus.comm_since.is_(None), DeviceStatus.comm_since <= new.comm_since)
+        changes["comm"] = case((newer_comm, new.comm), else_=DeviceStatus.comm)
+        changes["comm_since"] = case((newer_comm, new.comm_since), else_=DeviceStatus.comm_since)
+    session.execute(stmt.on_conflict_do_update(index_elements=[DeviceStatus.site, DeviceStatus.device], set_=changes))
 
 
 def _new_row(session: Session, action: OpenWorkOrder, now: datetime) -> sqlite.Insert | postgresql.Insert:
@@ -139,8 +145,12 @@ def _recur_on_conflict(stmt: sqlite.Insert | postgresql.Insert, now: datetime) -
         set_={
             "occurrences": WorkOrder.occurrences + 1,
             "last_occurrence_at": latest,
-            # The fault is active again; the earlier clear stays in the timeline.
-            "fault_cleared_at": None,
+            # The fault is active again (the earlier clear stays in the timeline), unless this raise is older than
+            # that clear: then it was processed late (another worker's, out of order) and the fault stays cleared.
+            "fault_cleared_at": case(
+                (WorkOrder.fault_cleared_at > stmt.excluded.last_occurrence_at, WorkOrder.fault_cleared_at),
+                else_=None,
+            ),
             "updated_at": now,
         },
     )
@@ -150,8 +160,10 @@ def open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: da
     """Open the work order `action` asks for, or count one more occurrence of the open one; (its id, True if newly
     opened). The opening brings its SLA clocks; either way the timeline says so."""
     stmt = _recur_on_conflict(_new_row(session, action, now), now)
-    returning = stmt.returning(WorkOrder.id, WorkOrder.occurrences, WorkOrder.status, WorkOrder.previous_id)
-    work_order_id, occurrences, status, previous_id = session.execute(returning).one()
+    returning = stmt.returning(
+        WorkOrder.id, WorkOrder.occurrences, WorkOrder.status, WorkOrder.previous_id, WorkOrder.last_occurrence_at
+    )
+    work_order_id, occurrences, status, previous_id, last_occurrence = session.execute(returning).one()
     # A fresh row starts at 1 and every conflict adds 1, so this tells the two apart on both backends.
     opened = occurrences == 1
     detail = _event_detail(event, action.rule_id)
@@ -182,19 +194,64 @@ def open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: da
         # A technician's card read or an inspection kept from before the opening, at or after the detection.
         place = {"site": action.site, "device": action.device, "kind": action.kind}
         apply_kept(session, work_order_id, **place, detected_at=action.detected_at, now=now)
+    _cleared_before(session, action, event, work_order_id, last_occurrence, now)
     return work_order_id, opened
 
 
+def _cleared_before(
+    session: Session, action: OpenWorkOrder, event: Event, work_order_id: int, last_occurrence: datetime, now: datetime
+) -> None:
+    """The fault's clear processed before this raise but newer than every occurrence of the work order (the events
+    reached two workers, the clear's finished first): recorded on the work order now, as the clear would have done
+    had it come after the raise. Arrival order does not decide, the events' times do."""
+    cleared_at = session.execute(
+        select(FaultClear.cleared_at).where(
+            FaultClear.site == action.site, FaultClear.device == action.device, FaultClear.fault == action.fault
+        )
+    ).scalar_one_or_none()
+    if cleared_at is None or cleared_at < last_occurrence:
+        return
+    cleared = FaultCleared(action.rule_id, action.site, action.device, action.fault, cleared_at)
+    _mark_cleared(session, cleared, event, now, [WorkOrder.id == work_order_id])
+
+
+def _remember_clear(session: Session, action: FaultCleared) -> None:
+    """Keep the latest clear of the fault, for a raise older than it that is processed after it."""
+    stmt = upsert(session, FaultClear).values(
+        site=action.site, device=action.device, fault=action.fault, cleared_at=action.cleared_at
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[FaultClear.site, FaultClear.device, FaultClear.fault],
+            set_={"cleared_at": stmt.excluded.cleared_at},
+            where=FaultClear.cleared_at < stmt.excluded.cleared_at,
+        )
+    )
+
+
 def _fault_cleared(session: Session, action: FaultCleared, event: Event, now: datetime) -> list[int]:
+    _remember_clear(session, action)
+    where = [
+        WorkOrder.site == action.site,
+        WorkOrder.device == action.device,
+        WorkOrder.fault == action.fault,
+        WorkOrder.status.not_in([s.value for s in TERMINAL_STATUSES]),
+    ]
+    return _mark_cleared(session, action, event, now, where)
+
+
+def _mark_cleared(
+    session: Session, action: FaultCleared, event: Event, now: datetime, where: Sequence[ColumnElement[bool]]
+) -> list[int]:
+    """Record the clear on the work orders `where` selects whose last occurrence it does not predate."""
     stmt = (
         update(WorkOrder)
         .where(
-            WorkOrder.site == action.site,
-            WorkOrder.device == action.device,
-            WorkOrder.fault == action.fault,
-            WorkOrder.status.not_in([s.value for s in TERMINAL_STATUSES]),
+            *where,
             # A clear that arrives after a newer raise (late replay) would claim an active fault is gone.
             WorkOrder.last_occurrence_at <= action.cleared_at,
+            # Nor does an older clear undo a newer one's time.
+            or_(WorkOrder.fault_cleared_at.is_(None), WorkOrder.fault_cleared_at < action.cleared_at),
         )
         .values(fault_cleared_at=action.cleared_at, updated_at=now)
         .returning(WorkOrder.id, WorkOrder.status)

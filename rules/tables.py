@@ -1,5 +1,6 @@
 """The rules worker's own tables: events already processed, each device's status and state, state-rule holds and
-watermarks, fire alarms, the single-item checks of fire systems and the fire panels' commissioned points."""
+watermarks, the latest clear of each fault, fire alarms, the single-item checks of fire systems, the fire panels'
+commissioned points and the leases of tasks one worker of many does."""
 
 from __future__ import annotations
 
@@ -156,6 +157,9 @@ class DeviceStateRow(Base):
     # The codes of the device's own faults that are raised and not cleared (points of many-point devices are not).
     faults: Mapped[list[str]] = mapped_column(JSON)
     updated_at: Mapped[datetime | None]
+    # Per aspect of the state ("comm", "fault:<code>", "service_mode", "power_source"), the ISO time of the newest
+    # event that decided it (rules.state_engine.next_state); NULL in rows stored before it was kept.
+    seen: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class RuleHold(Base):
@@ -183,6 +187,30 @@ class RuleWatermark(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[datetime]
+
+
+class FaultClear(Base):
+    """The latest clear of each fault of a device, kept for a raise that is processed after it but happened before
+    it (two workers took the device's events and the clear's finished first): the work order that raise opens
+    records the fault as cleared at once, as it would had the events come in order (rules.store)."""
+
+    __tablename__ = "fault_clears"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fault: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cleared_at: Mapped[datetime]
+
+
+class Lease(Base):
+    """A task one process of many does at a time (the fire intact figures): held by `holder` until `expires_at`,
+    renewed by it while it lives, taken over by another once it has run out (rules.leases)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
 
 
 class FirePointSource(StrEnum):

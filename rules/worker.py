@@ -18,6 +18,14 @@ the event is redelivered to the next run.
 Time: an event stamped more than a few minutes ahead of the worker's clock (a gateway whose clock ran ahead) is taken
 as happening now, so it cannot outrank the events its device sends once its clock is right again.
 
+Several workers side by side (`Broker.share_group`, FACMON_RULES_SHARE_GROUP): the worker subscribes on an MQTT 5
+shared subscription, `$share/<group>/facmon/v1/...`, still with its persistent session and manual acks, and the
+broker gives each event to one worker of the group. Everything an event needs is in the database: its claim, its
+device's lock and the events' own times decide what it changes (rules.pipeline), so any worker can take any event,
+in any order. Mosquitto 2 goes on queueing a share of the events to a member's persistent session while it is away
+and delivers them (and those it had not acknowledged) when it returns, so a worker that dies is started again under
+its own client id. A shared subscription gets no retained messages.
+
 Each event is evaluated by the event rules (rules.engine) and applied by the handlers of rules.pipeline in one
 transaction: its fire alarms, its work orders, the site's evidence (rules.arrival) and the state rules. The periodic
 parts (SLA breaches, lifecycle export, fire checks, maintenance visits, the state rules' timer) are monitors of their
@@ -113,13 +121,28 @@ class Broker:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     tls: MqttTls | None = None
+    # Several workers side by side: the MQTT 5 shared subscription group they take the events in (each event to one
+    # of them); None: one worker, a plain subscription.
+    share_group: str | None = None
 
     def mqtt(self, *, suffix: str = "", clean: bool = True) -> MqttSettings:
-        """The client settings of one of the worker's connections (`suffix` tells its client id apart)."""
+        """The client settings of one of the worker's connections (`suffix` tells its client id apart); MQTT 5 when
+        the worker is one of a share group."""
         identity = self.client_id + suffix
+        protocol = aiomqtt.ProtocolVersion.V5 if self.share_group else aiomqtt.ProtocolVersion.V311
         return MqttSettings(
-            self.host, self.port, username=self.username, password=self.password, client_id=identity, clean=clean
+            self.host,
+            self.port,
+            username=self.username,
+            password=self.password,
+            client_id=identity,
+            clean=clean,
+            protocol=protocol,
         ).with_tls(self.tls)
+
+    def shared(self, topic: str) -> str:
+        """`topic` as the worker subscribes to it: `$share/<group>/<topic>` in a share group, else itself."""
+        return f"$share/{self.share_group}/{topic}" if self.share_group else topic
 
 
 class RulesWorker:
@@ -156,7 +179,8 @@ class RulesWorker:
         self.sites: dict[str, Site] = {s.id: s for s in sites or ()}
         # The events of its sites only, when it has site files; the broker keeps each device's last comm event
         # (retained), and a worker learns those of its own sites when it subscribes.
-        self.topics = [subscription(site, leaf=EVENT) for site in self.sites] or [EVENT_TOPICS]
+        topics = [subscription(site, leaf=EVENT) for site in self.sites] or [EVENT_TOPICS]
+        self.topics = [broker.shared(topic) for topic in topics]
         self.state_rules = load_state_rules() if state_rules is None else state_rules
         self.handlers = self._handlers(min_inspection, evidence_window)
         # Why the last event could not be applied to the database; None once one was (the worker's health).

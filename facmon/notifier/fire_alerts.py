@@ -1,7 +1,9 @@
 """Fire alarms: every one not alerted yet goes to the on-call fire technician, the supervisor and the manager at once.
 
 A fire alarm is not a work order (rules.fire) and never waits: no grouping, digest or maintenance window applies.
-Queued with the alarm marked alerted in one transaction, so a restart sends nothing twice.
+Queued with the alarm marked alerted in one transaction, so a restart sends nothing twice; the alarms are read
+locked, skipping those another dispatcher has locked (PostgreSQL's `FOR UPDATE SKIP LOCKED`), so two dispatchers do
+not both queue one.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def alert_fire_alarms(
 ) -> int:
     """Queue the messages of every fire alarm not alerted yet; the number of alarms."""
     with Session(engine) as session, session.begin():
-        alarms = list(session.scalars(select(FireAlarm).where(FireAlarm.alerted_at.is_(None))))
+        alarms = list(
+            session.scalars(select(FireAlarm).where(FireAlarm.alerted_at.is_(None)).with_for_update(skip_locked=True))
+        )
         for alarm in alarms:
             # One message per person, even when the on-call technician is also the supervisor.
             unique: dict[str, Target] = {}

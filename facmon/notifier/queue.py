@@ -7,8 +7,14 @@ or given up when the channel says retrying cannot help. A channel that is down k
 database, until it is back; a restart picks them up where they were. A row cancelled while queued (the breach it
 escalated was withdrawn, facmon.notifier.withdrawn) is not sent.
 
+Several senders side by side (two notifiers over one database): a sender claims the rows it takes, in the
+transaction that reads them, by moving their next attempt past its send timeout (`claim_s`); on PostgreSQL the read
+locks them and skips rows another sender has locked (`FOR UPDATE SKIP LOCKED`), on SQLite the one writer at a time
+does the same. So no row is sent by two senders at once.
+
 At least once: a crash between a channel accepting a message and the row being marked delivers it again, under the
-same Notification.key, so a receiver can drop the duplicate.
+same Notification.key, so a receiver can drop the duplicate; a row claimed by a sender that died is due again when
+its claim runs out.
 """
 
 from __future__ import annotations
@@ -93,7 +99,13 @@ class Sender:
         # Why the last pass failed; None once one succeeded (the notifier's health).
         self.last_error: str | None = None
 
+    @property
+    def claim_s(self) -> float:
+        """How long a row taken by this sender stays its own: a send and the recording of its outcome."""
+        return self.send_timeout_s + 5.0
+
     def _due(self, now: datetime) -> list[Delivery]:
+        """The rows due at `now`, claimed for this sender (see the module's docstring)."""
         query = (
             select(Delivery)
             .where(
@@ -104,9 +116,18 @@ class Sender:
             )
             .order_by(Delivery.next_attempt_at, Delivery.id)
             .limit(self.batch)
+            .with_for_update(skip_locked=True)
         )
-        with Session(self.engine, expire_on_commit=False) as session:
-            return list(session.execute(query).scalars())
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            rows = list(session.execute(query).scalars())
+            if rows:
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_([row.id for row in rows]))
+                    .values(next_attempt_at=now + timedelta(seconds=self.claim_s))
+                    .execution_options(synchronize_session=False)
+                )
+            return rows
 
     def _record(self, row: Delivery, values: dict[str, Any]) -> None:
         with Session(self.engine) as session, session.begin():

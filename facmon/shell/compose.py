@@ -299,6 +299,7 @@ class Composer:
             username=login.username,
             password=login.password,
             tls=login.tls_settings,
+            share_group=self.settings.rules_share_group or None,
         )
         rules = load_state_rules() if state_rules is None else state_rules
         engine = self.engine()

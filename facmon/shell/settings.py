@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     # service misses while away under that name, so it must stay the same across restarts and differ between two
     # processes of one service. Default: none, for one of each.
     instance: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
+    # Several rules workers side by side: the MQTT 5 shared subscription group they all name (each event goes to one
+    # of them, `$share/<group>/facmon/v1/...`), each worker with an instance of its own. Default: none, one worker on
+    # a plain subscription. A group of the rules workers' own: a group the historians also named would split the
+    # events between the two services.
+    rules_share_group: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
     # The gateway keeps what the broker acknowledged this long more and sends it again after a reconnect: a broker
     # that crashed may have lost it before delivering or saving it (gateway/outbox.py). 0 turns it off.
     outbox_replay_window_s: float = Field(default=60.0, ge=0.0, le=3600.0)

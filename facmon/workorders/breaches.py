@@ -4,7 +4,9 @@ Every tick (the rules worker runs one a second) asks the database for clocks who
 not met in time, and whose breach is not recorded yet, and records them, all in one UPDATE ... RETURNING:
 
 - `breached_at IS NULL` in that UPDATE is what makes a breach happen once. A monitor thrown away and started again,
-  or two monitors over the same database, find the clock already marked; nothing in memory is trusted with it.
+  or two monitors over the same database, find the clock already marked; nothing in memory is trusted with it. The
+  clocks are read locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so of two monitors ticking at once each records
+  the breaches the other has not locked, and neither waits for the other.
 - The deadlines are stored with the work orders, so a restart loses no clock and a breach that fell due while no
   monitor ran is recorded by the first tick after (its `breached_at` says when it was noticed, `due_at` when due).
 - A clock met late while no monitor ran is still recorded as breached; one whose work order was cancelled before
@@ -31,7 +33,7 @@ from datetime import datetime
 from typing import NoReturn
 
 import structlog
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, Select, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from facmon.kernel.clock import Clock
@@ -64,19 +66,31 @@ class SlaBreach:
 BreachHandler = Callable[[SlaBreach], Awaitable[None]]
 
 
+def _breached(now: datetime) -> Select[int, str]:
+    """The clocks breached by `now` and not recorded yet, locked as read, skipping those another monitor has locked:
+    it records them, and two monitors never wait on each other's rows (nor deadlock on them taken in another order).
+    """
+    clock = WorkOrderClock
+    return (
+        select(clock.work_order_id, clock.name)
+        .where(
+            clock.breached_at.is_(None),
+            # The deadline itself still counts as in time ("on site within 20 min").
+            clock.due_at < now,
+            or_(clock.met_at.is_(None), clock.met_at > clock.due_at),
+            or_(clock.cancelled_at.is_(None), clock.cancelled_at > clock.due_at),
+        )
+        .with_for_update(skip_locked=True)
+    )
+
+
 def record_breaches(engine: Engine, now: datetime) -> list[SlaBreach]:
     """Record every clock breached by `now` and not recorded before; the breaches recorded by this call."""
     clock = WorkOrderClock
     with Session(engine) as session, session.begin():
         rows = session.execute(
             update(clock)
-            .where(
-                clock.breached_at.is_(None),
-                # The deadline itself still counts as in time ("on site within 20 min").
-                clock.due_at < now,
-                or_(clock.met_at.is_(None), clock.met_at > clock.due_at),
-                or_(clock.cancelled_at.is_(None), clock.cancelled_at > clock.due_at),
-            )
+            .where(tuple_(clock.work_order_id, clock.name).in_(_breached(now)), clock.breached_at.is_(None))
             .values(breached_at=now)
             .returning(clock.work_order_id, clock.name, clock.milestone, clock.due_at, clock.met_at)
             .execution_options(synchronize_session=False)

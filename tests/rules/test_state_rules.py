@@ -67,8 +67,13 @@ def test_state_follows_status_comm_and_fault_events() -> None:
     assert (state.service_mode, state.power_source, state.faults) == ("inspection", "backup", {"2"})
     state = next_state(state, Event(ref=elevator(), ts=t, type=EventType.COMM_LOST))
     assert state.comm is Comm.LOST
-    # A late replay of an older event changes nothing.
-    assert next_state(state, status("service_mode", "normal", "40", ts=OFF_PEAK)) == state
+    # An event older than what the state knows of its aspect changes nothing (a late replay, or one another worker
+    # applied after a newer one) ...
+    assert next_state(state, status("service_mode", "normal", "40", ts=OFF_PEAK - timedelta(seconds=1))) == state
+    # ... and one that is the newest news of its aspect changes it, however new the rest of the state is.
+    older_fault = Event(ref=elevator(), ts=OFF_PEAK, type=EventType.FAULT_RAISED, code="7")
+    assert next_state(state, older_fault).faults == {"2", "7"}
+    assert next_state(state, older_fault).comm is Comm.LOST
     later = t + timedelta(seconds=1)
     state = next_state(state, Event(ref=elevator(), ts=later, type=EventType.FAULT_CLEARED, code="2"))
     assert (state.faults, state.comm, state.updated_at) == (frozenset(), Comm.OK, later)
