@@ -40,7 +40,7 @@ import structlog
 
 from facmon.historian.buffer import LineBuffer
 from facmon.historian.dead_letters import REASON_MAX_CHARS, dead_letter_record, safe_text
-from facmon.historian.lines import DeclaredFields, to_line
+from facmon.historian.lines import DeclaredFields, Unstorable, to_line
 from facmon.historian.writer import InfluxWriter
 from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.batches import batch_of, decode_batch
@@ -273,7 +273,11 @@ class Historian:
             if screened.message is None:
                 return None
             message = screened.message
-        line = to_line(message)
+        try:
+            line = to_line(message)
+        except Unstorable as exc:
+            letters.append(self._reject(topic, raw(), "unstorable", str(exc)))
+            return None
         if line is None:
             letters.append(self._reject(topic, raw(), "no_fields", "reading has no value InfluxDB can store"))
         return line
