@@ -74,6 +74,8 @@ def reading_line(reading: Reading) -> str | None:
 # and sorting its tags for each took a third of a line's time. Bounded (emptied when full).
 _SERIES: dict[tuple[object, ...], str] = {}
 _SERIES_MAX = 100_000
+# Field keys, escaped: a driver's few names, over and over. Bounded the same way.
+_FIELD_KEYS: dict[str, str] = {}
 
 
 def _reading_series(ref: DeviceRef, point: str | None) -> str:
@@ -153,7 +155,13 @@ def encode_fields(series: str, fields: Mapping[str, Value], ts_ns: int) -> str |
             text = f'"{field.translate(_ESCAPE_STRING)}"'
         if not key:
             raise Unstorable("a field with an empty name cannot be written in line protocol")
-        parts.append(f"{',' if len(parts) > 1 else ' '}{_name(key, 'field key')}={text}")
+        name = _FIELD_KEYS.get(key)
+        if name is None:
+            name = _name(key, "field key")
+            if len(_FIELD_KEYS) >= _SERIES_MAX:
+                _FIELD_KEYS.clear()
+            _FIELD_KEYS[key] = name
+        parts.append(f"{',' if len(parts) > 1 else ' '}{name}={text}")
     if len(parts) == 1:
         return None
     parts.append(f" {ts_ns}")
@@ -193,6 +201,8 @@ class DeclaredFields:
         known = self.devices.get((ref.site, ref.device))
         if known is None:
             return f"device {ref.device!r} of site {ref.site!r} is in no site file"
+        if ref.building == known.building and ref.kind.value == known.kind and ref.model == known.model:
+            return None  # the usual case, without building the tuples below
         for name, have, want in (
             ("building", ref.building, known.building),
             ("kind", ref.kind.value, known.kind),
@@ -206,6 +216,8 @@ class DeclaredFields:
         """The reading's fields its device's driver does not declare (call `refusal` first)."""
         known = self.devices[(reading.ref.site, reading.ref.device)]
         allowed = known.fields if reading.point is None else known.point_fields
+        if allowed.issuperset(reading.values):
+            return []
         return sorted(name for name in reading.values if name not in allowed)
 
     def screen(self, message: Reading | Event) -> Screened:
