@@ -4,6 +4,13 @@ MQTT side: a persistent session (fixed client id, clean_session=False, QoS 1), s
 broker queues what it misses. A fresh client per connection: messages one connection delivered but we had not
 stored were never acknowledged, so the broker delivers them again.
 
+Several historians side by side (`share_group`, FACMON_HISTORIAN_SHARE_GROUP): each subscribes over MQTT 5 on a
+shared subscription, `$share/<group>/facmon/v1/...`, still with its own persistent session (its own client id) and
+manual acks, and the broker gives each message to one member of the group. Mosquitto 2.0.11 keeps queueing a
+member's share while it is away with its persistent session (that session stays a member), and a message the member
+received but did not acknowledge is delivered again to that session when it comes back, not to another member:
+a historian that dies must be started again under the same instance, or its share waits at the broker.
+
 In between: each payload is decoded; what does not decode (or is about another topic than the one it came on) is
 logged, counted as `historian_rejected{reason}` and republished to the dead-letter topic with the reason. The rest
 becomes line protocol in the durable buffer.
@@ -33,7 +40,7 @@ import structlog
 
 from facmon.historian.buffer import LineBuffer
 from facmon.historian.dead_letters import REASON_MAX_CHARS, dead_letter_record, safe_text
-from facmon.historian.lines import DeclaredFields, to_line
+from facmon.historian.lines import DeclaredFields, Unstorable, to_line
 from facmon.historian.writer import InfluxWriter
 from facmon.kernel.backoff import backoff_delays
 from facmon.kernel.batches import batch_of, decode_batch
@@ -50,6 +57,7 @@ log = structlog.get_logger(__name__)
 # Messages, and lines, handed to the buffer in one transaction at most (a commit per message would cap the
 # throughput; a bigger burst would hold up the event loop).
 _APPEND_BATCH = 5000
+LEAVES = (STATE, EVENT)
 
 
 class Historian:
@@ -65,19 +73,25 @@ class Historian:
         state_dir: Path,
         metrics: Counters,
         site: str = "+",
-        batch_size: int = 5000,
+        share_group: str | None = None,
         flush_interval_s: float = 1.0,
         backoff_max_s: float = 30.0,
         clock: Clock | None = None,
         declared: DeclaredFields | None = None,
     ) -> None:
         """`mqtt` needs a fixed client id: the broker keeps the historian's persistent session under it. `declared`:
-        the site files' devices and their drivers' fields, the only ones stored (None: everything, for tests)."""
+        the site files' devices and their drivers' fields, the only ones stored (None: everything, for tests).
+        `share_group`: the MQTT 5 shared subscription group of the historians side by side (None: a plain
+        subscription, MQTT as `mqtt` says)."""
         if mqtt.client_id is None:
             raise ValueError("the historian needs a fixed MQTT client id (its persistent session)")
         # A persistent session; and our PUBACKs must not wait for Nagle's algorithm: the broker keeps only a small
         # window of QoS 1 messages in flight to us, and every delayed PUBACK stalls it.
         self.mqtt = replace(mqtt, clean=False, tcp_nodelay=True)
+        if share_group:
+            # Shared subscriptions are MQTT 5's.
+            self.mqtt = replace(self.mqtt, protocol=aiomqtt.ProtocolVersion.V5)
+        self.share_group = share_group or None
         self.client_id = mqtt.client_id
         self.site = site
         self.declared = declared
@@ -90,7 +104,6 @@ class Historian:
             influx,
             buffer=self.buffer,
             metrics=metrics,
-            batch_size=batch_size,
             flush_interval_s=flush_interval_s,
             backoff_max_s=backoff_max_s,
             clock=self._clock,
@@ -134,12 +147,16 @@ class Historian:
             client = mqtt_client(self.mqtt, manual_ack=True)
             try:
                 async with client:
-                    await client.subscribe(
-                        [(subscription(self.site, leaf=STATE), 1), (subscription(self.site, leaf=EVENT), 1)]
-                    )
+                    await client.subscribe([(self._shared(subscription(self.site, leaf=leaf)), 1) for leaf in LEAVES])
                     self.subscribed.set()
                     delays = backoff_delays(min(0.1, self.backoff_max_s), self.backoff_max_s, self._rng)
-                    log.info("subscribed", host=self.mqtt.host, port=self.mqtt.port, client_id=self.client_id)
+                    log.info(
+                        "subscribed",
+                        host=self.mqtt.host,
+                        port=self.mqtt.port,
+                        client_id=self.client_id,
+                        share_group=self.share_group,
+                    )
                     await self._publish_dead_letters(client)
                     await self._ingest(client)
             except aiomqtt.MqttError as exc:
@@ -148,6 +165,10 @@ class Historian:
                 delay = next(delays)
                 log.warning("broker unreachable, retrying", error=str(exc), retry_in_s=round(delay, 2))
                 await asyncio.sleep(delay)
+
+    def _shared(self, topic: str) -> str:
+        """`topic` as the historian subscribes to it: `$share/<group>/<topic>` in a share group, else itself."""
+        return f"$share/{self.share_group}/{topic}" if self.share_group else topic
 
     async def _ingest(self, client: MqttClient) -> None:
         """Store what arrives, then acknowledge it: a message is acked only once its lines (or its dead letters) are
@@ -252,7 +273,11 @@ class Historian:
             if screened.message is None:
                 return None
             message = screened.message
-        line = to_line(message)
+        try:
+            line = to_line(message)
+        except Unstorable as exc:
+            letters.append(self._reject(topic, raw(), "unstorable", str(exc)))
+            return None
         if line is None:
             letters.append(self._reject(topic, raw(), "no_fields", "reading has no value InfluxDB can store"))
         return line

@@ -279,6 +279,7 @@ class Composer:
             metrics=self.metrics,
             clock=self.clock,
             declared=declared_fields(sites),
+            share_group=self.settings.historian_share_group or None,
         )
 
     def rules(

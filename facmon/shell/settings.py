@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     # The gateway keeps what the broker acknowledged this long more and sends it again after a reconnect: a broker
     # that crashed may have lost it before delivering or saving it (gateway/outbox.py). 0 turns it off.
     outbox_replay_window_s: float = Field(default=60.0, ge=0.0, le=3600.0)
+    # Several historians side by side: the MQTT 5 shared subscription group they all name (each message goes to one
+    # of them, `$share/<group>/facmon/v1/...`), each historian with an instance of its own. Default: none, one
+    # historian on a plain subscription. A group of the historians' own: a group the rules workers also named would
+    # split the messages between the two services.
+    historian_share_group: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
     # The rules worker keeps technicians' card reads and elevators' inspections this long, for work orders that open
     # after them for faults detected before them (rules/evidence.py): a week covers a gateway cut off over the longest
     # holiday. Between an hour and 90 days.

@@ -38,6 +38,8 @@ async def test_bad_payloads_are_counted_and_dead_lettered_and_the_good_ones_land
         (event, json.dumps({**json.loads(event_payload), "type": "exploded"}).encode(), "invalid_event"),
         (state, event_payload, "topic_mismatch"),
         (state, json.dumps({**good_reading, "values": {}}, default=str).encode(), "no_fields"),
+        # A field name line protocol cannot carry (a backslash before a comma).
+        (state, json.dumps({**good_reading, "values": {"a\\,b": 1}}, default=str).encode(), "unstorable"),
     ]
     metrics = Counters()
     historian = Historian(
