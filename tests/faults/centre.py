@@ -25,7 +25,7 @@ from tests.system.topology import service_env, wait_healthy
 CAMERAS = 200
 BUILDINGS = 20
 RULES = ("r1", "r2", "r3")
-HISTORIANS = ("h1",)
+HISTORIANS = ("h1", "h2")
 NOTIFIERS = ("n1", "n2")
 # The camera driver's alarms (collectors/mqtt/drivers/camera_a) that open a work order, and their condition codes.
 ALARMS = {
@@ -88,7 +88,10 @@ class Centre:
             webhooks=[{"url": self.webhook.url}],
         ) | {"FACMON_DB_URL": self.db_url, "FACMON_RULES_SHARE_GROUP": "rules"}
         for name in self.ports:
-            self._facmon[name] = FacmonProcesses(self.workdir, env | {"FACMON_INSTANCE": name})
+            own = {"FACMON_INSTANCE": name}
+            if name in HISTORIANS:  # each historian with its buffer in a state folder of its own
+                own |= {"FACMON_HISTORIAN_SHARE_GROUP": "historians", "FACMON_STATE_DIR": str(self.workdir / name)}
+            self._facmon[name] = FacmonProcesses(self.workdir, env | own)
         migrated = await asyncio.to_thread(self._facmon["gateway"].run, "db", "upgrade")
         assert migrated.returncode == 0, migrated.stderr
         for name in self.ports:
