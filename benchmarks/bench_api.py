@@ -8,7 +8,7 @@ mode: a secret key, FACMON_DB_URL; no InfluxDB, so the device detail says its re
 (Debian package `wrk`) keeps 1, then 20 connections busy for `--duration` seconds against each of
 
 - the console's work-order list, `GET /api/v1/work-orders?sort=urgency` (first page, the default size),
-- the device list, `GET /api/v1/devices`,
+- the device list, `GET /api/v1/devices` (its first page, the default size),
 - a device's detail, `GET /api/v1/devices/<site>/<device>`, over 100 devices with open work orders,
 
 and prints requests/s, latency p50, p95, p99 and max, errors, and the CPU time per request of the API's processes
@@ -191,9 +191,10 @@ def targets(url: str, token: str, estate: Estate) -> dict[str, list[str]]:
     page = httpx.get(f"{url}/api/v1/work-orders", params={"sort": "urgency"}, headers=headers, timeout=30)
     page.raise_for_status()
     devices = httpx.get(f"{url}/api/v1/devices", headers=headers, timeout=30).json()
-    if len(devices) != len(estate.devices):
-        raise RuntimeError(f"the device list has {len(devices)} devices, the site files {len(estate.devices)}")
-    busy = [d for d in devices if d["open_work_orders"]][:100]
+    if devices["total"] != len(estate.devices):
+        raise RuntimeError(f"the device list has {devices['total']} devices, the site files {len(estate.devices)}")
+    faulty = httpx.get(f"{url}/api/v1/devices", params={"state": "fault"}, headers=headers, timeout=30).json()
+    busy = faulty["items"]
     return {
         "work orders ?sort=urgency": ["/api/v1/work-orders?sort=urgency"],
         "device list": ["/api/v1/devices"],
