@@ -97,7 +97,7 @@ def _tree(root: int) -> list[int]:
 
 
 def cpu_seconds(root: int | None) -> float:
-    """utime + stime of `root` and its descendants, in seconds (0 without a process)."""
+    """CPU time of `root` and its descendants, alive or ended, in seconds (0 without a process)."""
     if root is None:
         return 0.0
     total = 0
@@ -106,7 +106,8 @@ def cpu_seconds(root: int | None) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
+        # utime, stime, and those of its children that ended (PostgreSQL's backends end with their connections)
+        total += sum(int(v) for v in fields[11:15])
     return total / TICKS
 
 

@@ -3,6 +3,7 @@ with its timeline, clocks and follow-ups, and counts per device. Shared by the A
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -153,28 +154,30 @@ def _breached(breached: bool | None, now: datetime | None) -> list[ColumnElement
     return [any_breached if breached else ~any_breached]
 
 
-def _segments(sort: str) -> list[Select[WorkOrder]]:
+@functools.cache
+def _segments(sort: str) -> tuple[Select[WorkOrder], ...]:
     """The sort order as consecutive segments, each a query ordered by an index, so the database reads only the
     rows of the page (ORDER BY ... LIMIT) instead of sorting every work order for each page.
 
     Urgency is two segments: the work orders with a clock still running, by their earliest deadline (from the
     partial index of running clocks: only work orders being worked on have one), then the others newest first
-    (ix_work_orders_detected_at, read backwards). Priority is those two for each priority in turn.
+    (ix_work_orders_detected_at_id, read backwards). Priority is those two for each priority in turn. Built once per
+    sort (statements are immutable, and building them cost more than running the first page's).
     """
     newest = (WorkOrder.detected_at.desc(), WorkOrder.id.desc())
     if sort == "detected_at":
-        return [select(WorkOrder).order_by(WorkOrder.detected_at.asc(), WorkOrder.id.asc())]
+        return (select(WorkOrder).order_by(WorkOrder.detected_at.asc(), WorkOrder.id.asc()),)
     if sort == "-detected_at":
-        return [select(WorkOrder).order_by(*newest)]
+        return (select(WorkOrder).order_by(*newest),)
     nxt = next_due_subquery()
     running = select(WorkOrder).join(nxt, nxt.c.work_order_id == WorkOrder.id).order_by(nxt.c.next_due, *newest)
     has_running = exists().where(WorkOrderClock.work_order_id == WorkOrder.id, running_clock())
     rest = select(WorkOrder).where(~has_running).order_by(*newest)
     if sort == "urgency":
-        return [running, rest]
+        return (running, rest)
     known = list(_PRIORITY_ORDER)
     ranks = [WorkOrder.priority == p for p in known] + [WorkOrder.priority.not_in(known)]
-    return [segment.where(rank) for rank in ranks for segment in (running, rest)]
+    return tuple(segment.where(rank) for rank in ranks for segment in (running, rest))
 
 
 def get_work_order(session: Session, work_order_id: int) -> WorkOrder | None:
