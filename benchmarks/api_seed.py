@@ -4,7 +4,8 @@ status.
 
 The rows are what the code writes (rules.store.open_or_recur, facmon.workorders.workflow.transition): clocks from the
 SLA profiles' deadlines, met when a status reaching their milestone was recorded, the running ones cancelled with the
-work order; one `opened` timeline entry and one `transition` entry per status. They go in by bulk INSERT, because
+work order, and the earliest running deadline as the work order's `next_due_at`; one `opened` timeline entry and one
+`transition` entry per status. They go in by bulk INSERT, because
 20,000 openings and some 30,000 transitions one transaction each would take minutes; `check` reads them back.
 """
 
@@ -163,13 +164,17 @@ def _work_order(rows: _Rows, wo_id: int, device: tuple[str, str, str, str], rng:
     for step, t in zip(steps, times, strict=True):
         for milestone in milestones_reached((step,)):
             met.setdefault(milestone, t)
+    running = []
     for d in deadlines:
         met_at = met.get(d.milestone)
         cancelled = times[-1] if status is WorkOrderStatus.CANCELLED and met_at is None else None
+        if met_at is None and cancelled is None:
+            running.append(d.due_at)
         rows.clocks.append(
             {"work_order_id": wo_id, "name": d.name, "milestone": d.milestone.value, "due_at": d.due_at,
              "met_at": met_at, "cancelled_at": cancelled, "breached_at": None, "breach_withdrawn_at": None}
         )  # fmt: skip
+    rows.work_orders[-1]["next_due_at"] = min(running, default=None)  # facmon.workorders.next_due
     entries = [("opened", WorkOrderStatus.OPEN, detected, "rules", "rules")]
     entries += [("transition", step, t, assignee or "engineer", "api") for step, t in zip(steps, times, strict=True)]
     for kind_, step, t, actor, source in entries:

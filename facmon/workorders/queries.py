@@ -159,8 +159,8 @@ def _segments(sort: str) -> tuple[Select[WorkOrder], ...]:
     """The sort order as consecutive segments, each a query ordered by an index, so the database reads only the
     rows of the page (ORDER BY ... LIMIT) instead of sorting every work order for each page.
 
-    Urgency is two segments: the work orders with a clock still running, by their earliest deadline (from the
-    partial index of running clocks: only work orders being worked on have one), then the others newest first
+    Urgency is two segments: the work orders with a clock still running, by their earliest deadline (the stored
+    `next_due_at`, facmon.workorders.next_due, from ix_work_orders_next_due), then the others newest first
     (ix_work_orders_detected_at_id, read backwards). Priority is those two for each priority in turn. Built once per
     sort (statements are immutable, and building them cost more than running the first page's).
     """
@@ -169,10 +169,9 @@ def _segments(sort: str) -> tuple[Select[WorkOrder], ...]:
         return (select(WorkOrder).order_by(WorkOrder.detected_at.asc(), WorkOrder.id.asc()),)
     if sort == "-detected_at":
         return (select(WorkOrder).order_by(*newest),)
-    nxt = next_due_subquery()
-    running = select(WorkOrder).join(nxt, nxt.c.work_order_id == WorkOrder.id).order_by(nxt.c.next_due, *newest)
-    has_running = exists().where(WorkOrderClock.work_order_id == WorkOrder.id, running_clock())
-    rest = select(WorkOrder).where(~has_running).order_by(*newest)
+    due = WorkOrder.next_due_at
+    running = select(WorkOrder).where(due.is_not(None)).order_by(due, *newest)
+    rest = select(WorkOrder).where(due.is_(None)).order_by(*newest)
     if sort == "urgency":
         return (running, rest)
     known = list(_PRIORITY_ORDER)

@@ -99,6 +99,15 @@ class WorkOrder(Base):
         Index("ix_work_orders_status_detected_at", "status", "detected_at"),
         # Pages newest (or oldest) first without sorting every work order (facmon.workorders.queries).
         Index("ix_work_orders_detected_at_id", "detected_at", "id"),
+        # The urgency sort's first part: work orders with a running clock, earliest deadline first.
+        Index(
+            "ix_work_orders_next_due",
+            "next_due_at",
+            "detected_at",
+            "id",
+            sqlite_where=text("next_due_at IS NOT NULL"),
+            postgresql_where=text("next_due_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -134,6 +143,9 @@ class WorkOrder(Base):
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
+    # The earliest deadline of the clocks still running, NULL when none runs: the urgency sort's key, kept by
+    # facmon.workorders.next_due.refresh_next_due wherever the running clocks change.
+    next_due_at: Mapped[datetime | None]
 
     timeline: Mapped[list[WorkOrderEvent]] = relationship(
         back_populates="work_order", order_by="WorkOrderEvent.id", cascade="all, delete-orphan", passive_deletes=True

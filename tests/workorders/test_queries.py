@@ -16,7 +16,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Postgres
+from facmon.workorders.next_due import refresh_next_due
 from facmon.workorders.queries import SORTS, list_work_orders
 from facmon.workorders.tables import (
     TERMINAL_STATUSES,
@@ -26,8 +28,13 @@ from facmon.workorders.tables import (
     WorkOrderClock,
     WorkOrderStatus,
 )
+from facmon.workorders.workflow import transition
+from rules.engine import evaluate, load_rules
+from rules.store import apply_event
+from tests.rules.support import MakeEvent
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+RULES = load_rules()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -69,6 +76,8 @@ def _mixed_set(engine: Engine, seed: int, count: int = 40) -> list[dict[str, Any
                 )  # fmt: skip
                 if state == "running":
                     running.append(due)
+            session.flush()
+            refresh_next_due(session, work_order.id)  # as the code that adds or stops clocks does
             rows.append(
                 {"id": work_order.id, "site": work_order.site, "status": status.value,
                  "priority": work_order.priority, "detected_at": detected, "next_due": min(running, default=None)}
@@ -118,3 +127,32 @@ def test_every_page_of_every_sort_is_the_documented_order(any_engine: Engine, se
                         assert page.total == len(expected)
                         if limit == 100:
                             break  # one page holds them all; later offsets are covered by the smaller pages
+
+
+def test_next_due_follows_the_running_clocks_through_opening_and_transitions(
+    any_engine: Engine, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    """The stored sort key is the earliest deadline of the running clocks after each change the code makes."""
+
+    def stored_and_computed() -> tuple[datetime | None, datetime | None]:
+        with Session(any_engine) as session:
+            work_order = session.get_one(WorkOrder, wo_id)
+            running = [c.due_at for c in work_order.clocks if c.met_at is None and c.cancelled_at is None]
+            return work_order.next_due_at, min(running, default=None)
+
+    event = make_event("fault_raised", "entrapment")
+    [wo_id] = apply_event(any_engine, event, evaluate(RULES, event, clock.now()), clock.now()).opened
+    assert stored_and_computed() == (clock.now() + timedelta(minutes=3),) * 2  # acknowledge within 3 min
+    for status, earliest in (
+        (WorkOrderStatus.ACKNOWLEDGED, timedelta(minutes=20)),  # on site within 20 min
+        (WorkOrderStatus.ON_SITE, timedelta(hours=4)),  # repaired within 4 h
+        (WorkOrderStatus.RESOLVED, None),
+    ):
+        transition(any_engine, wo_id, status, actor="li", source="api", at=clock.now())
+        expected = None if earliest is None else event.ts + earliest
+        assert stored_and_computed() == (expected, expected), status
+    event = make_event("fault_raised", "2", device="e2")
+    [other] = apply_event(any_engine, event, evaluate(RULES, event, clock.now()), clock.now()).opened
+    transition(any_engine, other, WorkOrderStatus.CANCELLED, actor="li", source="api", at=clock.now())
+    with Session(any_engine) as session:
+        assert session.get_one(WorkOrder, other).next_due_at is None
