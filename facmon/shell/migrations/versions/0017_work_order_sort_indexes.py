@@ -3,8 +3,8 @@
 index for the urgency sort's first part; the work orders by detection time (the newest-first sorts and the urgency
 sort's second part); and the clocks still running, by work order and deadline.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-07
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from facmon.shell.migrations.column_types import Utc
 
-revision: str = "0016"
-down_revision: str | None = "0015"
+revision: str = "0017"
+down_revision: str | None = "0016"
 branch_labels: str | None = None
 depends_on: str | None = None
 
