@@ -52,7 +52,10 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The API benchmark drives the API with wrk (Debian package wrk).
 bench: deps venv
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends wrk; }
 	$(BIN)/python benchmarks/run.py
 
 # The pictures of the technician page in docs/ (headless Chromium on a 375 px wide phone screen).

@@ -304,6 +304,13 @@ class NoteCreate(_Create):
     note: Note
 
 
+class DevicePagePublic(_Public):
+    items: list[DevicePublic]
+    total: int = Field(description="devices matching the filters, across all pages")
+    limit: int
+    offset: int
+
+
 class WorkOrderPagePublic(_Public):
     items: list[WorkOrderPublic]
     total: int = Field(description="work orders matching the filters, across all pages")

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from facmon.kernel.model import Event
+from facmon.workorders.next_due import refresh_next_due
 from facmon.workorders.tables import (
     OPEN_WHERE_SQL,
     RULES_SOURCE,
@@ -179,6 +180,8 @@ def open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: da
             WorkOrderClock(work_order_id=work_order_id, name=c.name, milestone=c.milestone.value, due_at=c.due_at)
             for c in action.clocks
         )
+        session.flush()
+        refresh_next_due(session, work_order_id)  # the urgency sort's key (facmon.workorders.next_due)
     session.add(
         WorkOrderEvent(
             work_order_id=work_order_id,

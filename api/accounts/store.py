@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from api.accounts.models import ApiToken, Role, TokenKind, User
 from api.accounts.passwords import check_strength, hash_password, needs_rehash, verify_password
@@ -118,7 +118,9 @@ def issue_token(
 
 def resolve_token(session: Session, token: str, now: datetime) -> ApiToken | None:
     """The live token record for a bearer token (its user active), or None; marks it used."""
-    record = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+    # The user in the same query: every authenticated request asks this, so one round trip instead of two.
+    query = select(ApiToken).where(ApiToken.token_hash == token_hash(token)).options(joinedload(ApiToken.user))
+    record = session.scalar(query)
     if record is None or record.revoked_at is not None or not record.user.active:
         return None
     if record.expires_at is not None and record.expires_at <= now:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import Principal, PrincipalDep
@@ -31,6 +32,7 @@ from api.schemas import (
     EARLIEST,
     LATEST,
     DeviceDetailPublic,
+    DevicePagePublic,
     DevicePublic,
     DeviceState,
     HistoryPointPublic,
@@ -38,18 +40,18 @@ from api.schemas import (
     LatestPublic,
     LatestValuePublic,
     Moment,
+    Offset,
     ProblemError,
     WorkOrderSummaryPublic,
     problem_response,
 )
-from facmon.estate.asset_store import effective_device, effective_site
+from facmon.estate.asset_store import effective, effective_device, stored_updates
 from facmon.estate.entries import Building, Device
 from facmon.estate.site import Site
 from facmon.kernel.model import DeviceKind, EventType
 from facmon.reports.kpi_data import InfluxReader, InfluxUnavailable
 from facmon.workorders.queries import list_work_orders, open_work_order_counts
 from facmon.workorders.tables import OPEN_STATUSES
-from rules.store import device_statuses
 from rules.tables import DeviceStatus
 
 router = APIRouter(tags=["devices"])
@@ -65,7 +67,30 @@ MAX_RANGE = timedelta(days=90)
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {status.HTTP_404_NOT_FOUND: problem_response("no such site or device")}
 
 
-def device_state(known: DeviceStatus | None, open_work_orders: int) -> DeviceState:
+class Heard(Protocol):
+    """What the API shows of a device's status row (rules.tables.DeviceStatus, or a row of its columns)."""
+
+    @property
+    def comm(self) -> str: ...
+    @property
+    def comm_since(self) -> datetime | None: ...
+    @property
+    def last_event_at(self) -> datetime: ...
+    @property
+    def last_event_type(self) -> str: ...
+
+
+def heard(session: Session, site: str | None) -> dict[tuple[str, str], Heard]:
+    """Each device's status row, as plain rows of the columns shown: the device list reads thousands, and ORM
+    objects cost several times more to build than rows."""
+    d = DeviceStatus
+    query = select(d.site, d.device, d.comm, d.comm_since, d.last_event_at, d.last_event_type)
+    if site is not None:
+        query = query.where(d.site == site)
+    return {(row.site, row.device): row for row in session.execute(query)}
+
+
+def device_state(known: Heard | None, open_work_orders: int) -> DeviceState:
     if known is not None and known.comm == "lost":
         return "comm_lost"
     if open_work_orders:
@@ -73,9 +98,7 @@ def device_state(known: DeviceStatus | None, open_work_orders: int) -> DeviceSta
     return "unknown" if known is None else "ok"
 
 
-def _public(
-    site: Site, building: Building, device: Device, known: DeviceStatus | None, open_count: int
-) -> dict[str, Any]:
+def _public(site: Site, building: Building, device: Device, known: Heard | None, open_count: int) -> dict[str, Any]:
     return {
         "site": site.id,
         "building": building.id,
@@ -94,6 +117,11 @@ def _public(
     }
 
 
+# Devices per page: what a console shows at once; a whole city's register is tens of thousands.
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
 @router.get("/devices")
 def list_devices(
     session: SessionDep,
@@ -106,24 +134,34 @@ def list_devices(
         list[DeviceState] | None,
         Query(description="only devices in any of these states (repeatable): ok, fault, comm_lost, unknown"),
     ] = None,
-) -> list[DevicePublic]:
-    """Every device of the site files (technicians: of their sites) with its comm status and open work orders."""
-    statuses = device_statuses(session, site=site)
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    offset: Offset = 0,
+) -> DevicePagePublic:
+    """The devices of the site files (technicians: of their sites) with comm status and open work orders, a page
+    at a time in the site files' order. The filters are decided from the site files and the status tables; only
+    the page's devices are read with their asset updates and built into answers."""
+    statuses = heard(session, site)
     open_counts = open_work_order_counts(session, site=site)
-    devices: list[DevicePublic] = []
+    matching: list[tuple[Site, Building, Device]] = []
     for each in sites:
         if (site is not None and each.id != site) or not user.sees_site(each.id):
             continue
-        each, _ = effective_site(session, each)
         for bldg, device in each.devices():
             if (building is not None and bldg.id != building) or (kind is not None and device.kind != kind):
                 continue
             key = (each.id, device.id)
-            fields = _public(each, bldg, device, statuses.get(key), open_counts.get(key, 0))
-            if state and fields["state"] not in state:
+            if state and device_state(statuses.get(key), open_counts.get(key, 0)) not in state:
                 continue
-            devices.append(DevicePublic.model_validate(fields))
-    return devices
+            matching.append((each, bldg, device))
+    page = matching[offset : offset + limit]
+    updates = {s.id: stored_updates(session, s.id) for s in {each.id: each for each, _, _ in page}.values()}
+    items = []
+    for each, bldg, device in page:
+        shown = effective(device, updates[each.id].get(device.id)).device
+        key = (each.id, device.id)
+        fields = _public(each, bldg, shown, statuses.get(key), open_counts.get(key, 0))
+        items.append(DevicePublic.model_validate(fields))
+    return DevicePagePublic(items=items, total=len(matching), limit=limit, offset=offset)
 
 
 def last_heard(fields: dict[str, Any], latest_readings: LatestPublic | None) -> datetime | None:

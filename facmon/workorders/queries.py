@@ -3,12 +3,13 @@ with its timeline, clocks and follow-ups, and counts per device. Shared by the A
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from facmon.workorders.tables import (
@@ -27,7 +28,7 @@ class WorkOrderPage:
 
 # How a list of work orders can be sorted (list_work_orders).
 SORTS = ("urgency", "detected_at", "-detected_at", "priority")
-_PRIORITY_RANK = {Priority.EMERGENCY.value: 0, Priority.URGENT.value: 1}
+_PRIORITY_ORDER = (Priority.EMERGENCY.value, Priority.URGENT.value)
 
 
 def breached_clock(now: datetime) -> ColumnElement[bool]:
@@ -42,13 +43,18 @@ def breached_clock(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def running_clock() -> ColumnElement[bool]:
+    """A clock still running: not met, not cancelled (ix_work_order_clocks_running holds exactly these)."""
+    return and_(WorkOrderClock.met_at.is_(None), WorkOrderClock.cancelled_at.is_(None))
+
+
 def next_due_subquery() -> Any:
     """(work_order_id, next_due): the earliest deadline of each work order's clocks still running (not met, not
     cancelled), passed or not."""
     c = WorkOrderClock
     return (
         select(c.work_order_id.label("work_order_id"), func.min(c.due_at).label("next_due"))
-        .where(c.met_at.is_(None), c.cancelled_at.is_(None))
+        .where(running_clock())
         .group_by(c.work_order_id)
         .subquery("next_clock")
     )
@@ -82,7 +88,7 @@ def list_work_orders(
     Sorts: `urgency` (the API's default) the earliest deadline of a clock still running first (passed ones are
     the most overdue, so they lead), then work orders with no running clock, newest first; `detected_at` oldest
     first, `-detected_at` newest first (the default here); `priority` emergencies first, each priority in urgency
-    order. Sorting and paging are done by the database.
+    order. Sorting and paging are done by the database, each from an index (see `_segments`).
     """
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
@@ -94,9 +100,23 @@ def list_work_orders(
         *_breached(breached, now),
     ]
     total = session.execute(select(func.count()).select_from(WorkOrder).where(*conditions)).scalar_one()
-    query = _sorted(select(WorkOrder).where(*conditions), sort)
-    query = query.limit(limit).offset(offset).options(selectinload(WorkOrder.clocks))
-    return WorkOrderPage(items=list(session.execute(query).scalars()), total=total)
+    items: list[WorkOrder] = []
+    wanted = max(0, min(limit, total - offset))
+    for segment in _segments(sort):
+        if len(items) == wanted:
+            break
+        query = segment.where(*conditions)
+        rows = session.execute(
+            query.limit(wanted - len(items)).offset(offset).options(selectinload(WorkOrder.clocks))
+        ).scalars()
+        found = len(items)
+        items += rows
+        if len(items) > found:
+            offset = 0
+        elif offset:
+            # The page starts after this whole segment: count it only then, to know where the next one starts.
+            offset -= session.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
+    return WorkOrderPage(items=items, total=total)
 
 
 def _matching(
@@ -134,18 +154,29 @@ def _breached(breached: bool | None, now: datetime | None) -> list[ColumnElement
     return [any_breached if breached else ~any_breached]
 
 
-def _sorted(query: Select[WorkOrder], sort: str) -> Select[WorkOrder]:
+@functools.cache
+def _segments(sort: str) -> tuple[Select[WorkOrder], ...]:
+    """The sort order as consecutive segments, each a query ordered by an index, so the database reads only the
+    rows of the page (ORDER BY ... LIMIT) instead of sorting every work order for each page.
+
+    Urgency is two segments: the work orders with a clock still running, by their earliest deadline (the stored
+    `next_due_at`, facmon.workorders.next_due, from ix_work_orders_next_due), then the others newest first
+    (ix_work_orders_detected_at_id, read backwards). Priority is those two for each priority in turn. Built once per
+    sort (statements are immutable, and building them cost more than running the first page's).
+    """
     newest = (WorkOrder.detected_at.desc(), WorkOrder.id.desc())
     if sort == "detected_at":
-        return query.order_by(WorkOrder.detected_at.asc(), WorkOrder.id.asc())
+        return (select(WorkOrder).order_by(WorkOrder.detected_at.asc(), WorkOrder.id.asc()),)
     if sort == "-detected_at":
-        return query.order_by(*newest)
-    nxt = next_due_subquery()
-    query = query.outerjoin(nxt, nxt.c.work_order_id == WorkOrder.id)
-    urgency = (case((nxt.c.next_due.is_(None), 1), else_=0), nxt.c.next_due.asc(), *newest)
-    if sort == "priority":
-        return query.order_by(case(_PRIORITY_RANK, value=WorkOrder.priority, else_=len(_PRIORITY_RANK)), *urgency)
-    return query.order_by(*urgency)
+        return (select(WorkOrder).order_by(*newest),)
+    due = WorkOrder.next_due_at
+    running = select(WorkOrder).where(due.is_not(None)).order_by(due, *newest)
+    rest = select(WorkOrder).where(due.is_(None)).order_by(*newest)
+    if sort == "urgency":
+        return (running, rest)
+    known = list(_PRIORITY_ORDER)
+    ranks = [WorkOrder.priority == p for p in known] + [WorkOrder.priority.not_in(known)]
+    return tuple(segment.where(rank) for rank in ranks for segment in (running, rest))
 
 
 def get_work_order(session: Session, work_order_id: int) -> WorkOrder | None:

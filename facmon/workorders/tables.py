@@ -76,6 +76,9 @@ class FollowUpOutcome(StrEnum):
 # bound parameters would not match.
 OPEN_WHERE_SQL = f"status NOT IN ({sql_list(TERMINAL_STATUSES)})"
 
+# A clock still running: neither met nor cancelled.
+RUNNING_CLOCK_SQL = "met_at IS NULL AND cancelled_at IS NULL"
+
 
 class WorkOrder(Base):
     __tablename__ = "work_orders"
@@ -94,6 +97,17 @@ class WorkOrder(Base):
             postgresql_where=text(OPEN_WHERE_SQL),
         ),
         Index("ix_work_orders_status_detected_at", "status", "detected_at"),
+        # Pages newest (or oldest) first without sorting every work order (facmon.workorders.queries).
+        Index("ix_work_orders_detected_at_id", "detected_at", "id"),
+        # The urgency sort's first part: work orders with a running clock, earliest deadline first.
+        Index(
+            "ix_work_orders_next_due",
+            "next_due_at",
+            "detected_at",
+            "id",
+            sqlite_where=text("next_due_at IS NOT NULL"),
+            postgresql_where=text("next_due_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -129,6 +143,9 @@ class WorkOrder(Base):
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
+    # The earliest deadline of the clocks still running, NULL when none runs: the urgency sort's key, kept by
+    # facmon.workorders.next_due.refresh_next_due wherever the running clocks change.
+    next_due_at: Mapped[datetime | None]
 
     timeline: Mapped[list[WorkOrderEvent]] = relationship(
         back_populates="work_order", order_by="WorkOrderEvent.id", cascade="all, delete-orphan", passive_deletes=True
@@ -219,6 +236,15 @@ class WorkOrderClock(Base):
             "due_at",
             sqlite_where=text("breached_at IS NULL"),
             postgresql_where=text("breached_at IS NULL"),
+        ),
+        # The clocks still running (only work orders being worked on have any), by work order and deadline: the
+        # urgency sort's earliest running deadline per work order (facmon.workorders.queries).
+        Index(
+            "ix_work_order_clocks_running",
+            "work_order_id",
+            "due_at",
+            sqlite_where=text(RUNNING_CLOCK_SQL),
+            postgresql_where=text(RUNNING_CLOCK_SQL),
         ),
         # The notifier's question every second: breaches withdrawn (few: only late evidence withdraws one).
         Index(

@@ -8,8 +8,7 @@ time: facmon.workorders.late_arrival), and writes one timeline entry per status 
 acknowledges or arrives at an unassigned work order takes it (`take=`), in the same transaction.
 
 `assign(...)` gives a work order to a technician (or takes it back), `add_note(...)` adds a remark; both write a
-timeline entry (types `assigned`, `note`). Who may do either is the API's decision (api.auth.Principal), not this
-module's.
+timeline entry (`assigned`, `note`). Who may do either is the API's decision (api.auth.Principal), not this module's.
 
 Concurrency: the status is changed by a compare-and-set UPDATE (`WHERE status = <the status the plan started
 from>`), the first statement of its transaction. Two technicians acknowledging at the same moment: one UPDATE finds
@@ -27,6 +26,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from facmon.workorders.late_arrival import Evidence, withdraw_disproved
+from facmon.workorders.next_due import refresh_next_due
 from facmon.workorders.tables import (
     TERMINAL_STATUSES,
     FollowUp,
@@ -117,7 +117,7 @@ def _set_status(
 
 
 def _move_clocks(session: Session, work_order_id: int, steps: tuple[WorkOrderStatus, ...], at: datetime) -> None:
-    """Meet the clocks the steps reach; a cancellation stops those still running."""
+    """Meet the clocks the steps reach; a cancellation stops those still running. Then the urgency sort's key."""
     clock = WorkOrderClock
     running = (clock.work_order_id == work_order_id, clock.met_at.is_(None), clock.cancelled_at.is_(None))
     reached = milestones_reached(steps)
@@ -133,6 +133,7 @@ def _move_clocks(session: Session, work_order_id: int, steps: tuple[WorkOrderSta
         session.execute(
             update(clock).where(*running).values(cancelled_at=at).execution_options(synchronize_session=False)
         )
+    refresh_next_due(session, work_order_id)
 
 
 def _assigned_entry(

@@ -21,6 +21,7 @@ from api.deps import get_clock
 from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
 from facmon.reports.kpi_data import InfluxReader
+from facmon.workorders.next_due import refresh_next_due
 from facmon.workorders.tables import WorkOrder, WorkOrderClock
 from rules.tables import DeviceStatus
 
@@ -159,6 +160,8 @@ def seed(engine: Engine) -> None:
                         met_at=None if met is None else m(met),
                     )
                 )
+            session.flush()
+            refresh_next_due(session, wo.id)  # as the code that adds or stops clocks does
         # Device states: north/e1 heard from (fault: open work orders), g1 lost, c1 fine; e2 and f1 never heard from.
         for device, comm in (("e1", "ok"), ("g1", "lost"), ("c1", "ok")):
             session.add(

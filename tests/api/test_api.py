@@ -119,7 +119,7 @@ async def test_health_is_503_when_the_database_is_unreachable(tmp_path: Path) ->
 async def test_devices_combine_site_files_with_status_and_open_work_orders(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/devices")
     assert response.status_code == 200
-    devices = {(d["site"], d["id"]): d for d in response.json()}
+    devices = {(d["site"], d["id"]): d for d in response.json()["items"]}
     assert list(devices) == [("north", "e1"), ("north", "e2"), ("north", "e3"), ("north", "g1"), ("south", "e1")]
     assert devices[("north", "e1")] == {
         "site": "north",
@@ -154,7 +154,21 @@ async def test_devices_combine_site_files_with_status_and_open_work_orders(clien
 )
 async def test_device_filters(client: httpx.AsyncClient, query: str, expected: list[str]) -> None:
     response = await client.get(f"/api/v1/devices?{query}")
-    assert [d["id"] for d in response.json()] == expected
+    assert [d["id"] for d in response.json()["items"]] == expected
+
+
+async def test_devices_a_page_at_a_time_in_site_file_order(client: httpx.AsyncClient) -> None:
+    everything = (await client.get("/api/v1/devices")).json()
+    assert (everything["total"], everything["limit"], everything["offset"]) == (5, 100, 0)
+    order = [(d["site"], d["id"]) for d in everything["items"]]
+    pages = [(await client.get(f"/api/v1/devices?limit=2&offset={o}")).json() for o in (0, 2, 4, 6)]
+    assert [[(d["site"], d["id"]) for d in p["items"]] for p in pages] == [order[0:2], order[2:4], order[4:], []]
+    assert {p["total"] for p in pages} == {5}
+    faults = (await client.get("/api/v1/devices?state=fault&limit=1&offset=1")).json()
+    with_fault = [d for d in everything["items"] if d["state"] == "fault"]
+    assert faults["total"] == len(with_fault) >= 2
+    assert faults["items"] == with_fault[1:2]
+    assert (await client.get("/api/v1/devices?limit=1001")).status_code == 422
 
 
 async def test_work_orders_newest_first_with_filters_and_paging(client: httpx.AsyncClient) -> None:

@@ -360,7 +360,9 @@ async def test_the_device_list_and_detail_show_the_changed_installation_and_regi
         headers=engineer,
     )
     assert changed.status_code == 200, changed.text
-    listed = {d["id"]: d for d in (await client.get("/devices", params={"site": "maple"}, headers=engineer)).json()}
+    listed = {
+        d["id"]: d for d in (await client.get("/devices", params={"site": "maple"}, headers=engineer)).json()["items"]
+    }
     assert (listed["old2"]["installed_on"], listed["old2"]["registration_code"]) == (
         "2014-12-01",
         "31103201012014120099",

@@ -73,7 +73,7 @@ async def client(engine: Engine, influxd: Influxd, readings: str) -> AsyncIterat
 async def devices(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> list[str]:
     response = await client.get("/devices", params=params, headers=headers)
     assert response.status_code == 200, response.text
-    return [f"{d['site']}/{d['id']}:{d['state']}" for d in response.json()]
+    return [f"{d['site']}/{d['id']}:{d['state']}" for d in response.json()["items"]]
 
 
 @pytest.mark.parametrize(
@@ -159,7 +159,9 @@ async def test_a_first_contact_makes_a_device_comm_ok(client: httpx.AsyncClient,
     viewer = bearer(engine, Role.VIEWER)
     assert "north/e2:unknown" in await devices(client, viewer)
     heard(engine, "e2", EventType.COMM_RESTORED, m(-5))
-    listed = {d["id"]: d for d in (await client.get("/devices", params={"site": "north"}, headers=viewer)).json()}
+    listed = {
+        d["id"]: d for d in (await client.get("/devices", params={"site": "north"}, headers=viewer)).json()["items"]
+    }
     assert {k: listed["e2"][k] for k in ("comm", "comm_since", "state", "last_event_type")} == {
         "comm": "ok",
         "comm_since": iso(m(-5)),

@@ -55,7 +55,7 @@ def _work_orders(out: str) -> None:
 
 
 def _fault_devices(out: str) -> None:
-    devices = json.loads(out)
+    devices = json.loads(out)["items"]
     assert devices, "the scenario's faults are open"
     assert {d["state"] for d in devices} == {"fault"}
 

@@ -61,7 +61,7 @@ async def test_every_demo_device_is_comm_ok_soon_after_start(
             async def all_ok() -> bool:
                 response = await client.get("/devices", params={"site": topic_prefix})
                 assert response.status_code == 200, response.text
-                listed[:] = response.json()
+                listed[:] = response.json()["items"]
                 return len(listed) == DEMO_DEVICES and all(d["comm"] == "ok" for d in listed)
 
             try:

@@ -50,7 +50,7 @@ def test_a_real_up_binds_no_device_address_and_reports_the_device_silent(tmp_pat
         deadline = time.monotonic() + 30
         comm = None
         while time.monotonic() < deadline and comm != "lost":
-            devices = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/devices", headers=headers).json()
+            devices = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/devices", headers=headers).json()["items"]
             comm = devices[0]["comm"]
             time.sleep(0.5)
         assert comm == "lost", "the controller that is not there must show as lost"
