@@ -6,7 +6,8 @@ figures, and `/metrics` is `prometheus_client`'s exposition of that registry.
 
 Components count with `inc(name, **labels)`: the counter `facmon_<name>_total` is made on first use with those label
 names, and a later use with other label names is a bug that raises. Levels that are read when scraped (an outbox's
-backlog, a broker connection) are registered once as gauges with `gauge(name, read)`.
+backlog, a broker connection) are registered once as gauges with `gauge(name, read)`. Durations whose spread matters
+(how late polls start) are histograms, `histogram(name, buckets)`, observed by the component that times them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from threading import Lock
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -41,6 +42,7 @@ class Counters:
         self._lock = Lock()
         self._gauges = _Gauges()
         self.registry.register(self._gauges)
+        self._histograms: dict[str, Histogram] = {}
 
     def _counter(self, name: str, label_names: tuple[str, ...]) -> Counter:
         known = self._counters.get(name)
@@ -77,6 +79,16 @@ class Counters:
     def gauge(self, name: str, read: Callable[[], float], help_text: str = "") -> None:
         """A level read when scraped, e.g. the outbox's backlog; registering a name again replaces its reader."""
         self._gauges.read[PREFIX + name] = (help_text or name.replace("_", " "), read)
+
+    def histogram(self, name: str, buckets: tuple[float, ...], help_text: str = "") -> Histogram:
+        """The histogram `facmon_<name>` (unlabelled), made on first use; later uses get the same one."""
+        with self._lock:
+            known = self._histograms.get(name)
+            if known is None:
+                known = self._histograms[name] = Histogram(
+                    PREFIX + name, help_text or name.replace("_", " "), buckets=buckets, registry=self.registry
+                )
+        return known
 
     def prometheus(self) -> str:
         """Every counter and gauge in Prometheus' text exposition format."""
