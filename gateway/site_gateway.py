@@ -19,6 +19,7 @@ from facmon.kernel.mqtt import MqttSettings
 from gateway.families import Collector, Wiring, site_collectors
 from gateway.outbox import Outbox
 from gateway.publisher import Publisher
+from gateway.put_batch import PutBatch
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +63,10 @@ class SiteGateway:
         backbone = BrokerSettings(
             mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password, tls=mqtt.tls_settings
         )
-        wiring = Wiring(self.publisher.emit, self.publisher.reject, clock, metrics, backbone, self.publisher.store)
+        # What the collectors emit in one loop turn goes into the outbox in one transaction (gateway.put_batch);
+        # the publisher is woken by the outbox's put, as before.
+        self.batch = PutBatch(self.outbox.put_many)
+        wiring = Wiring(self.batch.emit, self.publisher.reject, clock, metrics, backbone, self.publisher.store)
         self.collectors: list[Collector] = site_collectors(site, wiring)
 
     async def run(self) -> None:
