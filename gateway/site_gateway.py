@@ -23,6 +23,8 @@ from gateway.put_batch import PutBatch
 
 log = structlog.get_logger(__name__)
 
+PUT_LINGER_S = 0.01
+
 
 class SiteGateway:
     name = "gateway"
@@ -63,9 +65,9 @@ class SiteGateway:
         backbone = BrokerSettings(
             mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password, tls=mqtt.tls_settings
         )
-        # What the collectors emit in one loop turn goes into the outbox in one transaction (gateway.put_batch);
-        # the publisher is woken by the outbox's put, as before.
-        self.batch = PutBatch(self.outbox.put_many)
+        # What the collectors emit within 10 ms goes into the outbox in one transaction (gateway.put_batch); the
+        # publisher is woken by the outbox's put, as before.
+        self.batch = PutBatch(self.outbox.put_many, linger_s=PUT_LINGER_S)
         wiring = Wiring(self.batch.emit, self.publisher.reject, clock, metrics, backbone, self.publisher.store)
         self.collectors: list[Collector] = site_collectors(site, wiring)
 

@@ -67,3 +67,16 @@ async def test_a_cancelled_emitter_does_not_cancel_the_write_of_the_others(tmp_p
         with pytest.raises(asyncio.CancelledError):
             await cancelled
         assert outbox.size() == 2
+
+
+async def test_emits_within_the_linger_share_a_transaction_up_to_the_batch_size(tmp_path: Path) -> None:
+    writes: list[int] = []
+    batch = PutBatch(lambda messages: writes.append(len(messages)), linger_s=0.05, max_batch=3)
+
+    async def later(seq: int) -> None:
+        await asyncio.sleep(0.01 * seq)
+        await batch.emit(reading("s", seq=seq))
+
+    # Four emits in four loop turns within 50 ms: three fill a batch, written at once; the fourth waits its linger.
+    await asyncio.gather(*(later(n) for n in range(4)))
+    assert writes == [3, 1]
