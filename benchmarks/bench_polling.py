@@ -37,6 +37,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.machine import describe
 from facmon.kernel.daemons import Influxd, Mosquitto
 from facmon.kernel.ports import free_port
 
@@ -46,16 +47,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 START_LIMIT_S = 40.0
 DRAIN_LIMIT_S = 20.0
 HISTOGRAM = "facmon_modbus_poll_lateness_seconds"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} cores, {model}"
 
 
 def load() -> str:
@@ -274,7 +265,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--units-per-port", type=int, default=10)
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(describe())
     print(f"load before: {load()}", flush=True)
     steps = []
     with tempfile.TemporaryDirectory(prefix="facmon-bench-polling-") as tmp:
