@@ -32,6 +32,7 @@ class ModbusConnection(asyncio.Protocol):
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
         self._tid = 0
+        self._unit = 0
         self._sent = b""
         self._received = bytearray()
         self._closed = False
@@ -58,6 +59,7 @@ class ModbusConnection(asyncio.Protocol):
         if self._transport is None or self._closed:
             raise LinkError(f"{what}: not connected")
         self._tid = (self._tid + 1) & 0xFFFF
+        self._unit = unit
         self._sent = _REQUEST.pack(self._tid, 0, 6, unit, function, start, count)
         self._received.clear()
         self._what = what
@@ -88,10 +90,10 @@ class ModbusConnection(asyncio.Protocol):
             return
         tid, protocol, length, unit = _HEADER.unpack_from(self._received)
         body = len(self._received) - 6
-        _, _, _, want_unit, _, _, _ = _REQUEST.unpack(self._sent)
-        if protocol == 0 and tid == self._tid and unit == want_unit and 2 <= length <= MAX_ADU - 6 and body < length:
+        ours = protocol == 0 and tid == self._tid and unit == self._unit
+        if ours and 2 <= length <= MAX_ADU - 6 and body < length:
             return  # the rest of a plausible answer is on its way
-        if protocol == 0 and tid == self._tid and unit == want_unit and body == length:
+        if ours and body == length:
             function = self._sent[7]
             if self._received[7] in (function, function | 0x80):
                 answer.set_result(bytes(self._received))
@@ -120,8 +122,10 @@ def _registers(frame: bytes, function: int, count: int, what: str) -> list[int]:
         code = frame[8] if len(frame) > 8 else -1
         raise LinkError(f"{what}: exception code {code} ({exception_name(code)})", kind="exception_code", frame=frame)
     size = frame[8] if len(frame) > 8 else 0
+    if size % 2:
+        raise LinkError(f"{what}: byte count {size} is odd", kind="short_answer", frame=frame)
     got = min(size, len(frame) - 9) // 2
-    if got < count or size % 2:
+    if got < count:
         raise LinkError(f"{what}: got {got} registers", kind="short_answer", frame=frame)
     return list(struct.unpack_from(f">{count}H", frame, 9))
 
