@@ -9,7 +9,9 @@ ids behind it). After the gateway has polled every device, a window of `--second
 
   - polls/s the gateway made (its `modbus_polls` counter);
   - CPU per poll from /proc/<pid>/stat (utime + stime) of the gateway and the historian, their sum (facmon's), and
-    that sum as a share of one core; the simulator, Mosquitto and influxd are reported apart, not counted;
+    that sum as a share of one core; the simulator, Mosquitto and influxd are reported apart, not counted. The
+    gateway's time in the kernel (stime) is shown too: on loopback, sending a request also runs the kernel's
+    delivery of it to the simulator, which a network card would take over;
   - poll lateness p50 / p99 / max (start of a poll minus its slot), from the gateway's histogram
     `facmon_modbus_poll_lateness_seconds` (quantiles interpolated within a bucket; max is the bucket's bound);
   - points stored in InfluxDB for the window's whole seconds against N per second (each poll is one point, stamped
@@ -53,10 +55,10 @@ def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
+def cpu_s(pid: int, *, system_only: bool = False) -> float:
+    """utime + stime of a process (or stime alone), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return (0 if system_only else int(fields[11])) / TICKS + int(fields[12]) / TICKS
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -212,8 +214,10 @@ def step(root: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, influx
         # counters costs the gateway a few hundred ms: a Prometheus server's cost, not polling's).
         before = scrape(gw_port)
         cpu0, t0, wall0 = {k: cpu_s(p) for k, p in pids.items()}, time.monotonic(), time.time()
+        sys0 = cpu_s(gateway.pid, system_only=True)
         time.sleep(seconds)
         cpu1, t1, wall1 = {k: cpu_s(p) for k, p in pids.items()}, time.monotonic(), time.time()
+        sys1 = cpu_s(gateway.pid, system_only=True)
         after = scrape(gw_port)
         since, until = math.ceil(wall0), math.floor(wall1)
         expected = n * (until - since)
@@ -226,6 +230,7 @@ def step(root: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, influx
     polls = after.polls - before.polls
     used = {k: cpu1[k] - cpu0[k] for k in pids}
     used["facmon"] = used["gateway"] + used["historian"]
+    used["gateway_sys"] = sys1 - sys0
     window = [(b, c - c0) for (b, c), (_, c0) in zip(after.buckets, before.buckets, strict=True)]
     return Step(
         devices=n,
@@ -243,14 +248,15 @@ def step(root: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, influx
 
 def report(steps: list[Step]) -> None:
     print(
-        "| devices | polls/s | µs/poll gateway | historian | facmon | share of a core | lateness p50 / p99 / max ms"
+        "| devices | polls/s | µs/poll gateway (of it in the kernel) | historian | facmon | share of a core | lateness p50 / p99 / max ms"
         " | points stored / expected | simulator | mosquitto | influxd (µs/poll) | peak RSS gateway / historian MB |"
     )
     print("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
     for s in steps:
         c = s.cpu_us
         print(
-            f"| {s.devices} | {s.polls_s:.0f} | {c['gateway']:.0f} | {c['historian']:.0f} | {c['facmon']:.0f}"
+            f"| {s.devices} | {s.polls_s:.0f} | {c['gateway']:.0f} ({c['gateway_sys']:.0f})"
+            f" | {c['historian']:.0f} | {c['facmon']:.0f}"
             f" | {s.core_share:.0%} | {s.p50_ms:.1f} / {s.p99_ms:.1f} / {s.max_ms}"
             f" | {s.stored} / {s.expected} ({s.stored / max(s.expected, 1):.1%}) | {c['simulator']:.0f}"
             f" | {c['mosquitto']:.0f} | {c['influxd']:.0f}"
