@@ -7,6 +7,8 @@ transaction: the first schedules the write, and all of them wait for it (0: the 
 the loop handles in one turn shares it; under load batches grow by themselves). The gateway lingers 10 ms: polls of
 1,000 devices a second then share transactions ten at a time, and the publisher wakes once per batch, for 10 ms
 more between a poll and the broker, against a poll interval of a second. `max_batch` messages are written at once.
+Lingering suits many tasks that each emit now and then (the pollers); a collector that awaits each emit before
+handling its next message would be held to one message per linger, so it is given the outbox's put directly.
 
 Order holds: a collector awaits each emit before the next, and messages of one batch keep their emit order. If
 the write fails, every emitter of the batch gets the exception, as each would have from its own put. The outbox

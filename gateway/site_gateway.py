@@ -65,10 +65,19 @@ class SiteGateway:
         backbone = BrokerSettings(
             mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password, tls=mqtt.tls_settings
         )
-        # What the collectors emit within 10 ms goes into the outbox in one transaction (gateway.put_batch); the
-        # publisher is woken by the outbox's put, as before.
+        # What the Modbus pollers emit within 10 ms goes into the outbox in one transaction (gateway.put_batch); the
+        # publisher is woken by the outbox's put, as before. The MQTT collector, which acknowledges each vendor
+        # message once its messages are in the outbox and handles them one after another, puts them at once.
         self.batch = PutBatch(self.outbox.put_many, linger_s=PUT_LINGER_S)
-        wiring = Wiring(self.batch.emit, self.publisher.reject, clock, metrics, backbone, self.publisher.store)
+        wiring = Wiring(
+            self.publisher.emit,
+            self.publisher.reject,
+            clock,
+            metrics,
+            backbone,
+            self.publisher.store,
+            polled_emit=self.batch.emit,
+        )
         self.collectors: list[Collector] = site_collectors(site, wiring)
 
     async def run(self) -> None:
