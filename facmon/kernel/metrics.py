@@ -12,6 +12,7 @@ backlog, a broker connection) are registered once as gauges with `gauge(name, re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from threading import Lock
 
@@ -29,10 +30,14 @@ class _Gauges(Collector):
 
     def __init__(self) -> None:
         self.read: dict[str, tuple[str, Callable[[], float]]] = {}
+        # Values read beforehand, in the thread that owns what the gauges read, for an exposition written in another.
+        self.values: dict[str, float] | None = None
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
+        values = self.values
         for name, (help_text, read) in sorted(self.read.items()):
-            yield GaugeMetricFamily(name, help_text, value=read())
+            value = values[name] if values is not None and name in values else read()
+            yield GaugeMetricFamily(name, help_text, value=value)
 
 
 class Counters:
@@ -40,6 +45,7 @@ class Counters:
         self.registry = CollectorRegistry(auto_describe=False)
         self._counters: dict[str, tuple[Counter, tuple[str, ...]]] = {}
         self._lock = Lock()
+        self._exposing = Lock()
         self._gauges = _Gauges()
         self.registry.register(self._gauges)
         self._histograms: dict[str, Histogram] = {}
@@ -93,3 +99,18 @@ class Counters:
     def prometheus(self) -> str:
         """Every counter and gauge in Prometheus' text exposition format."""
         return generate_latest(self.registry).decode()
+
+    async def prometheus_off_loop(self) -> str:
+        """`prometheus()` without holding up the event loop: the gauges are read here (what they read belongs to
+        the loop), the text is written in a worker thread. prometheus_client takes hundreds of milliseconds for a
+        gateway's thousands of per-device counters, which in the loop would start every poll due meanwhile late."""
+        values = {name: read() for name, (_, read) in self._gauges.read.items()}
+        return await asyncio.to_thread(self._exposition, values)
+
+    def _exposition(self, values: dict[str, float]) -> str:
+        with self._exposing:  # one exposition at a time, with the values read for it
+            self._gauges.values = values
+            try:
+                return generate_latest(self.registry).decode()
+            finally:
+                self._gauges.values = None
