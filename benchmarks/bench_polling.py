@@ -248,7 +248,8 @@ def step(root: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, influx
 
 def report(steps: list[Step]) -> None:
     print(
-        "| devices | polls/s | µs/poll gateway (of it in the kernel) | historian | facmon | share of a core | lateness p50 / p99 / max ms"
+        "| devices | polls/s | µs/poll gateway (of it in the kernel) | historian | facmon | share of a core"
+        " | lateness p50 / p99 / max ms"
         " | points stored / expected | simulator | mosquitto | influxd (µs/poll) | peak RSS gateway / historian MB |"
     )
     print("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
