@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TICKS = os.sysconf("SC_CLK_TCK")
 START_LIMIT_S = 40.0
-DRAIN_LIMIT_S = 20.0
+DRAIN_LIMIT_S = 15.0
 HISTOGRAM = "facmon_modbus_poll_lateness_seconds"
 
 
