@@ -46,7 +46,7 @@ from facmon.kernel.ports import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 TICKS = os.sysconf("SC_CLK_TCK")
-START_LIMIT_S = 40.0
+START_LIMIT_S = 60.0
 DRAIN_LIMIT_S = 15.0
 HISTOGRAM = "facmon_modbus_poll_lateness_seconds"
 
@@ -175,9 +175,15 @@ class Step:
     rss_mb: dict[str, float]
 
 
-def step(root: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, influx: Influxd) -> Step:
+def step(root: Path, n: int, seconds: float, units: int) -> Step:
     work = root / f"n{n}"
     work.mkdir()
+    # Daemons of its own per step: nothing of the step before (sessions, backlog) weighs on this one.
+    with Mosquitto(work / "mosquitto") as mqtt, Influxd(work / "influxd") as influx:
+        return _measure(work, n, seconds, units, mqtt, influx)
+
+
+def _measure(work: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, influx: Influxd) -> Step:
     ports = [free_port() for _ in range(math.ceil(n / units))]
     site = work / "site.yaml"
     site_file(site, n, ports, units)
@@ -204,8 +210,8 @@ def step(root: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, influx
         ) as gateway,
     ):
         wait_until(lambda: "ready" in (work / "farm.log").read_text(), START_LIMIT_S, "simulator")
-        wait_until(lambda: scrape(gw_port).polls >= 3 * n, START_LIMIT_S, f"{3 * n} polls")
-        time.sleep(2)
+        wait_until(lambda: scrape(gw_port).polls >= n, START_LIMIT_S, f"{n} polls")
+        time.sleep(3)
         pids = {"gateway": gateway.pid, "historian": historian.pid, "simulator": farm.pid}
         assert mqtt.proc is not None
         assert influx.proc is not None
@@ -246,24 +252,24 @@ def step(root: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, influx
     )
 
 
-def report(steps: list[Step]) -> None:
-    print(
-        "| devices | polls/s | µs/poll gateway (of it in the kernel) | historian | facmon | share of a core"
-        " | lateness p50 / p99 / max ms"
-        " | points stored / expected | simulator | mosquitto | influxd (µs/poll) | peak RSS gateway / historian MB |"
+HEADER = (
+    "| devices | polls/s | µs/poll gateway (of it in the kernel) | historian | facmon | share of a core"
+    " | lateness p50 / p99 / max ms"
+    " | points stored / expected | simulator | mosquitto | influxd (µs/poll) | peak RSS gateway / historian MB |"
+    "\n|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|"
+)
+
+
+def row(s: Step) -> str:
+    c = s.cpu_us
+    return (
+        f"| {s.devices} | {s.polls_s:.0f} | {c['gateway']:.0f} ({c['gateway_sys']:.0f})"
+        f" | {c['historian']:.0f} | {c['facmon']:.0f}"
+        f" | {s.core_share:.0%} | {s.p50_ms:.1f} / {s.p99_ms:.1f} / {s.max_ms}"
+        f" | {s.stored} / {s.expected} ({s.stored / max(s.expected, 1):.1%}) | {c['simulator']:.0f}"
+        f" | {c['mosquitto']:.0f} | {c['influxd']:.0f}"
+        f" | {s.rss_mb['gateway']:.0f} / {s.rss_mb['historian']:.0f} |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
-    for s in steps:
-        c = s.cpu_us
-        print(
-            f"| {s.devices} | {s.polls_s:.0f} | {c['gateway']:.0f} ({c['gateway_sys']:.0f})"
-            f" | {c['historian']:.0f} | {c['facmon']:.0f}"
-            f" | {s.core_share:.0%} | {s.p50_ms:.1f} / {s.p99_ms:.1f} / {s.max_ms}"
-            f" | {s.stored} / {s.expected} ({s.stored / max(s.expected, 1):.1%}) | {c['simulator']:.0f}"
-            f" | {c['mosquitto']:.0f} | {c['influxd']:.0f}"
-            f" | {s.rss_mb['gateway']:.0f} / {s.rss_mb['historian']:.0f} |",
-            flush=True,
-        )
 
 
 def main() -> int:
@@ -271,19 +277,30 @@ def main() -> int:
     parser.add_argument("--devices", default="200,1000,2000")
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--units-per-port", type=int, default=10)
+    parser.add_argument("--one", action="store_true", help="one step, its table row only (how the ladder runs each)")
     args = parser.parse_args()
+    if args.one:
+        with tempfile.TemporaryDirectory(prefix="facmon-bench-polling-") as tmp:
+            print(row(step(Path(tmp), int(args.devices), args.seconds, args.units_per_port)), flush=True)
+        return 0
     print(describe())
     print(f"load before: {load()}", flush=True)
-    steps = []
-    with tempfile.TemporaryDirectory(prefix="facmon-bench-polling-") as tmp:
-        root = Path(tmp)
-        with Mosquitto(root / "mosquitto") as mqtt, Influxd(root / "influxd") as influx:
-            for n in (int(x) for x in args.devices.split(",")):
-                steps.append(step(root, n, args.seconds, args.units_per_port, mqtt, influx))
-                print(f"  N={n} done; load: {load()}", flush=True)
-    report(steps)
+    rows = []
+    # Each step in a process of its own, with its own daemons: nothing of one step weighs on the next.
+    for n in args.devices.split(","):
+        one = [sys.executable, __file__, "--one", "--devices", n, "--seconds", str(args.seconds)]
+        done = subprocess.run(
+            [*one, "--units-per-port", str(args.units_per_port)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            print(f"  N={n} FAILED: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+            continue
+        rows.append(done.stdout.strip().splitlines()[-1])
+        print(f"  N={n} done; load: {load()}", flush=True)
+    print(HEADER)
+    print("\n".join(rows))
     print(f"load after: {load()}")
-    return 0
+    return 0 if len(rows) == len(args.devices.split(",")) else 1
 
 
 if __name__ == "__main__":
