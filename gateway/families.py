@@ -42,7 +42,10 @@ class Collector(Protocol):
 @dataclass(frozen=True)
 class Wiring:
     """What every collector of one gateway is given: where its messages and dead letters go, the clock, the
-    metrics, and the backbone broker (MQTT devices are heard there when the site file names no vendor broker)."""
+    metrics, and the backbone broker (MQTT devices are heard there when the site file names no vendor broker).
+    `polled_emit`, when given, is where the Modbus pollers' messages go instead of `emit`: an emit that may take a
+    few milliseconds to share a transaction with other pollers' (gateway.put_batch), which suits hundreds of
+    pollers each emitting once a second, not a collector that handles its messages one after another."""
 
     emit: Emit
     reject: Reject
@@ -51,6 +54,7 @@ class Wiring:
     backbone: BrokerSettings
     # Where collectors that handle input in bursts store what a burst became, in one transaction.
     store: Store | None = None
+    polled_emit: Emit | None = None
 
 
 # The collectors of a site's devices of one family (in site file order), given the gateway's wiring.
@@ -73,7 +77,7 @@ def polled(interpreter: Callable[[str], Interpreter]) -> Build:
                 interpreter(device.model),
                 device.address,
                 PollTiming(device.poll_interval_s, device.comm_grace_s, device.request_timeout_s),
-                emit=wiring.emit,
+                emit=wiring.polled_emit or wiring.emit,
                 reject=wiring.reject,
                 clock=wiring.clock,
                 metrics=wiring.metrics,

@@ -9,6 +9,7 @@ encodes with it; so the two cannot drift apart.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -76,19 +77,62 @@ class ModbusDriver(_Strict):
     # -- decoding (collector side) --------------------------------------------------------------------------
 
     def decode_block(self, block: Block, registers: list[int]) -> tuple[dict[str, Value], list[str]]:
-        """Values of every point in the block, and a problem line for each value that is not legal."""
+        """Values of every point in the block, and a problem line for each value that is not legal.
+
+        Every poll decodes every point, so each point's decoding is worked out once (`_Decoding`) and then only
+        applied; a value out of range goes the long way (`_raw`, `from_raw`), which says what is wrong with it."""
         if len(registers) != block.count:
             return {}, [f"block {block.table} {block.start}+{block.count}: got {len(registers)} registers"]
         values: dict[str, Value] = {}
         problems: list[str] = []
-        for p in block.points:
-            offset = p.address - block.start
-            raw = self._raw(p, registers[offset : offset + p.width])
-            try:
-                values[p.name] = self.from_raw(p, raw)
-            except ValueError as exc:
-                problems.append(f"{p.name} ({p.table} {p.address}): {exc}")
+        for d in self._decodings(block):
+            word = registers[d.offset]
+            if d.bit is not None:
+                raw = (word & d.mask) >> d.bit
+            elif d.width == 1:
+                raw = word - 0x10000 if d.signed and word >= 0x8000 else word
+            else:
+                raw = self._raw(d.point, registers[d.offset : d.offset + 2])
+            if not d.lo <= raw <= d.hi or (d.labels is not None and raw not in d.labels):
+                try:
+                    values[d.name] = self.from_raw(d.point, raw)
+                except ValueError as exc:
+                    problems.append(f"{d.name} ({d.point.table} {d.point.address}): {exc}")
+                continue
+            if d.labels is not None:
+                values[d.name] = d.labels[raw]
+            elif d.boolean:
+                values[d.name] = bool(raw)
+            else:
+                values[d.name] = raw * d.scale if d.scale != 1.0 else raw
         return values, problems
+
+    def _decodings(self, block: Block) -> list[_Decoding]:
+        key = (block.table, block.start, block.count, block.points)
+        found = self._plans.get(key)
+        if found is None:
+            found = self._plans[key] = [self._decoding(p, p.address - block.start) for p in block.points]
+        return found
+
+    @cached_property
+    def _plans(self) -> dict[tuple[object, ...], list[_Decoding]]:
+        return {}
+
+    def _decoding(self, p: Point, offset: int) -> _Decoding:
+        return _Decoding(
+            point=p,
+            name=p.name,
+            offset=offset,
+            width=p.width,
+            bit=p.bit,
+            mask=p.mask,
+            signed=p.type in (RegType.INT16, RegType.INT32),
+            lo=p.min if p.min is not None else p.limits[0],
+            hi=p.max if p.max is not None else p.limits[1],
+            boolean=p.type is RegType.BOOL,
+            labels=self.enums[p.enum] if p.enum is not None and p.type is not RegType.BOOL else None,
+            scale=p.scale,
+        )
 
     def _raw(self, p: Point, words: list[int]) -> int:
         if p.bit is not None:
@@ -201,6 +245,24 @@ class ModbusDriver(_Strict):
         if self.faults is None:
             return f"fault {code}"
         return self.faults.codes.get(code, f"unknown fault code {code}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoding:
+    """How one point of a block is decoded, worked out once from its `Point` (see `ModbusDriver.from_raw`)."""
+
+    point: Point
+    name: str
+    offset: int  # of its first register in the block
+    width: int
+    bit: int | None
+    mask: int
+    signed: bool
+    lo: int  # legal raw range
+    hi: int
+    boolean: bool
+    labels: dict[int, str] | None  # its enum's code table
+    scale: float
 
 
 class DriverError(ValueError):

@@ -1,9 +1,9 @@
 """What was wrong with a Modbus TCP answer that did not answer the request.
 
-pymodbus drops a frame it cannot match to the request (garbage, another transaction id or unit, a length that does
-not fit) without a word, and the request then simply times out; so a hostile or broken device would be reported
-only as silent. `diagnose` reads the bytes that came back, as `ModbusLink` traced them, against the request sent
-and names the first thing wrong, so the dead letter and the comm_lost say why. Pure: bytes in, words out.
+A hostile or broken device answers with garbage, another transaction id or unit, a length that does not fit;
+`diagnose` reads the bytes that came back, as the connection (`collectors.modbus.tcp`) kept them, against the
+request sent and names the first thing wrong, so the dead letter and the comm_lost say why, not only that the
+device was silent. Pure: bytes in, words out (and `LinkError`, what a failed request raises).
 
 A Modbus TCP frame (ADU) is the MBAP header, transaction id (2 bytes), protocol id (2, always 0), length (2: the
 bytes after it) and unit id (1), then the PDU: function code (1) and its data; an exception answer has the function
@@ -56,7 +56,20 @@ def diagnose(request: bytes, received: bytes, *, closed: bool) -> Diagnosis:
     want_fc = request[7] if len(request) > 7 else received[7]
     if received[7] & 0x7F != want_fc:
         return Diagnosis("wrong_function", f"function code {received[7]}, the request's is {want_fc}")
-    return Diagnosis("bad_frame", "a frame pymodbus could not decode")
+    return Diagnosis("bad_frame", "a frame that is no answer to the request")
+
+
+class LinkError(Exception):
+    """A request that got no usable answer: not connected, timed out, or answered with a Modbus exception.
+
+    `kind` labels what went wrong (`collectors.modbus.frames`: "no_answer", "wrong_transaction", "exception_code",
+    ...; "no_connection" when no request went out); `frame` holds the bytes the device sent that were no answer
+    (empty when none came)."""
+
+    def __init__(self, message: str, *, kind: str = "no_connection", frame: bytes = b"") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.frame = frame
 
 
 def hex_frame(data: bytes) -> str:

@@ -21,9 +21,9 @@ from datetime import datetime
 
 import structlog
 
-from collectors.modbus.frames import hex_frame
+from collectors.modbus.frames import LinkError, hex_frame
 from collectors.modbus.interpreter import Interpreter, Refusal
-from collectors.modbus.link import BAD_ANSWERS, LinkError, ModbusLink, ModbusLinks
+from collectors.modbus.link import BAD_ANSWERS, ModbusLink, ModbusLinks
 from collectors.modbus.polling import CommWatch, SlowWatch, poll_on_schedule
 from collectors.modbus.registers import Block
 from collectors.modbus.slots import phase_s, slot_start, until_next_slot_s, with_slot_id

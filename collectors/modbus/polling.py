@@ -23,6 +23,11 @@ from facmon.kernel.model import FIRST_CONTACT, DeviceRef, Emit, Event, EventType
 
 Poll = Callable[[ModbusLink], Awaitable[None]]
 
+# How late polls start after their slot (`modbus_poll_lateness_seconds`, one histogram for all devices of a gateway):
+# an event loop that cannot keep up shows here long before polls are skipped.
+LATENESS = "modbus_poll_lateness_seconds"
+LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
 
 async def poll_on_schedule(
     poll: Poll,
@@ -45,11 +50,13 @@ async def poll_on_schedule(
     # already allows; the backoff still spaces attempts out for a device polled less often than it.
     link = pool.acquire(address.host, address.port, backoff_max_s=min(backoff_max_s, interval_s))
     loop = asyncio.get_running_loop()
+    lateness = metrics.histogram(LATENESS, LATENESS_BUCKETS, "seconds a poll started after its slot")
     try:
         next_at = loop.time() + first_delay_s
         if first_delay_s > 0:
             await asyncio.sleep(first_delay_s)
         while True:
+            lateness.observe(max(0.0, loop.time() - next_at))
             await poll(link)
             # A fixed-rate schedule: slow polls do not push later ones back, and a poll that overran its slot skips
             # the missed slots instead of firing a burst to catch up.

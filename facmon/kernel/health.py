@@ -67,6 +67,6 @@ def probe_app(metrics: Counters, health: Callable[[], Health]) -> Starlette:
         return JSONResponse(report.as_json(), status_code=200 if report.ok else 503)
 
     async def metrics_page(_request: Request) -> Response:
-        return Response(metrics.prometheus(), media_type=CONTENT_TYPE)
+        return Response(await metrics.prometheus_off_loop(), media_type=CONTENT_TYPE)
 
     return Starlette(routes=[Route("/health", health_page), Route("/metrics", metrics_page)])

@@ -6,15 +6,17 @@ figures, and `/metrics` is `prometheus_client`'s exposition of that registry.
 
 Components count with `inc(name, **labels)`: the counter `facmon_<name>_total` is made on first use with those label
 names, and a later use with other label names is a bug that raises. Levels that are read when scraped (an outbox's
-backlog, a broker connection) are registered once as gauges with `gauge(name, read)`.
+backlog, a broker connection) are registered once as gauges with `gauge(name, read)`. Durations whose spread matters
+(how late polls start) are histograms, `histogram(name, buckets)`, observed by the component that times them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from threading import Lock
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -28,10 +30,14 @@ class _Gauges(Collector):
 
     def __init__(self) -> None:
         self.read: dict[str, tuple[str, Callable[[], float]]] = {}
+        # Values read beforehand, in the thread that owns what the gauges read, for an exposition written in another.
+        self.values: dict[str, float] | None = None
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
+        values = self.values
         for name, (help_text, read) in sorted(self.read.items()):
-            yield GaugeMetricFamily(name, help_text, value=read())
+            value = values[name] if values is not None and name in values else read()
+            yield GaugeMetricFamily(name, help_text, value=value)
 
 
 class Counters:
@@ -39,8 +45,10 @@ class Counters:
         self.registry = CollectorRegistry(auto_describe=False)
         self._counters: dict[str, tuple[Counter, tuple[str, ...]]] = {}
         self._lock = Lock()
+        self._exposing = Lock()
         self._gauges = _Gauges()
         self.registry.register(self._gauges)
+        self._histograms: dict[str, Histogram] = {}
 
     def _counter(self, name: str, label_names: tuple[str, ...]) -> Counter:
         known = self._counters.get(name)
@@ -78,6 +86,31 @@ class Counters:
         """A level read when scraped, e.g. the outbox's backlog; registering a name again replaces its reader."""
         self._gauges.read[PREFIX + name] = (help_text or name.replace("_", " "), read)
 
+    def histogram(self, name: str, buckets: tuple[float, ...], help_text: str = "") -> Histogram:
+        """The histogram `facmon_<name>` (unlabelled), made on first use; later uses get the same one."""
+        with self._lock:
+            known = self._histograms.get(name)
+            if known is None:
+                known = self._histograms[name] = Histogram(
+                    PREFIX + name, help_text or name.replace("_", " "), buckets=buckets, registry=self.registry
+                )
+        return known
+
     def prometheus(self) -> str:
         """Every counter and gauge in Prometheus' text exposition format."""
         return generate_latest(self.registry).decode()
+
+    async def prometheus_off_loop(self) -> str:
+        """`prometheus()` without holding up the event loop: the gauges are read here (what they read belongs to
+        the loop), the text is written in a worker thread. prometheus_client takes hundreds of milliseconds for a
+        gateway's thousands of per-device counters, which in the loop would start every poll due meanwhile late."""
+        values = {name: read() for name, (_, read) in self._gauges.read.items()}
+        return await asyncio.to_thread(self._exposition, values)
+
+    def _exposition(self, values: dict[str, float]) -> str:
+        with self._exposing:  # one exposition at a time, with the values read for it
+            self._gauges.values = values
+            try:
+                return generate_latest(self.registry).decode()
+            finally:
+                self._gauges.values = None
