@@ -53,9 +53,7 @@ class Databases:
         if self.backend == "postgresql":
             template = self.request.getfixturevalue("postgres_template") if migrated else None
             return self.server.create_database(self.created[-1], template=template)
-        folder = self.folder / f"db-{number}"
-        folder.mkdir()
-        url = f"sqlite:///{folder / 'facmon.db'}"
+        url = f"sqlite:///{self.folder / ('facmon.db' if number == 0 else f'facmon-{number}.db')}"
         if migrated:
             engine = make_engine(url)
             create_schema(engine)
