@@ -10,6 +10,7 @@ and `[postgresql]`. A test that is SQLite by nature (a file, a missing folder, s
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
 
@@ -59,6 +60,17 @@ class Databases:
             create_schema(engine)
             engine.dispose()
         return url
+
+    def copy_of(self, url: str) -> str:
+        """A new database with the content of `url` (made by this or another `Databases` on the same backend, and no
+        longer in use): a copy of the file, or a PostgreSQL database with it as template."""
+        number = len(self.created)
+        self.created.append(f"t_{uuid.uuid4().hex[:12]}")
+        if self.backend == "postgresql":
+            return self.server.create_database(self.created[-1], template=url.rpartition("/")[2])
+        path = self.folder / ("facmon.db" if number == 0 else f"facmon-{number}.db")
+        shutil.copyfile(url.removeprefix("sqlite:///"), path)
+        return f"sqlite:///{path}"
 
     def close(self) -> None:
         if self.backend == "postgresql":
