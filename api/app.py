@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import Engine
 
 from api.accounts.models import Role
 from api.accounts.throttle import LoginThrottle
 from api.auth import ADMINS, ENGINEERING, FIELD_WORK, OPERATIONS, REPORTING, policy
 from api.errors import install_error_handlers
+from api.nul_check import refuse_nul
 from api.routes import (
     ack,
     assets,
@@ -93,7 +94,8 @@ def create_app(
 def _v1() -> APIRouter:
     """The routes under /api/v1. Who may read and who may change, per router (api.auth.policy); finer rules are the
     routes' own."""
-    v1 = APIRouter(prefix=API_PREFIX)
+    # No NUL characters anywhere (api.nul_check): PostgreSQL cannot store them.
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(refuse_nul)])
     # Open: health for probes, login, and the one-tap acknowledge links, whose signed token is the credential.
     for module in (health, ack):
         v1.include_router(module.router)

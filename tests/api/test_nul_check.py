@@ -1,0 +1,47 @@
+"""A NUL character in a request is a 422 naming where, on SQLite and on PostgreSQL (which cannot store one), and
+the text around it is still served when it holds none."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from api import create_app
+from api.accounts.models import Role
+from tests.api.accounts import bearer
+from tests.api.test_api import OTHER, SITE, seed
+
+
+@pytest.fixture
+async def client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    seed(engine)
+    app = create_app(sites=[SITE, OTHER], engine=engine)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://facmon.test", headers=bearer(engine, Role.ADMIN)
+    ) as client:
+        yield client
+
+
+def fields(response: httpx.Response) -> list[str]:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    return [e["field"] for e in response.json()["errors"] if e["type"] == "string_nul"]
+
+
+async def test_a_nul_in_the_query_the_path_or_the_body_is_refused_naming_it(client: httpx.AsyncClient) -> None:
+    assert fields(await client.get("/api/v1/kpis", params={"site": "000\x00"})) == ["query.site"]
+    assert fields(await client.get("/api/v1/work-orders", params={"site": "north\x00"})) == ["query.site"]
+    assert fields(await client.get("/api/v1/devices/north/e1%00")) == ["path.device"]
+    made = await client.post("/api/v1/auth/tokens", json={"name": "\x00", "tags": ["ok", "a\x00"]})
+    assert fields(made) == ["body.name", "body.tags[1]"]
+
+
+async def test_text_without_a_nul_is_served_and_stored(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/v1/work-orders", params={"site": "north"})).json()["total"] == 2
+    assert (await client.get("/api/v1/devices/north/e1")).status_code == 200
+    made = await client.post("/api/v1/auth/tokens", json={"name": "BMS \\u0000 integration"})
+    assert made.status_code == 201, made.text
+    assert made.json()["name"] == "BMS \\u0000 integration"  # an escaped backslash, not a NUL
