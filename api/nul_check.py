@@ -4,8 +4,10 @@ PostgreSQL's text columns cannot hold U+0000 (psycopg refuses such a value, whic
 name or note of facmon means one; SQLite would store it as is. So a request with one is refused the same way on
 both databases, as a 422 naming where it was, before any route reads the database.
 
-`refuse_nul` is a dependency of every route under /api/v1. It costs a substring test on the body; only a body that
-holds `\\u0000` (or a raw NUL, which JSON does not allow in a string) is parsed to say which field.
+`refuse_nul` is a dependency of the routers under /api/v1, after their access policy, so a caller without a token
+still gets 401 first. It costs a substring test on the body; only a body that holds `\\u0000` (or a raw NUL, which JSON
+does not allow in a string) is parsed to say which field. The login and token routes, which check the caller inside
+the route, refuse NUL in their string types instead (`no_nul`), so body validation comes after that check there too.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ def _nul_locations(value: Any, loc: tuple[int | str, ...]) -> Iterator[tuple[int
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _nul_locations(item, (*loc, index))
+
+
+def no_nul(value: str) -> str:
+    """A pydantic AfterValidator for a string field: the same refusal, as part of the body's own validation."""
+    if "\x00" in value:
+        raise ValueError(MESSAGE)
+    return value
 
 
 async def refuse_nul(request: Request) -> None:
