@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import Engine
 
 from api.accounts.models import Role
 from api.accounts.throttle import LoginThrottle
 from api.auth import ADMINS, ENGINEERING, FIELD_WORK, OPERATIONS, REPORTING, policy
 from api.errors import install_error_handlers
+from api.nul_check import refuse_nul
 from api.routes import (
     ack,
     assets,
@@ -94,9 +95,12 @@ def _v1() -> APIRouter:
     """The routes under /api/v1. Who may read and who may change, per router (api.auth.policy); finer rules are the
     routes' own."""
     v1 = APIRouter(prefix=API_PREFIX)
+    # No NUL characters in a path, query or body, checked after the access policy (api.nul_check): PostgreSQL
+    # cannot store them.
+    no_nul = Depends(refuse_nul)
     # Open: health for probes, login, and the one-tap acknowledge links, whose signed token is the credential.
     for module in (health, ack):
-        v1.include_router(module.router)
+        v1.include_router(module.router, dependencies=[no_nul])
     v1.include_router(auth_routes.router)  # login is open; the rest of it asks for the principal itself
     for router, access in (
         (devices.router, policy(read=OPERATIONS | REPORTING, write=ENGINEERING)),
@@ -115,5 +119,5 @@ def _v1() -> APIRouter:
         (users.router, policy(read=ADMINS, write=ADMINS)),
         (audit.router, policy(read=ADMINS)),
     ):
-        v1.include_router(router, dependencies=[access])
+        v1.include_router(router, dependencies=[access, no_nul])
     return v1

@@ -32,6 +32,7 @@ from facmon.kernel.daemons import ChildService, Influxd, Mosquitto, Postgres, fr
 from facmon.kernel.db import make_engine
 from facmon.kernel.model import Event, EventType
 from facmon.shell.migrations.schema import create_schema
+from tests.databases import Databases
 from tests.notifier.support import Inbox
 from tests.rules.support import MakeEvent, elevator
 
@@ -120,10 +121,46 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail("the test left running:\n  " + "\n  ".join(leaks), pytrace=False)
 
 
+@pytest.fixture(scope="module")
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """The database of `engine`, `db_url` and `databases`: SQLite, unless the folder runs on both (tests/databases.py).
+
+    PostgreSQL's server and template are asked for here, at module scope, so they start before a test's own
+    fixtures (a server started in the middle of a test would count as a process the test left running).
+    """
+    backend: str = getattr(request, "param", "sqlite")
+    if backend == "postgresql":
+        request.getfixturevalue("postgres_template")
+    return backend
+
+
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
+def databases(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Databases]:
+    """New databases for this test on `db_backend`, at the newest schema unless asked otherwise; dropped afterwards."""
+    made = Databases(db_backend, tmp_path, request)
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def module_databases(
+    db_backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Databases]:
+    """`databases` for a module's shared database (one that its tests only read)."""
+    made = Databases(db_backend, tmp_path_factory.mktemp("databases"), request)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def db_url(databases: Databases) -> str:
+    """The test's database at the newest schema (a SQLite file, or a PostgreSQL database of its own)."""
+    return databases.url()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
     yield engine
     engine.dispose()
 

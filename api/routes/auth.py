@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,13 +19,17 @@ from api.accounts.store import authenticate, get_user, issue_token, revoke_token
 from api.accounts.throttle import LoginThrottle
 from api.auth import Auditor, AuditorDep, PrincipalDep, client_address, technician_sites
 from api.deps import ClockDep, EngineDep
+from api.nul_check import no_nul
 from api.schemas import IdPath, ProblemError, _Create, _Public, problem_response
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
-Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-TokenName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+# No NUL (api.nul_check) in the types themselves: these routes check the caller inside, before the body is validated.
+Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(no_nul)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_nul)]
+TokenName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), AfterValidator(no_nul)
+]
 
 
 class LoginCreate(_Create):

@@ -1,3 +1,6 @@
-"""The work-order database every API test starts from: a fresh SQLite file at the newest schema."""
+"""This folder's tests run on SQLite and on the real PostgreSQL server, each test that reaches the database twice
+(tests/databases.py)."""
 
-from __future__ import annotations
+from tests.databases import on_both_databases as pytest_generate_tests
+
+__all__ = ["pytest_generate_tests"]

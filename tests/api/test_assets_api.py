@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,8 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.db import make_engine
 from facmon.shell.cli import app as cli_app
-from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
+from tests.databases import Databases
 from tests.reports.support import NOW, SITE, seed
 
 PROBLEM = "application/problem+json"
@@ -60,21 +59,18 @@ ELSEWHERE = _site(SITE, site_id="elsewhere", technician="zhao-lei")
 
 
 @pytest.fixture(scope="module")
-def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def seeded_url(module_databases: Databases) -> str:
     """The seeded database, made once; each test works on a copy."""
-    path = tmp_path_factory.mktemp("assets") / "seeded.db"
-    engine = make_engine(f"sqlite:///{path}")
-    create_schema(engine)
+    url = module_databases.url()
+    engine = make_engine(url)
     seed(engine)
-    engine.dispose()  # the last connection closing checkpoints the WAL into the file
-    return path
+    engine.dispose()  # the last connection closing checkpoints SQLite's WAL into the file; PostgreSQL copies no
+    return url  # database while a connection to it is open
 
 
 @pytest.fixture
-def engine(seeded_file: Path, tmp_path: Path) -> Iterator[Engine]:
-    path = tmp_path / "facmon.db"
-    shutil.copyfile(seeded_file, path)
-    engine = make_engine(f"sqlite:///{path}")
+def engine(seeded_url: str, databases: Databases) -> Iterator[Engine]:
+    engine = make_engine(databases.copy_of(seeded_url))
     yield engine
     engine.dispose()
 

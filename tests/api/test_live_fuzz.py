@@ -9,7 +9,6 @@ naming the parameter; such a request used to end in a 500 while the event loop s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,9 +24,9 @@ from api.deps import get_clock
 from api.schemas import MAX_ID, MAX_OFFSET
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.db import make_engine
-from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
 from tests.api.test_auth import KEY, NORTH, SOUTH, START, fault
+from tests.databases import Databases
 from tests.support import serving_in_thread
 
 # Each role's user; the technician works at NORTH (li-ming is its technician).
@@ -51,10 +50,8 @@ HTTP_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def live_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    path: Path = tmp_path_factory.mktemp("live") / "facmon.db"
-    engine = make_engine(f"sqlite:///{path}")
-    create_schema(engine)
+def live_engine(module_databases: Databases) -> Iterator[Engine]:
+    engine = make_engine(module_databases.url())
     clock = FakeClock(START)
     for site, code in ((NORTH, "2"), (NORTH, "entrapment"), (SOUTH, "3")):
         fault(engine, clock, site, code)

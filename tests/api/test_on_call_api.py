@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +16,6 @@ from facmon.estate.site import Site
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.db import make_engine
 from facmon.kernel.model import Event, EventType
-from facmon.shell.migrations.schema import create_schema
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
 from tests.api.accounts import bearer
@@ -50,9 +48,8 @@ NOW = datetime(2026, 1, 6, 1, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
     for site in (SITE, ELSEWHERE):  # work order 1 at north, 2 at south (no site file given to the API)
         event = Event(ref=site.ref("e1"), ts=NOW, type=EventType.FAULT_RAISED, code="entrapment")
         apply_event(engine, event, evaluate(load_rules(), event, NOW), NOW)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
 
 import httpx
 import pytest
@@ -35,7 +34,6 @@ from api.accounts.models import Role
 from api.deps import get_clock
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.db import make_engine
-from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
 from tests.api.test_api import NOW, OTHER, SITE, seed
 from tests.api.test_auth import KEY
@@ -54,9 +52,8 @@ FUZZ = settings(
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
     seed(engine)  # three work orders on two sites
     yield engine
     engine.dispose()

@@ -18,8 +18,8 @@ from api.accounts.models import Role
 from api.deps import get_clock
 from facmon.kernel.clock import FakeClock
 from facmon.kernel.db import make_engine
-from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
+from tests.databases import Databases
 from tests.reports.support import NOW, SITE, seed
 
 PROBLEM = "application/problem+json"
@@ -28,10 +28,9 @@ KPI = {"site": "maple", "month": "2026-10"}
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+def engine(module_databases: Databases) -> Iterator[Engine]:
     """One database for the module: reports only read it."""
-    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('reports-api') / 'facmon.db'}")
-    create_schema(engine)
+    engine = make_engine(module_databases.url())
     seed(engine)
     yield engine
     engine.dispose()

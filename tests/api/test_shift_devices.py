@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ from facmon.kernel.db import make_engine
 from facmon.kernel.influx import InfluxSettings
 from facmon.kernel.model import FIRST_CONTACT, Event, EventType, Value
 from facmon.reports.kpi_data import InfluxReader
-from facmon.shell.migrations.schema import create_schema
 from rules.engine import evaluate, load_rules
 from rules.store import apply_event
 from tests.api.accounts import bearer
@@ -33,9 +31,8 @@ def ns(minutes: float) -> int:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
     seed(engine)
     yield engine
     engine.dispose()

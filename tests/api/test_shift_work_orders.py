@@ -7,7 +7,6 @@ shift_support.SEED have ids 1..7.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +15,6 @@ from sqlalchemy import Engine
 
 from api.accounts.models import Role
 from facmon.kernel.db import make_engine
-from facmon.shell.migrations.schema import create_schema
 from tests.api.accounts import bearer
 from tests.api.shift_support import NOW, client_for, iso, m, make_app, seed
 
@@ -24,9 +22,8 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
-    create_schema(engine)
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
     seed(engine)
     yield engine
     engine.dispose()

@@ -24,6 +24,7 @@ from rules.state_rules import load_state_rules
 from rules.state_store import apply_state_event, tick
 from rules.store import apply_event, device_statuses
 from rules.tables import DeviceStatus, RuleHold
+from tests.databases import Databases
 from tests.rules.test_worker import as_message, eventually, make_worker, publish, running
 
 RULES = load_rules()
@@ -125,8 +126,8 @@ def test_comm_since_moves_with_each_comm_event_and_not_with_others(engine: Engin
         assert (status.comm, status.comm_since) == ("lost", clock.now())
 
 
-def test_a_migrated_database_takes_comm_since_from_the_last_comm_event(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_a_migrated_database_takes_comm_since_from_the_last_comm_event(databases: Databases) -> None:
+    engine = make_engine(databases.url(migrated=False))
     try:
         create_schema(engine, "0010")
         stamp = T0.replace(tzinfo=None).isoformat(sep=" ")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -69,14 +68,14 @@ def test_comm_restored_within_the_hold_cancels_it(engine: Engine) -> None:
     assert orders(engine) == []
 
 
-def test_a_hold_fires_once_at_its_due_time_after_a_restart(engine: Engine, tmp_path: Path) -> None:
+def test_a_hold_fires_once_at_its_due_time_after_a_restart(engine: Engine, db_url: str) -> None:
     clock = FakeClock(T0)
     lost_at = clock.now()
     apply(engine, clock, event(clock, EventType.COMM_LOST))
     clock.advance(timedelta(minutes=5))
     tick(engine, RULES, SITES, clock.now())
-    engine.dispose()  # the worker goes away mid-hold; its successor opens the same file
-    fresh = make_engine(f"sqlite:///{tmp_path / 'facmon.db'}")
+    engine.dispose()  # the worker goes away mid-hold; its successor opens the same database
+    fresh = make_engine(db_url)
     try:
         ticker = StateTicker(fresh, load_state_rules(), SITES, clock)
         clock.advance(timedelta(minutes=4, seconds=59))

@@ -255,9 +255,9 @@ async def ticks_pass(rules: Rules) -> None:
 
 
 async def test_breaches_fire_once_at_the_right_time_across_a_worker_restart(
-    mosquitto: Mosquitto, tmp_path: Path, clock: FakeClock, make_event: MakeEvent, topic_prefix: str
+    mosquitto: Mosquitto, db_url: str, clock: FakeClock, make_event: MakeEvent, topic_prefix: str
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'restart.db'}"
+    url = db_url
     client_id = f"rules-{topic_prefix}"
     heard: list[SlaBreach] = []
     lines: list[str] = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiomqtt
 from hypothesis import given
@@ -25,7 +24,6 @@ from facmon.kernel.db import make_engine
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event, EventType
 from facmon.kernel.topics import event_topic
-from facmon.shell.migrations.schema import create_schema
 from rules.tables import DeviceStatus
 from tests.kernel.poison import live, poison
 from tests.rules.support import elevator
@@ -51,12 +49,11 @@ async def _poison_then_good(port: int, engine: Engine, site: str, payload: bytes
 
 
 def test_poison_is_refused_and_the_next_event_still_opens_its_work_order(
-    mosquitto: Mosquitto, topic_prefix: str, tmp_path: Path
+    mosquitto: Mosquitto, topic_prefix: str, db_url: str
 ) -> None:
     kinds: set[str] = set()
     runs = itertools.count()
-    engine = make_engine(f"sqlite:///{tmp_path / 'wo.sqlite'}")
-    create_schema(engine)
+    engine = make_engine(db_url)
     around = _event("s", T0, EventType.FAULT_RAISED, "2").model_dump(mode="json")
 
     @live(EXAMPLES)

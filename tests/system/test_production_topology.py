@@ -3,7 +3,9 @@ configuration (a secret key file, an admin made with `facmon users add`), with a
 
 A car alarm on a simulated controller (`facmon simulate`, told through its command topic) must become a work order
 in the API, a signed webhook at a real HTTP receiver, an e-mail at a real SMTP server, and readings in InfluxDB; every
-service answers its health check, and each stops cleanly (exit 0) on SIGTERM.
+service answers its health check, and each stops cleanly (exit 0) on SIGTERM. Once with the SQLite file of the state
+folder, once with FACMON_DB_URL naming an empty database on the real PostgreSQL server, which `facmon db upgrade`
+migrates before the services start.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from pathlib import Path
 
 import aiomqtt
 import httpx
+import pytest
 import yaml
+from sqlalchemy import text
 
 from facmon.kernel.daemons import Influxd, Mosquitto, free_port
+from facmon.kernel.db import make_engine
 from facmon.notifier.channels.webhook import verify_signature
 from simulators.site import command_topic
 from tests.conftest import influxql
+from tests.databases import BACKENDS, Databases
 from tests.notifier.support import Inbox, http_receiver
 from tests.support import one_elevator_site, wait_for
 from tests.system.processes import FacmonProcesses, Started
@@ -44,7 +50,9 @@ def _all_healthy(facmon: FacmonProcesses, services: dict[str, Started], ports: d
     assert facmon.wait_healthy(services["api"], f"http://127.0.0.1:{api_port}/api/v1/health")["status"] == "ok"
 
 
+@pytest.mark.parametrize("db_backend", BACKENDS, indirect=True)
 async def test_a_fault_reaches_api_webhook_email_and_influxdb_through_separate_processes(
+    databases: Databases,
     mosquitto: Mosquitto,
     influxd: Influxd,
     influx_db: str,
@@ -69,7 +77,13 @@ async def test_a_fault_reaches_api_webhook_email_and_influxdb_through_separate_p
             "FACMON_SMTP": json.dumps({"host": "127.0.0.1", "port": smtp_port, "sender": "facmon@estate.example"}),
             "FACMON_LOG_JSON": "1",
         }
+        if databases.backend == "postgresql":
+            env["FACMON_DB_URL"] = databases.url(migrated=False)
         with FacmonProcesses(tmp_path, env) as facmon:
+            if databases.backend == "postgresql":
+                upgraded = facmon.run("db", "upgrade")
+                assert upgraded.returncode == 0, upgraded.stderr
+                assert "before: none (empty database)" in upgraded.stdout
             made = facmon.run("users", "add", "ops", "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD)
             assert made.returncode == 0, made.stderr
             ports = {name: free_port() for name in PROBED}
@@ -121,6 +135,13 @@ async def test_a_fault_reaches_api_webhook_email_and_influxdb_through_separate_p
             readings = influxql(influxd.url, influx_db, "SELECT last(fault_code) FROM elevator WHERE device = 'e1'")
             assert readings
             assert readings[0]["values"][0][1] == 15  # type: ignore[index]
+            if databases.backend == "postgresql":  # the services kept it there, not in a file of the state folder
+                assert not (tmp_path / "state" / "facmon.db").exists()
+                engine = make_engine(env["FACMON_DB_URL"])
+                with engine.connect() as connection:
+                    faults = connection.execute(text("SELECT device, fault FROM work_orders")).all()
+                engine.dispose()
+                assert [tuple(row) for row in faults] == [("e1", "15")]
             codes = facmon.stop_all()
             logs = {s.name: s.output(800) for s in facmon.started}
             assert codes == dict.fromkeys(["simulate", *services], 0), (codes, logs)

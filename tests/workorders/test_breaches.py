@@ -140,9 +140,9 @@ async def test_a_clock_met_late_while_no_monitor_ran_is_still_recorded(
 
 
 async def test_restart_fires_each_breach_once_and_a_redelivered_event_opens_nothing(
-    tmp_path: Path, clock: FakeClock, make_event: MakeEvent
+    db_url: str, clock: FakeClock, make_event: MakeEvent
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'restart.db'}"
+    url = db_url
     event = make_event("fault_raised", "entrapment")
     t0, heard = clock.now(), Heard()
 
