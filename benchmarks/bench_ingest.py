@@ -1,6 +1,7 @@
 """The ingest ladder: vendor JSON over MQTT -> gateway -> backbone -> historian -> InfluxDB, at fixed offered rates.
 
     python benchmarks/bench_ingest.py [--rates 2000,5000,10000,15000] [--seconds 15] [--devices 200] [--repeat 1]
+                                      [--profile DIR]
 
 Starts, in a temporary folder, Mosquitto, influxd, `facmon gateway` and `facmon historian` as deployed (each its own
 process, through the CLI, with a non-demo site file of `--devices` gate barriers heard on the broker), and a
@@ -10,6 +11,9 @@ InfluxDB holds (stored %), how long after the generator stopped the last point w
 time per message of every process (utime + stime from /proc, over the step and its drain, divided by the points
 stored in it when it did not drain) with its peak RSS.
 A step gives up waiting for its drain after DRAIN_LIMIT_S; the whole run stays within a few minutes.
+With `--profile DIR` (py-spy installed, not a dependency) each step also records the gateway and the historian
+with py-spy while the generator runs: DIR/<process>-<rate>.txt, collapsed stacks (flamegraph.pl or speedscope read
+them), and the hottest functions by own time are printed after the step.
 """
 
 from __future__ import annotations
@@ -154,8 +158,60 @@ def start_service(root: Path, name: str, site: Path, env: dict[str, str]) -> tup
     return proc, port
 
 
+def profilers(procs: list[Proc], rate: int, seconds: float, out: Path | None) -> list[subprocess.Popen[bytes]]:
+    """py-spy recording facmon's processes for `seconds` (none without `out`)."""
+    if out is None:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "-p",
+                str(p.pid),
+                "-d",
+                str(int(seconds)),
+                "-r",
+                "200",
+                "-f",
+                "raw",
+                "--nonblocking",
+                "-o",
+                str(out / f"{p.name}-{rate}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for p in procs
+        if p.name in ("gateway", "historian")
+    ]
+
+
+def hottest(path: Path, top: int = 25) -> None:
+    """Print the functions of a py-spy raw profile with the most own time, and their share of the samples."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1]
+        own[leaf] = own.get(leaf, 0) + int(count)
+        total += int(count)
+    print(f"{path.name}: {total} samples; own time")
+    for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {100 * n / max(1, total):5.1f} %  {name}")
+
+
 def step(
-    rate: int, seconds: float, devices: int, start: int, mqtt: int, procs: list[Proc], http: httpx.Client
+    rate: int,
+    seconds: float,
+    devices: int,
+    start: int,
+    mqtt: int,
+    procs: list[Proc],
+    http: httpx.Client,
+    profile: Path | None = None,
 ) -> dict[str, object]:
     before_points = stored(http)
     before = {p.name: p.cpu_s() for p in procs}
@@ -163,6 +219,7 @@ def step(
         [sys.executable, __file__, "--generate", str(mqtt), str(rate), str(seconds), str(devices), str(start)],
         stdout=subprocess.PIPE,
     )
+    spies = profilers(procs, rate, seconds, profile)
     gen_proc = Proc("generator", gen.pid)
     gen_cpu = 0.0
     while gen.poll() is None:
@@ -177,6 +234,12 @@ def step(
         time.sleep(0.1)
         points = stored(http) - before_points
     drain = time.monotonic() - stopped
+    for spy in spies:
+        spy.wait(timeout=60)
+    if profile is not None:
+        for name in ("gateway", "historian"):
+            if (profile / f"{name}-{rate}.txt").exists():
+                hottest(profile / f"{name}-{rate}.txt")
     # Per message handled: a step that did not drain handled only what it stored (its backlog is the next step's).
     handled = max(1, min(points, sent))
     cpu = {p.name: (p.cpu_s() - before[p.name]) / handled * 1e6 for p in procs}
@@ -234,6 +297,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--profile", type=Path, default=None, help="record each step with py-spy into this folder")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     print(f"machine: {machine()}")
@@ -264,7 +328,9 @@ def main() -> None:
                     for run in range(args.repeat):
                         results = []
                         for rate in rates:
-                            results.append(step(rate, args.seconds, args.devices, start, mqtt.port, procs, http))
+                            results.append(
+                                step(rate, args.seconds, args.devices, start, mqtt.port, procs, http, args.profile)
+                            )
                             start += int(rate * args.seconds) + 1
                         print(f"run {run + 1} ({machine()})")
                         report(results, names)

@@ -29,6 +29,7 @@ full disk the copies are the first thing given up.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,8 +142,9 @@ class Outbox:
     def put_many(self, messages: Sequence[Reading | Event | DeadLetter]) -> list[int]:
         """Store messages in order, in one transaction; returns the ids of those written to the file."""
         put = self._queue.put_many([_row(message) for message in messages])
-        for message in messages:
-            self._metrics.inc("outbox_put", kind=_kind(message))
+        kinds = Counter(_kind(message) for message in messages)
+        for kind, n in kinds.items():
+            self._metrics.inc("outbox_put", n, kind=kind)
         if put.memory_dropped:
             self._metrics.inc("outbox_memory_dropped", put.memory_dropped)
         if put.dropped:

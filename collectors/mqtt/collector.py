@@ -195,8 +195,7 @@ class MqttCollector:
         else:
             for out in staged:
                 await (self._reject(out) if isinstance(out, DeadLetter) else self._emit(out))
-        for message in messages:
-            client.ack(message)
+        client.ack_many(messages)
 
     async def _out(self, message: Reading | Event | DeadLetter) -> None:
         """Emit (or reject) `message`, or stage it while a burst is handled."""

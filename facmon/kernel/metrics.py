@@ -8,6 +8,9 @@ Components count with `inc(name, **labels)`: the counter `facmon_<name>_total` i
 names, and a later use with other label names is a bug that raises. Levels that are read when scraped (an outbox's
 backlog, a broker connection) are registered once as gauges with `gauge(name, read)`. Durations whose spread matters
 (how late polls start) are histograms, `histogram(name, buckets)`, observed by the component that times them.
+
+`inc` is called per message on hot paths: the labelled child of a counter is looked up in prometheus_client once
+per label set and kept (its own lookup checks and converts the labels each time, a quarter of a busy gateway's CPU).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from threading import Lock
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -44,6 +48,8 @@ class Counters:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._counters: dict[str, tuple[Counter, tuple[str, ...]]] = {}
+        # (name, label items) -> what to call `inc` on: the counter's child for those labels, or the counter.
+        self._children: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
         self._lock = Lock()
         self._exposing = Lock()
         self._gauges = _Gauges()
@@ -64,9 +70,13 @@ class Counters:
         return counter
 
     def inc(self, name: str, amount: int = 1, **labels: str) -> None:
-        names = tuple(sorted(labels))
-        counter = self._counter(name, names)
-        (counter.labels(**labels) if names else counter).inc(amount)
+        key = (name, tuple(labels.items()))
+        child = self._children.get(key)
+        if child is None:
+            names = tuple(sorted(labels))
+            counter = self._counter(name, names)
+            child = self._children[key] = counter.labels(**labels) if names else counter
+        child.inc(amount)
 
     def get(self, name: str, **labels: str) -> int:
         """The counter for exactly these labels; with no labels, the sum over all label sets (0 if never counted)."""

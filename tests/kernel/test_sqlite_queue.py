@@ -337,3 +337,18 @@ def test_names_and_capacity_are_checked(path: Path) -> None:
         _queue(path, (Column("n", "INTEGER"),), Capacity(3, keep="other"))
     with pytest.raises(ValueError, match="at least 1"):
         Capacity(0)
+
+
+def test_the_ids_a_put_returns_are_the_ids_its_rows_got(path: Path) -> None:
+    """Also after the newest rows were acked (an AUTOINCREMENT id is never given again) and after drops."""
+    capacity = Capacity(8)
+    with _queue(path, (Column("n", "INTEGER NOT NULL"),), capacity) as queue:
+        first = queue.put_many([(n,) for n in range(5)]).ids
+        queue.ack(first[2:])
+        second = queue.put_many([(n,) for n in range(5, 12)])
+        assert second.ids == list(range(first[-1] + 1, first[-1] + 8))
+        assert second.dropped == 1
+        assert {row[0]: row[1] for row in queue.peek(100)} == {
+            first[1]: 1,
+            **{id_: n for id_, n in zip(second.ids, range(5, 12), strict=True)},
+        }
