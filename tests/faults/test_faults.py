@@ -114,6 +114,10 @@ async def _notifier_killed_mid_request(estate: Estate, load: Load) -> None:
     receiver.delay_s = 0.0
     await load.reached(350)
     await estate.start("notifier")
+    # The delivery the killed notifier had claimed is due again when its claim runs out (its send timeout and 5 s,
+    # facmon.notifier.queue): the restarted notifier sends it again under the same key.
+    keys = estate.webhook.keys
+    await wait_for(lambda: asyncio.sleep(0, len(keys()) > len(set(keys()))), 90, "the claimed alert sent again")
 
 
 async def test_notifier_killed_with_an_alert_in_flight(tmp_path: Path) -> None:

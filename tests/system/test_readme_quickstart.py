@@ -61,8 +61,9 @@ def test_the_quick_start_and_every_demo_example_from_a_fresh_clone(tmp_path: Pat
         _until(live_work_orders, 60, "a live work order from the demo scenario")
 
         def all_heard() -> bool:
-            devices = httpx.get(f"{api}/devices", headers=headers, timeout=10).json()
-            assert len(devices) == DEMO_DEVICES
+            page = httpx.get(f"{api}/devices", headers=headers, timeout=10).json()
+            devices = page["items"]
+            assert page["total"] == len(devices) == DEMO_DEVICES
             return all(d["comm"] == "ok" for d in devices)
 
         _until(all_heard, 60, f"all {DEMO_DEVICES} devices comm ok")
