@@ -24,7 +24,7 @@ from facmon.estate.entries import Device
 from facmon.estate.site import Site
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import MQTT_KINDS, DeviceKind, Emit, Reject, Store
+from facmon.kernel.model import MQTT_KINDS, DeviceKind, Emit, EmitMany, Reject, Store
 from gateway.mqtt_devices import mqtt_device
 
 
@@ -55,6 +55,8 @@ class Wiring:
     # Where collectors that handle input in bursts store what a burst became, in one transaction.
     store: Store | None = None
     polled_emit: Emit | None = None
+    # ... and where a poll's messages go all at once (the same batches as `polled_emit`).
+    polled_emit_many: EmitMany | None = None
 
 
 # The collectors of a site's devices of one family (in site file order), given the gateway's wiring.
@@ -81,6 +83,7 @@ def polled(interpreter: Callable[[str], Interpreter]) -> Build:
                 reject=wiring.reject,
                 clock=wiring.clock,
                 metrics=wiring.metrics,
+                emit_many=wiring.polled_emit_many,
             )
             for device in devices
             if device.address is not None  # the site file requires one for Modbus kinds

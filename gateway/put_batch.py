@@ -6,8 +6,9 @@ is on disk when it returns, while every message emitted within `linger_s` of the
 transaction: the first schedules the write, and all of them wait for it (0: the end of the loop turn, so only what
 the loop handles in one turn shares it; under load batches grow by themselves). The gateway lingers 10 ms: polls of
 1,000 devices a second then share transactions ten at a time, and the publisher wakes once per batch, for 10 ms
-more between a poll and the broker, against a poll interval of a second. `max_batch` messages are written at once.
-Lingering suits many tasks that each emit now and then (the pollers); a collector that awaits each emit before
+more between a poll and the broker, against a poll interval of a second. A batch is written once it holds
+`max_batch` messages (those of one `emit_many` are never split). Lingering suits many tasks that each emit now
+and then (the pollers, each emitting what one poll found at once); a collector that awaits each emit before
 handling its next message would be held to one message per linger, so it is given the outbox's put directly.
 
 Order holds: a collector awaits each emit before the next, and messages of one batch keep their emit order. If
@@ -38,6 +39,13 @@ class PutBatch:
 
     async def emit(self, message: Reading | Event) -> None:
         """An `Emit`: returns once `message` is in the outbox, written in one transaction with the rest of its batch."""
+        await self.emit_many((message,))
+
+    async def emit_many(self, messages: Sequence[Reading | Event]) -> None:
+        """An `EmitMany`: `messages` (what one poll found) join one batch and wait for one write, not one linger
+        each: a fire panel's poll that reports a few hundred points takes one linger, not a few seconds."""
+        if not messages:
+            return
         written = self._written
         if written is None:
             loop = asyncio.get_running_loop()
@@ -45,7 +53,7 @@ class PutBatch:
             self._timer = (
                 loop.call_later(self.linger_s, self._write) if self.linger_s > 0 else loop.call_soon(self._write)
             )
-        self._pending.append(message)
+        self._pending.extend(messages)
         if len(self._pending) >= self.max_batch:
             self._write()
         # Shielded: one emitter being cancelled must not cancel the write the others wait for (its message is

@@ -77,6 +77,7 @@ class SiteGateway:
             backbone,
             self.publisher.store,
             polled_emit=self.batch.emit,
+            polled_emit_many=self.batch.emit_many,
         )
         self.collectors: list[Collector] = site_collectors(site, wiring)
 

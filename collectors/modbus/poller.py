@@ -29,7 +29,7 @@ from collectors.modbus.registers import Block
 from collectors.modbus.slots import phase_s, slot_start, until_next_slot_s, with_slot_id
 from facmon.kernel.clock import Clock
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, ModbusAddress, Reject
+from facmon.kernel.model import DeadLetter, DeviceRef, Emit, EmitMany, Event, ModbusAddress, Reading, Reject
 
 log = structlog.get_logger(__name__)
 
@@ -65,12 +65,16 @@ class ModbusPoller:
         metrics: Counters,
         reject: Reject | None = None,
         links: ModbusLinks | None = None,
+        emit_many: EmitMany | None = None,
     ) -> None:
         self.ref = ref
         self.interpreter = interpreter
         self.address = address
         self.timing = timing
         self._emit = emit
+        # What one poll found goes out in one call when the gateway can take it so (gateway.put_batch): a fire
+        # panel's snapshot of a few hundred points must not wait for a few hundred writes, holding up its next poll.
+        self._emit_many = emit_many
         self._reject = reject
         self._clock = clock
         self._metrics = metrics
@@ -136,6 +140,7 @@ class ModbusPoller:
         meaning = self.interpreter.interpret(self.ref, frame, ts, self._clock.monotonic())
         await self._comm.answered(ts)
         await self._slow.answered(slowest_s)
+        messages: list[Reading | Event] = []
         for message in meaning.messages:
             if isinstance(message, Event) and self.timing.slotted:
                 message = with_slot_id(message)
@@ -146,7 +151,12 @@ class ModbusPoller:
                     point=message.point,
                     message=message.message,
                 )
-            await self._emit(message)
+            messages.append(message)
+        if self._emit_many is not None:
+            await self._emit_many(messages)
+        else:
+            for message in messages:
+                await self._emit(message)
         for letter in self._refused(meaning.refused, ts):
             if self._reject is not None:
                 await self._reject(letter)

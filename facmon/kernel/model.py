@@ -185,6 +185,8 @@ def _stored_payload(payload: bytes | str) -> dict[str, str | int | None]:
 
 # Collectors hand what they produce to an `Emit`; they never touch storage or the network beyond the device.
 Emit = Callable[[Reading | Event], Awaitable[None]]
+# ... or, for what one look at a device found (a fire panel poll: its panel and every changed point), all at once.
+EmitMany = Callable[[Sequence[Reading | Event]], Awaitable[None]]
 # ... and what they could not use to a `Reject`.
 Reject = Callable[[DeadLetter], Awaitable[None]]
 # ... or all a burst of input became, at once, to a `Store` (one transaction; durable when it returns).

@@ -31,6 +31,7 @@ from facmon.kernel.model import (
     Value,
 )
 from facmon.kernel.mqtt import MqttSettings
+from gateway.put_batch import PutBatch
 from gateway.site_gateway import SiteGateway
 from simulators.fire_panel import FirePanelSimulator
 from simulators.steps import STEP, Step
@@ -332,6 +333,36 @@ async def test_slow_answers_within_the_timeout_still_read(harness: Harness, pane
     assert harness.metrics.get("modbus_poll_failures") == 0
 
 
+async def test_a_snapshot_of_every_point_is_one_write_of_the_gateways_batches(
+    harness: Harness, panel: CountingPanel
+) -> None:
+    """A poll's messages go to the gateway's batches in one call: a snapshot of a few hundred points waits for one
+    10 ms linger, not one each (which held a fire panel's next poll up for seconds, so a short alarm went unseen)."""
+    writes: list[list[Reading | Event]] = []
+    batch = PutBatch(lambda messages: writes.append(list(messages)), linger_s=0.01)
+    poller = ModbusPoller(
+        DeviceRef(site="s", building="b", device="f1", kind=DeviceKind.FIRE_PANEL, model=harness.driver.model),
+        FirePanelInterpreter(harness.driver),
+        ModbusAddress(host="127.0.0.1", port=panel.port),
+        PollTiming(interval_s=INTERVAL_S, comm_grace_s=3.0, timeout_s=0.5),
+        emit=batch.emit,
+        emit_many=batch.emit_many,
+        clock=harness.clock,
+        metrics=harness.metrics,
+        links=harness.links,
+    )
+    link = harness.links.acquire("127.0.0.1", panel.port)
+    try:
+        await poller.poll(link)
+    finally:
+        harness.links.release(link)
+    # The first answer's announcement, then the panel reading and every point in one write.
+    assert [len(w) for w in writes] == [1, 1 + len(panel.points())]
+    assert isinstance(writes[0][0], Event)
+    assert writes[0][0].type is EventType.COMM_RESTORED
+    assert [m.point for m in writes[1]] == [None, *panel.points()]
+
+
 def test_the_gateway_polls_fire_panels_with_the_fire_panel_interpreter(tmp_path: Path) -> None:
     def device(id_: str, kind: str, model: str, unit: int) -> dict[str, object]:
         return {"id": id_, "kind": kind, "model": model, "address": {"host": "127.0.0.1", "port": 1502, "unit": unit}}
@@ -354,4 +385,6 @@ def test_the_gateway_polls_fire_panels_with_the_fire_panel_interpreter(tmp_path:
     assert len(pollers) == len(gateway.collectors) == 2
     kinds = {p.ref.device: type(p.interpreter).__name__ for p in pollers}
     assert kinds == {"e1": "ElevatorInterpreter", "f1": "FirePanelInterpreter"}
+    # Each poll's messages go to the gateway's batches at once.
+    assert all(p._emit_many == gateway.batch.emit_many for p in pollers)
     gateway.outbox.close()

@@ -80,3 +80,14 @@ async def test_emits_within_the_linger_share_a_transaction_up_to_the_batch_size(
     # Four emits in four loop turns within 50 ms: three fill a batch, written at once; the fourth waits its linger.
     await asyncio.gather(*(later(n) for n in range(4)))
     assert writes == [3, 1]
+
+
+async def test_the_messages_of_one_emit_many_are_one_write_never_split(tmp_path: Path) -> None:
+    writes: list[int] = []
+    batch = PutBatch(lambda messages: writes.append(len(messages)), linger_s=0.01, max_batch=10)
+    await batch.emit_many([])
+    assert writes == [], "nothing to write is no write"
+    # Two emitters in one linger: one write; a call that fills the batch writes it at once, all of its messages.
+    await asyncio.gather(batch.emit(reading("s", seq=0)), batch.emit_many([reading("s", seq=n) for n in range(1, 4)]))
+    await batch.emit_many([reading("s", seq=n) for n in range(25)])
+    assert writes == [4, 25]
