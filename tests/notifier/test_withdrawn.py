@@ -18,7 +18,7 @@ from facmon.notifier.tables import NotificationStep
 from facmon.workorders.breaches import SlaMonitor
 from facmon.workorders.tables import WorkOrderEvent
 from rules.arrival import apply_with_site_evidence
-from tests.notifier.test_dispatch import MANAGER, MIN, SEC, Phone, make, open_work_order, run_to
+from tests.notifier.test_dispatch import MANAGER, MIN, SEC, STEP, Phone, make, open_work_order, run_to
 
 LI = Technician.model_validate(
     {"id": "li", "name": "Li Ming", "phone": "13800000001", "cards": ["A1B2C3D4"], "disciplines": ["elevator"]}
@@ -59,7 +59,7 @@ async def test_a_breach_withdrawn_before_its_escalation_went_out_cancels_it_and_
 
     [cancelled] = [d for d in deliveries_of(engine, wo) if d.reason == "breach"]
     assert cancelled.delivered_at is None
-    assert cancelled.cancelled_at == t0 + 20 * MIN + 6 * SEC, "cancelled at the first tick after the withdrawal"
+    assert cancelled.cancelled_at == t0 + 20 * MIN + 5 * SEC + STEP, "cancelled at the first tick after the withdrawal"
     assert all(r[0] != MANAGER.id for r in phone.received), "the manager was never told"
     assert [d for d in deliveries_of(engine, wo) if d.reason == "withdrawn"] == [], "nobody to give the all clear"
     [entry] = [e for e in notifier_entries(engine, wo) if e.detail.get("reason") == "withdrawn"]
