@@ -1,6 +1,6 @@
 """The ingest ladder: vendor JSON over MQTT -> gateway -> backbone -> historian -> InfluxDB, at fixed offered rates.
 
-    python benchmarks/bench_ingest.py [--rates 2000,5000,10000,15000] [--seconds 15] [--devices 200] [--repeat 1]
+    python benchmarks/bench_ingest.py [--rates 2000,5000,10000,15000] [--seconds 15] [--devices 200] [--repeat 3]
                                       [--profile DIR]
 
 Starts, in a temporary folder, Mosquitto, influxd, `facmon gateway` and `facmon historian` as deployed (each its own
@@ -296,7 +296,7 @@ def main() -> None:
     parser.add_argument("--rates", default="2000,5000,10000,15000")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--devices", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", type=Path, default=None, help="record each step with py-spy into this folder")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
