@@ -76,6 +76,14 @@ class Centre:
         return {"r": "rules", "h": "historian", "n": "notifier"}.get(name[0], name) if name != "gateway" else name
 
     async def __aenter__(self) -> Centre:
+        try:
+            return await self._start()
+        except BaseException:
+            # A start that fails half way stops what it started, so no process outlives the failed test.
+            await self.__aexit__(None, None, None)
+            raise
+
+    async def _start(self) -> Centre:
         (self.workdir / "site.yaml").write_text(yaml.safe_dump(_site(self.site_id), sort_keys=False))
         await asyncio.to_thread(self._start_daemons)
         await self.webhook.start()

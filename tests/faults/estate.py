@@ -112,6 +112,15 @@ class Estate:
         return self.state_dir / "facmon.db"
 
     async def __aenter__(self) -> Estate:
+        try:
+            return await self._start()
+        except BaseException:
+            # A start that fails half way (a service that could not bind its port, say) stops what it started, so
+            # no process outlives the test that failed.
+            await self.__aexit__(None, None, None)
+            raise
+
+    async def _start(self) -> Estate:
         full, simulated = _site(self.site_id)
         (self.workdir / "site.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
         (self.workdir / "sim-site.yaml").write_text(yaml.safe_dump(simulated, sort_keys=False))
