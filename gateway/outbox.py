@@ -118,6 +118,7 @@ class Outbox:
         self.max_size = max_size
         self._metrics = metrics if metrics is not None else Counters()
         self._listeners: list[Callable[[], None]] = []
+        self._urgent_listeners: list[Callable[[], None]] = []
         self._queue = SqliteQueue(
             path,
             table="outbox",
@@ -133,6 +134,11 @@ class Outbox:
     def on_put(self, listener: Callable[[], None]) -> None:
         """Call `listener` after every put (from the event loop's thread): the publisher wakes up on it."""
         self._listeners.append(listener)
+
+    def on_urgent_put(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after a put that holds an event or a dead letter (before the `on_put` listeners): the
+        publisher, which lets readings gather for a moment, sends these at once."""
+        self._urgent_listeners.append(listener)
 
     def put(self, message: Reading | Event | DeadLetter) -> int | None:
         """Store one message; its id, or None while it waits in memory for room on the disk."""
@@ -152,6 +158,9 @@ class Outbox:
             log.warning(
                 "outbox full: dropped oldest readings", dropped=put.dropped, size=self.size(), max=self.max_size
             )
+        if any(kind != "reading" for kind in kinds):
+            for listener in self._urgent_listeners:
+                listener()
         for listener in self._listeners:
             listener()
         return put.ids

@@ -24,6 +24,9 @@ from gateway.put_batch import PutBatch
 log = structlog.get_logger(__name__)
 
 PUT_LINGER_S = 0.01
+# How long the publisher lets readings gather after a wake before sending them as one batch (gateway.publisher);
+# events go at once.
+PUBLISH_GATHER_S = 0.05
 
 
 class SiteGateway:
@@ -58,6 +61,7 @@ class SiteGateway:
             mqtt=mqtt,
             client_id=f"facmon-gateway-{site.id}-{self.instance}",
             metrics=metrics,
+            gather_s=PUBLISH_GATHER_S,
         )
         # Every device family builds its own collectors (gateway.families): Modbus devices are polled, each by
         # its own poller over the shared links; MQTT devices are heard on the site's vendor broker or, when the site
