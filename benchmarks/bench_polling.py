@@ -194,11 +194,10 @@ def profilers(pids: dict[str, int], n: int, seconds: float, out: Path | None) ->
     if out is None:
         return []
     out.mkdir(parents=True, exist_ok=True)
-    spy = str(Path(sys.executable).with_name("py-spy"))
+    spy = [str(Path(sys.executable).with_name("py-spy")), "record", "-d", str(int(seconds)), "-r", "200"]
     return [
         subprocess.Popen(
-            [spy, "record", "-p", str(pids[name]), "-d", str(int(seconds)), "-r", "200", "-f", "raw"]
-            + ["--nonblocking", "-o", str(out / f"{name}-{n}.txt")],
+            [*spy, "-f", "raw", "--nonblocking", "-p", str(pids[name]), "-o", str(out / f"{name}-{n}.txt")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
