@@ -166,10 +166,12 @@ class Outbox:
         return put.ids
 
     def _keep_for_replay(self, db: sqlite3.Connection, ids: list[int], now: float) -> None:
+        # One statement per run of consecutive ids (a batch's PUBACK acknowledges a run): copying id by id cost
+        # two thirds of an ack.
         db.executemany(
             "INSERT INTO published (topic, payload, qos, retain, published_at)"
-            " SELECT topic, payload, qos, retain, ? FROM outbox WHERE id = ?",
-            ((now, id_) for id_ in ids),
+            " SELECT topic, payload, qos, retain, ? FROM outbox WHERE id BETWEEN ? AND ? ORDER BY id",
+            ((now, first, last) for first, last in _runs(ids)),
         )
         db.execute("DELETE FROM published WHERE published_at < ?", (now - self.replay_window_s,))
 
@@ -231,6 +233,17 @@ class Outbox:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _runs(ids: list[int]) -> list[tuple[int, int]]:
+    """`ids` (in the order given) as runs of consecutive ids, (first, last) each, in that order."""
+    runs: list[tuple[int, int]] = []
+    for id_ in ids:
+        if runs and id_ == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], id_)
+        else:
+            runs.append((id_, id_))
+    return runs
 
 
 def _row(message: Reading | Event | DeadLetter) -> tuple[str, bytes, int, int, int]:
