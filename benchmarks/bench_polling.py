@@ -1,6 +1,7 @@
 """The polling ladder: N Modbus elevator controllers polled every second by one gateway, into InfluxDB.
 
     python benchmarks/bench_polling.py [--devices 200,1000,2000] [--seconds 25] [--units-per-port 10]
+                                       [--profile DIR]
 
 For each N, as deployed: `facmon gateway` and `facmon historian` (separate processes, through the CLI, with a
 non-demo site file of N elevators), Mosquitto and influxd, all started here in a temporary folder; the devices are
@@ -17,6 +18,10 @@ ids behind it). After the gateway has polled every device, a window of `--second
   - points stored in InfluxDB for the window's whole seconds against N per second (each poll is one point, stamped
     with its slot), once the historian has drained;
   - peak RSS (VmHWM) of the gateway and the historian.
+
+With `--profile DIR` (py-spy installed, not a dependency) each step also records the gateway and the historian
+with py-spy during its window (collapsed stacks, `DIR/<process>-<N>.txt`) and prints their hottest functions; the
+profiler's sampling costs some CPU of its own, so take the figures from a run without it.
 
 Each step gives up waiting after its limits, so the whole ladder stays under five minutes.
 """
@@ -39,6 +44,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_ingest import hottest
 from benchmarks.machine import describe
 from facmon.kernel.daemons import Influxd, Mosquitto
 from facmon.kernel.ports import free_port
@@ -175,15 +181,34 @@ class Step:
     rss_mb: dict[str, float]
 
 
-def step(root: Path, n: int, seconds: float, units: int) -> Step:
+def step(root: Path, n: int, seconds: float, units: int, profile: Path | None = None) -> Step:
     work = root / f"n{n}"
     work.mkdir()
     # Daemons of its own per step: nothing of the step before (sessions, backlog) weighs on this one.
     with Mosquitto(work / "mosquitto") as mqtt, Influxd(work / "influxd") as influx:
-        return _measure(work, n, seconds, units, mqtt, influx)
+        return _measure(work, n, (seconds, units), mqtt, influx, profile)
 
 
-def _measure(work: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, influx: Influxd) -> Step:
+def profilers(pids: dict[str, int], n: int, seconds: float, out: Path | None) -> list[subprocess.Popen[bytes]]:
+    """py-spy recording the gateway and the historian for `seconds` (none without `out`)."""
+    if out is None:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    spy = [str(Path(sys.executable).with_name("py-spy")), "record", "-d", str(int(seconds)), "-r", "200"]
+    return [
+        subprocess.Popen(
+            [*spy, "-f", "raw", "--nonblocking", "-p", str(pids[name]), "-o", str(out / f"{name}-{n}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in ("gateway", "historian")
+    ]
+
+
+def _measure(
+    work: Path, n: int, shape: tuple[float, int], mqtt: Mosquitto, influx: Influxd, profile: Path | None
+) -> Step:
+    seconds, units = shape
     ports = [free_port() for _ in range(math.ceil(n / units))]
     site = work / "site.yaml"
     site_file(site, n, ports, units)
@@ -221,6 +246,7 @@ def _measure(work: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, in
         before = scrape(gw_port)
         cpu0, t0, wall0 = {k: cpu_s(p) for k, p in pids.items()}, time.monotonic(), time.time()
         sys0 = cpu_s(gateway.pid, system_only=True)
+        spies = profilers(pids, n, seconds, profile)
         time.sleep(seconds)
         cpu1, t1, wall1 = {k: cpu_s(p) for k, p in pids.items()}, time.monotonic(), time.time()
         sys1 = cpu_s(gateway.pid, system_only=True)
@@ -233,6 +259,8 @@ def _measure(work: Path, n: int, seconds: float, units: int, mqtt: Mosquitto, in
             time.sleep(1)
             stored = points(influx, db, since, until)
         rss = {k: peak_rss_mb(pids[k]) for k in ("gateway", "historian")}
+        for spy in spies:
+            spy.wait(timeout=60)
     polls = after.polls - before.polls
     used = {k: cpu1[k] - cpu0[k] for k in pids}
     used["facmon"] = used["gateway"] + used["historian"]
@@ -278,10 +306,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--units-per-port", type=int, default=10)
     parser.add_argument("--one", action="store_true", help="one step, its table row only (how the ladder runs each)")
+    parser.add_argument("--profile", type=Path, default=None, help="record each step with py-spy into this folder")
     args = parser.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory(prefix="facmon-bench-polling-") as tmp:
-            print(row(step(Path(tmp), int(args.devices), args.seconds, args.units_per_port)), flush=True)
+            done = step(Path(tmp), int(args.devices), args.seconds, args.units_per_port, args.profile)
+        if args.profile is not None:
+            for name in ("gateway", "historian"):
+                if (args.profile / f"{name}-{args.devices}.txt").exists():
+                    hottest(args.profile / f"{name}-{args.devices}.txt")
+        print(row(done), flush=True)
         return 0
     print(describe())
     print(f"load before: {load()}", flush=True)
@@ -289,6 +323,8 @@ def main() -> int:
     # Each step in a process of its own, with its own daemons: nothing of one step weighs on the next.
     for n in args.devices.split(","):
         one = [sys.executable, __file__, "--one", "--devices", n, "--seconds", str(args.seconds)]
+        if args.profile is not None:
+            one += ["--profile", str(args.profile)]
         done = subprocess.run(
             [*one, "--units-per-port", str(args.units_per_port)], capture_output=True, text=True, check=False
         )

@@ -23,7 +23,10 @@ from gateway.put_batch import PutBatch
 
 log = structlog.get_logger(__name__)
 
-PUT_LINGER_S = 0.01
+PUT_LINGER_S = 0.05
+# How long the publisher lets readings gather after a wake before sending them as one batch (gateway.publisher);
+# events go at once.
+PUBLISH_GATHER_S = 0.05
 
 
 class SiteGateway:
@@ -58,6 +61,7 @@ class SiteGateway:
             mqtt=mqtt,
             client_id=f"facmon-gateway-{site.id}-{self.instance}",
             metrics=metrics,
+            gather_s=PUBLISH_GATHER_S,
         )
         # Every device family builds its own collectors (gateway.families): Modbus devices are polled, each by
         # its own poller over the shared links; MQTT devices are heard on the site's vendor broker or, when the site
@@ -65,7 +69,7 @@ class SiteGateway:
         backbone = BrokerSettings(
             mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password, tls=mqtt.tls_settings
         )
-        # What the Modbus pollers emit within 10 ms goes into the outbox in one transaction (gateway.put_batch); the
+        # What the Modbus pollers emit within 50 ms goes into the outbox in one transaction (gateway.put_batch); the
         # publisher is woken by the outbox's put, as before. The MQTT collector, which acknowledges each vendor
         # message once its messages are in the outbox and handles them one after another, puts them at once.
         self.batch = PutBatch(self.outbox.put_many, linger_s=PUT_LINGER_S)

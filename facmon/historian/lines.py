@@ -74,8 +74,10 @@ def reading_line(reading: Reading) -> str | None:
 # and sorting its tags for each took a third of a line's time. Bounded (emptied when full).
 _SERIES: dict[tuple[object, ...], str] = {}
 _SERIES_MAX = 100_000
-# Field keys, escaped: a driver's few names, over and over. Bounded the same way.
-_FIELD_KEYS: dict[str, str] = {}
+# The sorted, escaped field keys of a reading by its keys in their order: a driver's readings bring the same few
+# sets over and over. Bounded (emptied when full).
+_FIELD_PLANS: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+_FIELD_PLANS_MAX = 10_000
 
 
 def _reading_series(ref: DeviceRef, point: str | None) -> str:
@@ -140,32 +142,43 @@ def encode_series(measurement: str, tags: Mapping[str, str | None]) -> str:
 def encode_fields(series: str, fields: Mapping[str, Value], ts_ns: int) -> str | None:
     """`series` (see `encode_series`) with the fields (sorted by key, NaN and infinities left out) and the time;
     None when no field is left."""
-    parts = [series]
-    for key, field in sorted(fields.items()):
-        if isinstance(field, float):
+    parts = []
+    for key, name in _field_plan(fields):
+        field = fields[key]
+        if field is True:
+            parts.append(f"{name}=true")
+        elif field is False:
+            parts.append(f"{name}=false")
+        elif isinstance(field, float):
             if not math.isfinite(field):
                 continue
             text = repr(field)
-            text = text[:-2] if text.endswith(".0") else text
-        elif isinstance(field, bool):
-            text = "true" if field else "false"
+            parts.append(f"{name}={text[:-2] if text.endswith('.0') else text}")
         elif isinstance(field, int):
-            text = f"{field}i"
+            parts.append(f"{name}={field}i")
         else:
-            text = f'"{field.translate(_ESCAPE_STRING)}"'
-        if not key:
-            raise Unstorable("a field with an empty name cannot be written in line protocol")
-        name = _FIELD_KEYS.get(key)
-        if name is None:
-            name = _name(key, "field key")
-            if len(_FIELD_KEYS) >= _SERIES_MAX:
-                _FIELD_KEYS.clear()
-            _FIELD_KEYS[key] = name
-        parts.append(f"{',' if len(parts) > 1 else ' '}{name}={text}")
-    if len(parts) == 1:
+            parts.append(f'{name}="{field.translate(_ESCAPE_STRING)}"')
+    if not parts:
         return None
-    parts.append(f" {ts_ns}")
-    return "".join(parts)
+    return f"{series} {','.join(parts)} {ts_ns}"
+
+
+def _field_plan(fields: Mapping[str, Value]) -> list[tuple[str, str]]:
+    """The field keys of `fields` sorted, each with its escaped name; worked out once per set of keys in an order
+    (a driver's readings bring the same keys poll after poll). Raises `Unstorable` for a key line protocol cannot
+    carry."""
+    keys = tuple(fields)
+    plan = _FIELD_PLANS.get(keys)
+    if plan is None:
+        plan = []
+        for key in sorted(keys):
+            if not key:
+                raise Unstorable("a field with an empty name cannot be written in line protocol")
+            plan.append((key, _name(key, "field key")))
+        if len(_FIELD_PLANS) >= _FIELD_PLANS_MAX:
+            _FIELD_PLANS.clear()
+        _FIELD_PLANS[keys] = plan
+    return plan
 
 
 def _name(text: str, what: str) -> str:

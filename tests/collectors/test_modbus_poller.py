@@ -194,8 +194,8 @@ async def test_illegal_values_are_left_out_and_counted(harness: Harness) -> None
             "door (holding 4): raw value 7 is not a code of door",
             "floor (holding 3): raw value 120 outside -5..99",
         ]
-        words = " ".join(str(frozen.registers("holding").get(a, 0)) for a in range(26))
-        assert {letter.payload for letter in harness.letters} == {f"holding 0+26: {words}"}
+        words = " ".join(str(frozen.registers("holding").get(a, 0)) for a in range(102))
+        assert {letter.payload for letter in harness.letters} == {f"holding 0+102: {words}"}
         frozen.set_value("fault_code", 250)  # out of range: no fault event from an illegal code
         await wait_until(
             lambda: harness.metrics.get("modbus_rejected_values", device="e1", point="fault_code") >= 2,

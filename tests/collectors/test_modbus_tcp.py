@@ -54,9 +54,9 @@ async def test_a_modbus_exception_is_a_link_error_naming_its_code_and_the_connec
         connection = await ModbusConnection.open("127.0.0.1", endpoint.port)
         # Registers the device does not serve: exception 2.
         with pytest.raises(LinkError) as caught:
-            await connection.read(3, 40, 2, unit=1, timeout_s=2, what="holding 40+2 unit 1")
+            await connection.read(3, 200, 2, unit=1, timeout_s=2, what="holding 200+2 unit 1")
         assert caught.value.kind == "exception_code"
-        assert str(caught.value) == "holding 40+2 unit 1: exception code 2 (illegal address)"
+        assert str(caught.value) == "holding 200+2 unit 1: exception code 2 (illegal address)"
         # A unit behind the gateway that does not answer: exception 11, as a real gateway says.
         await endpoint.set_answering(2, False)
         with pytest.raises(LinkError) as caught:

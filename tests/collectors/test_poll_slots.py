@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from collectors.modbus.elevator_interpreter import ElevatorInterpreter
 from collectors.modbus.link import ModbusLinks
 from collectors.modbus.poller import ModbusPoller, PollTiming
-from collectors.modbus.slots import phase_s, slot_start, until_next_slot_s, with_slot_id
+from collectors.modbus.slots import PLACES, phase_s, slot_start, until_next_slot_s, with_slot_id
 from collectors.registry import modbus_driver
 from facmon.kernel.clock import SystemClock
 from facmon.kernel.daemons import free_port
@@ -51,6 +51,17 @@ def test_devices_take_different_places_in_the_interval_and_keep_them() -> None:
     other = REF.model_copy(update={"device": "e2"})
     assert phase_s(REF, 1.0) == phase_s(REF, 1.0)
     assert phase_s(REF, 1.0) != phase_s(other, 1.0)
+
+
+def test_slots_start_at_a_few_places_so_polls_share_loop_turns() -> None:
+    # The polls of one place start together (one wake-up of the gateway's loop); the places are spread over the
+    # interval, and a thousand devices use all of them.
+    refs = [REF.model_copy(update={"device": f"e{n}"}) for n in range(1000)]
+    for interval_s in (0.2, 1.0, 60.0):
+        phases = [phase_s(ref, interval_s) for ref in refs]
+        places = {round(phase / interval_s * PLACES, 6) for phase in phases}
+        assert all(place == int(place) for place in places)
+        assert len(places) == PLACES
 
 
 def test_equal_events_of_a_slot_have_one_id_and_others_another() -> None:

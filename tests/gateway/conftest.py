@@ -70,6 +70,7 @@ class Subscriber:
         self.topic = topic
         self.client_id = client_id
         self.received: list[tuple[str, bytes]] = []
+        self.publishes: list[str] = []  # the topic of each message as it came (a batch once)
         self.subscribed = asyncio.Event()
 
     async def run(self) -> None:
@@ -80,6 +81,7 @@ class Subscriber:
                     await client.subscribe(self.topic, qos=1)
                     self.subscribed.set()
                     async for message in client.messages:
+                        self.publishes.append(message.topic.value)
                         self.received += unbatched(message.topic.value, message.payload)
             except aiomqtt.MqttError:
                 self.subscribed.clear()

@@ -78,6 +78,17 @@ def test_listeners_hear_every_put(tmp_path: Path) -> None:
     assert heard == [1, 3]
 
 
+def test_urgent_listeners_hear_puts_that_hold_an_event_or_a_dead_letter(tmp_path: Path) -> None:
+    urgent: list[int] = []
+    with Outbox(tmp_path / "outbox.sqlite", metrics=Counters()) as outbox:
+        outbox.on_urgent_put(lambda: urgent.append(outbox.size()))
+        outbox.put(_reading(1))
+        outbox.put_many([_reading(2), _event("s1", 3)])
+        outbox.put_many([_reading(4), _reading(5)])
+        outbox.put(_event("s1", 6))
+    assert urgent == [3, 6]
+
+
 def test_comm_events_are_retained_and_nothing_else(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "outbox.sqlite")
     ref = DeviceRef(site="s1", building="b1", device="e1", kind=DeviceKind.ELEVATOR, model="elev-gb-a")
@@ -127,3 +138,16 @@ def test_acknowledged_messages_are_kept_for_the_replay_window_and_no_longer(tmp_
         assert off.recently_published() == []
     with pytest.raises(ValueError, match="replay_window_s"):
         Outbox(tmp_path / "x.sqlite", replay_window_s=3601)
+
+
+def test_the_replay_window_keeps_what_was_acknowledged_in_the_order_acknowledged(tmp_path: Path) -> None:
+    # Acks come as runs of consecutive ids (a batch's PUBACK), with gaps and out of order (the PUBACKs of a loop
+    # turn); the copies are exactly the acknowledged messages, in that order, with nothing of the gaps.
+    with Outbox(tmp_path / "outbox.sqlite", replay_window_s=60, clock=FakeClock(T0)) as outbox:
+        outbox.put_many([_reading(n) for n in range(10)])
+        ids = [m.id for m in outbox.peek(10)]
+        acked = [ids[4], ids[5], ids[6], ids[0], ids[1], ids[8]]
+        outbox.ack(acked)
+        assert [m.id for m in outbox.peek(10)] == [ids[2], ids[3], ids[7], ids[9]]
+        kept = [decode_message(m.payload) for m in outbox.recently_published()]
+    assert kept == [_reading(n) for n in (4, 5, 6, 0, 1, 8)]

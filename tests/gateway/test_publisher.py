@@ -6,6 +6,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from facmon.kernel.batches import batch_topic
 from facmon.kernel.daemons import Mosquitto, free_port
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Reading, decode_message
@@ -160,3 +163,49 @@ async def test_idle_is_set_only_while_connected_with_nothing_to_send(
                 await eventually(lambda: len(subscriber.received) == 2, what="both messages at the subscriber")
                 await asyncio.wait_for(publisher.idle.wait(), 10)
         assert not publisher.idle.is_set()
+
+
+async def test_readings_put_one_by_one_gather_into_one_batch(
+    mosquitto: Mosquitto, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Woken from idle by a reading, the publisher waits `gather_s` before reading the outbox: readings put a few
+    milliseconds apart (as pollers put them) leave as one batch, not one publish each."""
+    subscriber = Subscriber(mosquitto.port, f"{ROOT}/{topic_prefix}/#", f"sub-{topic_prefix}")
+    sent = [reading(topic_prefix, ts=T0 + timedelta(seconds=n), seq=n) for n in range(10)]
+    with Outbox(tmp_path / "outbox.sqlite", metrics=Counters()) as outbox:
+        publisher = _publisher(outbox, mosquitto.port, Counters(), gather_s=1.0)
+        async with running(subscriber.run(), "subscriber"), running(publisher.run(), "publisher"):
+            await eventually(subscriber.subscribed.is_set, what="the subscription")
+            await asyncio.wait_for(publisher.idle.wait(), 10)
+            for message in sent:
+                await publisher.emit(message)
+                await asyncio.sleep(0.01)  # time for a publisher that does not gather to send each alone
+            await eventually(lambda: len(subscriber.received) >= len(sent), what="the readings at the subscriber")
+    assert [decode_message(payload) for _, payload in subscriber.received] == sent
+    assert subscriber.publishes == [batch_topic(topic_prefix, "elevator")]
+
+
+async def test_an_event_ends_the_gathering_at_once(mosquitto: Mosquitto, topic_prefix: str, tmp_path: Path) -> None:
+    """A fault is never held back by gathering: an event put while readings gather sends them and it at once."""
+    subscriber = Subscriber(mosquitto.port, f"{ROOT}/{topic_prefix}/#", f"sub-{topic_prefix}")
+    sent = [reading(topic_prefix, ts=T0, seq=0), _event(topic_prefix, 1)]
+    gather_s = 1.0
+    with Outbox(tmp_path / "outbox.sqlite", metrics=Counters()) as outbox:
+        publisher = _publisher(outbox, mosquitto.port, Counters(), gather_s=gather_s)
+        async with running(subscriber.run(), "subscriber"), running(publisher.run(), "publisher"):
+            await eventually(subscriber.subscribed.is_set, what="the subscription")
+            await asyncio.wait_for(publisher.idle.wait(), 10)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await publisher.emit(sent[0])
+            await asyncio.sleep(0.01)  # the publisher is gathering now
+            await publisher.emit(sent[1])
+            await eventually(lambda: len(subscriber.received) >= 2, what="the reading and the event")
+            took = loop.time() - start
+    assert [decode_message(payload) for _, payload in subscriber.received] == sent
+    assert took < gather_s / 2, f"the event waited for the gathering ({took:.2f} s)"
+
+
+def test_gather_is_bounded(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.sqlite") as outbox, pytest.raises(ValueError, match="gather_s"):
+        _publisher(outbox, 1883, Counters(), gather_s=1.5)

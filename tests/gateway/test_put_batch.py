@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from facmon.kernel.model import Event, Reading
+from facmon.kernel.model import Event, EventType, Reading
 from gateway.outbox import Outbox
 from gateway.put_batch import PutBatch
 from tests.gateway.conftest import reading
@@ -91,3 +91,17 @@ async def test_the_messages_of_one_emit_many_are_one_write_never_split(tmp_path:
     await asyncio.gather(batch.emit(reading("s", seq=0)), batch.emit_many([reading("s", seq=n) for n in range(1, 4)]))
     await batch.emit_many([reading("s", seq=n) for n in range(25)])
     assert writes == [4, 25]
+
+
+async def test_an_event_does_not_wait_for_the_linger(tmp_path: Path) -> None:
+    writes: list[list[str]] = []
+    batch = PutBatch(lambda messages: writes.append([type(m).__name__ for m in messages]), linger_s=30.0)
+    ref = reading("s").ref
+    lingering = asyncio.create_task(batch.emit(reading("s", seq=0)))
+    await asyncio.sleep(0)  # the reading waits for its linger
+    assert writes == []
+    fault = Event(ref=ref, ts=reading("s").ts, type=EventType.FAULT_RAISED, code="2")
+    # The event's batch, the reading with it, is written at the end of the loop turn, not 30 s later.
+    await asyncio.wait_for(batch.emit(fault), 5)
+    await asyncio.wait_for(lingering, 5)
+    assert writes == [["Reading", "Event"]]

@@ -158,7 +158,8 @@ async def test_serves_its_state_over_modbus(driver: ModbusDriver, client_for: li
         assert values == {**sim.snapshot(), "speed": 0.0, "run_hours": pytest.approx(20000.4)}
         # Reserved registers inside a block read as zeros; outside the map is an illegal address.
         assert (await client.read_holding_registers(12, count=8, device_id=1)).registers == [0] * 8
-        outside = await client.read_holding_registers(50, count=2, device_id=1)
+        assert (await client.read_holding_registers(50, count=2, device_id=1)).registers == [0, 0]
+        outside = await client.read_holding_registers(150, count=2, device_id=1)
         assert outside.isError()
         assert outside.exception_code == 2
         # Status registers are read-only.
