@@ -16,18 +16,21 @@ from sqlalchemy.orm import Session
 from facmon.estate.site import Site
 from facmon.kernel.clock import Clock, SystemClock
 
+# The dependencies below do no I/O, so they are async: FastAPI runs a sync dependency in the thread pool, a hop that
+# cost more than what they do, on every request.
 
-def get_engine(request: Request) -> Engine:
+
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_sites(request: Request) -> tuple[Site, ...]:
+async def get_sites(request: Request) -> tuple[Site, ...]:
     sites: tuple[Site, ...] = request.app.state.sites
     return sites
 
 
-def get_clock() -> Clock:
+async def get_clock() -> Clock:
     """The time of transitions, SLA figures and token expiry; tests override it with a fake clock."""
     return SystemClock()
 

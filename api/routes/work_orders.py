@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
@@ -35,8 +36,8 @@ from api.schemas import (
 from facmon.estate.entries import Technician
 from facmon.estate.on_call import DISCIPLINE_OF_WORK_ORDER_KIND, on_call_for_work_order
 from facmon.estate.site import Site
-from facmon.workorders.queries import get_work_order, list_work_orders
-from facmon.workorders.sla import compliance, overall
+from facmon.workorders.queries import get_work_order, list_work_order_rows
+from facmon.workorders.sla import StoredClock, compliance, overall
 from facmon.workorders.tables import Category, Milestone, Priority, WorkOrder, WorkOrderStatus
 from facmon.workorders.transitions import NEXT
 
@@ -93,18 +94,23 @@ def changeable(session: Session, user: Principal, work_order_id: int) -> WorkOrd
     return work_order
 
 
-def _sla(work_order: WorkOrder, now: datetime) -> SlaPublic:
-    clocks = compliance(work_order.clocks, now)
+def _sla(profile: str | None, stored: Sequence[StoredClock], now: datetime) -> SlaPublic:
+    clocks = compliance(stored, now)
     return SlaPublic(
-        profile=work_order.sla_profile,
+        profile=profile,
         state=overall(clocks),
         clocks=[ClockPublic.model_validate(c) for c in clocks],
     )
 
 
 def next_deadline(work_order: WorkOrder, now: datetime) -> NextDeadlinePublic | None:
-    """The earliest deadline of the clocks still running (not met, not cancelled), passed or not."""
-    running = [c for c in work_order.clocks if c.met_at is None and c.cancelled_at is None]
+    """The earliest deadline of the work order's clocks still running (not met, not cancelled), passed or not."""
+    return earliest_running(work_order.clocks, now)
+
+
+def earliest_running(clocks: Sequence[StoredClock], now: datetime) -> NextDeadlinePublic | None:
+    """The earliest deadline of these clocks still running (not met, not cancelled), passed or not."""
+    running = [c for c in clocks if c.met_at is None and c.cancelled_at is None]
     if not running:
         return None
     clock = min(running, key=lambda c: (c.due_at, c.name))
@@ -116,12 +122,17 @@ def next_deadline(work_order: WorkOrder, now: datetime) -> NextDeadlinePublic | 
     )
 
 
-def _fields(work_order: WorkOrder, now: datetime) -> dict[str, object]:
-    base = {name: getattr(work_order, name) for name in WorkOrderPublic.model_fields if hasattr(work_order, name)}
+# The fields of WorkOrderPublic that are columns of work_orders, as they are.
+_COLUMNS = tuple(name for name in WorkOrderPublic.model_fields if name in WorkOrder.__table__.c)
+
+
+def _fields(work_order: WorkOrder | Row[Any], clocks: Sequence[StoredClock], now: datetime) -> dict[str, object]:
+    """WorkOrderPublic's fields of a work order (an ORM object or a row of its table) and its clocks."""
+    base = {name: getattr(work_order, name) for name in _COLUMNS}
     return base | {
-        "sla": _sla(work_order, now),
+        "sla": _sla(work_order.sla_profile, clocks, now),
         "next_statuses": list(NEXT[WorkOrderStatus(work_order.status)]),
-        "next_deadline": next_deadline(work_order, now),
+        "next_deadline": earliest_running(clocks, now),
     }
 
 
@@ -170,7 +181,7 @@ def _people(work_order: WorkOrder, site: Site | None, now: datetime) -> PeoplePu
 
 def detail_of(work_order: WorkOrder, now: datetime, sites: Sequence[Site]) -> WorkOrderDetailPublic:
     return WorkOrderDetailPublic.model_validate(
-        _fields(work_order, now)
+        _fields(work_order, work_order.clocks, now)
         | {
             "timeline": [TimelineEntryPublic.model_validate(e) for e in work_order.timeline],
             "follow_ups": [FollowUpPublic.model_validate(f) for f in work_order.follow_ups],
@@ -221,7 +232,7 @@ def read_work_orders(
     if mine and user.technician is None:
         raise invalid("query", "mine", f"{user.username} is not a technician (no technician id)", mine)
     now = clock.now()
-    page = list_work_orders(
+    page = list_work_order_rows(
         session,
         statuses=[s.value for s in status_] if status_ else None,
         site=site,
@@ -240,7 +251,7 @@ def read_work_orders(
         limit=limit,
         offset=offset,
     )
-    items = [WorkOrderPublic.model_validate(_fields(wo, now)) for wo in page.items]
+    items = [WorkOrderPublic.model_validate(_fields(wo, page.clocks[wo.id], now)) for wo in page.items]
     return WorkOrderPagePublic(items=items, total=page.total, limit=limit, offset=offset)
 
 
