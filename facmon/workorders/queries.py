@@ -245,9 +245,12 @@ def get_work_order(session: Session, work_order_id: int) -> WorkOrder | None:
     return session.execute(query).scalar_one_or_none()
 
 
-def open_work_order_counts(session: Session, *, site: str | None = None) -> dict[tuple[str, str], int]:
-    """Open work orders per (site, device). The condition is the literal one of uq_work_orders_open_fault, so the
-    database counts from that partial index (the open work orders only) instead of reading every work order."""
+def open_work_order_counts(
+    session: Session, *, site: str | None = None, sites: Collection[str] | None = None
+) -> dict[tuple[str, str], int]:
+    """Open work orders per (site, device), of `site` or `sites` when given. The condition is the literal one of
+    uq_work_orders_open_fault, so the database counts from that partial index (the open work orders only) instead
+    of reading every work order."""
     query = (
         select(WorkOrder.site, WorkOrder.device, func.count())
         .where(text(OPEN_WHERE_SQL))
@@ -255,4 +258,6 @@ def open_work_order_counts(session: Session, *, site: str | None = None) -> dict
     )
     if site is not None:
         query = query.where(WorkOrder.site == site)
+    if sites is not None:
+        query = query.where(WorkOrder.site.in_(list(sites)))
     return {(row[0], row[1]): row[2] for row in session.execute(query)}
