@@ -134,15 +134,19 @@ def supervise(
     workers: int,
     banner: Callable[[Sequence[Site]], None],
 ) -> int:
-    """The start checks once (the database brought to head, the accounts checked or the demo ones made, so the
-    workers do not race to do it), the socket, then `workers` workers until SIGTERM. `arguments`: the supervisor's
-    own (they hold --host and --port). Raises StartRefused or OSError (the port taken) before any worker starts."""
+    """The start checks once (the database brought to head, the accounts checked or the demo ones made, the demo's
+    link-signing key generated, so the workers do not race to do it), the socket, then `workers` workers until
+    SIGTERM. `arguments`: the supervisor's own (they hold --host and --port). Raises StartRefused or OSError (the
+    port taken) before any worker starts."""
     from facmon.shell.compose import Composer
     from facmon.shell.local import endpoints
 
     async def check() -> None:
         async with Composer(settings, endpoints(settings), clock=SystemClock(), metrics=Counters()) as compose:
             await compose.check_start(sites)
+            # In demo mode the link-signing key is generated into the state folder on first use: here, once, so
+            # the workers read one key instead of racing to write two.
+            compose.ack_secret()
 
     asyncio.run(check())
     host, port = arguments[arguments.index("--host") + 1], int(arguments[arguments.index("--port") + 1])
