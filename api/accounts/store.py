@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from api.accounts.models import ApiToken, Role, TokenKind, User
@@ -132,24 +132,32 @@ def resolve_token(session: Session, token: str, now: datetime) -> ApiToken | Non
     return record
 
 
+def _live_token_query() -> Select[Any]:
+    t, u = ApiToken.__table__.c, User.__table__.c
+    return (
+        select(t.id, t.kind, t.expires_at, t.last_used_at, t.revoked_at, u.active)
+        .add_columns(u.id.label("user_id"), u.username, u.role, u.technician)
+        .join_from(ApiToken.__table__, User.__table__, t.user_id == u.id)
+        .where(t.token_hash == bindparam("token_hash"))
+    )
+
+
+# Built once: building the statement cost as much as running it.
+_LIVE_TOKEN = _live_token_query()
+_MARK_USED = update(ApiToken).where(ApiToken.id == bindparam("token_id")).values(last_used_at=bindparam("now"))
+
+
 def live_token(connection: Connection, token: str, now: datetime) -> Row[Any] | None:
     """What `resolve_token` decides, as one row (the token's id and kind, its user's id, username, role and
     technician), read with Core: every authenticated request asks this, and loading two ORM objects in a session
     cost more than the query. Marks the token used the same way, committing only then."""
-    t, u = ApiToken.__table__.c, User.__table__.c
-    query = (
-        select(t.id, t.kind, t.expires_at, t.last_used_at, t.revoked_at, u.active)
-        .add_columns(u.id.label("user_id"), u.username, u.role, u.technician)
-        .join_from(ApiToken.__table__, User.__table__, t.user_id == u.id)
-        .where(t.token_hash == token_hash(token))
-    )
-    row = connection.execute(query).first()
+    row = connection.execute(_LIVE_TOKEN, {"token_hash": token_hash(token)}).first()
     if row is None or row.revoked_at is not None or not row.active:
         return None
     if row.expires_at is not None and row.expires_at <= now:
         return None
     if row.last_used_at is None or now - row.last_used_at >= timedelta(minutes=1):
-        connection.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+        connection.execute(_MARK_USED, {"token_id": row.id, "now": now})
         connection.commit()
     return row
 
