@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from api.accounts import audit
 from api.accounts.models import Role, TokenKind
-from api.accounts.store import resolve_token
+from api.accounts.store import live_token
 from api.deps import ClockDep, EngineDep, SitesDep
 from facmon.estate.site import Site
 
@@ -104,22 +104,20 @@ def get_principal(
         return cached
     if credentials is None:
         raise _unauthorized("sign in: send Authorization: Bearer <token>")
-    with Session(engine) as session:
-        record = resolve_token(session, credentials.credentials, clock.now())
-        if record is None:
-            raise _unauthorized("the token is unknown, expired or revoked; sign in again")
-        user = record.user
-        role = Role(user.role)
-        principal = Principal(
-            user_id=user.id,
-            username=user.username,
-            role=role,
-            technician=user.technician,
-            sites=technician_sites(sites, user.technician) if role is Role.TECHNICIAN else None,
-            token_id=record.id,
-            token_kind=TokenKind(record.kind),
-        )
-        session.commit()  # last_used_at
+    with engine.connect() as connection:
+        record = live_token(connection, credentials.credentials, clock.now())
+    if record is None:
+        raise _unauthorized("the token is unknown, expired or revoked; sign in again")
+    role = Role(record.role)
+    principal = Principal(
+        user_id=record.user_id,
+        username=record.username,
+        role=role,
+        technician=record.technician,
+        sites=technician_sites(sites, record.technician) if role is Role.TECHNICIAN else None,
+        token_id=record.id,
+        token_kind=TokenKind(record.kind),
+    )
     request.state.principal = principal
     return principal
 
@@ -152,7 +150,8 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 def policy(*, read: frozenset[Role], write: frozenset[Role] = frozenset()) -> Any:
     """A router-level dependency: reads need a role of `read`, changes one of `write` (none: read-only)."""
 
-    def check(request: Request, principal: PrincipalDep) -> Principal:
+    # async: it does no I/O, and a sync dependency would cost a hop to the thread pool on every request.
+    async def check(request: Request, principal: PrincipalDep) -> Principal:
         allowed = read if request.method in _READS else write
         if principal.role not in allowed:
             if not allowed:

@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from starlette.requests import ClientDisconnect
 
 MESSAGE = "a NUL character (U+0000) is not allowed"
 
@@ -49,7 +50,10 @@ async def refuse_nul(request: Request) -> None:
         ("path", name) for name, value in request.path_params.items() if "\x00" in str(value)
     ]
     found += [("query", name) for name, value in request.query_params.multi_items() if "\x00" in name + value]
-    body = await request.body()  # FastAPI has read it already for the route; this is its cached copy
+    try:
+        body = await request.body()  # FastAPI has read it already for the route; this is its cached copy
+    except ClientDisconnect:  # a GET's client gone before it was answered: nobody is left to answer
+        return
     if b"\\u0000" in body or b"\x00" in body:
         try:
             parsed = json.loads(body)

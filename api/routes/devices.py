@@ -14,7 +14,7 @@ Technicians see the devices of their sites only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Protocol
 
@@ -80,22 +80,33 @@ class Heard(Protocol):
     def last_event_type(self) -> str: ...
 
 
-def heard(session: Session, site: str | None) -> dict[tuple[str, str], Heard]:
-    """Each device's status row, as plain rows of the columns shown: the device list reads thousands, and ORM
-    objects cost several times more to build than rows."""
+def heard(session: Session, sites: Collection[str] | None) -> dict[tuple[str, str], Heard]:
+    """The status rows of the devices of `sites` (None: every site), as plain rows of the columns shown: ORM objects
+    cost several times more to build than rows."""
     d = DeviceStatus
     query = select(d.site, d.device, d.comm, d.comm_since, d.last_event_at, d.last_event_type)
-    if site is not None:
-        query = query.where(d.site == site)
+    if sites is not None:
+        query = query.where(d.site.in_(list(sites)))
     return {(row.site, row.device): row for row in session.execute(query)}
 
 
-def device_state(known: Heard | None, open_work_orders: int) -> DeviceState:
-    if known is not None and known.comm == "lost":
+def comms(session: Session, site: str | None) -> dict[tuple[str, str], str]:
+    """Each device's comm ("ok", "lost"), for the devices with a status row: all a state filter needs of every
+    device, without the times that only the page's devices show."""
+    d = DeviceStatus
+    query = select(d.site, d.device, d.comm)
+    if site is not None:
+        query = query.where(d.site == site)
+    return {(row.site, row.device): row.comm for row in session.execute(query)}
+
+
+def device_state(comm: str | None, open_work_orders: int) -> DeviceState:
+    """`comm`: None when the device was never heard from (no status row)."""
+    if comm == "lost":
         return "comm_lost"
     if open_work_orders:
         return "fault"
-    return "unknown" if known is None else "ok"
+    return "unknown" if comm is None else "ok"
 
 
 def _public(site: Site, building: Building, device: Device, known: Heard | None, open_count: int) -> dict[str, Any]:
@@ -113,7 +124,7 @@ def _public(site: Site, building: Building, device: Device, known: Heard | None,
         "last_event_at": None if known is None else known.last_event_at,
         "last_event_type": None if known is None else known.last_event_type,
         "open_work_orders": open_count,
-        "state": device_state(known, open_count),
+        "state": device_state(None if known is None else known.comm, open_count),
     }
 
 
@@ -140,8 +151,10 @@ def list_devices(
     """The devices of the site files (technicians: of their sites) with comm status and open work orders, a page
     at a time in the site files' order. The filters are decided from the site files and the status tables; only
     the page's devices are read with their asset updates and built into answers."""
-    statuses = heard(session, site)
-    open_counts = open_work_order_counts(session, site=site)
+    # With a state filter every device's state decides what matches: their comm and open work orders are read
+    # for all; without one only the page's devices are read.
+    comm = comms(session, site) if state else {}
+    open_counts = open_work_order_counts(session, site=site) if state else {}
     matching: list[tuple[Site, Building, Device]] = []
     for each in sites:
         if (site is not None and each.id != site) or not user.sees_site(each.id):
@@ -150,11 +163,15 @@ def list_devices(
             if (building is not None and bldg.id != building) or (kind is not None and device.kind != kind):
                 continue
             key = (each.id, device.id)
-            if state and device_state(statuses.get(key), open_counts.get(key, 0)) not in state:
+            if state and device_state(comm.get(key), open_counts.get(key, 0)) not in state:
                 continue
             matching.append((each, bldg, device))
     page = matching[offset : offset + limit]
-    updates = {s.id: stored_updates(session, s.id) for s in {each.id: each for each, _, _ in page}.values()}
+    page_sites = sorted({each.id for each, _, _ in page})
+    statuses = heard(session, page_sites)
+    if not state:
+        open_counts = open_work_order_counts(session, sites=page_sites)
+    updates = {site_id: stored_updates(session, site_id) for site_id in page_sites}
     items = []
     for each, bldg, device in page:
         shown = effective(device, updates[each.id].get(device.id)).device

@@ -18,6 +18,7 @@ from facmon.kernel.datafile import validation_reasons
 from facmon.kernel.metrics import Counters
 from facmon.shell.broker_cli import broker_config_command
 from facmon.shell.demo_history_cli import demo_history_command
+from facmon.shell.grafana_cli import grafana_app
 from facmon.shell.logs import configure
 from facmon.shell.ops import backup_cli, db_cli, probe
 from facmon.shell.reports_cli import report_app
@@ -44,6 +45,7 @@ app = typer.Typer(
 app.add_typer(report_app, name="report")  # facmon report insurance|kpi
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(grafana_app, name="grafana")  # facmon grafana publish
 app.add_typer(db_cli.app, name="db")  # facmon db upgrade|current
 app.add_typer(backup_cli.app)  # facmon backup FILE, facmon restore FILE
 app.command("probe")(probe.probe)
@@ -323,6 +325,9 @@ def notifier(site: SitesOption) -> Build:
     return build
 
 
+WORKERS_HELP = "API processes serving the port, supervised by this one (each restarted when it stops)"
+
+
 @app.command()
 def api(
     site: SitesOption,
@@ -332,19 +337,29 @@ def api(
     demo: DemoOption = False,
     log_level: LogLevel = "INFO",
     log_json: LogJson = False,
+    workers: Annotated[int, typer.Option("--workers", envvar="FACMON_API_WORKERS", min=1, help=WORKERS_HELP)] = 1,
+    worker_fd: Annotated[int | None, typer.Option("--worker-fd", hidden=True)] = None,
 ) -> None:
     """Serve the HTTP API (/api/v1, OpenAPI at /openapi.json, the technician page at /tech); its own health is at
     /api/v1/health and its metrics at /api/v1/metrics."""
     configure(log_level, json_lines=log_json)
     sites = [_site(p) for p in site]
     settings = _settings(state_dir, demo)
+    if workers > 1 and worker_fd is None:
+        own = [arg for path in site for arg in ("--site", str(path))]
+        own += ["--port", str(port), "--host", host, "--log-level", log_level]
+        own += [*(["--state-dir", str(state_dir)] if state_dir else []), *(["--demo"] if demo else [])]
+        own += ["--log-json"] if log_json else []
+        _supervise_api(sites, settings, own, workers)
 
     async def build(compose: Composer) -> Sequence[Service]:
         await compose.check_start(sites)
-        if settings.demo:
-            from api.accounts.bootstrap import demo_accounts, demo_banner
+        if worker_fd is not None:  # one of the workers of `facmon api --workers N`
+            import socket
 
-            typer.echo(demo_banner(demo_accounts(sites)))
+            return [compose.api(sites, host, port, sock=socket.socket(fileno=worker_fd))]
+        if settings.demo:
+            _demo_banner(sites)
         service = compose.api(sites, host, port)
         log.info("serving the API", url=f"{service.url}/api/v1", docs=f"{service.url}/docs")
         return [service]
@@ -352,37 +367,22 @@ def api(
     _serve(build, settings)
 
 
-# --- grafana ---------------------------------------------------------------------------------------------------------
+def _demo_banner(sites: Sequence[Site]) -> None:
+    from api.accounts.bootstrap import demo_accounts, demo_banner
 
-grafana_app = typer.Typer(help="Grafana dashboards for the engineers.", no_args_is_help=True)
-app.add_typer(grafana_app, name="grafana")
+    typer.echo(demo_banner(demo_accounts(sites)))
 
 
-@grafana_app.command("publish")
-def grafana_publish(
-    url: Annotated[str, typer.Option(help="Grafana's address, e.g. http://localhost:3000")],
-    token: Annotated[
-        str | None, typer.Option(envvar="GRAFANA_TOKEN", help="service account token (else user:password in --url)")
-    ] = None,
-    dashboards: Annotated[Path, typer.Option(help="folder of dashboard JSON files")] = Path("grafana/dashboards"),
-    influx_url: Annotated[
-        str | None, typer.Option(help="InfluxDB as Grafana reaches it (default: FACMON_INFLUX_URL)")
-    ] = None,
-) -> None:
-    """Create or update the InfluxDB datasource and every dashboard in a running Grafana (folder "facmon")."""
-    from facmon.shell.grafana import InfluxSource, load_dashboards, publish_to
+def _supervise_api(sites: Sequence[Site], settings: Settings, arguments: list[str], workers: int) -> NoReturn:
+    """`facmon api --workers N` (facmon.shell.api_workers)."""
+    from facmon.shell.api_workers import supervise
+    from facmon.shell.compose import StartRefused
 
-    settings = Settings()
-    source_url = influx_url or settings.influx_url
-    if not source_url:
-        _fail("give --influx-url or FACMON_INFLUX_URL: the InfluxDB address Grafana queries")
     try:
-        boards = load_dashboards(dashboards)
-    except (OSError, ValueError) as exc:
-        _fail(f"{dashboards}: {exc}")
-    source = InfluxSource(source_url, settings.influx_db, settings.influx_username, settings.influx_password_text())
-    done = publish_to(url, token, source, boards)
-    typer.echo(f"datasource {done.datasource}, folder {done.folder}, {len(done.dashboards)} dashboard(s) published")
+        code = supervise(settings, sites, arguments, workers, banner=_demo_banner)
+    except (StartRefused, OSError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
 
 
 def main() -> None:

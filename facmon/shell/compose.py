@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -360,9 +361,16 @@ class Composer:
         return Notifier(dispatcher, Sender(engine, channels, self.clock, metrics=self.metrics))
 
     def api(
-        self, sites: Sequence[Site], host: str, port: int, *, health: Callable[[], Health] | None = None
+        self,
+        sites: Sequence[Site],
+        host: str,
+        port: int,
+        *,
+        health: Callable[[], Health] | None = None,
+        sock: socket.socket | None = None,
     ) -> ApiService:
-        """Needs `check_start(sites)` first. `health`: more services to report at /api/v1/health (`facmon up`)."""
+        """Needs `check_start(sites)` first. `health`: more services to report at /api/v1/health (`facmon up`).
+        `sock`: a listening socket to serve (a worker of `facmon api --workers N`) instead of binding host:port."""
         try:
             KpiTargets()  # FACMON_KPI_* read at start, so a bad or retired one stops it here, not each request
         except ValueError as exc:
@@ -377,4 +385,4 @@ class Composer:
             max_body_bytes=self.settings.max_body_bytes,
             services_health=health,
         )
-        return ApiService(embedded(app, host, port))
+        return ApiService(embedded(app, host, port, sock))

@@ -7,13 +7,13 @@ import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, true
+from sqlalchemy import ColumnElement, Row, Select, and_, exists, func, or_, select, text, true
 from sqlalchemy.orm import Session, selectinload
 
 from facmon.workorders.tables import (
-    TERMINAL_STATUSES,
+    OPEN_WHERE_SQL,
     Priority,
     WorkOrder,
     WorkOrderClock,
@@ -23,6 +23,17 @@ from facmon.workorders.tables import (
 @dataclass(frozen=True)
 class WorkOrderPage:
     items: list[WorkOrder]
+    total: int
+
+
+@dataclass(frozen=True)
+class WorkOrderRows:
+    """A page as plain rows (the columns of work_orders) and each work order's clocks (rows of work_order_clocks, in
+    the order of WorkOrder.clocks): what a list shows, without building ORM objects, which cost several times more
+    than the rows themselves."""
+
+    items: list[Row[Any]]
+    clocks: dict[int, list[Row[Any]]]
     total: int
 
 
@@ -60,8 +71,59 @@ def next_due_subquery() -> Any:
     )
 
 
-def list_work_orders(
+class Filters(TypedDict, total=False):
+    """What list_work_orders and list_work_order_rows take after the session."""
+
+    statuses: Collection[str] | None
+    site: str | None
+    sites: Collection[str] | None
+    building: str | None
+    device: str | None
+    kind: str | None
+    priority: str | None
+    category: str | None
+    assignee: str | None
+    unassigned: bool
+    mine: str | None
+    breached: bool | None
+    now: datetime | None
+    sort: str
+    limit: int
+    offset: int
+
+
+def list_work_orders(session: Session, **filters: Unpack[Filters]) -> WorkOrderPage:
+    """Work orders matching every given filter, one page of them in `sort` order, and how many match in all.
+
+    Filters (all optional): `statuses`, `site`, `sites` (a technician's scope; empty: none), `building`, `device`,
+    `kind`, `priority`, `category`, `assignee`, `unassigned`, `mine` (a technician id; assigned to them or
+    unassigned at `sites`), `breached` (with (True) or without (False) a clock breached at `now`); then `now`,
+    `sort`, `limit` (50) and `offset` (0).
+
+    Sorts: `urgency` (the API's default) the earliest deadline of a clock still running first (passed ones are
+    the most overdue, so they lead), then work orders with no running clock, newest first; `detected_at` oldest
+    first, `-detected_at` newest first (the default here); `priority` emergencies first, each priority in urgency
+    order. Sorting and paging are done by the database, each from an index (see `_segments`).
+    """
+    items, total = _page(session, False, **filters)
+    return WorkOrderPage(items=items, total=total)
+
+
+def list_work_order_rows(session: Session, **filters: Unpack[Filters]) -> WorkOrderRows:
+    """The page of `list_work_orders` as rows, with the clocks of its work orders read in one more query."""
+    items, total = _page(session, True, **filters)
+    clocks: dict[int, list[Row[Any]]] = {row.id: [] for row in items}
+    if clocks:
+        c = WorkOrderClock.__table__.c
+        query = select(WorkOrderClock.__table__).where(c.work_order_id.in_(list(clocks)))
+        for clock in session.execute(query.order_by(c.work_order_id, c.due_at, c.name)):
+            clocks[clock.work_order_id].append(clock)
+    return WorkOrderRows(items=items, clocks=clocks, total=total)
+
+
+def _page(
     session: Session,
+    rows: bool,
     *,
     statuses: Collection[str] | None = None,
     site: str | None = None,
@@ -79,17 +141,8 @@ def list_work_orders(
     sort: str = "-detected_at",
     limit: int = 50,
     offset: int = 0,
-) -> WorkOrderPage:
-    """Work orders matching every given filter, one page of them in `sort` order, and how many match in all.
-
-    `sites`: only these sites (a technician's scope; empty: none). `mine`: a technician id; assigned to them or
-    unassigned at `sites`. `breached`: with (True) or without (False) a clock breached at `now`.
-
-    Sorts: `urgency` (the API's default) the earliest deadline of a clock still running first (passed ones are
-    the most overdue, so they lead), then work orders with no running clock, newest first; `detected_at` oldest
-    first, `-detected_at` newest first (the default here); `priority` emergencies first, each priority in urgency
-    order. Sorting and paging are done by the database, each from an index (see `_segments`).
-    """
+) -> tuple[list[Any], int]:
+    """The page (ORM objects with their clocks loaded, or `rows`) and the total, for both functions above."""
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
     equal = {"building": building, "device": device, "kind": kind}
@@ -100,23 +153,24 @@ def list_work_orders(
         *_breached(breached, now),
     ]
     total = session.execute(select(func.count()).select_from(WorkOrder).where(*conditions)).scalar_one()
-    items: list[WorkOrder] = []
+    items: list[Any] = []
     wanted = max(0, min(limit, total - offset))
-    for segment in _segments(sort):
+    for segment in _segments(sort, rows):
         if len(items) == wanted:
             break
-        query = segment.where(*conditions)
-        rows = session.execute(
-            query.limit(wanted - len(items)).offset(offset).options(selectinload(WorkOrder.clocks))
-        ).scalars()
+        query = segment.where(*conditions).limit(wanted - len(items)).offset(offset)
         found = len(items)
-        items += rows
+        if rows:
+            items += session.execute(query).all()
+        else:
+            items += session.execute(query.options(selectinload(WorkOrder.clocks))).scalars()
         if len(items) > found:
             offset = 0
         elif offset:
             # The page starts after this whole segment: count it only then, to know where the next one starts.
-            offset -= session.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
-    return WorkOrderPage(items=items, total=total)
+            counted = segment.where(*conditions).order_by(None).subquery()
+            offset -= session.execute(select(func.count()).select_from(counted)).scalar_one()
+    return items, total
 
 
 def _matching(
@@ -155,23 +209,25 @@ def _breached(breached: bool | None, now: datetime | None) -> list[ColumnElement
 
 
 @functools.cache
-def _segments(sort: str) -> tuple[Select[WorkOrder], ...]:
+def _segments(sort: str, rows: bool = False) -> tuple[Select[Any], ...]:
     """The sort order as consecutive segments, each a query ordered by an index, so the database reads only the
     rows of the page (ORDER BY ... LIMIT) instead of sorting every work order for each page.
 
     Urgency is two segments: the work orders with a clock still running, by their earliest deadline (the stored
     `next_due_at`, facmon.workorders.next_due, from ix_work_orders_next_due), then the others newest first
     (ix_work_orders_detected_at_id, read backwards). Priority is those two for each priority in turn. Built once per
-    sort (statements are immutable, and building them cost more than running the first page's).
+    sort (statements are immutable, and building them cost more than running the first page's). `rows`: the columns
+    of the table instead of the entity.
     """
+    base: Select[Any] = select(WorkOrder.__table__) if rows else select(WorkOrder)
     newest = (WorkOrder.detected_at.desc(), WorkOrder.id.desc())
     if sort == "detected_at":
-        return (select(WorkOrder).order_by(WorkOrder.detected_at.asc(), WorkOrder.id.asc()),)
+        return (base.order_by(WorkOrder.detected_at.asc(), WorkOrder.id.asc()),)
     if sort == "-detected_at":
-        return (select(WorkOrder).order_by(*newest),)
+        return (base.order_by(*newest),)
     due = WorkOrder.next_due_at
-    running = select(WorkOrder).where(due.is_not(None)).order_by(due, *newest)
-    rest = select(WorkOrder).where(due.is_(None)).order_by(*newest)
+    running = base.where(due.is_not(None)).order_by(due, *newest)
+    rest = base.where(due.is_(None)).order_by(*newest)
     if sort == "urgency":
         return (running, rest)
     known = list(_PRIORITY_ORDER)
@@ -189,12 +245,19 @@ def get_work_order(session: Session, work_order_id: int) -> WorkOrder | None:
     return session.execute(query).scalar_one_or_none()
 
 
-def open_work_order_counts(session: Session, *, site: str | None = None) -> dict[tuple[str, str], int]:
+def open_work_order_counts(
+    session: Session, *, site: str | None = None, sites: Collection[str] | None = None
+) -> dict[tuple[str, str], int]:
+    """Open work orders per (site, device), of `site` or `sites` when given. The condition is the literal one of
+    uq_work_orders_open_fault, so the database counts from that partial index (the open work orders only) instead
+    of reading every work order."""
     query = (
         select(WorkOrder.site, WorkOrder.device, func.count())
-        .where(WorkOrder.status.not_in([s.value for s in TERMINAL_STATUSES]))
+        .where(text(OPEN_WHERE_SQL))
         .group_by(WorkOrder.site, WorkOrder.device)
     )
     if site is not None:
         query = query.where(WorkOrder.site == site)
+    if sites is not None:
+        query = query.where(WorkOrder.site.in_(list(sites)))
     return {(row[0], row[1]): row[2] for row in session.execute(query)}
