@@ -1,6 +1,6 @@
 """The HTTP API under load: 20,000 work orders and 2,000 devices, 1 and 20 concurrent clients, SQLite and PostgreSQL.
 
-    python benchmarks/bench_api.py [--duration 15] [--workers 1] [--databases sqlite,postgres]
+    python benchmarks/bench_api.py [--duration 15] [--workers 1,2] [--databases sqlite,postgres]
 
 For each database: writes the site files and the history of benchmarks/api_seed.py, creates an admin and an API
 token with `facmon users add` and `facmon tokens create`, and starts `facmon api` as an operator does (not in demo
@@ -249,7 +249,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per endpoint and client count")
     parser.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 20])
-    parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1])
+    parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     parser.add_argument("--databases", default="sqlite,postgres")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
