@@ -35,6 +35,7 @@ from facmon.shell.migrations.schema import create_schema
 from tests.databases import Databases
 from tests.notifier.support import Inbox
 from tests.rules.support import MakeEvent, elevator
+from tests.support import children_of
 
 # Child processes started by fixtures wider than a test (session, package, module): shared, so no test's leak.
 _SHARED_PIDS: set[int] = set()
@@ -43,21 +44,8 @@ _EXIT_GRACE_S = 2.0
 
 
 def _children() -> dict[int, str]:
-    """This process's live children (zombies excluded), pid -> command line, from /proc."""
-    me = str(os.getpid())
-    found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            # pid (comm) state ppid ...: the command name may hold spaces and parentheses, so split after the last ")".
-            fields = Path("/proc", entry, "stat").read_text().rpartition(")")[2].split()
-            if len(fields) < 2 or fields[1] != me or fields[0] in ("Z", "X"):
-                continue
-            found[int(entry)] = Path("/proc", entry, "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:  # it went between the listing and the read
-            continue
-    return found
+    """This process's live children (zombies excluded), pid -> command line."""
+    return children_of(os.getpid())
 
 
 @pytest.hookimpl(wrapper=True)

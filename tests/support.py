@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import socket
@@ -10,11 +11,30 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
 
 T = TypeVar("T")
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """The live children (zombies excluded) of process `pid`, pid -> command line, from /proc."""
+    parent = str(pid)
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            # pid (comm) state ppid ...: the command name may hold spaces and parentheses, so split after the last ")".
+            fields = Path("/proc", entry, "stat").read_text().rpartition(")")[2].split()
+            if len(fields) < 2 or fields[1] != parent or fields[0] in ("Z", "X"):
+                continue
+            found[int(entry)] = Path("/proc", entry, "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:  # it went between the listing and the read
+            continue
+    return found
 
 
 async def wait_for(check: Callable[[], Awaitable[T]], timeout_s: float, what: str, *, every_s: float = 0.1) -> T:

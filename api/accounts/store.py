@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, Select, bindparam, func, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from api.accounts.models import ApiToken, Role, TokenKind, User
 from api.accounts.passwords import check_strength, hash_password, needs_rehash, verify_password
@@ -117,21 +117,6 @@ def issue_token(
     return IssuedToken(token=token, record=record)
 
 
-def resolve_token(session: Session, token: str, now: datetime) -> ApiToken | None:
-    """The live token record for a bearer token (its user active), or None; marks it used."""
-    # The user in the same query: every authenticated request asks this, so one round trip instead of two.
-    query = select(ApiToken).where(ApiToken.token_hash == token_hash(token)).options(joinedload(ApiToken.user))
-    record = session.scalar(query)
-    if record is None or record.revoked_at is not None or not record.user.active:
-        return None
-    if record.expires_at is not None and record.expires_at <= now:
-        return None
-    # Written at most once a minute per token, so reads do not turn into a write each.
-    if record.last_used_at is None or now - record.last_used_at >= timedelta(minutes=1):
-        record.last_used_at = now
-    return record
-
-
 def _live_token_query() -> Select[Any]:
     t, u = ApiToken.__table__.c, User.__table__.c
     return (
@@ -148,14 +133,16 @@ _MARK_USED = update(ApiToken).where(ApiToken.id == bindparam("token_id")).values
 
 
 def live_token(connection: Connection, token: str, now: datetime) -> Row[Any] | None:
-    """What `resolve_token` decides, as one row (the token's id and kind, its user's id, username, role and
-    technician), read with Core: every authenticated request asks this, and loading two ORM objects in a session
-    cost more than the query. Marks the token used the same way, committing only then."""
+    """The live token for a bearer token (not revoked, not expired, its user active) as one row (the token's id and
+    kind, its user's id, username, role and technician), or None; marks it used. Read with Core and the user in the
+    same query: every authenticated request asks this, and loading two ORM objects in a session cost more than the
+    query."""
     row = connection.execute(_LIVE_TOKEN, {"token_hash": token_hash(token)}).first()
     if row is None or row.revoked_at is not None or not row.active:
         return None
     if row.expires_at is not None and row.expires_at <= now:
         return None
+    # Written at most once a minute per token, so reads do not turn into a write each (committed only then).
     if row.last_used_at is None or now - row.last_used_at >= timedelta(minutes=1):
         connection.execute(_MARK_USED, {"token_id": row.id, "now": now})
         connection.commit()

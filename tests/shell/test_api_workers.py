@@ -15,22 +15,13 @@ from pathlib import Path
 import httpx
 
 from facmon.kernel.ports import free_port
+from tests.support import children_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry.name))
-    return found
+    return set(children_of(pid))
 
 
 def _alive(pid: int) -> bool:
