@@ -13,27 +13,28 @@ Technicians see the devices of their sites only.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import select
+from pydantic_core import to_json
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, PrincipalDep
-from api.deps import ClockDep, SessionDep, SitesDep
+from api.deps import ClockDep, EngineDep, SitesDep
 from api.influx_history import field_types, history, latest
 from api.routes.kpis import get_influx
-from api.routes.work_orders import next_deadline
+from api.routes.work_orders import earliest_running
 from api.schemas import (
     EARLIEST,
     LATEST,
     DeviceDetailPublic,
     DevicePagePublic,
-    DevicePublic,
     DeviceState,
     HistoryPointPublic,
     HistoryPublic,
@@ -50,7 +51,7 @@ from facmon.estate.entries import Building, Device
 from facmon.estate.site import Site
 from facmon.kernel.model import DeviceKind, EventType
 from facmon.reports.kpi_data import InfluxReader, InfluxUnavailable
-from facmon.workorders.queries import list_work_orders, open_work_order_counts
+from facmon.workorders.queries import list_work_order_rows, open_work_order_counts
 from facmon.workorders.tables import OPEN_STATUSES
 from rules.tables import DeviceStatus
 
@@ -80,13 +81,17 @@ class Heard(Protocol):
     def last_event_type(self) -> str: ...
 
 
-def heard(session: Session, sites: Collection[str] | None) -> dict[tuple[str, str], Heard]:
-    """The status rows of the devices of `sites` (None: every site), as plain rows of the columns shown: ORM objects
-    cost several times more to build than rows."""
+def heard(
+    session: Session, sites: Collection[str] | None, devices: Collection[str] | None = None
+) -> dict[tuple[str, str], Heard]:
+    """The status rows of the devices of `sites` (None: every site), of those named `devices` if given, as plain
+    rows of the columns shown: ORM objects cost several times more to build than rows."""
     d = DeviceStatus
     query = select(d.site, d.device, d.comm, d.comm_since, d.last_event_at, d.last_event_type)
     if sites is not None:
         query = query.where(d.site.in_(list(sites)))
+    if devices is not None:
+        query = query.where(d.device.in_(list(devices)))
     return {(row.site, row.device): row for row in session.execute(query)}
 
 
@@ -133,9 +138,9 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 
-@router.get("/devices")
-def list_devices(
-    session: SessionDep,
+@router.get("/devices", response_model=DevicePagePublic)
+async def list_devices(
+    engine: EngineDep,
     sites: SitesDep,
     user: PrincipalDep,
     site: Annotated[str | None, Query(max_length=64, description="only this site")] = None,
@@ -147,38 +152,62 @@ def list_devices(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> DevicePagePublic:
+) -> Response:
     """The devices of the site files (technicians: of their sites) with comm status and open work orders, a page
     at a time in the site files' order. The filters are decided from the site files and the status tables; only
     the page's devices are read with their asset updates and built into answers."""
-    # With a state filter every device's state decides what matches: their comm and open work orders are read
-    # for all; without one only the page's devices are read.
-    comm = comms(session, site) if state else {}
-    open_counts = open_work_order_counts(session, site=site) if state else {}
-    matching: list[tuple[Site, Building, Device]] = []
-    for each in sites:
-        if (site is not None and each.id != site) or not user.sees_site(each.id):
-            continue
-        for bldg, device in each.devices():
-            if (building is not None and bldg.id != building) or (kind is not None and device.kind != kind):
+    query = _DeviceQuery(site, building, kind, frozenset(state or ()), limit, offset)
+    # One hop to the thread pool for the queries and the body together (see read_work_orders).
+    body = await run_in_threadpool(_device_page, engine, sites, user, query)
+    return Response(body, media_type="application/json")
+
+
+@dataclass(frozen=True)
+class _DeviceQuery:
+    site: str | None
+    building: str | None
+    kind: DeviceKind | None
+    states: frozenset[DeviceState]
+    limit: int
+    offset: int
+
+
+def _device_page(engine: Engine, sites: Sequence[Site], user: Principal, query: _DeviceQuery) -> bytes:
+    """DevicePagePublic's JSON. The values are the site files' (checked when loaded) and the status tables', so
+    they are written as they are, by pydantic-core's serializer, without building the models (as page_json does
+    for work orders; tests/api/test_device_list_json.py compares the two)."""
+    with Session(engine) as session:
+        # With a state filter every device's state decides what matches: their comm and open work orders are
+        # read for all; without one only the page's devices are read.
+        comm = comms(session, query.site) if query.states else {}
+        open_counts = open_work_order_counts(session, site=query.site) if query.states else {}
+        matching: list[tuple[Site, Building, Device]] = []
+        for each in sites:
+            site_id = each.id
+            if (query.site is not None and site_id != query.site) or not user.sees_site(site_id):
                 continue
-            key = (each.id, device.id)
-            if state and device_state(comm.get(key), open_counts.get(key, 0)) not in state:
-                continue
-            matching.append((each, bldg, device))
-    page = matching[offset : offset + limit]
-    page_sites = sorted({each.id for each, _, _ in page})
-    statuses = heard(session, page_sites)
-    if not state:
-        open_counts = open_work_order_counts(session, sites=page_sites)
-    updates = {site_id: stored_updates(session, site_id) for site_id in page_sites}
+            for bldg in each.buildings:
+                if query.building is not None and bldg.id != query.building:
+                    continue
+                for device in bldg.devices:
+                    if query.kind is not None and device.kind != query.kind:
+                        continue
+                    key = (site_id, device.id)
+                    if query.states and device_state(comm.get(key), open_counts.get(key, 0)) not in query.states:
+                        continue
+                    matching.append((each, bldg, device))
+        page = matching[query.offset : query.offset + query.limit]
+        page_sites = sorted({each.id for each, _, _ in page})
+        statuses = heard(session, page_sites, {device.id for _, _, device in page})
+        if not query.states:
+            open_counts = open_work_order_counts(session, sites=page_sites)
+        updates = {site_id: stored_updates(session, site_id) for site_id in page_sites}
     items = []
     for each, bldg, device in page:
         shown = effective(device, updates[each.id].get(device.id)).device
         key = (each.id, device.id)
-        fields = _public(each, bldg, shown, statuses.get(key), open_counts.get(key, 0))
-        items.append(DevicePublic.model_validate(fields))
-    return DevicePagePublic(items=items, total=len(matching), limit=limit, offset=offset)
+        items.append(_public(each, bldg, shown, statuses.get(key), open_counts.get(key, 0)))
+    return to_json({"items": items, "total": len(matching), "limit": query.limit, "offset": query.offset})
 
 
 def last_heard(fields: dict[str, Any], latest_readings: LatestPublic | None) -> datetime | None:
@@ -203,32 +232,36 @@ def _find(sites: Sequence[Site], user: Principal, site_id: str, device_id: str) 
 
 
 def _database_part(
-    session: Session, site: Site, building: Building, device: Device, now: datetime
-) -> tuple[dict[str, Any], list[WorkOrderSummaryPublic]]:
-    known = session.get(DeviceStatus, (site.id, device.id))
-    device = effective_device(session, site.id, device).device
-    page = list_work_orders(
-        session,
-        statuses=[s.value for s in OPEN_STATUSES],
-        site=site.id,
-        device=device.id,
-        now=now,
-        sort="urgency",
-        limit=500,
-    )
-    summaries = [
-        WorkOrderSummaryPublic.model_validate(
-            {name: getattr(wo, name) for name in WorkOrderSummaryPublic.model_fields if hasattr(wo, name)}
-            | {"next_deadline": next_deadline(wo, now)}
+    engine: Engine, site: Site, building: Building, device: Device, now: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The device's fields and its open work orders (WorkOrderSummaryPublic's fields), read as rows."""
+    with Session(engine) as session:
+        known = session.get(DeviceStatus, (site.id, device.id))
+        device = effective_device(session, site.id, device).device
+        page = list_work_order_rows(
+            session,
+            statuses=[s.value for s in OPEN_STATUSES],
+            site=site.id,
+            device=device.id,
+            now=now,
+            sort="urgency",
+            limit=500,
         )
-        for wo in page.items
+        fields = _public(site, building, device, known, page.total)
+    summaries = [
+        {name: row._mapping[name] for name in _SUMMARY_COLUMNS}
+        | {"next_deadline": earliest_running(page.clocks[row.id], now)}
+        for row in page.items
     ]
-    return _public(site, building, device, known, page.total), summaries
+    return fields, summaries
+
+
+_SUMMARY_COLUMNS = tuple(name for name in WorkOrderSummaryPublic.model_fields if name != "next_deadline")
 
 
 @router.get("/devices/{site}/{device}", responses=_NOT_FOUND)
 async def read_device(
-    session: SessionDep,
+    engine: EngineDep,
     sites: SitesDep,
     clock: ClockDep,
     user: PrincipalDep,
@@ -239,8 +272,8 @@ async def read_device(
     """One device: the site file's data, comm status, open work orders and the latest value of each reading."""
     the_site, building, the_device = _find(sites, user, site, device)
     now = clock.now()
-    # A sync session in an async route: the queries run in a thread, so the event loop keeps serving.
-    fields, work_orders = await asyncio.to_thread(_database_part, session, the_site, building, the_device, now)
+    # The queries run in a thread (one hop for all of them), so the event loop keeps serving.
+    fields, work_orders = await run_in_threadpool(_database_part, engine, the_site, building, the_device, now)
     latest_public: LatestPublic | None = None
     latest_error: str | None = None
     if influx is None:

@@ -22,7 +22,6 @@ from api.schemas import (
     ActorPublic,
     FollowUpPublic,
     IdPath,
-    NextDeadlinePublic,
     Offset,
     PeoplePublic,
     PersonRefPublic,
@@ -104,13 +103,7 @@ def _sla(profile: str | None, stored: Sequence[StoredClock], now: datetime) -> d
     return {"profile": profile, "state": overall(clocks), "clocks": [vars(c) for c in clocks]}
 
 
-def next_deadline(work_order: WorkOrder, now: datetime) -> NextDeadlinePublic | None:
-    """The earliest deadline of the work order's clocks still running (not met, not cancelled), passed or not."""
-    found = _earliest_running(work_order.clocks, now)
-    return None if found is None else NextDeadlinePublic.model_validate(found)
-
-
-def _earliest_running(clocks: Sequence[StoredClock], now: datetime) -> dict[str, object] | None:
+def earliest_running(clocks: Sequence[StoredClock], now: datetime) -> dict[str, object] | None:
     """NextDeadlinePublic's fields: the earliest deadline of these clocks still running, passed or not."""
     running = [c for c in clocks if c.met_at is None and c.cancelled_at is None]
     if not running:
@@ -133,7 +126,7 @@ def _fields(work_order: WorkOrder, clocks: Sequence[StoredClock], now: datetime)
     return {name: getattr(work_order, name) for name in _COLUMNS} | {
         "sla": _sla(work_order.sla_profile, clocks, now),
         "next_statuses": NEXT[WorkOrderStatus(work_order.status)],
-        "next_deadline": _earliest_running(clocks, now),
+        "next_deadline": earliest_running(clocks, now),
     }
 
 
@@ -147,7 +140,7 @@ def _listed(row: Row[Any], clocks: Sequence[StoredClock], now: datetime) -> dict
     in the model's order: what `page_json` writes without validating it again."""
     mapping = row._mapping
     extra = {
-        "next_deadline": _earliest_running(clocks, now),
+        "next_deadline": earliest_running(clocks, now),
         "sla": _sla(row.sla_profile, clocks, now),
         "next_statuses": _NEXT_BY_VALUE[row.status],
     }
