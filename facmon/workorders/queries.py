@@ -115,7 +115,9 @@ def list_work_order_rows(session: Session, **filters: Unpack[Filters]) -> WorkOr
     clocks: dict[int, list[Row[Any]]] = {row.id: [] for row in items}
     if clocks:
         c = WorkOrderClock.__table__.c
-        query = select(WorkOrderClock.__table__).where(c.work_order_id.in_(list(clocks)))
+        # The columns a listed clock shows (StoredClock's): each datetime read is parsed, so the others are not read.
+        shown = (c.work_order_id, c.name, c.milestone, c.due_at, c.met_at, c.cancelled_at)
+        query = select(*shown).where(c.work_order_id.in_(list(clocks)))
         for clock in session.execute(query.order_by(c.work_order_id, c.due_at, c.name)):
             clocks[clock.work_order_id].append(clock)
     return WorkOrderRows(items=items, clocks=clocks, total=total)
