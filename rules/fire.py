@@ -2,8 +2,9 @@
 
 A fire point's `fire` signal (the rule `fire.alarm.raised` in rules/library/fire.yaml; a supervisory signal from a
 water-flow indicator or valve is not one) is recorded in `fire_alarms`, keyed by the raising event's id, so an event
-delivered twice records one alarm. Its clear sets `cleared_at`. The control room then says what it was
-(`set_outcome`): confirmed or a false alarm.
+delivered twice records one alarm. Its clear sets `cleared_at`, also when the clear was processed first (several
+workers: the clear is kept, rules.tables.FaultClear, and the alarm is recorded cleared). The control room then says
+what it was (`set_outcome`): confirmed or a false alarm.
 
 False alarms are counted per site per day, the day being the site's local day of the alarm (`false_alarm_days`, a
 pure function): a site with more than `FALSE_ALARM_DAY_LIMIT` in one day must act on it (GB 26875 monitoring-centre
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from rules.engine import FireAlarmSignal
 from rules.listing import in_sites_between
-from rules.pipeline import Step, upsert
+from rules.pipeline import Step, latest_clear, remember_clear, upsert
 from rules.tables import FireAlarm, FireAlarmOutcome
 
 # "A user with more than 5 false alarms a day must act on it."
@@ -72,8 +73,16 @@ def false_alarm_days(
 # --- writing ---------------------------------------------------------------------------------------------------------
 
 
+def _clear_key(signal: FireAlarmSignal) -> str:
+    """The name the alarm's clear is kept under among the device's faults' clears (rules.tables.FaultClear)."""
+    return f"fire-alarm/{signal.point or ''}"
+
+
 def _raise(session: Session, signal: FireAlarmSignal, now: datetime) -> int | None:
-    """Record a raised alarm; its id, or None when its event recorded it before."""
+    """Record a raised alarm; its id, or None when its event recorded it before. A clear of the point at or after
+    the alarm that was processed before it (the events reached two workers, the clear's finished first) clears it
+    at once, as the clear would have had the events come in order."""
+    cleared = latest_clear(session, signal.site, signal.device, _clear_key(signal))
     stmt = (
         upsert(session, FireAlarm)
         .values(
@@ -84,6 +93,7 @@ def _raise(session: Session, signal: FireAlarmSignal, now: datetime) -> int | No
             point=signal.point,
             point_type=signal.point_type,
             raised_at=signal.at,
+            cleared_at=cleared if cleared is not None and cleared >= signal.at else None,
             outcome=FireAlarmOutcome.UNKNOWN.value,
             created_at=now,
         )
@@ -94,6 +104,7 @@ def _raise(session: Session, signal: FireAlarmSignal, now: datetime) -> int | No
 
 
 def _clear(session: Session, signal: FireAlarmSignal) -> None:
+    remember_clear(session, signal.site, signal.device, _clear_key(signal), signal.at)
     point = FireAlarm.point.is_(None) if signal.point is None else FireAlarm.point == signal.point
     session.execute(
         update(FireAlarm)

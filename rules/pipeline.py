@@ -33,7 +33,7 @@ from facmon.kernel.db import Base
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import Event
 from rules.engine import Action
-from rules.tables import Comm, DeviceStatus, ProcessedEvent
+from rules.tables import Comm, DeviceStatus, FaultClear, ProcessedEvent
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +69,25 @@ def upsert(session: Session, entity: type[Base]) -> sqlite.Insert | postgresql.I
     if dialect == "postgresql":
         return postgresql.insert(entity)
     raise NotImplementedError(f"work orders need SQLite or PostgreSQL, not {dialect}")
+
+
+def remember_clear(session: Session, site: str, device: str, fault: str, cleared_at: datetime) -> None:
+    """Keep the latest clear of a device's fault (or fire alarm), for a raise older than it that is processed after
+    it: the events reached two workers and the clear's finished first."""
+    stmt = upsert(session, FaultClear).values(site=site, device=device, fault=fault, cleared_at=cleared_at)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[FaultClear.site, FaultClear.device, FaultClear.fault],
+            set_={"cleared_at": stmt.excluded.cleared_at},
+            where=FaultClear.cleared_at < stmt.excluded.cleared_at,
+        )
+    )
+
+
+def latest_clear(session: Session, site: str, device: str, fault: str) -> datetime | None:
+    """The latest clear `remember_clear` kept of the device's fault, if any."""
+    where = (FaultClear.site == site, FaultClear.device == device, FaultClear.fault == fault)
+    return session.execute(select(FaultClear.cleared_at).where(*where)).scalar_one_or_none()
 
 
 def claim(session: Session, key: str, now: datetime) -> bool:

@@ -45,8 +45,8 @@ from facmon.workorders.tables import (
 )
 from rules.engine import Action, FaultCleared, OpenWorkOrder, SetComm
 from rules.evidence import apply_kept
-from rules.pipeline import Outcome, Step, run_handlers, upsert
-from rules.tables import Comm, DeviceStatus, FaultClear
+from rules.pipeline import Outcome, Step, latest_clear, remember_clear, run_handlers, upsert
+from rules.tables import Comm, DeviceStatus
 
 _OPEN_FAULT_KEY = (WorkOrder.site, WorkOrder.device, WorkOrder.fault)
 
@@ -207,33 +207,15 @@ def _cleared_before(
     """The fault's clear processed before this raise but newer than every occurrence of the work order (the events
     reached two workers, the clear's finished first): recorded on the work order now, as the clear would have done
     had it come after the raise. Arrival order does not decide, the events' times do."""
-    cleared_at = session.execute(
-        select(FaultClear.cleared_at).where(
-            FaultClear.site == action.site, FaultClear.device == action.device, FaultClear.fault == action.fault
-        )
-    ).scalar_one_or_none()
+    cleared_at = latest_clear(session, action.site, action.device, action.fault)
     if cleared_at is None or cleared_at < last_occurrence:
         return
     cleared = FaultCleared(action.rule_id, action.site, action.device, action.fault, cleared_at)
     _mark_cleared(session, cleared, event, now, [WorkOrder.id == work_order_id])
 
 
-def _remember_clear(session: Session, action: FaultCleared) -> None:
-    """Keep the latest clear of the fault, for a raise older than it that is processed after it."""
-    stmt = upsert(session, FaultClear).values(
-        site=action.site, device=action.device, fault=action.fault, cleared_at=action.cleared_at
-    )
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[FaultClear.site, FaultClear.device, FaultClear.fault],
-            set_={"cleared_at": stmt.excluded.cleared_at},
-            where=FaultClear.cleared_at < stmt.excluded.cleared_at,
-        )
-    )
-
-
 def _fault_cleared(session: Session, action: FaultCleared, event: Event, now: datetime) -> list[int]:
-    _remember_clear(session, action)
+    remember_clear(session, action.site, action.device, action.fault, action.cleared_at)
     where = [
         WorkOrder.site == action.site,
         WorkOrder.device == action.device,

@@ -73,6 +73,30 @@ async def test_a_fire_signal_is_a_fire_alarm_and_a_supervisory_one_is_not(
     assert alarm.cleared_at == T0 + timedelta(seconds=90)
 
 
+async def test_a_clear_processed_before_its_alarm_clears_it(
+    engine: Engine, clock: FakeClock, worker: RulesWorker
+) -> None:
+    """Two workers took the point's events and the clear's finished first: the alarm is recorded cleared, as in
+    order. An alarm after that clear, and one of another point, stay raised."""
+    clock.advance(T0 + timedelta(minutes=5) - clock.now())
+
+    def fire(type_: EventType, point: str, at: datetime) -> Event:
+        return point_event(type_, "fire", point, at, "smoke_detector")
+
+    await worker._apply(fire(EventType.FAULT_CLEARED, "1-004", T0 + timedelta(seconds=40)))
+    await worker._apply(fire(EventType.FAULT_RAISED, "1-004", T0))
+    await worker._apply(fire(EventType.FAULT_RAISED, "1-005", T0 + timedelta(seconds=10)))
+    await worker._apply(fire(EventType.FAULT_RAISED, "1-004", T0 + timedelta(seconds=60)))
+    got = [(a.point, a.raised_at, a.cleared_at) for a in alarms(engine)]
+    assert got == [
+        ("1-004", T0, T0 + timedelta(seconds=40)),
+        ("1-005", T0 + timedelta(seconds=10), None),
+        ("1-004", T0 + timedelta(seconds=60), None),
+    ]
+    await worker._apply(fire(EventType.FAULT_CLEARED, "1-004", T0 + timedelta(seconds=90)))
+    assert [a.cleared_at for a in alarms(engine)] == [T0 + timedelta(seconds=40), None, T0 + timedelta(seconds=90)]
+
+
 # Shanghai is UTC+8: its day 2026-03-02 runs from 2026-03-01T16:00Z to 2026-03-02T16:00Z.
 DAY_START = datetime(2026, 3, 1, 16, 0, tzinfo=UTC)
 
