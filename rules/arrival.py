@@ -24,9 +24,9 @@ they are counted and logged as suppressed. The service mode is kept on the devic
 restarted worker still knows.
 
 Several workers (rules.worker): a card read and a work order's opening are events of different devices, so two
-workers may apply them at the same moment, each under its own device's lock; neither then sees the other's
-uncommitted row, and the work order is not moved on site by that read (known limit: it is by the next evidence, or
-by hand).
+workers may apply them at the same moment, each under its own device's lock. Both also take the site's arrivals
+lock (rules.pipeline.lock_site_arrivals), so the one that goes second sees the other's work: the read finds the
+work order, or the opening finds the read kept as evidence.
 
 `arrivals` and `suppressed` are pure: events, open work orders and technicians in, decisions out. The handlers
 (rules.pipeline) carry them out in the event's transaction, around `rules.store.ApplyActions` (`site_evidence`);
@@ -61,7 +61,7 @@ from rules.maintenance_visits import (
     remember_card_read,
     technician_at,
 )
-from rules.pipeline import Handler, Step, report_evidence, run_handlers
+from rules.pipeline import Handler, Step, lock_site_arrivals, report_evidence, run_handlers
 from rules.store import ApplyActions, ApplyResult
 from rules.tables import DeviceStatus
 
@@ -346,6 +346,7 @@ class ProveArrival:
             return
         at = min(event.ts, step.now)
         by_device = ref.device if service_mode_of(event) == INSPECTION else None
+        lock_site_arrivals(step.session, ref.site)
         planned = arrivals(event, open_orders(step.session, ref.site, by_device, at=at), technicians, step.now)
         moved = set(move_on_site(step.session, planned, step.now, event.id))
         step.outcome.arrivals += [(a.work_order_id, a.source) for a in planned if a.work_order_id in moved]

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -111,6 +111,18 @@ def lock_device(session: Session, event: Event) -> None:
     )
     session.execute(new.on_conflict_do_nothing(index_elements=[DeviceStatus.site, DeviceStatus.device]))
     session.execute(select(DeviceStatus.site).where(*key).with_for_update())
+
+
+def lock_site_arrivals(session: Session, site: str) -> None:
+    """Hold the site's arrivals until the transaction ends: a card read or an inspection proving arrival, and a work
+    order opening with the evidence kept before it (rules.evidence), take it, so one of them always sees the
+    other's work. They are events of different devices, which two workers may otherwise apply at the same moment,
+    each under its own device's lock and blind to the other's uncommitted rows: the read would find no work order
+    and the opening no evidence. PostgreSQL: a transaction-scoped advisory lock. SQLite: nothing to do; every
+    event's transaction writes first (`claim`), so it holds the database's one write lock already."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = {"key": f"facmon.arrivals/{site}"}
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), key)
 
 
 @dataclass

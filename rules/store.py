@@ -45,7 +45,7 @@ from facmon.workorders.tables import (
 )
 from rules.engine import Action, FaultCleared, OpenWorkOrder, SetComm
 from rules.evidence import apply_kept
-from rules.pipeline import Outcome, Step, latest_clear, remember_clear, run_handlers, upsert
+from rules.pipeline import Outcome, Step, latest_clear, lock_site_arrivals, remember_clear, run_handlers, upsert
 from rules.tables import Comm, DeviceStatus
 
 _OPEN_FAULT_KEY = (WorkOrder.site, WorkOrder.device, WorkOrder.fault)
@@ -194,7 +194,9 @@ def open_or_recur(session: Session, action: OpenWorkOrder, event: Event, now: da
         )
     )
     if opened:
-        # A technician's card read or an inspection kept from before the opening, at or after the detection.
+        # A technician's card read or an inspection kept from before the opening, at or after the detection; under
+        # the site's arrivals lock, so a read being applied on another worker now is either seen here or sees this.
+        lock_site_arrivals(session, action.site)
         place = {"site": action.site, "device": action.device, "kind": action.kind}
         apply_kept(session, work_order_id, **place, detected_at=action.detected_at, now=now)
     _cleared_before(session, action, event, work_order_id, last_occurrence, now)

@@ -21,7 +21,7 @@ from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Postgres
 from facmon.kernel.db import make_engine
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import Event, EventType
+from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Value
 from facmon.workorders.breaches import record_breaches
 from facmon.workorders.tables import TimelineType, WorkOrder, WorkOrderClock, WorkOrderEvent
 from rules import fire_checks, maintenance_visits
@@ -202,6 +202,63 @@ def test_a_second_worker_waits_for_the_first_to_commit_the_same_devices_event(en
     with Session(engines[0]) as session:
         [cleared] = session.execute(select(WorkOrder.fault_cleared_at).where(WorkOrder.device == "e1")).scalars()
     assert cleared == T0  # the second saw the first's work order once it could go on
+
+
+def test_a_card_read_on_one_worker_while_another_opens_the_work_order_proves_the_arrival(
+    engines: list[Engine],
+) -> None:
+    """A fault and a technician's card read are events of different devices: two workers apply them at once. The
+    read must not miss the work order being opened (nor the opening the read): the second waits for the first."""
+    estate = Site.model_validate(
+        {
+            "site": {"id": "s1"},
+            "buildings": [
+                {
+                    "id": "b1",
+                    "devices": [
+                        {"id": "e1", "kind": "elevator", "model": "elev-gb-a", "address": {"host": "h"}},
+                        {"id": "gate-north", "kind": "gate", "model": "barrier-a"},
+                    ],
+                }
+            ],
+            "technicians": [
+                {
+                    "id": "li",
+                    "name": "Li Ming",
+                    "phone": "13800000001",
+                    "cards": ["A1B2C3D4"],
+                    "disciplines": ["elevator"],
+                }
+            ],
+        }
+    )
+    rules, now = worker(engines[0], [estate]), T0 + timedelta(minutes=2)
+    broken = fault("e1", T0, raised=True)
+    gate = DeviceRef(site="s1", building="b1", device="gate-north", kind=DeviceKind.GATE, model="barrier-a")
+    data: dict[str, Value] = {"card": "A1B2C3D4", "granted": True, "direction": "in"}
+    read = Event(ref=gate, ts=T0 + timedelta(minutes=1), type=EventType.CARD_READ, data=data)
+    pool = ThreadPoolExecutor(1)
+    try:
+        with Session(engines[0]) as session, session.begin():
+            # The fault's worker opens the work order; its transaction is not committed yet.
+            assert claim(session, broken.id, now)
+            lock_device(session, broken)
+            step = Step(session, broken, evaluate(rules.rules, broken, now), now, Outcome())
+            for handler in rules.handlers:
+                handler(step)
+            assert step.outcome.opened
+            applying = pool.submit(apply, worker(engines[2], [estate]), engines[2], read, now)
+            deadline = time.monotonic() + 10
+            while _waiting_on_a_lock(engines[3]) == 0:
+                assert not applying.done(), "the card read went on without waiting for the opening to commit"
+                assert time.monotonic() < deadline, "the card read neither waited nor finished"
+                time.sleep(0.01)
+    finally:
+        pool.shutdown(wait=False)
+    applying.result(timeout=10)
+    with Session(engines[0]) as session:
+        [(status, on_site_at)] = session.execute(select(WorkOrder.status, WorkOrder.on_site_at)).all()
+    assert (status, on_site_at) == ("on_site", read.ts)
 
 
 def _story(device: str) -> list[Event]:
