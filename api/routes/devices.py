@@ -13,7 +13,7 @@ Technicians see the devices of their sites only.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Protocol
@@ -181,22 +181,7 @@ def _device_page(engine: Engine, sites: Sequence[Site], user: Principal, query: 
         # read for all; without one only the page's devices are read.
         comm = comms(session, query.site) if query.states else {}
         open_counts = open_work_order_counts(session, site=query.site) if query.states else {}
-        matching: list[tuple[Site, Building, Device]] = []
-        for each in sites:
-            site_id = each.id
-            if (query.site is not None and site_id != query.site) or not user.sees_site(site_id):
-                continue
-            for bldg in each.buildings:
-                if query.building is not None and bldg.id != query.building:
-                    continue
-                for device in bldg.devices:
-                    if query.kind is not None and device.kind != query.kind:
-                        continue
-                    key = (site_id, device.id)
-                    if query.states and device_state(comm.get(key), open_counts.get(key, 0)) not in query.states:
-                        continue
-                    matching.append((each, bldg, device))
-        page = matching[query.offset : query.offset + query.limit]
+        page, total = _matching_page(sites, user, query, comm, open_counts)
         page_sites = sorted({each.id for each, _, _ in page})
         statuses = heard(session, page_sites, {device.id for _, _, device in page})
         if not query.states:
@@ -207,7 +192,38 @@ def _device_page(engine: Engine, sites: Sequence[Site], user: Principal, query: 
         shown = effective(device, updates[each.id].get(device.id)).device
         key = (each.id, device.id)
         items.append(_public(each, bldg, shown, statuses.get(key), open_counts.get(key, 0)))
-    return to_json({"items": items, "total": len(matching), "limit": query.limit, "offset": query.offset})
+    return to_json({"items": items, "total": total, "limit": query.limit, "offset": query.offset})
+
+
+def _matching_page(
+    sites: Sequence[Site],
+    user: Principal,
+    query: _DeviceQuery,
+    comm: Mapping[tuple[str, str], str],
+    open_counts: Mapping[tuple[str, str], int],
+) -> tuple[list[tuple[Site, Building, Device]], int]:
+    """The page of the devices matching the query, in the site files' order, and how many match in all. A building
+    at a time: only the page's devices are taken out, the others only counted."""
+    page: list[tuple[Site, Building, Device]] = []
+    total, start, stop = 0, query.offset, query.offset + query.limit
+    for each in sites:
+        site_id = each.id
+        if (query.site is not None and site_id != query.site) or not user.sees_site(site_id):
+            continue
+        for bldg in each.buildings:
+            if query.building is not None and bldg.id != query.building:
+                continue
+            devices = bldg.devices if query.kind is None else [d for d in bldg.devices if d.kind == query.kind]
+            if query.states:
+                devices = [
+                    d
+                    for d in devices
+                    if device_state(comm.get((site_id, d.id)), open_counts.get((site_id, d.id), 0)) in query.states
+                ]
+            if total < stop and total + len(devices) > start:
+                page += [(each, bldg, d) for d in devices[max(0, start - total) : stop - total]]
+            total += len(devices)
+    return page, total
 
 
 def last_heard(fields: dict[str, Any], latest_readings: LatestPublic | None) -> datetime | None:

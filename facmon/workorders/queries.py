@@ -117,7 +117,7 @@ def list_work_order_rows(session: Session, **filters: Unpack[Filters]) -> WorkOr
         c = WorkOrderClock.__table__.c
         # The columns a listed clock shows (StoredClock's): each datetime read is parsed, so the others are not read.
         shown = (c.work_order_id, c.name, c.milestone, c.due_at, c.met_at, c.cancelled_at)
-        query = select(*shown).where(c.work_order_id.in_(list(clocks)))
+        query: Select[Any] = select(*shown).where(c.work_order_id.in_(list(clocks)))
         for clock in session.execute(query.order_by(c.work_order_id, c.due_at, c.name)):
             clocks[clock.work_order_id].append(clock)
     return WorkOrderRows(items=items, clocks=clocks, total=total)
