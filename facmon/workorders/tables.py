@@ -97,8 +97,6 @@ class WorkOrder(Base):
             postgresql_where=text(OPEN_WHERE_SQL),
         ),
         Index("ix_work_orders_status_detected_at", "status", "detected_at"),
-        # One device's work orders (its detail, its page): migration 0018.
-        Index("ix_work_orders_site_device_detected_at", "site", "device", "detected_at"),
         # Pages newest (or oldest) first without sorting every work order (facmon.workorders.queries).
         Index("ix_work_orders_detected_at_id", "detected_at", "id"),
         # The urgency sort's first part: work orders with a running clock, earliest deadline first.
