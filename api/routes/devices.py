@@ -183,9 +183,10 @@ def _device_page(engine: Engine, sites: Sequence[Site], user: Principal, query: 
         open_counts = open_work_order_counts(session, site=query.site) if query.states else {}
         page, total = _matching_page(sites, user, query, comm, open_counts)
         page_sites = sorted({each.id for each, _, _ in page})
-        statuses = heard(session, page_sites, {device.id for _, _, device in page})
+        page_devices = {device.id for _, _, device in page}
+        statuses = heard(session, page_sites, page_devices)
         if not query.states:
-            open_counts = open_work_order_counts(session, sites=page_sites)
+            open_counts = open_work_order_counts(session, sites=page_sites, devices=page_devices)
         updates = {site_id: stored_updates(session, site_id) for site_id in page_sites}
     items = []
     for each, bldg, device in page:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import ColumnElement, Row, Select, and_, exists, func, or_, select, text, true
+from sqlalchemy import ColumnElement, Row, Select, TextClause, and_, exists, func, or_, select, text, true
 from sqlalchemy.orm import Session, selectinload
 
 from facmon.workorders.tables import (
+    OPEN_STATUSES,
     OPEN_WHERE_SQL,
     Priority,
     WorkOrder,
@@ -175,12 +176,19 @@ def _page(
     return items, total
 
 
+_OPEN = frozenset(s.value for s in OPEN_STATUSES)
+
+
 def _matching(
     statuses: Collection[str] | None, site: str | None, sites: Collection[str] | None, equal: dict[str, str | None]
-) -> list[ColumnElement[bool]]:
+) -> list[ColumnElement[bool] | TextClause]:
     """The filters by status, site and columns equal to a value."""
-    conditions: list[ColumnElement[bool]] = []
-    if statuses:
+    conditions: list[ColumnElement[bool] | TextClause] = []
+    if statuses and frozenset(statuses) == _OPEN:
+        # Said as uq_work_orders_open_fault's own condition, so the database reads the open work orders from that
+        # partial index (a device's: a handful) instead of every open work order by status.
+        conditions.append(text(OPEN_WHERE_SQL))
+    elif statuses:
         conditions.append(WorkOrder.status.in_(list(statuses)))
     if site is not None:
         conditions.append(WorkOrder.site == site)
@@ -248,11 +256,15 @@ def get_work_order(session: Session, work_order_id: int) -> WorkOrder | None:
 
 
 def open_work_order_counts(
-    session: Session, *, site: str | None = None, sites: Collection[str] | None = None
+    session: Session,
+    *,
+    site: str | None = None,
+    sites: Collection[str] | None = None,
+    devices: Collection[str] | None = None,
 ) -> dict[tuple[str, str], int]:
-    """Open work orders per (site, device), of `site` or `sites` when given. The condition is the literal one of
-    uq_work_orders_open_fault, so the database counts from that partial index (the open work orders only) instead
-    of reading every work order."""
+    """Open work orders per (site, device), of `site` or `sites` and of the `devices` named when given. The
+    condition is the literal one of uq_work_orders_open_fault, so the database counts from that partial index (the
+    open work orders only) instead of reading every work order."""
     query = (
         select(WorkOrder.site, WorkOrder.device, func.count())
         .where(text(OPEN_WHERE_SQL))
@@ -262,4 +274,6 @@ def open_work_order_counts(
         query = query.where(WorkOrder.site == site)
     if sites is not None:
         query = query.where(WorkOrder.site.in_(list(sites)))
+    if devices is not None:
+        query = query.where(WorkOrder.device.in_(list(devices)))
     return {(row[0], row[1]): row[2] for row in session.execute(query)}
