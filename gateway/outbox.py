@@ -80,8 +80,11 @@ _COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutboxMessage:
+    """One row as `peek` hands it out (not frozen: a frozen dataclass is built field by field through
+    `object.__setattr__`, and the publisher builds one per reading it sends)."""
+
     id: int
     topic: str
     payload: bytes
