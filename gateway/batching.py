@@ -14,6 +14,7 @@ Packing costs no JSON work: the outbox keeps each reading as the JSON of its own
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -72,6 +73,8 @@ def _closed(batch: _Open) -> Outgoing:
     return Outgoing(batch.topic, encode_batch(batch.payloads), READING_QOS, False, tuple(batch.ids))
 
 
+# A gateway sends the topics of its devices (thousands) over and over: each is worked out once.
+@functools.lru_cache(maxsize=16384)
 def _batch_topic_of(topic: str) -> str | None:
     """The batch topic a reading's state topic belongs in; None for any other topic (events, dead letters)."""
     parts = topic.split("/")

@@ -42,6 +42,7 @@ from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, Event, EventType, Reading
 from facmon.kernel.sqlite_queue import Capacity, Column, QueueFull, SqliteQueue
 from facmon.kernel.topics import topic_for
+from facmon.kernel.wal_checkpoint import CHECKPOINT_INTERVAL_S, WalCheckpointer
 
 log = structlog.get_logger(__name__)
 
@@ -79,8 +80,11 @@ _COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutboxMessage:
+    """One row as `peek` hands it out (not frozen: a frozen dataclass is built field by field through
+    `object.__setattr__`, and the publisher builds one per reading it sends)."""
+
     id: int
     topic: str
     payload: bytes
@@ -130,6 +134,7 @@ class Outbox:
             memory_max_items=memory_max,
             schema=_PUBLISHED,
         )
+        self._checkpointer: WalCheckpointer | None = None
 
     def on_put(self, listener: Callable[[], None]) -> None:
         """Call `listener` after every put (from the event loop's thread): the publisher wakes up on it."""
@@ -225,7 +230,23 @@ class Outbox:
     def size(self) -> int:
         return self._queue.size()
 
+    def start_checkpoints(self, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+        """From now on the write-ahead log is copied into the file by a thread of its own every `interval_s`, not in
+        the put or ack that fills it (`facmon.kernel.wal_checkpoint`): such a checkpoint syncs the file to disk, and
+        in a put or ack it held up the event loop of the pollers for tens to hundreds of milliseconds."""
+        if self._checkpointer is None:
+            self._checkpointer = WalCheckpointer(self.path, turn_off_auto=self._queue.query, interval_s=interval_s)
+            self._checkpointer.start()
+
+    def stop_checkpoints(self) -> None:
+        """Back to SQLite's own checkpoints, in the commits (the thread stopped)."""
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
+            self._queue.query("PRAGMA wal_autocheckpoint=1000")
+
     def close(self) -> None:
+        self.stop_checkpoints()
         self._queue.close()
 
     def __enter__(self) -> Outbox:

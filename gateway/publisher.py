@@ -3,7 +3,7 @@
 Readings go in batches (`gateway.batching`): one publish, and one PUBACK, for many readings of a site and kind; the
 PUBACK of a batch acknowledges every reading in it, in one outbox transaction with the others of its loop turn.
 
-Gathering (`gather_s`, the gateway's 50 ms): woken from idle by a put of readings only, the publisher waits up to
+Gathering (`gather_s`, the gateway's 100 ms): woken from idle by a put of readings only, the publisher waits up to
 `gather_s` more before reading the outbox, so the readings put meanwhile leave in one batch. Pollers put a few
 readings at a time (`gateway.put_batch`); without it each of those went out as a batch of its own, and the broker,
 the historian (a loop turn, a PUBACK and a buffer commit per message) and the publisher paid per handful of readings

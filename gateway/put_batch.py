@@ -52,7 +52,7 @@ class PutBatch:
         written = self._written
         if written is None:
             loop = asyncio.get_running_loop()
-            written = self._written = loop.create_future()
+            written = self._written = _Written(loop=loop)
             self._timer = (
                 loop.call_later(self.linger_s, self._write) if self.linger_s > 0 else loop.call_soon(self._write)
             )
@@ -63,9 +63,9 @@ class PutBatch:
             # An event does not wait for the linger: the batch goes at the end of this loop turn.
             self._timer.cancel()
             self._timer = asyncio.get_running_loop().call_soon(self._write)
-        # Shielded: one emitter being cancelled must not cancel the write the others wait for (its message is
-        # written all the same, which is at worst a duplicate downstream, as after any retry).
-        await asyncio.shield(written)
+        # One emitter being cancelled must not cancel the write the others wait for (its message is written all the
+        # same, which is at worst a duplicate downstream, as after any retry): the future refuses to be cancelled.
+        await written
 
     def _write(self) -> None:
         if self._timer is not None:
@@ -83,3 +83,15 @@ class PutBatch:
             written.exception()
             return
         written.set_result(None)
+
+
+class _Written(asyncio.Future[None]):
+    """The write of one batch, awaited by all its emitters, which no emitter's cancel can cancel.
+
+    A task cancelled while it awaits a future that refuses the cancel is cancelled at its next step, once the write
+    is done: a cancelled emitter gets its CancelledError at most a linger later. What `asyncio.shield` would give
+    at once, at the price of a second future and a callback per emitter, on every poll.
+    """
+
+    def cancel(self, msg: object | None = None) -> bool:
+        return False

@@ -21,6 +21,9 @@ from collectors.modbus.registers import Block, Point, RegType, coalesce
 from facmon.kernel.datafile import load_model
 from facmon.kernel.model import DeviceKind, Value
 
+# Blocks remembered by identity per driver: its own, and a few a caller made (a bound, should one make them anew).
+_PLANS_BY_ID = 64
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -108,14 +111,25 @@ class ModbusDriver(_Strict):
         return values, problems
 
     def _decodings(self, block: Block) -> list[_Decoding]:
+        # By the block's identity first (a poller reads the driver's own blocks, poll after poll): hashing a block
+        # hashes each of its points, pydantic models, which cost more than the decoding of a few of them.
+        by_id = self._plans_by_id.get(id(block))
+        if by_id is not None and by_id[0] is block:
+            return by_id[1]
         key = (block.table, block.start, block.count, block.points)
         found = self._plans.get(key)
         if found is None:
             found = self._plans[key] = [self._decoding(p, p.address - block.start) for p in block.points]
+        if len(self._plans_by_id) < _PLANS_BY_ID:
+            self._plans_by_id[id(block)] = (block, found)  # the block held, so its id is not another's meanwhile
         return found
 
     @cached_property
     def _plans(self) -> dict[tuple[object, ...], list[_Decoding]]:
+        return {}
+
+    @cached_property
+    def _plans_by_id(self) -> dict[int, tuple[Block, list[_Decoding]]]:
         return {}
 
     def _decoding(self, p: Point, offset: int) -> _Decoding:

@@ -25,8 +25,9 @@ def stop_if_cancelled() -> None:
 
     A wait built on `asyncio.wait_for` (pymodbus's, once) returns the result and drops a cancel that arrives in the
     same loop turn on Python 3.11 (fixed in 3.12): a poller told to stop would poll on forever, and a gateway would
-    never finish stopping. The connection here waits with `asyncio.timeout`, which keeps a cancel; the check after
-    each request stays, cheap, so a cancel sticks whatever a request waits on.
+    never finish stopping. The connection here awaits a plain future with a timer beside it, which cannot drop a
+    cancel, so an answered request needs no check; a failed one, whose wait may have ended in a cancel turned into
+    an error, is checked.
     """
     task = asyncio.current_task()
     if task is not None and task.cancelling():
@@ -82,8 +83,12 @@ class ModbusLink:
 
     async def read(self, table: Table, start: int, count: int, *, unit: int, timeout_s: float) -> list[int]:
         """`count` registers from `start` of one unit, or LinkError."""
-        async with self._lock:
-            connection = await self._connected(timeout_s)
+        # acquire/release, not `async with`: one coroutine less per request.
+        await self._lock.acquire()
+        try:
+            connection = self._connection
+            if connection is None or not connection.connected:
+                connection = await self._connected(timeout_s)
             loop = asyncio.get_running_loop()
             sent_at = loop.time()
             what = f"{table} {start}+{count} unit {unit}"
@@ -107,11 +112,12 @@ class ModbusLink:
                 # Same reason: the request is still out there, and the next poller must not get its answer.
                 self._drop()
                 raise
-            stop_if_cancelled()
             # The device's own time to answer: not the wait for the lock or for a connection.
             self.last_response_s = loop.time() - sent_at
             self._failures = 0
             return registers
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         self._drop()

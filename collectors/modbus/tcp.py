@@ -63,16 +63,21 @@ class ModbusConnection(asyncio.Protocol):
         self._sent = _REQUEST.pack(self._tid, 0, 6, unit, function, start, count)
         self._received.clear()
         self._what = what
-        answer = self._answer = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer = self._answer = loop.create_future()
         self._transport.write(self._sent)
+        # A timer that fails the answer, not `asyncio.timeout`: one handle instead of a context manager, a timer and
+        # the task's cancel and uncancel, for every request of every poll. A cancel of the task still cancels the
+        # wait (it is a plain future), and nothing can take it back.
+        timer = loop.call_at(loop.time() + timeout_s, _time_out, answer)
         try:
-            async with asyncio.timeout(timeout_s):
-                frame = await answer
-        except TimeoutError:
+            frame = await answer
+        except _NoAnswer:
             found = diagnose(self._sent, bytes(self._received), closed=self._closed)
             detail = f"no answer within {timeout_s:g} s" if found.kind == "no_answer" else found.detail
             raise LinkError(f"{what}: {detail}", kind=found.kind, frame=bytes(self._received)) from None
         finally:
+            timer.cancel()
             self._answer = None
         return _registers(frame, function, count, what)
 
@@ -114,6 +119,15 @@ class ModbusConnection(asyncio.Protocol):
         received = bytes(self._received)
         found = diagnose(self._sent, received, closed=closed)
         answer.set_exception(LinkError(f"{self._what}: {found.detail}", kind=found.kind, frame=received))
+
+
+class _NoAnswer(Exception):
+    """The request's time ran out (what came by then, if anything, is diagnosed by `read`)."""
+
+
+def _time_out(answer: asyncio.Future[bytes]) -> None:
+    if not answer.done():
+        answer.set_exception(_NoAnswer())
 
 
 def _registers(frame: bytes, function: int, count: int, what: str) -> list[int]:

@@ -399,3 +399,18 @@ def test_points_named_alike_have_one_type_across_models_of_a_kind() -> None:
             kind = _value_type(driver, point)
             first = seen.setdefault((driver.kind, point.name), (kind, model))
             assert first[0] is kind, f"{point.name}: {kind.__name__} in {model}, {first[0].__name__} in {first[1]}"
+
+
+def test_a_block_decodes_alike_whether_the_drivers_own_or_an_equal_one_made_anew() -> None:
+    # Plans are found by the block's identity first; an equal block made elsewhere finds the same plan by value, and
+    # blocks made anew poll after poll are remembered by identity only up to a bound.
+    driver = modbus_driver("elev-gb-a")
+    own = driver.blocks[0]
+    registers = [0] * own.count
+    registers[1] = 7  # somewhere in the block: whatever it decodes to, both ways agree
+    expected = driver.decode_block(own, registers)
+    for _ in range(200):
+        fresh = Block(own.table, own.start, own.count, tuple(own.points))
+        assert driver.decode_block(fresh, registers) == expected
+    assert driver.decode_block(own, registers) == expected
+    assert len(driver._plans_by_id) <= 64

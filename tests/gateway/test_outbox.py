@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -151,3 +153,47 @@ def test_the_replay_window_keeps_what_was_acknowledged_in_the_order_acknowledged
         assert [m.id for m in outbox.peek(10)] == [ids[2], ids[3], ids[7], ids[9]]
         kept = [decode_message(m.payload) for m in outbox.recently_published()]
     assert kept == [_reading(n) for n in (4, 5, 6, 0, 1, 8)]
+
+
+def _wal_pages(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size // 4096 if wal.exists() else 0
+
+
+def test_checkpoints_in_a_thread_leave_puts_and_acks_without_them(tmp_path: Path) -> None:
+    # SQLite checkpoints (and syncs) in the commit that takes the log past 1,000 pages; with the thread's checkpoints
+    # started, puts and acks never do, and the thread copies the log back into the file.
+    path = tmp_path / "outbox.sqlite"
+    big = [reading("s1", ts=T0 + timedelta(seconds=n), seq=n, blob="x" * 3000) for n in range(3000)]
+    with Outbox(path, metrics=Counters(), replay_window_s=0) as outbox:
+        outbox.start_checkpoints(interval_s=3600)  # the thread waits an hour: only commits could checkpoint
+        for chunk in range(0, 3000, 100):
+            outbox.put_many(big[chunk : chunk + 100])
+        assert _wal_pages(path) > 2000  # no commit checkpointed: the log holds every page written
+        checkpointer = outbox._checkpointer
+        assert checkpointer is not None
+        with sqlite3.connect(path) as other:
+            checkpointer.checkpoint(other)
+        busy, log_frames, copied = sqlite3.connect(path).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert (busy, copied) == (0, log_frames)  # everything in the log is in the file
+        assert checkpointer.checkpoints == 1
+        assert [m.id for m in outbox.peek(5000)] == list(range(1, 3001))
+        outbox.stop_checkpoints()
+        # SQLite's own checkpoints are back: the next commits that fill the log copy it themselves.
+        outbox.ack(range(1, 3001))
+        assert outbox.size() == 0
+
+
+def test_the_checkpoint_thread_runs_until_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path, metrics=Counters()) as outbox:
+        outbox.start_checkpoints(interval_s=0.01)
+        checkpointer = outbox._checkpointer
+        assert checkpointer is not None
+        outbox.put(_reading(1))
+        deadline = time.monotonic() + 10
+        while checkpointer.checkpoints < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checkpointer.checkpoints >= 3
+    # Closing the outbox stopped the thread first.
+    assert not any(t.name == "checkpoint-outbox.sqlite" for t in threading.enumerate())
