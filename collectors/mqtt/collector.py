@@ -168,8 +168,8 @@ class MqttCollector:
                         client_id=self.client_id,
                     )
                     delays = backoff_delays(min(0.1, self.broker.backoff_max_s), self.broker.backoff_max_s, self._rng)
-                    async for message in client.messages:
-                        await self._burst(client, [message, *client.ready(_BURST - 1)])
+                    while True:
+                        await self._burst(client, await client.burst(_BURST))
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 if held and _taken_over(exc, drops, asyncio.get_running_loop().time()):
