@@ -268,7 +268,7 @@ class Historian:
         def raw() -> bytes:
             return data if data is not None else message.model_dump_json().encode()
 
-        if self.declared is not None:
+        if self.declared is not None and not self.declared.whole(message):
             screened = self.declared.screen(message)
             if screened.label:
                 # What is declared is stored; the rest is counted (fields, and the message by reason) and parked.
