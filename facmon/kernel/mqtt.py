@@ -219,6 +219,9 @@ class MqttClient(aiomqtt.Client):
         super()._on_message(client, userdata, message)
         self._wake()
 
+    def _ended(self, _: object) -> None:
+        self._wake()
+
     def _wake(self) -> None:
         arrived = self._arrived
         if arrived is not None and not arrived.done():
@@ -235,11 +238,15 @@ class MqttClient(aiomqtt.Client):
         while not taken:
             if self._disconnected.done():
                 raise aiomqtt.MqttError("Disconnected during message iteration") from self._disconnected.exception()
-            self._arrived = arrived = asyncio.get_running_loop().create_future()
+            self._arrived = asyncio.get_running_loop().create_future()
+            disconnected = self._disconnected
+            # One future, which the end of the connection completes too (asyncio.wait on both costs twice as much).
+            disconnected.add_done_callback(self._ended)
             try:
-                await asyncio.wait((arrived, self._disconnected), return_when=asyncio.FIRST_COMPLETED)
+                await self._arrived
             finally:
                 self._arrived = None
+                disconnected.remove_done_callback(self._ended)
             taken = self.ready(limit)
         return taken
 
