@@ -7,12 +7,15 @@
   publishes in a loop (a simulated device's heartbeat, the gateway's publisher) then never stops, and whatever waits
   for it hangs. On 3.11 the client waits on asyncio.timeout instead, which keeps the cancel.
 - `ready(n)`: the messages already received, without a loop turn and a task each, for a consumer that handles a
-  burst at once (the `messages` iterator creates a task and waits on it for every message).
+  burst at once (the `messages` iterator creates a task and waits on it for every message); `burst(n)` the same,
+  waiting on one future when nothing has arrived yet, and raising MqttError as the iterator does when the
+  connection ends.
 - `manual_ack=True`: a received QoS 1/2 message is acknowledged to the broker only when `ack(message)` is called, so
   a message handled half-way when the process dies is delivered again to a persistent session. aiomqtt 2.x has no
   such option (empicano/aiomqtt#345), so this is the one place that reaches into its paho client. `ack_many`
   acknowledges a burst in one write: paho queues and sends each PUBACK alone (a system call and a wake-up of the
-  event loop each, a third of a busy gateway's CPU in a profile).
+  event loop each, a third of a busy gateway's CPU in a profile); the write is made at once when paho has nothing
+  queued before it on a plain (not TLS) socket, what the socket does not take left to paho.
 - Reads ahead: paho reads each received packet in three or more `recv` calls (its type byte, each byte of its
   length, then the rest) and one packet per turn of the event loop. The client reads what the socket holds (up to
   READ_AHEAD bytes) in one call and hands paho every whole packet in it in the same turn; paho has no option for it
