@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import cast
 
-from collectors.mqtt.driver import CodeSpec, FieldSpec, JsonType, MqttDriver
+from collectors.mqtt.driver import CodeSpec, FieldSpec, JsonType, MessageSpec, MqttDriver
 from facmon.kernel.model import EventType, Value
 from facmon.kernel.untrusted import JsonRejected, parse_json
 
@@ -146,19 +147,78 @@ def parse(driver: MqttDriver, message: str, payload: bytes) -> dict[str, Value]:
         raise PayloadError(Problem.BAD_JSON, f"{message}: not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise PayloadError(Problem.NOT_OBJECT, f"{message}: payload is a JSON {_JSON_NAMES.get(type(obj), 'null')}")
-    unknown = sorted(set(obj) - set(spec.fields))
-    if unknown:
-        raise PayloadError(Problem.UNKNOWN_FIELD, f"{message}: unknown field {unknown[0]!r}")
+    plan = _plan(message, spec)
+    if not plan.names.issuperset(obj):
+        raise PayloadError(Problem.UNKNOWN_FIELD, f"{message}: unknown field {sorted(set(obj) - plan.names)[0]!r}")
     values: dict[str, Value] = {}
-    for name, field_spec in spec.fields.items():
+    for name, where, field_spec, accepts in plan.fields:
         raw = obj.get(name)
         if raw is None and not (name in obj and field_spec.required):
             # Absent, or null for an optional field (vendors send both for "not applicable").
             if field_spec.required:
                 raise PayloadError(Problem.MISSING_FIELD, f"{message}: missing required field {name!r}")
             continue
-        values[name] = check_value(f"{message}.{name}", field_spec, raw)
+        values[name] = cast(Value, raw) if accepts(raw) else check_value(where, field_spec, raw)
     return values
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to check one message type's fields fast: its field names, and per field (name, "message.field", spec,
+    a test that accepts the common valid values exactly as `check_value` would return them)."""
+
+    names: frozenset[str]
+    fields: tuple[tuple[str, str, FieldSpec, Callable[[object], bool]], ...]
+
+
+# Plans by message spec (which they keep alive, so an id is never reused while cached); drivers are few.
+_PLANS: dict[int, tuple[MessageSpec, _Plan]] = {}
+
+
+def _plan(message: str, spec: MessageSpec) -> _Plan:
+    known = _PLANS.get(id(spec))
+    if known is None:
+        fields = tuple((name, f"{message}.{name}", f, _accepts(f)) for name, f in spec.fields.items())
+        known = _PLANS[id(spec)] = (spec, _Plan(frozenset(spec.fields), fields))
+    return known[1]
+
+
+def _accepts(spec: FieldSpec) -> Callable[[object], bool]:
+    """A test for the valid values of `spec` that `check_value` returns as they are (a bool for a boolean, a str
+    for a string, an int for an integer, a finite float for a number), within its limits. It is narrower than
+    `check_value` (an int for a number field is left to it, to become a float) and never wider: what it refuses
+    goes through `check_value`, which says why or converts. Written per field, once, because the general checks
+    of every value were most of a vendor message's cost."""
+    enum = frozenset(spec.enum) if spec.enum is not None else None
+    if spec.type is JsonType.BOOLEAN:
+        return lambda raw: type(raw) is bool
+    if spec.type is JsonType.STRING:
+        pattern = re.compile(spec.pattern) if spec.pattern is not None else None
+        longest = spec.max_length
+
+        def string(raw: object) -> bool:
+            return (
+                type(raw) is str
+                and len(raw) <= longest
+                and (pattern is None or pattern.fullmatch(raw) is not None)
+                and (enum is None or raw in enum)
+            )
+
+        return string
+    integer = spec.type is JsonType.INTEGER
+    wanted = int if integer else float
+    bounds: tuple[float, float] = _INT64 if integer else (-math.inf, math.inf)
+    low = bounds[0] if spec.min is None else max(spec.min, bounds[0])
+    high = bounds[1] if spec.max is None else min(spec.max, bounds[1])
+
+    def number(raw: object) -> bool:
+        if type(raw) is not wanted:
+            return False
+        value = cast(float, raw)
+        # Strictly between the infinities as well: a number field's value must be finite.
+        return low <= value <= high and -math.inf < value < math.inf and (enum is None or value in enum)
+
+    return number
 
 
 def interpret(driver: MqttDriver, message: str, values: Mapping[str, Value]) -> Meaning:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -35,7 +35,7 @@ from collectors.mqtt.codec import Meaning, PayloadError, Problem, interpret, par
 from collectors.mqtt.driver import MqttDriver
 from collectors.mqtt.watchdog import HeartbeatWatchdog
 from facmon.kernel.backoff import backoff_delays
-from facmon.kernel.clock import Clock
+from facmon.kernel.clock import Clock, utc
 from facmon.kernel.metrics import Counters
 from facmon.kernel.model import DeadLetter, DeviceRef, Emit, Event, EventType, Reading, Reject, Store
 from facmon.kernel.mqtt import MqttClient, MqttSettings, MqttTls, mqtt_client
@@ -76,6 +76,8 @@ class _Device:
     spec: MqttDevice
     # Last known state of each condition; absent = unknown (never seen since start).
     conditions: dict[str, bool] = field(default_factory=dict)
+    # Its `mqtt_messages` counter by message type, looked up once.
+    counted: dict[str, Callable[[], None]] = field(default_factory=dict)
 
 
 class MqttCollector:
@@ -110,6 +112,8 @@ class MqttCollector:
         self._rng = rng or random.Random()
         # Devices by (topic pattern, vendor id): two vendors may both number their devices from 1.
         self._routes: dict[tuple[str, str], _Device] = {}
+        # (device, message) by topic, for the topics of the site's devices and their drivers' messages: found once.
+        self._topics: dict[str, tuple[_Device, str]] = {}
         self._patterns: dict[str, MqttDriver] = {}
         for device in devices:
             key = (device.driver.topic, device.vendor_id)
@@ -164,8 +168,8 @@ class MqttCollector:
                         client_id=self.client_id,
                     )
                     delays = backoff_delays(min(0.1, self.broker.backoff_max_s), self.broker.backoff_max_s, self._rng)
-                    async for message in client.messages:
-                        await self._burst(client, [message, *client.ready(_BURST - 1)])
+                    while True:
+                        await self._burst(client, await client.burst(_BURST))
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 if held and _taken_over(exc, drops, asyncio.get_running_loop().time()):
@@ -235,21 +239,33 @@ class MqttCollector:
 
     async def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         """One vendor message: emitted as readings and events, or rejected with the reason."""
-        vendor_id, message, device = self._route(topic)
-        if device is None:
-            detail = f"no device of site {self.site} has vendor id {vendor_id!r} (topic {topic!r})"
-            await self._rejected(None, Problem.UNKNOWN_DEVICE, detail, topic, payload)
-            return
+        known = self._topics.get(topic)
+        if known is None:
+            vendor_id, message, device = self._route(topic)
+            if device is None:
+                detail = f"no device of site {self.site} has vendor id {vendor_id!r} (topic {topic!r})"
+                await self._rejected(None, Problem.UNKNOWN_DEVICE, detail, topic, payload)
+                return
+            if message in device.spec.driver.messages:
+                # Bounded: the site's devices times their drivers' message types.
+                self._topics[topic] = (device, message)
+        else:
+            device, message = known
         spec = device.spec
         # A retained message is the broker's memory, not the device speaking now: it is no sign of life.
-        if not retained:
+        if not retained and not self.watchdog.heard_again(spec.ref.device):
             await self.watchdog.heard(spec.ref.device)
         try:
             values = parse(spec.driver, message, payload)
         except PayloadError as exc:
             await self._rejected(spec.ref, exc.problem, f"{spec.ref.device}: {exc.detail}", topic, payload)
             return
-        self._metrics.inc("mqtt_messages", device=spec.ref.device, message=message)
+        counted = device.counted.get(message)
+        if counted is None:
+            counted = device.counted[message] = self._metrics.counting(
+                "mqtt_messages", device=spec.ref.device, message=message
+            )
+        counted()
         await self._act(device, interpret(spec.driver, message, values))
 
     def _route(self, topic: str) -> tuple[str | None, str, _Device | None]:
@@ -264,7 +280,9 @@ class MqttCollector:
     async def _act(self, device: _Device, meaning: Meaning) -> None:
         ref, ts = device.spec.ref, self._clock.now()
         if meaning.values:
-            await self._out(Reading(ref=ref, ts=ts, values=meaning.values))
+            # Built without validation: `parse` checked every value against the driver (a bool, an int, a finite
+            # float or a str each), `ref` is a checked DeviceRef, and `utc` is what validation does to the time.
+            await self._out(Reading.model_construct(ref=ref, ts=utc(ts), values=meaning.values))
         if meaning.event is not None:
             type_, code, text, data = meaning.event
             await self._out(Event(ref=ref, ts=ts, type=type_, code=code, message=text, data=data))

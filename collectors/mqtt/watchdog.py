@@ -64,6 +64,15 @@ class HeartbeatWatchdog:
     def lost(self, device: str) -> bool:
         return self._watches[device].lost
 
+    def heard_again(self, device: str) -> bool:
+        """Note that `device`, heard before and not lost, sent something just now; False (nothing noted) when it
+        is its first message or it was lost: then `heard` must be awaited, which announces it."""
+        watch = self._watches[device]
+        if watch.lost or not watch.heard:
+            return False
+        watch.last_heard_s = self._clock.monotonic()
+        return True
+
     async def heard(self, device: str) -> None:
         """`device` sent something just now."""
         watch = self._watches[device]

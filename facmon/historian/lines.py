@@ -233,6 +233,17 @@ class DeclaredFields:
             return []
         return sorted(name for name in reading.values if name not in allowed)
 
+    def whole(self, message: Reading | Event) -> bool:
+        """Whether all of `message` may be stored (the usual case, told without building a `Screened`): its device
+        is one of the site files', named as they name it, and a reading holds only declared fields."""
+        ref = message.ref
+        known = self.devices.get((ref.site, ref.device))
+        if known is None or ref.building != known.building or ref.model != known.model or ref.kind != known.kind:
+            return False  # a StrEnum equals its value: no `.value` needed
+        if not isinstance(message, Reading):
+            return True
+        return (known.fields if message.point is None else known.point_fields).issuperset(message.values)
+
     def screen(self, message: Reading | Event) -> Screened:
         """What of `message` may be stored: all of it, the reading without its undeclared fields, or nothing."""
         refused = self.refusal(message.ref)

@@ -198,8 +198,12 @@ class Historian:
     def _release(self) -> None:
         """Acknowledge the held messages, now that what they became is in the buffer's file."""
         held, self._held = self._held, []
+        by_client: dict[MqttClient, list[aiomqtt.Message]] = {}
         for client, message in held:
-            client.ack(message)  # on the connection it came on; a connection gone meanwhile redelivers it
+            by_client.setdefault(client, []).append(message)
+        for client, messages in by_client.items():
+            # On the connection they came on, in one write; a connection gone meanwhile redelivers them.
+            client.ack_many(messages)
 
     async def _release_when_stored(self) -> NoReturn:
         """While messages are held for a full disk, try the disk again every second and release them once it took
@@ -264,7 +268,7 @@ class Historian:
         def raw() -> bytes:
             return data if data is not None else message.model_dump_json().encode()
 
-        if self.declared is not None:
+        if self.declared is not None and not self.declared.whole(message):
             screened = self.declared.screen(message)
             if screened.label:
                 # What is declared is stored; the rest is counted (fields, and the message by reason) and parked.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from threading import Lock
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -77,6 +77,13 @@ class Counters:
             counter = self._counter(name, names)
             child = self._children[key] = counter.labels(**labels) if names else counter
         child.inc(amount)
+
+    def counting(self, name: str, **labels: str) -> Callable[[], None]:
+        """Adds one to the counter `name` for these labels, looked up once: for a caller that counts the same thing
+        per message and keeps this (an `inc` looks its labels up each time, three times the cost)."""
+        self.inc(name, 0, **labels)
+        child = self._children[(name, tuple(labels.items()))]
+        return cast(Callable[[], None], child.inc)
 
     def get(self, name: str, **labels: str) -> int:
         """The counter for exactly these labels; with no labels, the sum over all label sets (0 if never counted)."""

@@ -95,3 +95,25 @@ async def test_undeclared_fields_and_unknown_devices_are_not_stored(
     assert metrics.get("historian_fields_refused") == FORGED_FIELDS + 1 + 1 + 1
     assert metrics.get("historian_rejected", reason="undeclared_fields") == 2
     assert metrics.get("historian_rejected", reason="unknown_device") == 3
+
+
+def test_whole_says_exactly_when_screening_keeps_all_of_a_message() -> None:
+    """`whole`, the historian's quick look, is true exactly for what `screen` would keep untouched."""
+    declared = declared_fields([_site("s1")])
+    ref = _site("s1").ref("e1")
+    declared_field = next(iter(declared.devices[("s1", "e1")].fields))
+    messages: list[Reading | Event] = [
+        Reading(ref=ref, ts=T0, values={declared_field: 1}),
+        Reading(ref=ref, ts=T0, values={declared_field: 1, "forged": 2}),
+        Reading(ref=ref, ts=T0, values={declared_field: 1}, point="1-001"),  # no point fields declared
+        Event(ref=ref, ts=T0, type=EventType.FAULT_RAISED, code="2"),
+        Reading(ref=ref.model_copy(update={"device": "ghost"}), ts=T0, values={declared_field: 1}),
+        Reading(ref=ref.model_copy(update={"building": "b2"}), ts=T0, values={declared_field: 1}),
+        Reading(ref=ref.model_copy(update={"model": "elev-st-b"}), ts=T0, values={declared_field: 1}),
+        Reading(ref=ref.model_copy(update={"kind": DeviceKind.FIRE_PANEL}), ts=T0, values={declared_field: 1}),
+        Event(ref=ref.model_copy(update={"site": "s2"}), ts=T0, type=EventType.COMM_LOST),
+    ]
+    for message in messages:
+        screened = declared.screen(message)
+        assert declared.whole(message) == (screened.message is message and not screened.label), message
+    assert [declared.whole(m) for m in messages] == [True, False, False, True, False, False, False, False, False]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 
 import aiomqtt
 import pytest
@@ -162,3 +163,50 @@ async def test_a_burst_read_ahead_arrives_whole_in_order_and_only_its_unacknowle
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.5):
                 await anext(aiter(again.messages))
+
+
+@pytest.mark.parametrize("protocol", [aiomqtt.ProtocolVersion.V311, aiomqtt.ProtocolVersion.V5])
+async def test_bursts_take_what_arrived_in_order_and_end_when_the_broker_goes(
+    mosquitto_factory: Callable[[], Mosquitto], topic_prefix: str, protocol: aiomqtt.ProtocolVersion
+) -> None:
+    """`burst` hands over what arrived, oldest first, at most its limit, plain publishes (taken from the bytes read)
+    and those with MQTT 5 properties (decoded by paho) in the order sent; it waits when nothing has arrived, and
+    raises MqttError, as the iterator does, when the connection ends while it waits."""
+    broker = mosquitto_factory()
+    topic = f"{topic_prefix}/bursts"
+    consumer = mqtt_client(MqttSettings("127.0.0.1", broker.port, protocol=protocol), manual_ack=True)
+    sent = [b"%04d" % i for i in range(400)]
+    async with consumer:
+        await consumer.subscribe(topic, qos=1)
+        async with mqtt_client(
+            MqttSettings("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5)
+        ) as publisher:
+            for i, payload in enumerate(sent):
+                properties = None
+                if i % 37 == 5:
+                    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                    properties.UserProperty = ("n", str(i))
+                await publisher.publish(topic, payload, qos=i % 2, properties=properties)
+        got: list[aiomqtt.Message] = []
+        sizes = []
+        while len(got) < len(sent):
+            async with asyncio.timeout(5):
+                burst = await consumer.burst(25)
+            sizes.append(len(burst))
+            consumer.ack_many(burst)
+            got += burst
+        assert max(sizes) <= 25
+        # The broker may pass a QoS 0 message ahead of QoS 1 messages held for its window; each QoS keeps its order.
+        for level in (0, 1):
+            assert [m.payload for m in got if m.qos == level] == sent[level::2]
+        assert all(m.topic.value == topic for m in got)
+        if protocol == aiomqtt.ProtocolVersion.V5:
+            with_properties = sorted(m.payload for m in got if m.properties is not None)
+            assert with_properties == [p for i, p in enumerate(sent) if i % 37 == 5]
+        waiting = asyncio.create_task(consumer.burst(25))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        broker.stop()
+        with pytest.raises(aiomqtt.MqttError):
+            async with asyncio.timeout(10):
+                await waiting
