@@ -6,8 +6,9 @@ app.state; nothing here reads settings or opens connections at import.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from facmon.estate.site import Site
 from facmon.kernel.clock import Clock, SystemClock
+
+T = TypeVar("T")
 
 # The dependencies below do no I/O, so they are async: FastAPI runs a sync dependency in the thread pool, a hop that
 # cost more than what they do, on every request.
@@ -37,6 +40,38 @@ async def get_clock() -> Clock:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+class DatabaseWork:
+    """Runs a route's reading of the database (queries and the answer built from them, one function) in the thread
+    pool, at most `limit` at once in this process; the requests beyond wait their turn in the event loop, in order.
+
+    Why: the threads of one process share one interpreter lock. With 20 requests each in a thread of its own, they
+    took it from each other so often that a work-order page cost 13.7 ms of CPU instead of 5.0, and p99 was 508 ms
+    on one worker (benchmarks/bench_api.py, SQLite); with one at a time, 5.3 ms and 225 ms. A function run here
+    opens and closes its own session, so it never waits for a connection that a waiting request holds."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._gate = asyncio.Semaphore(limit)
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        async with self._gate:
+            return await run_in_threadpool(work, *args)
+
+
+def default_concurrency(engine: Engine) -> int:
+    """SQLite reads are work under the interpreter lock, so one at a time is fastest; PostgreSQL's also wait for
+    the server, and two let one wait while the other works (measured, benchmarks/bench_api.py)."""
+    return 1 if engine.dialect.name == "sqlite" else 2
+
+
+async def get_database_work(request: Request) -> DatabaseWork:
+    work: DatabaseWork = request.app.state.database_work
+    return work
+
+
+DatabaseWorkDep = Annotated[DatabaseWork, Depends(get_database_work)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SitesDep = Annotated[tuple[Site, ...], Depends(get_sites)]
 

@@ -23,10 +23,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic_core import to_json
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, PrincipalDep
-from api.deps import ClockDep, EngineDep, SitesDep
+from api.deps import ClockDep, DatabaseWorkDep, EngineDep, SitesDep
 from api.influx_history import field_types, history, latest
 from api.routes.kpis import get_influx
 from api.routes.work_orders import earliest_running
@@ -141,6 +140,7 @@ MAX_PAGE = 1000
 @router.get("/devices", response_model=DevicePagePublic)
 async def list_devices(
     engine: EngineDep,
+    database: DatabaseWorkDep,
     sites: SitesDep,
     user: PrincipalDep,
     site: Annotated[str | None, Query(max_length=64, description="only this site")] = None,
@@ -158,7 +158,7 @@ async def list_devices(
     the page's devices are read with their asset updates and built into answers."""
     query = _DeviceQuery(site, building, kind, frozenset(state or ()), limit, offset)
     # One hop to the thread pool for the queries and the body together (see read_work_orders).
-    body = await run_in_threadpool(_device_page, engine, sites, user, query)
+    body = await database.run(_device_page, engine, sites, user, query)
     return Response(body, media_type="application/json")
 
 
@@ -279,6 +279,7 @@ _SUMMARY_COLUMNS = tuple(name for name in WorkOrderSummaryPublic.model_fields if
 @router.get("/devices/{site}/{device}", responses=_NOT_FOUND)
 async def read_device(
     engine: EngineDep,
+    database: DatabaseWorkDep,
     sites: SitesDep,
     clock: ClockDep,
     user: PrincipalDep,
@@ -290,7 +291,7 @@ async def read_device(
     the_site, building, the_device = _find(sites, user, site, device)
     now = clock.now()
     # The queries run in a thread (one hop for all of them), so the event loop keeps serving.
-    fields, work_orders = await run_in_threadpool(_database_part, engine, the_site, building, the_device, now)
+    fields, work_orders = await database.run(_database_part, engine, the_site, building, the_device, now)
     latest_public: LatestPublic | None = None
     latest_error: str | None = None
     if influx is None:

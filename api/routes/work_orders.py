@@ -13,11 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic_core import to_json
 from sqlalchemy import Engine, Row
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
 from api.auth import PrincipalDep as CurrentUserDep
-from api.deps import ClockDep, EngineDep, SessionDep, SitesDep
+from api.deps import ClockDep, DatabaseWorkDep, EngineDep, SessionDep, SitesDep
 from api.schemas import (
     ActorPublic,
     FollowUpPublic,
@@ -221,6 +220,7 @@ WorkOrderSort = Literal["urgency", "detected_at", "-detected_at", "priority"]
 @router.get("", response_model=WorkOrderPagePublic)
 async def read_work_orders(
     engine: EngineDep,
+    database: DatabaseWorkDep,
     clock: ClockDep,
     user: CurrentUserDep,
     status_: Annotated[
@@ -272,7 +272,7 @@ async def read_work_orders(
     )
     # One hop to the thread pool for the queries and the body together: each hop costs, and under load the hops of
     # many requests contend for the interpreter.
-    body = await run_in_threadpool(_read_page, engine, filters, now)
+    body = await database.run(_read_page, engine, filters, now)
     return Response(body, media_type="application/json")
 
 

@@ -353,16 +353,18 @@ def api(
         _supervise_api(sites, settings, own, workers)
 
     async def build(compose: Composer) -> Sequence[Service]:
+        from facmon.shell.api_workers import long_lived
+
         await compose.check_start(sites)
         if worker_fd is not None:  # one of the workers of `facmon api --workers N`
             import socket
 
-            return [compose.api(sites, host, port, sock=socket.socket(fileno=worker_fd))]
+            return long_lived([compose.api(sites, host, port, sock=socket.socket(fileno=worker_fd))])
         if settings.demo:
             _demo_banner(sites)
         service = compose.api(sites, host, port)
         log.info("serving the API", url=f"{service.url}/api/v1", docs=f"{service.url}/docs")
-        return [service]
+        return long_lived([service])
 
     _serve(build, settings)
 

@@ -384,5 +384,6 @@ class Composer:
             cors_origins=self.settings.cors_origins,
             max_body_bytes=self.settings.max_body_bytes,
             services_health=health,
+            database_concurrency=self.settings.api_database_concurrency,
         )
         return ApiService(embedded(app, host, port, sock))
