@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from api.accounts.models import Role
 from api.accounts.throttle import LoginThrottle
 from api.auth import ADMINS, ENGINEERING, FIELD_WORK, OPERATIONS, REPORTING, policy
-from api.deps import DatabaseWork, default_concurrency
+from api.deps import DatabaseWork
 from api.errors import install_error_handlers
 from api.nul_check import refuse_nul
 from api.routes import (
@@ -60,10 +60,9 @@ def create_app(
     cors_origins: Sequence[str] = (),
     max_body_bytes: int = 1_048_576,
     services_health: Callable[[], Health] | None = None,
-    database_concurrency: int | None = None,
+    database_concurrency: int = 1,
 ) -> FastAPI:
-    """`database_concurrency`: how many of the busiest reads run at once (api.deps.DatabaseWork); None: the
-    database's default (default_concurrency)."""
+    """`database_concurrency`: how many of the busiest reads run at once (api.deps.DatabaseWork)."""
     ids = [site.id for site in sites]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -78,7 +77,7 @@ def create_app(
     )
     app.state.sites = tuple(sites)
     app.state.engine = engine
-    app.state.database_work = DatabaseWork(database_concurrency or default_concurrency(engine))
+    app.state.database_work = DatabaseWork(database_concurrency)
     app.state.metrics = metrics if metrics is not None else Counters()
     # Where the API runs beside other services (`facmon up`), their health is part of its own.
     app.state.services_health = services_health

@@ -60,12 +60,6 @@ class DatabaseWork:
             return await run_in_threadpool(work, *args)
 
 
-def default_concurrency(engine: Engine) -> int:
-    """SQLite reads are work under the interpreter lock, so one at a time is fastest; PostgreSQL's also wait for
-    the server, and two let one wait while the other works (measured, benchmarks/bench_api.py)."""
-    return 1 if engine.dialect.name == "sqlite" else 2
-
-
 async def get_database_work(request: Request) -> DatabaseWork:
     work: DatabaseWork = request.app.state.database_work
     return work

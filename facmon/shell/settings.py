@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     # Request bodies larger than this are refused with 413 (default 1 MiB).
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     # How many of the busiest reads (work-order list, device list, device detail) one API process runs at once;
-    # others wait their turn (api.deps.DatabaseWork). Default: 1 on SQLite, 2 on PostgreSQL (measured best).
-    api_database_concurrency: int | None = Field(default=None, ge=1, le=64)
+    # others wait their turn (api.deps.DatabaseWork). One was fastest on SQLite and on PostgreSQL (bench_api.py).
+    api_database_concurrency: int = Field(default=1, ge=1, le=64)
 
     @field_validator("state_dir")
     @classmethod

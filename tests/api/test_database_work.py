@@ -1,5 +1,5 @@
 """The busiest reads of the API run at most `limit` at once per process (api.deps.DatabaseWork), the others waiting
-their turn in order; the default is one on SQLite."""
+their turn in order."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import Engine
 
-from api.deps import DatabaseWork, default_concurrency
+from api.deps import DatabaseWork
 
 
 @pytest.mark.parametrize("limit", [1, 2])
@@ -35,8 +34,3 @@ async def test_no_more_than_the_limit_run_at_once_and_in_order(limit: int) -> No
     assert most == limit
     if limit == 1:
         assert started == list(range(6))
-
-
-def test_one_at_a_time_on_sqlite(engine: Engine) -> None:
-    expected = 1 if engine.dialect.name == "sqlite" else 2
-    assert default_concurrency(engine) == expected

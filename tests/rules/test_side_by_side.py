@@ -21,7 +21,7 @@ from facmon.kernel.clock import FakeClock
 from facmon.kernel.daemons import Postgres
 from facmon.kernel.db import make_engine
 from facmon.kernel.metrics import Counters
-from facmon.kernel.model import DeviceKind, DeviceRef, Event, EventType, Value
+from facmon.kernel.model import Event, EventType
 from facmon.workorders.breaches import record_breaches
 from facmon.workorders.tables import TimelineType, WorkOrder, WorkOrderClock, WorkOrderEvent
 from rules import fire_checks, maintenance_visits
@@ -31,6 +31,7 @@ from rules.state_store import apply_state_event, tick
 from rules.tables import DeviceStateRow, DeviceStatus, RuleHold
 from rules.worker import Broker, RulesWorker
 from tests.rules.support import elevator
+from tests.rules.test_arrival_worker import CARD, card_read, demo_site
 
 T = TypeVar("T")
 WORKERS = 4
@@ -209,34 +210,10 @@ def test_a_card_read_on_one_worker_while_another_opens_the_work_order_proves_the
 ) -> None:
     """A fault and a technician's card read are events of different devices: two workers apply them at once. The
     read must not miss the work order being opened (nor the opening the read): the second waits for the first."""
-    estate = Site.model_validate(
-        {
-            "site": {"id": "s1"},
-            "buildings": [
-                {
-                    "id": "b1",
-                    "devices": [
-                        {"id": "e1", "kind": "elevator", "model": "elev-gb-a", "address": {"host": "h"}},
-                        {"id": "gate-north", "kind": "gate", "model": "barrier-a"},
-                    ],
-                }
-            ],
-            "technicians": [
-                {
-                    "id": "li",
-                    "name": "Li Ming",
-                    "phone": "13800000001",
-                    "cards": ["A1B2C3D4"],
-                    "disciplines": ["elevator"],
-                }
-            ],
-        }
-    )
+    estate = demo_site("s1")  # e1, a gate, and Li Ming, an elevator technician with a card
     rules, now = worker(engines[0], [estate]), T0 + timedelta(minutes=2)
     broken = fault("e1", T0, raised=True)
-    gate = DeviceRef(site="s1", building="b1", device="gate-north", kind=DeviceKind.GATE, model="barrier-a")
-    data: dict[str, Value] = {"card": "A1B2C3D4", "granted": True, "direction": "in"}
-    read = Event(ref=gate, ts=T0 + timedelta(minutes=1), type=EventType.CARD_READ, data=data)
+    read = card_read("s1", FakeClock(T0 + timedelta(minutes=1)), CARD)
     pool = ThreadPoolExecutor(1)
     try:
         with Session(engines[0]) as session, session.begin():
