@@ -52,7 +52,6 @@ class DatabaseWork:
     opens and closes its own session, so it never waits for a connection that a waiting request holds."""
 
     def __init__(self, limit: int) -> None:
-        self.limit = limit
         self._gate = asyncio.Semaphore(limit)
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
